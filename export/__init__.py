@@ -1,0 +1,1 @@
+"""skoots_export: SKOOTS training checkpoints → TorchScript → Triton model repository."""

@@ -1,0 +1,114 @@
+"""``skoots``: the server-side command line (export a checkpoint; serve a repository)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ExportError, ExportOptionError
+from .model_config import INPUT, OUTPUTS, Device
+
+app = typer.Typer(
+    help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _commands() -> None:
+    """SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them."""
+
+
+def parse_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
+    """``"300,300,20"`` → ``(300, 300, 20)``; a one-line error names the option otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ExportOptionError(
+            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} "
+            + ("300,300,20" if kind is int else "60,60,12")
+        )
+    return values
+
+
+def fail(error: Exception) -> typer.Exit:
+    """Print a user error as one line on stderr; the caller raises the returned exit."""
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(2)
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict.")],
+    repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
+    name: Annotated[str, typer.Option(help="Model name in the repository; with --backend both the Python-backend copy is NAME_python.")] = "skoots",
+    backend: Annotated[str, typer.Option(help="libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend running the same model.pt with torch) or both.")] = "libtorch",
+    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast) or cpu (KIND_CPU, float32).")] = Device.gpu,
+    max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
+    instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
+    version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
+    crop: Annotated[Optional[str], typer.Option(help="Crop X,Y,Z the client tiles with (seed: 300,300,20). Keep the training crop.")] = None,
+    overlap: Annotated[Optional[str], typer.Option(help="Overlap X,Y,Z trimmed from each crop side (seed: 10,10,5).")] = None,
+    vector_scaling: Annotated[Optional[str], typer.Option(help="Vector scaling X,Y,Z (default: cfg.SKOOTS.VECTOR_SCALING).")] = None,
+    anisotropy: Annotated[Optional[str], typer.Option(help="Voxel anisotropy X,Y,Z (default: cfg.SKOOTS.ANISOTROPY).")] = None,
+    prob_threshold: Annotated[Optional[float], typer.Option(help="Object probability threshold baked into the graph (seed: 0.5).")] = None,
+    skeleton_threshold: Annotated[Optional[float], typer.Option(help="Skeleton probability threshold baked into the graph (seed: 0.8).")] = None,
+    dilations_3d: Annotated[Optional[int], typer.Option(help="3x3x3 skeleton dilations per crop (seed: 1).")] = None,
+    dilations_2d: Annotated[Optional[int], typer.Option(help="3x3x1 skeleton dilations per crop after the 3-D ones (seed: 3).")] = None,
+    embedding_iterations: Annotated[Optional[int], typer.Option(help="Embedding iterations N (seed: 2).")] = None,
+    dataset_mean: Annotated[Optional[float], typer.Option(help="Normalise input as (x - mean) / std (default: the checkpoint's dataset_mean, else x / dtype range).")] = None,
+    dataset_std: Annotated[Optional[float], typer.Option(help="Standard deviation for --dataset-mean.")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
+) -> None:
+    """Export a SKOOTS checkpoint to TorchScript in a Triton model repository."""
+    from .exporter import export_checkpoint  # torch loads here, not for --help
+
+    try:
+        result = export_checkpoint(
+            checkpoint,
+            repository=repository,
+            name=name,
+            backend=backend,
+            device=device,
+            max_batch_size=max_batch,
+            version=version,
+            instances=instances,
+            trust_checkpoint=trust_checkpoint,
+            crop=parse_triple("--crop", crop),
+            overlap=parse_triple("--overlap", overlap),
+            vector_scaling=parse_triple("--vector-scaling", vector_scaling, float),
+            anisotropy=parse_triple("--anisotropy", anisotropy, float),
+            prob_threshold=prob_threshold,
+            skeleton_threshold=skeleton_threshold,
+            dilations_3d=dilations_3d,
+            dilations_2d=dilations_2d,
+            embedding_iterations=embedding_iterations,
+            dataset_mean=dataset_mean,
+            dataset_std=dataset_std,
+        )
+    except ExportError as e:
+        raise fail(e) from None
+    for path, kind in result.models:
+        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/model.pt ({kind.value} backend, {result.device.value}, max_batch_size {result.max_batch_size})")
+    typer.echo(f"input   {INPUT.name} {INPUT.data_type} [B, {', '.join(map(str, INPUT.dims))}]")
+    for spec in OUTPUTS:
+        typer.echo(f"output  {spec.name} {spec.data_type} [B, {', '.join(map(str, spec.dims))}]")
+    for key, value in result.parameters.to_strings().items():
+        typer.echo(f"param   {key} = {value}")
+
+
+def main() -> None:
+    app(prog_name="skoots")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Errors a user can cause during export; the CLI prints each as one line and exits non-zero."""
+
+
+class ExportError(Exception):
+    """Base class: a problem with the user's input, not a bug."""
+
+
+class CheckpointError(ExportError):
+    """The checkpoint file is missing, unreadable, unsafe or not a SKOOTS checkpoint."""
+
+
+class ArchitectureError(ExportError):
+    """``cfg.MODEL`` names an architecture, block or value this runtime cannot build."""
+
+
+class StateDictMismatchError(ExportError):
+    """The weights do not fit the network that ``cfg.MODEL`` describes."""
+
+
+class VerificationError(ExportError):
+    """The TorchScript module does not reproduce the eager network."""
+
+
+class ExportOptionError(ExportError):
+    """An export option is out of range."""

@@ -1,0 +1,134 @@
+"""``skoots export``: checkpoint → verified TorchScript head → Triton model repository."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+
+from .architecture import build_network, load_weights
+from .checkpoint import Checkpoint, load_checkpoint
+from .errors import ExportError, ExportOptionError
+from .head import InferenceHead
+from .model_config import Backend, Device, ModelParameters, build_model_config
+from .repository import ModelVariant, write_models
+from .torchscript import script_head, verify_scripted
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+PYTHON_SUFFIX = "_python"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written, for the CLI's summary."""
+
+    models: list[tuple[Path, Backend]]
+    parameters: ModelParameters
+    max_batch_size: int
+    device: Device
+
+
+def _triple(section: Mapping[str, Any], key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
+    value = section.get(key, default) if isinstance(section, Mapping) else default
+    try:
+        triple = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        triple = ()
+    if len(triple) != 3:
+        raise ExportOptionError(f"cfg.SKOOTS.{key} = {value!r} must hold three numbers (X, Y, Z)")
+    return triple  # type: ignore[return-value]
+
+
+def parameters_for(checkpoint: Checkpoint, **overrides: Any) -> ModelParameters:
+    """Seed defaults, then the checkpoint's own constants, then the user's overrides."""
+    skoots = checkpoint.cfg.get("SKOOTS", {})
+    defaults = ModelParameters()
+    try:
+        return defaults.replace(
+            vector_scaling=_triple(skoots, "VECTOR_SCALING", defaults.vector_scaling),
+            anisotropy=_triple(skoots, "ANISOTROPY", defaults.anisotropy),
+            dataset_mean=checkpoint.dataset_mean,
+            dataset_std=checkpoint.dataset_std,
+        ).replace(**overrides)
+    except ValueError as e:
+        raise ExportOptionError(str(e)) from e
+
+
+def cfg_to_yaml(cfg: Any) -> str:
+    """The checkpoint's cfg as YAML, kept in the model config for provenance."""
+    if hasattr(cfg, "dump"):
+        return cfg.dump()
+
+    def plain(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {str(k): plain(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [plain(v) for v in node]
+        return node
+
+    return yaml.safe_dump(plain(cfg))
+
+
+def export_checkpoint(
+    checkpoint_path: Path,
+    *,
+    repository: Path = Path("model_repository"),
+    name: str = "skoots",
+    backend: str = "libtorch",
+    device: Device = Device.gpu,
+    max_batch_size: int = 8,
+    version: int = 1,
+    instances: int = 1,
+    trust_checkpoint: bool = False,
+    **parameter_overrides: Any,
+) -> ExportResult:
+    """Export a SKOOTS checkpoint; ``backend`` is ``libtorch``, ``python`` or ``both``.
+
+    With ``both`` the libtorch model is ``name`` and the Python-backend model
+    ``name + "_python"``. Nothing is written unless every step succeeds.
+    """
+    if not _MODEL_NAME.match(name):
+        raise ExportOptionError(f"model name {name!r} may hold only letters, digits, '_', '.', '-'")
+    if max_batch_size < 1 or version < 1 or instances < 1:
+        raise ExportOptionError("--max-batch, --version and --instances must be at least 1")
+    backends = {"libtorch": [Backend.libtorch], "python": [Backend.python], "both": list(Backend)}.get(backend)
+    if backends is None:
+        raise ExportOptionError(f"--backend {backend!r}: choose libtorch, python or both")
+    checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
+    parameters = parameters_for(checkpoint, **parameter_overrides)
+    network = build_network(checkpoint.cfg["MODEL"])
+    load_weights(network, checkpoint.state_dict)
+    head = InferenceHead(network, parameters.prob_threshold, parameters.skeleton_threshold).eval()
+    scripted = script_head(head)
+    verify_scripted(head, scripted, parameters.crop)
+
+    cfg_yaml = cfg_to_yaml(checkpoint.cfg)
+    variants = []
+    for kind in backends:
+        model_name = name + PYTHON_SUFFIX if kind is Backend.python and len(backends) == 2 else name
+        config = build_model_config(
+            model_name,
+            backend=kind,
+            device=device,
+            max_batch_size=max_batch_size,
+            parameters=parameters,
+            cfg_yaml=cfg_yaml,
+            instances=instances,
+        )
+        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.python))
+    try:
+        paths = write_models(repository, variants, lambda path: torch.jit.save(scripted, str(path)), version)
+    except OSError as e:
+        raise ExportError(
+            f"cannot write the model repository {repository}: {e.strerror or e} — choose a writable --repository"
+        ) from e
+    return ExportResult(
+        models=list(zip(paths, backends)),
+        parameters=parameters,
+        max_batch_size=max_batch_size,
+        device=device,
+    )

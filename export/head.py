@@ -1,0 +1,43 @@
+"""The inference head: the network plus step 4 of the reference semantics (thresholding).
+
+It returns only what the client's post-processing needs, in the wire contract's types, so
+each crop voxel costs 2 B in (FP16) and 7 B out (FP16 vectors, UINT8 skeleton).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+
+class InferenceHead(nn.Module):
+    """``crops [B, 1, X, Y, Z] FP16`` → ``(vectors FP16 [B, 3, ...], skeleton UINT8 [B, 1, ...],
+    probability FP16 [B, 1, ...])``.
+
+    ``vectors = v * (prob > prob_threshold)`` and
+    ``skeleton = (skel * (prob > prob_threshold)) > skeleton_threshold``, as the seed computes
+    them. On CUDA the network runs under float16 autocast (as the seed does); on the CPU it
+    computes in float32.
+    """
+
+    def __init__(self, network: nn.Module, prob_threshold: float = 0.5, skeleton_threshold: float = 0.8) -> None:
+        super().__init__()
+        self.network = network
+        self.prob_threshold = float(prob_threshold)
+        self.skeleton_threshold = float(skeleton_threshold)
+
+    def forward(self, input__0: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        x = input__0.float()
+        if x.is_cuda:
+            with torch.autocast(device_type="cuda", dtype=torch.float16):
+                out = self.network(x)
+        else:
+            out = self.network(x)
+        out = out.float()
+        prob = out[:, 4:5]
+        mask = prob > self.prob_threshold
+        vectors = (out[:, 0:3] * mask).half()
+        skeleton = ((out[:, 3:4] > self.skeleton_threshold) & mask).to(torch.uint8)
+        return vectors, skeleton, prob.half()

@@ -1,0 +1,227 @@
+"""The wire contract and the Triton model config that carries it.
+
+``ModelParameters`` holds every constant a client needs to segment with a model; export
+writes it into ``config.pbtxt`` and the client reads it back, from the file or from a
+server's ``get_model_config``, with :func:`parameters_from_config`. The config is built as
+Triton's own ``ModelConfig`` protobuf, so what we write is what Triton parses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+CONTRACT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the wire contract; ``dims`` omit the batch axis (-1 = any length)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+INPUT = TensorSpec("input__0", "TYPE_FP16", (1, -1, -1, -1))
+VECTORS = TensorSpec("vectors__0", "TYPE_FP16", (3, -1, -1, -1))
+SKELETON = TensorSpec("skeleton__1", "TYPE_UINT8", (1, -1, -1, -1))
+PROBABILITY = TensorSpec("probability__2", "TYPE_FP16", (1, -1, -1, -1))
+OUTPUTS = (VECTORS, SKELETON, PROBABILITY)
+
+
+class Backend(str, enum.Enum):
+    libtorch = "libtorch"
+    python = "python"
+
+
+class Device(str, enum.Enum):
+    gpu = "gpu"
+    cpu = "cpu"
+
+
+@dataclass(frozen=True)
+class ModelParameters:
+    """The constants of DESIGN.md's reference semantics; defaults are the seed's.
+
+    ``dataset_mean`` / ``dataset_std`` set ``(x - mean) / std`` normalisation; without them
+    uint16 input is divided by 2**16 and uint8 by 2**8.
+    """
+
+    crop: tuple[int, int, int] = (300, 300, 20)
+    overlap: tuple[int, int, int] = (10, 10, 5)
+    vector_scaling: tuple[float, float, float] = (60.0, 60.0, 12.0)
+    anisotropy: tuple[float, float, float] = (1.0, 1.0, 3.0)
+    prob_threshold: float = 0.5
+    skeleton_threshold: float = 0.8
+    dilations_3d: int = 1
+    dilations_2d: int = 3
+    embedding_iterations: int = 2
+    dataset_mean: float | None = None
+    dataset_std: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("crop", "overlap", "vector_scaling", "anisotropy"):
+            if len(getattr(self, name)) != 3:
+                raise ValueError(f"{name} needs 3 values (X,Y,Z), got {getattr(self, name)}")
+        if any(c < 1 for c in self.crop):
+            raise ValueError(f"crop {self.crop} must be positive on every axis")
+        if any(o < 0 for o in self.overlap):
+            raise ValueError(f"overlap {self.overlap} must not be negative")
+        if any(c - 2 * o <= 0 for c, o in zip(self.crop, self.overlap)):
+            raise ValueError(
+                f"crop {self.crop} with overlap {self.overlap} keeps nothing of a crop: "
+                "each crop size must exceed twice its overlap"
+            )
+        for name in ("prob_threshold", "skeleton_threshold"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} = {getattr(self, name)} must lie in [0, 1)")
+        if self.dilations_3d < 0 or self.dilations_2d < 0:
+            raise ValueError("dilation counts must not be negative")
+        if self.embedding_iterations < 1:
+            raise ValueError(f"embedding_iterations = {self.embedding_iterations} must be at least 1")
+        if (self.dataset_mean is None) != (self.dataset_std is None):
+            raise ValueError("dataset_mean and dataset_std come together")
+        if self.dataset_std is not None and not self.dataset_std > 0:
+            raise ValueError(f"dataset_std = {self.dataset_std} must be positive")
+
+    @property
+    def normalization(self) -> str:
+        return "dtype_range" if self.dataset_mean is None else "mean_std"
+
+    def replace(self, **changes: Any) -> "ModelParameters":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_strings(self) -> dict[str, str]:
+        """The ``parameters`` map of config.pbtxt (Triton parameters are strings)."""
+        out = {"contract_version": CONTRACT_VERSION, "normalization": self.normalization}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            out[field.name] = ",".join(_fmt(v) for v in value) if isinstance(value, tuple) else _fmt(value)
+        return out
+
+    @classmethod
+    def from_strings(cls, values: dict[str, str]) -> "ModelParameters":
+        """Inverse of :meth:`to_strings`; raises ``ValueError`` naming a missing or bad key."""
+        kwargs: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = values.get(field.name)
+            if raw is None:
+                if field.name in ("dataset_mean", "dataset_std"):
+                    continue
+                raise ValueError(f"model config has no parameter '{field.name}'")
+            kind = _FIELD_KINDS[field.name]
+            try:
+                if kind in (int, float):
+                    kwargs[field.name] = kind(raw)
+                else:
+                    item = kind[0]
+                    kwargs[field.name] = tuple(item(v) for v in raw.split(","))
+            except ValueError as e:
+                raise ValueError(f"model config parameter '{field.name}' = {raw!r} is malformed") from e
+        return cls(**kwargs)
+
+
+_FIELD_KINDS: dict[str, Any] = {
+    "crop": (int,),
+    "overlap": (int,),
+    "vector_scaling": (float,),
+    "anisotropy": (float,),
+    "prob_threshold": float,
+    "skeleton_threshold": float,
+    "dilations_3d": int,
+    "dilations_2d": int,
+    "embedding_iterations": int,
+    "dataset_mean": float,
+    "dataset_std": float,
+}
+
+
+def _fmt(value: Any) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _tensor(spec: TensorSpec, message: Any) -> None:
+    message.name = spec.name
+    message.data_type = pb.DataType.Value(spec.data_type)
+    message.dims.extend(spec.dims)
+
+
+def build_model_config(
+    name: str,
+    *,
+    backend: Backend,
+    device: Device,
+    max_batch_size: int,
+    parameters: ModelParameters,
+    cfg_yaml: str,
+    instances: int = 1,
+) -> pb.ModelConfig:
+    """The Triton ``ModelConfig`` for one variant of an exported model.
+
+    Dynamic batching is on; the model is warmed up at the crop shape with batch 1 and with
+    ``max_batch_size`` (TorchScript re-optimises for every new input shape).
+    """
+    config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
+    if backend is Backend.libtorch:
+        config.platform = "pytorch_libtorch"
+        config.parameters["INFERENCE_MODE"].string_value = "true"
+    else:
+        config.backend = "python"
+    _tensor(INPUT, config.input.add())
+    for spec in OUTPUTS:
+        _tensor(spec, config.output.add())
+    group = config.instance_group.add()
+    group.count = instances
+    group.kind = pb.ModelInstanceGroup.KIND_GPU if device is Device.gpu else pb.ModelInstanceGroup.KIND_CPU
+    config.dynamic_batching.max_queue_delay_microseconds = 1000
+    for batch in sorted({1, max_batch_size}):
+        warmup = config.model_warmup.add()
+        warmup.name = f"crop_batch{batch}"
+        warmup.batch_size = batch
+        data = warmup.inputs[INPUT.name]
+        data.data_type = pb.DataType.Value(INPUT.data_type)
+        data.dims.extend((1, *parameters.crop))
+        data.zero_data = True
+    for key, value in parameters.to_strings().items():
+        config.parameters[key].string_value = value
+    config.parameters["skoots_cfg"].string_value = cfg_yaml
+    return config
+
+
+def config_to_text(config: pb.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def config_from_text(text: str) -> pb.ModelConfig:
+    """Parse config.pbtxt; raises ``text_format.ParseError`` on a malformed file."""
+    return text_format.Parse(text, pb.ModelConfig())
+
+
+def contract_problems(config: pb.ModelConfig) -> list[str]:
+    """What keeps ``config`` from speaking the wire contract (empty when it does)."""
+    problems = []
+    inputs = {t.name: t for t in config.input}
+    outputs = {t.name: t for t in config.output}
+    for spec, table, role in [(INPUT, inputs, "input")] + [(s, outputs, "output") for s in OUTPUTS]:
+        found = table.get(spec.name)
+        if found is None:
+            problems.append(f"no {role} '{spec.name}'")
+        elif pb.DataType.Name(found.data_type) != spec.data_type:
+            problems.append(f"{role} '{spec.name}' is {pb.DataType.Name(found.data_type)}, not {spec.data_type}")
+        elif len(found.dims) != len(spec.dims) or found.dims[0] != spec.dims[0]:
+            problems.append(f"{role} '{spec.name}' has dims {list(found.dims)}, not {list(spec.dims)}")
+    return problems
+
+
+def parameters_from_config(config: pb.ModelConfig) -> ModelParameters:
+    """Read the segmentation constants back from a model config (file or server)."""
+    return ModelParameters.from_strings({k: v.string_value for k, v in config.parameters.items()})
+

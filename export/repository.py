@@ -1,0 +1,90 @@
+"""Write exported models into a Triton model repository without ever leaving half a model.
+
+Every variant is assembled in a private staging folder inside the repository (same file
+system), then moved into place with ``rename``; an earlier model of the same name is swapped
+out only once the new one is complete, and other versions it held are carried over.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tritonclient.grpc import model_config_pb2 as pb
+
+from .model_config import config_to_text
+
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """One model directory to write: its name, config and whether it needs ``model.py``."""
+
+    name: str
+    config: pb.ModelConfig
+    python_backend: bool
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_models(
+    repository: Path,
+    variants: list[ModelVariant],
+    save_model: Callable[[Path], None],
+    version: int = 1,
+) -> list[Path]:
+    """Write each variant as ``<repository>/<name>/{config.pbtxt, <version>/model.pt[, model.py]}``.
+
+    ``save_model(path)`` writes the TorchScript file once; variants share it (hard link where
+    the file system allows). Returns the model directories written.
+    """
+    repository.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".skoots-export-", dir=repository))
+    try:
+        model_file = staging / "model.pt"
+        save_model(model_file)
+        for variant in variants:
+            model_dir = staging / variant.name
+            version_dir = model_dir / str(version)
+            version_dir.mkdir(parents=True)
+            _link_or_copy(model_file, version_dir / "model.pt")
+            if variant.python_backend:
+                shutil.copyfile(PYTHON_MODEL, version_dir / "model.py")
+            (model_dir / "config.pbtxt").write_text(config_to_text(variant.config))
+        written = []
+        for variant in variants:
+            written.append(_swap_in(staging / variant.name, repository / variant.name, staging, version))
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(new: Path, target: Path, staging: Path, version: int) -> Path:
+    """Move ``new`` to ``target``; an existing ``target`` keeps its other versions."""
+    if not target.exists():
+        new.rename(target)
+        return target
+    old = staging / f"{target.name}.replaced"
+    target.rename(old)
+    carried = [c for c in old.iterdir() if c.is_dir() and c.name.isdigit() and c.name != str(version)]
+    try:
+        for child in carried:
+            child.rename(new / child.name)
+        new.rename(target)
+    except OSError:
+        for child in carried:
+            if (new / child.name).exists():
+                (new / child.name).rename(child)
+        old.rename(target)
+        raise
+    return target

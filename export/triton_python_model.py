@@ -1,0 +1,44 @@
+"""Triton Python-backend model: runs the exported ``model.pt`` with torch.
+
+Export copies this file to ``<repository>/<name>/1/model.py`` for servers without the libtorch
+backend (such as the ``tritonserver`` inside the ``nvidia-pytriton`` wheel). It must import
+nothing from this project: the server loads it on its own.
+"""
+
+import os
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+_INPUT = "input__0"
+_OUTPUTS = ("vectors__0", "skeleton__1", "probability__2")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        gpu = args["model_instance_kind"] == "GPU"
+        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+        if not gpu:
+            torch.set_num_threads(max(1, int(os.environ.get("SKOOTS_TORCH_THREADS", os.cpu_count() or 1))))
+        path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
+        self.model = torch.jit.load(path, map_location=self.device).eval()
+
+    def execute(self, requests):
+        arrays = [pb_utils.get_input_tensor_by_name(r, _INPUT).as_numpy() for r in requests]
+        sizes = [a.shape[0] for a in arrays]
+        batch = torch.from_numpy(np.concatenate(arrays)).to(self.device)
+        with torch.inference_mode():
+            outputs = [o.cpu().numpy() for o in self.model(batch)]
+        responses = []
+        start = 0
+        for request, size in zip(requests, sizes):
+            wanted = set(request.requested_output_names()) or set(_OUTPUTS)
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + size]))
+                for name, out in zip(_OUTPUTS, outputs)
+                if name in wanted
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            start += size
+        return responses
