@@ -1,0 +1,99 @@
+"""``skoots-client``: segment volumes with an exported SKOOTS model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ClientError, InputError
+
+app = typer.Typer(
+    help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _commands() -> None:
+    """Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process)."""
+
+
+def _triple(option: str, text: Optional[str]) -> Optional[tuple[int, int, int]]:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"{option} {text!r} needs three integers X,Y,Z, e.g. {option} 300,300,20")
+    return values  # type: ignore[return-value]
+
+
+def default_output(volume: Path) -> Path:
+    name = volume.name
+    for suffix in (".ome.zarr", ".zarr", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return volume.with_name(name[: -len(suffix)] + "_labels.tif")
+    return volume.with_name(name + "_labels.tif")
+
+
+@app.command("segment")
+def segment_command(
+    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.")],
+    url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
+    model: Annotated[str, typer.Option(help="Model name on the server / in the repository.")] = "skoots",
+    repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output labels: .tif/.tiff, .zarr or .ome.zarr (default: VOLUME_labels.tif beside the input).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    channel: Annotated[Optional[int], typer.Option(help="Channel of [Z, X, Y, C] input (default: the only one; channel 2 when there are more than 3).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Crops per request (default and maximum: the model's max_batch_size).")] = None,
+    window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
+    retries: Annotated[int, typer.Option(help="Retries per request on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff.")] = 5,
+    device: Annotated[str, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = "auto",
+    crop: Annotated[Optional[str], typer.Option(help="Override the model's crop X,Y,Z.")] = None,
+    overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap X,Y,Z.")] = None,
+    embedding_iterations: Annotated[Optional[int], typer.Option(help="Override the model's embedding iterations N.")] = None,
+    reference_borders: Annotated[bool, typer.Option("--reference-borders", help="Leave the reference's unwritten frames background, to reproduce published results.")] = False,
+    save_intermediates: Annotated[bool, typer.Option("--save-intermediates", help="Also write skeleton, vectors and probability beside the output (.zarr).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+) -> None:
+    """Segment a volume into instance labels."""
+    from .run import segment_file  # heavy imports only when segmenting
+
+    try:
+        summary = segment_file(
+            volume,
+            out=out or default_output(volume),
+            urls=url or [],
+            model=model,
+            repository=repository,
+            overwrite=overwrite,
+            channel=channel,
+            batch=batch,
+            window=window,
+            timeout=timeout,
+            retries=retries,
+            device=device,
+            crop=_triple("--crop", crop),
+            overlap=_triple("--overlap", overlap),
+            embedding_iterations=embedding_iterations,
+            reference_borders=reference_borders,
+            save_intermediates=save_intermediates,
+            quiet=quiet,
+        )
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if not quiet:
+        typer.echo(summary)
+
+
+def main() -> None:
+    app(prog_name="skoots-client")

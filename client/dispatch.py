@@ -1,0 +1,130 @@
+"""Spread batches over endpoints with a bounded number in flight; yield answers as they come.
+
+Each endpoint runs ``concurrency`` worker threads that pull from one shared queue, so a faster
+server simply takes more batches. The queue holds at most as many batches as there are
+workers: memory stays bounded whatever the volume size. An endpoint that fails for good
+(unreachable or timing out after its own retries) hands its batch back and drops out; the
+others carry on. If none is left, the last error is raised.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from .errors import InferenceTimeoutError, ServerUnavailableError
+
+
+class Endpoint(Protocol):
+    name: str
+    concurrency: int
+
+    def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]: ...
+
+
+_DONE = object()
+_POLL = 0.05
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def dispatch(
+    jobs: Iterable[tuple[Hashable, np.ndarray]],
+    endpoints: Sequence[Endpoint],
+    *,
+    probability: bool = False,
+    on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
+) -> Iterator[tuple[Hashable, tuple[np.ndarray, ...]]]:
+    """Yield ``(key, outputs)`` for every ``(key, batch)`` in ``jobs``, in completion order."""
+    workers = sum(e.concurrency for e in endpoints)
+    pending: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
+    retry: queue.Queue[Any] = queue.Queue()
+    results: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+    alive = {id(e): e.concurrency for e in endpoints}
+    lock = threading.Lock()
+    submitted = [0]
+    fed_all = threading.Event()
+
+    def feed() -> None:
+        try:
+            for job in jobs:
+                while not stop.is_set():
+                    try:
+                        pending.put(job, timeout=_POLL)
+                        submitted[0] += 1
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 - reading input failed: hand it to the consumer
+            results.put(_Failure(e))
+        finally:
+            fed_all.set()
+
+    def next_job() -> Any:
+        while not stop.is_set():
+            try:
+                return retry.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                return pending.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return None
+
+    def work(endpoint: Endpoint) -> None:
+        while True:
+            job = next_job()
+            if job is None:
+                return
+            key, batch = job
+            try:
+                outputs = endpoint.infer(batch, probability)
+            except (ServerUnavailableError, InferenceTimeoutError) as e:
+                retry.put(job)
+                with lock:
+                    alive[id(endpoint)] -= 1
+                    last = sum(alive.values()) == 0
+                if on_endpoint_lost is not None and alive[id(endpoint)] == 0:
+                    on_endpoint_lost(endpoint.name, e)
+                if last:
+                    results.put(_Failure(e))
+                return
+            except BaseException as e:  # noqa: BLE001 - anything else ends the run
+                results.put(_Failure(e))
+                return
+            results.put((key, outputs))
+
+    threads = [threading.Thread(target=feed, name="skoots-feed", daemon=True)]
+    for endpoint in endpoints:
+        threads += [
+            threading.Thread(target=work, args=(endpoint,), name=f"skoots-{endpoint.name}-{i}", daemon=True)
+            for i in range(endpoint.concurrency)
+        ]
+    for thread in threads:
+        thread.start()
+    received = 0
+    try:
+        while not (fed_all.is_set() and received == submitted[0]):
+            try:
+                item = results.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if isinstance(item, _Failure):
+                raise item.error
+            received += 1
+            yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+

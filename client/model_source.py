@@ -1,0 +1,179 @@
+"""Where a model's constants and answers come from: a Triton server or a local repository.
+
+Both kinds of endpoint expose ``infer(batch) -> outputs`` for one FP16 batch
+``[B, 1, X, Y, Z]``, so batching, dispatch and stitching are the same code for either.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skoots_export.model_config import (
+    INPUT,
+    PROBABILITY,
+    SKELETON,
+    VECTORS,
+    ModelParameters,
+    config_from_text,
+    contract_problems,
+    parameters_from_config,
+)
+
+from .errors import InferenceTimeoutError, ModelError, ServerUnavailableError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the client learns about a model before sending anything."""
+
+    name: str
+    parameters: ModelParameters
+    max_batch_size: int
+
+
+def _check_config(config: Any, where: str) -> ModelInfo:
+    problems = contract_problems(config)
+    if problems:
+        raise ModelError(f"model at {where} does not speak the SKOOTS contract: {'; '.join(problems)} — re-export it with skoots export")
+    try:
+        parameters = parameters_from_config(config)
+    except ValueError as e:
+        raise ModelError(f"model at {where}: {e} — re-export it with skoots export") from e
+    return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)))
+
+
+class EmbeddedModel:
+    """The exported ``model.pt`` run in this process (the default when no ``--url`` is given)."""
+
+    concurrency = 1
+
+    def __init__(self, repository: Path, model: str) -> None:
+        import torch
+
+        model_dir = Path(repository) / model
+        config_path = model_dir / "config.pbtxt"
+        if not config_path.is_file():
+            found = sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")) if Path(repository).is_dir() else []
+            hint = f"models there: {', '.join(found)}" if found else "run skoots export first"
+            raise ModelError(f"no model '{model}' in repository {repository} ({hint})")
+        try:
+            config = config_from_text(config_path.read_text())
+        except Exception as e:  # protobuf's ParseError and decoding errors
+            raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
+        self.info = _check_config(config, str(model_dir))
+        versions = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / "model.pt").is_file()))
+        if not versions:
+            raise ModelError(f"{model_dir} has no <version>/model.pt; re-export the model")
+        self.name = f"embedded:{model_dir / str(versions[-1]) / 'model.pt'}"
+        try:
+            self._module = torch.jit.load(str(model_dir / str(versions[-1]) / "model.pt"), map_location="cpu").eval()
+        except (RuntimeError, ValueError, OSError) as e:
+            raise ModelError(f"cannot load {model_dir / str(versions[-1]) / 'model.pt'}: {str(e).splitlines()[0]} — re-export the model") from e
+        self._torch = torch
+
+    def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
+        with self._torch.inference_mode():
+            vectors, skeleton, prob = self._module(self._torch.from_numpy(batch))
+        outputs = (vectors.numpy(), skeleton.numpy())
+        return outputs + (prob.numpy(),) if probability else outputs
+
+
+_RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+
+
+def _status(error: Exception) -> str:
+    status = getattr(error, "status", None)
+    text = str(status() if callable(status) else status or "")
+    return text.replace("StatusCode.", "")
+
+
+class TritonEndpoint:
+    """One Triton server over gRPC, with a per-request deadline and retries with backoff."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        concurrency: int = 4,
+        timeout: float = 120.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ) -> None:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        self.url = url
+        self.name = f"{url}/{model}"
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._grpc = grpcclient
+        self._error = InferenceServerException
+        try:
+            # No channel_args: passing them drops tritonclient's unlimited message size.
+            self._client = grpcclient.InferenceServerClient(url=url)
+        except Exception as e:  # bad address syntax
+            raise ServerUnavailableError(f"cannot connect to {url}: {e} — give --url HOST:PORT of Triton's gRPC port") from e
+        self.info = self._connect()
+
+    def _connect(self) -> ModelInfo:
+        try:
+            live = self._client.is_server_live(client_timeout=10)
+        except self._error as e:
+            raise ServerUnavailableError(
+                f"no Triton server at {self.url} ({_status(e) or 'unreachable'}) — start one (skoots serve) or fix --url"
+            ) from e
+        if not live:
+            raise ServerUnavailableError(f"Triton at {self.url} is not live yet; retry when it is")
+        try:
+            ready = self._client.is_model_ready(self.model, client_timeout=10)
+        except self._error:
+            ready = False
+        if not ready:
+            try:
+                index = self._client.get_model_repository_index(as_json=True, client_timeout=10)
+                names = sorted(m["name"] for m in index.get("models", []) if m.get("state") == "READY")
+            except self._error:
+                names = []
+            raise ModelError(
+                f"model '{self.model}' is not loaded or not ready on {self.url}"
+                + (f" (ready: {', '.join(names)})" if names else "")
+                + " — pass --model or load it"
+            )
+        try:
+            config = self._client.get_model_config(self.model, client_timeout=10).config
+        except self._error as e:
+            raise ModelError(f"cannot read the config of '{self.model}' from {self.url}: {e.message()}") from e
+        return _check_config(config, f"{self.url}/{self.model}")
+
+    def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
+        inputs = [self._grpc.InferInput(INPUT.name, list(batch.shape), "FP16")]
+        inputs[0].set_data_from_numpy(batch)
+        names = [VECTORS.name, SKELETON.name] + ([PROBABILITY.name] if probability else [])
+        outputs = [self._grpc.InferRequestedOutput(n) for n in names]
+        attempt = 0
+        while True:
+            try:
+                result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
+                return tuple(result.as_numpy(n) for n in names)
+            except self._error as e:
+                status = _status(e)
+                if status not in _RETRYABLE:
+                    raise ModelError(f"{self.name} refused a request: {e.message()}") from e
+                if attempt >= self.retries:
+                    kind = InferenceTimeoutError if status == "DEADLINE_EXCEEDED" else ServerUnavailableError
+                    raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
+                time.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
+                attempt += 1
+
+    def close(self) -> None:
+        self._client.close()

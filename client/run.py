@@ -1,0 +1,117 @@
+"""``segment`` end to end: check everything, segment, write atomically, summarise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from skoots_export.model_config import ModelParameters
+
+from . import postprocess
+from .errors import ClientError, InputError, ModelError
+from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint
+from .progress import ProgressLine
+from .segment import SegmentResult, segment_volume
+from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
+
+
+def open_endpoints(
+    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int
+) -> tuple[list[Any], ModelInfo]:
+    """Triton endpoints for ``urls``, or the in-process model when there are none.
+
+    All servers must serve the same model constants, or the stitched result would mix models.
+    """
+    if not urls:
+        embedded = EmbeddedModel(repository, model)
+        return [embedded], embedded.info
+    endpoints = [TritonEndpoint(u, model, concurrency=window, timeout=timeout, retries=retries) for u in urls]
+    first = endpoints[0].info
+    for endpoint in endpoints[1:]:
+        if endpoint.info.parameters != first.parameters:
+            raise ModelError(f"{endpoint.name} and {endpoints[0].name} serve models with different parameters")
+    return endpoints, first
+
+
+def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
+    try:
+        return info.parameters.replace(**overrides)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+
+
+def summary(volume_path: Path, out: Path, shape: tuple[int, ...], result: SegmentResult, total: float, xp: Any) -> str:
+    voxels = int(np.prod(shape))
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
+    return (
+        f"{volume_path} → {out}\n"
+        f"shape (X, Y, Z) {tuple(shape)}, {result.crops} crops, {result.instances} instances\n"
+        f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
+        f"{voxels / total / 1e6:.2f} Mvoxels/s"
+    )
+
+
+def segment_file(
+    volume_path: Path,
+    *,
+    out: Path,
+    urls: Sequence[str] = (),
+    model: str = "skoots",
+    repository: Path = Path("model_repository"),
+    overwrite: bool = False,
+    channel: int | None = None,
+    batch: int | None = None,
+    window: int = 4,
+    timeout: float = 120.0,
+    retries: int = 5,
+    device: str = "auto",
+    crop: tuple[int, int, int] | None = None,
+    overlap: tuple[int, int, int] | None = None,
+    embedding_iterations: int | None = None,
+    reference_borders: bool = False,
+    save_intermediates: bool = False,
+    quiet: bool = False,
+) -> str:
+    """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``."""
+    started = time.perf_counter()
+    if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
+        raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
+    check_output_path(out, overwrite)
+    volume = read_volume(volume_path, channel)
+    try:
+        xp = postprocess.device_array_module(device)
+    except ValueError as e:
+        raise ClientError(str(e)) from e
+    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries)
+    parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
+    batch_size = min(batch or info.max_batch_size, info.max_batch_size)
+
+    def lost(name: str, error: BaseException) -> None:
+        print(f"warning: {name} dropped out ({error}); carrying on with the others", file=sys.stderr)
+
+    try:
+        result = segment_volume(
+            volume,
+            parameters,
+            endpoints,
+            batch_size=batch_size,
+            xp=xp,
+            reference_borders=reference_borders,
+            save_intermediates=save_intermediates,
+            progress=ProgressLine(enabled=not quiet),
+            on_endpoint_lost=lost,
+        )
+    finally:
+        for endpoint in endpoints:
+            close = getattr(endpoint, "close", None)
+            if close:
+                close()
+    labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
+    write_labels(out, labels, overwrite=overwrite)
+    if save_intermediates:
+        write_intermediates(out, result.intermediates, overwrite=overwrite)
+    return summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)

@@ -1,0 +1,257 @@
+"""Read microscopy volumes and write label volumes (TIFF, Zarr, OME-Zarr).
+
+On disk a volume is ``[Z, X, Y]`` or ``[Z, X, Y, C]`` (the seed's reading of a TIFF stack);
+the runtime works in ``[X, Y, Z]`` and writes labels back as ``[Z, X, Y]``. Reading is lazy
+where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, OutputError
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+TIFF_SUFFIXES = (".tif", ".tiff")
+ZARR_SUFFIXES = (".zarr",)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A single-channel volume as an ``[X, Y, Z]`` array-like (possibly lazy)."""
+
+    data: Any
+    path: Path
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.data.dtype)
+
+
+class _XYZView:
+    """``[Z, X, Y]`` storage seen as ``[X, Y, Z]`` without reading it."""
+
+    def __init__(self, zxy: Any, channel: int | None) -> None:
+        self._zxy = zxy
+        self._channel = channel
+        z, x, y = zxy.shape[:3]
+        self.shape = (x, y, z)
+        self.dtype = zxy.dtype
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        sx, sy, sz = key
+        index = (sz, sx, sy) if self._channel is None else (sz, sx, sy, self._channel)
+        return np.asarray(self._zxy[index]).transpose(1, 2, 0)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[slice(None), slice(None), slice(None)]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _open_tiff(path: Path) -> Any:
+    import tifffile
+
+    try:
+        return tifffile.memmap(path, mode="r")
+    except (ValueError, OSError, IndexError):
+        pass  # compressed or tiled: read it whole
+    try:
+        array = tifffile.imread(path)
+    except Exception as e:  # tifffile raises many kinds for corrupt files
+        raise InputError(f"cannot read TIFF {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if array.size == 0:
+        raise InputError(f"cannot read TIFF {path}: no image data (corrupt or truncated file?)")
+    return array
+
+
+def _open_zarr(path: Path) -> Any:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as e:  # zarr raises several kinds for a non-store
+        raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if isinstance(node, zarr.Array):
+        return node
+    multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        return node[multiscales[0]["datasets"][0]["path"]]
+    arrays = list(node.array_keys())
+    if len(arrays) == 1:
+        return node[arrays[0]]
+    raise InputError(f"{path} is a Zarr group with {len(arrays)} arrays and no OME multiscales; point at one array")
+
+
+def read_volume(path: str | Path, channel: int | None = None) -> Volume:
+    """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
+
+    ``channel`` picks a channel of ``[Z, X, Y, C]`` data; by default a single channel is
+    taken as is, and with more than 3 channels channel 2 is used (the seed's rule).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    name = path.name.lower()
+    if name.endswith(TIFF_SUFFIXES):
+        if not path.is_file():
+            raise InputError(f"{path} is not a file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read {path}: permission denied")
+        array = _open_tiff(path)
+    elif name.endswith(ZARR_SUFFIXES) or path.is_dir():
+        array = _open_zarr(path)
+    else:
+        raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
+    dtype = np.dtype(array.dtype)
+    if dtype.name not in SUPPORTED_DTYPES:
+        raise InputError(
+            f"{path} holds {dtype.name} voxels; SKOOTS reads uint8, uint16 or float (already normalised) — convert it"
+        )
+    shape = tuple(array.shape)
+    if any(n == 0 for n in shape):
+        raise InputError(f"{path} is empty (shape {shape})")
+    if len(shape) == 3:
+        if channel not in (None, 0):
+            raise InputError(f"--channel {channel} is out of range: {path} has one channel")
+        return Volume(_XYZView(array, None), path)
+    if len(shape) == 4:
+        channels = shape[3]
+        if channel is None:
+            if channels == 1:
+                channel = 0
+            elif channels > 3:
+                channel = 2
+            else:
+                raise InputError(f"{path} has {channels} channels (axes Z, X, Y, C); choose one with --channel 0..{channels - 1}")
+        if not 0 <= channel < channels:
+            raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
+        return Volume(_XYZView(array, channel), path)
+    raise InputError(
+        f"{path} has {len(shape)} dimensions {shape}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
+    )
+
+
+def check_output_path(path: Path, overwrite: bool) -> None:
+    """Fail before any work if ``path`` cannot be written."""
+    name = path.name.lower()
+    if not name.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
+        raise OutputError(f"--out {path}: unknown extension; use .tif, .tiff, .zarr or .ome.zarr")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"--out {path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {path}: folder {parent} is not writable")
+    if path.exists() and not overwrite:
+        raise OutputError(f"--out {path} exists; pass --overwrite to replace it")
+
+
+def _replace(staged: Path, path: Path) -> None:
+    """Move the finished ``staged`` to ``path``, replacing what is there."""
+    if path.is_dir() and not path.is_symlink():
+        old = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+        path.rename(old)
+        staged.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, path)
+
+
+def write_labels(path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically.
+
+    ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX) for uint8/uint16 so Fiji
+    opens it as a stack, plain ZYX TIFF for uint32 (ImageJ format has no 32-bit integers).
+    ``.ome.zarr``: an OME-NGFF 0.4 image (napari opens it); ``.zarr``: a plain array.
+    """
+    path = Path(path)
+    check_output_path(path, overwrite)
+    zxy = np.ascontiguousarray(labels_xyz.transpose(2, 0, 1))
+    staged = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent or "."))
+    try:
+        target = staged / path.name
+        if path.name.lower().endswith(TIFF_SUFFIXES):
+            _write_tiff(target, zxy)
+        else:
+            _write_zarr(target, zxy, ome=path.name.lower().endswith(".ome.zarr"))
+        _replace(target, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return path
+
+
+def _write_tiff(path: Path, zxy: np.ndarray) -> None:
+    import tifffile
+
+    imagej = zxy.dtype in (np.uint8, np.uint16)
+    tifffile.imwrite(
+        path,
+        zxy,
+        imagej=imagej,
+        metadata={"axes": "ZYX"},
+        compression="zlib",
+        photometric="minisblack",
+    )
+
+
+def _write_zarr(path: Path, zxy: np.ndarray, ome: bool) -> None:
+    import zarr
+
+    chunks = (min(zxy.shape[0], 32), min(zxy.shape[1], 256), min(zxy.shape[2], 256))
+    if not ome:
+        array = zarr.open_array(str(path), mode="w", shape=zxy.shape, chunks=chunks, dtype=zxy.dtype)
+        array[...] = zxy
+        return
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=zxy.shape, chunks=chunks, dtype=zxy.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
+    array[...] = zxy
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": path.name,
+            "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
+        }
+    ]
+    group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+
+
+def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Write skeleton, vectors and probability as arrays of ``<out stem>_intermediates.zarr``."""
+    import zarr
+
+    name = out.name.split(".")[0] + "_intermediates.zarr"
+    path = out.with_name(name)
+    check_output_path(path, overwrite)
+    staged = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=path.parent))
+    try:
+        target = staged / name
+        group = zarr.open_group(str(target), mode="w")
+        for key, array in arrays.items():
+            host = array.get() if hasattr(array, "get") else np.asarray(array)
+            zyx = host.transpose(*range(host.ndim - 3), host.ndim - 1, host.ndim - 3, host.ndim - 2)
+            group.create_array(key, data=np.ascontiguousarray(zyx))
+        group.attrs["axes"] = "([C,] Z, X, Y) as the input"
+        _replace(target, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return path

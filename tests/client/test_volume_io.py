@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from skoots_client.errors import InputError, OutputError
+from skoots_client.normalize import normalize_crop
+from skoots_client.volume_io import check_output_path, read_volume, write_labels
+
+
+def zxy_volume(shape=(6, 10, 8), dtype=np.uint16, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, np.iinfo(dtype).max if dtype != np.float32 else 2, size=shape).astype(dtype)
+
+
+def test_tiff_is_read_as_xyz(tmp_path: Path) -> None:
+    data = zxy_volume()
+    tifffile.imwrite(tmp_path / "v.tif", data)
+    volume = read_volume(tmp_path / "v.tif")
+    assert volume.shape == (10, 8, 6)
+    assert np.array_equal(np.asarray(volume.data), data.transpose(1, 2, 0))
+    assert np.array_equal(volume.data[2:5, 1:3, 0:4], data[0:4, 2:5, 1:3].transpose(1, 2, 0))
+
+
+def test_compressed_tiff_is_read(tmp_path: Path) -> None:
+    data = zxy_volume(dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "v.tiff", data, compression="zlib")
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "v.tiff").data), data.transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_zarr_array_and_ome_zarr_are_read(tmp_path: Path, fmt: int) -> None:
+    data = zxy_volume()
+    zarr.create_array(str(tmp_path / "a.zarr"), data=data, zarr_format=fmt)
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "a.zarr").data), data.transpose(1, 2, 0))
+    labels = np.arange(np.prod(data.shape), dtype=np.uint32).reshape(data.shape).transpose(1, 2, 0)
+    write_labels(tmp_path / "b.ome.zarr", labels)
+    group = zarr.open_group(str(tmp_path / "b.ome.zarr"), mode="r")
+    assert group.attrs["multiscales"][0]["datasets"][0]["path"] == "0"
+    assert np.array_equal(group["0"][...], labels.transpose(2, 0, 1))
+
+
+def test_channel_rules(tmp_path: Path) -> None:
+    data = zxy_volume(shape=(4, 6, 5, 5))
+    tifffile.imwrite(tmp_path / "c5.tif", data, photometric="minisblack", planarconfig="contig")
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "c5.tif").data), data[..., 2].transpose(1, 2, 0))
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "c5.tif", channel=4).data), data[..., 4].transpose(1, 2, 0))
+    with pytest.raises(InputError, match="out of range"):
+        read_volume(tmp_path / "c5.tif", channel=5)
+    rgb = zxy_volume(shape=(4, 6, 5, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with pytest.raises(InputError, match="--channel"):
+        read_volume(tmp_path / "rgb.tif")
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: None, "not found"),
+        (lambda p: p.write_bytes(b""), "cannot read TIFF"),
+        (lambda p: p.write_bytes(b"II*\x00garbage" * 10), "cannot read TIFF"),
+        (lambda p: tifffile.imwrite(p, np.zeros((5, 5), np.uint16)), "2 dimensions"),
+        (lambda p: tifffile.imwrite(p, np.zeros((2, 2, 2, 2, 2), np.uint16)), "5 dimensions"),
+        (lambda p: tifffile.imwrite(p, np.zeros((3, 4, 4), np.int32)), "int32"),
+        (lambda p: tifffile.imwrite(p, np.zeros((3, 4, 4), bool)), "bool"),
+    ],
+)
+def test_bad_inputs_are_named(tmp_path: Path, make, match: str) -> None:
+    path = tmp_path / "bad.tif"
+    make(path)
+    with pytest.raises(InputError, match=match):
+        read_volume(path)
+
+
+def test_unknown_input_format(tmp_path: Path) -> None:
+    (tmp_path / "v.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="unknown input format"):
+        read_volume(tmp_path / "v.png")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_labels_tiff_round_trip_in_input_axis_order(tmp_path: Path, dtype) -> None:
+    labels = np.random.default_rng(1).integers(0, 200, size=(9, 7, 5)).astype(dtype)
+    path = write_labels(tmp_path / "out.tif", labels)
+    back = tifffile.imread(path)
+    assert back.dtype == dtype and np.array_equal(back, labels.transpose(2, 0, 1))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        if dtype != np.uint32:
+            assert tif.is_imagej and tif.imagej_metadata["images"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"], "no staging left"
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "out.tif").write_bytes(b"keep")
+    with pytest.raises(OutputError, match="--overwrite"):
+        write_labels(tmp_path / "out.tif", np.zeros((2, 2, 2), np.uint8))
+    assert (tmp_path / "out.tif").read_bytes() == b"keep"
+    write_labels(tmp_path / "out.tif", np.ones((2, 2, 2), np.uint8), overwrite=True)
+    assert tifffile.imread(tmp_path / "out.tif").sum() == 8
+
+
+@pytest.mark.parametrize(
+    "name,match", [("missing/out.tif", "does not exist"), ("out.png", "unknown extension"), ("file.tif/out.tif", "does not exist")]
+)
+def test_output_paths_are_checked_before_work(tmp_path: Path, name: str, match: str) -> None:
+    (tmp_path / "file.tif").write_bytes(b"")
+    with pytest.raises(OutputError, match=match):
+        check_output_path(tmp_path / name, overwrite=False)
+
+
+def test_normalisation_follows_the_seed() -> None:
+    u16 = np.array([[[0, 32768, 65535]]], dtype=np.uint16)
+    assert np.array_equal(normalize_crop(u16), (u16.astype(np.float32) / 2**16).astype(np.float16))
+    u8 = np.array([[[0, 128, 255]]], dtype=np.uint8)
+    assert np.array_equal(normalize_crop(u8), (u8.astype(np.float32) / 2**8).astype(np.float16))
+    assert normalize_crop(u8, dataset_mean=128.0, dataset_std=64.0)[0, 0, 1] == 0
+    assert normalize_crop(np.full((1, 1, 2), 0.25, np.float32)).dtype == np.float16
+    with pytest.raises(InputError, match="NaN"):
+        normalize_crop(np.array([[[np.nan]]], np.float32))
