@@ -106,6 +106,45 @@ def export_command(
         typer.echo(f"param   {key} = {value}")
 
 
+@app.command("serve")
+def serve_command(
+    repository: Annotated[Path, typer.Argument(help="Model repository to serve.")] = Path("model_repository"),
+    host: Annotated[str, typer.Option(help="Address to bind. The default, 127.0.0.1, is reachable from this machine only.")] = "127.0.0.1",
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (0: pick a free one).")] = 0,
+    http_port: Annotated[int, typer.Option(help="HTTP port (0: pick a free one).")] = 0,
+    metrics_port: Annotated[int, typer.Option(help="Metrics port (0: pick a free one).")] = 0,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="Load only these models (repeatable). Default: all, or all Python-backend models when the server has only that backend.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the models to be ready.")] = 300.0,
+) -> None:
+    """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
+    from .server import ServerConfig, ServerError, TritonServer, find_binary, python_backend_models, wait_for_signal
+
+    try:
+        binary = find_binary()
+        models = tuple(model or ())
+        if not models and binary.python_only:
+            models = tuple(python_backend_models(repository))
+            if not models:
+                raise ServerError(
+                    f"{repository} has no Python-backend model and this tritonserver (nvidia-pytriton) has no libtorch "
+                    "backend; export with --backend python or --backend both"
+                )
+        server = TritonServer(
+            ServerConfig(repository=repository, host=host, grpc_port=grpc_port, http_port=http_port,
+                         metrics_port=metrics_port, models=models),
+            binary,
+        )
+        if host != "127.0.0.1":
+            typer.echo(f"warning: binding {host}: the server is reachable from other machines, without authentication", err=True)
+        server.start(timeout=timeout)
+    except ExportError as e:
+        raise fail(e) from None
+    typer.echo(f"serving {', '.join(models) or 'all models'} from {repository}")
+    typer.echo(f"grpc {server.grpc_url}  http {host}:{server.http_port}  metrics {host}:{server.metrics_port}", )
+    typer.echo(f"segment with: skoots-client segment VOLUME --url {server.grpc_url}" + (f" --model {models[0]}" if models and models[0] != "skoots" else ""))
+    raise typer.Exit(wait_for_signal(server))
+
+
 def main() -> None:
     app(prog_name="skoots")
 
