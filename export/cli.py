@@ -120,6 +120,8 @@ def serve_command(
     from .server import ServerConfig, ServerError, TritonServer, find_binary, python_backend_models, wait_for_signal
 
     try:
+        if not repository.is_dir():
+            raise ServerError(f"model repository {repository} does not exist; run skoots export first")
         binary = find_binary()
         models = tuple(model or ())
         if not models and binary.python_only:

@@ -169,18 +169,20 @@ class TritonServer:
             return self
         if not Path(self.config.repository).is_dir():
             raise ServerError(f"model repository {self.config.repository} does not exist; run skoots export first")
-        self._workdir = Path(tempfile.mkdtemp(prefix="skoots-serve-"))
-        os.chmod(self._workdir, 0o700)
-        argv = self.argv()
-        self._process = subprocess.Popen(
-            argv,
-            env=self.environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            preexec_fn=_die_with_parent,
-        )
+        self._workdir = Path(tempfile.mkdtemp(prefix="skoots-serve-"))  # private: mode 0700
+        try:
+            self._process = subprocess.Popen(
+                self.argv(),
+                env=self.environment(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            self.stop()
+            raise
         atexit.register(self.stop)
         threading.Thread(target=self._pump, daemon=True, name="tritonserver-log").start()
         self._wait_ready(timeout)

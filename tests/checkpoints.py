@@ -51,10 +51,25 @@ def random_state_dict(cfg: CfgNode, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def write_checkpoint(path: Path, cfg: CfgNode | None = None, seed: int = 0, **extra: Any) -> Path:
+def lively(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scale the heads of random weights so a crop has ~60% object, ~8% skeleton and
+    vectors of all sizes: segmentations with many instances, for end-to-end tests."""
+    state = dict(state)
+    state["out_prob.bias"] = state["out_prob.bias"] + 1.0
+    state["out_skeleton.weight"] = state["out_skeleton.weight"] * 8
+    state["out_skeleton.bias"] = torch.tensor([-5.0])
+    state["out_embed.weight"] = state["out_embed.weight"] * 4
+    return state
+
+
+def write_checkpoint(
+    path: Path, cfg: CfgNode | None = None, seed: int = 0, *, make_lively: bool = False, **extra: Any
+) -> Path:
     """``torch.save`` a dict like upstream training's, with optimizer state and loss lists."""
     cfg = cfg or skoots_cfg(**TINY)
     state = random_state_dict(cfg, seed)
+    if make_lively:
+        state = lively(state)
     params = [torch.nn.Parameter(v.clone()) for v in state.values()]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     sum(p.sum() for p in params).backward()

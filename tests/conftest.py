@@ -33,3 +33,45 @@ def exported_repository(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoin
         overlap=(4, 4, 2),
     )
     return repository
+
+
+# Small crops and a short reach, so a 60x52x20 volume has many crops and many instances.
+E2E_EXPORT = dict(
+    crop=(24, 24, 8), overlap=(4, 4, 2), dilations_3d=0, dilations_2d=1, vector_scaling=(4.0, 4.0, 2.0)
+)
+
+
+@pytest.fixture(scope="session")
+def lively_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "lively.trch", skoots_cfg(**TINY), make_lively=True)
+
+
+@pytest.fixture(scope="session")
+def e2e_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
+    """The lively model as a Python-backend model named ``skoots`` (what the CPU server runs)."""
+    from skoots_export.exporter import export_checkpoint
+    from skoots_export.model_config import Device
+
+    repository = tmp_path_factory.mktemp("e2e") / "model_repository"
+    export_checkpoint(
+        lively_checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=4, **E2E_EXPORT
+    )
+    return repository
+
+
+def start_server(repository: Path):
+    from skoots_export.server import ServerConfig, ServerError, TritonServer, find_binary
+
+    try:
+        binary = find_binary()
+    except ServerError as e:
+        pytest.skip(f"no tritonserver: {e}")
+    return TritonServer(ServerConfig(repository=repository), binary).start(timeout=180)
+
+
+@pytest.fixture(scope="session")
+def triton_server(e2e_repository: Path):
+    """A real tritonserver on 127.0.0.1 serving the lively model."""
+    server = start_server(e2e_repository)
+    yield server
+    server.stop()
