@@ -32,22 +32,28 @@ class SegmentResult:
     intermediates: dict[str, Any] = field(default_factory=dict)
 
 
+def _padding(size: Sequence[int], minimum: int) -> list[tuple[int, int]]:
+    """Pad at the far end of axes shorter than the network's minimum (volumes smaller than it)."""
+    return [(0, max(0, minimum - n)) for n in size]
+
+
 def _batches(
     volume: Volume, grid: Sequence[Crop], batch_size: int, parameters: ModelParameters
 ) -> Iterator[tuple[int, np.ndarray]]:
     for first in range(0, len(grid), batch_size):
         crops = grid[first : first + batch_size]
-        batch = np.stack(
-            [
-                normalize_crop(
-                    np.asarray(volume.data[c.window]),
-                    dataset_mean=parameters.dataset_mean,
-                    dataset_std=parameters.dataset_std,
-                )[None]
-                for c in crops
-            ]
-        )
-        yield first, batch
+        normalised = [
+            normalize_crop(
+                np.asarray(volume.data[c.window]),
+                dataset_mean=parameters.dataset_mean,
+                dataset_std=parameters.dataset_std,
+            )
+            for c in crops
+        ]
+        padding = _padding(crops[0].size, parameters.minimum_size)
+        if any(after for _, after in padding):
+            normalised = [np.pad(n, padding, mode="symmetric") for n in normalised]
+        yield first, np.stack(normalised)[:, None]
 
 
 def segment_volume(
@@ -86,11 +92,12 @@ def segment_volume(
         on_endpoint_lost=on_endpoint_lost,
     ):
         for j, crop in enumerate(grid[first : first + batch_size]):
-            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0]), half_widths)
+            inside = tuple(slice(0, n) for n in crop.size)  # drop any padding
+            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][inside]), half_widths)
             skeleton[crop.source] = dilated[crop.local]
-            vectors[(slice(None), *crop.source)] = xp.asarray(outputs[0][j])[(slice(None), *crop.local)]
+            vectors[(slice(None), *crop.source)] = xp.asarray(outputs[0][j][(slice(None), *inside)])[(slice(None), *crop.local)]
             if probability is not None:
-                probability[crop.source] = outputs[2][j, 0][crop.local]
+                probability[crop.source] = outputs[2][j, 0][inside][crop.local]
         done += len(grid[first : first + batch_size])
         if progress:
             progress(done, len(grid))

@@ -99,8 +99,9 @@ def export_checkpoint(
     if backends is None:
         raise ExportOptionError(f"--backend {backend!r}: choose libtorch, python or both")
     checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
-    parameters = parameters_for(checkpoint, **parameter_overrides)
     network = build_network(checkpoint.cfg["MODEL"])
+    levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2  # stride-2 convs from input to bottom
+    parameters = parameters_for(checkpoint, minimum_size=2**levels, **parameter_overrides)
     load_weights(network, checkpoint.state_dict)
     head = InferenceHead(network, parameters.prob_threshold, parameters.skeleton_threshold).eval()
     scripted = script_head(head)

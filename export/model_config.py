@@ -50,7 +50,8 @@ class ModelParameters:
     """The constants of DESIGN.md's reference semantics; defaults are the seed's.
 
     ``dataset_mean`` / ``dataset_std`` set ``(x - mean) / std`` normalisation; without them
-    uint16 input is divided by 2**16 and uint8 by 2**8.
+    uint16 input is divided by 2**16 and uint8 by 2**8. ``minimum_size`` is the shortest axis
+    the network accepts (2 ** its number of stride-2 levels); shorter volumes are padded.
     """
 
     crop: tuple[int, int, int] = (300, 300, 20)
@@ -64,6 +65,7 @@ class ModelParameters:
     embedding_iterations: int = 2
     dataset_mean: float | None = None
     dataset_std: float | None = None
+    minimum_size: int = 8
 
     def __post_init__(self) -> None:
         for name in ("crop", "overlap", "vector_scaling", "anisotropy"):
@@ -83,6 +85,8 @@ class ModelParameters:
                 raise ValueError(f"{name} = {getattr(self, name)} must lie in [0, 1)")
         if self.dilations_3d < 0 or self.dilations_2d < 0:
             raise ValueError("dilation counts must not be negative")
+        if self.minimum_size < 1:
+            raise ValueError(f"minimum_size = {self.minimum_size} must be at least 1")
         if self.embedding_iterations < 1:
             raise ValueError(f"embedding_iterations = {self.embedding_iterations} must be at least 1")
         if (self.dataset_mean is None) != (self.dataset_std is None):
@@ -114,7 +118,7 @@ class ModelParameters:
         for field in dataclasses.fields(cls):
             raw = values.get(field.name)
             if raw is None:
-                if field.name in ("dataset_mean", "dataset_std"):
+                if field.name in _OPTIONAL:
                     continue
                 raise ValueError(f"model config has no parameter '{field.name}'")
             kind = _FIELD_KINDS[field.name]
@@ -129,7 +133,9 @@ class ModelParameters:
         return cls(**kwargs)
 
 
+_OPTIONAL = ("dataset_mean", "dataset_std", "minimum_size")
 _FIELD_KINDS: dict[str, Any] = {
+    "minimum_size": int,
     "crop": (int,),
     "overlap": (int,),
     "vector_scaling": (float,),

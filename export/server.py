@@ -233,6 +233,8 @@ class TritonServer:
             except (ProcessLookupError, PermissionError):
                 pass
             process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
