@@ -38,6 +38,7 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles carry bytes (numpy scalars)
     }
 )
 

@@ -1,0 +1,78 @@
+"""Issue 3's acceptance: the default-cfg network on a 512x512x64 uint16 TIFF, through
+``skoots serve`` + ``skoots-client segment --url``, equals the embedded mode and the reference.
+
+About 25 minutes on two CPU cores (three passes of 24 crops of 300x300x20 through the
+full-size network), so it is marked ``acceptance`` and left out of the default run:
+``python -m pytest -m acceptance``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from checkpoints import skoots_cfg, write_checkpoint
+from reference_pipeline import reference_segment, same_partition
+from skoots_export.exporter import export_checkpoint
+from skoots_export.model_config import Device
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.acceptance
+def test_default_cfg_512x512x64_served_equals_embedded_and_reference(tmp_path: Path) -> None:
+    pytest.importorskip("pytriton", reason="the server extra is not installed")
+    from test_segment_e2e import blobs_volume
+
+    checkpoint = write_checkpoint(tmp_path / "default.trch", skoots_cfg(), seed=3, make_lively=True)
+    repository = tmp_path / "model_repository"
+    export_checkpoint(checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=2)
+    volume = tmp_path / "vol.tif"
+    tifffile.imwrite(volume, blobs_volume((64, 512, 512), seed=4))
+
+    serve = subprocess.Popen([str(BIN / "skoots"), "serve", str(repository)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = None
+        while url is None:
+            line = serve.stdout.readline()
+            assert line, "skoots serve exited"
+            if line.startswith("grpc "):
+                url = line.split()[1]
+        started = time.monotonic()
+        served = subprocess.run(
+            [str(BIN / "skoots-client"), "segment", str(volume), "--url", url, "--out", str(tmp_path / "served.tif"), "--device", "cpu"],
+            capture_output=True, text=True, env={**os.environ},
+        )
+        served_seconds = time.monotonic() - started
+        assert served.returncode == 0, served.stderr
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+    started = time.monotonic()
+    embedded = subprocess.run(
+        [str(BIN / "skoots-client"), "segment", str(volume), "-r", str(repository), "--out", str(tmp_path / "embedded.tif"), "--device", "cpu"],
+        capture_output=True, text=True,
+    )
+    embedded_seconds = time.monotonic() - started
+    assert embedded.returncode == 0, embedded.stderr
+    a, b = tifffile.imread(tmp_path / "served.tif"), tifffile.imread(tmp_path / "embedded.tif")
+    assert a.shape == (64, 512, 512) and np.array_equal(a, b)
+
+    model = torch.jit.load(str(repository / "skoots" / "1" / "model.pt"))
+
+    def infer(batch: np.ndarray):
+        with torch.inference_mode():
+            v, s, _ = model(torch.from_numpy(batch))
+        return v.numpy(), s.numpy()
+
+    expected = reference_segment(tifffile.imread(volume).transpose(1, 2, 0), infer, (300, 300, 20), (10, 10, 5), (60.0, 60.0, 12.0))
+    assert same_partition(a.transpose(1, 2, 0), expected)
+    print(f"\nserved {served_seconds:.0f}s, embedded {embedded_seconds:.0f}s, {int(a.max())} instances\n{served.stdout}")
