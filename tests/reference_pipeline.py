@@ -65,6 +65,12 @@ def reference_segment(
                 skeleton[tuple(dest)] = dilated[tuple(src)]
                 vectors[(slice(None), *dest)] = v[0][(slice(None), *src)]
     labels, _ = ndimage.label(skeleton)
+    return reference_assign(vectors, labels, scaling, iterations)
+
+
+def reference_assign(vectors: np.ndarray, labels: np.ndarray, scaling, iterations: int) -> np.ndarray:
+    """Steps 8-9: float32 embedding of float16 vectors, half-to-even rounding, clamped."""
+    shape = labels.shape
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
     scale = np.asarray(scaling, np.float32).reshape(3, 1, 1, 1)
     limit = np.asarray(shape).reshape(3, 1, 1, 1) - 1
