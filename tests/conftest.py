@@ -75,3 +75,15 @@ def triton_server(e2e_repository: Path):
     server = start_server(e2e_repository)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def e2e_seed_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
+    """The lively model with the seed's dilations (1 x 3x3x3, 3 x 3x3x1), for upstream comparisons."""
+    from skoots_export.exporter import export_checkpoint
+    from skoots_export.model_config import Device
+
+    repository = tmp_path_factory.mktemp("seed") / "model_repository"
+    export = {**E2E_EXPORT, "dilations_3d": 1, "dilations_2d": 3}
+    export_checkpoint(lively_checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=4, **export)
+    return repository
