@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .errors import ClientError, InputError
+from skoots_export.cli import option_triple
+from skoots_export.errors import ExportError
+
+from .errors import ClientError
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -21,18 +23,6 @@ app = typer.Typer(
 @app.callback()
 def _commands() -> None:
     """Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process)."""
-
-
-def _triple(option: str, text: Optional[str]) -> Optional[tuple[int, int, int]]:
-    if text is None:
-        return None
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise InputError(f"{option} {text!r} needs three integers X,Y,Z, e.g. {option} 300,300,20")
-    return values  # type: ignore[return-value]
 
 
 def default_output(volume: Path) -> Path:
@@ -68,6 +58,7 @@ def segment_command(
     from .run import segment_file  # heavy imports only when segmenting
 
     try:
+        crop_xyz, overlap_xyz = option_triple("--crop", crop), option_triple("--overlap", overlap)
         summary = segment_file(
             volume,
             out=out or default_output(volume),
@@ -81,14 +72,14 @@ def segment_command(
             timeout=timeout,
             retries=retries,
             device=device,
-            crop=_triple("--crop", crop),
-            overlap=_triple("--overlap", overlap),
+            crop=crop_xyz,
+            overlap=overlap_xyz,
             embedding_iterations=embedding_iterations,
             reference_borders=reference_borders,
             save_intermediates=save_intermediates,
             quiet=quiet,
         )
-    except ClientError as e:
+    except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if not quiet:

@@ -7,6 +7,7 @@ Both kinds of endpoint expose ``infer(batch) -> outputs`` for one FP16 batch
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,9 @@ class EmbeddedModel:
         return outputs + (prob.numpy(),) if probability else outputs
 
 
-_RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+# NOT_FOUND too: the model was ready when we connected, so a server answering "unknown model"
+# is unloading it on shutdown or has not loaded it yet after a restart.
+_RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "NOT_FOUND")
 
 
 def _status(error: Exception) -> str:
@@ -118,12 +121,24 @@ class TritonEndpoint:
         self.backoff = backoff
         self._grpc = grpcclient
         self._error = InferenceServerException
+        self._lock = threading.Lock()
+        self._client = self._new_client()
+        self.info = self._connect()
+
+    def _new_client(self) -> Any:
         try:
             # No channel_args: passing them drops tritonclient's unlimited message size.
-            self._client = grpcclient.InferenceServerClient(url=url)
+            return self._grpc.InferenceServerClient(url=self.url)
         except Exception as e:  # bad address syntax
-            raise ServerUnavailableError(f"cannot connect to {url}: {e} — give --url HOST:PORT of Triton's gRPC port") from e
-        self.info = self._connect()
+            raise ServerUnavailableError(f"cannot connect to {self.url}: {e} — give --url HOST:PORT of Triton's gRPC port") from e
+
+    def _reconnect(self, broken: Any) -> None:
+        """Replace a channel that saw the server go away: gRPC's own reconnect backoff grows to
+        minutes, far longer than a server restart takes."""
+        with self._lock:
+            if self._client is broken:
+                self._client = self._new_client()
+                broken.close()
 
     def _connect(self) -> ModelInfo:
         try:
@@ -162,13 +177,16 @@ class TritonEndpoint:
         outputs = [self._grpc.InferRequestedOutput(n) for n in names]
         attempt = 0
         while True:
+            client = self._client
             try:
-                result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
+                result = client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
                 return tuple(result.as_numpy(n) for n in names)
             except self._error as e:
                 status = _status(e)
                 if status not in _RETRYABLE:
                     raise ModelError(f"{self.name} refused a request: {e.message()}") from e
+                if status == "UNAVAILABLE":
+                    self._reconnect(client)
                 if attempt >= self.retries:
                     kind = InferenceTimeoutError if status == "DEADLINE_EXCEEDED" else ServerUnavailableError
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e

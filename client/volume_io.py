@@ -7,12 +7,13 @@ where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -161,6 +162,23 @@ def check_output_path(path: Path, overwrite: bool) -> None:
         raise OutputError(f"--out {path} exists; pass --overwrite to replace it")
 
 
+@contextlib.contextmanager
+def _staged(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a private path beside ``path`` to write to; on success move it into place.
+
+    Nothing is left at ``path`` or beside it if writing fails.
+    """
+    check_output_path(path, overwrite)
+    staged = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield staged / path.name
+        _replace(staged / path.name, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 def _replace(staged: Path, path: Path) -> None:
     """Move the finished ``staged`` to ``path``, replacing what is there."""
     if path.is_dir() and not path.is_symlink():
@@ -180,20 +198,12 @@ def write_labels(path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = 
     ``.ome.zarr``: an OME-NGFF 0.4 image (napari opens it); ``.zarr``: a plain array.
     """
     path = Path(path)
-    check_output_path(path, overwrite)
     zxy = np.ascontiguousarray(labels_xyz.transpose(2, 0, 1))
-    staged = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent or "."))
-    try:
-        target = staged / path.name
+    with _staged(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
             _write_tiff(target, zxy)
         else:
             _write_zarr(target, zxy, ome=path.name.lower().endswith(".ome.zarr"))
-        _replace(target, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     return path
 
 
@@ -237,21 +247,12 @@ def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = 
     """Write skeleton, vectors and probability as arrays of ``<out stem>_intermediates.zarr``."""
     import zarr
 
-    name = out.name.split(".")[0] + "_intermediates.zarr"
-    path = out.with_name(name)
-    check_output_path(path, overwrite)
-    staged = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=path.parent))
-    try:
-        target = staged / name
+    path = out.with_name(out.name.split(".")[0] + "_intermediates.zarr")
+    with _staged(path, overwrite) as target:
         group = zarr.open_group(str(target), mode="w")
         for key, array in arrays.items():
             host = array.get() if hasattr(array, "get") else np.asarray(array)
             zyx = host.transpose(*range(host.ndim - 3), host.ndim - 1, host.ndim - 3, host.ndim - 2)
             group.create_array(key, data=np.ascontiguousarray(zyx))
         group.attrs["axes"] = "([C,] Z, X, Y) as the input"
-        _replace(target, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     return path

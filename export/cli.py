@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import ExportError, ExportOptionError
-from .model_config import INPUT, OUTPUTS, Device
+from .model_config import INPUT, OUTPUTS, Device, parse_triple
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -24,20 +24,17 @@ def _commands() -> None:
     """SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them."""
 
 
-def parse_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
-    """``"300,300,20"`` → ``(300, 300, 20)``; a one-line error names the option otherwise."""
+def option_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
+    """Parse an ``X,Y,Z`` option; the error names the option and shows an example."""
     if text is None:
         return None
     try:
-        values = tuple(kind(v) for v in text.split(","))
+        return parse_triple(text, kind)
     except ValueError:
-        values = ()
-    if len(values) != 3:
+        example = "300,300,20" if kind is int else "60,60,12"
         raise ExportOptionError(
-            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} "
-            + ("300,300,20" if kind is int else "60,60,12")
-        )
-    return values
+            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}"
+        ) from None
 
 
 def fail(error: Exception) -> typer.Exit:
@@ -83,10 +80,10 @@ def export_command(
             version=version,
             instances=instances,
             trust_checkpoint=trust_checkpoint,
-            crop=parse_triple("--crop", crop),
-            overlap=parse_triple("--overlap", overlap),
-            vector_scaling=parse_triple("--vector-scaling", vector_scaling, float),
-            anisotropy=parse_triple("--anisotropy", anisotropy, float),
+            crop=option_triple("--crop", crop),
+            overlap=option_triple("--overlap", overlap),
+            vector_scaling=option_triple("--vector-scaling", vector_scaling, float),
+            anisotropy=option_triple("--anisotropy", anisotropy, float),
             prob_threshold=prob_threshold,
             skeleton_threshold=skeleton_threshold,
             dilations_3d=dilations_3d,

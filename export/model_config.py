@@ -123,11 +123,7 @@ class ModelParameters:
                 raise ValueError(f"model config has no parameter '{field.name}'")
             kind = _FIELD_KINDS[field.name]
             try:
-                if kind in (int, float):
-                    kwargs[field.name] = kind(raw)
-                else:
-                    item = kind[0]
-                    kwargs[field.name] = tuple(item(v) for v in raw.split(","))
+                kwargs[field.name] = kind(raw) if kind in (int, float) else parse_triple(raw, kind[0])
             except ValueError as e:
                 raise ValueError(f"model config parameter '{field.name}' = {raw!r} is malformed") from e
         return cls(**kwargs)
@@ -148,6 +144,14 @@ _FIELD_KINDS: dict[str, Any] = {
     "dataset_mean": float,
     "dataset_std": float,
 }
+
+
+def parse_triple(text: str, kind: type = int) -> tuple:
+    """``"300,300,20"`` → ``(300, 300, 20)``; ``ValueError`` unless exactly three ``kind`` values."""
+    values = tuple(kind(v) for v in text.split(","))
+    if len(values) != 3:
+        raise ValueError(f"{text!r} has {len(values)} values, not 3")
+    return values
 
 
 def _fmt(value: Any) -> str:

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Deque
+from typing import Callable, Deque
 
 from .errors import ExportError
 
@@ -93,6 +93,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     except OSError:
         pass
     os.setsid()
+
+
+def _child_setup() -> Callable[[], None]:
+    """PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so it is only set
+    when starting from the main thread; otherwise atexit and stop() are what end the child."""
+    return _die_with_parent if threading.current_thread() is threading.main_thread() else os.setsid
 
 
 class TritonServer:
@@ -178,7 +184,7 @@ class TritonServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 text=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_child_setup(),
             )
         except BaseException:
             self.stop()

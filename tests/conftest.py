@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Upstream skoots/bism for the parity tests live outside the venv: their `skoots` script would
+# replace ours (see .ci/run).
+_UPSTREAM = Path(__file__).parent.parent / ".upstream"
+if _UPSTREAM.is_dir():
+    sys.path.append(str(_UPSTREAM))
 
 from checkpoints import TINY, skoots_cfg, write_checkpoint  # noqa: E402
 

@@ -3,23 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reference_pipeline import starts as reference_starts
 from skoots_client.tiling import crop_grid, owned_intervals, tile_starts
-
-
-def reference_starts(length: int, crop: int, overlap: int) -> list[int]:
-    """DESIGN.md step 2, literally."""
-    c = min(crop, length)
-    s = c - 2 * overlap
-    if s <= 0:
-        return [0]
-    out = []
-    p = 0
-    while p < length:
-        q = min(p, length - c)
-        if q not in out:
-            out.append(q)
-        p += s
-    return out
 
 
 @pytest.mark.parametrize("length", [1, 5, 19, 20, 21, 299, 300, 301, 579, 580, 581, 1000])
