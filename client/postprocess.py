@@ -147,7 +147,6 @@ def _assign_gpu(vectors: Any, skeleton_labels: Any, scaling: Sequence[float], it
             "uint32 out",
             _ASSIGN_CUDA,
             "skoots_assign",
-            preamble="#include <cuda_fp16.h>",
         )
         _assign_kernel_cache["assign"] = kernel
     out = xp.empty(skeleton_labels.shape, dtype=xp.uint32)
