@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -30,6 +31,13 @@ class SegmentResult:
     crops: int
     seconds: dict[str, float] = field(default_factory=dict)
     intermediates: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    seconds[stage] = time.perf_counter() - start
 
 
 def _padding(size: Sequence[int], minimum: int) -> list[tuple[int, int]]:
@@ -92,33 +100,30 @@ def segment_volume(
         on_endpoint_lost=on_endpoint_lost,
     ):
         for j, crop in enumerate(grid[first : first + batch_size]):
-            inside = tuple(slice(0, n) for n in crop.size)  # drop any padding
-            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][inside]), half_widths)
+            unpadded = tuple(slice(0, n) for n in crop.size)  # dilate within the crop only
+            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][unpadded]), half_widths)
             skeleton[crop.source] = dilated[crop.local]
-            vectors[(slice(None), *crop.source)] = xp.asarray(outputs[0][j][(slice(None), *inside)])[(slice(None), *crop.local)]
+            vectors[(slice(None), *crop.source)] = xp.asarray(outputs[0][j][(slice(None), *crop.local)])
             if probability is not None:
-                probability[crop.source] = outputs[2][j, 0][inside][crop.local]
+                probability[crop.source] = outputs[2][j, 0][crop.local]
         done += len(grid[first : first + batch_size])
         if progress:
             progress(done, len(grid))
     seconds["infer+stitch"] = time.perf_counter() - started
 
-    mark = time.perf_counter()
-    skeleton_labels, _ = postprocess.label_skeleton(skeleton)
-    seconds["label"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    labels = postprocess.assign_instances(
-        vectors, skeleton_labels, parameters.vector_scaling, parameters.embedding_iterations
-    )
-    if reference_borders:
-        frame = tuple(slice(min(f, n), max(min(f, n), n - f)) for f, n in zip(REFERENCE_ASSIGN_FRAME, shape))
-        inside = labels[frame].copy()
-        labels[...] = 0
-        labels[frame] = inside
-    seconds["assign"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    labels, count = postprocess.renumber_labels(labels)
-    seconds["renumber"] = time.perf_counter() - mark
+    with _timed(seconds, "label"):
+        skeleton_labels, _ = postprocess.label_skeleton(skeleton)
+    with _timed(seconds, "assign"):
+        labels = postprocess.assign_instances(
+            vectors, skeleton_labels, parameters.vector_scaling, parameters.embedding_iterations
+        )
+        if reference_borders:
+            interior = tuple(slice(min(f, n), max(min(f, n), n - f)) for f, n in zip(REFERENCE_ASSIGN_FRAME, shape))
+            kept = labels[interior].copy()
+            labels[...] = 0
+            labels[interior] = kept
+    with _timed(seconds, "renumber"):
+        labels, count = postprocess.renumber_labels(labels)
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
