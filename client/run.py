@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -24,17 +25,26 @@ def open_endpoints(
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none.
 
-    All servers must serve the same model constants, or the stitched result would mix models.
+    All servers must serve the same model constants, or the stitched result would mix models;
+    batches are sized for the smallest ``max_batch_size`` among them.
     """
     if not urls:
         embedded = EmbeddedModel(repository, model)
         return [embedded], embedded.info
-    endpoints = [TritonEndpoint(u, model, concurrency=window, timeout=timeout, retries=retries) for u in urls]
-    first = endpoints[0].info
-    for endpoint in endpoints[1:]:
-        if endpoint.info.parameters != first.parameters:
-            raise ModelError(f"{endpoint.name} and {endpoints[0].name} serve models with different parameters")
-    return endpoints, first
+    endpoints: list[TritonEndpoint] = []
+    try:
+        for url in urls:
+            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries))
+        first = endpoints[0]
+        for endpoint in endpoints[1:]:
+            if endpoint.info.parameters != first.info.parameters:
+                raise ModelError(f"{endpoint.name} and {first.name} serve models with different parameters")
+    except ClientError:
+        for endpoint in endpoints:
+            endpoint.close()
+        raise
+    smallest = min(e.info.max_batch_size for e in endpoints)
+    return list(endpoints), dataclasses.replace(first.info, max_batch_size=smallest)
 
 
 def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
