@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import ExportError, ExportOptionError
+from .errors import ExportError, ExportOptionError, ServerError
 from .model_config import INPUT, OUTPUTS, Device, parse_triple
 
 app = typer.Typer(
@@ -114,7 +114,7 @@ def serve_command(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the models to be ready.")] = 300.0,
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
-    from .server import ServerConfig, ServerError, TritonServer, find_binary, python_backend_models, wait_for_signal
+    from .server import ServerConfig, TritonServer, find_binary, python_backend_models, wait_for_signal
 
     try:
         if not repository.is_dir():

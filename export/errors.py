@@ -23,3 +23,7 @@ class VerificationError(ExportError):
 
 class ExportOptionError(ExportError):
     """An export option is out of range."""
+
+
+class ServerError(ExportError):
+    """tritonserver could not be found, started, or did not become ready."""

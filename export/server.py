@@ -26,12 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Deque
 
-from .errors import ExportError
-
-
-class ServerError(ExportError):
-    """The server could not be found, started, or did not become ready."""
-
+from .errors import ServerError
 
 LOOPBACK = "127.0.0.1"
 

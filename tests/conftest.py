@@ -65,7 +65,8 @@ def e2e_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: 
 
 
 def start_server(repository: Path):
-    from skoots_export.server import ServerConfig, ServerError, TritonServer, find_binary
+    from skoots_export.errors import ServerError
+    from skoots_export.server import ServerConfig, TritonServer, find_binary
 
     try:
         binary = find_binary()

@@ -16,7 +16,8 @@ from skoots_client.tiling import crop_grid
 
 
 def test_client_rides_out_a_server_restart(e2e_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from skoots_export.server import ServerConfig, ServerError, TritonServer, find_binary
+    from skoots_export.errors import ServerError
+    from skoots_export.server import ServerConfig, TritonServer, find_binary
     from test_segment_e2e import blobs_volume
 
     try:
