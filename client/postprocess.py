@@ -112,22 +112,24 @@ def label_skeleton(skeleton: Any) -> tuple[Any, int]:
     return labels.astype(xp.uint32), int(count)
 
 
+# __fmul_rn/__fadd_rn: NVRTC would otherwise contract p + S*v into one fused multiply-add,
+# whose single rounding differs from the reference's float32 multiply then add.
 _ASSIGN_CUDA = r"""
     const long long sx = shape_y * shape_z, sy = shape_z;
     long long p = i;
     const long long x = p / sx, y = (p / sy) % shape_y, z = p % shape_z;
     const long long n = shape_x * sx;
-    float ex = (float)x + sxf * (float)vectors[p];
-    float ey = (float)y + syf * (float)vectors[n + p];
-    float ez = (float)z + szf * (float)vectors[2 * n + p];
+    float ex = __fadd_rn((float)x, __fmul_rn(sxf, (float)vectors[p]));
+    float ey = __fadd_rn((float)y, __fmul_rn(syf, (float)vectors[n + p]));
+    float ez = __fadd_rn((float)z, __fmul_rn(szf, (float)vectors[2 * n + p]));
     for (int k = 1; k < iterations; ++k) {
         long long qx = min(max((long long)rintf(ex), 0LL), shape_x - 1);
         long long qy = min(max((long long)rintf(ey), 0LL), shape_y - 1);
         long long qz = min(max((long long)rintf(ez), 0LL), shape_z - 1);
         long long q = qx * sx + qy * sy + qz;
-        ex = ex + sxf * (float)vectors[q];
-        ey = ey + syf * (float)vectors[n + q];
-        ez = ez + szf * (float)vectors[2 * n + q];
+        ex = __fadd_rn(ex, __fmul_rn(sxf, (float)vectors[q]));
+        ey = __fadd_rn(ey, __fmul_rn(syf, (float)vectors[n + q]));
+        ez = __fadd_rn(ez, __fmul_rn(szf, (float)vectors[2 * n + q]));
     }
     long long qx = min(max((long long)rintf(ex), 0LL), shape_x - 1);
     long long qy = min(max((long long)rintf(ey), 0LL), shape_y - 1);
