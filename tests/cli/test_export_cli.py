@@ -1,8 +1,9 @@
-"""``skoots export`` as a user runs it: the real console script, real files."""
+"""``skoots export`` as a user runs it: the real console script in a subprocess, real files."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,27 @@ import torch
 
 from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 
-SKOOTS = str(Path(sys.executable).parent / "skoots")
+SKOOTS = Path(sys.executable).parent / "skoots"
 FAST = ["--device", "cpu", "--crop", "24,24,8", "--overlap", "4,4,2"]
+EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--instances", "--version",
+                  "--crop", "--overlap", "--vector-scaling", "--anisotropy", "--prob-threshold",
+                  "--skeleton-threshold", "--dilations-3d", "--dilations-2d", "--embedding-iterations",
+                  "--dataset-mean", "--dataset-std", "--trust-checkpoint"]
 
 
-def skoots(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([SKOOTS, *args], capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+def skoots(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SKOOTS), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
-class Boom:
-    """Unpickling this runs code: it touches a marker file."""
+class Touch:
+    """Unpickling this runs code: it creates a marker file (in a test's own folder)."""
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
@@ -30,114 +42,242 @@ class Boom:
         return (Path.touch, (self.marker,))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _console_script() -> None:
+    if not SKOOTS.is_file():
+        pytest.skip(f"no console script at {SKOOTS}: install the project (pip install -e .)")
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("cli") / "tiny.trch")
+    return write_checkpoint(tmp_path_factory.mktemp("cli") / "tiny.trch", skoots_cfg(**TINY))
+
+
+# --- success ---------------------------------------------------------------------------------
 
 
 def test_export_writes_both_variants_and_summarises(checkpoint: Path, tmp_path: Path) -> None:
-    result = skoots("export", str(checkpoint), "-r", str(tmp_path / "repo"), "--backend", "both", *FAST)
+    repository = tmp_path / "repo"
+    result = skoots("export", checkpoint, "-r", repository, "--backend", "both", *FAST, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for path in ("skoots/config.pbtxt", "skoots/1/model.pt", "skoots_python/1/model.py", "skoots_python/1/model.pt"):
-        assert (tmp_path / "repo" / path).is_file(), path
+    assert result.stderr == "" and "Traceback" not in result.stdout
+    for path in ("skoots/config.pbtxt", "skoots/1/model.pt", "skoots_python/config.pbtxt",
+                 "skoots_python/1/model.py", "skoots_python/1/model.pt"):
+        assert (repository / path).is_file(), path
+    assert sorted(p.name for p in repository.iterdir()) == ["skoots", "skoots_python"], "no staging left behind"
+    assert not (tmp_path / "model_repository").exists()
+
     out = result.stdout
-    assert "skoots_python" in out and "input__0 TYPE_FP16" in out and "skeleton__1 TYPE_UINT8" in out
-    assert "crop = 24,24,8" in out and "vector_scaling = 60.0,60.0,12.0" in out
+    assert f"wrote {repository / 'skoots'}/config.pbtxt and {repository / 'skoots'}/1/model.pt (libtorch backend, cpu, max_batch_size 8)" in out
+    assert f"wrote {repository / 'skoots_python'}/config.pbtxt and {repository / 'skoots_python'}/1/model.pt (python backend, cpu" in out
+    assert "input   input__0 TYPE_FP16 [B, 1, -1, -1, -1]" in out
+    for line in ("output  vectors__0 TYPE_FP16 [B, 3, -1, -1, -1]", "output  skeleton__1 TYPE_UINT8 [B, 1, -1, -1, -1]",
+                 "output  probability__2 TYPE_FP16 [B, 1, -1, -1, -1]"):
+        assert line in out, line
+    for param in ("crop = 24,24,8", "overlap = 4,4,2", "vector_scaling = 60.0,60.0,12.0", "anisotropy = 1.0,1.0,3.0",
+                  "normalization = dtype_range", "contract_version = 1", "minimum_size = 8"):
+        assert re.search(rf"^param +{re.escape(param)}$", out, re.MULTILINE), param
+
+    libtorch = (repository / "skoots" / "config.pbtxt").read_text()
+    python = (repository / "skoots_python" / "config.pbtxt").read_text()
+    assert 'platform: "pytorch_libtorch"' in libtorch and "KIND_CPU" in libtorch
+    assert 'backend: "python"' in python and 'name: "skoots_python"' in python
+    assert (repository / "skoots" / "1" / "model.pt").read_bytes() == (repository / "skoots_python" / "1" / "model.pt").read_bytes()
 
 
-def bad_cases(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str]]:
-    legacy = tmp / "legacy.trch"
-    torch.save(random_state_dict(skoots_cfg(**TINY)), legacy)
-    unsafe = tmp / "unsafe.trch"
-    torch.save({"cfg": skoots_cfg(**TINY), "hook": Boom(tmp / "MARKER")}, unsafe)
+def test_python_backend_alone_takes_the_plain_name(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    result = skoots("export", checkpoint, "-r", repository, "--backend", "python", "--name", "mito.v2",
+                    "--max-batch", "2", "--dataset-mean", "100", "--dataset-std", "25", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in repository.iterdir()) == ["mito.v2"]
+    assert (repository / "mito.v2" / "1" / "model.py").is_file()
+    assert "python backend, cpu, max_batch_size 2" in result.stdout
+    assert "normalization = mean_std" in result.stdout and "dataset_std = 25.0" in result.stdout
+
+
+# --- user errors: one line, exit 2, nothing written ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
+    folder = tmp_path_factory.mktemp("bad")
+    torch.save(random_state_dict(skoots_cfg(**TINY)), folder / "legacy.trch")
     data = torch.load(checkpoint, weights_only=False)
-    foo, mismatch = tmp / "foo.trch", tmp / "mismatch.trch"
-    torch.save({**data, "cfg": skoots_cfg(**{**TINY, "ARCHITECTURE": "bism_foo"})}, foo)
-    torch.save({**data, "cfg": skoots_cfg(**{**TINY, "DIMS": [4, 8, 12, 8, 4]})}, mismatch)
-    text = tmp / "notes.trch"
-    text.write_text("not a checkpoint")
-    ok = str(checkpoint)
-    return {
-        "missing": ([str(tmp / "nope.trch")], "checkpoint not found"),
-        "not-torch": ([str(text)], "not a readable PyTorch checkpoint"),
-        "legacy": ([str(legacy)], "no 'cfg'"),
-        "unsafe": ([str(unsafe)], "--trust-checkpoint"),
-        "architecture": ([str(foo)], "ARCHITECTURE = 'bism_foo'"),
-        "state-dict": ([str(mismatch)], "shape mismatch"),
-        "crop-two-values": ([ok, "--crop", "3,4"], "needs three integers"),
-        "crop-not-numbers": ([ok, "--crop", "a,b,c"], "needs three integers"),
-        "overlap-too-big": ([ok, "--crop", "8,8,8", "--overlap", "4,4,4"], "keeps nothing"),
-        "backend": ([ok, "--backend", "tensorflow"], "choose libtorch, python or both"),
-        "name": ([ok, "--name", "bad/name"], "may hold only"),
-        "max-batch": ([ok, "--max-batch", "0"], "at least 1"),
-        "threshold": ([ok, "--prob-threshold", "1.5"], "prob_threshold"),
-        "mean-without-std": ([ok, "--dataset-mean", "3"], "come together"),
-        "repository-under-a-file": ([ok, "-r", str(tmp / "notes.trch" / "repo")], "cannot write the model repository"),
-    }
+    torch.save({**data, "hook": Touch(folder / "MARKER")}, folder / "unsafe.trch")
+    torch.save({**data, "cfg": skoots_cfg(**{**TINY, "ARCHITECTURE": "bism_foo"})}, folder / "foo.trch")
+    torch.save({**data, "cfg": skoots_cfg(**{**TINY, "ARCHITECTURE": "bism_unet"})}, folder / "unet.trch")
+    torch.save({**data, "cfg": skoots_cfg(**{**TINY, "DIMS": [4, 8, 12, 8, 4]})}, folder / "mismatch.trch")
+    torch.save({**data, "dataset_mean": torch.zeros(2, 2), "dataset_std": 1.0}, folder / "mean-matrix.trch")
+    (folder / "notes.trch").write_text("not a checkpoint\n")
+    return folder
 
 
-CASES = ["missing", "not-torch", "legacy", "unsafe", "architecture", "state-dict", "crop-two-values",
-         "crop-not-numbers", "overlap-too-big", "backend", "name", "max-batch", "threshold", "mean-without-std",
-         "repository-under-a-file"]
+OK = "{ok}"  # the good checkpoint
+ERRORS: list = [
+    ("missing", ["{bad}/nope.trch"], r"checkpoint not found: \S*nope\.trch — give the path of a \.trch file"),
+    ("not-torch", ["{bad}/notes.trch"], r"notes\.trch is not a readable PyTorch checkpoint \(.+\)"),
+    ("legacy", ["{bad}/legacy.trch"], r"legacy\.trch has no 'cfg': a legacy or non-SKOOTS file"),
+    ("untrusted-pickle", ["{bad}/unsafe.trch"], r"unsafe\.trch needs \S+ to load, which can run arbitrary code; pass --trust-checkpoint only if"),
+    ("architecture", ["{bad}/foo.trch"], r"cfg\.MODEL\.ARCHITECTURE = 'bism_foo' is not supported; expected one of: bism_unext"),
+    ("unet", ["{bad}/unet.trch"], r"'bism_unet' is not supported: .*bism's UNet"),
+    ("state-dict", ["{bad}/mismatch.trch"], r"model_state_dict does not match cfg\.MODEL: shape mismatch \d+: .* \(\+\d+ more\) — export the checkpoint with the cfg it was trained with"),
+    ("crop-two-values", [OK, "--crop", "3,4"], r"--crop '3,4' needs three integers X,Y,Z, e\.g\. --crop 300,300,20"),
+    ("crop-not-numbers", [OK, "--crop", "a,b,c"], r"--crop 'a,b,c' needs three integers"),
+    ("crop-zero", [OK, "--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
+    ("overlap-too-big", [OK, "--crop", "8,8,8", "--overlap", "4,4,4"], r"crop \(8, 8, 8\) with overlap \(4, 4, 4\) keeps nothing of a crop"),
+    ("vector-scaling", [OK, "--vector-scaling", "60,60"], r"--vector-scaling '60,60' needs three numbers X,Y,Z, e\.g\. --vector-scaling 60,60,12"),
+    ("backend", [OK, "--backend", "tensorflow"], r"--backend 'tensorflow': choose libtorch, python or both"),
+    ("name-slash", [OK, "--name", "bad/name"], r"model name 'bad/name' may hold only letters, digits, '_', '\.', '-'"),
+    ("max-batch", [OK, "--max-batch", "0"], r"--max-batch, --version and --instances must be at least 1"),
+    ("prob-threshold", [OK, "--prob-threshold", "1.5"], r"prob_threshold = 1\.5 must lie in \[0, 1\)"),
+    ("mean-without-std", [OK, "--dataset-mean", "3"], r"dataset_mean and dataset_std come together"),
+    ("repository-under-a-file", [OK, "-r", "{bad}/notes.trch/repo"], r"cannot write the model repository \S+: Not a directory — choose a writable --repository"),
+    ("repository-is-a-file", [OK, "-r", "{bad}/notes.trch"], r"cannot write the model repository \S+: File exists — choose a writable --repository"),
+    pytest.param(
+        "crop-below-network-minimum", [OK, "--crop", "4,4,4", "--overlap", "0,0,0"], r"crop .* minimum",
+        marks=pytest.mark.xfail(strict=True, reason="bug: a crop under minimum_size (8 here) crashes verify_scripted "
+                                "with a conv3d RuntimeError traceback, exit 1"),
+        id="crop-below-network-minimum",
+    ),
+    pytest.param(
+        "dataset-mean-nan", [OK, "--dataset-mean", "nan", "--dataset-std", "1"], r"dataset_mean",
+        marks=pytest.mark.xfail(strict=True, reason="bug: ModelParameters accepts a NaN dataset_mean (and NaN/inf "
+                                "elsewhere) and export writes it, exit 0"),
+        id="dataset-mean-nan",
+    ),
+    pytest.param(
+        "mean-matrix", ["{bad}/mean-matrix.trch"], r"dataset_mean = .* must be one finite number",
+        marks=pytest.mark.xfail(strict=True, reason="bug: the message holds repr() of a 2-D tensor, which spans lines"),
+        id="mean-matrix",
+    ),
+]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_user_errors_are_one_line_and_write_nothing(case: str, checkpoint: Path, tmp_path: Path) -> None:
-    args, match = bad_cases(tmp_path, checkpoint)[case]
+@pytest.mark.parametrize("case,args,pattern", [c if hasattr(c, "marks") else pytest.param(*c, id=c[0]) for c in ERRORS])
+def test_user_errors_are_one_line_and_write_nothing(
+    case: str, args: list[str], pattern: str, checkpoint: Path, bad_files: Path, tmp_path: Path
+) -> None:
+    args = [a.format(ok=checkpoint, bad=bad_files) for a in args]
     repository = tmp_path / "repo"
     extra = [] if "-r" in args else ["-r", str(repository)]
-    crop = [] if "--crop" in args else ["--crop", "24,24,8", "--overlap", "4,4,2"]
-    result = skoots("export", *args, *extra, "--device", "cpu", *crop)
+    crop = [] if any(a.startswith(("--crop", "--overlap")) for a in args) else ["--crop", "24,24,8", "--overlap", "4,4,2"]
+    work = tmp_path / "cwd"
+    work.mkdir()
+
+    result = skoots("export", *args, *extra, "--device", "cpu", *crop, cwd=work)
+
     assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert match in lines[0]
     assert "Traceback" not in result.stdout + result.stderr
-    assert not repository.exists() or list(repository.iterdir()) == []
-    assert not (tmp_path / "MARKER").exists(), "an untrusted checkpoint ran code"
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip() and lines[0].startswith("error: "), result.stderr
+    assert re.search(pattern, lines[0]), f"{pattern!r} not in {lines[0]!r}"
+    assert not repository.exists() or list(repository.iterdir()) == [], list(repository.iterdir())
+    assert list(work.iterdir()) == [], "wrote into the working directory"
+    assert (bad_files / "notes.trch").read_text() == "not a checkpoint\n"
+    assert not (bad_files / "MARKER").exists(), "an untrusted checkpoint ran code"
 
 
-def test_trust_checkpoint_is_the_only_way_to_run_pickled_code(tmp_path: Path) -> None:
-    unsafe = tmp_path / "unsafe.trch"
-    data = torch.load(write_checkpoint(tmp_path / "ok.trch"), weights_only=False)
-    data["hook"] = Boom(tmp_path / "MARKER")
-    torch.save(data, unsafe)
-    refused = skoots("export", str(unsafe), "-r", str(tmp_path / "repo"), *FAST)
-    assert refused.returncode == 2 and not (tmp_path / "MARKER").exists()
-    trusted = skoots("export", str(unsafe), "-r", str(tmp_path / "repo"), "--trust-checkpoint", *FAST)
+def test_an_existing_empty_repository_stays_empty_on_error(checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    result = skoots("export", bad_files / "mismatch.trch", "-r", repository, *FAST)
+    assert result.returncode == 2 and result.stderr.startswith("error: model_state_dict does not match")
+    assert list(repository.iterdir()) == []
+
+
+def test_trust_checkpoint_is_the_only_way_to_run_pickled_code(checkpoint: Path, tmp_path: Path) -> None:
+    marker, unsafe = tmp_path / "MARKER", tmp_path / "unsafe.trch"
+    torch.save({**torch.load(checkpoint, weights_only=False), "hook": Touch(marker)}, unsafe)
+    refused = skoots("export", unsafe, "-r", tmp_path / "repo", *FAST)
+    assert refused.returncode == 2 and "--trust-checkpoint" in refused.stderr
+    assert not marker.exists() and not (tmp_path / "repo").exists()
+    trusted = skoots("export", unsafe, "-r", tmp_path / "repo", "--trust-checkpoint", *FAST)
     assert trusted.returncode == 0, trusted.stderr
-    assert (tmp_path / "MARKER").exists()
+    assert marker.exists()
+    assert (tmp_path / "repo" / "skoots" / "1" / "model.pt").is_file()
+
+
+# --- re-export -------------------------------------------------------------------------------
 
 
 def test_reexport_replaces_atomically_and_keeps_other_versions(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
-    assert skoots("export", str(checkpoint), "-r", str(repository), *FAST).returncode == 0
+    first = skoots("export", checkpoint, "-r", repository, "--version", "1", *FAST)
+    assert first.returncode == 0, first.stderr
+    config = repository / "skoots" / "config.pbtxt"
+    assert 'string_value: "24,24,8"' in config.read_text()
     (repository / "skoots" / "7").mkdir()
     (repository / "skoots" / "7" / "model.pt").write_bytes(b"older version")
-    again = skoots("export", str(checkpoint), "-r", str(repository), "--device", "cpu", "--crop", "16,16,8", "--overlap", "2,2,1")
+
+    again = skoots("export", checkpoint, "-r", repository, "--version", "1", "--device", "cpu",
+                   "--crop", "16,16,8", "--overlap", "2,2,1")
     assert again.returncode == 0, again.stderr
-    assert 'string_value: "16,16,8"' in (repository / "skoots" / "config.pbtxt").read_text()
+    text = config.read_text()
+    assert 'string_value: "16,16,8"' in text and 'string_value: "24,24,8"' not in text
+    assert 'string_value: "2,2,1"' in text
     assert (repository / "skoots" / "7" / "model.pt").read_bytes() == b"older version"
-    assert sorted(p.name for p in repository.iterdir()) == ["skoots"], "no staging left behind"
+    assert sorted(p.name for p in (repository / "skoots").iterdir()) == ["1", "7", "config.pbtxt"]
+    assert list(repository.glob(".skoots-export-*")) == [] and list(repository.rglob("*.replaced")) == []
+    assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
 
-
-def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, tmp_path: Path) -> None:
-    repository = tmp_path / "repo"
-    assert skoots("export", str(checkpoint), "-r", str(repository), *FAST).returncode == 0
-    before = (repository / "skoots" / "config.pbtxt").read_text()
-    assert skoots("export", str(tmp_path / "missing.trch"), "-r", str(repository), *FAST).returncode == 2
-    assert (repository / "skoots" / "config.pbtxt").read_text() == before
+    third = skoots("export", checkpoint, "-r", repository, "--version", "2", *FAST)
+    assert third.returncode == 0, third.stderr
+    assert sorted(p.name for p in (repository / "skoots").iterdir()) == ["1", "2", "7", "config.pbtxt"]
     assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
 
 
-@pytest.mark.parametrize("command", [[], ["export"], ["serve"]])
-def test_help_explains_every_option(command: list[str]) -> None:
+def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    assert skoots("export", checkpoint, "-r", repository, *FAST).returncode == 0
+    before = {p.relative_to(repository): p.read_bytes() for p in repository.rglob("*") if p.is_file()}
+    for args in ([bad_files / "mismatch.trch"], [checkpoint, "--crop", "8,8,8", "--overlap", "4,4,4"]):
+        result = skoots("export", *args, "-r", repository, *FAST[:2])
+        assert result.returncode == 2, result.stderr
+    after = {p.relative_to(repository): p.read_bytes() for p in repository.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: _swap_in renames an existing non-directory target into the staging "
+                   "folder, then iterdir() fails and the staging rmtree deletes it; with --backend both the "
+                   "first variant is already swapped in")
+def test_a_file_in_the_way_is_neither_deleted_nor_half_replaced(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    (repository / "skoots_python").write_text("someone else's file")
+    result = skoots("export", checkpoint, "-r", repository, "--backend", "both", *FAST)
+    assert (repository / "skoots_python").read_text() == "someone else's file"
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert sorted(p.name for p in repository.iterdir()) == ["skoots_python"]
+
+
+# --- help ------------------------------------------------------------------------------------
+
+
+def test_export_options_list_is_complete() -> None:
+    import typer.main
+
+    from skoots_export.cli import app
+
+    export = typer.main.get_command(app).commands["export"]
+    options = {name for p in export.params for name in p.opts if name.startswith("--") and name != "--help"}
+    assert options == set(EXPORT_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "command,wanted",
+    [
+        ([], ["export", "serve"]),
+        (["export"], EXPORT_OPTIONS + ["-r", "checkpoint"]),
+        (["serve"], ["--host", "--grpc-port", "--http-port", "--metrics-port", "--model", "--timeout"]),
+    ],
+    ids=["skoots", "export", "serve"],
+)
+def test_help_explains_every_option(command: list[str], wanted: list[str]) -> None:
     result = skoots(*command, "--help")
-    assert result.returncode == 0
-    wanted = {
-        (): ["export", "serve"],
-        ("export",): ["--trust-checkpoint", "--crop", "--overlap", "--backend", "--device", "--max-batch", "--repository", "--name"],
-        ("serve",): ["--host", "--grpc-port", "--model"],
-    }[tuple(command)]
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
     for word in wanted:
-        assert word in result.stdout, word
+        assert re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", result.stdout), word
