@@ -84,15 +84,23 @@ class Checkpoint:
     dataset_std: float | None = None
 
 
+def _brief(value: Any) -> str:
+    """A one-line description of ``value`` for an error message (a tensor's repr spans lines)."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {list(value.shape)}" if value.numel() != 1 else repr(value.item())
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _scalar(value: Any, key: str) -> float | None:
     if value is None:
         return None
     try:
         tensor = torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {key} = {value!r} is not a number") from e
+        raise CheckpointError(f"checkpoint {key} = {_brief(value)} is not a number") from e
     if tensor.numel() != 1 or not torch.isfinite(tensor).all():
-        raise CheckpointError(f"checkpoint {key} = {value!r} must be one finite number")
+        raise CheckpointError(f"checkpoint {key} = {_brief(value)} must be one finite number")
     return float(tensor.reshape(()))
 
 
@@ -120,7 +128,8 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
         ) from e
     except PermissionError as e:
         raise CheckpointError(f"cannot read {path}: permission denied") from e
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, ImportError, AttributeError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, OSError, ImportError, AttributeError) as e:
+        # TypeError: an allow-listed global (torch.Size, OrderedDict, ...) called with malformed arguments
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from e
     if not isinstance(data, Mapping) or "cfg" not in data:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,10 @@ class ModelParameters:
                 raise ValueError(f"{name} needs 3 values (X,Y,Z), got {getattr(self, name)}")
         if any(c < 1 for c in self.crop):
             raise ValueError(f"crop {self.crop} must be positive on every axis")
+        for name in ("vector_scaling", "anisotropy", "dataset_mean", "dataset_std"):
+            value = getattr(self, name)
+            if value is not None and not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(f"{name} = {value} must be finite")
         if any(o < 0 for o in self.overlap):
             raise ValueError(f"overlap {self.overlap} must not be negative")
         if any(c - 2 * o <= 0 for c, o in zip(self.crop, self.overlap)):
@@ -87,6 +92,11 @@ class ModelParameters:
             raise ValueError("dilation counts must not be negative")
         if self.minimum_size < 1:
             raise ValueError(f"minimum_size = {self.minimum_size} must be at least 1")
+        if any(c < self.minimum_size for c in self.crop):
+            raise ValueError(
+                f"crop {self.crop} is below the network's minimum of {self.minimum_size} voxels per axis "
+                f"(2 to the power of its stride-2 levels); choose a crop of at least {self.minimum_size} on every axis"
+            )
         if self.embedding_iterations < 1:
             raise ValueError(f"embedding_iterations = {self.embedding_iterations} must be at least 1")
         if (self.dataset_mean is None) != (self.dataset_std is None):

@@ -7,6 +7,7 @@ out only once the new one is complete, and other versions it held are carried ov
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -49,6 +50,10 @@ def write_models(
     the file system allows). Returns the model directories written.
     """
     repository.mkdir(parents=True, exist_ok=True)
+    for variant in variants:  # before anything is staged or swapped: all or nothing
+        target = repository / variant.name
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise FileExistsError(errno.EEXIST, f"{target} is in the way and is not a model directory", str(target))
     staging = Path(tempfile.mkdtemp(prefix=".skoots-export-", dir=repository))
     try:
         model_file = staging / "model.pt"

@@ -134,27 +134,16 @@ ERRORS: list = [
     ("mean-without-std", [OK, "--dataset-mean", "3"], r"dataset_mean and dataset_std come together"),
     ("repository-under-a-file", [OK, "-r", "{bad}/notes.trch/repo"], r"cannot write the model repository \S+: Not a directory — choose a writable --repository"),
     ("repository-is-a-file", [OK, "-r", "{bad}/notes.trch"], r"cannot write the model repository \S+: File exists — choose a writable --repository"),
-    pytest.param(
-        "crop-below-network-minimum", [OK, "--crop", "4,4,4", "--overlap", "0,0,0"], r"crop .* minimum",
-        marks=pytest.mark.xfail(strict=True, reason="bug: a crop under minimum_size (8 here) crashes verify_scripted "
-                                "with a conv3d RuntimeError traceback, exit 1"),
-        id="crop-below-network-minimum",
-    ),
-    pytest.param(
-        "dataset-mean-nan", [OK, "--dataset-mean", "nan", "--dataset-std", "1"], r"dataset_mean",
-        marks=pytest.mark.xfail(strict=True, reason="bug: ModelParameters accepts a NaN dataset_mean (and NaN/inf "
-                                "elsewhere) and export writes it, exit 0"),
-        id="dataset-mean-nan",
-    ),
-    pytest.param(
-        "mean-matrix", ["{bad}/mean-matrix.trch"], r"dataset_mean = .* must be one finite number",
-        marks=pytest.mark.xfail(strict=True, reason="bug: the message holds repr() of a 2-D tensor, which spans lines"),
-        id="mean-matrix",
-    ),
+    ("crop-below-network-minimum", [OK, "--crop", "4,4,4", "--overlap", "0,0,0"],
+     r"crop \(4, 4, 4\) is below the network's minimum of 8 voxels per axis .* choose a crop of at least 8"),
+    ("dataset-mean-nan", [OK, "--dataset-mean", "nan", "--dataset-std", "1"], r"dataset_mean = nan must be finite"),
+    ("dataset-std-inf", [OK, "--dataset-mean", "0", "--dataset-std", "inf"], r"dataset_std = inf must be finite"),
+    ("vector-scaling-nan", [OK, "--vector-scaling", "60,nan,12"], r"vector_scaling = \(60\.0, nan, 12\.0\) must be finite"),
+    ("mean-matrix", ["{bad}/mean-matrix.trch"], r"dataset_mean = tensor of shape \[2, 2\] must be one finite number"),
 ]
 
 
-@pytest.mark.parametrize("case,args,pattern", [c if hasattr(c, "marks") else pytest.param(*c, id=c[0]) for c in ERRORS])
+@pytest.mark.parametrize("case,args,pattern", [pytest.param(*c, id=c[0]) for c in ERRORS])
 def test_user_errors_are_one_line_and_write_nothing(
     case: str, args: list[str], pattern: str, checkpoint: Path, bad_files: Path, tmp_path: Path
 ) -> None:
@@ -240,9 +229,6 @@ def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, bad_files: P
     assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _swap_in renames an existing non-directory target into the staging "
-                   "folder, then iterdir() fails and the staging rmtree deletes it; with --backend both the "
-                   "first variant is already swapped in")
 def test_a_file_in_the_way_is_neither_deleted_nor_half_replaced(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     repository.mkdir()

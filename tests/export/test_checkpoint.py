@@ -118,11 +118,6 @@ def test_unusable_dataset_statistics_are_refused(tmp_path: Path, mean: Any, matc
         load_checkpoint(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _scalar puts repr(value) in the message; a multi-dimensional tensor's repr spans "
-    "several lines, so the CLI's one-line error becomes several",
-)
 def test_unusable_dataset_statistics_message_is_one_line(tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path / "c.trch", dataset_mean=torch.zeros(2, 2), dataset_std=1.0)
     with pytest.raises(CheckpointError) as error:
@@ -242,12 +237,6 @@ def test_error_message_is_one_line(tmp_path: Path, checkpoint: Path) -> None:
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: load_checkpoint does not catch TypeError, which allow-listed globals "
-    "(torch.Size, torch.device, OrderedDict, _rebuild_tensor_v2) raise on malformed arguments",
-)
 def test_malformed_allowed_global_is_a_checkpoint_error(tmp_path: Path) -> None:
     path = tmp_path / "c.trch"
     torch.save({"cfg": skoots_cfg(**TINY), "bad": Reduce(torch.Size, (1, 2))}, path)

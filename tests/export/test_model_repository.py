@@ -176,3 +176,20 @@ def test_outputs_have_wire_sizes(exported_repository: Path) -> None:
     voxels = crops.numel()
     assert (crops.element_size() * voxels + vectors.element_size() * vectors.numel() + skeleton.element_size() * skeleton.numel()) / voxels == 9
     assert np.asarray(skeleton).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"crop": (4, 8, 8), "overlap": (0, 0, 0)}, r"crop \(4, 8, 8\) is below the network's minimum of 8"),
+        ({"crop": (16, 16, 8), "overlap": (2, 2, 1), "minimum_size": 16}, r"below the network's minimum of 16"),
+        ({"vector_scaling": (60.0, float("inf"), 12.0)}, r"vector_scaling = .* must be finite"),
+        ({"anisotropy": (1.0, 1.0, float("nan"))}, r"anisotropy = .* must be finite"),
+        ({"dataset_mean": float("nan"), "dataset_std": 1.0}, r"dataset_mean = nan must be finite"),
+        ({"dataset_mean": 0.0, "dataset_std": float("inf")}, r"dataset_std = inf must be finite"),
+        ({"prob_threshold": float("nan")}, r"prob_threshold = nan must lie in \[0, 1\)"),
+    ],
+)
+def test_parameters_refuse_what_no_model_can_run(change: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ModelParameters(**change)
