@@ -104,6 +104,24 @@ def _scalar(value: Any, key: str) -> float | None:
     return float(tensor.reshape(()))
 
 
+# What DistributedDataParallel (``module.``) and torch.compile (``_orig_mod.``) put in front of
+# every key when a training script saves the wrapper's state dict instead of the model's.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The state dict with wrapper prefixes shared by *every* key removed, outermost first."""
+    state = dict(state_dict)
+    stripped = True
+    while state and stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                stripped = True
+    return state
+
+
 def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     """Load ``path``; with ``trust`` the full pickle machinery is used (it can run code).
 
@@ -146,7 +164,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     return Checkpoint(
         path=path,
         cfg=cfg,
-        state_dict=state_dict,
+        state_dict=strip_wrapper_prefixes(state_dict),
         dataset_mean=_scalar(data.get("dataset_mean"), "dataset_mean"),
         dataset_std=_scalar(data.get("dataset_std"), "dataset_std"),
     )

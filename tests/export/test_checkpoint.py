@@ -68,6 +68,57 @@ def test_loaded_weights_fill_the_network_exactly(checkpoint: Path) -> None:
         assert torch.equal(value, loaded.state_dict[key]), key
 
 
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "_orig_mod.module."])
+def test_wrapper_prefixes_of_ddp_and_compile_are_stripped(tmp_path: Path, prefix: str) -> None:
+    cfg = skoots_cfg(**TINY)
+    state = random_state_dict(cfg)
+    path = tmp_path / "wrapped.trch"
+    torch.save({"cfg": cfg, "model_state_dict": {prefix + k: v for k, v in state.items()}}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.state_dict.keys() == state.keys()
+    load_weights(build_network(cfg.MODEL), loaded.state_dict)
+
+
+def test_a_prefix_on_only_some_keys_is_kept_and_named(tmp_path: Path) -> None:
+    cfg = skoots_cfg(**TINY)
+    state = random_state_dict(cfg)
+    first = next(iter(state))
+    state["module." + first] = state.pop(first)
+    path = tmp_path / "half.trch"
+    torch.save({"cfg": cfg, "model_state_dict": state}, path)
+    with pytest.raises(StateDictMismatchError, match=rf"missing 1: {re.escape(first)}; unexpected 1: module\.{re.escape(first)}"):
+        load_weights(build_network(cfg.MODEL), load_checkpoint(path).state_dict)
+
+
+def test_checkpoint_of_upstream_cfg_and_model_exports(tmp_path: Path) -> None:
+    """What upstream training writes: its own default cfg, its own bism model, every loss list."""
+    config = pytest.importorskip("skoots.config", reason="install skoots==0.0.5 and bism==0.0.6 with --no-deps")
+    utils = pytest.importorskip("skoots.lib.utils")
+    from skoots_export.exporter import export_checkpoint
+    from skoots_export.model_config import Device
+
+    cfg = config.get_cfg_defaults()
+    cfg.MODEL.DIMS, cfg.MODEL.DEPTHS, cfg.MODEL.KERNEL_SIZE, cfg.MODEL.OUT_CHANNELS = [4, 8, 16, 8, 4], [1, 1, 1, 1, 1], 3, 8
+    model = utils.cfg_to_bism_model(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.TRAIN.LEARNING_RATE)
+    model(torch.rand(1, 1, 16, 16, 8)).sum().backward()
+    optimizer.step()
+    losses = {f"avg_{split}_{kind}loss": [9999999999.9999999999, 0.25]
+              for split in ("epoch", "val") for kind in ("", "embed_", "prob_", "skele_")}
+    path = tmp_path / "upstream.trch"
+    torch.save({"cfg": cfg, "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(), **losses}, path)
+
+    result = export_checkpoint(path, repository=tmp_path / "repo", device=Device.cpu, crop=(32, 32, 16), overlap=(4, 4, 2))
+    assert result.parameters.vector_scaling == tuple(float(v) for v in cfg.SKOOTS.VECTOR_SCALING)
+    scripted = torch.jit.load(str(tmp_path / "repo" / "skoots" / "1" / "model.pt"))
+    x = torch.rand(1, 1, 32, 32, 16).half()
+    with torch.inference_mode():
+        expected = model.eval()(x.float())
+        vectors, _, prob = scripted(x)
+    assert float((prob.float() - expected[:, 4:5]).abs().max()) <= 1e-3
+    assert float((vectors.float() - expected[:, 0:3] * (expected[:, 4:5] > 0.5)).abs().max()) <= 1e-3
+
+
 def test_trusted_load_of_a_clean_checkpoint_reads_the_same(checkpoint: Path) -> None:
     safe, trusted = load_checkpoint(checkpoint), load_checkpoint(checkpoint, trust=True)
     assert trusted.cfg == safe.cfg
