@@ -41,30 +41,53 @@ class Volume:
 
 
 class _XYZView:
-    """``[Z, X, Y]`` storage seen as ``[X, Y, Z]`` without reading it."""
+    """An on-disk array seen as ``[X, Y, Z]`` without reading it.
 
-    def __init__(self, zxy: Any, channel: int | None) -> None:
-        self._zxy = zxy
-        self._channel = channel
-        z, x, y = zxy.shape[:3]
-        self.shape = (x, y, z)
-        self.dtype = zxy.dtype
+    ``axes`` gives the array axes that hold Z, X and Y; ``fixed`` pins the others (a channel, a
+    single time point) to one index. Slicing reads only the requested window.
+    """
+
+    def __init__(self, array: Any, axes: tuple[int, int, int], fixed: dict[int, int]) -> None:
+        self._array = array
+        self._axes = axes
+        self._fixed = fixed
+        z, x, y = axes
+        self.shape = (int(array.shape[x]), int(array.shape[y]), int(array.shape[z]))
+        self.dtype = array.dtype
+        kept = sorted(axes)
+        self._to_xyz = (kept.index(x), kept.index(y), kept.index(z))
 
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         sx, sy, sz = key
-        index = (sz, sx, sy) if self._channel is None else (sz, sx, sy, self._channel)
-        return np.asarray(self._zxy[index]).transpose(1, 2, 0)
+        index: list[Any] = [slice(None)] * len(self._array.shape)
+        z, x, y = self._axes
+        index[z], index[x], index[y] = sz, sx, sy
+        for axis, at in self._fixed.items():
+            index[axis] = at
+        return np.asarray(self._array[tuple(index)]).transpose(self._to_xyz)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[slice(None), slice(None), slice(None)]
         return out if dtype is None else out.astype(dtype)
 
 
-def _open_tiff(path: Path) -> Any:
+def _tiff_axes(path: Path) -> str | None:
+    """tifffile's axes of the first series (``ZCYX``, ``QYXS``, ...), or None if unknown."""
     import tifffile
 
     try:
-        return tifffile.memmap(path, mode="r")
+        with tifffile.TiffFile(path) as tif:
+            return str(tif.series[0].axes)
+    except Exception:  # noqa: BLE001 - unreadable files are reported when the data is read
+        return None
+
+
+def _open_tiff(path: Path) -> tuple[Any, str | None]:
+    import tifffile
+
+    axes = _tiff_axes(path)
+    try:
+        return tifffile.memmap(path, mode="r"), axes
     except (ValueError, OSError, IndexError):
         pass  # compressed or tiled: read it whole
     try:
@@ -73,10 +96,19 @@ def _open_tiff(path: Path) -> Any:
         raise InputError(f"cannot read TIFF {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if array.size == 0:
         raise InputError(f"cannot read TIFF {path}: no image data (corrupt or truncated file?)")
-    return array
+    return array, axes
 
 
-def _open_zarr(path: Path) -> Any:
+def _ome_axes(multiscales: Any) -> str | None:
+    """``"TCZYX"``-style letters from OME-NGFF multiscales metadata (0.3: names, 0.4+: dicts)."""
+    try:
+        names = multiscales[0]["axes"]
+        return "".join(str(a["name"] if isinstance(a, dict) else a)[0].upper() for a in names)
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _open_zarr(path: Path) -> tuple[Any, str | None]:
     import zarr
 
     try:
@@ -84,21 +116,59 @@ def _open_zarr(path: Path) -> Any:
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if isinstance(node, zarr.Array):
-        return node
+        return node, None
     multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
     if multiscales:
-        return node[multiscales[0]["datasets"][0]["path"]]
+        return node[multiscales[0]["datasets"][0]["path"]], _ome_axes(multiscales)
     arrays = list(node.array_keys())
     if len(arrays) == 1:
-        return node[arrays[0]]
+        return node[arrays[0]], None
     raise InputError(f"{path} is a Zarr group with {len(arrays)} arrays and no OME multiscales; point at one array")
+
+
+def _dimension_error(path: Path, shape: tuple[int, ...], axes: str | None) -> InputError:
+    named = f" (axes {axes})" if axes else ""
+    return InputError(
+        f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
+    )
+
+
+def _layout(path: Path, shape: tuple[int, ...], axes: str | None) -> tuple[tuple[int, int, int], int | None]:
+    """The array axes of Z, X, Y and of the channel (or None), from metadata where it names them.
+
+    Without axis names the seed's reading applies: ``[Z, X, Y]`` or ``[Z, X, Y, C]``. tifffile's
+    own guesses (``QYX``, ``SYX`` for a 3-slice stack, ``QYXS``) are not names: only files that
+    name Z, C or T (ImageJ, OME) are read by name. With them, the row axis ``Y`` is the seed's X and the column axis ``X``
+    its Y; ``C``/``S`` is the channel wherever it sits (ImageJ stores ``ZCYX``, OME ``CZYX``);
+    a single time point is taken as is; the one remaining axis (``Z``, or tifffile's unnamed
+    ``Q``) is Z.
+    """
+    named = axes is not None and len(axes) == len(shape) and {"Y", "X"} <= set(axes) and bool(set(axes) & set("ZCT"))
+    if named:
+        rest = [i for i, a in enumerate(axes) if a not in "YX"]
+        times = [i for i in rest if axes[i] == "T"]
+        for t in times:
+            if shape[t] != 1:
+                raise InputError(f"{path} is a time series ({shape[t]} time points, axes {axes}); save one time point as a volume and segment that")
+        channels = [i for i in rest if axes[i] in "CS" and shape[i] > 1] or [i for i in rest if axes[i] in "CS"][:1]
+        spatial = [i for i in rest if i not in times and axes[i] not in "CS"]
+        if len(channels) > 1 or len(spatial) != 1:
+            raise _dimension_error(path, shape, axes)
+        return (spatial[0], axes.index("Y"), axes.index("X")), (channels[0] if channels else None)
+    if len(shape) == 3:
+        return (0, 1, 2), None
+    if len(shape) == 4:
+        return (0, 1, 2), 3
+    raise _dimension_error(path, shape, axes)
 
 
 def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
-    ``channel`` picks a channel of ``[Z, X, Y, C]`` data; by default a single channel is
-    taken as is, and with more than 3 channels channel 2 is used (the seed's rule).
+    Axes follow the seed (``[Z, X, Y]`` or ``[Z, X, Y, C]`` on disk) unless the file names them
+    (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
+    picks a channel; by default a single channel is taken as is, and with more than 3 channels
+    channel 2 is used (the seed's rule).
 
     Raises
     ------
@@ -114,9 +184,9 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
             raise InputError(f"{path} is not a file")
         if not os.access(path, os.R_OK):
             raise InputError(f"cannot read {path}: permission denied")
-        array = _open_tiff(path)
+        array, axes = _open_tiff(path)
     elif name.endswith(ZARR_SUFFIXES) or path.is_dir():
-        array = _open_zarr(path)
+        array, axes = _open_zarr(path)
     else:
         raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
     dtype = np.dtype(array.dtype)
@@ -124,28 +194,26 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
         raise InputError(
             f"{path} holds {dtype.name} voxels; SKOOTS reads uint8, uint16 or float (already normalised) — convert it"
         )
-    shape = tuple(array.shape)
+    shape = tuple(int(n) for n in array.shape)
     if any(n == 0 for n in shape):
         raise InputError(f"{path} is empty (shape {shape})")
-    if len(shape) == 3:
+    spatial, channel_axis = _layout(path, shape, axes)
+    fixed = {i: 0 for i in range(len(shape)) if i not in spatial and i != channel_axis}
+    if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return Volume(_XYZView(array, None), path)
-    if len(shape) == 4:
-        channels = shape[3]
-        if channel is None:
-            if channels == 1:
-                channel = 0
-            elif channels > 3:
-                channel = 2
-            else:
-                raise InputError(f"{path} has {channels} channels (axes Z, X, Y, C); choose one with --channel 0..{channels - 1}")
-        if not 0 <= channel < channels:
-            raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
-        return Volume(_XYZView(array, channel), path)
-    raise InputError(
-        f"{path} has {len(shape)} dimensions {shape}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
-    )
+        return Volume(_XYZView(array, spatial, fixed), path)
+    channels = shape[channel_axis]
+    if channel is None:
+        if channels == 1:
+            channel = 0
+        elif channels > 3:
+            channel = 2
+        else:
+            raise InputError(f"{path} has {channels} channels; choose one with --channel 0..{channels - 1}")
+    if not 0 <= channel < channels:
+        raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
+    return Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path)
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:

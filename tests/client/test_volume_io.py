@@ -122,3 +122,47 @@ def test_normalisation_follows_the_seed() -> None:
     assert normalize_crop(np.full((1, 1, 2), 0.25, np.float32)).dtype == np.float16
     with pytest.raises(InputError, match="NaN"):
         normalize_crop(np.array([[[np.nan]]], np.float32))
+
+
+def test_imagej_hyperstack_channel_axis_is_found_where_it_is(tmp_path: Path) -> None:
+    zcyx = zxy_volume(shape=(4, 2, 6, 5))
+    tifffile.imwrite(tmp_path / "zcyx.tif", zcyx, imagej=True, metadata={"axes": "ZCYX"})
+    volume = read_volume(tmp_path / "zcyx.tif", channel=1)
+    assert volume.shape == (6, 5, 4)
+    assert np.array_equal(np.asarray(volume.data), zcyx[:, 1].transpose(1, 2, 0))
+    assert np.array_equal(volume.data[1:4, 0:2, 2:3], zcyx[2:3, 1, 1:4, 0:2].transpose(1, 2, 0))
+    with pytest.raises(InputError, match=r"2 channels; choose one with --channel 0\.\.1"):
+        read_volume(tmp_path / "zcyx.tif")
+
+
+def test_single_time_point_and_single_channel_are_taken_as_is(tmp_path: Path) -> None:
+    tzcyx = zxy_volume(shape=(1, 4, 1, 6, 5))
+    tifffile.imwrite(tmp_path / "t.tif", tzcyx, metadata={"axes": "TZCYX"})
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "t.tif").data), tzcyx[0, :, 0].transpose(1, 2, 0))
+
+
+def test_time_series_is_refused_with_the_fix(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "t.tif", zxy_volume(shape=(3, 4, 6, 5)), imagej=True, metadata={"axes": "TZYX"})
+    with pytest.raises(InputError, match=r"time series \(3 time points, axes TZYX\); save one time point"):
+        read_volume(tmp_path / "t.tif")
+
+
+def test_ome_zarr_axes_are_honoured(tmp_path: Path) -> None:
+    """A 5-D OME-Zarr image (t, c, z, y, x), the layout napari and bioformats2raw write."""
+    tczyx = zxy_volume(shape=(1, 3, 4, 6, 5))
+    group = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", data=tczyx)
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": n} for n in "tczyx"], "datasets": [{"path": "0"}]}]
+    volume = read_volume(tmp_path / "img.ome.zarr", channel=1)
+    assert volume.shape == (6, 5, 4)
+    assert np.array_equal(np.asarray(volume.data), tczyx[0, 1].transpose(1, 2, 0))
+    with pytest.raises(InputError, match="3 channels"):
+        read_volume(tmp_path / "img.ome.zarr")
+
+
+@pytest.mark.parametrize("shape", [(3, 10, 30), (4, 6, 5, 3)], ids=["three-slices-tifffile-calls-SYX", "contig-samples-QYXS"])
+def test_tifffile_guesses_are_not_axis_names(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    data = zxy_volume(shape=shape)
+    tifffile.imwrite(tmp_path / "v.tif", data)
+    expected = data if len(shape) == 3 else data[..., 0]
+    assert np.array_equal(np.asarray(read_volume(tmp_path / "v.tif", channel=0).data), expected.transpose(1, 2, 0))
