@@ -6,7 +6,7 @@ each crop voxel costs 2 B in (FP16) and 7 B out (FP16 vectors, UINT8 skeleton).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ class InferenceHead(nn.Module):
     ``vectors = v * (prob > prob_threshold)`` and
     ``skeleton = (skel * (prob > prob_threshold)) > skeleton_threshold``, as the seed computes
     them. On CUDA the network runs under float16 autocast (as the seed does); on the CPU it
-    computes in float32.
+    computes in float32. Each crop's answer is independent of the batch it arrives in.
     """
 
     def __init__(self, network: nn.Module, prob_threshold: float = 0.5, skeleton_threshold: float = 0.8) -> None:
@@ -29,13 +29,18 @@ class InferenceHead(nn.Module):
         self.skeleton_threshold = float(skeleton_threshold)
 
     def forward(self, input__0: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        x = input__0.float()
-        if x.is_cuda:
-            with torch.autocast(device_type="cuda", dtype=torch.float16):
-                out = self.network(x)
-        else:
-            out = self.network(x)
-        out = out.float()
+        # One crop at a time: convolution kernels pick other blockings for other batch sizes,
+        # which moves outputs by an ulp, so a crop's answer would depend on which requests the
+        # dynamic batcher merged it with. Alone, it is the same in every batch, on every retry.
+        raw: List[Tensor] = []
+        for crop in input__0.split(1):
+            x = crop.float()
+            if x.is_cuda:
+                with torch.autocast(device_type="cuda", dtype=torch.float16):
+                    raw.append(self.network(x).float())
+            else:
+                raw.append(self.network(x))
+        out = torch.cat(raw)
         prob = out[:, 4:5]
         mask = prob > self.prob_threshold
         vectors = (out[:, 0:3] * mask).half()

@@ -59,7 +59,7 @@ def test_head_applies_reference_thresholds(tiny_checkpoint: Path) -> None:
     head = eager_head(tiny_checkpoint, prob=0.4, skel=0.6)
     crops = random_crops(2)
     with torch.inference_mode():
-        raw = head.network(crops.float())
+        raw = torch.cat([head.network(crop.float()) for crop in crops.split(1)])  # the head runs crops alone
         vectors, skeleton, prob = head(crops)
     mask = raw[:, 4:5] > 0.4
     assert torch.equal(vectors, (raw[:, :3] * mask).half())
@@ -193,3 +193,18 @@ def test_outputs_have_wire_sizes(exported_repository: Path) -> None:
 def test_parameters_refuse_what_no_model_can_run(change: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ModelParameters(**change)
+
+
+def test_a_crops_answer_does_not_depend_on_its_batch(exported_repository: Path) -> None:
+    """The dynamic batcher merges requests at will; each crop's answer must be the same alone."""
+    import torch
+
+    model = torch.jit.load(str(exported_repository / "skoots" / "1" / "model.pt"))
+    batch = torch.rand((4, 1, 24, 24, 8), generator=torch.Generator().manual_seed(3)).half()
+    with torch.inference_mode():
+        together = model(batch)
+        alone = [model(batch[i : i + 1]) for i in range(4)]
+        pairs = [model(batch[i : i + 2]) for i in (0, 2)]
+    for k, output in enumerate(together):
+        assert torch.equal(output, torch.cat([a[k] for a in alone]))
+        assert torch.equal(output, torch.cat([p[k] for p in pairs]))
