@@ -94,6 +94,22 @@ def _open_zarr(path: Path) -> Any:
     raise InputError(f"{path} is a Zarr group with {len(arrays)} arrays and no OME multiscales; point at one array")
 
 
+def _open(path: Path) -> Any:
+    """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible."""
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    name = path.name.lower()
+    if name.endswith(TIFF_SUFFIXES):
+        if not path.is_file():
+            raise InputError(f"{path} is not a file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read {path}: permission denied")
+        return _open_tiff(path)
+    if name.endswith(ZARR_SUFFIXES) or path.is_dir():
+        return _open_zarr(path)
+    raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
+
+
 def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
@@ -106,19 +122,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
-    name = path.name.lower()
-    if name.endswith(TIFF_SUFFIXES):
-        if not path.is_file():
-            raise InputError(f"{path} is not a file")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"cannot read {path}: permission denied")
-        array = _open_tiff(path)
-    elif name.endswith(ZARR_SUFFIXES) or path.is_dir():
-        array = _open_zarr(path)
-    else:
-        raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
+    array = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(
@@ -146,6 +150,27 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     raise InputError(
         f"{path} has {len(shape)} dimensions {shape}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
     )
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read a 3-D label volume whole, in its stored axis order (``[Z, X, Y]`` for our outputs).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, not 3-D, or not integer labels.
+    """
+    path = Path(path)
+    array = _open(path)
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "ui":
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    if len(array.shape) != 3:
+        raise InputError(f"{path} has {len(array.shape)} dimensions {tuple(array.shape)}; a label volume is 3-D [Z, X, Y]")
+    labels = np.asarray(array[...])
+    if dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
+    return labels
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
