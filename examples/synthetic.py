@@ -79,8 +79,8 @@ class SyntheticVolume:
     """A generated volume, ``[X, Y, Z]``: raw image, instance labels and SKOOTS training targets.
 
     ``vectors`` ``[3, X, Y, Z]`` are offsets in voxels from each object voxel to the nearest
-    point of its own centreline (zero on background); ``skeleton`` marks each object's
-    centreline, thickened by one voxel in x and y and kept inside the object.
+    voxel of its own rasterised centreline (zero on background and on the centreline);
+    ``skeleton`` marks that centreline, thickened by one voxel in x and y, inside the object.
     """
 
     raw: np.ndarray
@@ -105,25 +105,18 @@ def _centreline(rng: np.random.Generator, centre: np.ndarray, length: float, fla
     return points - points.mean(0) + centre
 
 
-def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distances of ``points`` ``[N, 3]`` to the segment ``a-b``, and the nearest points on it."""
+def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances of ``points`` ``[N, 3]`` to the segment ``a-b``."""
     ab = b - a
     t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-    nearest = a + t[:, None] * ab
-    return np.linalg.norm(points - nearest, axis=1), nearest
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
 
 
-def _polyline_distance(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distances of ``points`` to a polyline and the nearest polyline points (physical units)."""
+def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distances of ``points`` ``[N, 3]`` to a polyline ``[M, 3]`` (physical units)."""
     if len(line) == 1:
-        return np.linalg.norm(points - line[0], axis=1), np.broadcast_to(line[0], points.shape).copy()
-    best = np.full(len(points), np.inf)
-    nearest = np.zeros_like(points)
-    for a, b in zip(line[:-1], line[1:]):
-        d, n = _segment_distance(points, a, b)
-        closer = d < best
-        best[closer], nearest[closer] = d[closer], n[closer]
-    return best, nearest
+        return np.linalg.norm(points - line[0], axis=1)
+    return np.min([_segment_distance(points, a, b) for a, b in zip(line[:-1], line[1:])], axis=0)
 
 
 def sample_objects(rng: np.random.Generator, spec: SyntheticSpec) -> list[SyntheticObject]:
@@ -186,7 +179,7 @@ def render_objects(objects: Sequence[SyntheticObject], spec: SyntheticSpec) -> t
         high = np.minimum(np.ceil((obj.centreline.max(0) + obj.radius) / spacing).astype(int) + 2, shape)
         box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
         grid = np.stack(np.meshgrid(*[np.arange(lo, hi) for lo, hi in zip(low, high)], indexing="ij"), -1)
-        distance, _ = _polyline_distance(grid.reshape(-1, 3) * spacing, obj.centreline)
+        distance = _polyline_distance(grid.reshape(-1, 3) * spacing, obj.centreline)
         ratio = (distance / obj.radius).reshape(grid.shape[:3]).astype(np.float32)
         owns = (ratio <= 1.0) & (ratio < depth[box])
         depth[box][owns] = ratio[owns]

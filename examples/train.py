@@ -172,11 +172,11 @@ def losses(network, batch: Batch, skeleton_weight: float, vector_weight: float):
 def train(
     out: Path,
     *,
-    steps: int = 3000,
+    steps: int = 1200,
     batch_size: int = 2,
     crop: tuple[int, int, int] = (64, 64, 16),
     learning_rate: float = 2e-3,
-    volumes: int = 24,
+    volumes: int = 16,
     seed: int = 0,
     skeleton_weight: float = 1.0,
     vector_weight: float = 10.0,
@@ -229,7 +229,11 @@ def train(
                 flush=True,
             )
     checkpoint = _save(out, cfg, network, optimizer, avg_epoch_loss, avg_val_loss)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - started:.0f}s", flush=True)
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - started:.0f}s "
+        f"({time.process_time():.0f} CPU-seconds)",
+        flush=True,
+    )
     return checkpoint
 
 
@@ -254,9 +258,9 @@ def _save(out: Path, cfg, network, optimizer, avg_epoch_loss: list, avg_val_loss
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("examples/demo_model.trch"), help="checkpoint to write")
-    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=1200, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=2, help="crops per step")
-    parser.add_argument("--volumes", type=int, default=24, help="training volumes (seeds 1000, 1001, ...)")
+    parser.add_argument("--volumes", type=int, default=16, help="training volumes (seeds 1000, 1001, ...)")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay after 100 warm-up steps)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, crops and augmentation")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")

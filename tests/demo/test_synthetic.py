@@ -113,9 +113,14 @@ def test_command_line_writes_the_pair_and_refuses_bad_shapes(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert tifffile.imread(tmp_path / "c.tif").dtype == np.uint16
     assert tifffile.imread(tmp_path / "c_labels.tif").shape == (12, 48, 40)
-    bad = run(str(tmp_path / "d.tif"), "--shape", "48,40")
-    assert bad.returncode == 2 and "three positive integers X,Y,Z" in bad.stderr
-    assert not (tmp_path / "d.tif").exists()
+    for args, message in (
+        ((str(tmp_path / "d.tif"), "--shape", "48,40"), "three positive integers X,Y,Z"),
+        ((str(tmp_path / "d.png"),), "must be a .tif or .tiff file"),
+        ((str(tmp_path / "nowhere" / "d.tif"),), "does not exist; create it first"),
+    ):
+        bad = run(*args)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif", "c_labels.tif"]
 
 
 def test_spec_is_checked() -> None:
