@@ -98,19 +98,13 @@ def evaluate_command(
     IoU 0.5 and 0.75, adjusted Rand index, variation of information (split, merge), counts."""
     import json
 
-    from .evaluate import evaluate, format_table
-    from .volume_io import read_labels
+    from .evaluate import evaluate_files, format_table
 
     try:
-        pred, true = read_labels(prediction), read_labels(ground_truth)
-        if pred.shape != true.shape:
-            raise ClientError(
-                f"{prediction} has shape {pred.shape} but {ground_truth} has {true.shape}; evaluate labels of the same volume"
-            )
+        scores = evaluate_files(prediction, ground_truth)
     except ClientError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    scores = evaluate(pred, true)
     if json_output:
         typer.echo(json.dumps({"prediction": str(prediction), "ground_truth": str(ground_truth), **scores.to_dict()}, indent=2))
     else:

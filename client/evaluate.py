@@ -25,9 +25,12 @@ Label 0 is background in both volumes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import InputError
 
 IOU_THRESHOLDS = (0.5, 0.75)
 
@@ -224,6 +227,22 @@ def evaluate(pred: np.ndarray, true: np.ndarray, thresholds: tuple[float, ...] =
         vi_split=split,
         vi_merge=merge,
     )
+
+
+def evaluate_files(prediction: str | Path, ground_truth: str | Path) -> Scores:
+    """Read two label volumes (TIFF, Zarr) and score the first against the second.
+
+    Raises
+    ------
+    InputError
+        A file is missing or unreadable, holds no integer labels, or the shapes differ.
+    """
+    from .volume_io import read_labels
+
+    pred, true = read_labels(prediction), read_labels(ground_truth)
+    if pred.shape != true.shape:
+        raise InputError(f"{prediction} has shape {pred.shape} but {ground_truth} has {true.shape}; evaluate labels of the same volume")
+    return evaluate(pred, true)
 
 
 def format_table(scores: Scores) -> str:

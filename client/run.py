@@ -128,6 +128,7 @@ def segment_file(
     write_labels(out, labels, overwrite=overwrite)
     if save_intermediates:
         write_intermediates(out, result.intermediates, overwrite=overwrite)
+    text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
     if preview is not None:
-        write_preview(preview, volume.data, labels)
-    return summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+        text += f"\npreview → {write_preview(preview, volume.data, labels)}"
+    return text
