@@ -10,7 +10,7 @@ Targets are what SKOOTS learns (see :mod:`examples.synthetic`): object probabili
 skeleton (each object's centreline, thickened), and vectors from each object voxel to its
 centreline divided by ``VECTOR_SCALING`` and clipped to [-1, 1]. Upstream trains the vectors
 through an embedding-to-probability loss with a decaying sigma; with exact synthetic targets
-a direct regression of the vectors on object voxels is simpler and converges faster on a CPU.
+a direct regression of the vectors on object voxels is simpler, and it was enough here.
 Losses: binary cross-entropy plus soft Dice for probability and skeleton, L1 for the vectors.
 
 ``python -m examples.train --out examples/demo_model.trch`` re-makes the committed checkpoint
