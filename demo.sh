@@ -13,9 +13,9 @@ fi
 . .venv/bin/activate
 if ! python -c "import torch, matplotlib, skoots_export, skoots_client" 2>/dev/null; then
     echo "installing torch 2.13.0 (CPU) and the project into .venv"
-    python -m pip install --quiet --upgrade pip
+    python -m pip install --quiet --quiet --upgrade pip      # -qq: errors only
     # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-    python -m pip install --quiet torch==2.13.0
-    python -m pip install --quiet .
+    python -m pip install --quiet --quiet torch==2.13.0
+    python -m pip install --quiet --quiet .
 fi
 exec python -m examples.demo "$@"

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, truth = write_volume(volume_path, volume)
 
     print("3. segment it in-process (no server) and write a preview", flush=True)
-    run(_script("skoots-client"), "segment", volume_path, "-r", repository, "--out", labels, "--overwrite", "--preview", preview, "--quiet")
+    run(_script("skoots-client"), "segment", volume_path, "-r", repository, "--out", labels, "--overwrite", "--preview", preview)
     segmented_at = time.perf_counter()
 
     print("4. score the segmentation against the ground truth", flush=True)
