@@ -53,6 +53,7 @@ def segment_command(
     reference_borders: Annotated[bool, typer.Option("--reference-borders", help="Leave the reference's unwritten frames background, to reproduce published results.")] = False,
     save_intermediates: Annotated[bool, typer.Option("--save-intermediates", help="Also write skeleton, vectors and probability beside the output (.zarr).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    preview: Annotated[Optional[Path], typer.Option("--preview", help="Also write a PNG: the raw max projection over Z beside the labels in distinct colours.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
     from .run import segment_file  # heavy imports only when segmenting
@@ -78,12 +79,36 @@ def segment_command(
             reference_borders=reference_borders,
             save_intermediates=save_intermediates,
             quiet=quiet,
+            preview=preview,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if not quiet:
         typer.echo(summary)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    prediction: Annotated[Path, typer.Argument(help="Predicted labels (TIFF, Zarr), e.g. the output of segment.")],
+    ground_truth: Annotated[Path, typer.Argument(help="Ground-truth labels of the same volume, same shape and axis order.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the scores as JSON instead of a table.")] = False,
+) -> None:
+    """Score predicted instance labels against ground truth: precision, recall, F1 and AP at
+    IoU 0.5 and 0.75, adjusted Rand index, variation of information (split, merge), counts."""
+    import json
+
+    from .evaluate import evaluate_files, format_table
+
+    try:
+        scores = evaluate_files(prediction, ground_truth)
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if json_output:
+        typer.echo(json.dumps({"prediction": str(prediction), "ground_truth": str(ground_truth), **scores.to_dict()}, indent=2))
+    else:
+        typer.echo(f"{prediction} against {ground_truth}\n{format_table(scores)}")
 
 
 def main() -> None:

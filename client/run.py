@@ -15,6 +15,7 @@ from skoots_export.model_config import ModelParameters
 from . import postprocess
 from .errors import ClientError, InputError, ModelError
 from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint
+from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
 from .segment import SegmentResult, segment_volume
 from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
@@ -85,12 +86,15 @@ def segment_file(
     reference_borders: bool = False,
     save_intermediates: bool = False,
     quiet: bool = False,
+    preview: Path | None = None,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``."""
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
     check_output_path(out, overwrite)
+    if preview is not None:
+        check_preview_path(preview)
     volume = read_volume(volume_path, channel)
     try:
         xp = postprocess.device_array_module(device)
@@ -124,4 +128,7 @@ def segment_file(
     write_labels(out, labels, overwrite=overwrite)
     if save_intermediates:
         write_intermediates(out, result.intermediates, overwrite=overwrite)
-    return summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+    text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+    if preview is not None:
+        text += f"\npreview → {write_preview(preview, volume.data, labels)}"
+    return text

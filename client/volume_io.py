@@ -138,8 +138,9 @@ def _layout(path: Path, shape: tuple[int, ...], axes: str | None) -> tuple[tuple
 
     Without axis names the seed's reading applies: ``[Z, X, Y]`` or ``[Z, X, Y, C]``. tifffile's
     own guesses (``QYX``, ``SYX`` for a 3-slice stack, ``QYXS``) are not names: only files that
-    name Z, C or T (ImageJ, OME) are read by name. With them, the row axis ``Y`` is the seed's X and the column axis ``X``
-    its Y; ``C``/``S`` is the channel wherever it sits (ImageJ stores ``ZCYX``, OME ``CZYX``);
+    name Z, C or T (ImageJ, OME) are read by name. With them, the row axis ``Y`` is the seed's X
+    and the column axis ``X`` its Y; ``C``/``S`` is the channel wherever it sits (ImageJ stores
+    ``ZCYX``, OME ``CZYX``);
     a single time point is taken as is; the one remaining axis (``Z``, or tifffile's unnamed
     ``Q``) is Z.
     """
@@ -162,6 +163,23 @@ def _layout(path: Path, shape: tuple[int, ...], axes: str | None) -> tuple[tuple
     raise _dimension_error(path, shape, axes)
 
 
+def _open(path: Path) -> tuple[Any, str | None]:
+    """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
+    and its axis letters where the file names them."""
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    name = path.name.lower()
+    if name.endswith(TIFF_SUFFIXES):
+        if not path.is_file():
+            raise InputError(f"{path} is not a file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read {path}: permission denied")
+        return _open_tiff(path)
+    if name.endswith(ZARR_SUFFIXES) or path.is_dir():
+        return _open_zarr(path)
+    raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
+
+
 def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
@@ -176,19 +194,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
-    name = path.name.lower()
-    if name.endswith(TIFF_SUFFIXES):
-        if not path.is_file():
-            raise InputError(f"{path} is not a file")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"cannot read {path}: permission denied")
-        array, axes = _open_tiff(path)
-    elif name.endswith(ZARR_SUFFIXES) or path.is_dir():
-        array, axes = _open_zarr(path)
-    else:
-        raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
+    array, axes = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(
@@ -214,6 +220,27 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
     return Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path)
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read a 3-D label volume whole, in its stored axis order (``[Z, X, Y]`` for our outputs).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, not 3-D, or not integer labels.
+    """
+    path = Path(path)
+    array, _ = _open(path)
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "ui":
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    if len(array.shape) != 3:
+        raise InputError(f"{path} has {len(array.shape)} dimensions {tuple(array.shape)}; a label volume is 3-D [Z, X, Y]")
+    labels = np.asarray(array[...])
+    if dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
+    return labels
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:

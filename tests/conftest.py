@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parent.parent))  # the demo's `examples` package
 # Upstream skoots/bism for the parity tests live outside the venv: their `skoots` script would
 # replace ours (see .ci/run).
 _UPSTREAM = Path(__file__).parent.parent / ".upstream"

@@ -1,0 +1,98 @@
+"""``skoots-client evaluate`` as a user runs it: the console script in a subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+CLIENT = Path(sys.executable).parent / "skoots-client"
+
+
+def client(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CLIENT), *map(str, args)], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"}
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _console_script() -> None:
+    if not CLIENT.is_file():
+        pytest.skip(f"no console script at {CLIENT}: install the project (pip install -e .)")
+
+
+@pytest.fixture()
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    true = np.zeros((4, 10, 12), np.uint16)
+    true[:, 1:4, 1:4], true[:, 6:9, 2:10] = 1, 2
+    pred = np.zeros((4, 10, 12), np.uint32)
+    pred[:, 1:4, 1:4], pred[:, 6:9, 2:5], pred[:, 6:9, 5:10] = 7, 8, 9  # object 2 split 3:5
+    tifffile.imwrite(tmp_path / "true.tif", true)
+    zarr.save_array(str(tmp_path / "pred.zarr"), pred)
+    return tmp_path / "pred.zarr", tmp_path / "true.tif"
+
+
+def test_evaluate_prints_a_table(pair: tuple[Path, Path]) -> None:
+    done = client("evaluate", *pair)
+    assert done.returncode == 0, done.stderr
+    assert "predicted 3, ground truth 2" in done.stdout
+    assert re.search(r"\n\s*0\.50\s+2\s+1\s+0\s", done.stdout)  # IoU, TP, FP, FN: the 5/8 part matches
+    assert re.search(r"\n\s*0\.75\s+1\s+2\s+1\s", done.stdout)
+    assert "adjusted Rand index" in done.stdout and "split" in done.stdout
+
+
+def test_evaluate_json_is_machine_readable(pair: tuple[Path, Path]) -> None:
+    done = client("evaluate", *pair, "--json")
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)
+    assert (scores["pred_instances"], scores["true_instances"]) == (3, 2)
+    at_50, at_75 = scores["matches"]
+    assert (at_50["threshold"], at_50["tp"], at_50["fp"], at_50["fn"]) == (0.5, 2, 1, 0)
+    assert at_50["f1"] == pytest.approx(0.8) and at_50["ap"] == pytest.approx(2 / 3)
+    assert (at_75["threshold"], at_75["tp"], at_75["fp"], at_75["fn"]) == (0.75, 1, 2, 1)
+    assert at_75["f1"] == pytest.approx(0.4) and at_75["ap"] == pytest.approx(0.25)
+    assert scores["vi_split"] > 0 and scores["vi_merge"] == 0.0
+    assert 0 < scores["adjusted_rand_index"] < 1
+
+
+def test_same_file_twice_scores_one(pair: tuple[Path, Path]) -> None:
+    scores = json.loads(client("evaluate", pair[1], pair[1], "--json").stdout)
+    assert scores["adjusted_rand_index"] == 1.0 and all(m["f1"] == 1.0 for m in scores["matches"])
+
+
+def _write(path: Path, array: np.ndarray) -> Path:
+    tifffile.imwrite(path, array)
+    return path
+
+
+def _text(path: Path) -> Path:
+    path.write_text("not an image")
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_pred,match",
+    [
+        (lambda d: d / "missing.tif", "input not found: .*missing.tif"),
+        (lambda d: _write(d / "small.tif", np.zeros((4, 10, 11), np.uint16)), r"has shape \(4, 10, 11\) but .*true.tif has \(4, 10, 12\); evaluate labels of the same volume"),
+        (lambda d: _write(d / "float.tif", np.zeros((4, 10, 12), np.float32)), "holds float32 values; a label volume holds integers"),
+        (lambda d: _write(d / "flat.tif", np.zeros((10, 12), np.uint16)), "has 2 dimensions"),
+        (lambda d: _write(d / "negative.tif", np.full((4, 10, 12), -3, np.int16)), "negative labels"),
+        (lambda d: _text(d / "notes.txt"), "unknown input format"),
+    ],
+)
+def test_user_errors_are_one_line(pair: tuple[Path, Path], tmp_path: Path, make_pred, match: str) -> None:
+    done = client("evaluate", make_pred(tmp_path), pair[1])
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert re.search(match, lines[0]), lines[0]
