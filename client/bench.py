@@ -8,9 +8,11 @@ per request, when it ended, its latency and the client's serialise / send+receiv
 deserialise times. The server's queue and compute times come from the difference of two
 ``get_inference_statistics`` snapshots.
 
-Stability, as perf_analyzer decides it: time is cut into measurement windows of ``duration``
-seconds (a window is extended by whole durations until it holds at least
-:data:`MIN_REQUESTS` answers). A setting's result is the last three windows, merged, once
+Stability, as perf_analyzer decides it: time is cut into measurement windows of about
+``duration`` seconds. Each window runs from one answer to the first answer at least
+``duration`` later (and at least :data:`MIN_REQUESTS` answers later), so it spans whole
+request periods: with slow requests, a window cut at a fixed time would count one answer more
+or less than its share, an error of up to one request in a few. A setting's result is the last three windows, merged, once
 their throughputs and their average latencies each lie within ``tolerance`` of the three
 windows' mean; after ``max_windows`` windows without that, the last three are reported and
 marked unstable. Average latency, not p99, judges stability (perf_analyzer's default too): a
@@ -369,6 +371,18 @@ class _Clients:
                 raise ServerUnavailableError(f"bench clients did not connect within {limit:.0f}s")
             ready += self._handle(message)
 
+    def next_answer(self, after: float) -> Record:
+        """The earliest answer that ended after ``after``, waiting for one if none has; older
+        answers are dropped."""
+        while True:
+            self.records = [r for r in self.records if r.end > after]
+            if self.records:
+                return min(self.records, key=lambda r: r.end)
+            message = self._get(self.timeout + 5)
+            if message is None:
+                raise InferenceTimeoutError(f"no answer within {self.timeout:.0f}s — check the server, or raise --timeout")
+            self._handle(message)
+
     def collect_until(self, moment: float) -> None:
         """Take reports until ``time.monotonic()`` reaches ``moment``."""
         while True:
@@ -388,9 +402,6 @@ class _Clients:
             if isinstance(worker, multiprocessing.process.BaseProcess) and worker.is_alive():
                 worker.terminate()
                 worker.join(timeout=5)
-
-
-_LATE = 0.05  # seconds to wait past a window's end for reports of answers that ended in it
 
 
 def measure(
@@ -418,23 +429,26 @@ def measure(
     try:
         clients.wait_ready(limit=60 + timeout)
         clients.collect_until(time.monotonic() + warmup)
-        start, before = time.monotonic(), statistics()
-        clients.records.clear()
+        start = clients.next_answer(after=time.monotonic()).end
+        before = statistics()
         windows: list[Window] = []
         while len(windows) < max_windows and not is_stable(windows, tolerance):
-            end = start + duration
+            records: list[Record] = []
             while True:
-                clients.collect_until(end + _LATE)
-                inside = tuple(r for r in clients.records if start < r.end <= end)
-                if len(inside) >= MIN_REQUESTS:
+                answer = clients.next_answer(after=start)
+                clients.records.remove(answer)
+                records.append(answer)
+                if answer.end - start >= duration and len(records) >= MIN_REQUESTS:
                     break
-                end += duration
+            end = answer.end
+            # Answers that ended together with the last one belong to this window too.
+            records += [r for r in clients.records if r.end <= end]
+            clients.records = [r for r in clients.records if r.end > end]
             after = statistics()
-            window = Window(end - start, inside, server_delta(before, after))
+            window = Window(end - start, tuple(records), server_delta(before, after))
             windows.append(window)
             if on_window:
                 on_window(len(windows), window)
-            clients.records = [r for r in clients.records if r.end > end]
             start, before = end, after
     finally:
         clients.close()
