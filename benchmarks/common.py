@@ -13,8 +13,9 @@ import subprocess
 import tempfile
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "tests", ROOT / "tests" / "functional"):
@@ -86,15 +87,28 @@ def triple(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Run ``argv`` to completion; returns (seconds, its peak RSS in bytes, its stdout).
+@dataclass(frozen=True)
+class ChildRun:
+    """A finished child process: wall seconds, peak resident set (bytes), CPU seconds, stdout."""
 
-    The peak is that one child's (``wait4``'s rusage, Linux reports kilobytes), so other
-    children of this process do not count, as they would in ``RUSAGE_CHILDREN``.
+    seconds: float
+    peak_rss: int
+    cpu_seconds: float
+    stdout: str
+
+
+def run_child(argv: Sequence[str], env: dict[str, str] | None = None, on_start: Callable[[int], None] | None = None) -> ChildRun:
+    """Run ``argv`` to completion and measure it; exits with its stderr if it fails.
+
+    ``on_start(pid)`` is called once it runs. The figures are that one child's (``wait4``'s
+    rusage; Linux reports the peak in kilobytes), so other children of this process do not
+    count, as they would in ``RUSAGE_CHILDREN``.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         process = subprocess.Popen(list(argv), env=env or dict(os.environ), stdout=out, stderr=err, text=True)
+        if on_start:
+            on_start(process.pid)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -102,7 +116,7 @@ def run_child(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[f
         err.seek(0)
         if process.returncode != 0:
             raise SystemExit(f"error: {' '.join(map(str, argv))} failed ({process.returncode}): {err.read().strip()[-2000:]}")
-        return seconds, usage.ru_maxrss * 1024, out.read()
+        return ChildRun(seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, out.read())
 
 
 def machine() -> str:
