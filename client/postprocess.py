@@ -73,7 +73,9 @@ def dilation_half_widths(dilations_3d: int, dilations_2d: int) -> tuple[int, int
 def dilate_skeleton(skeleton: Any, half_widths: Sequence[int]) -> Any:
     """Binary dilation of one crop's ``[X, Y, Z]`` skeleton by a box, zero outside the crop.
 
-    Separable: one 1-D maximum filter per axis. Returns uint8 (0/1).
+    Separable: one 1-D maximum filter per axis. Returns uint8 (0/1). On the CPU a numba kernel
+    runs each pass in one sweep (this runs once per crop, beside inference, so its cost
+    bounds how many crops per second one client can take); on the GPU cupyx's filters.
 
     Examples
     --------
@@ -84,12 +86,68 @@ def dilate_skeleton(skeleton: Any, half_widths: Sequence[int]) -> Any:
     xp = array_module(skeleton)
     if skeleton.ndim != 3 or len(half_widths) != 3 or any(h < 0 for h in half_widths):
         raise ValueError(f"need a 3-D skeleton and three non-negative half-widths, got {skeleton.shape}, {half_widths}")
+    if xp is np:
+        out = np.ascontiguousarray(skeleton).view(np.uint8) if skeleton.dtype == np.bool_ else skeleton
+        out = (np.ascontiguousarray(out) != 0).view(np.uint8)
+        if out.size:
+            kernel = _numba_cache.get("dilate") or _numba_cache.setdefault("dilate", _numba_dilate())
+            for axis, h in enumerate(half_widths):
+                if h:
+                    a, n = int(np.prod(out.shape[:axis])), out.shape[axis]
+                    src = out.reshape(a, n, -1)
+                    dst = np.empty_like(src)
+                    kernel(src, int(h), dst)
+                    out = dst.reshape(out.shape)
+        return out
     out = (skeleton != 0).view(xp.uint8) if skeleton.dtype == xp.bool_ else (skeleton != 0).astype(xp.uint8)
     ndi = _ndimage(xp)
     for axis, h in enumerate(half_widths):
         if h and out.size:
             out = ndi.maximum_filter1d(out, size=2 * h + 1, axis=axis, mode="constant", cval=0)
     return out
+
+
+def _numba_dilate() -> Any:
+    import numba
+
+    # Serial: a crop is small, and the client's threads already run crops beside inference.
+    @numba.njit(cache=True, nogil=True)
+    def dilate(src, h, out):  # pragma: no cover - compiled
+        """Along axis 1 of ``[A, N, B]``: out[a, i, b] = any(src[a, i-h : i+h+1, b]).
+
+        Sweeps i upward remembering, per b, the last index holding a one up to i + h: the
+        window holds a one when that index is at least i - h. The inner loops run along b,
+        contiguous in memory; with B == 1 (the last axis) a scalar does."""
+        na, n, nb = src.shape
+        if nb == 1:  # lines along the contiguous axis: one scalar per line
+            for a in range(na):
+                at = -(h + 1) - n
+                for j in range(min(h, n - 1) + 1):
+                    if src[a, j, 0]:
+                        at = j
+                for i in range(n):
+                    j = i + h
+                    if 0 < i and j < n and src[a, j, 0]:
+                        at = j
+                    out[a, i, 0] = at >= i - h
+            return
+        last = np.empty(nb, np.int64)
+        for a in range(na):
+            last[:] = -(h + 1) - n
+            for j in range(min(h, n - 1) + 1):
+                for b in range(nb):
+                    if src[a, j, b]:
+                        last[b] = j
+            for i in range(n):
+                j = i + h
+                if 0 < i and j < n:
+                    for b in range(nb):
+                        if src[a, j, b]:
+                            last[b] = j
+                for b in range(nb):
+                    out[a, i, b] = last[b] >= i - h
+
+    return dilate
 
 
 def label_skeleton(skeleton: Any) -> tuple[Any, int]:
