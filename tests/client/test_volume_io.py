@@ -122,3 +122,21 @@ def test_normalisation_follows_the_seed() -> None:
     assert normalize_crop(np.full((1, 1, 2), 0.25, np.float32)).dtype == np.float16
     with pytest.raises(InputError, match="NaN"):
         normalize_crop(np.array([[[np.nan]]], np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("mean_std", [(None, None), (300.5, 12.25)])
+def test_normalisation_into_a_batch_slot_equals_the_plain_formula(dtype, mean_std) -> None:
+    rng = np.random.default_rng(0)
+    crop = (rng.random((7, 6, 5)) * (np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 2)).astype(dtype)
+    mean, std = mean_std
+    if mean is not None:
+        expected = ((crop.astype(np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float16)
+    elif np.dtype(dtype).kind == "u":
+        expected = (crop.astype(np.float32) / np.float32(2 ** (8 * np.dtype(dtype).itemsize))).astype(np.float16)
+    else:
+        expected = crop.astype(np.float16)
+    batch = np.zeros((2, 1, 7, 6, 5), np.float16)
+    normalize_crop(crop, dataset_mean=mean, dataset_std=std, out=batch[1, 0])
+    assert np.array_equal(batch[1, 0], expected) and not batch[0].any()
+    assert np.array_equal(normalize_crop(crop, dataset_mean=mean, dataset_std=std), expected)
