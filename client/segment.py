@@ -50,18 +50,17 @@ def _batches(
 ) -> Iterator[tuple[int, np.ndarray]]:
     for first in range(0, len(grid), batch_size):
         crops = grid[first : first + batch_size]
-        normalised = [
-            normalize_crop(
-                np.asarray(volume.data[c.window]),
-                dataset_mean=parameters.dataset_mean,
-                dataset_std=parameters.dataset_std,
-            )
-            for c in crops
-        ]
         padding = _padding(crops[0].size, parameters.minimum_size)
-        if any(after for _, after in padding):
-            normalised = [np.pad(n, padding, mode="symmetric") for n in normalised]
-        yield first, np.stack(normalised)[:, None]
+        padded = any(after for _, after in padding)
+        # Each crop is normalised straight into its slot of the request's batch.
+        batch = np.empty((len(crops), 1, *(n + after for n, (_, after) in zip(crops[0].size, padding))), np.float16)
+        for j, c in enumerate(crops):
+            raw = np.asarray(volume.data[c.window])
+            slot = batch[j, 0][tuple(slice(0, n) for n in c.size)]
+            normalize_crop(raw, dataset_mean=parameters.dataset_mean, dataset_std=parameters.dataset_std, out=slot)
+            if padded:
+                batch[j, 0] = np.pad(slot, padding, mode="symmetric")
+        yield first, batch
 
 
 def segment_volume(
