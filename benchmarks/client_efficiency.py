@@ -11,9 +11,11 @@ One tritonserver on 127.0.0.1 serves one model; in each round, on the same serve
    reading, tiling, inference, stitching, post-processing, writing the TIFF); its rate is the
    crops of the volume ÷ the child's wall time.
 
-It also prints how busy the server was during ``segment`` (its compute time for the run's
-requests ÷ the run's wall time: close to 1 when the client keeps it fed, whatever else runs on
-the machine) and the CPU seconds the client process used.
+It also prints how busy the server was during each (its compute time for the requests ÷ the
+wall time: close to 1 when the clients keep it fed) and their ratio, which other jobs on the
+machine do not move: they slow the server's compute during both runs alike, whereas the
+crops/s ratio compares two runs at different moments of a load that changes. And the CPU
+seconds the segment process used.
 
 The ratio segment ÷ bench says how much of the server's capacity a whole segmentation turns
 into results: 1.0 means the client adds nothing, neither per crop (serialising, dilating,
@@ -89,12 +91,13 @@ def main() -> None:
             stats.close()
 
     print(f"\nvolume {(z, x, y)} (Z, X, Y), {crops} crops of {crop}, overlap {overlap}, batch {args.max_batch}; machine: {common.machine()}")
-    print(f"{'round':>5} {'bench crops/s':>14} {'segment crops/s':>16} {'ratio':>6} {'server busy':>12} {'client CPU s':>13}  segment stages")
+    print(f"{'round':>5} {'bench crops/s':>14} {'segment crops/s':>16} {'ratio':>6} {'busy: bench':>12} {'segment':>8} {'ratio':>6} {'client CPU s':>13}  segment stages")
     for i, r in enumerate(rounds, 1):
-        print(f"{i:5d} {r.bench.crops_per_s:14.3f} {r.segment:16.3f} {r.ratio:6.3f} {r.busy / r.seconds:12.3f} {r.cpu:13.2f}  {r.stages}")
-    ratios = [r.ratio for r in rounds]
-    print(f"client efficiency: mean {np.mean(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f}); "
-          f"server busy during segment: {np.mean([r.busy / r.seconds for r in rounds]):.3f} of its wall time")
+        print(f"{i:5d} {r.bench.crops_per_s:14.3f} {r.segment:16.3f} {r.ratio:6.3f} {r.bench_busy:12.3f} {r.segment_busy:8.3f} "
+              f"{r.busy_ratio:6.3f} {r.cpu:13.2f}  {r.stages}")
+    ratios, busy = [r.ratio for r in rounds], [r.busy_ratio for r in rounds]
+    print(f"client efficiency, crops/s segment / bench: mean {np.mean(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})")
+    print(f"load-normalised, server busy fraction segment / bench: mean {np.mean(busy):.3f} (rounds {min(busy):.3f}-{max(busy):.3f})")
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,21 @@ class Round:
     @property
     def ratio(self) -> float:
         return self.segment / self.bench.crops_per_s
+
+    @property
+    def segment_busy(self) -> float:
+        return self.busy / self.seconds
+
+    @property
+    def bench_busy(self) -> float:
+        """The server's compute time per second of bench's counted windows."""
+        m = self.bench
+        per_request = sum(m.server_ms[s] for s in ("compute_input", "compute_infer", "compute_output")) / 1e3
+        return per_request * m.requests / m.seconds
+
+    @property
+    def busy_ratio(self) -> float:
+        return self.segment_busy / self.bench_busy
 
 
 if __name__ == "__main__":
