@@ -111,5 +111,59 @@ def evaluate_command(
         typer.echo(f"{prediction} against {ground_truth}\n{format_table(scores)}")
 
 
+@app.command("bench")
+def bench_command(
+    url: Annotated[str, typer.Option("--url", help="Triton gRPC address HOST:PORT to load.")],
+    model: Annotated[str, typer.Option(help="Model name on the server.")] = "skoots",
+    concurrency: Annotated[str, typer.Option(help="Requests in flight per client process, one setting each: C1,C2,...")] = "1,2,4,8",
+    batch: Annotated[Optional[str], typer.Option(help="Crops per request, one setting each: B1,B2,... (default: the model's max_batch_size).")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds per measurement window.")] = 5.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of load before each setting's first window.")] = 2.0,
+    processes: Annotated[int, typer.Option(help="Client processes loading the server at once; results are merged.")] = 1,
+    stability: Annotated[float, typer.Option(help="A setting counts once three consecutive windows agree within this many percent (throughput and average latency).")] = 10.0,
+    max_windows: Annotated[int, typer.Option(help="Windows per setting before it is reported as unstable.")] = 10,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take.")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of the table.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the results as CSV instead of the table.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw throughput and p99 latency against concurrency into this image (.png, .svg or .pdf).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+) -> None:
+    """Load-test a model on a Triton server with synthetic crops (what perf_analyzer reports)."""
+    from .bench import bench, parse_counts
+    from .bench_report import format_table, plot as draw, to_csv, to_json
+    from .errors import InputError, OutputError
+
+    try:
+        if as_json and as_csv:
+            raise InputError("--json and --csv both print to stdout; choose one")
+        if plot is not None:
+            if plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+                raise OutputError(f"--plot {plot}: unknown image type; use .png, .svg or .pdf")
+            if not (plot.parent if str(plot.parent) else Path(".")).is_dir():
+                raise OutputError(f"--plot {plot}: folder {plot.parent} does not exist; create it first")
+        result = bench(
+            url,
+            model,
+            concurrency=parse_counts("--concurrency", concurrency),
+            batch=parse_counts("--batch", batch) if batch is not None else None,
+            duration=duration,
+            warmup=warmup,
+            processes=processes,
+            tolerance=stability / 100,
+            max_windows=max_windows,
+            timeout=timeout,
+            progress=None if quiet else (lambda line: typer.echo(line, err=True)),
+        )
+        if plot is not None:
+            try:
+                draw(result, plot)
+            except OSError as e:
+                raise OutputError(f"cannot write {plot}: {e.strerror or e}") from e
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if as_csv else format_table(result))
+
+
 def main() -> None:
     app(prog_name="skoots-client")

@@ -170,17 +170,32 @@ class TritonEndpoint:
             raise ModelError(f"cannot read the config of '{self.model}' from {self.url}: {e.message()}") from e
         return _check_config(config, f"{self.url}/{self.model}")
 
-    def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
+    def infer(
+        self, batch: np.ndarray, probability: bool = False, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """Send one FP16 batch; the answers are read-only views of the reply.
+
+        ``timings``, when given, receives the seconds spent serialising the batch, in gRPC
+        (send, server, receive, including any retries) and deserialising the answers.
+        """
+        started = time.perf_counter()
         inputs = [self._grpc.InferInput(INPUT.name, list(batch.shape), "FP16")]
         inputs[0].set_data_from_numpy(batch)
         names = [VECTORS.name, SKELETON.name] + ([PROBABILITY.name] if probability else [])
         outputs = [self._grpc.InferRequestedOutput(n) for n in names]
+        serialised = time.perf_counter()
         attempt = 0
         while True:
             client = self._client
             try:
                 result = client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
-                return tuple(result.as_numpy(n) for n in names)
+                received = time.perf_counter()
+                answers = tuple(result.as_numpy(n) for n in names)
+                if timings is not None:
+                    timings["serialise"] = serialised - started
+                    timings["send_receive"] = received - serialised
+                    timings["deserialise"] = time.perf_counter() - received
+                return answers
             except self._error as e:
                 status = _status(e)
                 if status not in _RETRYABLE:
@@ -192,6 +207,15 @@ class TritonEndpoint:
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
                 time.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
                 attempt += 1
+
+    def inference_statistics(self) -> list[dict[str, Any]]:
+        """The server's cumulative statistics for this model, one entry per loaded version
+        (``get_inference_statistics`` as JSON)."""
+        try:
+            stats = self._client.get_inference_statistics(self.model, as_json=True, client_timeout=10)
+        except self._error as e:
+            raise ServerUnavailableError(f"{self.name}: cannot read inference statistics ({_status(e) or e.message()})") from e
+        return list(stats.get("model_stats", []))
 
     def close(self) -> None:
         self._client.close()

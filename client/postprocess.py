@@ -73,7 +73,9 @@ def dilation_half_widths(dilations_3d: int, dilations_2d: int) -> tuple[int, int
 def dilate_skeleton(skeleton: Any, half_widths: Sequence[int]) -> Any:
     """Binary dilation of one crop's ``[X, Y, Z]`` skeleton by a box, zero outside the crop.
 
-    Separable: one 1-D maximum filter per axis. Returns uint8 (0/1).
+    Separable: one 1-D maximum filter per axis. Returns uint8 (0/1). On the CPU a numba kernel
+    runs each pass in one sweep (this runs once per crop, beside inference, so its cost
+    bounds how many crops per second one client can take); on the GPU cupyx's filters.
 
     Examples
     --------
@@ -84,6 +86,19 @@ def dilate_skeleton(skeleton: Any, half_widths: Sequence[int]) -> Any:
     xp = array_module(skeleton)
     if skeleton.ndim != 3 or len(half_widths) != 3 or any(h < 0 for h in half_widths):
         raise ValueError(f"need a 3-D skeleton and three non-negative half-widths, got {skeleton.shape}, {half_widths}")
+    if xp is np:
+        out = np.ascontiguousarray(skeleton).view(np.uint8) if skeleton.dtype == np.bool_ else skeleton
+        out = (np.ascontiguousarray(out) != 0).view(np.uint8)
+        if out.size:
+            kernel = _numba_cache.get("dilate") or _numba_cache.setdefault("dilate", _numba_dilate())
+            for axis, h in enumerate(half_widths):
+                if h:
+                    a, n = int(np.prod(out.shape[:axis])), out.shape[axis]
+                    src = out.reshape(a, n, -1)
+                    dst = np.empty_like(src)
+                    kernel(src, int(h), dst)
+                    out = dst.reshape(out.shape)
+        return out
     out = (skeleton != 0).view(xp.uint8) if skeleton.dtype == xp.bool_ else (skeleton != 0).astype(xp.uint8)
     ndi = _ndimage(xp)
     for axis, h in enumerate(half_widths):
@@ -92,10 +107,55 @@ def dilate_skeleton(skeleton: Any, half_widths: Sequence[int]) -> Any:
     return out
 
 
-def label_skeleton(skeleton: Any) -> tuple[Any, int]:
-    """Connected components of a binary ``[X, Y, Z]`` skeleton, 6-connected, as uint32.
+def _numba_dilate() -> Any:
+    import numba
 
-    Exact over the whole volume (no blocks, no seam heuristics, no int16 overflow).
+    # Serial: a crop is small, and the client's threads already run crops beside inference.
+    @numba.njit(cache=True, nogil=True)
+    def dilate(src, h, out):  # pragma: no cover - compiled
+        """Along axis 1 of ``[A, N, B]``: out[a, i, b] = any(src[a, i-h : i+h+1, b]).
+
+        Sweeps i upward remembering, per b, the last index holding a one up to i + h: the
+        window holds a one when that index is at least i - h. The inner loops run along b,
+        contiguous in memory; with B == 1 (the last axis) a scalar does."""
+        na, n, nb = src.shape
+        if nb == 1:  # lines along the contiguous axis: one scalar per line
+            for a in range(na):
+                at = -(h + 1) - n
+                for j in range(min(h, n - 1) + 1):
+                    if src[a, j, 0]:
+                        at = j
+                for i in range(n):
+                    j = i + h
+                    if 0 < i and j < n and src[a, j, 0]:
+                        at = j
+                    out[a, i, 0] = at >= i - h
+            return
+        last = np.empty(nb, np.int64)
+        for a in range(na):
+            last[:] = -(h + 1) - n
+            for j in range(min(h, n - 1) + 1):
+                for b in range(nb):
+                    if src[a, j, b]:
+                        last[b] = j
+            for i in range(n):
+                j = i + h
+                if 0 < i and j < n:
+                    for b in range(nb):
+                        if src[a, j, b]:
+                            last[b] = j
+                for b in range(nb):
+                    out[a, i, b] = last[b] >= i - h
+
+    return dilate
+
+
+def label_skeleton(skeleton: Any) -> tuple[Any, int]:
+    """Connected components of a binary ``[X, Y, Z]`` skeleton, 6-connected.
+
+    Exact over the whole volume (no blocks, no seam heuristics, no int16 overflow). The labels
+    are uint16 when the count fits, else uint32: on large volumes the label volume is one of
+    the few full-size arrays alive at the peak of post-processing.
     """
     xp = array_module(skeleton)
     if skeleton.ndim != 3:
@@ -104,12 +164,16 @@ def label_skeleton(skeleton: Any) -> tuple[Any, int]:
         import cc3d
 
         labels, count = cc3d.connected_components(
-            np.ascontiguousarray(skeleton != 0), connectivity=6, return_N=True, out_dtype=np.uint32
+            np.ascontiguousarray(skeleton), connectivity=6, return_N=True, binary_image=True
         )
-        return labels, int(count)
-    labels = xp.zeros(skeleton.shape, dtype=xp.int32)
-    count = _ndimage(xp).label(skeleton != 0, output=labels)
-    return labels.astype(xp.uint32), int(count)
+    else:
+        labels = xp.zeros(skeleton.shape, dtype=xp.int32)
+        count = _ndimage(xp).label(skeleton != 0, output=labels)
+    return labels.astype(_label_dtype(int(count)), copy=False), int(count)
+
+
+def _label_dtype(count: int) -> np.dtype:
+    return np.dtype(np.uint16 if count <= np.iinfo(np.uint16).max else np.uint32)
 
 
 # __fmul_rn/__fadd_rn: NVRTC would otherwise contract p + S*v into one fused multiply-add,
@@ -144,14 +208,14 @@ def _assign_gpu(vectors: Any, skeleton_labels: Any, scaling: Sequence[float], it
     kernel = _assign_kernel_cache.get("assign")
     if kernel is None:
         kernel = xp.ElementwiseKernel(
-            "raw float16 vectors, raw uint32 skeleton_labels, float32 sxf, float32 syf, float32 szf, "
+            "raw float16 vectors, raw L skeleton_labels, float32 sxf, float32 syf, float32 szf, "
             "int64 shape_x, int64 shape_y, int64 shape_z, int32 iterations",
-            "uint32 out",
+            "L out",
             _ASSIGN_CUDA,
             "skoots_assign",
         )
         _assign_kernel_cache["assign"] = kernel
-    out = xp.empty(skeleton_labels.shape, dtype=xp.uint32)
+    out = xp.empty(skeleton_labels.shape, dtype=skeleton_labels.dtype)
     x, y, z = skeleton_labels.shape
     kernel(
         xp.ascontiguousarray(vectors), xp.ascontiguousarray(skeleton_labels),
@@ -204,23 +268,27 @@ def assign_instances(vectors: Any, skeleton_labels: Any, vector_scaling: Sequenc
     Parameters
     ----------
     vectors : float16 array ``[3, X, Y, Z]``
-    skeleton_labels : uint32 array ``[X, Y, Z]``
+    skeleton_labels : uint16 or uint32 array ``[X, Y, Z]``
     vector_scaling : the three scale factors ``S``
     iterations : ``N >= 1``
+
+    Returns labels of the skeleton labels' dtype (uint16 or uint32; others become uint32).
     """
     xp = array_module(skeleton_labels)
     if vectors.shape != (3, *skeleton_labels.shape) or skeleton_labels.ndim != 3:
         raise ValueError(f"vectors {vectors.shape} must be [3, *skeleton {skeleton_labels.shape}]")
     if iterations < 1 or len(vector_scaling) != 3:
         raise ValueError("iterations must be at least 1 and vector_scaling hold three numbers")
+    if skeleton_labels.dtype not in (np.uint16, np.uint32):
+        skeleton_labels = skeleton_labels.astype(np.uint32)
     if xp is not np:
-        return _assign_gpu(vectors.astype(xp.float16, copy=False), skeleton_labels.astype(xp.uint32, copy=False), vector_scaling, iterations)
+        return _assign_gpu(vectors.astype(xp.float16, copy=False), xp.ascontiguousarray(skeleton_labels), vector_scaling, iterations)
     kernel = _numba_cache.get("assign") or _numba_cache.setdefault("assign", _numba_assign())
-    out = np.empty(skeleton_labels.shape, dtype=np.uint32)
+    out = np.empty(skeleton_labels.shape, dtype=skeleton_labels.dtype)
     kernel(
         np.ascontiguousarray(vectors, dtype=np.float16).view(np.uint16),
         _HALF_TABLE,
-        np.ascontiguousarray(skeleton_labels, dtype=np.uint32),
+        np.ascontiguousarray(skeleton_labels),
         np.asarray(vector_scaling, dtype=np.float32),
         int(iterations),
         out,

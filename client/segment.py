@@ -15,7 +15,7 @@ from . import postprocess
 from .dispatch import Endpoint, dispatch
 from .normalize import normalize_crop
 from .tiling import Crop, crop_grid
-from .volume_io import Volume
+from .volume_io import Volume, release_pages
 
 # The reference assigns instances in 500x500x50 blocks and never writes their outer
 # 50/50/5 voxels; --reference-borders keeps that frame background.
@@ -50,18 +50,17 @@ def _batches(
 ) -> Iterator[tuple[int, np.ndarray]]:
     for first in range(0, len(grid), batch_size):
         crops = grid[first : first + batch_size]
-        normalised = [
-            normalize_crop(
-                np.asarray(volume.data[c.window]),
-                dataset_mean=parameters.dataset_mean,
-                dataset_std=parameters.dataset_std,
-            )
-            for c in crops
-        ]
         padding = _padding(crops[0].size, parameters.minimum_size)
-        if any(after for _, after in padding):
-            normalised = [np.pad(n, padding, mode="symmetric") for n in normalised]
-        yield first, np.stack(normalised)[:, None]
+        padded = any(after for _, after in padding)
+        # Each crop is normalised straight into its slot of the request's batch.
+        batch = np.empty((len(crops), 1, *(n + after for n, (_, after) in zip(crops[0].size, padding))), np.float16)
+        for j, c in enumerate(crops):
+            raw = np.asarray(volume.data[c.window])
+            slot = batch[j, 0][tuple(slice(0, n) for n in c.size)]
+            normalize_crop(raw, dataset_mean=parameters.dataset_mean, dataset_std=parameters.dataset_std, out=slot)
+            if padded:
+                batch[j, 0] = np.pad(slot, padding, mode="symmetric")
+        yield first, batch
 
 
 def segment_volume(
@@ -110,13 +109,21 @@ def segment_volume(
         if progress:
             progress(done, len(grid))
     seconds["infer+stitch"] = time.perf_counter() - started
+    release_pages(volume)  # the input is read: its mapped pages need not stay resident
 
+    # Each full-size array is dropped as soon as the next step no longer needs it: the peak of
+    # the in-memory mode is the assignment's vectors + skeleton labels + labels.
     with _timed(seconds, "label"):
         skeleton_labels, _ = postprocess.label_skeleton(skeleton)
+    if not save_intermediates:
+        del skeleton
     with _timed(seconds, "assign"):
         labels = postprocess.assign_instances(
             vectors, skeleton_labels, parameters.vector_scaling, parameters.embedding_iterations
         )
+        del skeleton_labels
+        if not save_intermediates:
+            del vectors
         if reference_borders:
             interior = tuple(slice(min(f, n), max(min(f, n), n - f)) for f, n in zip(REFERENCE_ASSIGN_FRAME, shape))
             kept = labels[interior].copy()

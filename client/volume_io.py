@@ -8,6 +8,7 @@ where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import shutil
 import tempfile
@@ -69,6 +70,19 @@ class _XYZView:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[slice(None), slice(None), slice(None)]
         return out if dtype is None else out.astype(dtype)
+
+
+def release_pages(volume: Volume) -> None:
+    """Drop a memory-mapped input's pages from this process's resident set.
+
+    Once every crop has been read the pages are of no further use; the kernel keeps them in
+    its page cache, but while they are mapped they count toward the process's memory, at the
+    very moment post-processing needs it most. Other inputs are left alone.
+    """
+    data = volume.data._array if isinstance(volume.data, _XYZView) else volume.data
+    mapping = getattr(data, "_mmap", None)  # numpy.memmap's mmap.mmap (TIFF read by tifffile.memmap)
+    if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _tiff_axes(path: Path) -> str | None:
@@ -291,24 +305,31 @@ def write_labels(path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = 
     ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX) for uint8/uint16 so Fiji
     opens it as a stack, plain ZYX TIFF for uint32 (ImageJ format has no 32-bit integers).
     ``.ome.zarr``: an OME-NGFF 0.4 image (napari opens it); ``.zarr``: a plain array.
+    Planes are transposed one slab at a time, never the whole volume at once.
     """
     path = Path(path)
-    zxy = np.ascontiguousarray(labels_xyz.transpose(2, 0, 1))
     with _staged(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
-            _write_tiff(target, zxy)
+            _write_tiff(target, labels_xyz)
         else:
-            _write_zarr(target, zxy, ome=path.name.lower().endswith(".ome.zarr"))
+            _write_zarr(target, labels_xyz, ome=path.name.lower().endswith(".ome.zarr"))
     return path
 
 
-def _write_tiff(path: Path, zxy: np.ndarray) -> None:
+def _zxy_shape(labels_xyz: np.ndarray) -> tuple[int, int, int]:
+    x, y, z = labels_xyz.shape
+    return (z, x, y)
+
+
+def _write_tiff(path: Path, labels_xyz: np.ndarray) -> None:
     import tifffile
 
-    imagej = zxy.dtype in (np.uint8, np.uint16)
+    imagej = labels_xyz.dtype in (np.uint8, np.uint16)
     tifffile.imwrite(
         path,
-        zxy,
+        (np.ascontiguousarray(labels_xyz[:, :, z]) for z in range(labels_xyz.shape[2])),
+        shape=_zxy_shape(labels_xyz),
+        dtype=labels_xyz.dtype,
         imagej=imagej,
         metadata={"axes": "ZYX"},
         compression="zlib",
@@ -316,26 +337,27 @@ def _write_tiff(path: Path, zxy: np.ndarray) -> None:
     )
 
 
-def _write_zarr(path: Path, zxy: np.ndarray, ome: bool) -> None:
+def _write_zarr(path: Path, labels_xyz: np.ndarray, ome: bool) -> None:
     import zarr
 
-    chunks = (min(zxy.shape[0], 32), min(zxy.shape[1], 256), min(zxy.shape[2], 256))
+    shape = _zxy_shape(labels_xyz)
+    chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
     if not ome:
-        array = zarr.open_array(str(path), mode="w", shape=zxy.shape, chunks=chunks, dtype=zxy.dtype)
-        array[...] = zxy
-        return
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    array = group.create_array("0", shape=zxy.shape, chunks=chunks, dtype=zxy.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
-    array[...] = zxy
-    group.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "name": path.name,
-            "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
-            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
-        }
-    ]
-    group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+        array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
+    else:
+        group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        array = group.create_array("0", shape=shape, chunks=chunks, dtype=labels_xyz.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
+        group.attrs["multiscales"] = [
+            {
+                "version": "0.4",
+                "name": path.name,
+                "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
+                "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
+            }
+        ]
+        group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+    for z in range(0, shape[0], chunks[0]):  # one slab of whole chunks at a time
+        array[z : z + chunks[0]] = labels_xyz[:, :, z : z + chunks[0]].transpose(2, 0, 1)
 
 
 def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False) -> Path:

@@ -166,3 +166,21 @@ def test_tifffile_guesses_are_not_axis_names(tmp_path: Path, shape: tuple[int, .
     tifffile.imwrite(tmp_path / "v.tif", data)
     expected = data if len(shape) == 3 else data[..., 0]
     assert np.array_equal(np.asarray(read_volume(tmp_path / "v.tif", channel=0).data), expected.transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("mean_std", [(None, None), (300.5, 12.25)])
+def test_normalisation_into_a_batch_slot_equals_the_plain_formula(dtype, mean_std) -> None:
+    rng = np.random.default_rng(0)
+    crop = (rng.random((7, 6, 5)) * (np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 2)).astype(dtype)
+    mean, std = mean_std
+    if mean is not None:
+        expected = ((crop.astype(np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float16)
+    elif np.dtype(dtype).kind == "u":
+        expected = (crop.astype(np.float32) / np.float32(2 ** (8 * np.dtype(dtype).itemsize))).astype(np.float16)
+    else:
+        expected = crop.astype(np.float16)
+    batch = np.zeros((2, 1, 7, 6, 5), np.float16)
+    normalize_crop(crop, dataset_mean=mean, dataset_std=std, out=batch[1, 0])
+    assert np.array_equal(batch[1, 0], expected) and not batch[0].any()
+    assert np.array_equal(normalize_crop(crop, dataset_mean=mean, dataset_std=std), expected)

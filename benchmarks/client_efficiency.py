@@ -1,0 +1,133 @@
+"""(b) Client efficiency: end-to-end ``segment`` throughput ÷ the server's saturated throughput.
+
+    python benchmarks/client_efficiency.py [--shape 40,580,580] [--crop 160,160,20] [--overlap 10,10,5]
+                                           [--rounds 2] [--duration 5]
+
+One tritonserver on 127.0.0.1 serves one model; in each round, on the same server,
+
+1. ``bench`` loads it with synthetic crops at batch ``max_batch_size`` and 1, 2 and 4
+   requests in flight; its best throughput (crops/s) is the server's saturated rate;
+2. ``skoots-client segment VOLUME --url ...`` runs end to end in a child process (start-up,
+   reading, tiling, inference, stitching, post-processing, writing the TIFF); its rate is the
+   crops of the volume ÷ the child's wall time.
+
+It also prints how busy the server was during each (its compute time for the requests ÷ the
+wall time: close to 1 when the clients keep it fed) and their ratio, which other jobs on the
+machine do not move: they slow the server's compute during both runs alike, whereas the
+crops/s ratio compares two runs at different moments of a load that changes. And the CPU
+seconds the segment process used.
+
+The ratio segment ÷ bench says how much of the server's capacity a whole segmentation turns
+into results: 1.0 means the client adds nothing, neither per crop (serialising, dilating,
+stitching: work that must overlap with inference) nor at the ends (start-up, labelling,
+assignment, writing). On this machine client and server share the CPU cores, so every
+client cycle is taken from the server: the ratio is a stricter test here than on a GPU
+server. Rounds alternate bench and segment so that both see the same background load.
+
+The model is the tests' lively checkpoint (tiny network, so a crop costs about a second
+on two cores) with the seed's constants except the crop (default 160x160x20) and vector
+scaling (4,4,2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import common
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="40,580,580", help="volume Z,X,Y")
+    parser.add_argument("--crop", default="160,160,20", help="the model's crop X,Y,Z")
+    parser.add_argument("--overlap", default="10,10,5", help="the model's overlap X,Y,Z")
+    parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=5.0, help="bench's window seconds")
+    args = parser.parse_args()
+    z, x, y = common.triple(args.shape)
+    crop, overlap = common.triple(args.crop), common.triple(args.overlap)
+
+    import tifffile
+
+    from skoots_client.bench import bench, server_delta
+    from skoots_client.model_source import TritonEndpoint
+    from skoots_client.tiling import crop_grid
+    from skoots_export.server import ServerConfig, TritonServer
+
+    client = str(Path(sys.executable).parent / "skoots-client")
+    crops = len(crop_grid((x, y, z), crop, overlap))
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        repository = common.export_lively(Path(tmp) / "model", crop=crop, overlap=overlap, vector_scaling=(4.0, 4.0, 2.0), max_batch_size=args.max_batch)
+        tifffile.imwrite(Path(tmp) / "v.tif", common.blobs((z, x, y)))
+        with TritonServer(ServerConfig(repository=repository)).start(timeout=300) as server:
+            argv = [client, "segment", str(Path(tmp) / "v.tif"), "--url", server.grpc_url, "--out", str(Path(tmp) / "labels.tif"), "--overwrite", "--device", "cpu"]
+            stats = TritonEndpoint(server.grpc_url, "skoots")
+            # Warm the server up at the shape and batch both sides send (TorchScript optimises per shape).
+            bench(server.grpc_url, concurrency=[1], batch=[args.max_batch], duration=args.duration, warmup=0, max_windows=3)
+            for index in range(args.rounds):
+                best = bench(server.grpc_url, concurrency=[1, 2, 4], batch=[args.max_batch], duration=args.duration, warmup=args.duration).best
+                before = stats.inference_statistics()
+                run = common.run_child(argv)
+                delta = server_delta(before, stats.inference_statistics())
+                busy = sum(delta[s][1] for s in ("compute_input", "compute_infer", "compute_output")) / 1e9
+                stages = re.search(r"\((infer\+stitch.*?); post-processing", run.stdout)
+                rounds.append(Round(best, crops / run.seconds, run.seconds, busy, run.cpu_seconds, stages.group(1) if stages else ""))
+                print(
+                    f"round {index + 1}: bench best {best.crops_per_s:.3f} crops/s (batch {best.batch}, {best.in_flight} in flight, "
+                    f"{'stable' if best.stable else 'unstable'}); segment {crops} crops in {run.seconds:.1f}s = {crops / run.seconds:.3f} crops/s; "
+                    f"ratio {rounds[-1].ratio:.3f}",
+                    flush=True,
+                )
+            stats.close()
+
+    print(f"\nvolume {(z, x, y)} (Z, X, Y), {crops} crops of {crop}, overlap {overlap}, batch {args.max_batch}; machine: {common.machine()}")
+    print(f"{'round':>5} {'bench crops/s':>14} {'segment crops/s':>16} {'ratio':>6} {'busy: bench':>12} {'segment':>8} {'ratio':>6} {'client CPU s':>13}  segment stages")
+    for i, r in enumerate(rounds, 1):
+        print(f"{i:5d} {r.bench.crops_per_s:14.3f} {r.segment:16.3f} {r.ratio:6.3f} {r.bench_busy:12.3f} {r.segment_busy:8.3f} "
+              f"{r.busy_ratio:6.3f} {r.cpu:13.2f}  {r.stages}")
+    ratios, busy = [r.ratio for r in rounds], [r.busy_ratio for r in rounds]
+    print(f"client efficiency, crops/s segment / bench: mean {np.mean(ratios):.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})")
+    print(f"load-normalised, server busy fraction segment / bench: mean {np.mean(busy):.3f} (rounds {min(busy):.3f}-{max(busy):.3f})")
+
+
+@dataclass(frozen=True)
+class Round:
+    bench: Any  # the best bench Measurement
+    segment: float  # crops/s end to end
+    seconds: float
+    busy: float  # seconds the server computed for segment's requests
+    cpu: float  # the segment process's CPU seconds
+    stages: str
+
+    @property
+    def ratio(self) -> float:
+        return self.segment / self.bench.crops_per_s
+
+    @property
+    def segment_busy(self) -> float:
+        return self.busy / self.seconds
+
+    @property
+    def bench_busy(self) -> float:
+        """The server's compute time per second of bench's counted windows."""
+        m = self.bench
+        per_request = sum(m.server_ms[s] for s in ("compute_input", "compute_infer", "compute_output")) / 1e3
+        return per_request * m.requests / m.seconds
+
+    @property
+    def busy_ratio(self) -> float:
+        return self.segment_busy / self.bench_busy
+
+
+if __name__ == "__main__":
+    main()

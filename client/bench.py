@@ -1,0 +1,533 @@
+"""Load-test a Triton server with synthetic crops, reporting what perf_analyzer reports.
+
+perf_analyzer's wheels need glibc 2.38, so ``skoots-client bench`` measures the same
+quantities itself. For each setting (crops per request B, requests in flight C per client
+process, P processes) the clients send FP16 crops of the model's crop shape in a closed loop
+— each request is sent as soon as the previous one of its slot has been answered — and record,
+per request, when it ended, its latency and the client's serialise / send+receive /
+deserialise times. The server's queue and compute times come from the difference of two
+``get_inference_statistics`` snapshots.
+
+Stability, as perf_analyzer decides it: time is cut into measurement windows of about
+``duration`` seconds. Each window runs from one answer to the first answer at least
+``duration`` later (and at least :data:`MIN_REQUESTS` answers later), so it spans whole
+request periods: with slow requests, a window cut at a fixed time would count one answer more
+or less than its share, an error of up to one request in a few. A setting's result is the last three windows, merged, once
+their throughputs and their average latencies each lie within ``tolerance`` of the three
+windows' mean; after ``max_windows`` windows without that, the last three are reported and
+marked unstable. Average latency, not p99, judges stability (perf_analyzer's default too): a
+window's p99 is the largest of its few dozen latencies, which does not settle on a shared CPU.
+
+The pure functions here (:func:`percentile`, :func:`latency_summary`, :func:`server_delta`,
+:func:`is_stable`, :func:`message_bytes`, :func:`summarise`) take numbers and return
+numbers; :func:`measure` owns the clients.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from skoots_export.model_config import INPUT, SKELETON, VECTORS
+
+from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
+
+PERCENTILES = (50, 90, 95, 99)
+MIN_REQUESTS = 3
+STABLE_WINDOWS = 3
+SERVER_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+CLIENT_STAGES = ("serialise", "send_receive", "deserialise")
+
+# (name, Triton datatype, channels, bytes per element) of a contract's tensors.
+TensorLayout = tuple[str, str, int, int]
+OUR_INPUTS: tuple[TensorLayout, ...] = ((INPUT.name, "FP16", 1, 2),)
+OUR_OUTPUTS: tuple[TensorLayout, ...] = ((VECTORS.name, "FP16", 3, 2), (SKELETON.name, "UINT8", 1, 1))
+# What a straightforward export would send: FP32 crops in, the network's five FP32 channels out.
+NAIVE_INPUTS: tuple[TensorLayout, ...] = (("INPUT__0", "FP32", 1, 4),)
+NAIVE_OUTPUTS: tuple[TensorLayout, ...] = (("OUTPUT__0", "FP32", 5, 4),)
+GRPC_PREFIX = 5  # each gRPC message: a compression flag and a 4-byte length
+
+
+@dataclass(frozen=True)
+class Record:
+    """One answered request: when it ended (``time.monotonic``, shared by processes on Linux),
+    its latency and the client's stages, in seconds, and how many crops it carried."""
+
+    end: float
+    latency: float
+    serialise: float
+    send_receive: float
+    deserialise: float
+    crops: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """One measurement window: its length, the requests answered in it, and the server's
+    statistics over it as ``{stage: (requests, nanoseconds)}``."""
+
+    seconds: float
+    records: tuple[Record, ...]
+    server: dict[str, tuple[int, int]]
+
+    @property
+    def crops_per_s(self) -> float:
+        return sum(r.crops for r in self.records) / self.seconds
+
+    @property
+    def latency_avg(self) -> float:
+        return float(np.mean([r.latency for r in self.records])) if self.records else math.nan
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The result of one setting: throughput, latency (ms), client and server stages (ms per
+    request), and gRPC message bytes per crop voxel."""
+
+    batch: int
+    concurrency: int
+    processes: int
+    stable: bool
+    windows: int
+    requests: int
+    seconds: float
+    crops_per_s: float
+    mvoxels_per_s: float
+    latency_ms: dict[str, float]
+    client_ms: dict[str, float]
+    server_ms: dict[str, float]
+    wire_bytes_per_voxel: float
+
+    @property
+    def in_flight(self) -> int:
+        return self.concurrency * self.processes
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Everything ``bench`` measured against one model on one server."""
+
+    url: str
+    model: str
+    crop: tuple[int, int, int]
+    max_batch_size: int
+    duration: float
+    tolerance: float
+    measurements: list[Measurement] = field(default_factory=list)
+
+    @property
+    def best(self) -> Measurement:
+        """The setting with the highest throughput: the server's saturated rate."""
+        return max(self.measurements, key=lambda m: m.crops_per_s)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least ``q`` % of ``values`` at
+    or below it (an observed latency, never an interpolated one). NaN for no values.
+
+    Examples
+    --------
+    >>> percentile([4.0, 1.0, 3.0, 2.0], 50)
+    2.0
+    >>> percentile([4.0, 1.0, 3.0, 2.0], 99)
+    4.0
+    """
+    if not 0 < q <= 100:
+        raise ValueError(f"percentile {q} must lie in (0, 100]")
+    if len(values) == 0:
+        return math.nan
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    rank = max(1, math.ceil(q / 100 * len(ordered) - 1e-9))
+    return float(ordered[rank - 1])
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
+    """``avg`` and ``p50``/``p90``/``p95``/``p99`` of ``latencies``, in the same unit."""
+    out = {"avg": float(np.mean(latencies)) if len(latencies) else math.nan}
+    out.update({f"p{q}": percentile(latencies, q) for q in PERCENTILES})
+    return out
+
+
+def _stage_totals(model_stats: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    totals = {stage: (0, 0) for stage in ("success", *SERVER_STAGES)}
+    for version in model_stats:
+        stats = version.get("inference_stats", {})
+        for stage in totals:
+            entry = stats.get(stage, {})
+            count, ns = totals[stage]
+            totals[stage] = (count + int(entry.get("count", 0)), ns + int(entry.get("ns", 0)))
+    return totals
+
+
+def server_delta(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """``{stage: (requests, nanoseconds)}`` between two ``get_inference_statistics`` snapshots
+    (as JSON ``model_stats`` lists; versions are summed). ``success`` is the whole time a
+    request spent in the server."""
+    a, b = _stage_totals(before), _stage_totals(after)
+    return {stage: (b[stage][0] - a[stage][0], b[stage][1] - a[stage][1]) for stage in a}
+
+
+def per_request_ms(delta: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """Milliseconds per request of each server stage (NaN where no request was counted)."""
+    return {stage: (ns / count / 1e6 if count else math.nan) for stage, (count, ns) in delta.items()}
+
+
+def is_stable(windows: Sequence[Window], tolerance: float, count: int = STABLE_WINDOWS) -> bool:
+    """True when the last ``count`` windows' throughputs, and their average latencies, each lie
+    within ``tolerance`` (0.1 = 10 %) of their mean."""
+    if len(windows) < count:
+        return False
+    recent = windows[-count:]
+    for values in ([w.crops_per_s for w in recent], [w.latency_avg for w in recent]):
+        mean = float(np.mean(values))
+        if not mean > 0 or any(abs(v - mean) > tolerance * mean for v in values):
+            return False
+    return True
+
+
+def message_bytes(
+    batch: int,
+    crop: Sequence[int],
+    inputs: Sequence[TensorLayout] = OUR_INPUTS,
+    outputs: Sequence[TensorLayout] = OUR_OUTPUTS,
+    model: str = "skoots",
+) -> tuple[int, int]:
+    """Bytes of one request and of its reply as gRPC messages (protobuf plus gRPC's 5-byte
+    prefix; HTTP/2 and TCP framing not counted), for ``batch`` crops of shape ``crop``.
+
+    The messages are built as tritonclient and Triton build them, with empty tensor contents;
+    each content's length is then added as protobuf encodes it, so no payload is allocated.
+    """
+    from tritonclient.grpc import service_pb2
+
+    voxels = batch * int(np.prod(crop))
+
+    def shape(channels: int) -> list[int]:
+        return [batch, channels, *crop]
+
+    request = service_pb2.ModelInferRequest(model_name=model)
+    payload_in = []
+    for name, datatype, channels, size in inputs:
+        request.inputs.add(name=name, datatype=datatype, shape=shape(channels))
+        request.raw_input_contents.append(b"")
+        payload_in.append(voxels * channels * size)
+    for name, *_ in outputs:
+        request.outputs.add(name=name)
+    reply = service_pb2.ModelInferResponse(model_name=model, model_version="1")
+    payload_out = []
+    for name, datatype, channels, size in outputs:
+        reply.outputs.add(name=name, datatype=datatype, shape=shape(channels))
+        reply.raw_output_contents.append(b"")
+        payload_out.append(voxels * channels * size)
+
+    def grown(message: Any, payloads: list[int]) -> int:
+        # An empty bytes field costs its tag and a one-byte length; n bytes cost the tag,
+        # the varint of n, and n.
+        return message.ByteSize() + sum(_varint_size(n) - 1 + n for n in payloads) + GRPC_PREFIX
+
+    return grown(request, payload_in), grown(reply, payload_out)
+
+
+def _varint_size(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def summarise(
+    windows: Sequence[Window],
+    *,
+    batch: int,
+    concurrency: int,
+    processes: int,
+    crop: Sequence[int],
+    stable: bool,
+    measured: int,
+) -> Measurement:
+    """Merge the counted ``windows`` of a setting into one :class:`Measurement`."""
+    records = [r for w in windows for r in w.records]
+    seconds = sum(w.seconds for w in windows)
+    crops = sum(r.crops for r in records)
+    voxels = int(np.prod(crop))
+    delta: dict[str, tuple[int, int]] = {}
+    for w in windows:
+        for stage, (count, ns) in w.server.items():
+            c0, n0 = delta.get(stage, (0, 0))
+            delta[stage] = (c0 + count, n0 + ns)
+    server = per_request_ms(delta)
+    request_bytes, reply_bytes = message_bytes(batch, crop)
+    return Measurement(
+        batch=batch,
+        concurrency=concurrency,
+        processes=processes,
+        stable=stable,
+        windows=measured,
+        requests=len(records),
+        seconds=seconds,
+        crops_per_s=crops / seconds if seconds > 0 else math.nan,
+        mvoxels_per_s=crops * voxels / seconds / 1e6 if seconds > 0 else math.nan,
+        latency_ms={k: v * 1e3 for k, v in latency_summary([r.latency for r in records]).items()},
+        client_ms={s: (float(np.mean([getattr(r, s) for r in records])) * 1e3 if records else math.nan) for s in CLIENT_STAGES},
+        server_ms={"request": server.get("success", math.nan), **{s: server.get(s, math.nan) for s in SERVER_STAGES}},
+        wire_bytes_per_voxel=(request_bytes + reply_bytes) / (batch * voxels),
+    )
+
+
+def synthetic_crops(batch: int, crop: Sequence[int], seed: int = 0) -> np.ndarray:
+    """``[batch, 1, X, Y, Z]`` FP16 crops of uniform noise in [0, 1): normalised voxels."""
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, 1, *crop), dtype=np.float32).astype(np.float16)
+
+
+# --- the clients -------------------------------------------------------------------------
+
+_ERRORS = {cls.__name__: cls for cls in (ServerUnavailableError, InferenceTimeoutError, ModelError, ClientError)}
+
+
+def _client(url: str, model: str, batch: int, concurrency: int, timeout: float, seed: int, stop: Any, channel: Any) -> None:
+    """One client: ``concurrency`` threads sharing one gRPC channel, each sending ``batch``
+    crops in a closed loop until ``stop`` is set. Reports on ``channel``: ``("ready",)``,
+    ``("record", Record)`` per answer, ``("error", kind, text)``. Runs in a thread or a process."""
+    from .model_source import TritonEndpoint
+
+    try:
+        endpoint = TritonEndpoint(url, model, concurrency=concurrency, timeout=timeout, retries=0)
+    except ClientError as e:
+        channel.put(("error", type(e).__name__, str(e)))
+        return
+    crops = synthetic_crops(batch, endpoint.info.parameters.crop, seed)
+    channel.put(("ready",))
+
+    def loop() -> None:
+        timings: dict[str, float] = {}
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                endpoint.infer(crops, timings=timings)
+            except ClientError as e:
+                channel.put(("error", type(e).__name__, str(e)))
+                return
+            end = time.monotonic()
+            channel.put(("record", Record(end, end - started, timings["serialise"], timings["send_receive"], timings["deserialise"], batch)))
+
+    threads = [threading.Thread(target=loop, daemon=True, name=f"skoots-bench-{i}") for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    endpoint.close()
+
+
+class _Clients:
+    """``processes`` clients (threads of this process when there is one, else spawned
+    processes), all reporting on one channel."""
+
+    def __init__(self, url: str, model: str, batch: int, concurrency: int, processes: int, timeout: float) -> None:
+        self.processes = processes
+        self.timeout = timeout
+        if processes == 1:
+            self.stop: Any = threading.Event()
+            self.channel: Any = queue.SimpleQueue()
+            self.workers: list[Any] = [
+                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel), daemon=True)
+            ]
+        else:
+            # spawn, not fork: a forked child would inherit this process's gRPC state.
+            context = multiprocessing.get_context("spawn")
+            self.stop = context.Event()
+            self.channel = context.Queue()
+            self.workers = [
+                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel), daemon=True)
+                for i in range(processes)
+            ]
+        for worker in self.workers:
+            worker.start()
+        self.records: list[Record] = []
+
+    def _get(self, timeout: float) -> Any:
+        try:
+            return self.channel.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def _handle(self, message: Any) -> bool:
+        if message[0] == "record":
+            self.records.append(message[1])
+        elif message[0] == "error":
+            raise _ERRORS.get(message[1], ClientError)(message[2])
+        return message[0] == "ready"
+
+    def wait_ready(self, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        ready = 0
+        while ready < self.processes:
+            message = self._get(deadline - time.monotonic())
+            if message is None:
+                raise ServerUnavailableError(f"bench clients did not connect within {limit:.0f}s")
+            ready += self._handle(message)
+
+    def next_answer(self, after: float) -> Record:
+        """The earliest answer that ended after ``after``, waiting for one if none has; older
+        answers are dropped."""
+        while True:
+            self.records = [r for r in self.records if r.end > after]
+            if self.records:
+                return min(self.records, key=lambda r: r.end)
+            message = self._get(self.timeout + 5)
+            if message is None:
+                raise InferenceTimeoutError(f"no answer within {self.timeout:.0f}s — check the server, or raise --timeout")
+            self._handle(message)
+
+    def collect_until(self, moment: float) -> None:
+        """Take reports until ``time.monotonic()`` reaches ``moment``."""
+        while True:
+            left = moment - time.monotonic()
+            if left <= 0:
+                break
+            message = self._get(min(left, 0.05))
+            if message is not None:
+                self._handle(message)
+        while (message := self._get(0)) is not None:
+            self._handle(message)
+
+    def close(self) -> None:
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(timeout=self.timeout + 5)
+            if isinstance(worker, multiprocessing.process.BaseProcess) and worker.is_alive():
+                worker.terminate()
+                worker.join(timeout=5)
+
+
+def measure(
+    url: str,
+    model: str,
+    *,
+    batch: int,
+    concurrency: int,
+    crop: Sequence[int],
+    statistics: Callable[[], list[dict[str, Any]]],
+    duration: float = 5.0,
+    warmup: float = 2.0,
+    processes: int = 1,
+    tolerance: float = 0.1,
+    max_windows: int = 10,
+    timeout: float = 120.0,
+    on_window: Callable[[int, Window], None] | None = None,
+) -> Measurement:
+    """Load ``model`` at ``url`` with one setting until it is stable (see the module's notes).
+
+    ``statistics()`` returns the server's ``model_stats`` for the model (one snapshot).
+    Raises ``ClientError`` when a client cannot connect or a request fails.
+    """
+    clients = _Clients(url, model, batch, concurrency, processes, timeout)
+    try:
+        clients.wait_ready(limit=60 + timeout)
+        clients.collect_until(time.monotonic() + warmup)
+        start = clients.next_answer(after=time.monotonic()).end
+        before = statistics()
+        windows: list[Window] = []
+        while len(windows) < max_windows and not is_stable(windows, tolerance):
+            records: list[Record] = []
+            while True:
+                answer = clients.next_answer(after=start)
+                clients.records.remove(answer)
+                records.append(answer)
+                if answer.end - start >= duration and len(records) >= MIN_REQUESTS:
+                    break
+            end = answer.end
+            # Answers that ended together with the last one belong to this window too.
+            records += [r for r in clients.records if r.end <= end]
+            clients.records = [r for r in clients.records if r.end > end]
+            after = statistics()
+            window = Window(end - start, tuple(records), server_delta(before, after))
+            windows.append(window)
+            if on_window:
+                on_window(len(windows), window)
+            start, before = end, after
+    finally:
+        clients.close()
+    return summarise(
+        windows[-STABLE_WINDOWS:],
+        batch=batch,
+        concurrency=concurrency,
+        processes=processes,
+        crop=crop,
+        stable=is_stable(windows, tolerance),
+        measured=len(windows),
+    )
+
+
+def parse_counts(option: str, text: str) -> list[int]:
+    """``"1,2,4"`` → ``[1, 2, 4]``; ``InputError`` unless positive integers."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"{option} {text!r}: give positive integers separated by commas, e.g. 1,2,4")
+    return sorted(set(values))
+
+
+def bench(
+    url: str,
+    model: str = "skoots",
+    *,
+    concurrency: Sequence[int] = (1, 2, 4, 8),
+    batch: Sequence[int] | None = None,
+    duration: float = 5.0,
+    warmup: float = 2.0,
+    processes: int = 1,
+    tolerance: float = 0.1,
+    max_windows: int = 10,
+    timeout: float = 120.0,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Measure every (batch, concurrency) setting against ``model`` at ``url``.
+
+    ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends).
+    Raises ``ClientError`` for bad settings, an unreachable server or a model that does not
+    speak the contract — before any load is sent.
+    """
+    from .model_source import TritonEndpoint
+
+    if not duration > 0 or warmup < 0 or processes < 1 or not 0 < tolerance < 1 or max_windows < STABLE_WINDOWS or not timeout > 0:
+        raise InputError(
+            f"--duration and --timeout must be positive, --warmup not negative, --processes at least 1, "
+            f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
+        )
+    endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
+    try:
+        info = endpoint.info
+        batches = list(batch) if batch else [info.max_batch_size]
+        too_big = [b for b in batches if b > info.max_batch_size]
+        if too_big:
+            raise InputError(f"--batch {too_big[0]} exceeds the model's max_batch_size {info.max_batch_size}; use 1..{info.max_batch_size}")
+        crop = info.parameters.crop
+        endpoint.inference_statistics()  # fail now, not after the warm-up, if statistics are off
+        result = BenchResult(url, model, crop, info.max_batch_size, duration, tolerance)
+        for b in batches:
+            for c in concurrency:
+
+                def report(index: int, window: Window, b: int = b, c: int = c) -> None:
+                    if progress:
+                        progress(
+                            f"batch {b} concurrency {c}x{processes}: window {index}: {window.crops_per_s:.2f} crops/s, "
+                            f"avg {window.latency_avg * 1e3:.1f} ms over {len(window.records)} requests"
+                        )
+
+                result.measurements.append(
+                    measure(
+                        url, model, batch=b, concurrency=c, crop=crop, statistics=endpoint.inference_statistics,
+                        duration=duration, warmup=warmup, processes=processes, tolerance=tolerance,
+                        max_windows=max_windows, timeout=timeout, on_window=report,
+                    )
+                )
+    finally:
+        endpoint.close()
+    return result

@@ -1,0 +1,123 @@
+"""The load tester's statistics, checked against oracles on numbers whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from skoots_client.bench import (
+    NAIVE_INPUTS,
+    NAIVE_OUTPUTS,
+    Record,
+    Window,
+    is_stable,
+    latency_summary,
+    message_bytes,
+    parse_counts,
+    per_request_ms,
+    percentile,
+    server_delta,
+    summarise,
+    synthetic_crops,
+)
+from skoots_client.errors import InputError
+
+
+def nearest_rank(values, q):
+    """The definition, literally: the smallest observed value with at least q % at or below it."""
+    return min(v for v in values if sum(x <= v for x in values) >= q / 100 * len(values))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 99, 100, 101, 250])
+@pytest.mark.parametrize("q", [1, 50, 90, 95, 99, 100])
+def test_percentile_is_the_nearest_rank(n: int, q: float) -> None:
+    values = list(np.random.default_rng(n).exponential(size=n))
+    assert percentile(values, q) == nearest_rank(values, q)
+    assert percentile(values, q) == np.percentile(values, q, method="inverted_cdf")
+
+
+def test_percentile_of_nothing_is_nan_and_q_is_checked() -> None:
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError, match=r"percentile 0 must lie in \(0, 100\]"):
+        percentile([1.0], 0)
+
+
+def test_latency_summary() -> None:
+    latencies = [float(v) for v in range(1, 101)]
+    assert latency_summary(latencies) == {"avg": 50.5, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+
+
+def snapshot(*versions):
+    stages = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+    return [{"inference_stats": {s: {"count": str(c), "ns": str(ns)} for s in stages}} for c, ns in versions]
+
+
+def test_server_delta_sums_versions_and_divides_per_request() -> None:
+    before = snapshot((10, 1_000_000), (5, 0))
+    after = snapshot((14, 9_000_000), (7, 2_000_000))
+    delta = server_delta(before, after)
+    assert delta["queue"] == (6, 10_000_000)
+    assert per_request_ms(delta)["compute_infer"] == pytest.approx(10 / 6)
+
+
+def test_server_delta_with_empty_stages_and_no_requests() -> None:
+    """Triton leaves a stage's count and ns out while they are zero."""
+    empty = [{"inference_stats": {"success": {}, "queue": {}}}]
+    delta = server_delta(empty, empty)
+    assert delta["compute_infer"] == (0, 0)
+    assert math.isnan(per_request_ms(delta)["queue"])
+
+
+def window(crops_per_s: float, latency: float, seconds: float = 1.0) -> Window:
+    n = max(1, int(round(crops_per_s * seconds)))
+    records = tuple(Record(float(i), latency, 0.0, latency, 0.0, 1) for i in range(n))
+    return Window(seconds, records, {})
+
+
+def test_stability_needs_three_windows_within_tolerance_on_throughput_and_latency() -> None:
+    assert not is_stable([window(100, 0.1), window(100, 0.1)], 0.1)
+    assert is_stable([window(50, 0.5), window(100, 0.1), window(105, 0.1), window(95, 0.1)], 0.1)
+    assert not is_stable([window(100, 0.1), window(100, 0.1), window(130, 0.1)], 0.1)
+    assert not is_stable([window(100, 0.1), window(100, 0.1), window(100, 0.13)], 0.1)
+    assert is_stable([window(100, 0.1), window(100, 0.1), window(100, 0.13)], 0.2)
+
+
+def test_summarise_merges_windows() -> None:
+    records_a = tuple(Record(float(i), 0.010 * (i + 1), 0.001, 0.008, 0.0005, 4) for i in range(10))
+    records_b = tuple(Record(10.0 + i, 0.020, 0.002, 0.016, 0.0005, 4) for i in range(10))
+    server = {"success": (10, 100_000_000), "queue": (10, 10_000_000), "compute_input": (10, 0),
+              "compute_infer": (10, 80_000_000), "compute_output": (10, 0)}
+    windows = [Window(2.0, records_a, server), Window(2.0, records_b, server)]
+    m = summarise(windows, batch=4, concurrency=2, processes=3, crop=(10, 10, 10), stable=True, measured=5)
+    latencies = [r.latency for r in records_a + records_b]
+    assert m.requests == 20 and m.seconds == 4.0 and m.in_flight == 6 and m.windows == 5
+    assert m.crops_per_s == 80 / 4.0
+    assert m.mvoxels_per_s == pytest.approx(80 * 1000 / 4.0 / 1e6)
+    assert m.latency_ms["avg"] == pytest.approx(np.mean(latencies) * 1e3)
+    assert m.latency_ms["p99"] == pytest.approx(max(latencies) * 1e3)
+    assert m.client_ms["serialise"] == pytest.approx(1.5)
+    assert m.server_ms == pytest.approx({"request": 10.0, "queue": 1.0, "compute_input": 0.0, "compute_infer": 8.0, "compute_output": 0.0})
+
+
+def test_our_wire_contract_costs_nine_bytes_per_crop_voxel_and_the_naive_one_twenty_four() -> None:
+    crop = (300, 300, 20)
+    voxels = 4 * int(np.prod(crop))
+    ours = sum(message_bytes(4, crop))
+    naive = sum(message_bytes(4, crop, NAIVE_INPUTS, NAIVE_OUTPUTS))
+    assert 9 * voxels < ours < 9 * voxels + 1000
+    assert 24 * voxels < naive < 24 * voxels + 1000
+
+
+def test_synthetic_crops_are_normalised_fp16() -> None:
+    crops = synthetic_crops(2, (6, 5, 4))
+    assert crops.shape == (2, 1, 6, 5, 4) and crops.dtype == np.float16
+    assert 0 <= crops.min() and crops.max() <= 1
+
+
+def test_parse_counts() -> None:
+    assert parse_counts("--concurrency", "4,1,2,2") == [1, 2, 4]
+    for bad in ("", "0", "1,x", "-1", "1.5"):
+        with pytest.raises(InputError, match="positive integers separated by commas"):
+            parse_counts("--concurrency", bad)
