@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,7 +36,7 @@ def default_output(volume: Path) -> Path:
 
 @app.command("segment")
 def segment_command(
-    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.")],
+    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.", readable=False)],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
     model: Annotated[str, typer.Option(help="Model name on the server / in the repository.")] = "skoots",
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
@@ -86,5 +87,25 @@ def segment_command(
         typer.echo(summary)
 
 
+# typer vendors click in recent versions and depends on it in older ones: reach its base class
+# through a public name rather than a module path.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    app(prog_name="skoots-client")
+    """Run the CLI; a malformed command line is one ``error:`` line and exit 2, like every other
+    user mistake (click would print a usage block)."""
+    try:
+        code = app(prog_name="skoots-client", standalone_mode=False)
+    except _ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skoots-client`: show the help
+            typer.echo(e.format_message())
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        command = ctx.command_path if ctx is not None else "skoots-client"
+        typer.echo(f"error: {e.format_message().rstrip('.')} — see {command} --help", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code or 0)

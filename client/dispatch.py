@@ -51,6 +51,7 @@ def dispatch(
     lock = threading.Lock()
     submitted = [0]
     fed_all = threading.Event()
+    feed_failed: list[BaseException] = []  # checked by the consumer: results may all be in by then
 
     def feed() -> None:
         try:
@@ -65,7 +66,7 @@ def dispatch(
                 if stop.is_set():
                     return
         except BaseException as e:  # noqa: BLE001 - reading input failed: hand it to the consumer
-            results.put(_Failure(e))
+            feed_failed.append(e)
         finally:
             fed_all.set()
 
@@ -115,6 +116,8 @@ def dispatch(
     received = 0
     try:
         while not (fed_all.is_set() and received == submitted[0]):
+            if feed_failed:
+                raise feed_failed[0]
             try:
                 item = results.get(timeout=_POLL)
             except queue.Empty:
@@ -123,6 +126,8 @@ def dispatch(
                 raise item.error
             received += 1
             yield item
+        if feed_failed:
+            raise feed_failed[0]
     finally:
         stop.set()
         for thread in threads:

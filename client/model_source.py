@@ -75,7 +75,8 @@ class EmbeddedModel:
         try:
             self._module = torch.jit.load(str(model_dir / str(versions[-1]) / "model.pt"), map_location="cpu").eval()
         except (RuntimeError, ValueError, OSError) as e:
-            raise ModelError(f"cannot load {model_dir / str(versions[-1]) / 'model.pt'}: {str(e).splitlines()[0]} — re-export the model") from e
+            reason = str(e).splitlines()[0].split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
+            raise ModelError(f"cannot load {model_dir / str(versions[-1]) / 'model.pt'}: {reason} — re-export the model") from e
         self._torch = torch
 
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:

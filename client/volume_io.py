@@ -8,6 +8,7 @@ where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -60,19 +61,50 @@ class _XYZView:
         return out if dtype is None else out.astype(dtype)
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """Collect what tifffile logs instead of printing it: a corrupt or truncated file makes it
+    log (e.g. "invalid page offset") and then return fewer pages than the file claims."""
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _open_tiff(path: Path) -> Any:
     import tifffile
 
-    try:
-        return tifffile.memmap(path, mode="r")
-    except (ValueError, OSError, IndexError):
-        pass  # compressed or tiled: read it whole
-    try:
-        array = tifffile.imread(path)
-    except Exception as e:  # tifffile raises many kinds for corrupt files
-        raise InputError(f"cannot read TIFF {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    def corrupt(detail: str) -> InputError:
+        return InputError(f"cannot read TIFF {path}: {detail} — the file is corrupt or truncated; copy or export it again")
+
+    with _tifffile_log() as problems:
+        try:
+            array = tifffile.memmap(path, mode="r")
+        except (ValueError, OSError, IndexError):
+            array = None  # compressed or tiled: read it whole
+        if array is None:
+            try:
+                array = tifffile.imread(path)
+            except Exception as e:  # tifffile raises many kinds for corrupt files
+                raise corrupt(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+    if problems:
+        raise corrupt(problems[0].split("> ", 1)[-1].splitlines()[0])
     if array.size == 0:
-        raise InputError(f"cannot read TIFF {path}: no image data (corrupt or truncated file?)")
+        raise corrupt("no image data")
     return array
 
 
@@ -130,7 +162,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     if len(shape) == 3:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return Volume(_XYZView(array, None), path)
+        return _finite(Volume(_XYZView(array, None), path))
     if len(shape) == 4:
         channels = shape[3]
         if channel is None:
@@ -142,10 +174,28 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
                 raise InputError(f"{path} has {channels} channels (axes Z, X, Y, C); choose one with --channel 0..{channels - 1}")
         if not 0 <= channel < channels:
             raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
-        return Volume(_XYZView(array, channel), path)
+        return _finite(Volume(_XYZView(array, channel), path))
     raise InputError(
         f"{path} has {len(shape)} dimensions {shape}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
     )
+
+
+def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
+    """Refuse float volumes holding NaN or infinity before any crop is sent: the network would
+    turn them into NaN vectors and garbage labels. One pass over the volume, a slab at a time."""
+    if volume.dtype.kind != "f":
+        return volume
+    x, y, z = volume.shape
+    step = max(1, slab_bytes // max(1, x * y * volume.dtype.itemsize))
+    for z0 in range(0, z, step):
+        slab = volume.data[:, :, z0 : z0 + step]
+        if not np.isfinite(slab).all():
+            bad = np.argwhere(~np.isfinite(slab))[0]
+            where = (int(bad[2]) + z0, int(bad[0]), int(bad[1]))
+            raise InputError(
+                f"{volume.path} holds NaN or infinite values (first at Z,X,Y = {where}); replace them before segmenting"
+            )
+    return volume
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
