@@ -45,7 +45,9 @@ def dispatch(
     workers = sum(e.concurrency for e in endpoints)
     pending: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
     retry: queue.Queue[Any] = queue.Queue()
-    results: queue.Queue[Any] = queue.Queue()
+    # Bounded too: a consumer slower than the servers holds workers back rather than letting
+    # answers pile up (memory), and answers not yet consumed stay few (what a crash loses).
+    results: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
     stop = threading.Event()
     alive = {id(e): e.concurrency for e in endpoints}
     lock = threading.Lock()
@@ -82,6 +84,14 @@ def dispatch(
                 continue
         return None
 
+    def put_result(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
     def work(endpoint: Endpoint) -> None:
         while True:
             job = next_job()
@@ -95,15 +105,15 @@ def dispatch(
                 with lock:
                     alive[id(endpoint)] -= 1
                     last = sum(alive.values()) == 0
-                if on_endpoint_lost is not None and alive[id(endpoint)] == 0:
+                if on_endpoint_lost is not None and alive[id(endpoint)] == 0 and not last:
                     on_endpoint_lost(endpoint.name, e)
                 if last:
-                    results.put(_Failure(e))
+                    put_result(_Failure(e))
                 return
             except BaseException as e:  # noqa: BLE001 - anything else ends the run
-                results.put(_Failure(e))
+                put_result(_Failure(e))
                 return
-            results.put((key, outputs))
+            put_result((key, outputs))
 
     threads = [threading.Thread(target=feed, name="skoots-feed", daemon=True)]
     for endpoint in endpoints:
