@@ -54,6 +54,8 @@ def segment_command(
     reference_borders: Annotated[bool, typer.Option("--reference-borders", help="Leave the reference's unwritten frames background, to reproduce published results.")] = False,
     save_intermediates: Annotated[bool, typer.Option("--save-intermediates", help="Also write skeleton, vectors and probability beside the output (.zarr).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep finished crops in a work directory as they arrive (OUT.work beside the output) and take those already there: a killed or failed run continues where it stopped. Removed once the labels are written.")] = False,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Work directory for --resume (implies it).")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
     from .run import segment_file  # heavy imports only when segmenting
@@ -79,6 +81,8 @@ def segment_command(
             reference_borders=reference_borders,
             save_intermediates=save_intermediates,
             quiet=quiet,
+            resume=resume,
+            work_dir=work_dir,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)
