@@ -46,7 +46,7 @@ def segment_command(
     batch: Annotated[Optional[int], typer.Option(help="Crops per request (default and maximum: the model's max_batch_size).")] = None,
     window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
-    retries: Annotated[int, typer.Option(help="Retries per request on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff.")] = 5,
+    retries: Annotated[int, typer.Option(help="Retries per request when a server is unavailable or times out, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between them; a server still failing after them drops out, and the run fails when none is left.")] = 5,
     device: Annotated[str, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = "auto",
     crop: Annotated[Optional[str], typer.Option(help="Override the model's crop X,Y,Z.")] = None,
     overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap X,Y,Z.")] = None,

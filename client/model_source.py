@@ -86,6 +86,9 @@ class EmbeddedModel:
         return outputs + (prob.numpy(),) if probability else outputs
 
 
+# Seconds between retries double from TritonEndpoint.backoff up to this (then jittered ±50 %).
+MAX_BACKOFF = 30.0
+
 # NOT_FOUND too: the model was ready when we connected, so a server answering "unknown model"
 # is unloading it on shutdown or has not loaded it yet after a restart.
 _RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "NOT_FOUND")
@@ -95,6 +98,20 @@ def _status(error: Exception) -> str:
     status = getattr(error, "status", None)
     text = str(status() if callable(status) else status or "")
     return text.replace("StatusCode.", "")
+
+
+_NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
+
+
+def _answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
+    """What is wrong with a server's answer to a batch of ``batch_shape``, or None."""
+    for spec, array in zip(specs, answer):
+        shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
+        if array is None:
+            return f"no {spec.name} in the answer"
+        if array.shape != shape or array.dtype != _NUMPY_TYPES[spec.data_type]:
+            return f"{spec.name} of {array.dtype} {list(array.shape)} instead of {np.dtype(_NUMPY_TYPES[spec.data_type])} {list(shape)}"
+    return None
 
 
 class TritonEndpoint:
@@ -174,14 +191,13 @@ class TritonEndpoint:
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
         inputs = [self._grpc.InferInput(INPUT.name, list(batch.shape), "FP16")]
         inputs[0].set_data_from_numpy(batch)
-        names = [VECTORS.name, SKELETON.name] + ([PROBABILITY.name] if probability else [])
-        outputs = [self._grpc.InferRequestedOutput(n) for n in names]
+        specs = [VECTORS, SKELETON] + ([PROBABILITY] if probability else [])
+        outputs = [self._grpc.InferRequestedOutput(spec.name) for spec in specs]
         attempt = 0
         while True:
             client = self._client
             try:
                 result = client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
-                return tuple(result.as_numpy(n) for n in names)
             except self._error as e:
                 status = _status(e)
                 if status not in _RETRYABLE:
@@ -191,8 +207,17 @@ class TritonEndpoint:
                 if attempt >= self.retries:
                     kind = InferenceTimeoutError if status == "DEADLINE_EXCEEDED" else ServerUnavailableError
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
-                time.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
-                attempt += 1
+            else:
+                answer = tuple(result.as_numpy(spec.name) for spec in specs)
+                problem = _answer_problem(answer, specs, batch.shape)
+                if problem is None:
+                    return answer
+                # Seen from the Python backend after a stall: a response without its outputs.
+                # The request is sent again; a server that keeps doing it is broken.
+                if attempt >= self.retries:
+                    raise ModelError(f"{self.name} answered {attempt + 1} times with {problem} — check the server's log")
+            time.sleep(min(self.backoff * 2**attempt, MAX_BACKOFF) * (0.5 + random.random()))
+            attempt += 1
 
     def close(self) -> None:
         self._client.close()

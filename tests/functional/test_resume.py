@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from conftest import settled_inferences
 from skoots_client.run import segment_file
 from skoots_client.tiling import crop_grid
 from skoots_client.workdir import MANIFEST, Piece, _parse
@@ -71,29 +72,6 @@ def assert_every_mark_is_backed_by_its_data(work: Path, volume: Path) -> None:
         owned = tuple(slice(0, hi - lo) for lo, hi in grid[index].owned)
         piece = Piece(skeleton[(index, *owned)], vectors[(index, slice(None), *owned)])
         assert piece.checksum() == crc, f"crop {index} is marked done but its data is not what was saved"
-
-
-def served_inferences(url: str, model: str = "skoots") -> int:
-    """Crops the server has answered for ``model`` since it started (its statistics API)."""
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics(model, as_json=True)
-    finally:
-        client.close()
-    return int(stats["model_stats"][0].get("inference_count", 0))
-
-
-def settled_inferences(url: str) -> int:
-    """The count once requests a killed client left behind have been answered."""
-    count = served_inferences(url)
-    while True:
-        time.sleep(0.5)
-        again = served_inferences(url)
-        if again == count:
-            return count
-        count = again
 
 
 def segment_argv(volume: Path, out: Path, *extra: str) -> list[str]:
@@ -204,7 +182,7 @@ def test_a_kill_in_the_middle_of_a_write_never_marks_a_torn_crop(what: str, k: i
     assert len(before) < len(grid_of(volume))
 
 
-def test_a_failed_run_keeps_its_work_and_says_how_to_resume(e2e_repository: Path, small, tmp_path: Path) -> None:
+def test_when_retries_run_out_the_run_fails_in_one_line_and_keeps_its_work(e2e_repository: Path, small, tmp_path: Path) -> None:
     volume, expected = small
     from conftest import start_server
     from skoots_export.server import ServerConfig, TritonServer
@@ -219,11 +197,14 @@ def test_a_failed_run_keeps_its_work_and_says_how_to_resume(e2e_repository: Path
             time.sleep(0.01)
         os.killpg(server.pid, signal.SIGKILL)  # for good, as far as this client knows
         server.stop()
+        killed = time.monotonic()
         _, stderr = client.communicate(timeout=120)
         assert client.returncode == 2, stderr
+        assert time.monotonic() - killed < 20, "one retry after 0.5 s (±50 %), not minutes"
         lines = stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-        assert lines[0].endswith(f"— finished crops are kept in {work}; run again with --resume to continue"), lines[0]
+        assert len(lines) == 1, stderr
+        assert lines[0] == (f"error: {server.grpc_url}/skoots: UNAVAILABLE after 2 attempts — check the server, or raise "
+                            f"--timeout/--retries — finished crops are kept in {work}; run again with --resume to continue")
         kept = marks(work)
         assert len(kept) >= 10 and not out.exists()
 
