@@ -126,9 +126,10 @@ MODEL_CASES = [
     ("config-missing-parameter", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noparams"], r"model at \S+noparams: model config has no parameter 'crop' — re-export it with skoots export"),
     ("server-unreachable", None, ["--url", "127.0.0.1:1"], r"no Triton server at 127\.0\.0\.1:1 \(UNAVAILABLE\) — start one \(skoots serve\) or fix --url"),
     ("server-url-malformed", None, ["--url", "http://127.0.0.1:1"], r"no Triton server at http://127\.0\.0\.1:1 .*fix --url"),
-    ("model-not-loaded", None, ["@server", "--model", "nope"], r"model 'nope' is not loaded or not ready on \S+ \(ready: noparams, wrong_io\) — pass --model or load it"),
+    ("model-not-loaded", None, ["@server", "--model", "nope"], r"model 'nope' is not loaded or not ready on \S+ \(ready: half_answer, noparams, wrong_io\) — pass --model or load it"),
     ("model-breaks-the-contract", None, ["@server", "--model", "wrong_io"], r"model at \S+/wrong_io does not speak the SKOOTS contract: no input 'input__0'; no output 'vectors__0'.* — re-export it with skoots export"),
     ("served-config-missing-parameter", None, ["@server", "--model", "noparams"], r"model at \S+/noparams: model config has no parameter 'crop'"),
+    ("model-answers-without-outputs", None, ["@server", "--model", "half_answer", "--retries", "1"], r"\S+/half_answer answered 2 times with no skeleton__1 in the answer — check the server's log"),
 ]
 
 CATALOGUE = INPUT_CASES + OPTION_CASES + OUTPUT_CASES + MODEL_CASES
@@ -175,15 +176,25 @@ def broken_repository(tmp_path_factory: pytest.TempPathFactory, e2e_repository: 
     (root / "garbled" / "config.pbtxt").write_text("name: 'garbled'\ninput { name: \n")
     model("noparams", lambda c: (c.parameters.pop("crop"), c.ClearField("model_warmup")), model_py=refuses)
     model("wrong_io", other_names, model_py=refuses)
+    # Speaks the contract's config but answers with the vectors only.
+    half = (
+        "import numpy as np\nimport triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n"
+        "    def execute(self, requests):\n        answers = []\n        for r in requests:\n"
+        "            x = pb_utils.get_input_tensor_by_name(r, 'input__0').as_numpy()\n"
+        "            v = np.zeros((x.shape[0], 3, *x.shape[2:]), np.float16)\n"
+        "            answers.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor('vectors__0', v)]))\n"
+        "        return answers\n"
+    )
+    model("half_answer", lambda c: c.ClearField("model_warmup"), model_py=half)
     return root
 
 
 @pytest.fixture(scope="module")
 def catalogue_server(broken_repository: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A real tritonserver that serves the two loadable misfits: ``wrong_io`` and ``noparams``."""
+    """A real tritonserver serving the misfits that load: ``wrong_io``, ``noparams``, ``half_answer``."""
     served = tmp_path_factory.mktemp("served") / "repository"
     served.mkdir()
-    for name in ("wrong_io", "noparams"):
+    for name in ("wrong_io", "noparams", "half_answer"):
         shutil.copytree(broken_repository / name, served / name)
     server = start_server(served)
     yield server
