@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Annotated, Optional
+import os
 
-import typer
+# gRPC's C core logs a TLS handshake failure on stderr by itself; our error line says it
+# better. Read when grpc is imported, so before anything imports tritonclient.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from skoots_export.cli import option_triple
-from skoots_export.errors import ExportError
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
 
-from .errors import ClientError
+import typer  # noqa: E402
+
+from skoots_export.cli import option_triple  # noqa: E402
+from skoots_export.errors import ExportError  # noqa: E402
+
+from .errors import ClientError  # noqa: E402
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -56,8 +62,13 @@ def segment_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Keep finished crops in a work directory as they arrive (OUT.work beside the output) and take those already there: a killed or failed run continues where it stopped. Removed once the labels are written.")] = False,
     work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Work directory for --resume (implies it).")] = None,
+    ssl: Annotated[bool, typer.Option("--ssl", help="Talk to the servers over TLS (gRPC); implied by the certificate options.")] = False,
+    root_cert: Annotated[Optional[Path], typer.Option("--root-cert", help="CA certificate (PEM) to trust for --ssl, e.g. the one that signed a self-made server certificate (default: the system's).")] = None,
+    private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
+    cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
+    from .model_source import Tls
     from .run import segment_file  # heavy imports only when segmenting
 
     try:
@@ -83,6 +94,7 @@ def segment_command(
             quiet=quiet,
             resume=resume,
             work_dir=work_dir,
+            tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -26,7 +26,7 @@ from skoots_export.model_config import (
     parameters_from_config,
 )
 
-from .errors import InferenceTimeoutError, ModelError, ServerUnavailableError
+from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,54 @@ def _answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tupl
     return None
 
 
+@dataclass(frozen=True)
+class Tls:
+    """gRPC over TLS: the CA certificate to trust (None: the system's) and, for servers that
+    require one, the client's own key and certificate chain. PEM files."""
+
+    root_cert: Path | None = None
+    private_key: Path | None = None
+    cert_chain: Path | None = None
+
+    def check(self) -> None:
+        """Fail before connecting: files missing or unreadable, a key without its chain."""
+        if (self.private_key is None) != (self.cert_chain is None):
+            raise InputError("--private-key and --cert-chain come together: the client's key and the certificate for it")
+        for option, path in (("--root-cert", self.root_cert), ("--private-key", self.private_key), ("--cert-chain", self.cert_chain)):
+            if path is None:
+                continue
+            try:
+                text = Path(path).read_bytes()
+            except OSError as e:
+                raise InputError(f"cannot read {option} {path}: {e.strerror or e}") from e
+            if b"-----BEGIN " not in text:
+                raise InputError(f"{option} {path} is not a PEM file (no -----BEGIN line)")
+
+
+def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailableError:
+    """Say why nothing answered at ``url``; TLS failures all look alike to gRPC (UNAVAILABLE)."""
+    message = error.message() if hasattr(error, "message") else str(error)
+    detail = message.rsplit(": ", 1)[-1] if "handshake" in message.lower() else ""
+    if "CERTIFICATE_VERIFY_FAILED" in message:
+        reason = message.split("CERTIFICATE_VERIFY_FAILED: ", 1)[-1].split(":")[0]
+        return ServerUnavailableError(
+            f"TLS: the certificate of {url} is not signed by a CA this client trusts ({reason}) — pass --root-cert with the CA that signed it"
+        )
+    if "Peer name" in message or "hostname" in message.lower():
+        return ServerUnavailableError(f"TLS: the certificate of {url} is not issued for that address — connect by a name it lists, or reissue it")
+    if tls is not None and "handshake" in message.lower():
+        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl")
+    hint = " or fix --url"
+    if "Socket closed" in message:
+        hint = (" or fix --url; if it serves TLS, pass --ssl and --root-cert" if tls is None else
+                " or fix --url; if it requires client certificates, pass --private-key and --cert-chain" if tls.private_key is None else
+                " or fix --url; the server may not accept this client's certificate")
+    return ServerUnavailableError(f"no Triton server at {url} ({_status(error) or 'unreachable'}) — start one (skoots serve){hint}")
+
+
 class TritonEndpoint:
-    """One Triton server over gRPC, with a per-request deadline and retries with backoff."""
+    """One Triton server over gRPC (over TLS with ``tls``), with a per-request deadline and
+    retries with backoff."""
 
     def __init__(
         self,
@@ -126,10 +172,14 @@ class TritonEndpoint:
         timeout: float = 120.0,
         retries: int = 5,
         backoff: float = 0.5,
+        tls: Tls | None = None,
     ) -> None:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
+        if tls is not None:
+            tls.check()
+        self.tls = tls
         self.url = url
         self.name = f"{url}/{model}"
         self.model = model
@@ -146,7 +196,11 @@ class TritonEndpoint:
     def _new_client(self) -> Any:
         try:
             # No channel_args: passing them drops tritonclient's unlimited message size.
-            return self._grpc.InferenceServerClient(url=self.url)
+            tls = self.tls
+            if tls is None:
+                return self._grpc.InferenceServerClient(url=self.url)
+            files = {"root_certificates": tls.root_cert, "private_key": tls.private_key, "certificate_chain": tls.cert_chain}
+            return self._grpc.InferenceServerClient(url=self.url, ssl=True, **{k: str(v) if v else None for k, v in files.items()})
         except Exception as e:  # bad address syntax
             raise ServerUnavailableError(f"cannot connect to {self.url}: {e} — give --url HOST:PORT of Triton's gRPC port") from e
 
@@ -162,9 +216,7 @@ class TritonEndpoint:
         try:
             live = self._client.is_server_live(client_timeout=10)
         except self._error as e:
-            raise ServerUnavailableError(
-                f"no Triton server at {self.url} ({_status(e) or 'unreachable'}) — start one (skoots serve) or fix --url"
-            ) from e
+            raise _unreachable(self.url, e, self.tls) from e
         if not live:
             raise ServerUnavailableError(f"Triton at {self.url} is not live yet; retry when it is")
         try:

@@ -14,7 +14,7 @@ from skoots_export.model_config import ModelParameters
 
 from . import postprocess
 from .errors import ClientError, InputError, ModelError
-from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint
+from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .progress import ProgressLine
 from .segment import SegmentResult, segment_volume
 from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
@@ -22,7 +22,7 @@ from .workdir import WorkDir, default_work_dir, fingerprint
 
 
 def open_endpoints(
-    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int
+    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none.
 
@@ -30,12 +30,14 @@ def open_endpoints(
     batches are sized for the smallest ``max_batch_size`` among them.
     """
     if not urls:
+        if tls is not None:
+            raise InputError("--ssl and its certificates are for servers: give --url, or drop them to run the model in-process")
         embedded = EmbeddedModel(repository, model)
         return [embedded], embedded.info
     endpoints: list[TritonEndpoint] = []
     try:
         for url in urls:
-            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries))
+            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries, tls=tls))
         first = endpoints[0]
         for endpoint in endpoints[1:]:
             if endpoint.info.parameters != first.info.parameters:
@@ -88,6 +90,7 @@ def segment_file(
     quiet: bool = False,
     resume: bool = False,
     work_dir: Path | None = None,
+    tls: Tls | None = None,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
@@ -104,7 +107,7 @@ def segment_file(
         xp = postprocess.device_array_module(device)
     except ValueError as e:
         raise ClientError(str(e)) from e
-    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries)
+    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls)
     parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
     batch_size = min(batch or info.max_batch_size, info.max_batch_size)
     work = None
