@@ -147,7 +147,7 @@ def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailab
         return ServerUnavailableError(
             f"TLS: the certificate of {url} is not signed by a CA this client trusts ({reason}) — pass --root-cert with the CA that signed it"
         )
-    if "Peer name" in message or "hostname" in message.lower():
+    if tls is not None and "Peer name" in message:
         return ServerUnavailableError(f"TLS: the certificate of {url} is not issued for that address — connect by a name it lists, or reissue it")
     if tls is not None and "handshake" in message.lower():
         return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl")
@@ -186,6 +186,7 @@ class TritonEndpoint:
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
+        self.resent = 0  # requests sent again after a failure or a deadline (for the summary)
         self.backoff = backoff
         self._grpc = grpcclient
         self._error = InferenceServerException
@@ -270,6 +271,8 @@ class TritonEndpoint:
                     raise ModelError(f"{self.name} answered {attempt + 1} times with {problem} — check the server's log")
             time.sleep(min(self.backoff * 2**attempt, MAX_BACKOFF) * (0.5 + random.random()))
             attempt += 1
+            with self._lock:
+                self.resent += 1
 
     def close(self) -> None:
         self._client.close()

@@ -154,4 +154,9 @@ def segment_file(
     if work is not None:
         work.remove()
     text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
-    return text + (f"\nresumed {result.resumed} of {result.crops} crops from {work.path}" if work is not None and result.resumed else "")
+    resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
+    if resent:
+        text += f"\nresent {resent} requests after server faults"
+    if work is not None and result.resumed:
+        text += f"\nresumed {result.resumed} of {result.crops} crops from {work.path}"
+    return text

@@ -105,7 +105,8 @@ def test_sigkill_at_any_moment_then_resume_gives_the_undisturbed_labels(triton_s
         inferred = settled_inferences(url) - before
         now = len(marks(work))
         assert now >= saved, "marks are never lost"
-        assert inferred - (now - saved) <= IN_FLIGHT, f"lost {inferred - (now - saved)} answered crops to one kill"
+        # + WINDOW: stragglers of the previous kill the settling missed may land in this count.
+        assert inferred - (now - saved) <= IN_FLIGHT + WINDOW * BATCH, f"lost {inferred - (now - saved)} answered crops to one kill"
         if work.exists():
             assert_every_mark_is_backed_by_its_data(work, volume)
         saved = now
@@ -114,7 +115,8 @@ def test_sigkill_at_any_moment_then_resume_gives_the_undisturbed_labels(triton_s
     before = settled_inferences(url)
     finish = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0, finish.stderr
-    assert settled_inferences(url) - before == crops - saved, "only crops not marked were inferred again"
+    # Exactly the crops not marked, plus any straggler the last kill left at the server.
+    assert crops - saved <= settled_inferences(url) - before <= crops - saved + WINDOW * BATCH, "only crops not marked were inferred again"
     assert np.array_equal(tifffile.imread(out), expected)
     assert not work.exists(), "the work directory is removed once the labels are written"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -71,8 +72,10 @@ def server(e2e_repository: Path):
 
 
 def start_client(volume: Path, out: Path, *args: str) -> subprocess.Popen:
+    quiet = [] if "--summary" in args else ["-q"]
+    args = tuple(a for a in args if a != "--summary")
     return subprocess.Popen(
-        [CLIENT, "segment", str(volume), "--out", str(out), "--device", "cpu", "-q", "--batch", "1", "--window", str(WINDOW), *args],
+        [CLIENT, "segment", str(volume), "--out", str(out), "--device", "cpu", *quiet, "--batch", "1", "--window", str(WINDOW), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -153,22 +156,23 @@ def test_a_server_that_stops_answering_past_the_deadline_is_retried_and_changes_
     link = StallingLink(server.url)
     before = settled_inferences(server.url)
     try:
-        client = start_client(path, tmp_path / "o.tif", "--url", link.url, "--timeout", "2", "--retries", str(retries))
+        client = start_client(path, tmp_path / "o.tif", "--url", link.url, "--timeout", "2", "--retries", str(retries), "--summary")
         wait_for_answers(server.url, before + CROPS // 4, client)
         link.flowing.clear()  # nothing gets through: requests in flight pass their 2 s deadline
         time.sleep(6)
         link.flowing.set()
-        _, stderr = client.communicate(timeout=600)
+        stdout, stderr = client.communicate(timeout=600)
     finally:
         link.close()
     assert client.returncode == 0, stderr
     assert stderr == ""
     assert np.array_equal(tifffile.imread(tmp_path / "o.tif"), expected)
+    resent = int(re.search(r"^resent (\d+) requests after server faults$", stdout, re.MULTILINE).group(1))
+    assert resent >= WINDOW, "the requests held past their deadline were sent again"
     executed = settled_inferences(server.url) - before
     # Requests held by the link reach the server late and may be computed although the client
-    # gave up on them; only those (WINDOW in flight, each sent at most 1 + retries times) are
-    # computed twice.
-    assert CROPS <= executed <= CROPS + WINDOW * (1 + retries), executed
+    # gave up on them: beyond one computation per crop, only requests sent again (one crop each).
+    assert CROPS <= executed <= CROPS + resent, (executed, resent)
 
 
 @pytest.mark.slow
@@ -189,7 +193,8 @@ def test_with_several_servers_the_run_carries_on_when_one_dies(triton_server, e2
         "); carrying on with the others"), stderr
     assert np.array_equal(tifffile.imread(tmp_path / "o.tif"), expected)
     healthy = settled_inferences(triton_server.grpc_url) - healthy_before
-    assert CROPS - answered <= healthy <= CROPS - answered + WINDOW, (healthy, answered)
+    # ``answered`` was read just before the kill: up to WINDOW more may have been answered since.
+    assert CROPS - answered - WINDOW <= healthy <= CROPS - answered + WINDOW, (healthy, answered)
 
 
 # Retries running out (one server killed for good, --retries 1): test_resume.py::
