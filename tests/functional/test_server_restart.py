@@ -197,5 +197,30 @@ def test_with_several_servers_the_run_carries_on_when_one_dies(triton_server, e2
     assert CROPS - answered - WINDOW <= healthy <= CROPS - answered + WINDOW, (healthy, answered)
 
 
-# Retries running out (one server killed for good, --retries 1): test_resume.py::
-# test_when_retries_run_out_the_run_fails_in_one_line_and_keeps_its_work.
+@pytest.mark.slow
+def test_when_retries_run_out_the_run_fails_in_one_line_and_keeps_its_work(server: Server, volume, tmp_path: Path) -> None:
+    from test_resume import marks
+
+    path, expected = volume
+    out, work = tmp_path / "labels.tif", tmp_path / "labels.tif.work"
+    args = ("--url", server.url, "--retries", "1", "--resume")
+    client = start_client(path, out, *args)
+    while len(marks(work)) < 10 and client.poll() is None:
+        time.sleep(0.01)
+    server.kill()  # for good, as far as this client knows
+    killed = time.monotonic()
+    _, stderr = client.communicate(timeout=120)
+    assert client.returncode == 2, stderr
+    assert time.monotonic() - killed < 20, "one retry after 0.5 s (±50 %), not minutes"
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0] == (f"error: {server.url}/skoots: UNAVAILABLE after 2 attempts — check the server, or raise "
+                        f"--timeout/--retries — finished crops are kept in {work}; run again with --resume to continue")
+    assert len(marks(work)) >= 10 and not out.exists()
+
+    server.restart()
+    resumed = start_client(path, out, *args)
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr
+    assert np.array_equal(tifffile.imread(out), expected)
+    assert not work.exists()
