@@ -49,7 +49,8 @@ def dispatch(
     # answers pile up (memory), and answers not yet consumed stay few (what a crash loses).
     results: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
     stop = threading.Event()
-    alive = {id(e): e.concurrency for e in endpoints}
+    endpoint_ids = {id(e) for e in endpoints}
+    dead: set[int] = set()
     lock = threading.Lock()
     submitted = [0]
     fed_all = threading.Event()
@@ -93,7 +94,7 @@ def dispatch(
                 continue
 
     def work(endpoint: Endpoint) -> None:
-        while True:
+        while id(endpoint) not in dead:
             job = next_job()
             if job is None:
                 return
@@ -101,14 +102,17 @@ def dispatch(
             try:
                 outputs = endpoint.infer(batch, probability)
             except (ServerUnavailableError, InferenceTimeoutError) as e:
+                # The endpoint failed for good: its other workers stop taking batches too (they
+                # would only fail after their own retries), and the batch goes to the others.
                 retry.put(job)
                 with lock:
-                    alive[id(endpoint)] -= 1
-                    last = sum(alive.values()) == 0
-                if on_endpoint_lost is not None and alive[id(endpoint)] == 0 and not last:
-                    on_endpoint_lost(endpoint.name, e)
-                if last:
+                    first = id(endpoint) not in dead
+                    dead.add(id(endpoint))
+                    last = len(dead) == len(endpoint_ids)
+                if first and last:
                     put_result(_Failure(e))
+                elif first and on_endpoint_lost is not None:
+                    on_endpoint_lost(endpoint.name, e)
                 return
             except BaseException as e:  # noqa: BLE001 - anything else ends the run
                 put_result(_Failure(e))

@@ -124,7 +124,6 @@ class WorkDir:
     def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
         self.path = Path(path)
         self.fingerprint = json.loads(json.dumps(fingerprint))  # tuples → lists, as stored
-        self.restored = 0
         self._manifest_fd: int | None = None
         self._arrays: dict[str, Any] = {}
         self._probability = bool(self.fingerprint.get("probability"))
@@ -237,7 +236,6 @@ class WorkDir:
             except Exception:  # noqa: BLE001 - any unreadable chunk means: infer this crop again
                 continue
             if piece.checksum() == crc:
-                self.restored += 1
                 yield crop, piece
 
     def _read(self, crop: Crop) -> Piece:
