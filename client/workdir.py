@@ -167,6 +167,7 @@ class WorkDir:
     def _create(self, grid: Sequence[Crop]) -> None:
         """Build the directory aside and rename it into place: it exists complete or not at all."""
         import zarr
+        from zarr.codecs import ZstdCodec
 
         for stale in self.path.parent.glob(f".{self.path.name}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a run killed while creating it
@@ -180,6 +181,9 @@ class WorkDir:
                 zarr.create_array(
                     str(staging / name), shape=shape, chunks=(1, *shape[1:]), dtype=dtype, fill_value=0,
                     chunk_key_encoding={"name": "default", "separator": "."},
+                    # Level 1: as small as the default level here (masked float16 vectors), and
+                    # ~1.5x faster to write, which is what bounds a run with --resume.
+                    compressors=[ZstdCodec(level=1)],
                 )
             (staging / FINGERPRINT).write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")
             (staging / MANIFEST).write_bytes(b"")
