@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+import os
 
-import typer
+# gRPC's C core logs a TLS handshake failure on stderr by itself; our error line says it
+# better. Read when grpc is imported, so before anything imports tritonclient.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from skoots_export.cli import option_triple
-from skoots_export.errors import ExportError
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
 
-from .errors import ClientError
+import typer  # noqa: E402
+
+from skoots_export.cli import option_triple  # noqa: E402
+from skoots_export.errors import ExportError  # noqa: E402
+
+from .errors import ClientError  # noqa: E402
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -35,7 +42,7 @@ def default_output(volume: Path) -> Path:
 
 @app.command("segment")
 def segment_command(
-    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.")],
+    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.", readable=False)],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
     model: Annotated[str, typer.Option(help="Model name on the server / in the repository.")] = "skoots",
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
@@ -45,7 +52,7 @@ def segment_command(
     batch: Annotated[Optional[int], typer.Option(help="Crops per request (default and maximum: the model's max_batch_size).")] = None,
     window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
-    retries: Annotated[int, typer.Option(help="Retries per request on UNAVAILABLE / DEADLINE_EXCEEDED, with exponential backoff.")] = 5,
+    retries: Annotated[int, typer.Option(help="Retries per request when a server is unavailable or times out, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between them; a server still failing after them drops out, and the run fails when none is left.")] = 5,
     device: Annotated[str, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = "auto",
     crop: Annotated[Optional[str], typer.Option(help="Override the model's crop X,Y,Z.")] = None,
     overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap X,Y,Z.")] = None,
@@ -54,8 +61,15 @@ def segment_command(
     save_intermediates: Annotated[bool, typer.Option("--save-intermediates", help="Also write skeleton, vectors and probability beside the output (.zarr).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     preview: Annotated[Optional[Path], typer.Option("--preview", help="Also write a PNG: the raw max projection over Z beside the labels in distinct colours.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep finished crops in a work directory as they arrive (OUT.work beside the output) and take those already there: a killed or failed run continues where it stopped. Removed once the labels are written.")] = False,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Work directory for --resume (implies it).")] = None,
+    ssl: Annotated[bool, typer.Option("--ssl", help="Talk to the servers over TLS (gRPC); implied by the certificate options.")] = False,
+    root_cert: Annotated[Optional[Path], typer.Option("--root-cert", help="CA certificate (PEM) to trust for --ssl, e.g. the one that signed a self-made server certificate (default: the system's).")] = None,
+    private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
+    cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
+    from .model_source import Tls
     from .run import segment_file  # heavy imports only when segmenting
 
     try:
@@ -80,6 +94,9 @@ def segment_command(
             save_intermediates=save_intermediates,
             quiet=quiet,
             preview=preview,
+            resume=resume,
+            work_dir=work_dir,
+            tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)
@@ -165,5 +182,25 @@ def bench_command(
     typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if as_csv else format_table(result))
 
 
+# typer vendors click in recent versions and depends on it in older ones: reach its base class
+# through a public name rather than a module path.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
-    app(prog_name="skoots-client")
+    """Run the CLI; a malformed command line is one ``error:`` line and exit 2, like every other
+    user mistake (click would print a usage block)."""
+    try:
+        code = app(prog_name="skoots-client", standalone_mode=False)
+    except _ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skoots-client`: show the help
+            typer.echo(e.format_message())
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        command = ctx.command_path if ctx is not None else "skoots-client"
+        typer.echo(f"error: {e.format_message().rstrip('.')} — see {command} --help", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code or 0)

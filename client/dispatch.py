@@ -46,12 +46,16 @@ def dispatch(
     workers = sum(e.concurrency for e in endpoints)
     pending: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
     retry: queue.Queue[Any] = queue.Queue()
-    results: queue.Queue[Any] = queue.Queue()
+    # Bounded too: a consumer slower than the servers holds workers back rather than letting
+    # answers pile up (memory), and answers not yet consumed stay few (what a crash loses).
+    results: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
     stop = threading.Event()
-    alive = {id(e): e.concurrency for e in endpoints}
+    endpoint_ids = {id(e) for e in endpoints}
+    dead: set[int] = set()
     lock = threading.Lock()
     submitted = [0]
     fed_all = threading.Event()
+    feed_failed: list[BaseException] = []  # checked by the consumer: results may all be in by then
 
     def feed() -> None:
         try:
@@ -66,7 +70,7 @@ def dispatch(
                 if stop.is_set():
                     return
         except BaseException as e:  # noqa: BLE001 - reading input failed: hand it to the consumer
-            results.put(_Failure(e))
+            feed_failed.append(e)
         finally:
             fed_all.set()
 
@@ -82,8 +86,16 @@ def dispatch(
                 continue
         return None
 
+    def put_result(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
     def work(endpoint: Endpoint) -> None:
-        while True:
+        while id(endpoint) not in dead:
             job = next_job()
             if job is None:
                 return
@@ -91,19 +103,22 @@ def dispatch(
             try:
                 outputs = endpoint.infer(batch, probability)
             except (ServerUnavailableError, InferenceTimeoutError) as e:
+                # The endpoint failed for good: its other workers stop taking batches too (they
+                # would only fail after their own retries), and the batch goes to the others.
                 retry.put(job)
                 with lock:
-                    alive[id(endpoint)] -= 1
-                    last = sum(alive.values()) == 0
-                if on_endpoint_lost is not None and alive[id(endpoint)] == 0:
+                    first = id(endpoint) not in dead
+                    dead.add(id(endpoint))
+                    last = len(dead) == len(endpoint_ids)
+                if first and last:
+                    put_result(_Failure(e))
+                elif first and on_endpoint_lost is not None:
                     on_endpoint_lost(endpoint.name, e)
-                if last:
-                    results.put(_Failure(e))
                 return
             except BaseException as e:  # noqa: BLE001 - anything else ends the run
-                results.put(_Failure(e))
+                put_result(_Failure(e))
                 return
-            results.put((key, outputs))
+            put_result((key, outputs))
 
     threads = [threading.Thread(target=feed, name="skoots-feed", daemon=True)]
     for endpoint in endpoints:
@@ -116,6 +131,8 @@ def dispatch(
     received = 0
     try:
         while not (fed_all.is_set() and received == submitted[0]):
+            if feed_failed:
+                raise feed_failed[0]
             try:
                 item = results.get(timeout=_POLL)
             except queue.Empty:
@@ -124,6 +141,8 @@ def dispatch(
                 raise item.error
             received += 1
             yield item
+        if feed_failed:
+            raise feed_failed[0]
     finally:
         stop.set()
         for thread in threads:

@@ -26,7 +26,7 @@ from skoots_export.model_config import (
     parameters_from_config,
 )
 
-from .errors import InferenceTimeoutError, ModelError, ServerUnavailableError
+from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class EmbeddedModel:
         try:
             self._module = torch.jit.load(str(model_dir / str(versions[-1]) / "model.pt"), map_location="cpu").eval()
         except (RuntimeError, ValueError, OSError) as e:
-            raise ModelError(f"cannot load {model_dir / str(versions[-1]) / 'model.pt'}: {str(e).splitlines()[0]} — re-export the model") from e
+            reason = str(e).splitlines()[0].split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
+            raise ModelError(f"cannot load {model_dir / str(versions[-1]) / 'model.pt'}: {reason} — re-export the model") from e
         self._torch = torch
 
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
@@ -84,6 +85,9 @@ class EmbeddedModel:
         outputs = (vectors.numpy(), skeleton.numpy())
         return outputs + (prob.numpy(),) if probability else outputs
 
+
+# Seconds between retries double from TritonEndpoint.backoff up to this (then jittered ±50 %).
+MAX_BACKOFF = 30.0
 
 # NOT_FOUND too: the model was ready when we connected, so a server answering "unknown model"
 # is unloading it on shutdown or has not loaded it yet after a restart.
@@ -96,8 +100,68 @@ def _status(error: Exception) -> str:
     return text.replace("StatusCode.", "")
 
 
+_NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
+
+
+def _answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
+    """What is wrong with a server's answer to a batch of ``batch_shape``, or None."""
+    for spec, array in zip(specs, answer):
+        shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
+        if array is None:
+            return f"no {spec.name} in the answer"
+        if array.shape != shape or array.dtype != _NUMPY_TYPES[spec.data_type]:
+            return f"{spec.name} of {array.dtype} {list(array.shape)} instead of {np.dtype(_NUMPY_TYPES[spec.data_type])} {list(shape)}"
+    return None
+
+
+@dataclass(frozen=True)
+class Tls:
+    """gRPC over TLS: the CA certificate to trust (None: the system's) and, for servers that
+    require one, the client's own key and certificate chain. PEM files."""
+
+    root_cert: Path | None = None
+    private_key: Path | None = None
+    cert_chain: Path | None = None
+
+    def check(self) -> None:
+        """Fail before connecting: files missing or unreadable, a key without its chain."""
+        if (self.private_key is None) != (self.cert_chain is None):
+            raise InputError("--private-key and --cert-chain come together: the client's key and the certificate for it")
+        for option, path in (("--root-cert", self.root_cert), ("--private-key", self.private_key), ("--cert-chain", self.cert_chain)):
+            if path is None:
+                continue
+            try:
+                text = Path(path).read_bytes()
+            except OSError as e:
+                raise InputError(f"cannot read {option} {path}: {e.strerror or e}") from e
+            if b"-----BEGIN " not in text:
+                raise InputError(f"{option} {path} is not a PEM file (no -----BEGIN line)")
+
+
+def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailableError:
+    """Say why nothing answered at ``url``; TLS failures all look alike to gRPC (UNAVAILABLE)."""
+    message = error.message() if hasattr(error, "message") else str(error)
+    detail = message.rsplit(": ", 1)[-1] if "handshake" in message.lower() else ""
+    if "CERTIFICATE_VERIFY_FAILED" in message:
+        reason = message.split("CERTIFICATE_VERIFY_FAILED: ", 1)[-1].split(":")[0]
+        return ServerUnavailableError(
+            f"TLS: the certificate of {url} is not signed by a CA this client trusts ({reason}) — pass --root-cert with the CA that signed it"
+        )
+    if tls is not None and "Peer name" in message:
+        return ServerUnavailableError(f"TLS: the certificate of {url} is not issued for that address — connect by a name it lists, or reissue it")
+    if tls is not None and "handshake" in message.lower():
+        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl")
+    hint = " or fix --url"
+    if "Socket closed" in message:
+        hint = (" or fix --url; if it serves TLS, pass --ssl and --root-cert" if tls is None else
+                " or fix --url; if it requires client certificates, pass --private-key and --cert-chain" if tls.private_key is None else
+                " or fix --url; the server may not accept this client's certificate")
+    return ServerUnavailableError(f"no Triton server at {url} ({_status(error) or 'unreachable'}) — start one (skoots serve){hint}")
+
+
 class TritonEndpoint:
-    """One Triton server over gRPC, with a per-request deadline and retries with backoff."""
+    """One Triton server over gRPC (over TLS with ``tls``), with a per-request deadline and
+    retries with backoff."""
 
     def __init__(
         self,
@@ -108,16 +172,21 @@ class TritonEndpoint:
         timeout: float = 120.0,
         retries: int = 5,
         backoff: float = 0.5,
+        tls: Tls | None = None,
     ) -> None:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
+        if tls is not None:
+            tls.check()
+        self.tls = tls
         self.url = url
         self.name = f"{url}/{model}"
         self.model = model
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
+        self.resent = 0  # requests sent again after a failure or a deadline (for the summary)
         self.backoff = backoff
         self._grpc = grpcclient
         self._error = InferenceServerException
@@ -128,7 +197,11 @@ class TritonEndpoint:
     def _new_client(self) -> Any:
         try:
             # No channel_args: passing them drops tritonclient's unlimited message size.
-            return self._grpc.InferenceServerClient(url=self.url)
+            tls = self.tls
+            if tls is None:
+                return self._grpc.InferenceServerClient(url=self.url)
+            files = {"root_certificates": tls.root_cert, "private_key": tls.private_key, "certificate_chain": tls.cert_chain}
+            return self._grpc.InferenceServerClient(url=self.url, ssl=True, **{k: str(v) if v else None for k, v in files.items()})
         except Exception as e:  # bad address syntax
             raise ServerUnavailableError(f"cannot connect to {self.url}: {e} — give --url HOST:PORT of Triton's gRPC port") from e
 
@@ -144,9 +217,7 @@ class TritonEndpoint:
         try:
             live = self._client.is_server_live(client_timeout=10)
         except self._error as e:
-            raise ServerUnavailableError(
-                f"no Triton server at {self.url} ({_status(e) or 'unreachable'}) — start one (skoots serve) or fix --url"
-            ) from e
+            raise _unreachable(self.url, e, self.tls) from e
         if not live:
             raise ServerUnavailableError(f"Triton at {self.url} is not live yet; retry when it is")
         try:
@@ -181,8 +252,8 @@ class TritonEndpoint:
         started = time.perf_counter()
         inputs = [self._grpc.InferInput(INPUT.name, list(batch.shape), "FP16")]
         inputs[0].set_data_from_numpy(batch)
-        names = [VECTORS.name, SKELETON.name] + ([PROBABILITY.name] if probability else [])
-        outputs = [self._grpc.InferRequestedOutput(n) for n in names]
+        specs = [VECTORS, SKELETON] + ([PROBABILITY] if probability else [])
+        outputs = [self._grpc.InferRequestedOutput(spec.name) for spec in specs]
         serialised = time.perf_counter()
         attempt = 0
         while True:
@@ -190,12 +261,6 @@ class TritonEndpoint:
             try:
                 result = client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
                 received = time.perf_counter()
-                answers = tuple(result.as_numpy(n) for n in names)
-                if timings is not None:
-                    timings["serialise"] = serialised - started
-                    timings["send_receive"] = received - serialised
-                    timings["deserialise"] = time.perf_counter() - received
-                return answers
             except self._error as e:
                 status = _status(e)
                 if status not in _RETRYABLE:
@@ -205,8 +270,23 @@ class TritonEndpoint:
                 if attempt >= self.retries:
                     kind = InferenceTimeoutError if status == "DEADLINE_EXCEEDED" else ServerUnavailableError
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
-                time.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
-                attempt += 1
+            else:
+                answer = tuple(result.as_numpy(spec.name) for spec in specs)
+                problem = _answer_problem(answer, specs, batch.shape)
+                if problem is None:
+                    if timings is not None:
+                        timings["serialise"] = serialised - started
+                        timings["send_receive"] = received - serialised
+                        timings["deserialise"] = time.perf_counter() - received
+                    return answer
+                # Seen from the Python backend after a stall: a response without its outputs.
+                # The request is sent again; a server that keeps doing it is broken.
+                if attempt >= self.retries:
+                    raise ModelError(f"{self.name} answered {attempt + 1} times with {problem} — check the server's log")
+            time.sleep(min(self.backoff * 2**attempt, MAX_BACKOFF) * (0.5 + random.random()))
+            attempt += 1
+            with self._lock:
+                self.resent += 1
 
     def inference_statistics(self) -> list[dict[str, Any]]:
         """The server's cumulative statistics for this model, one entry per loaded version

@@ -14,15 +14,16 @@ from skoots_export.model_config import ModelParameters
 
 from . import postprocess
 from .errors import ClientError, InputError, ModelError
-from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint
+from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
 from .segment import SegmentResult, segment_volume
 from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
+from .workdir import WorkDir, default_work_dir, fingerprint
 
 
 def open_endpoints(
-    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int
+    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none.
 
@@ -30,12 +31,14 @@ def open_endpoints(
     batches are sized for the smallest ``max_batch_size`` among them.
     """
     if not urls:
+        if tls is not None:
+            raise InputError("--ssl and its certificates are for servers: give --url, or drop them to run the model in-process")
         embedded = EmbeddedModel(repository, model)
         return [embedded], embedded.info
     endpoints: list[TritonEndpoint] = []
     try:
         for url in urls:
-            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries))
+            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries, tls=tls))
         first = endpoints[0]
         for endpoint in endpoints[1:]:
             if endpoint.info.parameters != first.info.parameters:
@@ -87,8 +90,16 @@ def segment_file(
     save_intermediates: bool = False,
     quiet: bool = False,
     preview: Path | None = None,
+    resume: bool = False,
+    work_dir: Path | None = None,
+    tls: Tls | None = None,
 ) -> str:
-    """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``."""
+    """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
+
+    With ``resume`` (or a ``work_dir``) finished crops are kept in a work directory
+    (``OUT.work`` by default) as they arrive and taken from it on the next run; it is removed
+    once the labels are written, and kept when the run fails.
+    """
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
@@ -100,9 +111,19 @@ def segment_file(
         xp = postprocess.device_array_module(device)
     except ValueError as e:
         raise ClientError(str(e)) from e
-    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries)
+    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls)
     parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
     batch_size = min(batch or info.max_batch_size, info.max_batch_size)
+    work = None
+    if resume or work_dir is not None:
+        made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
+                              reference_borders=reference_borders, probability=save_intermediates)
+        try:
+            work = WorkDir(work_dir or default_work_dir(out), made_of)
+        except ClientError:
+            for endpoint in endpoints:
+                getattr(endpoint, "close", lambda: None)()
+            raise
 
     def lost(name: str, error: BaseException) -> None:
         print(f"warning: {name} dropped out ({error}); carrying on with the others", file=sys.stderr)
@@ -118,17 +139,30 @@ def segment_file(
             save_intermediates=save_intermediates,
             progress=ProgressLine(enabled=not quiet),
             on_endpoint_lost=lost,
+            work=work,
         )
+        labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
+        write_labels(out, labels, overwrite=overwrite)
+        if save_intermediates:
+            write_intermediates(out, result.intermediates, overwrite=overwrite)
+    except ClientError as e:
+        if work is None or not work.exists:
+            raise
+        work.close()
+        raise type(e)(f"{e} — finished crops are kept in {work.path}; run again with --resume to continue") from e
     finally:
         for endpoint in endpoints:
             close = getattr(endpoint, "close", None)
             if close:
                 close()
-    labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
-    write_labels(out, labels, overwrite=overwrite)
-    if save_intermediates:
-        write_intermediates(out, result.intermediates, overwrite=overwrite)
+    if work is not None:
+        work.remove()
     text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+    resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
+    if resent:
+        text += f"\nresent {resent} requests after server faults"
+    if work is not None and result.resumed:
+        text += f"\nresumed {result.resumed} of {result.crops} crops from {work.path}"
     if preview is not None:
         text += f"\npreview → {write_preview(preview, volume.data, labels)}"
     return text

@@ -16,6 +16,7 @@ from .dispatch import Endpoint, dispatch
 from .normalize import normalize_crop
 from .tiling import Crop, crop_grid
 from .volume_io import Volume, release_pages
+from .workdir import Piece, WorkDir
 
 # The reference assigns instances in 500x500x50 blocks and never writes their outer
 # 50/50/5 voxels; --reference-borders keeps that frame background.
@@ -31,6 +32,7 @@ class SegmentResult:
     crops: int
     seconds: dict[str, float] = field(default_factory=dict)
     intermediates: dict[str, Any] = field(default_factory=dict)
+    resumed: int = 0  # crops taken from a work directory instead of inferred
 
 
 @contextlib.contextmanager
@@ -74,11 +76,13 @@ def segment_volume(
     save_intermediates: bool = False,
     progress: Callable[[int, int], None] | None = None,
     on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
+    work: WorkDir | None = None,
 ) -> SegmentResult:
     """Segment ``volume`` with the model behind ``endpoints`` (DESIGN.md steps 1-10).
 
     Crops go out in batches of ``batch_size`` in grid order; answers are dilated per crop and
-    stitched as they arrive, in any order, with the same result.
+    stitched as they arrive, in any order, with the same result. With ``work``, crops it holds
+    are stitched from it instead of inferred, and each answered batch is saved to it.
     """
     seconds: dict[str, float] = {}
     shape = volume.shape
@@ -89,23 +93,37 @@ def segment_volume(
     probability = np.zeros(shape, dtype=np.float16) if save_intermediates else None
 
     started = time.perf_counter()
-    done = 0
+    restored = set()
+    for crop, piece in work.restore(grid) if work is not None else ():
+        skeleton[crop.source] = xp.asarray(piece.skeleton)
+        vectors[(slice(None), *crop.source)] = xp.asarray(piece.vectors)
+        if probability is not None:
+            probability[crop.source] = piece.probability
+        restored.add(crop.index)
+    todo = [crop for crop in grid if crop.index not in restored]
+    done = len(restored)
     if progress:
-        progress(0, len(grid))
+        progress(done, len(grid))
     for first, outputs in dispatch(
-        _batches(volume, grid, batch_size, parameters),
+        _batches(volume, todo, batch_size, parameters),
         endpoints,
         probability=save_intermediates,
         on_endpoint_lost=on_endpoint_lost,
     ):
-        for j, crop in enumerate(grid[first : first + batch_size]):
+        pieces = []
+        for j, crop in enumerate(todo[first : first + batch_size]):
             unpadded = tuple(slice(0, n) for n in crop.size)  # dilate within the crop only
             dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][unpadded]), half_widths)
             skeleton[crop.source] = dilated[crop.local]
             vectors[(slice(None), *crop.source)] = xp.asarray(outputs[0][j][(slice(None), *crop.local)])
             if probability is not None:
                 probability[crop.source] = outputs[2][j, 0][crop.local]
-        done += len(grid[first : first + batch_size])
+            if work is not None:
+                pieces.append(Piece(dilated[crop.local], outputs[0][j][(slice(None), *crop.local)],
+                                    outputs[2][j, 0][crop.local] if probability is not None else None))
+        if work is not None:
+            work.save(todo[first : first + batch_size], pieces)
+        done += len(todo[first : first + batch_size])
         if progress:
             progress(done, len(grid))
     seconds["infer+stitch"] = time.perf_counter() - started
@@ -134,4 +152,4 @@ def segment_volume(
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
-    return SegmentResult(labels, int(count), len(grid), seconds, intermediates)
+    return SegmentResult(labels, int(count), len(grid), seconds, intermediates, resumed=len(restored))

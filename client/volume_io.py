@@ -8,6 +8,7 @@ where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
 import shutil
@@ -85,31 +86,57 @@ def release_pages(volume: Volume) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
-def _tiff_axes(path: Path) -> str | None:
-    """tifffile's axes of the first series (``ZCYX``, ``QYXS``, ...), or None if unknown."""
-    import tifffile
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
 
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """Collect what tifffile logs instead of printing it: a corrupt or truncated file makes it
+    log (e.g. "invalid page offset") and then return fewer pages than the file claims."""
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        with tifffile.TiffFile(path) as tif:
-            return str(tif.series[0].axes)
-    except Exception:  # noqa: BLE001 - unreadable files are reported when the data is read
-        return None
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _open_tiff(path: Path) -> tuple[Any, str | None]:
+    """The TIFF's array (memory-mapped where the file allows) and tifffile's axes of it
+    (``ZCYX``, ``QYXS``, ...)."""
     import tifffile
 
-    axes = _tiff_axes(path)
-    try:
-        return tifffile.memmap(path, mode="r"), axes
-    except (ValueError, OSError, IndexError):
-        pass  # compressed or tiled: read it whole
-    try:
-        array = tifffile.imread(path)
-    except Exception as e:  # tifffile raises many kinds for corrupt files
-        raise InputError(f"cannot read TIFF {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    def corrupt(detail: str) -> InputError:
+        return InputError(f"cannot read TIFF {path}: {detail} — the file is corrupt or truncated; copy or export it again")
+
+    with _tifffile_log() as problems:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                axes = str(tif.series[0].axes)
+        except Exception:  # noqa: BLE001 - a corrupt file is reported below, when its data is read
+            axes = None
+        try:
+            array = tifffile.memmap(path, mode="r")
+        except (ValueError, OSError, IndexError):
+            array = None  # compressed or tiled: read it whole
+        if array is None:
+            try:
+                array = tifffile.imread(path)
+            except Exception as e:  # tifffile raises many kinds for corrupt files
+                raise corrupt(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+    if problems:
+        raise corrupt(problems[0].split("> ", 1)[-1].splitlines()[0])
     if array.size == 0:
-        raise InputError(f"cannot read TIFF {path}: no image data (corrupt or truncated file?)")
+        raise corrupt("no image data")
     return array, axes
 
 
@@ -222,7 +249,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return Volume(_XYZView(array, spatial, fixed), path)
+        return _finite(Volume(_XYZView(array, spatial, fixed), path))
     channels = shape[channel_axis]
     if channel is None:
         if channels == 1:
@@ -233,7 +260,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
             raise InputError(f"{path} has {channels} channels; choose one with --channel 0..{channels - 1}")
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
-    return Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path)
+    return _finite(Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path))
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -255,6 +282,24 @@ def read_labels(path: str | Path) -> np.ndarray:
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
+
+
+def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
+    """Refuse float volumes holding NaN or infinity before any crop is sent: the network would
+    turn them into NaN vectors and garbage labels. One pass over the volume, a slab at a time."""
+    if volume.dtype.kind != "f":
+        return volume
+    x, y, z = volume.shape
+    step = max(1, slab_bytes // max(1, x * y * volume.dtype.itemsize))
+    for z0 in range(0, z, step):
+        slab = volume.data[:, :, z0 : z0 + step]
+        if not np.isfinite(slab).all():
+            bad = np.argwhere(~np.isfinite(slab))[0]
+            where = (int(bad[2]) + z0, int(bad[0]), int(bad[1]))
+            raise InputError(
+                f"{volume.path} holds NaN or infinite values (first at Z,X,Y = {where}); replace them before segmenting"
+            )
+    return volume
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:

@@ -112,13 +112,19 @@ def serve_command(
     metrics_port: Annotated[int, typer.Option(help="Metrics port (0: pick a free one).")] = 0,
     model: Annotated[Optional[list[str]], typer.Option("--model", help="Load only these models (repeatable). Default: all, or all Python-backend models when the server has only that backend.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the models to be ready.")] = 300.0,
+    ssl_cert: Annotated[Optional[Path], typer.Option("--ssl-cert", help="Serve gRPC over TLS with this certificate (PEM); with --ssl-key. HTTP and metrics then stay on 127.0.0.1.")] = None,
+    ssl_key: Annotated[Optional[Path], typer.Option("--ssl-key", help="Private key (PEM) of --ssl-cert.")] = None,
+    ssl_root_cert: Annotated[Optional[Path], typer.Option("--ssl-root-cert", help="CA certificate (PEM): clients must present a certificate it signed (mutual TLS).")] = None,
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
-    from .server import ServerConfig, TritonServer, find_binary, python_backend_models, wait_for_signal
+    from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, python_backend_models, wait_for_signal
 
     try:
         if not repository.is_dir():
             raise ServerError(f"model repository {repository} does not exist; run skoots export first")
+        if (ssl_cert is None) != (ssl_key is None) or (ssl_root_cert is not None and ssl_cert is None):
+            raise ServerError("--ssl-cert and --ssl-key come together (--ssl-root-cert needs them too)")
+        tls = ServerTls(ssl_cert, ssl_key, ssl_root_cert) if ssl_cert is not None and ssl_key is not None else None
         binary = find_binary()
         models = tuple(model or ())
         if not models and binary.python_only:
@@ -128,19 +134,30 @@ def serve_command(
                     f"{repository} has no Python-backend model and this tritonserver (nvidia-pytriton) has no libtorch "
                     "backend; export with --backend python or --backend both"
                 )
+        if not is_loopback(host):
+            exposure = (
+                "gRPC is reachable from other machines over TLS, with client certificates" if tls and tls.root_cert else
+                "gRPC is reachable from other machines over TLS, without client authentication (--ssl-root-cert requires it)" if tls else
+                "the server is reachable from other machines, unencrypted and without authentication (see --ssl-cert)"
+            )
+            typer.echo(f"warning: binding {host}: {exposure}", err=True)
         server = TritonServer(
             ServerConfig(repository=repository, host=host, grpc_port=grpc_port, http_port=http_port,
-                         metrics_port=metrics_port, models=models),
+                         metrics_port=metrics_port, models=models, tls=tls),
             binary,
         )
-        if host != "127.0.0.1":
-            typer.echo(f"warning: binding {host}: the server is reachable from other machines, without authentication", err=True)
         server.start(timeout=timeout)
     except ExportError as e:
         raise fail(e) from None
+    plain = server.config.plain_host
     typer.echo(f"serving {', '.join(models) or 'all models'} from {repository}")
-    typer.echo(f"grpc {server.grpc_url}  http {host}:{server.http_port}  metrics {host}:{server.metrics_port}", )
-    typer.echo(f"segment with: skoots-client segment VOLUME --url {server.grpc_url}" + (f" --model {models[0]}" if models and models[0] != "skoots" else ""))
+    typer.echo(f"grpc {server.grpc_url}{' (TLS)' if tls else ''}  http {plain}:{server.http_port}  metrics {plain}:{server.metrics_port}")
+    typer.echo(
+        f"segment with: skoots-client segment VOLUME --url {server.grpc_url}"
+        + (f" --model {models[0]}" if models and models[0] != "skoots" else "")
+        + (" --ssl --root-cert CA.pem" if tls else "")
+        + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
+    )
     raise typer.Exit(wait_for_signal(server))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -22,9 +23,10 @@ import sysconfig
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque
+from typing import Callable, Deque, Iterator
 
 from .errors import ServerError
 
@@ -32,8 +34,51 @@ LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
+class ServerTls:
+    """gRPC over TLS: the server's certificate and key (PEM); with ``root_cert``, clients must
+    present a certificate signed by it (mutual TLS)."""
+
+    cert: Path
+    key: Path
+    root_cert: Path | None = None
+
+    def check(self) -> None:
+        for option, path in (("--ssl-cert", self.cert), ("--ssl-key", self.key), ("--ssl-root-cert", self.root_cert)):
+            if path is None:
+                continue
+            try:
+                text = Path(path).read_bytes()
+            except OSError as e:
+                raise ServerError(f"cannot read {option} {path}: {e.strerror or e}") from e
+            if b"-----BEGIN " not in text:
+                raise ServerError(f"{option} {path} is not a PEM file (no -----BEGIN line)")
+
+    def argv(self) -> list[str]:
+        args = ["--grpc-use-ssl=true", f"--grpc-server-cert={self.cert}", f"--grpc-server-key={self.key}"]
+        if self.root_cert is not None:
+            args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={self.root_cert}"]
+        return args
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` binds this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
 class ServerConfig:
-    """The flags we give ``tritonserver``. Port 0 means: pick a free one."""
+    """The flags we give ``tritonserver``. Port 0 means: pick a free one.
+
+    With ``tls`` only gRPC faces ``host``: HTTP and metrics (plain text, no authentication)
+    stay on loopback, where readiness is polled.
+    """
 
     repository: Path
     host: str = LOOPBACK
@@ -43,6 +88,12 @@ class ServerConfig:
     models: tuple[str, ...] = ()
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    tls: ServerTls | None = None
+
+    @property
+    def plain_host(self) -> str:
+        """Where HTTP and metrics bind."""
+        return LOOPBACK if self.tls is not None else self.host
 
 
 @dataclass(frozen=True)
@@ -77,9 +128,12 @@ def find_binary() -> _Binary:
 
 
 def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    except OSError as e:
+        raise ServerError(f"cannot bind {host}: {e.strerror or e} — give an address of this machine (--host)") from e
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -106,8 +160,8 @@ class TritonServer:
         self._process: subprocess.Popen[str] | None = None
         self._workdir: Path | None = None
         self.grpc_port = config.grpc_port or free_port(config.host)
-        self.http_port = config.http_port or free_port(config.host)
-        self.metrics_port = config.metrics_port or free_port(config.host)
+        self.http_port = config.http_port or free_port(config.plain_host)
+        self.metrics_port = config.metrics_port or free_port(config.plain_host)
 
     @property
     def grpc_url(self) -> str:
@@ -141,9 +195,9 @@ class TritonServer:
             f"--model-repository={c.repository}",
             f"--grpc-address={c.host}",
             f"--grpc-port={self.grpc_port}",
-            f"--http-address={c.host}",
+            f"--http-address={c.plain_host}",
             f"--http-port={self.http_port}",
-            f"--metrics-address={c.host}",
+            f"--metrics-address={c.plain_host}",
             f"--metrics-port={self.metrics_port}",
             f"--log-verbose={c.log_verbose}",
             "--exit-on-error=true",
@@ -153,6 +207,8 @@ class TritonServer:
             args += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in c.models]
         if self.binary.stubs is not None:
             args.append(f"--backend-directory={self._python_backend_dir()}")
+        if c.tls is not None:
+            args += c.tls.argv()
         return args + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
@@ -170,6 +226,8 @@ class TritonServer:
             return self
         if not Path(self.config.repository).is_dir():
             raise ServerError(f"model repository {self.config.repository} does not exist; run skoots export first")
+        if self.config.tls is not None:
+            self.config.tls.check()
         self._workdir = Path(tempfile.mkdtemp(prefix="skoots-serve-"))  # private: mode 0700
         try:
             self._process = subprocess.Popen(
@@ -194,30 +252,53 @@ class TritonServer:
         for line in self._process.stdout:
             self.logs.append(line.rstrip())
 
-    def _wait_ready(self, timeout: float) -> None:
+    @contextlib.contextmanager
+    def _readiness_probe(self) -> Iterator[Callable[[], bool]]:
+        """gRPC's readiness call, or with TLS the loopback HTTP endpoint's (a probe over TLS
+        would need a certificate this process may not trust or hold)."""
+        if self.config.tls is not None:
+            url = f"http://{LOOPBACK}:{self.http_port}/v2/health/ready"
+
+            def http_ready() -> bool:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as answer:
+                        return answer.status == 200
+                except OSError:  # URLError and connection errors
+                    return False
+
+            yield http_ready
+            return
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
-        deadline = time.monotonic() + timeout
         client = grpcclient.InferenceServerClient(self.grpc_url)
+
+        def grpc_ready() -> bool:
+            try:
+                return bool(client.is_server_ready(client_timeout=2))
+            except InferenceServerException:
+                return False
+
         try:
+            yield grpc_ready
+        finally:
+            client.close()
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._readiness_probe() as ready:
             while True:
                 if self._process is not None and self._process.poll() is not None:
                     tail = " | ".join(list(self.logs)[-5:])
                     self.stop()
                     raise ServerError(f"tritonserver exited with code {self._process.returncode} while starting: {tail}")
-                try:
-                    if client.is_server_ready(client_timeout=2):
-                        return
-                except InferenceServerException:
-                    pass
+                if ready():
+                    return
                 if time.monotonic() > deadline:
                     tail = " | ".join(list(self.logs)[-5:])
                     self.stop()
                     raise ServerError(f"tritonserver not ready after {timeout:.0f}s: {tail}")
                 time.sleep(0.2)
-        finally:
-            client.close()
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGINT, wait; SIGKILL the whole process group, wait. Safe to call twice."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,31 @@ def e2e_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: 
         lively_checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=4, **E2E_EXPORT
     )
     return repository
+
+
+def served_inferences(url: str, model: str = "skoots") -> int:
+    """Crops the server has answered for ``model`` since it started (its statistics API)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(model, as_json=True)
+    finally:
+        client.close()
+    return int(stats["model_stats"][0].get("inference_count", 0))
+
+
+def settled_inferences(url: str) -> int:
+    """The count once it has not moved for a second: requests a killed client left behind have
+    been answered — unless one takes longer than that (a loaded machine), so tests allow for
+    the window of such stragglers."""
+    count = served_inferences(url)
+    while True:
+        time.sleep(1.0)
+        again = served_inferences(url)
+        if again == count:
+            return count
+        count = again
 
 
 def start_server(repository: Path):

@@ -138,38 +138,7 @@ def test_save_intermediates(e2e_repository: Path, volume_tif: Path, tmp_path: Pa
     assert group["probability"].dtype == np.float16
 
 
-@pytest.mark.parametrize(
-    "args,match",
-    [
-        (["--url", "127.0.0.1:1"], "no Triton server at 127.0.0.1:1"),
-        (["--model", "nope"], "not loaded or not ready"),
-        (["--crop", "8,8"], "three integers"),
-        (["--overlap", "4,4,4", "--crop", "8,8,8"], "keeps nothing"),
-        (["--channel", "3"], "out of range"),
-        (["--out", "/nonexistent/dir/o.tif"], "does not exist"),
-        (["--out", "o.png"], "unknown extension"),
-        (["--device", "gpu"], "gpu"),
-        (["--batch", "0"], "at least 1"),
-    ],
-)
-def test_user_errors_are_one_line(triton_server, volume_tif: Path, tmp_path: Path, args: list[str], match: str) -> None:
-    argv = ["segment", str(volume_tif)]
-    if "--url" not in args:
-        argv += ["--url", triton_server.grpc_url]
-    if "--out" not in args:
-        argv += ["--out", str(tmp_path / "o.tif")]
-    result = run_client(*argv, *args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert match in lines[0]
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "o.tif").exists()
-
-
-def test_embedded_mode_without_a_model_is_one_line(volume_tif: Path, tmp_path: Path) -> None:
-    result = run_client("segment", str(volume_tif), "-r", str(tmp_path / "none"), "--out", str(tmp_path / "o.tif"))
-    assert result.returncode == 2 and "skoots export" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+# User errors: tests/cli/test_segment_cli.py (the bad-input catalogue).
 
 
 def test_triton_endpoint_reads_the_models_constants(triton_server) -> None:

@@ -1,0 +1,80 @@
+"""Concurrent load: eight ``segment`` runs at once against one real server, three times over.
+(`bench --processes` drives its own load: see the benchmark's tests.)"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from skoots_client.run import segment_file
+from test_segment_e2e import CLIENT
+
+RUNS = 8
+# What the server may grow by over two rounds after a warm-up round, tritonserver and its
+# Python-backend stub together. A round moves about 6 MB of tensors through the server (8 runs x
+# 18 crops x 24x24x8 voxels x 11 bytes in and out), so two rounds leaking even a quarter of
+# their traffic would exceed it; measured here after warm-up, two rounds grew the pair by
+# 0.5 MiB at most (allocator noise: +0.5, +0.05, -0.04, +0.04, +0.35 MiB per round).
+RSS_TOLERANCE_KIB = 3 * 1024
+
+
+def server_rss_kib(pid: int) -> dict[int, int]:
+    """VmRSS of the server and every process in its group (the Python-backend stubs)."""
+    pids = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
+    rss = {}
+    for child in map(int, pids):
+        try:
+            status = Path(f"/proc/{child}/status").read_text()
+        except FileNotFoundError:
+            continue
+        rss[child] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    return rss
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("load")
+    paths = []
+    for i in range(RUNS):
+        paths.append(folder / f"v{i}.tif")
+        noise = np.random.default_rng(10 + i).integers(0, 2**16, size=(16, 48, 40), dtype=np.uint16)
+        tifffile.imwrite(paths[-1], noise)  # 18 crops, 20-40 instances with the lively model
+    return paths
+
+
+@pytest.mark.slow
+def test_eight_runs_at_once_finish_equal_to_their_solo_runs_and_the_server_does_not_grow(triton_server, volumes: list[Path], tmp_path: Path) -> None:
+    import tritonclient.grpc as grpcclient
+
+    url = triton_server.grpc_url
+    solo = []
+    for i, volume in enumerate(volumes):  # one at a time, in this process
+        segment_file(volume, out=tmp_path / f"solo{i}.tif", urls=[url], device="cpu", quiet=True)
+        solo.append(tifffile.imread(tmp_path / f"solo{i}.tif"))
+    assert all(labels.max() > 10 for labels in solo)
+
+    rss = []
+    for round_ in range(3):  # the first warms the server up for concurrent requests
+        clients = [
+            subprocess.Popen([CLIENT, "segment", str(volume), "--url", url, "--out", str(tmp_path / f"r{round_}_{i}.tif"), "--device", "cpu", "-q"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i, volume in enumerate(volumes)
+        ]
+        outcomes = [client.communicate(timeout=600) + (client.returncode,) for client in clients]
+        for i, (_, stderr, code) in enumerate(outcomes):
+            assert code == 0 and stderr == "", f"run {i} of round {round_}: {stderr}"
+            assert np.array_equal(tifffile.imread(tmp_path / f"r{round_}_{i}.tif"), solo[i]), f"run {i} of round {round_}"
+        rss.append(server_rss_kib(triton_server.pid))
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("skoots")
+    finally:
+        client.close()
+    assert set(rss[2]) == set(rss[1]), "no process of the server died or was added"
+    growth = sum(rss[2].values()) - sum(rss[1].values())
+    assert growth <= RSS_TOLERANCE_KIB, f"server RSS grew by {growth} KiB over two rounds: {rss}"
