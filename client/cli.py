@@ -149,15 +149,13 @@ def bench_command(
     from .bench import bench, parse_counts
     from .bench_report import format_table, plot as draw, to_csv, to_json
     from .errors import InputError, OutputError
+    from .volume_io import check_destination
 
     try:
         if as_json and as_csv:
             raise InputError("--json and --csv both print to stdout; choose one")
         if plot is not None:
-            if plot.suffix.lower() not in (".png", ".svg", ".pdf"):
-                raise OutputError(f"--plot {plot}: unknown image type; use .png, .svg or .pdf")
-            if not (plot.parent if str(plot.parent) else Path(".")).is_dir():
-                raise OutputError(f"--plot {plot}: folder {plot.parent} does not exist; create it first")
+            check_destination("--plot", plot, (".png", ".svg", ".pdf"), "unknown image type; use .png, .svg or .pdf")
         result = bench(
             url,
             model,

@@ -25,6 +25,7 @@ from skoots_export.model_config import (
     contract_problems,
     parameters_from_config,
 )
+from skoots_export.server import pem_problem
 
 from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
 
@@ -128,14 +129,9 @@ class Tls:
         if (self.private_key is None) != (self.cert_chain is None):
             raise InputError("--private-key and --cert-chain come together: the client's key and the certificate for it")
         for option, path in (("--root-cert", self.root_cert), ("--private-key", self.private_key), ("--cert-chain", self.cert_chain)):
-            if path is None:
-                continue
-            try:
-                text = Path(path).read_bytes()
-            except OSError as e:
-                raise InputError(f"cannot read {option} {path}: {e.strerror or e}") from e
-            if b"-----BEGIN " not in text:
-                raise InputError(f"{option} {path} is not a PEM file (no -----BEGIN line)")
+            problem = pem_problem(option, path)
+            if problem:
+                raise InputError(problem)
 
 
 def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailableError:

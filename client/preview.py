@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import OutputError
+from .volume_io import check_destination
 
 PANEL = 512  # the longer side of each panel, in pixels
 TITLE = 28  # height of the title band, in pixels
@@ -78,13 +79,7 @@ def preview_size(shape_xy: tuple[int, int]) -> tuple[int, int]:
 
 def check_preview_path(path: Path) -> None:
     """Fail before any work if the preview cannot be written at ``path``."""
-    if path.suffix.lower() != ".png":
-        raise OutputError(f"--preview {path}: the preview is a PNG; give a path ending in .png")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"--preview {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"--preview {path}: folder {parent} is not writable")
+    check_destination("--preview", path, (".png",), "the preview is a PNG; give a path ending in .png")
 
 
 def write_preview(path: str | Path, raw_xyz: Any, labels_xyz: np.ndarray, *, title: str | None = None) -> Path:

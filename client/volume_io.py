@@ -302,16 +302,21 @@ def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
     return volume
 
 
-def check_output_path(path: Path, overwrite: bool) -> None:
-    """Fail before any work if ``path`` cannot be written."""
-    name = path.name.lower()
-    if not name.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
-        raise OutputError(f"--out {path}: unknown extension; use .tif, .tiff, .zarr or .ome.zarr")
+def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: str) -> None:
+    """Fail before any work if a file of one of ``suffixes`` cannot be written at ``path``
+    (given with ``option``); ``hint`` says what to give instead of another extension."""
+    if not path.name.lower().endswith(suffixes):
+        raise OutputError(f"{option} {path}: {hint}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputError(f"--out {path}: folder {parent} does not exist; create it first")
+        raise OutputError(f"{option} {path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"--out {path}: folder {parent} is not writable")
+        raise OutputError(f"{option} {path}: folder {parent} is not writable")
+
+
+def check_output_path(path: Path, overwrite: bool) -> None:
+    """Fail before any work if the labels cannot be written at ``path``."""
+    check_destination("--out", path, TIFF_SUFFIXES + ZARR_SUFFIXES, "unknown extension; use .tif, .tiff, .zarr or .ome.zarr")
     if path.exists() and not overwrite:
         raise OutputError(f"--out {path} exists; pass --overwrite to replace it")
 

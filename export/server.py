@@ -33,6 +33,19 @@ from .errors import ServerError
 LOOPBACK = "127.0.0.1"
 
 
+def pem_problem(option: str, path: Path | None) -> str | None:
+    """Why the PEM file ``path`` given with ``option`` is unusable (unreadable, not PEM), or None."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_bytes()
+    except OSError as e:
+        return f"cannot read {option} {path}: {e.strerror or e}"
+    if b"-----BEGIN " not in text:
+        return f"{option} {path} is not a PEM file (no -----BEGIN line)"
+    return None
+
+
 @dataclass(frozen=True)
 class ServerTls:
     """gRPC over TLS: the server's certificate and key (PEM); with ``root_cert``, clients must
@@ -44,14 +57,9 @@ class ServerTls:
 
     def check(self) -> None:
         for option, path in (("--ssl-cert", self.cert), ("--ssl-key", self.key), ("--ssl-root-cert", self.root_cert)):
-            if path is None:
-                continue
-            try:
-                text = Path(path).read_bytes()
-            except OSError as e:
-                raise ServerError(f"cannot read {option} {path}: {e.strerror or e}") from e
-            if b"-----BEGIN " not in text:
-                raise ServerError(f"{option} {path} is not a PEM file (no -----BEGIN line)")
+            problem = pem_problem(option, path)
+            if problem:
+                raise ServerError(problem)
 
     def argv(self) -> list[str]:
         args = ["--grpc-use-ssl=true", f"--grpc-server-cert={self.cert}", f"--grpc-server-key={self.key}"]
