@@ -87,8 +87,7 @@ def dilate_skeleton(skeleton: Any, half_widths: Sequence[int]) -> Any:
     if skeleton.ndim != 3 or len(half_widths) != 3 or any(h < 0 for h in half_widths):
         raise ValueError(f"need a 3-D skeleton and three non-negative half-widths, got {skeleton.shape}, {half_widths}")
     if xp is np:
-        out = np.ascontiguousarray(skeleton).view(np.uint8) if skeleton.dtype == np.bool_ else skeleton
-        out = (np.ascontiguousarray(out) != 0).view(np.uint8)
+        out = (np.ascontiguousarray(skeleton) != 0).view(np.uint8)
         if out.size:
             kernel = _numba_cache.get("dilate") or _numba_cache.setdefault("dilate", _numba_dilate())
             for axis, h in enumerate(half_widths):
