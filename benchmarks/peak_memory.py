@@ -1,6 +1,6 @@
 """(d) Peak memory per voxel of ``skoots-client segment`` (in-memory mode) against the volume size.
 
-    python benchmarks/peak_memory.py [--sizes 40,512,1024 80,1024,1024 160,1024,1024]
+    python benchmarks/peak_memory.py [--sizes 40,512,1024 160,1024,1024 320,1024,1024]
                                      [--mode embedded url] [--device cpu|gpu] [--overlap 0,0,0]
 
 For each size a uint16 blobs TIFF ``[Z, X, Y]`` (uncompressed, so it is memory-mapped; blobs
@@ -61,7 +61,7 @@ def gpu_peak_sampler(pid_holder: list[int]) -> tuple[threading.Event, list[int]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["40,512,1024", "80,1024,1024", "160,1024,1024"], help="volumes Z,X,Y (X and Y multiples of 512)")
+    parser.add_argument("--sizes", nargs="+", default=["40,512,1024", "160,1024,1024", "320,1024,1024"], help="volumes Z,X,Y (X and Y multiples of 512)")
     parser.add_argument("--overlap", default="0,0,0", help="segment --overlap X,Y,Z")
     parser.add_argument("--mode", nargs="+", default=["embedded", "url"], choices=["embedded", "url"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
