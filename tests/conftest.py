@@ -102,12 +102,17 @@ def start_server(repository: Path):
     return TritonServer(ServerConfig(repository=repository), binary).start(timeout=180)
 
 
+def serving(repository: Path):
+    """A fixture's body: a server on ``repository`` for the fixture's scope."""
+    server = start_server(repository)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def triton_server(e2e_repository: Path):
     """A real tritonserver on 127.0.0.1 serving the lively model."""
-    server = start_server(e2e_repository)
-    yield server
-    server.stop()
+    yield from serving(e2e_repository)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import pytest
 import tifffile
 import zarr
 
-from conftest import start_server
+from conftest import serving
 from skoots_export.model_config import config_from_text, config_to_text
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
@@ -198,9 +198,7 @@ def catalogue_server(broken_repository: Path, tmp_path_factory: pytest.TempPathF
     served.mkdir()
     for name in ("wrong_io", "noparams", "half_answer"):
         shutil.copytree(broken_repository / name, served / name)
-    server = start_server(served)
-    yield server
-    server.stop()
+    yield from serving(served)
 
 
 def _case_params(cases: list) -> list:

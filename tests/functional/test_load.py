@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import start_server
+from conftest import serving
 from skoots_client.run import segment_file
 from test_segment_e2e import CLIENT
 
@@ -42,9 +42,7 @@ def server_rss_kib(pid: int) -> dict[int, int]:
 @pytest.fixture(scope="module")
 def fresh_server(e2e_repository: Path):
     """The lively model on a server no other test has sent crops to."""
-    server = start_server(e2e_repository)
-    yield server
-    server.stop()
+    yield from serving(e2e_repository)
 
 
 @pytest.fixture(scope="module")
