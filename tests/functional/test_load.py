@@ -19,11 +19,15 @@ ROUNDS = 4  # the first warms the server up for concurrent requests
 # What the server may grow by over the last two rounds, tritonserver and its Python-backend stub
 # together. A round moves about 6 MB of tensors through the server (8 runs x 18 crops x 24x24x8
 # voxels x 11 bytes in and out), so two rounds leaking even a quarter of their traffic would
-# exceed it. On a server of its own, after warm-up, the pair moved by 0.5 MiB per round at most
-# (allocator noise). On the session's server, whose heap other tests have shaped, the stub's
-# RSS swung by 7-14 MiB between rounds with no trend, which hides any leak: hence a server of
-# its own.
+# exceed it. Measured on a server of its own with glibc's thresholds fixed (below), the pair
+# grew by 0.2-0.6 MiB per round after warm-up.
 RSS_TOLERANCE_KIB = 3 * 1024
+# glibc raises its mmap threshold when a large block is freed, so later large blocks land in the
+# heap, and whether a round ends with the heap's top trimmed is luck: the stub's RSS swung by
+# 11-17 MiB between rounds with no trend, on a fresh server too, which hides any leak. With the
+# thresholds fixed at glibc's default, large blocks go back to the system when freed and RSS
+# tracks the memory still held (the stub then moved by 0.1 MiB at most).
+MALLOC_THRESHOLD = 128 * 1024
 
 
 def server_rss_kib(pid: int) -> dict[int, int]:
@@ -41,8 +45,11 @@ def server_rss_kib(pid: int) -> dict[int, int]:
 
 @pytest.fixture(scope="module")
 def fresh_server(e2e_repository: Path):
-    """The lively model on a server no other test has sent crops to."""
-    yield from serving(e2e_repository)
+    """The lively model on a server no other test has sent crops to, its RSS the memory it holds."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MALLOC_MMAP_THRESHOLD_", str(MALLOC_THRESHOLD))
+        patch.setenv("MALLOC_TRIM_THRESHOLD_", str(MALLOC_THRESHOLD))
+        yield from serving(e2e_repository)
 
 
 @pytest.fixture(scope="module")
