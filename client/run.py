@@ -93,12 +93,22 @@ def segment_file(
     resume: bool = False,
     work_dir: Path | None = None,
     tls: Tls | None = None,
+    blockwise: bool = False,
+    block: tuple[int, int, int] | None = None,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    scheduler: str | None = None,
+    memory_available: int | None = None,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
     With ``resume`` (or a ``work_dir``) finished crops are kept in a work directory
     (``OUT.work`` by default) as they arrive and taken from it on the next run; it is removed
     once the labels are written, and kept when the run fails.
+
+    With ``blockwise`` (or when the in-memory mode would need more than ``memory_available``,
+    by default the machine's available memory) the volume is segmented block by block on a
+    Dask cluster: a local one of ``workers`` processes, or the one at ``scheduler``.
     """
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
@@ -114,6 +124,16 @@ def segment_file(
     endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls)
     parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
     batch_size = min(batch or info.max_batch_size, info.max_batch_size)
+    if blockwise or scheduler is not None or _too_big_for_memory(volume.shape, memory_available):
+        for endpoint in endpoints:
+            getattr(endpoint, "close", lambda: None)()
+        return _blockwise(
+            volume, out=out, urls=urls, model=model, repository=repository, overwrite=overwrite, channel=channel,
+            batch_size=batch_size, window=window, timeout=timeout, retries=retries, device=device,
+            parameters=parameters, reference_borders=reference_borders, save_intermediates=save_intermediates,
+            quiet=quiet, preview=preview, resume=resume, work_dir=work_dir, tls=tls, block=block, workers=workers,
+            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started,
+        )
     work = None
     if resume or work_dir is not None:
         made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
@@ -166,3 +186,44 @@ def segment_file(
     if preview is not None:
         text += f"\npreview → {write_preview(preview, volume.data, labels)}"
     return text
+
+
+def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> bool:
+    """Whether the in-memory mode would need more than the memory available; says so on stderr."""
+    from .blockwise.blocks import in_memory_bytes
+    from .blockwise.pipeline import available_memory
+
+    need, have = in_memory_bytes(shape), memory_available if memory_available is not None else available_memory()
+    if need <= have:
+        return False
+    print(f"note: {shape} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: segmenting blockwise (--blockwise)",
+          file=sys.stderr)
+    return True
+
+
+def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, device: str,
+               save_intermediates: bool, preview: Path | None, window: int, timeout: float, retries: int,
+               tls: Tls | None, started: float, **options: Any) -> str:
+    """``segment --blockwise``: the options the in-memory mode has, checked, then the pipeline."""
+    from .blockwise.pipeline import blockwise_file
+    from .blockwise.stages import Source
+
+    if save_intermediates or preview is not None:
+        raise InputError("--save-intermediates and --preview need the volume in memory; without --blockwise, "
+                         "or open the work directory's Zarr arrays (--resume keeps them after a failure)")
+    if device == "gpu":
+        raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
+    parameters, channel, reference_borders = options.pop("parameters"), options["channel"], options["reference_borders"]
+    made_of = fingerprint(volume.path, volume.shape, volume.dtype, channel, model, parameters,
+                          reference_borders=reference_borders, probability=False)
+    quiet = options["quiet"]
+    source = Source(tuple(urls), model, Path(repository).resolve(), window, timeout, retries, tls)
+    result = blockwise_file(volume, out=out, parameters=parameters, source=source, fingerprint=made_of,
+                            say=None if quiet else (lambda line: print(line, file=sys.stderr)), **options)
+    total = time.perf_counter() - started
+    voxels = int(np.prod(volume.shape))
+    return (
+        f"{volume.path} → {out}\n"
+        f"shape (X, Y, Z) {tuple(volume.shape)}, {result.crops} crops, {result.instances} instances\n"
+        f"time {total:.2f}s, {voxels / total / 1e6:.2f} Mvoxels/s\n{result.summary(voxels)}"
+    )

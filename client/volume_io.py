@@ -221,13 +221,14 @@ def _open(path: Path) -> tuple[Any, str | None]:
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None) -> Volume:
+def read_volume(path: str | Path, channel: int | None = None, *, check_finite: bool = True) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
     Axes follow the seed (``[Z, X, Y]`` or ``[Z, X, Y, C]`` on disk) unless the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
-    channel 2 is used (the seed's rule).
+    channel 2 is used (the seed's rule). ``check_finite=False`` skips the pass over float input
+    that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
 
     Raises
     ------
@@ -249,7 +250,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return _finite(Volume(_XYZView(array, spatial, fixed), path))
+        return _finite(Volume(_XYZView(array, spatial, fixed), path), check_finite)
     channels = shape[channel_axis]
     if channel is None:
         if channels == 1:
@@ -260,7 +261,7 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
             raise InputError(f"{path} has {channels} channels; choose one with --channel 0..{channels - 1}")
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
-    return _finite(Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path))
+    return _finite(Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path), check_finite)
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -284,10 +285,10 @@ def read_labels(path: str | Path) -> np.ndarray:
     return labels
 
 
-def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
+def _finite(volume: Volume, check: bool = True, slab_bytes: int = 64 << 20) -> Volume:
     """Refuse float volumes holding NaN or infinity before any crop is sent: the network would
     turn them into NaN vectors and garbage labels. One pass over the volume, a slab at a time."""
-    if volume.dtype.kind != "f":
+    if volume.dtype.kind != "f" or not check:
         return volume
     x, y, z = volume.shape
     step = max(1, slab_bytes // max(1, x * y * volume.dtype.itemsize))
@@ -388,26 +389,32 @@ def _write_tiff(path: Path, labels_xyz: np.ndarray) -> None:
 
 
 def _write_zarr(path: Path, labels_xyz: np.ndarray, ome: bool) -> None:
-    import zarr
-
     shape = _zxy_shape(labels_xyz)
     chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
-    if not ome:
-        array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
-    else:
-        group = zarr.open_group(str(path), mode="w", zarr_format=2)
-        array = group.create_array("0", shape=shape, chunks=chunks, dtype=labels_xyz.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
-        group.attrs["multiscales"] = [
-            {
-                "version": "0.4",
-                "name": path.name,
-                "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
-                "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
-            }
-        ]
-        group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+    array = create_labels_array(path, shape, labels_xyz.dtype, chunks, ome)
     for z in range(0, shape[0], chunks[0]):  # one slab of whole chunks at a time
         array[z : z + chunks[0]] = labels_xyz[:, :, z : z + chunks[0]].transpose(2, 0, 1)
+
+
+def create_labels_array(path: Path, shape_zxy: tuple[int, int, int], dtype: Any, chunks: tuple[int, ...], ome: bool) -> Any:
+    """An empty ``[Z, X, Y]`` label array at ``path``: a plain Zarr array, or with ``ome`` an
+    OME-NGFF 0.4 image whose level ``0`` it is (napari opens it as labels)."""
+    import zarr
+
+    if not ome:
+        return zarr.open_array(str(path), mode="w", shape=shape_zxy, chunks=chunks, dtype=dtype)
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=shape_zxy, chunks=chunks, dtype=dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": path.name,
+            "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
+        }
+    ]
+    group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+    return array
 
 
 def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False) -> Path:

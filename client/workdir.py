@@ -113,6 +113,33 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def check_work_dir(path: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse ``path`` if it is not a work directory made for ``fingerprint`` (stored as JSON),
+    or if it does not exist and cannot be created."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"work directory {path} is a file; remove it or pass another --work-dir")
+    if not path.exists():
+        parent = path.parent
+        if not parent.is_dir():
+            raise OutputError(f"work directory {path}: folder {parent} does not exist; create it first")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"work directory {path}: folder {parent} is not writable; pass another --work-dir")
+        return
+    try:
+        stored = json.loads((path / FINGERPRINT).read_text())
+    except (OSError, ValueError) as e:
+        raise OutputError(
+            f"{path} is not a segment work directory (no readable {FINGERPRINT}); remove it or pass another --work-dir"
+        ) from e
+    if stored != fingerprint:
+        keys = sorted({*stored, *fingerprint})
+        differ = [k for k in keys if stored.get(k) != fingerprint.get(k)]
+        raise OutputError(
+            f"work directory {path} was made for another run (differs in: {', '.join(differ)}); "
+            "remove it to start afresh, or pass another --work-dir"
+        )
+
+
 class WorkDir:
     """Finished crops of one segmentation, on disk.
 
@@ -139,28 +166,7 @@ class WorkDir:
     def check(self) -> None:
         """Refuse a work directory that is not ours or was made for another run; fail early
         if one cannot be created."""
-        if self.path.exists() and not self.path.is_dir():
-            raise OutputError(f"work directory {self.path} is a file; remove it or pass another --work-dir")
-        if not self.path.exists():
-            parent = self.path.parent
-            if not parent.is_dir():
-                raise OutputError(f"work directory {self.path}: folder {parent} does not exist; create it first")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputError(f"work directory {self.path}: folder {parent} is not writable; pass another --work-dir")
-            return
-        try:
-            stored = json.loads((self.path / FINGERPRINT).read_text())
-        except (OSError, ValueError) as e:
-            raise OutputError(
-                f"{self.path} is not a segment work directory (no readable {FINGERPRINT}); remove it or pass another --work-dir"
-            ) from e
-        if stored != self.fingerprint:
-            keys = sorted({*stored, *self.fingerprint})
-            differ = [k for k in keys if stored.get(k) != self.fingerprint.get(k)]
-            raise OutputError(
-                f"work directory {self.path} was made for another run (differs in: {', '.join(differ)}); "
-                "remove it to start afresh, or pass another --work-dir"
-            )
+        check_work_dir(self.path, self.fingerprint)
 
     # --- opening ----------------------------------------------------------------------------
 

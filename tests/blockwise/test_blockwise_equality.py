@@ -1,0 +1,30 @@
+"""Blockwise labels equal the in-memory mode's, bitwise, whatever the blocks (DESIGN.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CROP, OVERLAP, answers_store, blockwise_labels, in_memory_labels, tubes
+from skoots_export.model_config import ModelParameters
+
+SHAPE = (70, 61, 23)  # 5 x 4 x 6 crops: no block size below divides it
+PARAMETERS = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=(4.0, 4.0, 2.0), embedding_iterations=2)
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory):
+    vectors, skeleton = tubes(SHAPE, 60, PARAMETERS.vector_scaling, radius=6.0, seed=3)
+    folder = tmp_path_factory.mktemp("answers")
+    return answers_store(folder, vectors, skeleton), vectors, skeleton
+
+
+@pytest.mark.parametrize("per_block", [(1, 1, 1), (2, 3, 2), (3, 2, 4), (9, 9, 9)], ids=["one-crop", "2x3x2", "3x2x4", "single-block"])
+def test_blockwise_equals_in_memory(local_cluster, answers, tmp_path: Path, per_block) -> None:
+    path, vectors, skeleton = answers
+    expected = in_memory_labels(vectors, skeleton, PARAMETERS)
+    got, result = blockwise_labels(tmp_path, path, SHAPE, PARAMETERS, per_block, scheduler=local_cluster.scheduler_address)
+    assert expected.max() > 20
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
