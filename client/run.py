@@ -114,6 +114,8 @@ def segment_file(
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
     check_output_path(out, overwrite)
+    if block is not None and any(b < 1 for b in block):
+        raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     if preview is not None:
         check_preview_path(preview)
     volume = read_volume(volume_path, channel)

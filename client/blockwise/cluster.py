@@ -37,7 +37,7 @@ def dask_client(
     dashboard = scheduler is not None or importlib.util.find_spec("bokeh") is not None
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout="5s")
         except (OSError, TimeoutError, ValueError) as e:
             raise ClusterError(
                 f"no Dask scheduler at {scheduler} ({str(e).splitlines()[0] if str(e) else type(e).__name__}) — "

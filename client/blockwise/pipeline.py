@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import postprocess
-from ..errors import ClientError, InputError, OutputError
+from ..errors import ClientError, OutputError
 from ..progress import ProgressLine
 from ..volume_io import TIFF_SUFFIXES, _replace, create_labels_array, write_labels
 from ..workdir import default_work_dir
@@ -250,8 +250,6 @@ def blockwise_file(
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run."""
     shape = volume.shape
-    if block is not None and any(b < 1 for b in block):
-        raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
     if block is not None:
         per_block = per_block_from_voxels(block, parameters.crop, parameters.overlap, shape)

@@ -183,10 +183,11 @@ def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, 
 
 def halo_components(job: Job, region: Region, tables: dict[tuple[int, int, int], np.ndarray], dtype: Any) -> np.ndarray:
     """The volume's skeleton components over ``region``: each block's labels through its table."""
-    out = np.zeros(_extent(region), dtype)
+    local = job.store.read("labels", region)  # one read; then each block's part through its table
+    out = np.zeros(local.shape, dtype)
     for block in job.grid.overlapping(region):
-        part = _intersection(region, block.region)
-        out[_local(part, region)] = tables[block.index][job.store.read("labels", part)]  # type: ignore[arg-type]
+        part = _local(_intersection(region, block.region), region)
+        out[part] = tables[block.index][local[part]]
     return out
 
 

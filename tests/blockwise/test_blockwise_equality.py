@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CROP, OVERLAP, answers_store, blockwise_labels, in_memory_labels, tubes
+from blockwise_support import CROP, OVERLAP, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
 from skoots_export.model_config import ModelParameters
 
 SHAPE = (70, 61, 23)  # 5 x 4 x 6 crops: no block size below divides it
@@ -28,3 +28,23 @@ def test_blockwise_equals_in_memory(local_cluster, answers, tmp_path: Path, per_
     got, result = blockwise_labels(tmp_path, path, SHAPE, PARAMETERS, per_block, scheduler=local_cluster.scheduler_address)
     assert expected.max() > 20
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_the_halos_matter(local_cluster, answers, tmp_path: Path) -> None:
+    """Embeddings cross into neighbouring blocks: halos smaller than DESIGN.md's change labels."""
+    path, vectors, skeleton = answers
+    expected = in_memory_labels(vectors, skeleton, PARAMETERS)
+    too_small = ((2, 2, 1), (1, 1, 1))  # DESIGN.md's: (9, 9, 5) for labels, (5, 5, 3) for vectors
+    got, _ = blockwise_labels(tmp_path, path, SHAPE, PARAMETERS, (1, 1, 1), scheduler=local_cluster.scheduler_address, halos=too_small)
+    assert not np.array_equal(got, expected)
+
+
+def test_reference_borders(local_cluster, tmp_path: Path) -> None:
+    """The reference's unwritten frame (50, 50, 5) needs a volume wider than 100 voxels."""
+    shape = (118, 109, 14)
+    vectors, skeleton = tubes(shape, 120, PARAMETERS.vector_scaling, radius=6.0, seed=4)
+    path = answers_store(tmp_path, vectors, skeleton)
+    expected = in_memory_labels(vectors, skeleton, PARAMETERS, reference_borders=True)
+    got, _ = blockwise_labels(tmp_path, path, shape, PARAMETERS, (2, 3, 1), scheduler=local_cluster.scheduler_address,
+                              reference_borders=True, out_name="labels.ome.zarr")
+    assert expected.max() > 10 and np.array_equal(got, expected)
