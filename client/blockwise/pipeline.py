@@ -47,7 +47,7 @@ class BlockwiseResult:
 
     def summary(self, voxels: int) -> str:
         stages_text = ", ".join(
-            f"{k} {v:.2f}s ({voxels / max(v, 1e-9) / 1e6:.1f} Mvoxels/s)" for k, v in self.seconds.items()
+            f"{k} {v:.2f}s ({voxels / max(v, 1e-9) / 1e6:.3g} Mvoxels/s)" for k, v in self.seconds.items()
         )
         text = (f"blockwise: {self.blocks} blocks on {self.workers} workers, largest worker peak "
                 f"{self.peak_rss / 2**20:.0f} MiB; {stages_text}")
