@@ -43,7 +43,12 @@ class BlockwiseResult:
     seconds: dict[str, float] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)  # blocks done per stage in this run
     resumed: dict[str, int] = field(default_factory=dict)  # blocks taken from the work directory
-    peak_rss: int = 0  # bytes, the largest worker process's peak
+    peaks: dict[str, int] = field(default_factory=dict)  # worker process → its peak RSS (bytes)
+
+    @property
+    def peak_rss(self) -> int:
+        """The largest worker process's peak RSS."""
+        return max(self.peaks.values(), default=0)
 
     def summary(self, voxels: int) -> str:
         stages_text = ", ".join(
@@ -92,7 +97,8 @@ class _Stage:
             for future, value in as_completed(futures, with_results=True):
                 results[futures[future]] = value
                 if isinstance(value, dict) and "rss" in value:
-                    self.result.peak_rss = max(self.result.peak_rss, value["rss"])
+                    peaks = self.result.peaks
+                    peaks[value["process"]] = max(peaks.get(value["process"], 0), value["rss"])
                 done += 1
                 progress(done, total)
         except BaseException:

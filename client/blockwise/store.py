@@ -115,11 +115,14 @@ class BlockStore:
     def new_array(self, name: str, shape: Sequence[int], chunks: Sequence[int], dtype: Any, shift: Sequence[int]) -> None:
         """A shifted intermediate array ``name`` (replaced if it exists)."""
         import zarr
-        from zarr.codecs import ZstdCodec
+        from zarr.codecs import BloscCodec
 
         array = zarr.create_array(
             str(self.path / name), shape=(*shape[:-3], *(n + s for n, s in zip(shape[-3:], shift))),
-            chunks=tuple(chunks), dtype=dtype, fill_value=0, overwrite=True, compressors=[ZstdCodec(level=1)],
+            chunks=tuple(chunks), dtype=dtype, fill_value=0, overwrite=True,
+            # LZ4: reads ~3x faster than Zstd level 1 on masked FP16 vectors (assignment reads
+            # each block's halos: reading is what bounds it), for ~3x the size on disk.
+            compressors=[BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")],
         )
         array.attrs["shift"] = [int(s) for s in shift]
         array.attrs["note"] = "voxel (x, y, z) of the volume is stored at (x, y, z) + shift"
