@@ -116,6 +116,8 @@ def segment_file(
     check_output_path(out, overwrite)
     if block is not None and any(b < 1 for b in block):
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
+    if (blockwise or scheduler is not None) and device == "gpu":
+        raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
     if preview is not None:
         check_preview_path(preview)
     volume = read_volume(volume_path, channel)
@@ -131,7 +133,7 @@ def segment_file(
             getattr(endpoint, "close", lambda: None)()
         return _blockwise(
             volume, out=out, urls=urls, model=model, repository=repository, overwrite=overwrite, channel=channel,
-            batch_size=batch_size, window=window, timeout=timeout, retries=retries, device=device,
+            batch_size=batch_size, window=window, timeout=timeout, retries=retries,
             parameters=parameters, reference_borders=reference_borders, save_intermediates=save_intermediates,
             quiet=quiet, preview=preview, resume=resume, work_dir=work_dir, tls=tls, block=block, workers=workers,
             threads_per_worker=threads_per_worker, scheduler=scheduler, started=started,
@@ -203,7 +205,7 @@ def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | Non
     return True
 
 
-def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, device: str,
+def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path,
                save_intermediates: bool, preview: Path | None, window: int, timeout: float, retries: int,
                tls: Tls | None, started: float, **options: Any) -> str:
     """``segment --blockwise``: the options the in-memory mode has, checked, then the pipeline."""
@@ -213,8 +215,6 @@ def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repos
     if save_intermediates or preview is not None:
         raise InputError("--save-intermediates and --preview need the volume in memory; without --blockwise, "
                          "or open the work directory's Zarr arrays (--resume keeps them after a failure)")
-    if device == "gpu":
-        raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
     parameters, channel, reference_borders = options.pop("parameters"), options["channel"], options["reference_borders"]
     made_of = fingerprint(volume.path, volume.shape, volume.dtype, channel, model, parameters,
                           reference_borders=reference_borders, probability=False)

@@ -140,6 +140,16 @@ def check_work_dir(path: Path, fingerprint: dict[str, Any]) -> None:
         )
 
 
+def lock_work_dir(fd: int, path: Path) -> None:
+    """Hold ``fd`` (a file of the work directory ``path``) locked for this run; refuse a second
+    run on the same directory. Closes ``fd`` when refusing."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise OutputError(f"work directory {path} is in use by another segment run; wait for it or pass another --work-dir") from e
+
+
 class WorkDir:
     """Finished crops of one segmentation, on disk.
 
@@ -215,11 +225,7 @@ class WorkDir:
             fd = os.open(self.path / MANIFEST, os.O_RDWR | os.O_APPEND)
         except OSError as e:
             raise OutputError(f"cannot use work directory {self.path}: {e.strerror or e}") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            raise OutputError(f"work directory {self.path} is in use by another segment run; wait for it or pass another --work-dir") from e
+        lock_work_dir(fd, self.path)
         self._manifest_fd = fd
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         whole = data[: data.rfind(b"\n") + 1]

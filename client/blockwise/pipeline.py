@@ -27,7 +27,7 @@ from ..volume_io import TIFF_SUFFIXES, _replace, create_labels_array, write_labe
 from ..workdir import default_work_dir
 from . import stages
 from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
-from .cluster import dask_client, worker_count
+from .cluster import ClusterError, dask_client, worker_count
 from .equivalence import components, global_order
 from .store import FORMAT, BlockStore
 
@@ -85,7 +85,7 @@ class _Stage:
         self.client, self.result, self.quiet = client, result, quiet
 
     def run(self, name: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], total: int) -> dict[str, Any]:
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         started = time.perf_counter()
         progress = ProgressLine(enabled=not self.quiet, label=f"{name} blocks")
@@ -101,6 +101,11 @@ class _Stage:
                     peaks[value["process"]] = max(peaks.get(value["process"], 0), value["rss"])
                 done += 1
                 progress(done, total)
+        except KilledWorker as e:
+            self.client.cancel(list(futures))
+            raise ClusterError(
+                f"Dask workers died {name} blocks again and again ({e}) — out of memory? Give the workers more memory or pass a smaller --block"
+            ) from e
         except BaseException:
             self.client.cancel(list(futures))
             raise

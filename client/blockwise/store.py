@@ -22,7 +22,6 @@ the work, by writing aside and renaming.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import OutputError
-from ..workdir import FINGERPRINT, _fsync, check_work_dir
+from ..workdir import FINGERPRINT, _fsync, check_work_dir, lock_work_dir
 from .blocks import Region
 
 FORMAT = "skoots-blockwise/1"
@@ -105,11 +104,7 @@ class BlockStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise OutputError(f"cannot create work directory {self.path}: {e.strerror or e}") from e
         fd = os.open(self.path / FINGERPRINT, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            raise OutputError(f"work directory {self.path} is in use by another segment run; wait for it or pass another --work-dir") from e
+        lock_work_dir(fd, self.path)
         self._lock = fd
 
     def new_array(self, name: str, shape: Sequence[int], chunks: Sequence[int], dtype: Any, shift: Sequence[int]) -> None:

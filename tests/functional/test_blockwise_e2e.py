@@ -121,6 +121,24 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"save_intermediates": True}, "--save-intermediates and --preview need the volume in memory"),
+    ({"preview": Path("p.png")}, "--save-intermediates and --preview need the volume in memory"),
+    ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
+    ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
+])
+def test_options_blockwise_cannot_honour_are_refused(e2e_repository: Path, volume, tmp_path: Path, options, message) -> None:
+    from skoots_client.errors import ClientError
+
+    path, _ = volume
+    if "preview" in options:
+        options = {"preview": tmp_path / "p.png"}
+    with pytest.raises(ClientError, match=re.escape(message)):
+        segment_file(path, out=tmp_path / "l.zarr", repository=e2e_repository, blockwise=True, quiet=True,
+                     **{"device": "cpu", **options})
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 def markers(work: Path, stage: str) -> int:
     folder = work / "done" / stage
     return len([p for p in folder.iterdir() if not p.name.startswith(".")]) if folder.is_dir() else 0
