@@ -47,9 +47,9 @@ def dask_client(
         try:
             cluster = LocalCluster(
                 n_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
-                host="127.0.0.1", silence_logs=logging.ERROR,
-                # The dashboard needs bokeh; without it there is nothing to link to.
-                dashboard_address="127.0.0.1:0" if dashboard else None,
+                # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
+                # bokeh is installed): a second cluster on the machine must not collide with it.
+                host="127.0.0.1", silence_logs=logging.ERROR, dashboard_address="127.0.0.1:0",
             )
             client = Client(cluster)
         except (OSError, TimeoutError) as e:

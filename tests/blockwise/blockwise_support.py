@@ -61,7 +61,7 @@ def local_cluster():
     """A real LocalCluster of two worker processes on 127.0.0.1 (one thread each)."""
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
     yield cluster
     cluster.close()
 

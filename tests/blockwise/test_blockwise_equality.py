@@ -48,3 +48,12 @@ def test_reference_borders(local_cluster, tmp_path: Path) -> None:
     got, _ = blockwise_labels(tmp_path, path, shape, PARAMETERS, (2, 3, 1), scheduler=local_cluster.scheduler_address,
                               reference_borders=True, out_name="labels.ome.zarr")
     assert expected.max() > 10 and np.array_equal(got, expected)
+
+
+def test_a_volume_without_objects(local_cluster, tmp_path: Path) -> None:
+    shape = (40, 40, 12)
+    vectors, skeleton = np.zeros((3, *shape), np.float16), np.zeros(shape, np.uint8)
+    path = answers_store(tmp_path, vectors, skeleton)
+    got, result = blockwise_labels(tmp_path, path, shape, PARAMETERS, (1, 1, 1), scheduler=local_cluster.scheduler_address)
+    expected = in_memory_labels(vectors, skeleton, PARAMETERS)
+    assert result.instances == 0 and got.dtype == expected.dtype == np.uint8 and not got.any()
