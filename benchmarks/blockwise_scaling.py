@@ -93,6 +93,28 @@ def in_memory(folder: Path, answers: Path, shape) -> tuple[float, Path]:
     return time.perf_counter() - started, out
 
 
+def end_to_end(folder: Path, shape_zxy=(20, 120, 120)) -> tuple[float, float, int]:
+    """(b') wall seconds of ``segment`` in memory and ``--blockwise`` (2 workers), both with the
+    tests' lively model in-process (crop 24x24x8), on the same volume; labels checked equal."""
+    import tifffile
+
+    from conftest import E2E_EXPORT
+    from skoots_client.run import segment_file
+
+    repository = common.export_lively(folder / "model", **E2E_EXPORT)
+    tifffile.imwrite(folder / "v.tif", common.blobs(shape_zxy, seed=3))
+    started = time.perf_counter()
+    segment_file(folder / "v.tif", out=folder / "mem.tif", repository=repository, device="cpu", quiet=True)
+    memory = time.perf_counter() - started
+    started = time.perf_counter()
+    segment_file(folder / "v.tif", out=folder / "blk.tif", repository=repository, device="cpu", quiet=True, blockwise=True,
+                 block=(64, 64, 20), workers=2)
+    blocks = time.perf_counter() - started
+    a, b = tifffile.imread(folder / "mem.tif"), tifffile.imread(folder / "blk.tif")
+    assert a.dtype == b.dtype and np.array_equal(a, b), "blockwise labels differ from in-memory"
+    return memory, blocks, int(a.max())
+
+
 def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     """CPU seconds per seed-size crop of the infer stage, its endpoint answering instantly."""
     import zarr
@@ -128,12 +150,33 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     return (time.process_time() - started) / (rounds * len(job.grid.blocks[0].crops))
 
 
+def flat_memory(folder: Path, answers: Path, block, sizes: list[str]) -> None:
+    """(a) at each size, then (d) from the largest."""
+    print("\n(a) flat memory: blockwise, 2 workers")
+    print(f"{'volume':>18} {'Gvoxels':>8} {'blocks':>7} {'seconds':>8} {'largest worker MiB':>19} {'all workers MiB':>16}")
+    rows = []
+    for text in sizes:
+        shape = shape_of(text)
+        seconds, result, job, out = blockwise(folder, answers, shape, block, 2)
+        shutil.rmtree(out, ignore_errors=True)
+        rows.append((shape, result))
+        print(f"{text:>18} {np.prod(shape) / 1e9:8.3f} {result.blocks:7d} {seconds:8.1f} {result.peak_rss / 2**20:19.0f} "
+              f"{sum(result.peaks.values()) / 2**20:16.0f}", flush=True)
+    first, last = rows[0][1].peak_rss, rows[-1][1].peak_rss
+    print(f"largest worker: {last / first:.3f}x from the smallest size to the largest (target within 1.15)")
+    shape, result = rows[-1]
+    voxels = int(np.prod(shape))
+    print(f"\n(d) Mvoxels/s per stage at {shape}, 2 workers: "
+          + ", ".join(f"{k} {voxels / v / 1e6:.1f}" for k, v in result.seconds.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="560x560x100,1120x560x100,1120x1120x100,2240x1120x100", help="volumes X x Y x Z for (a)")
+    parser.add_argument("--sizes", default="560x560x100,1120x560x100,1120x1120x100,2240x1120x100", help="volumes X x Y x Z for (a); '' to skip (a)")
     parser.add_argument("--block", default="560,560,40", help="block X,Y,Z (voxels); 'default' for the memory budget's")
     parser.add_argument("--overhead-size", default="1120x560x100", help="volume for (b) and (c)")
     parser.add_argument("--skip-scaling", action="store_true", help="only (a) and (d)")
+    parser.add_argument("--end-to-end", action="store_true", help="also (b') through the tests' tiny model in-process")
     args = parser.parse_args()
     block = None if args.block == "default" else tuple(int(v) for v in args.block.split(","))
     folder = Path(tempfile.mkdtemp(prefix="blockwise-bench-"))
@@ -151,29 +194,19 @@ def main() -> None:
             assert np.array_equal(read_labels(out), read_labels(mem_out)), "blockwise labels differ from in-memory"
             print(f"\n(b) overhead, {shape} = {np.prod(shape) / 1e6:.0f} Mvoxels, {result.instances} instances, labels equal")
             print(f"    in-memory {mem_seconds:.2f}s, blockwise (2 workers) {seconds:.2f}s: ratio {seconds / mem_seconds:.2f} (target <= 1.25)")
-            post = ("label", "assign", "renumber", "write")
+            post = ("label", "assign", "order", "write")
             two = sum(result.seconds[k] for k in post)
             _, one_result, _, _ = blockwise(folder, answers, shape, block, 1)
             one = sum(one_result.seconds[k] for k in post)
             print(f"(c) post-processing stages: 1 worker {one:.2f}s, 2 workers {two:.2f}s: {one / two:.2f}x (target >= 1.6)")
             print(f"    infer stage CPU per seed-size crop (instant endpoint): {crop_cpu(folder, answers) * 1e3:.0f} ms")
+        if args.end_to_end:
+            memory, blocks, instances = end_to_end(folder)
+            print(f"(b') end to end, tiny model in-process, (20, 120, 120) ZXY, {instances} instances, labels equal: "
+                  f"in-memory {memory:.1f}s, blockwise (2 workers) {blocks:.1f}s: ratio {blocks / memory:.2f}")
 
-        print("\n(a) flat memory: blockwise, 2 workers")
-        print(f"{'volume':>18} {'Gvoxels':>8} {'blocks':>7} {'seconds':>8} {'largest worker MiB':>19} {'all workers MiB':>16}")
-        rows = []
-        for text in args.sizes.split(","):
-            shape = shape_of(text)
-            seconds, result, job, out = blockwise(folder, answers, shape, block, 2)
-            shutil.rmtree(out, ignore_errors=True)
-            rows.append((shape, result))
-            print(f"{text:>18} {np.prod(shape) / 1e9:8.3f} {result.blocks:7d} {seconds:8.1f} {result.peak_rss / 2**20:19.0f} "
-                  f"{sum(result.peaks.values()) / 2**20:16.0f}", flush=True)
-        first, last = rows[0][1].peak_rss, rows[-1][1].peak_rss
-        print(f"largest worker: {last / first:.3f}x from the smallest size to the largest (target within 1.15)")
-        shape, result = rows[-1]
-        voxels = int(np.prod(shape))
-        print(f"\n(d) Mvoxels/s per stage at {shape}, 2 workers: "
-              + ", ".join(f"{k} {voxels / v / 1e6:.1f}" for k, v in result.seconds.items()))
+        if args.sizes:
+            flat_memory(folder, answers, block, args.sizes.split(","))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -104,7 +104,7 @@ class _Stage:
         except KilledWorker as e:
             self.client.cancel(list(futures))
             raise ClusterError(
-                f"Dask workers died {name} blocks again and again ({e}) — out of memory? Give the workers more memory or pass a smaller --block"
+                f"Dask workers kept dying on {name} blocks ({e}) — out of memory? Give the workers more memory or pass a smaller --block"
             ) from e
         except BaseException:
             self.client.cancel(list(futures))
@@ -231,7 +231,7 @@ def _run(
             continue
         present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
         calls.append((name, stages.write_block, (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path)))
-    result.seconds["renumber"] = time.perf_counter() - started
+    result.seconds["order"] = time.perf_counter() - started
     stage.run("write", calls, len(regions))
 
     started = time.perf_counter()
