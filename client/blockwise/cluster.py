@@ -49,7 +49,7 @@ def dask_client(
                 n_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
                 # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
                 # bokeh is installed): a second cluster on the machine must not collide with it.
-                host="127.0.0.1", silence_logs=logging.ERROR, dashboard_address="127.0.0.1:0",
+                host="127.0.0.1", silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0",
             )
             client = Client(cluster)
         except (OSError, TimeoutError) as e:
