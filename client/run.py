@@ -219,6 +219,7 @@ def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repos
     made_of = fingerprint(volume.path, volume.shape, volume.dtype, channel, model, parameters,
                           reference_borders=reference_borders, probability=False)
     quiet = options["quiet"]
+    options["resume"] = options["resume"] or options["work_dir"] is not None  # --work-dir implies --resume
     source = Source(tuple(urls), model, Path(repository).resolve(), window, timeout, retries, tls)
     result = blockwise_file(volume, out=out, parameters=parameters, source=source, fingerprint=made_of,
                             say=None if quiet else (lambda line: print(line, file=sys.stderr)), **options)

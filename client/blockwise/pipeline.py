@@ -146,9 +146,11 @@ def segment_blockwise(
     run with ``--resume``) and removed without. Raises ``ClientError`` subclasses.
     """
     check_tiff_fits(out, job.shape)
+    store = BlockStore(work_dir or default_work_dir(out), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
+    store.check()
+    if not resume and store.path.exists():
+        raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
     with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
-        store = BlockStore(work_dir or default_work_dir(out), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
-        store.check()
         grid = job.grid
         store.create(job.shape, grid.chunks, grid.shift)
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))

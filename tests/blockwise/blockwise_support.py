@@ -41,16 +41,24 @@ def answers_store(folder: Path, vectors: np.ndarray, skeleton: np.ndarray) -> Pa
     return path
 
 
+PARAMETERS_FOR_TESTS = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=(4.0, 4.0, 2.0), embedding_iterations=2)
+
+
+def job_for(folder: Path, shape: Sequence[int], parameters: ModelParameters, per_block: Sequence[int], answers: Path | None = None,
+            reference_borders: bool = False) -> Job:
+    label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
+    return Job(volume=answers or folder, channel=None, work=folder / "work", shape=tuple(shape), per_block=tuple(per_block),
+               reference_borders=reference_borders, parameters=parameters, source=Source((), "skoots", folder),
+               batch_size=1, threads=1, label_halo=label_halo, vector_halo=vector_halo, answers=answers)
+
+
 def blockwise_labels(
     folder: Path, answers: Path, shape: Sequence[int], parameters: ModelParameters, per_block: Sequence[int], *,
     scheduler: str, reference_borders: bool = False, halos: Any = None, out_name: str = "labels.zarr", **options: Any,
 ) -> tuple[np.ndarray, Any]:
     """Labels ``[X, Y, Z]`` of a blockwise run on the answers, and the run's result."""
-    label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
     out = folder / out_name
-    job = Job(volume=answers, channel=None, work=folder / "work", shape=tuple(shape), per_block=tuple(per_block),
-              reference_borders=reference_borders, parameters=parameters, source=Source((), "skoots", folder),
-              batch_size=1, threads=1, label_halo=label_halo, vector_halo=vector_halo, answers=answers)
+    job = job_for(folder, shape, parameters, per_block, answers, reference_borders)
     result = segment_blockwise(job, out, overwrite=True, fingerprint={"test": str(answers)}, work_dir=job.work,
                                scheduler=scheduler, quiet=True, halos=halos, **options)
     return read_labels(out).transpose(1, 2, 0), result

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockwise_support import CROP, OVERLAP, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
-from skoots_export.model_config import ModelParameters
+from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
 
 SHAPE = (70, 61, 23)  # 5 x 4 x 6 crops: no block size below divides it
-PARAMETERS = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=(4.0, 4.0, 2.0), embedding_iterations=2)
+PARAMETERS = PARAMETERS_FOR_TESTS
 
 
 @pytest.fixture(scope="module")

@@ -144,3 +144,16 @@ def test_first_appearances_and_tables() -> None:
     values, at = postprocess.first_appearances(labels)
     assert values.tolist() == [5, 2, 9] and at.tolist() == [1, 2, 4]
     assert postprocess.apply_table(labels, np.array([2, 5, 9]), np.array([2, 1, 3]), np.uint8).tolist() == [[[0, 1, 2], [1, 3, 0]]]
+
+
+def test_a_work_directory_left_behind_needs_resume(tmp_path: Path) -> None:
+    from blockwise_support import PARAMETERS_FOR_TESTS, job_for
+    from skoots_client.blockwise.pipeline import segment_blockwise
+
+    job = job_for(tmp_path, (40, 40, 12), PARAMETERS_FOR_TESTS, (1, 1, 1))
+    job.work.mkdir()
+    with pytest.raises(OutputError, match="is not a segment work directory"):
+        segment_blockwise(job, tmp_path / "l.zarr", overwrite=False, fingerprint={}, work_dir=job.work, scheduler="tcp://127.0.0.1:9")
+    (job.work / "fingerprint.json").write_text('{"f": 1, "format": "skoots-blockwise/1", "blocks": [1, 1, 1]}')
+    with pytest.raises(OutputError, match="left from an earlier run; pass --resume"):
+        segment_blockwise(job, tmp_path / "l.zarr", overwrite=False, fingerprint={"f": 1}, work_dir=job.work, scheduler="tcp://127.0.0.1:9")
