@@ -169,15 +169,17 @@ def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> 
 # --- label -----------------------------------------------------------------------------------
 
 def label_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
-    """Step 7 within one block; keeps its six boundary planes for the face equivalences."""
+    """Step 7 within one block; keeps its six boundary planes for the face equivalences and its
+    nonzero labels (flat index, label) for its neighbours' assignment."""
     started = time.perf_counter()
     block = job.grid.block(index)
     store = job.store
     labels, count = postprocess.label_skeleton(store.read("skeleton", block.region))
     labels = labels.astype(np.uint32, copy=False)
     store.write("labels", block.region, labels)
-    store.save_npz("faces", block.name, **{f"{side}{axis}": np.ascontiguousarray(np.take(labels, at, axis=axis))
-                                          for axis in range(3) for side, at in (("lo", 0), ("hi", -1))})
+    at = np.flatnonzero(labels)
+    store.save_npz("faces", block.name, at=at.astype(np.uint32 if labels.size < 2**32 else np.int64), values=labels.reshape(-1)[at],
+                   **{f"{side}{axis}": np.ascontiguousarray(np.take(labels, i, axis=axis)) for axis in range(3) for side, i in (("lo", 0), ("hi", -1))})
     store.mark("label", block.name, crc(labels), {"count": count})
     return _report(started, count=count)
 
@@ -197,12 +199,21 @@ def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, 
 # --- assign ----------------------------------------------------------------------------------
 
 def halo_components(job: Job, region: Region, tables: dict[tuple[int, int, int], np.ndarray], dtype: Any) -> np.ndarray:
-    """The volume's skeleton components over ``region``: each block's labels through its table."""
-    local = job.store.read("labels", region)  # one read; then each block's part through its table
-    out = np.zeros(local.shape, dtype)
+    """The volume's skeleton components over ``region``: each block's labels through its table.
+
+    Built from each block's nonzero labels (kept sparse by the label stage): the halos are
+    several times a block, and mostly background, so scattering the few skeleton voxels into a
+    zeroed array is far cheaper than reading and mapping the halos densely."""
+    out = np.zeros(_extent(region), dtype)
     for block in job.grid.overlapping(region):
-        part = _local(_intersection(region, block.region), region)
-        out[part] = tables[block.index][local[part]]
+        sparse = job.store.load_npz("faces", block.name, ["at", "values"])
+        inside = np.ones(len(sparse["at"]), bool)
+        local = []
+        for c, (lo, _), (a, b) in zip(np.unravel_index(sparse["at"], _extent(block.region)), block.region, region):
+            c = c.astype(np.int64) + (lo - a)
+            inside &= (c >= 0) & (c < b - a)
+            local.append(c)
+        out[tuple(c[inside] for c in local)] = tables[block.index][sparse["values"][inside]]
     return out
 
 

@@ -6,7 +6,8 @@ Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise)::
     vectors/  skeleton/     Zarr [3,] X, Y, Z: stitched FP16 vectors, dilated skeleton (uint8)
     labels/                 Zarr uint32: each block's own 6-connected skeleton labels (1..n)
     assigned/               Zarr: global skeleton-component ids assigned to each voxel
-    faces/B.npz             a block's six boundary planes of ``labels``
+    faces/B.npz             a block's six boundary planes of ``labels``, and its nonzero labels
+                            (flat index in the block, label): what neighbours' halos read
     firsts/B.npz            a block's assigned ids in order of first appearance, with their
                             smallest linear index over the volume
     out/NAME                the output being written (moved into place at the end)
