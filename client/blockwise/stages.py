@@ -137,12 +137,16 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     elif block.crops:
         import torch
 
+        from ..volume_io import release_pages
+
         torch.set_num_threads(max(1, job.threads))
-        for crops, pieces in infer_pieces(_volume(job), block.crops, job.parameters, _endpoints(job.source), batch_size=job.batch_size):
+        volume = _volume(job)
+        for crops, pieces in infer_pieces(volume, block.crops, job.parameters, _endpoints(job.source), batch_size=job.batch_size):
             for crop, piece in zip(crops, pieces):
                 where = _local(crop.owned, block.region)
                 skeleton[where] = piece.skeleton
                 vectors[(slice(None), *where)] = piece.vectors
+        release_pages(volume)  # a memory-mapped input's pages read for this block: not this worker's to keep
     store = job.store
     store.write("skeleton", block.region, skeleton)
     store.write("vectors", block.region, vectors)
