@@ -105,6 +105,21 @@ def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: s
     assert f"Dask scheduler {dask_cluster}" in result.stderr
 
 
+@pytest.mark.slow
+def test_two_tritonservers_on_a_local_cluster(triton_server, e2e_repository: Path, volume, tmp_path: Path) -> None:
+    from conftest import start_server
+
+    path, expected = volume
+    second = start_server(e2e_repository)
+    try:
+        result = run_client("segment", str(path), "--url", triton_server.grpc_url, "--url", second.grpc_url, "--blockwise",
+                            "--block", BLOCK, "--workers", "2", "--batch", "1", "--device", "cpu", "--out", str(tmp_path / "l.zarr"))
+    finally:
+        second.stop()
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(labels_of(tmp_path / "l.zarr"), expected)
+
+
 def test_unreachable_scheduler_is_one_line_and_writes_nothing(e2e_repository: Path, volume, tmp_path: Path) -> None:
     path, _ = volume
     result = run_client("segment", str(path), "-r", str(e2e_repository), "--scheduler", "tcp://127.0.0.1:9",
