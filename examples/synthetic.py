@@ -263,7 +263,7 @@ def write_volume(path: Path, volume: SyntheticVolume) -> tuple[Path, Path]:
 
 
 def shape_option(text: str) -> tuple[int, int, int]:
-    """argparse type for ``X,Y,Z`` voxel counts."""
+    """argparse type for voxel counts, ``X,Y,Z`` or named ``x=..,y=..,z=..`` (napari's letters)."""
     from skoots_export.model_config import parse_triple
 
     try:
@@ -271,15 +271,17 @@ def shape_option(text: str) -> tuple[int, int, int]:
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} needs three positive integers X,Y,Z, e.g. 128,128,32")
+        raise argparse.ArgumentTypeError(f"{text!r} needs three positive integers X,Y,Z, e.g. 128,128,32, or named as napari shows the axes, e.g. y=128,x=128,z=32")
     return shape  # type: ignore[return-value]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from skoots_export.cli import TRIPLE_HELP
+
     parser = argparse.ArgumentParser(prog="python -m examples.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="raw volume to write (.tif); labels go to OUT_labels.tif")
     parser.add_argument("--seed", type=int, default=0, help="random seed (the demo's training uses 1000 and up)")
-    parser.add_argument("--shape", type=shape_option, default=SyntheticSpec.shape, help="X,Y,Z voxels (default 128,128,32)")
+    parser.add_argument("--shape", type=shape_option, default=SyntheticSpec.shape, help="voxels (default 128,128,32): " + TRIPLE_HELP)
     parser.add_argument("--dtype", choices=("uint8", "uint16"), default="uint8")
     args = parser.parse_args(argv)
     if not str(args.out).lower().endswith((".tif", ".tiff")):
@@ -289,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = dataclasses.replace(SyntheticSpec(), shape=args.shape, dtype=args.dtype)
     volume = generate(args.seed, spec)
     raw, labels = write_volume(args.out, volume)
-    print(f"{raw} ({args.dtype}, [Z, X, Y] {volume.raw.shape[::-1][:1] + volume.raw.shape[:2]}) and {labels}: {len(volume.objects)} objects")
+    x, y, z = volume.raw.shape
+    print(f"{raw} ({args.dtype}, z {z}, y {x}, x {y}) and {labels}: {len(volume.objects)} objects")
     return 0
 
 

@@ -83,15 +83,15 @@ INPUT_CASES = [
     ("unknown-format", None, ["{tmp}/input/v.png"], r"unknown input format; use a \.tif/\.tiff file or a \.zarr store"),
     ("empty", None, ["{tmp}/input/empty.zarr"], r"empty\.zarr is empty \(shape \(0, 10, 10\)\)"),
     ("zarr-group", None, ["{tmp}/input/group.zarr"], r"Zarr group with 2 arrays and no OME multiscales; point at one array"),
-    ("2-D", lambda p: tifffile.imwrite(p, volume_zxy()[0]), [], r"has 2 dimensions \(40, 36\) \(axes YX\); expected a 3-D stack \[Z, X, Y\] or \[Z, X, Y, C\]"),
+    ("2-D", lambda p: tifffile.imwrite(p, volume_zxy()[0]), [], r"has 2 dimensions \(40, 36\) \(axes YX\); expected a 3-D stack \[Z, Y, X\] or \[Z, Y, X, C\]"),
     ("5-D", lambda p: tifffile.imwrite(p, np.zeros((2, 3, 8, 8, 2), np.uint16)), [], r"has 5 dimensions .*; expected a 3-D stack"),
     ("rgb-without-channel", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 3), np.uint8), photometric="rgb"), [], r"has 3 channels; choose one with --channel 0\.\.2"),
     ("channel-out-of-range", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 5)), photometric="minisblack", planarconfig="contig"), ["--channel", "5"], r"--channel 5 is out of range: \S+ has channels 0\.\.4"),
     ("channel-of-single-channel", lambda p: tifffile.imwrite(p, volume_zxy()), ["--channel", "1"], r"--channel 1 is out of range: \S+ has one channel"),
     ("int32", lambda p: tifffile.imwrite(p, volume_zxy().astype(np.int32)), [], r"holds int32 voxels; SKOOTS reads uint8, uint16 or float \(already normalised\) — convert it"),
     ("bool", lambda p: tifffile.imwrite(p, volume_zxy() > 30000), [], r"holds bool voxels; .* convert it"),
-    ("float64-nan", with_nonfinite(np.nan), [], r"holds NaN or infinite values \(first at Z,X,Y = \(11, 39, 35\)\); replace them before segmenting"),
-    ("float64-inf", with_nonfinite(np.inf), [], r"holds NaN or infinite values \(first at Z,X,Y = \(11, 39, 35\)\)"),
+    ("float64-nan", with_nonfinite(np.nan), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\); replace them before segmenting"),
+    ("float64-inf", with_nonfinite(np.inf), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\)"),
     ("float32-minus-inf", with_nonfinite(-np.inf, np.float32), [], r"holds NaN or infinite values"),
 ]
 
