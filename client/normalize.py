@@ -83,10 +83,10 @@ def parse_normalize(text: str | None) -> NormalizeChoice:
     if rule in ("auto", "dtype", "minmax") and not rest:
         return NormalizeChoice(rule, (), True)
     if rule == "percentile":
-        low, high = values or DEFAULT_PERCENTILES
-        if len(values) not in (0, 2) or not 0 <= low < high <= 100:
+        values = values or DEFAULT_PERCENTILES
+        if len(values) != 2 or not 0 <= values[0] < values[1] <= 100:
             raise bad("give two percentiles LOW < HIGH within 0..100, e.g. percentile:1,99.8")
-        return NormalizeChoice(rule, (low, high), True)
+        return NormalizeChoice(rule, values, True)
     if rule == "mean-std":
         if len(values) != 2 or not values[1] > 0:
             raise bad("give the mean and a positive standard deviation, e.g. mean-std:120,30")

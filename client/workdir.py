@@ -76,8 +76,9 @@ def fingerprint(
         "input": {
             "path": str(path), "shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype)), "channel": channel,
             "size": stat.st_size if path.is_file() else None, "mtime_ns": stat.st_mtime_ns if path.is_file() else None,
-            "axes": axes, "normalization": normalization,
+            "axes": axes,
         },
+        "normalization": normalization,
         "model": {"name": model, "parameters": parameters.to_strings()},
         "reference_borders": reference_borders,
         "probability": probability,

@@ -85,6 +85,7 @@ INPUT_CASES = [
     ("zarr-group", None, ["{tmp}/input/group.zarr"], r"Zarr group with 2 arrays and no OME multiscales; point at one array"),
     ("2-D", lambda p: tifffile.imwrite(p, volume_zxy()[0]), [], r"has 2 dimensions \(40, 36\) \(axes YX\); expected a 3-D stack \[Z, Y, X\] or \[Z, Y, X, C\]"),
     ("5-D", lambda p: tifffile.imwrite(p, np.zeros((2, 3, 8, 8, 2), np.uint16)), [], r"has 5 dimensions .*; expected a 3-D stack"),
+    ("rgb-2-d", lambda p: tifffile.imwrite(p, volume_zxy((40, 36, 3), np.uint8), photometric="rgb"), [], r"v\.tif is a 2-D RGB image \(axes YXS\); SKOOTS segments 3-D stacks \(if it is a stack of 3 slices, say so with --axes YXZ\)$"),
     ("rgb-without-channel", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 3), np.uint8), photometric="rgb"), [], r"has 3 channels; choose one with --channel 0\.\.2"),
     ("channel-out-of-range", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 5)), photometric="minisblack", planarconfig="contig"), ["--channel", "5"], r"--channel 5 is out of range: \S+ has channels 0\.\.4"),
     ("channel-of-single-channel", lambda p: tifffile.imwrite(p, volume_zxy()), ["--channel", "1"], r"--channel 1 is out of range: \S+ has one channel"),
@@ -93,12 +94,20 @@ INPUT_CASES = [
     ("float64-nan", with_nonfinite(np.nan), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\); replace them before segmenting"),
     ("float64-inf", with_nonfinite(np.inf), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\)"),
     ("float32-minus-inf", with_nonfinite(-np.inf, np.float32), [], r"holds NaN or infinite values"),
+    ("float32-0-255", lambda p: tifffile.imwrite(p, volume_zxy(dtype=np.float32) * 255), [], r"the float32 volume's values span 0\.\d+ to 25\d\.\d+, but the model takes float input as already normalised to \[0, 1\]; pass --normalize percentile \(or minmax\) to rescale it, or --normalize dtype to take it as is"),
+    ("normalize-minmax-constant", lambda p: tifffile.imwrite(p, np.full((12, 40, 36), 7, np.uint16)), ["--normalize", "minmax"], r"--normalize minmax: the volume's minimum and maximum are both 7, so there is no range to stretch; use --normalize dtype"),
+    ("axes-bad-letters", None, ["--axes", "ZYQ"], r"--axes 'ZYQ': name each of Z, Y, X once, plus C \(channel\) and T \(time\) if the array has them, e\.g\. --axes ZYX, XYZ or ZCYX"),
+    ("axes-wrong-length", None, ["--axes", "ZCYX"], r"--axes ZCYX names 4 axes but \S+v\.tif has 3 dimensions \(12, 40, 36\); give one letter per dimension"),
 ]
 
 OPTION_CASES = [
     ("crop-keeps-nothing", None, ["--crop", "8,8,8", "--overlap", "4,4,4"], r"crop \(8, 8, 8\) with overlap \(4, 4, 4\) keeps nothing of a crop: each crop size must exceed twice its overlap"),
     ("overlap-keeps-nothing", None, ["--overlap", "12,4,2"], r"crop \(24, 24, 8\) with overlap \(12, 4, 2\) keeps nothing"),
     ("crop-two-values", None, ["--crop", "8,8"], r"--crop '8,8' needs three integers X,Y,Z, e\.g\. --crop 300,300,20"),
+    ("crop-named-twice", None, ["--crop", "x=24,x=24,z=8"], r"--crop 'x=24,x=24,z=8' needs three integers X,Y,Z, e\.g\. --crop 300,300,20, or named as napari shows the axes, e\.g\. --crop y=300,x=300,z=20"),
+    ("normalize-unknown", None, ["--normalize", "zscore"], r"--normalize 'zscore': choose auto, dtype, minmax, percentile\[:LOW,HIGH\] or mean-std:M,S"),
+    ("normalize-percentiles-reversed", None, ["--normalize", "percentile:99,1"], r"--normalize 'percentile:99,1': give two percentiles LOW < HIGH within 0\.\.100, e\.g\. percentile:1,99\.8"),
+    ("normalize-std-zero", None, ["--normalize", "mean-std:100,0"], r"--normalize 'mean-std:100,0': give the mean and a positive standard deviation"),
     ("crop-zero", None, ["--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
     ("embedding-iterations", None, ["--embedding-iterations", "0"], r"embedding_iterations = 0 must be at least 1"),
     ("batch-zero", None, ["--batch", "0"], r"--window and --batch must be at least 1, --retries at least 0, --timeout positive"),
