@@ -3,7 +3,7 @@
 Each check returns the text of one warning (or None), or raises ``InputError`` where the
 result would be meaningless; the caller prints warnings as ``warning: ...`` lines. Inputs are
 judged from a bounded sample of the volume, never a whole read: a huge memory-mapped TIFF or
-Zarr store costs a few hundred small windows.
+Zarr store costs 64 small windows.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from .errors import InputError
 from .normalize import Normalization
 from .volume_io import Volume, describe_shape
 
-SAMPLE_WINDOW = (32, 32, 8)  # [X, Y, Z] voxels per window: a few chunks of a Zarr store at most
-SAMPLE_WINDOWS_PER_AXIS = 8  # at most 8**3 windows, about 4 M voxels
+SAMPLE_WINDOW = (64, 64, 16)  # [X, Y, Z] voxels per window: a few chunks of a Zarr store at most
+SAMPLE_WINDOWS_PER_AXIS = 4  # at most 4**3 windows, about 4 M voxels
 EMPTY_FRACTION = 1e-4  # instances covering less than 0.01 % of the volume count as an empty result
 
 
