@@ -6,7 +6,7 @@ blurred, on an uneven background, with shot noise. Every object is a swept spher
 centreline, so its medial line is known exactly: the training targets of SKOOTS (object
 probability, skeleton, vectors to the skeleton) come from the same geometry as the labels.
 
-Arrays are ``[X, Y, Z]`` voxels (the runtime's order); files on disk are ``[Z, X, Y]`` TIFF
+Arrays are ``[X, Y, Z]`` voxels (the runtime's order, docs/AXES.md); files on disk are ``[Z, Y, X]`` TIFF
 stacks, the order the client reads (``skoots_client.volume_io``). Everything but
 :func:`write_volume` and :func:`main` is a pure function: a seed or ``numpy.random.Generator``
 in, arrays out.
@@ -251,7 +251,7 @@ def labels_path(raw_path: Path) -> Path:
 
 
 def write_volume(path: Path, volume: SyntheticVolume) -> tuple[Path, Path]:
-    """Write raw and labels as ``[Z, X, Y]`` TIFF stacks (ImageJ metadata); returns both paths."""
+    """Write raw and labels as ``[Z, Y, X]`` TIFF stacks (ImageJ metadata); returns both paths."""
     import tifffile
 
     path = Path(path)
@@ -276,6 +276,7 @@ def shape_option(text: str) -> tuple[int, int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from skoots_client.volume_io import describe_shape
     from skoots_export.cli import TRIPLE_HELP
 
     parser = argparse.ArgumentParser(prog="python -m examples.synthetic", description=__doc__.split("\n\n")[0])
@@ -291,8 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = dataclasses.replace(SyntheticSpec(), shape=args.shape, dtype=args.dtype)
     volume = generate(args.seed, spec)
     raw, labels = write_volume(args.out, volume)
-    x, y, z = volume.raw.shape
-    print(f"{raw} ({args.dtype}, z {z}, y {x}, x {y}) and {labels}: {len(volume.objects)} objects")
+    print(f"{raw} ({describe_shape(volume.raw.shape)}, {args.dtype}) and {labels}: {len(volume.objects)} objects")
     return 0
 
 
