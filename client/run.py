@@ -73,6 +73,28 @@ def warn_on_stderr(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr)
 
 
+def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
+    for text in found:
+        if text:
+            warn(text)
+
+
+def check_destinations(
+    volume_path: Path, out: Path, overwrite: bool, save_intermediates: bool, preview: Path | None, work_dir: Path | None
+) -> None:
+    """Fail before any work if something would be written over the input or cannot be written."""
+    inputs = [volume_path]
+    check_not_input("--out", out, inputs)
+    check_output_path(out, overwrite)
+    if save_intermediates:
+        check_not_input("--save-intermediates", intermediates_path(out), inputs)
+    if preview is not None:
+        check_not_input("--preview", preview, inputs)
+        check_preview_path(preview)
+    if work_dir is not None:
+        check_not_input("--work-dir", work_dir, inputs)
+
+
 def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
     try:
         return info.parameters.replace(**overrides)
@@ -137,21 +159,13 @@ def segment_file(
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
-    inputs = [Path(volume_path)]
-    check_not_input("--out", out, inputs)
-    check_output_path(out, overwrite)
-    if save_intermediates:
-        check_not_input("--save-intermediates", intermediates_path(out), inputs)
-    if preview is not None:
-        check_not_input("--preview", preview, inputs)
-        check_preview_path(preview)
-    if resume or work_dir is not None:
-        check_not_input("--work-dir", work_dir or default_work_dir(out), inputs)
+    check_destinations(
+        Path(volume_path), out, overwrite, save_intermediates, preview,
+        (work_dir or default_work_dir(out)) if resume or work_dir is not None else None,
+    )
     choice = parse_normalize(normalize)
     volume = read_volume(volume_path, channel, axes)
-    for text in (channel_warning(volume), axes_warning(volume)):
-        if text:
-            warn(text)
+    warn_each(warn, channel_warning(volume), axes_warning(volume))
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
@@ -162,9 +176,7 @@ def segment_file(
         parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
         sample = sample_voxels(volume)
         normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
-        text = intensity_warning(sample, volume.dtype, normalization, choice.explicit)
-        if text:
-            warn(text)
+        warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
         del sample
         if resume or work_dir is not None:
             made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
@@ -206,9 +218,7 @@ def segment_file(
         close_all(endpoints)
     if work is not None:
         work.remove()
-    text = empty_result_warning(result.instances, labels)
-    if text:
-        warn(text)
+    warn_each(warn, empty_result_warning(result.instances, labels))
     text = summary(volume, out, normalization, result, time.perf_counter() - started, xp)
     resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
     if resent:
