@@ -73,6 +73,20 @@ def test_12_bit_data_in_uint16_warns_and_the_warning_changes_nothing(e2e_reposit
     assert instances(fixed) >= 1, "the fix the warning names finds objects"
 
 
+def test_float_slightly_beyond_1_warns_and_the_warning_changes_nothing(e2e_repository: Path, tmp_path: Path) -> None:
+    """Within [-1, 2] the dtype rule may still be right: a warning, and labels with objects in them
+    equal to those of the same rule chosen explicitly (no warning)."""
+    tifffile.imwrite(tmp_path / "f.tif", (blobs() * 1.4).astype(np.float32))
+    text, warnings, labels = segment(tmp_path / "f.tif", tmp_path / "auto.tif", e2e_repository)
+    assert warnings == [
+        "the float32 volume's values span 0 to 1.4, but the model takes float input as already normalised to [0, 1]; "
+        "if the labels look wrong, pass --normalize percentile"
+    ]
+    _, quiet, same = segment(tmp_path / "f.tif", tmp_path / "dtype.tif", e2e_repository, normalize="dtype")
+    assert quiet == [] and np.array_equal(labels, same) and labels.max() >= 1
+    assert "normalisation dtype (float taken as is)" in text
+
+
 def test_zcyx_stack_says_which_channel_it_took(e2e_repository: Path, tmp_path: Path) -> None:
     """ImageJ hyperstack, signal in channel 0 of 4: the default (channel 2) is said out loud."""
     signal = (blobs() * 65535).astype(np.uint16)
