@@ -51,7 +51,8 @@ def run(app: typer.Typer, prog_name: str) -> NoReturn:
             sys.exit(0)
         ctx = getattr(e, "ctx", None)
         command = ctx.command_path if ctx is not None else prog_name
-        typer.echo(f"error: {e.format_message().rstrip('.')} — see {command} --help", err=True)
+        message = e.format_message().rstrip(".").replace("Value error, ", "")  # typer's validation prefix
+        typer.echo(f"error: {message} — see {command} --help", err=True)
         sys.exit(2)
     except typer.Abort:
         typer.echo("error: interrupted", err=True)

@@ -305,6 +305,11 @@ class TritonServer:
 
     def _claim_ports(self) -> None:
         """Check the ports given explicitly; keep or (re)pick the others so that all are free now."""
+        given = [(f"--{a.replace('_', '-')}", getattr(self.config, a)) for _, a, _ in _SERVICES if getattr(self.config, a)]
+        for i, (option, port) in enumerate(given):
+            twin = next((other for other, same in given[i + 1:] if same == port), None)
+            if twin:
+                raise ServerError(f"{option} and {twin} are both {port}; give each its own port (0 picks a free one)")
         for _, attribute, _ in _SERVICES:
             host, wanted = self._host(attribute), getattr(self.config, attribute)
             if wanted:

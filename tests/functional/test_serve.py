@@ -141,6 +141,12 @@ def test_a_port_held_by_a_plain_socket_is_one_line_before_any_banner(repository:
     assert stub_processes(repository) == []
 
 
+def test_one_port_given_twice_is_one_line(repository: Path) -> None:
+    port = str(server_module.free_port())
+    assert_one_line(run_serve(repository, "--grpc-port", port, "--metrics-port", port, timeout=60),
+                    rf"^error: --grpc-port and --metrics-port are both {port}; give each its own port \(0 picks a free one\)$")
+
+
 @pytest.mark.parametrize("option,attribute", [("--grpc-port", "grpc_port"), ("--http-port", "http_port")])
 def test_a_port_held_by_another_tritonserver_is_one_line(repository: Path, triton_server, option: str, attribute: str) -> None:
     port = getattr(triton_server, attribute)
