@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from skoots_export import server as server_module
-from skoots_export.errors import PortInUseError, ServerError
 from skoots_export.server import OWNER_FILE, WORKDIR_PREFIX, ServerConfig, TritonServer, remove_stale_workdirs
 
 SKOOTS = str(Path(sys.executable).parent / "skoots")
