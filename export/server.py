@@ -245,7 +245,9 @@ def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
 _LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]\s?(.*)$")
 # Errors every start of the wheel's CPU-only server logs.
 _LOG_NOISE = ("CudaDriverHelper has not been initialized",)
-_PORT_TAKEN = re.compile(r"failed to start (\w+) service: .*Socket '.*:(\d+)' already in use")
+# A service that could not start (tritonserver exits next), and one that could not bind its port.
+_SERVICE_FAILED = re.compile(r"^E.*\] \"failed to start \w+ service")
+_PORT_TAKEN = re.compile(r"failed to start (\w+) service: .* already in use")
 
 
 def log_reason(lines: Sequence[str]) -> str | None:
@@ -458,7 +460,7 @@ class TritonServer:
 
     def _failing(self) -> bool:
         """Whether the process has ended, or its log says a service failed to start (it exits next)."""
-        return self.poll() is not None or any("failed to start" in line for line in list(self.logs))
+        return self.poll() is not None or any(_SERVICE_FAILED.match(line) for line in list(self.logs))
 
     @contextlib.contextmanager
     def _readiness_probe(self) -> Iterator[Callable[[], tuple[str | None, bool]]]:

@@ -219,3 +219,29 @@ def test_serve_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = subprocess.run([SKOOTS, "serve", str(tmp_path / "empty")], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and "--backend python" in empty.stderr
+
+
+# Lines of real tritonserver 2.51 logs (the nvidia-pytriton wheel's), as the failures above wrote them.
+_NOISE = 'E1130 09:31:58.632626 4762 server.cc:241] "CudaDriverHelper has not been initialized."'
+_TABLE = "| cache_enabled                    | 0 |"
+
+
+@pytest.mark.parametrize(
+    "lines,reason",
+    [
+        ([_NOISE, _TABLE, "E1130 09:32:05.406406378    4762 chttp2_server.cc:1060]                UNKNOWN:No address added out of total 1 resolved for '127.0.0.1:38621' {...}",
+          '''E1130 09:32:05.412387 4762 main.cc:245] "failed to start GRPC service: Unavailable - Socket '127.0.0.1:38621' already in use "'''],
+         "failed to start GRPC service: Unavailable - Socket '127.0.0.1:38621' already in use"),
+        ([_NOISE, 'I1130 09:33:51.161765 6881 pb_stub.cc:366] "Failed to initialize Python stub: RuntimeError: damaged\\n\\nAt:\\n  model.py(3): initialize\\n"',
+          'E1130 09:33:51.242079 6881 backend_model.cc:692] "ERROR: Failed to create instance: RuntimeError: damaged\\n\\nAt:\\n  model.py(3): initialize\\n"',
+          'E1130 09:33:51.242260 6881 model_lifecycle.cc:642] "failed to load \'skoots\' version 1: Internal: RuntimeError: damaged\\n\\nAt:\\n  model.py(3): initialize\\n"',
+          _TABLE, "error: creating server: Internal - failed to load all models"],
+         "failed to load 'skoots' version 1: Internal: RuntimeError: damaged"),
+        ([_NOISE, _TABLE, "error: creating server: Invalid argument - --model-repository must be specified"],
+         "creating server: Invalid argument - --model-repository must be specified"),
+        ([_NOISE, _TABLE, 'I1130 09:54:29.515810 21410 http_server.cc:362] "Started Metrics Service at 127.0.0.1:34879"'], None),
+    ],
+    ids=["port-taken", "model-load", "exit-error", "no-error"],
+)
+def test_the_reason_is_the_line_of_the_log_that_says_why(lines: list[str], reason: str | None) -> None:
+    assert server_module.log_reason(lines) == reason
