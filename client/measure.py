@@ -258,9 +258,36 @@ def measure_xyz(labels_xyz: Any, voxel_size: VoxelSize, raw_xyz: Any = None, *, 
     def slab(volume: Any) -> SlabReader:
         return lambda z0, z1: np.asarray(volume[:, :, z0:z1]).transpose(2, 0, 1)
 
-    stats = measure_slabs(slab(labels_xyz), (z, x, y), None if raw_xyz is None else slab(raw_xyz), slab_voxels)
+    def label_slab(z0: int, z1: int) -> np.ndarray:
+        labels = slab(labels_xyz)(z0, z1)
+        if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+            raise InputError("the labels hold negative values; labels are 0 (background) or positive")
+        return labels
+
+    stats = measure_slabs(label_slab, (z, x, y), None if raw_xyz is None else slab(raw_xyz), slab_voxels)
     lengths = None
     if skeleton:
         lengths = skeleton_lengths(stats, lambda b: np.asarray(labels_xyz[b[1], b[2], b[0]]).transpose(2, 0, 1), voxel_size.zyx)
     return instance_table(stats, (z, x, y), voxel_size, lengths)
 
+
+
+def measure_file(
+    labels_path: Path, out: Path, *, raw: Path | None = None, channel: int | None = None,
+    voxel_size: VoxelSize | None = None, skeleton: bool = True, overwrite: bool = False, warn: Callable[[str], None] | None = None,
+) -> str:
+    """``measure``: the instance table of existing labels (and raw intensities), written to ``out``.
+
+    The voxel size is ``voxel_size`` if given, else what the labels' file states, else the raw's.
+    Returns a one-line summary.
+    """
+    from .volume_io import open_labels, read_voxel_size, resolve_voxel_size, read_volume
+
+    check_table_path(out, overwrite, "--out")
+    labels = open_labels(labels_path)
+    raw_volume = read_volume(raw, channel) if raw is not None else None
+    stated = read_voxel_size(labels_path) or (read_voxel_size(raw) if raw is not None else None)
+    size = resolve_voxel_size(voxel_size, stated, labels_path, warn)
+    columns = measure_xyz(labels.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
+    write_table(out, columns)
+    return f"{labels_path}: {len(columns['label'])} instances, voxel size {size.describe()} → {out}"

@@ -29,11 +29,17 @@ MAX_LEVELS = 5
 
 @dataclass(frozen=True)
 class Level:
-    """One resolution level: its array path, full shape and scale (both in the axes' order)."""
+    """One resolution level: its array path, full shape, scale and translation (in the axes'
+    order; the translation puts a coarse voxel's centre where the fine voxels it covers are)."""
 
     path: str
     shape: tuple[int, ...]
     scale: tuple[float, ...]
+    translation: tuple[float, ...] | None = None
+
+    def transformations(self) -> list[dict[str, Any]]:
+        scale = [{"type": "scale", "scale": list(self.scale)}]
+        return scale if self.translation is None else scale + [{"type": "translation", "translation": list(self.translation)}]
 
 
 def nearest_indices(n_from: int, n_to: int) -> np.ndarray:
@@ -59,7 +65,8 @@ def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent:
         fz = 2 if sz <= min(sy, sx) and z > 1 else 1
         shape = (-(-z // fz), -(-y // 2), -(-x // 2))
         scale = (sz * z / shape[0], sy * y / shape[1], sx * x / shape[2])
-        levels.append(Level(str(len(levels)), shape, scale))
+        first = levels[0].scale
+        levels.append(Level(str(len(levels)), shape, scale, tuple((s - s0) / 2 for s, s0 in zip(scale, first))))
     return levels
 
 
@@ -121,8 +128,7 @@ def write_label_image(
         "name": path.name,
         "axes": list(axes),
         "datasets": [
-            {"path": level.path, "coordinateTransformations": [{"type": "scale", "scale": list(level.scale)}]}
-            for level in levels
+            {"path": level.path, "coordinateTransformations": level.transformations()} for level in levels
         ],
     }
     label: dict[str, Any] = {}
@@ -177,9 +183,10 @@ def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
         levels = []
         for dataset in multiscale["datasets"]:
             shape = group[dataset["path"]].shape
-            scale = next((t["scale"] for t in dataset.get("coordinateTransformations", []) if t.get("type") == "scale"),
-                         [1.0] * len(axes))
-            levels.append(Level(dataset["path"], tuple(int(shape[i]) for i in kept), tuple(float(scale[i]) for i in kept)))
+            given = {t.get("type"): t.get(t.get("type")) for t in dataset.get("coordinateTransformations", [])}
+            scale, translation = given.get("scale") or [1.0] * len(axes), given.get("translation")
+            levels.append(Level(dataset["path"], tuple(int(shape[i]) for i in kept), tuple(float(scale[i]) for i in kept),
+                                None if translation is None else tuple(float(translation[i]) for i in kept)))
     except (OSError, KeyError, IndexError, TypeError, ValueError, zarr.errors.BaseZarrError) as e:
         raise OutputError(f"{option} {image} is not an OME-Zarr image ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                           "give the image's .ome.zarr folder, or use --out") from e

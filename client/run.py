@@ -17,9 +17,11 @@ from .errors import ClientError, InputError, ModelError
 from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
-from .segment import SegmentResult, segment_volume
-from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
-from .workdir import WorkDir, default_work_dir, fingerprint
+from .segment import SegmentResult, SkipRule, segment_volume
+from .volume_io import (
+    VoxelSize, check_output_path, read_volume, read_voxel_size, resolve_voxel_size, write_labels, write_intermediates,
+)
+from .workdir import WorkDir, default_work_dir, file_identity, fingerprint
 
 
 def open_endpoints(
@@ -58,21 +60,45 @@ def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
         raise InputError(str(e)) from e
 
 
+def warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def skip_rule(mask: Path | None, skip_below: float | None, shape: tuple[int, int, int]) -> tuple[SkipRule | None, dict[str, Any] | None]:
+    """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
+    if mask is None and skip_below is None:
+        return None, None
+    mask_data = None
+    if mask is not None:
+        try:
+            mask_volume = read_volume(mask)
+        except InputError as e:
+            raise InputError(f"--mask: {e}") from e
+        mask_data = mask_volume.data
+    described = {"mask": None if mask is None else {**file_identity(mask), "shape": list(mask_data.shape)},
+                 "below": skip_below}
+    return SkipRule(mask_data, skip_below), described
+
+
 def summary(volume_path: Path, out: Path, shape: tuple[int, ...], result: SegmentResult, total: float, xp: Any) -> str:
     voxels = int(np.prod(shape))
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    return (
+    text = (
         f"{volume_path} → {out}\n"
         f"shape (X, Y, Z) {tuple(shape)}, {result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
         f"{voxels / total / 1e6:.2f} Mvoxels/s"
     )
+    if result.skipped:
+        text += (f"\nskipped {result.skipped} of {result.crops} crops (empty by --mask / --skip-below), "
+                 f"saving about {result.seconds_saved:.1f}s ({result.skipped} x the mean time of an inferred crop)")
+    return text
 
 
 def segment_file(
     volume_path: Path,
     *,
-    out: Path,
+    out: Path | None,
     urls: Sequence[str] = (),
     model: str = "skoots",
     repository: Path = Path("model_repository"),
@@ -93,20 +119,44 @@ def segment_file(
     resume: bool = False,
     work_dir: Path | None = None,
     tls: Tls | None = None,
+    voxel_size: VoxelSize | None = None,
+    table: Path | None = None,
+    labels_into: Path | None = None,
+    label_name: str = "skoots",
+    ngff_version: str = "0.4",
+    mask: Path | None = None,
+    skip_below: float | None = None,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
     With ``resume`` (or a ``work_dir``) finished crops are kept in a work directory
     (``OUT.work`` by default) as they arrive and taken from it on the next run; it is removed
     once the labels are written, and kept when the run fails.
+
+    ``out`` may be None when ``labels_into`` (an OME-Zarr image) receives the labels instead,
+    in its ``labels/<label_name>``. ``table`` also writes the instance table (client/measure.py);
+    with an OME-Zarr output its rows become the labels' NGFF ``properties``. ``mask`` and
+    ``skip_below`` keep empty crops from being inferred (segment.SkipRule).
     """
+    from .measure import check_table_path, label_properties, measure_xyz, write_table
+    from .ngff import check_labels_into, write_labels_into
+
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
-    check_output_path(out, overwrite)
+    if out is None and labels_into is None:
+        raise InputError("nowhere to write the labels: give --out or --labels-into")
+    if out is not None:
+        check_output_path(out, overwrite)
+    if table is not None:
+        check_table_path(table, overwrite)
     if preview is not None:
         check_preview_path(preview)
     volume = read_volume(volume_path, channel)
+    size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
+    if labels_into is not None:
+        check_labels_into(labels_into, label_name, volume.shape, overwrite)
+    skip, skip_described = skip_rule(mask, skip_below, volume.shape)
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
@@ -117,16 +167,16 @@ def segment_file(
     work = None
     if resume or work_dir is not None:
         made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
-                              reference_borders=reference_borders, probability=save_intermediates)
+                              reference_borders=reference_borders, probability=save_intermediates, skip=skip_described)
         try:
-            work = WorkDir(work_dir or default_work_dir(out), made_of)
+            work = WorkDir(work_dir or default_work_dir(out or labels_into), made_of)
         except ClientError:
             for endpoint in endpoints:
                 getattr(endpoint, "close", lambda: None)()
             raise
 
     def lost(name: str, error: BaseException) -> None:
-        print(f"warning: {name} dropped out ({error}); carrying on with the others", file=sys.stderr)
+        warn(f"warning: {name} dropped out ({error}); carrying on with the others")
 
     try:
         result = segment_volume(
@@ -140,11 +190,19 @@ def segment_file(
             progress=ProgressLine(enabled=not quiet),
             on_endpoint_lost=lost,
             work=work,
+            skip=skip,
         )
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
-        write_labels(out, labels, overwrite=overwrite)
+        columns = measure_xyz(labels, size, volume.data) if table is not None else None
+        properties = label_properties(columns) if columns is not None else None
+        if out is not None:
+            write_labels(out, labels, overwrite=overwrite, voxel_size=size, properties=properties, ngff_version=ngff_version)
+        if labels_into is not None:
+            write_labels_into(labels_into, label_name, labels, overwrite=overwrite, properties=properties)
+        if columns is not None:
+            write_table(table, columns)
         if save_intermediates:
-            write_intermediates(out, result.intermediates, overwrite=overwrite)
+            write_intermediates(out or labels_into, result.intermediates, overwrite=overwrite, voxel_size=size)
     except ClientError as e:
         if work is None or not work.exists:
             raise
@@ -157,7 +215,9 @@ def segment_file(
                 close()
     if work is not None:
         work.remove()
-    text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+    written = out if out is not None else labels_into / "labels" / label_name
+    text = summary(volume_path, written, volume.shape, result, time.perf_counter() - started, xp)
+    text += f"\nvoxel size {size.describe()}" + (f", instance table → {table}" if table is not None else "")
     resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
     if resent:
         text += f"\nresent {resent} requests after server faults"

@@ -463,15 +463,40 @@ def read_labels(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     array, _ = _open(path)
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "ui":
-        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
         raise InputError(f"{path} has {len(array.shape)} dimensions {tuple(array.shape)}; a label volume is 3-D [Z, X, Y]")
     labels = np.asarray(array[...])
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
+
+
+def _label_dtype(path: Path, array: Any) -> np.dtype:
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "ui":
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    return dtype
+
+
+def open_labels(path: str | Path) -> Volume:
+    """A label volume as a lazy ``[X, Y, Z]`` view: ``[Z, X, Y]`` on disk, or the axes a file
+    names (an NGFF label image's single time point is taken as is). Negative labels are found
+    by whoever reads the data.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, not one 3-D volume, or not integer labels.
+    """
+    path = Path(path)
+    array, axes = _open(path)
+    _label_dtype(path, array)
+    shape = tuple(int(n) for n in array.shape)
+    spatial, channel_axis = _layout(path, shape, axes)
+    if channel_axis is not None and shape[channel_axis] > 1:
+        raise InputError(f"{path} has {shape[channel_axis]} channels; a label volume is 3-D [Z, X, Y]")
+    return Volume(_XYZView(array, spatial, {i: 0 for i in range(len(shape)) if i not in spatial}), path)
 
 
 def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
