@@ -221,9 +221,9 @@ def check_table_path(path: Path, overwrite: bool, option: str = "--table") -> No
         raise OutputError(f"{option} {path} exists; pass --overwrite to replace it")
     if path.name.lower().endswith(".parquet"):
         try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise OutputError(f"{option} {path}: Parquet needs pyarrow (pip install pyarrow); or write .csv") from None
+            import pyarrow.parquet  # noqa: F401
+        except ImportError as e:  # missing, or built for another NumPy
+            raise OutputError(f"{option} {path}: Parquet needs pyarrow (pip install pyarrow; {str(e).splitlines()[0] if str(e) else 'not importable'}); or write .csv") from None
 
 
 def write_table(path: Path, columns: dict[str, np.ndarray]) -> Path:
