@@ -42,10 +42,10 @@ class Level:
         return scale if self.translation is None else scale + [{"type": "translation", "translation": list(self.translation)}]
 
 
-def nearest_indices(n_from: int, n_to: int) -> np.ndarray:
-    """Indices of the voxels of an axis of ``n_from`` that an axis of ``n_to`` samples: the one
-    under each new voxel's centre."""
-    return (2 * np.arange(n_to, dtype=np.int64) + 1) * n_from // (2 * n_to)
+def nearest_indices(n_from: int, n_to: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Indices of the voxels of an axis of ``n_from`` that voxels ``start .. stop - 1`` of an
+    axis of ``n_to`` sample: the one under each new voxel's centre."""
+    return (2 * np.arange(start, n_to if stop is None else stop, dtype=np.int64) + 1) * n_from // (2 * n_to)
 
 
 def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent: int = MIN_EXTENT,

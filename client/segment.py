@@ -47,7 +47,7 @@ class SegmentResult:
 def mask_window(mask: Any, shape: Sequence[int], window: Sequence[slice]) -> np.ndarray:
     """``mask`` (any ``[X, Y, Z]`` shape) scaled to a volume of ``shape`` by nearest neighbour,
     over ``window`` of that volume. Reads only the mask voxels the window samples' bounding box."""
-    picks = [nearest_indices(m, n)[w] for m, n, w in zip(mask.shape, shape, window)]
+    picks = [nearest_indices(m, n, w.start, w.stop) for m, n, w in zip(mask.shape, shape, window)]
     lows = [int(p[0]) for p in picks]
     block = np.asarray(mask[tuple(slice(lo, int(p[-1]) + 1) for lo, p in zip(lows, picks))])
     return block[np.ix_(*(p - lo for p, lo in zip(picks, lows)))]

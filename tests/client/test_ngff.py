@@ -62,6 +62,7 @@ def test_nearest_indices_match_the_centre_rule() -> None:
     for n_from, n_to in [(5, 3), (130, 65), (130, 32), (7, 7), (3, 8)]:
         expected = [int((j + 0.5) * n_from / n_to) for j in range(n_to)]
         assert nearest_indices(n_from, n_to).tolist() == expected
+        assert nearest_indices(n_from, n_to, 1, n_to - 1).tolist() == expected[1:-1]
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
