@@ -103,12 +103,14 @@ def write_label_image(
     version: str = "0.4",
     properties: Sequence[dict[str, Any]] | None = None,
     source_image: str | None = None,
+    transformations: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``).
 
     ``axes`` are the group's axes: z, y, x last, any others (a time axis of an image the labels
     belong to) of length 1 before them. ``properties`` become ``image-label.properties``;
-    ``source_image`` its ``source.image`` (``"../../"`` inside an image).
+    ``source_image`` its ``source.image`` (``"../../"`` inside an image); ``transformations``
+    the multiscale's own ``coordinateTransformations`` (applied after each level's).
     """
     import zarr
 
@@ -130,6 +132,7 @@ def write_label_image(
         "datasets": [
             {"path": level.path, "coordinateTransformations": level.transformations()} for level in levels
         ],
+        **({"coordinateTransformations": list(transformations)} if transformations else {}),
     }
     label: dict[str, Any] = {}
     if properties is not None:
@@ -154,6 +157,7 @@ class ImageLayout:
     version: str
     axes: tuple[dict[str, str], ...]
     levels: tuple[Level, ...]
+    transformations: tuple[dict[str, Any], ...] = ()  # the multiscale's own, after each level's
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -187,13 +191,17 @@ def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
             scale, translation = given.get("scale") or [1.0] * len(axes), given.get("translation")
             levels.append(Level(dataset["path"], tuple(int(shape[i]) for i in kept), tuple(float(scale[i]) for i in kept),
                                 None if translation is None else tuple(float(translation[i]) for i in kept)))
+        overall = tuple(
+            {"type": t["type"], t["type"]: [float(v) for i, v in enumerate(t[t["type"]]) if i in kept]}
+            for t in multiscale.get("coordinateTransformations", []) if t.get("type") in ("scale", "translation")
+        )
     except (OSError, KeyError, IndexError, TypeError, ValueError, zarr.errors.BaseZarrError) as e:
         raise OutputError(f"{option} {image} is not an OME-Zarr image ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                           "give the image's .ome.zarr folder, or use --out") from e
     fmt = group.metadata.zarr_format
     if version not in NGFF_VERSIONS or NGFF_VERSIONS[version] != fmt:
         version = "0.5" if fmt == 3 else "0.4"
-    return ImageLayout(version, tuple(axes[i] for i in kept), tuple(levels))
+    return ImageLayout(version, tuple(axes[i] for i in kept), tuple(levels), overall)
 
 
 def check_labels_into(image: Path, name: str, shape_xyz: Sequence[int], overwrite: bool) -> ImageLayout:
@@ -226,7 +234,7 @@ def write_labels_into(
     target = image / "labels" / name
     try:
         write_label_image(staged / name, labels_xyz, layout.levels, layout.axes, version=layout.version,
-                          properties=properties, source_image="../../")
+                          properties=properties, source_image="../../", transformations=layout.transformations)
         labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
         if target.exists():
             old = target.with_name(f".{name}.replaced-{os.getpid()}")

@@ -126,6 +126,18 @@ def test_labels_into_image_match_its_levels_and_leave_it_untouched(tmp_path: Pat
     assert listed == ["cells", "other"]
 
 
+def test_labels_into_keep_the_images_overall_transformations(tmp_path: Path) -> None:
+    image = tmp_path / "img.ome.zarr"
+    make_image(image, "0.4")
+    group = zarr.open_group(str(image), mode="r+")
+    multiscales = group.attrs["multiscales"]
+    multiscales[0]["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 3.0, 1.0, 1.0]}]
+    group.attrs["multiscales"] = multiscales
+    write_labels_into(image, "cells", blocky_labels())
+    written = zarr.open_group(str(image / "labels" / "cells"), mode="r").attrs["multiscales"][0]
+    assert written["coordinateTransformations"] == [{"type": "scale", "scale": [3.0, 1.0, 1.0]}]
+
+
 def test_labels_into_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     image = tmp_path / "img.ome.zarr"
     make_image(image, "0.4")
