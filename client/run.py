@@ -64,7 +64,7 @@ def warn(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def skip_rule(mask: Path | None, skip_below: float | None, shape: tuple[int, int, int]) -> tuple[SkipRule | None, dict[str, Any] | None]:
+def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | None, dict[str, Any] | None]:
     """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
     if mask is None and skip_below is None:
         return None, None
@@ -156,7 +156,7 @@ def segment_file(
     size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
     if labels_into is not None:
         check_labels_into(labels_into, label_name, volume.shape, overwrite)
-    skip, skip_described = skip_rule(mask, skip_below, volume.shape)
+    skip, skip_described = skip_rule(mask, skip_below)
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
