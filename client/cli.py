@@ -69,16 +69,27 @@ def segment_command(
     root_cert: Annotated[Optional[Path], typer.Option("--root-cert", help="CA certificate (PEM) to trust for --ssl, e.g. the one that signed a self-made server certificate (default: the system's).")] = None,
     private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
     cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
+    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size, with a unit suffix (0.5,0.5,2um or x=0.5,y=0.5,z=2um) or --unit; default: what the input file states (OME-Zarr scale, OME-TIFF PhysicalSize, ImageJ spacing/resolution). Written to the output and used by --table. " + TRIPLE_HELP)] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
+    table: Annotated[Optional[Path], typer.Option("--table", help="Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.")] = None,
+    labels_into: Annotated[Optional[Path], typer.Option("--labels-into", help="Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written.")] = None,
+    label_name: Annotated[str, typer.Option("--label-name", help="NAME of the labels group for --labels-into.")] = "skoots",
+    ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = "0.4",
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
+    skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
     from .model_source import Tls
     from .run import segment_file  # heavy imports only when segmenting
+    from .volume_io import voxel_size_option
 
     try:
         crop_xyz, overlap_xyz = option_triple("--crop", crop), option_triple("--overlap", overlap)
+        if ngff_version not in ("0.4", "0.5"):
+            raise ClientError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
         summary = segment_file(
             volume,
-            out=out or default_output(volume),
+            out=out if out is not None or labels_into is not None else default_output(volume),
             urls=url or [],
             model=model,
             repository=repository,
@@ -101,12 +112,45 @@ def segment_command(
             tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
             normalize=normalize,
             axes=axes,
+            voxel_size=voxel_size_option(voxel_size, unit),
+            table=table,
+            labels_into=labels_into,
+            label_name=label_name,
+            ngff_version=ngff_version,
+            mask=mask,
+            skip_below=skip_below,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if not quiet:
         typer.echo(summary)
+
+
+@app.command("measure")
+def measure_command(
+    labels: Annotated[Path, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr), e.g. the output of segment.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Instance table to write: .csv, or .parquet (needs pyarrow).")],
+    raw: Annotated[Optional[Path], typer.Option("--raw", help="The volume the labels segment: adds mean and max intensity per instance.")] = None,
+    channel: Annotated[Optional[int], typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
+    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
+    skeleton: Annotated[bool, typer.Option("--skeleton/--no-skeleton", help="Measure each instance's skeleton length (3-D thinning per instance; the slowest column).")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing table.")] = False,
+) -> None:
+    """Measure existing labels: one row per instance with voxel count, volume, centroid and
+    bounding box (voxels and physical units), mean/max raw intensity, skeleton length and
+    whether it touches the volume border."""
+    from .measure import measure_file
+    from .volume_io import voxel_size_option
+
+    try:
+        line = measure_file(labels, out, raw=raw, channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
+                            skeleton=skeleton, overwrite=overwrite, warn=lambda text: typer.echo(f"warning: {text}", err=True))
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(line)
 
 
 @app.command("evaluate")

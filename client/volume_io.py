@@ -54,6 +54,198 @@ class Volume:
         return np.dtype(self.data.dtype)
 
 
+# OME-NGFF unit names (UDUNITS-2) of lengths, with the short symbol used in table headers and
+# ImageJ metadata, and their size in metres (to compare sizes given in different units).
+LENGTH_UNITS = {
+    "angstrom": ("A", 1e-10),
+    "nanometer": ("nm", 1e-9),
+    "micrometer": ("um", 1e-6),
+    "millimeter": ("mm", 1e-3),
+    "centimeter": ("cm", 1e-2),
+    "meter": ("m", 1.0),
+}
+_UNIT_ALIASES = {
+    **{name: name for name in LENGTH_UNITS},
+    **{symbol.lower(): name for name, (symbol, _) in LENGTH_UNITS.items()},
+    "µm": "micrometer", "μm": "micrometer", "\\u00b5m": "micrometer", "micron": "micrometer", "microns": "micrometer",
+    "micrometre": "micrometer", "nanometre": "nanometer", "millimetre": "millimeter", "metre": "meter", "å": "angstrom",
+}
+
+
+def length_unit(text: str, option: str = "--unit") -> str:
+    """The OME-NGFF name of a length unit given as a name or symbol (``um``, ``µm``, ``micron``,
+    ``nm``, ``nanometer``, ...)."""
+    name = _UNIT_ALIASES.get(text.strip().lower())
+    if name is None:
+        raise InputError(f"{option} {text!r} is not a length unit; use one of um, nm, mm, cm, m, angstrom")
+    return name
+
+
+@dataclass(frozen=True)
+class VoxelSize:
+    """The physical size of a voxel along the runtime's X, Y, Z (the file's rows, columns and
+    slices) and its unit, an OME-NGFF unit name; ``unit`` None means unknown (sizes in voxels)."""
+
+    xyz: tuple[float, float, float]
+    unit: str | None = "micrometer"
+
+    @property
+    def zyx(self) -> tuple[float, float, float]:
+        """Sizes in the file's axis order: slices, rows, columns (NGFF's z, y, x)."""
+        x, y, z = self.xyz
+        return (z, x, y)
+
+    @property
+    def symbol(self) -> str:
+        """Short unit for column names and ImageJ: ``um``; ``px`` when unknown."""
+        return LENGTH_UNITS[self.unit][0] if self.unit else "px"
+
+    def in_metres(self) -> tuple[float, ...]:
+        return tuple(v * LENGTH_UNITS[self.unit][1] for v in self.xyz) if self.unit else self.xyz
+
+    def describe(self) -> str:
+        """As Fiji and napari name the axes: ``z 2, y 0.5, x 0.5 µm``."""
+        x, y, z = self.xyz
+        return f"z {z:g}, y {x:g}, x {y:g} {self.symbol}"
+
+
+UNKNOWN_VOXEL_SIZE = VoxelSize((1.0, 1.0, 1.0), None)
+
+
+def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | None:
+    """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
+    suffix (``0.5,0.5,2um``); micrometres when neither says."""
+    from skoots_export.cli import option_triple
+
+    if text is None:
+        if unit is not None:
+            raise InputError("--unit needs --voxel-size; give both, e.g. --voxel-size 0.5,0.5,2 --unit um")
+        return None
+    numbers = text.rstrip()
+    suffix = ""
+    while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
+        suffix, numbers = numbers[-1] + suffix, numbers[:-1]
+    named = length_unit(suffix, "--voxel-size") if suffix else None
+    if named and unit is not None and length_unit(unit) != named:
+        raise InputError(f"--voxel-size {text!r} says {suffix} and --unit says {unit}; give the unit once")
+    from skoots_export.errors import ExportError
+
+    try:
+        sizes = option_triple("--voxel-size", numbers, float)
+    except ExportError as e:
+        raise InputError(str(e)) from None
+    if not all(v > 0 and np.isfinite(v) for v in sizes):
+        raise InputError(f"--voxel-size {text!r}: sizes must be positive, e.g. --voxel-size 0.5,0.5,2um")
+    return VoxelSize(tuple(float(v) for v in sizes), named or (length_unit(unit) if unit else "micrometer"))
+
+
+def _ome_zarr_voxel_size(multiscales: Any) -> VoxelSize | None:
+    """Scale of the first dataset (times any multiscales-wide scale) on the z, y, x axes."""
+    try:
+        first = multiscales[0]
+        axes = [a if isinstance(a, dict) else {"name": a} for a in first["axes"]]
+        scale = np.ones(len(axes))
+        for transforms in (first["datasets"][0].get("coordinateTransformations", []), first.get("coordinateTransformations", [])):
+            for t in transforms:
+                if t.get("type") == "scale":
+                    scale = scale * np.asarray(t["scale"], dtype=float)
+        names = [str(a["name"]).lower() for a in axes]
+        at = {n: names.index(n) for n in "zyx"}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    units = {axes[i].get("unit") for i in at.values()}
+    unit = units.pop() if len(units) == 1 else None
+    sizes = [float(scale[at[n]]) for n in "yxz"]  # runtime X = rows (y), Y = columns (x), Z
+    if unit is None and len(units) > 0:  # axes in different units: convert to micrometres
+        try:
+            sizes = [s * LENGTH_UNITS[length_unit(str(axes[at[n]].get("unit")))][1] / 1e-6 for s, n in zip(sizes, "yxz")]
+            unit = "micrometer"
+        except InputError:
+            return None
+    elif unit is not None:
+        try:
+            unit = length_unit(str(unit))
+        except InputError:
+            unit = None
+    if unit is None and sizes == [1.0, 1.0, 1.0]:
+        return None
+    return VoxelSize(tuple(sizes), unit)  # type: ignore[arg-type]
+
+
+def _tiff_voxel_size(path: Path) -> VoxelSize | None:
+    """OME-TIFF ``PhysicalSize{X,Y,Z}`` (+ unit, default µm), else ImageJ ``spacing`` and
+    X/Y resolution tags (pixels per unit) with its ``unit``."""
+    import xml.etree.ElementTree as ElementTree
+
+    import tifffile
+
+    with _tifffile_log(), tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            pixels = next((e for e in ElementTree.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Pixels")), None)
+            if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+                return None
+            sizes, units = [], set()
+            for axis in "YXZ":  # runtime X = rows (OME Y), Y = columns (OME X), Z
+                sizes.append(float(pixels.attrib.get(f"PhysicalSize{axis}", 1.0)))
+                units.add(pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm"))
+            try:
+                unit = length_unit(units.pop()) if len(units) == 1 else None
+            except InputError:
+                unit = None
+            return VoxelSize(tuple(sizes), unit) if unit else None  # type: ignore[arg-type]
+        if tif.is_imagej:
+            meta = tif.imagej_metadata or {}
+            tags = tif.pages[0].tags
+
+            def size(tag: str) -> float:
+                value = tags[tag].value if tag in tags else (1, 1)
+                return float(value[1]) / float(value[0]) if value[0] else 1.0
+
+            sizes = (size("YResolution"), size("XResolution"), float(meta.get("spacing", 1.0)))
+            try:
+                unit = length_unit(str(meta["unit"])) if "unit" in meta else None
+            except InputError:
+                unit = None
+            if unit is None:
+                return None
+            return VoxelSize(sizes, unit)
+    return None
+
+
+def read_voxel_size(path: str | Path) -> VoxelSize | None:
+    """The voxel size a file states (OME-Zarr scale and units, OME-TIFF physical sizes,
+    ImageJ spacing/resolution, our plain Zarr attributes), or None when it states none."""
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(TIFF_SUFFIXES):
+            return _tiff_voxel_size(path)
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+    except Exception:  # noqa: BLE001 - unreadable files are reported when their data is read
+        return None
+    attrs = node.attrs.asdict()
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        return _ome_zarr_voxel_size(multiscales)
+    if "voxel_size_zyx" in attrs:
+        z, x, y = (float(v) for v in attrs["voxel_size_zyx"])
+        return VoxelSize((x, y, z), attrs.get("unit"))
+    return None
+
+
+def resolve_voxel_size(
+    option: VoxelSize | None, stated: VoxelSize | None, path: Path, warn: Any = None
+) -> VoxelSize:
+    """The voxel size to use: ``--voxel-size`` wins over what ``path`` states; a disagreement
+    is reported through ``warn`` (one line). Unknown when neither says."""
+    if option is not None and stated is not None and warn is not None:
+        same = (option.unit is None) == (stated.unit is None) and np.allclose(option.in_metres(), stated.in_metres(), rtol=1e-6, atol=0)
+        if not same:
+            warn(f"--voxel-size {option.describe()} differs from {path}'s metadata {stated.describe()}; using --voxel-size")
+    return option or stated or UNKNOWN_VOXEL_SIZE
+
+
 class _XYZView:
     """An on-disk array seen as ``[X, Y, Z]`` without reading it.
 
@@ -336,15 +528,40 @@ def read_labels(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     array, _ = _open(path)
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "ui":
-        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
         raise InputError(f"{path} has {len(array.shape)} dimensions {tuple(array.shape)}; a label volume is 3-D [Z, X, Y]")
     labels = np.asarray(array[...])
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
+
+
+def _label_dtype(path: Path, array: Any) -> np.dtype:
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "ui":
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    return dtype
+
+
+def open_labels(path: str | Path) -> Volume:
+    """A label volume as a lazy ``[X, Y, Z]`` view: ``[Z, X, Y]`` on disk, or the axes a file
+    names (an NGFF label image's single time point is taken as is). Negative labels are found
+    by whoever reads the data.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, not one 3-D volume, or not integer labels.
+    """
+    path = Path(path)
+    array, axes = _open(path)
+    _label_dtype(path, array)
+    shape = tuple(int(n) for n in array.shape)
+    spatial, channel_axis = _layout(path, shape, axes)
+    if channel_axis is not None and shape[channel_axis] > 1:
+        raise InputError(f"{path} has {shape[channel_axis]} channels; a label volume is 3-D [Z, X, Y]")
+    return Volume(_XYZView(array, spatial, {i: 0 for i in range(len(shape)) if i not in spatial}), path)
 
 
 def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
@@ -440,20 +657,31 @@ def _replace(staged: Path, path: Path) -> None:
         os.replace(staged, path)
 
 
-def write_labels(path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically.
+def write_labels(
+    path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
+    properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4",
+) -> Path:
+    """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
-    ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX) for uint8/uint16 so Fiji
-    opens it as a stack, plain ZYX TIFF for uint32 (ImageJ format has no 32-bit integers).
-    ``.ome.zarr``: an OME-NGFF 0.4 image (napari opens it); ``.zarr``: a plain array.
-    Planes are transposed one slab at a time, never the whole volume at once.
+    ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX, spacing, resolution and
+    unit, so Fiji shows physical sizes) for uint8/uint16, an OME-TIFF (``PhysicalSize*``) for
+    uint32 (ImageJ format has no 32-bit integers). ``.ome.zarr``: an OME-NGFF label image with a
+    multiscale pyramid, scale and units (napari opens it as labels), NGFF ``ngff_version``, with
+    ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
+    voxel size in its attributes. Planes are transposed one slab at a time.
     """
+    from .ngff import pyramid, spatial_axes, write_label_image
+
     path = Path(path)
+    size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
-            _write_tiff(target, labels_xyz)
+            _write_tiff(target, labels_xyz, size)
+        elif path.name.lower().endswith(".ome.zarr"):
+            write_label_image(target, labels_xyz, pyramid(_zxy_shape(labels_xyz), size.zyx), spatial_axes(size.unit),
+                              version=ngff_version, properties=properties)
         else:
-            _write_zarr(target, labels_xyz, ome=path.name.lower().endswith(".ome.zarr"))
+            _write_zarr(target, labels_xyz, size)
     return path
 
 
@@ -462,7 +690,19 @@ def _zxy_shape(labels_xyz: np.ndarray) -> tuple[int, int, int]:
     return (z, x, y)
 
 
-def _write_tiff(path: Path, labels_xyz: np.ndarray) -> None:
+def _tiff_size_metadata(size: VoxelSize, imagej: bool) -> dict[str, Any]:
+    """tifffile arguments stating ``size``: ImageJ spacing/unit + resolution, or OME sizes."""
+    if size.unit is None:
+        return {"metadata": {"axes": "ZYX"}}
+    x, y, z = size.xyz  # file columns are the runtime's Y: TIFF X resolution is 1 / Y size
+    if imagej:
+        return {"resolution": (1 / y, 1 / x), "metadata": {"axes": "ZYX", "spacing": z, "unit": size.symbol}}
+    unit = "µm" if size.unit == "micrometer" else size.symbol.replace("A", "Å")
+    return {"ome": True, "metadata": {"axes": "ZYX", "PhysicalSizeX": y, "PhysicalSizeY": x, "PhysicalSizeZ": z,
+                                      **{f"PhysicalSize{a}Unit": unit for a in "XYZ"}}}
+
+
+def _write_tiff(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
     import tifffile
 
     imagej = labels_xyz.dtype in (np.uint8, np.uint16)
@@ -472,36 +712,29 @@ def _write_tiff(path: Path, labels_xyz: np.ndarray) -> None:
         shape=_zxy_shape(labels_xyz),
         dtype=labels_xyz.dtype,
         imagej=imagej,
-        metadata={"axes": "ZYX"},
         compression="zlib",
         photometric="minisblack",
+        **_tiff_size_metadata(size, imagej),
     )
 
 
-def _write_zarr(path: Path, labels_xyz: np.ndarray, ome: bool) -> None:
+def _write_zarr(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
     import zarr
 
     shape = _zxy_shape(labels_xyz)
     chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
-    if not ome:
-        array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
-    else:
-        group = zarr.open_group(str(path), mode="w", zarr_format=2)
-        array = group.create_array("0", shape=shape, chunks=chunks, dtype=labels_xyz.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
-        group.attrs["multiscales"] = [
-            {
-                "version": "0.4",
-                "name": path.name,
-                "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
-                "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
-            }
-        ]
-        group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+    array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
+    array.attrs.update(voxel_size_attrs(size))
     for z in range(0, shape[0], chunks[0]):  # one slab of whole chunks at a time
         array[z : z + chunks[0]] = labels_xyz[:, :, z : z + chunks[0]].transpose(2, 0, 1)
 
 
-def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False) -> Path:
+def voxel_size_attrs(size: VoxelSize) -> dict[str, Any]:
+    """Attributes of a plain Zarr output that state its voxel size (read back by read_voxel_size)."""
+    return {"voxel_size_zyx": list(size.zyx), "unit": size.unit}
+
+
+def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False, voxel_size: VoxelSize | None = None) -> Path:
     """Write skeleton, vectors and probability as arrays of ``<out stem>_intermediates.zarr``."""
     import zarr
 
@@ -513,4 +746,5 @@ def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = 
             zyx = host.transpose(*range(host.ndim - 3), host.ndim - 1, host.ndim - 3, host.ndim - 2)
             group.create_array(key, data=np.ascontiguousarray(zyx))
         group.attrs["axes"] = "([C,] Z, X, Y) as the input"
+        group.attrs.update(voxel_size_attrs(voxel_size or UNKNOWN_VOXEL_SIZE))
     return path
