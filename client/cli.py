@@ -67,6 +67,9 @@ def segment_command(
     root_cert: Annotated[Optional[Path], typer.Option("--root-cert", help="CA certificate (PEM) to trust for --ssl, e.g. the one that signed a self-made server certificate (default: the system's).")] = None,
     private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
     cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
+    runtime: Annotated[str, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="In-process inference threads on the CPU (default: all cores).")] = None,
+    precision: Annotated[str, typer.Option(help="In-process precision: fp32, or bf16 with OpenVINO on CPUs with AVX512_BF16 or AMX (faster; vectors differ by ~1e-2).")] = "fp32",
 ) -> None:
     """Segment a volume into instance labels."""
     from .model_source import Tls
@@ -97,6 +100,9 @@ def segment_command(
             resume=resume,
             work_dir=work_dir,
             tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
+            runtime=runtime,
+            threads=threads,
+            precision=precision,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)

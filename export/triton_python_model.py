@@ -43,6 +43,10 @@ class TritonPythonModel:
             self.openvino = _openvino_head(version_dir, threads)
         if self.openvino is None:
             self.model = torch.jit.load(os.path.join(version_dir, "model.pt"), map_location=self.device).eval()
+        runs = "model.xml with OpenVINO FP32 on CPU" if self.openvino is not None else f"model.pt with torch on {self.device}"
+        logger = getattr(pb_utils, "Logger", None)  # in servers from 23.04 on
+        if logger is not None:
+            logger.log_info(f"{args['model_name']} (instance {args['model_instance_name']}) runs {runs}")
 
     def _run(self, batch):
         if self.openvino is not None:
