@@ -85,6 +85,18 @@ def test_export_writes_both_variants_and_summarises(checkpoint: Path, tmp_path: 
     assert (repository / "skoots" / "1" / "model.pt").read_bytes() == (repository / "skoots_python" / "1" / "model.pt").read_bytes()
 
 
+def test_default_export_writes_every_variant_and_says_so(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    result = skoots("export", checkpoint, "-r", repository, *FAST)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in repository.iterdir()) == ["skoots", "skoots_openvino", "skoots_python"]
+    out = result.stdout
+    assert f"{repository / 'skoots'}/1/model.pt (libtorch backend, cpu, max_batch_size 8)" in out
+    assert f"{repository / 'skoots_python'}/1/model.pt (python backend, cpu, max_batch_size 8)" in out
+    assert f"{repository / 'skoots_openvino'}/1/model.xml (openvino backend, cpu, max_batch_size 1)" in out
+    assert 'backend: "openvino"' in (repository / "skoots_openvino" / "config.pbtxt").read_text()
+
+
 def test_python_backend_alone_takes_the_plain_name(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     result = skoots("export", checkpoint, "-r", repository, "--backend", "python", "--name", "mito.v2",
@@ -127,7 +139,7 @@ ERRORS: list = [
     ("crop-zero", [OK, "--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
     ("overlap-too-big", [OK, "--crop", "8,8,8", "--overlap", "4,4,4"], r"crop \(8, 8, 8\) with overlap \(4, 4, 4\) keeps nothing of a crop"),
     ("vector-scaling", [OK, "--vector-scaling", "60,60"], r"--vector-scaling '60,60' needs three numbers X,Y,Z, e\.g\. --vector-scaling 60,60,12"),
-    ("backend", [OK, "--backend", "tensorflow"], r"--backend 'tensorflow': choose libtorch, python or both"),
+    ("backend", [OK, "--backend", "tensorflow"], r"--backend 'tensorflow': choose libtorch, python, openvino, both, all"),
     ("name-slash", [OK, "--name", "bad/name"], r"model name 'bad/name' may hold only letters, digits, '_', '\.', '-'"),
     ("max-batch", [OK, "--max-batch", "0"], r"--max-batch, --version and --instances must be at least 1"),
     ("prob-threshold", [OK, "--prob-threshold", "1.5"], r"prob_threshold = 1\.5 must lie in \[0, 1\)"),
