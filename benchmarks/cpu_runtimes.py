@@ -27,7 +27,10 @@ import numpy as np
 import torch
 
 import common  # noqa: F401 - puts tests/ on sys.path
-from common import machine
+from common import ROOT, machine
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the demo's `examples` package
 
 
 def median_seconds(runs: dict[str, list[float]], name: str) -> float:

@@ -21,6 +21,7 @@ RUNTIMES = ("auto", "openvino", "torchscript", "cuda")
 PRECISIONS = ("fp32", "bf16")
 TORCHSCRIPT_FILE = "model.pt"
 IR_FILE = "model.xml"
+WEIGHTS_FILE = "model.bin"
 
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -102,8 +103,8 @@ class OpenVinoRuntime:
 
         try:
             self._head = OpenVinoHead(str(path), threads=threads, precision=precision)
-        except RuntimeError as e:  # openvino's read_model on a broken file
-            raise ModelError(f"cannot load {path}: {str(e).splitlines()[0]} — re-export the model") from e
+        except RuntimeError as e:  # openvino's read_model on a broken or missing file
+            raise ModelError(f"cannot load {path}: OpenVINO cannot read it or its {WEIGHTS_FILE} — re-export the model") from e
         self.description = f"OpenVINO {precision.upper()} on CPU, {threads} threads"
 
     def __call__(self, batch: np.ndarray) -> Outputs:

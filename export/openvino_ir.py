@@ -25,7 +25,7 @@ def _openvino():
         import openvino
     except ImportError as e:
         raise ExportError(
-            f"cannot import openvino ({e}): install it (pip install 'openvino>=2024.4'), or export with --backend both"
+            f"cannot import openvino ({e}): install it (pip install 'openvino>=2024.4'); export writes the OpenVINO IR with it"
         ) from e
     return openvino
 

@@ -37,7 +37,9 @@ class OpenVinoHead:
 
     def __init__(self, xml_path: str, *, threads: int | None = None, precision: str = "fp32") -> None:
         self._core = ov.Core()
-        self._model = self._core.read_model(str(xml_path))
+        # The weights named: openvino then reads the file as IR only, and does not try (and
+        # log on stderr about) its other frontends when the file is broken.
+        self._model = self._core.read_model(str(xml_path), str(xml_path)[: -len(".xml")] + ".bin")
         self._config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)

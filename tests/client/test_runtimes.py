@@ -83,3 +83,24 @@ def test_embedded_model_runs_openvino_on_this_cpu_with_all_cores(exported_reposi
         assert a.dtype == b.dtype and a.shape == b.shape
         assert np.abs(a.astype(np.float32) - b.astype(np.float32)).max() <= 1e-3
     torch.set_num_threads(all_cores())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_runs_torchscript_on_the_gpu_under_fp16_autocast(exported_repository: Path) -> None:
+    model = EmbeddedModel(exported_repository, "skoots")
+    assert model.runtime == "TorchScript on CUDA (FP16 autocast)"
+    cpu = EmbeddedModel(exported_repository, "skoots", runtime="torchscript")
+    batch = torch.rand((2, 1, 24, 24, 8), generator=torch.Generator().manual_seed(4)).half().numpy()
+    gpu_answer, cpu_answer = model.infer(batch), cpu.infer(batch)
+    assert [a.dtype for a in gpu_answer] == [a.dtype for a in cpu_answer]
+    assert np.abs(gpu_answer[0].astype(np.float32) - cpu_answer[0].astype(np.float32)).max() <= 0.05  # FP16 network
+
+
+def test_a_broken_ir_is_one_error_naming_it(exported_repository: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(exported_repository / "skoots", tmp_path / "skoots")
+    (tmp_path / "skoots" / "1" / "model.xml").write_text("<net>cut short")
+    with pytest.raises(ModelError, match=r"cannot load \S+model\.xml: OpenVINO cannot read it or its model\.bin — re-export the model"):
+        EmbeddedModel(tmp_path, "skoots", runtime="openvino")

@@ -179,3 +179,11 @@ def test_the_openvino_backends_load_and_inference_steps_accept_the_model(every_v
         assert answer.dtype == expected.dtype and answer.shape == expected.shape
     # Where the CPU has BF16, the backend computes in BF16 (no way to ask for FP32): close, not equal.
     assert np.abs(served["vectors__0"].astype(np.float32) - reference[0].astype(np.float32)).max() <= 0.05
+
+
+def test_export_without_openvino_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skoots_export.errors import ExportError
+
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # what a missing package looks like
+    with pytest.raises(ExportError, match=r"cannot import openvino .*: install it \(pip install 'openvino>=2024.4'\)"):
+        convert_head(lively_head(), minimum_size=8)
