@@ -49,7 +49,7 @@ def export_command(
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
     name: Annotated[str, typer.Option(help="Model name in the repository; with several variants the Python-backend copy is NAME_python and the OpenVINO-backend one NAME_openvino.")] = "skoots",
     backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python) or all. Every variant but openvino also holds the OpenVINO IR beside model.pt.")] = "all",
-    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast) or cpu (KIND_CPU, float32).")] = Device.gpu,
+    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = Device.gpu,
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,

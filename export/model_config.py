@@ -190,6 +190,9 @@ def build_model_config(
     Dynamic batching is on; the model is warmed up at the crop shape with batch 1 and with
     ``max_batch_size`` (TorchScript re-optimises for every new input shape).
 
+    ``Device.gpu`` gives the Python-backend model ``KIND_AUTO``: Triton places it on a GPU where
+    there is one, else on the CPU (a ``KIND_GPU`` group fails to load on a machine without one).
+
     Triton's ``openvino`` backend runs the IR on the CPU only, and compiles it for a batch of
     exactly ``max_batch_size`` (smaller batches fail unless ``ENABLE_BATCH_PADDING``, which pads
     them and runs the padded batch as one): its model takes ``max_batch_size`` 1, so every crop
@@ -208,7 +211,14 @@ def build_model_config(
         _tensor(spec, config.output.add())
     group = config.instance_group.add()
     group.count = instances
-    group.kind = pb.ModelInstanceGroup.KIND_GPU if device is Device.gpu else pb.ModelInstanceGroup.KIND_CPU
+    if device is Device.cpu:
+        group.kind = pb.ModelInstanceGroup.KIND_CPU
+    elif backend is Backend.python:
+        # On the GPU where the server has one, else on the CPU (running the IR): so a default
+        # export loads on the CPU-only server that the nvidia-pytriton wheel carries.
+        group.kind = pb.ModelInstanceGroup.KIND_AUTO
+    else:
+        group.kind = pb.ModelInstanceGroup.KIND_GPU
     if backend is not Backend.openvino:
         config.dynamic_batching.max_queue_delay_microseconds = 1000
     for batch in sorted({1, max_batch_size}):
