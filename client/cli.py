@@ -8,13 +8,13 @@ import os
 # better. Read when grpc is imported, so before anything imports tritonclient.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
-from skoots_export.cli import option_triple  # noqa: E402
+from skoots_export.cli import TRIPLE_HELP, option_triple  # noqa: E402
+from skoots_export.console import VersionOption, run  # noqa: E402
 from skoots_export.errors import ExportError  # noqa: E402
 
 from .errors import ClientError  # noqa: E402
@@ -28,7 +28,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _commands() -> None:
+def _commands(version: VersionOption = False) -> None:
     """Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process)."""
 
 
@@ -42,20 +42,22 @@ def default_output(volume: Path) -> Path:
 
 @app.command("segment")
 def segment_command(
-    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.", readable=False)],
+    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image.", readable=False)],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
     model: Annotated[str, typer.Option(help="Model name on the server / in the repository.")] = "skoots",
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output labels: .tif/.tiff, .zarr or .ome.zarr (default: VOLUME_labels.tif beside the input).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    channel: Annotated[Optional[int], typer.Option(help="Channel of [Z, X, Y, C] input (default: the only one; channel 2 when there are more than 3).")] = None,
+    channel: Annotated[Optional[int], typer.Option(help="Channel of multi-channel input (default: the only one; channel 2 when there are more than 3, with a warning).")] = None,
+    axes: Annotated[Optional[str], typer.Option("--axes", help="Axis order of the file as Fiji/napari name the axes, one letter per dimension: Z, Y (rows), X (columns), optionally C (channel) and T (a single time point), e.g. ZYX (the default reading), XYZ, YXZ, ZCYX, CZYX. Overrides the file's own axis names.")] = None,
+    normalize: Annotated[Optional[str], typer.Option("--normalize", help="How voxels become network input: auto (the model's rule: its dataset mean/std, else x/2**16 for uint16, x/2**8 for uint8, float as is), dtype (that dtype rule even when the model has a mean/std), minmax ((x - min) / (max - min)), percentile[:LOW,HIGH] ((x - pLOW) / (pHIGH - pLOW), default 1,99.8, not clipped), or mean-std:M,S ((x - M) / S). minmax and percentile take their numbers once from a fixed sample of the whole volume, so every crop gets the same mapping.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Crops per request (default and maximum: the model's max_batch_size).")] = None,
     window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
     retries: Annotated[int, typer.Option(help="Retries per request when a server is unavailable or times out, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between them; a server still failing after them drops out, and the run fails when none is left.")] = 5,
     device: Annotated[str, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = "auto",
-    crop: Annotated[Optional[str], typer.Option(help="Override the model's crop X,Y,Z.")] = None,
-    overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap X,Y,Z.")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Override the model's crop. " + TRIPLE_HELP)] = None,
+    overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap. " + TRIPLE_HELP)] = None,
     embedding_iterations: Annotated[Optional[int], typer.Option(help="Override the model's embedding iterations N.")] = None,
     reference_borders: Annotated[bool, typer.Option("--reference-borders", help="Leave the reference's unwritten frames background, to reproduce published results.")] = False,
     save_intermediates: Annotated[bool, typer.Option("--save-intermediates", help="Also write skeleton, vectors and probability beside the output (.zarr).")] = False,
@@ -100,6 +102,8 @@ def segment_command(
             resume=resume,
             work_dir=work_dir,
             tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
+            normalize=normalize,
+            axes=axes,
             runtime=runtime,
             threads=threads,
             precision=precision,
@@ -186,25 +190,5 @@ def bench_command(
     typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if as_csv else format_table(result))
 
 
-# typer vendors click in recent versions and depends on it in older ones: reach its base class
-# through a public name rather than a module path.
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
 def main() -> None:
-    """Run the CLI; a malformed command line is one ``error:`` line and exit 2, like every other
-    user mistake (click would print a usage block)."""
-    try:
-        code = app(prog_name="skoots-client", standalone_mode=False)
-    except _ClickException as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skoots-client`: show the help
-            typer.echo(e.format_message())
-            sys.exit(0)
-        ctx = getattr(e, "ctx", None)
-        command = ctx.command_path if ctx is not None else "skoots-client"
-        typer.echo(f"error: {e.format_message().rstrip('.')} — see {command} --help", err=True)
-        sys.exit(2)
-    except typer.Abort:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(code or 0)
+    run(app, "skoots-client")

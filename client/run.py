@@ -6,19 +6,32 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from skoots_export.model_config import ModelParameters
 
 from . import postprocess
+from .address import grpc_address
 from .errors import ClientError, InputError, ModelError
 from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
+from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
+from .sanity import axes_warning, channel_warning, empty_result_warning, intensity_warning, sample_voxels
 from .segment import SegmentResult, segment_volume
-from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
+from .volume_io import (
+    Volume,
+    check_not_input,
+    check_output_path,
+    describe_channel,
+    describe_shape,
+    intermediates_path,
+    read_volume,
+    write_intermediates,
+    write_labels,
+)
 from .workdir import WorkDir, default_work_dir, fingerprint
 
 
@@ -46,11 +59,43 @@ def open_endpoints(
             if endpoint.info.parameters != first.info.parameters:
                 raise ModelError(f"{endpoint.name} and {first.name} serve models with different parameters")
     except ClientError:
-        for endpoint in endpoints:
-            endpoint.close()
+        close_all(endpoints)
         raise
     smallest = min(e.info.max_batch_size for e in endpoints)
     return list(endpoints), dataclasses.replace(first.info, max_batch_size=smallest)
+
+
+def close_all(endpoints: Sequence[Any]) -> None:
+    for endpoint in endpoints:
+        close = getattr(endpoint, "close", None)
+        if close:
+            close()
+
+
+def warn_on_stderr(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
+    for text in found:
+        if text:
+            warn(text)
+
+
+def check_destinations(
+    volume_path: Path, out: Path, overwrite: bool, save_intermediates: bool, preview: Path | None, work_dir: Path | None
+) -> None:
+    """Fail before any work if something would be written over the input or cannot be written."""
+    inputs = [volume_path]
+    check_not_input("--out", out, inputs)
+    check_output_path(out, overwrite)
+    if save_intermediates:
+        check_not_input("--save-intermediates", intermediates_path(out), inputs)
+    if preview is not None:
+        check_not_input("--preview", preview, inputs)
+        check_preview_path(preview)
+    if work_dir is not None:
+        check_not_input("--work-dir", work_dir, inputs)
 
 
 def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
@@ -60,12 +105,18 @@ def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
         raise InputError(str(e)) from e
 
 
-def summary(volume_path: Path, out: Path, shape: tuple[int, ...], result: SegmentResult, total: float, xp: Any) -> str:
-    voxels = int(np.prod(shape))
+def summary(
+    volume: Volume, out: Path, normalization: Normalization, result: SegmentResult, total: float, xp: Any
+) -> str:
+    """What was segmented, how, and how long it took; axes named as Fiji and napari show them."""
+    voxels = int(np.prod(volume.shape))
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
+    read_as = {"default": "default reading", "file": "from the file's metadata", "--axes": "from --axes"}[volume.axes_from]
     return (
-        f"{volume_path} → {out}\n"
-        f"shape (X, Y, Z) {tuple(shape)}, {result.crops} crops, {result.instances} instances\n"
+        f"{volume.path} → {out}\n"
+        f"input {describe_shape(volume.shape)}, {volume.dtype.name}, axes {volume.axes} ({read_as}), {describe_channel(volume)}\n"
+        f"normalisation {normalization.describe(volume.dtype)}\n"
+        f"{result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
         f"{voxels / total / 1e6:.2f} Mvoxels/s"
     )
@@ -95,6 +146,9 @@ def segment_file(
     resume: bool = False,
     work_dir: Path | None = None,
     tls: Tls | None = None,
+    normalize: str | None = None,
+    axes: str | None = None,
+    warn: Callable[[str], None] = warn_on_stderr,
     runtime: str = "auto",
     threads: int | None = None,
     precision: str = "fp32",
@@ -103,38 +157,50 @@ def segment_file(
 
     With ``resume`` (or a ``work_dir``) finished crops are kept in a work directory
     (``OUT.work`` by default) as they arrive and taken from it on the next run; it is removed
-    once the labels are written, and kept when the run fails.
+    once the labels are written, and kept when the run fails. ``normalize`` is ``--normalize``
+    (default: the model's rule), ``axes`` declares the file's axis order (``--axes``). What looks
+    wrong about the input or the result goes to ``warn``, one line each; nothing that would
+    write over the input is accepted.
     """
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
     if urls and (runtime != "auto" or threads is not None or precision != "fp32"):
         raise InputError("--runtime, --threads and --precision choose how the model runs in-process: drop them with --url")
-    check_output_path(out, overwrite)
-    if preview is not None:
-        check_preview_path(preview)
-    volume = read_volume(volume_path, channel)
+    for url in urls:
+        grpc_address(url)  # a --url that cannot be right is refused before the volume is read
+    check_destinations(
+        Path(volume_path), out, overwrite, save_intermediates, preview,
+        (work_dir or default_work_dir(out)) if resume or work_dir is not None else None,
+    )
+    choice = parse_normalize(normalize)
+    volume = read_volume(volume_path, channel, axes)
+    warn_each(warn, channel_warning(volume), axes_warning(volume))
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
         raise ClientError(str(e)) from e
     endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls,
                                      runtime=runtime, threads=threads, precision=precision)
-    parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
-    batch_size = min(batch or info.max_batch_size, info.max_batch_size)
     work = None
-    if resume or work_dir is not None:
-        made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
-                              reference_borders=reference_borders, probability=save_intermediates)
-        try:
+    try:
+        parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
+        sample = sample_voxels(volume)
+        normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
+        warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
+        del sample
+        if resume or work_dir is not None:
+            made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
+                                  reference_borders=reference_borders, probability=save_intermediates,
+                                  axes=volume.axes, normalization=normalization.to_dict())
             work = WorkDir(work_dir or default_work_dir(out), made_of)
-        except ClientError:
-            for endpoint in endpoints:
-                getattr(endpoint, "close", lambda: None)()
-            raise
+    except ClientError:
+        close_all(endpoints)
+        raise
+    batch_size = min(batch or info.max_batch_size, info.max_batch_size)
 
     def lost(name: str, error: BaseException) -> None:
-        print(f"warning: {name} dropped out ({error}); carrying on with the others", file=sys.stderr)
+        warn(f"{name} dropped out ({error}); carrying on with the others")
 
     try:
         result = segment_volume(
@@ -148,6 +214,7 @@ def segment_file(
             progress=ProgressLine(enabled=not quiet),
             on_endpoint_lost=lost,
             work=work,
+            normalization=normalization,
         )
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
         write_labels(out, labels, overwrite=overwrite)
@@ -159,13 +226,11 @@ def segment_file(
         work.close()
         raise type(e)(f"{e} — finished crops are kept in {work.path}; run again with --resume to continue") from e
     finally:
-        for endpoint in endpoints:
-            close = getattr(endpoint, "close", None)
-            if close:
-                close()
+        close_all(endpoints)
     if work is not None:
         work.remove()
-    text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+    warn_each(warn, empty_result_warning(result.instances, labels))
+    text = summary(volume, out, normalization, result, time.perf_counter() - started, xp)
     if not urls:
         text += f"\ninference in-process: {endpoints[0].runtime}"
     resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)

@@ -13,7 +13,7 @@ from skoots_export.model_config import ModelParameters
 
 from . import postprocess
 from .dispatch import Endpoint, dispatch
-from .normalize import normalize_crop
+from .normalize import Normalization, model_rule
 from .tiling import Crop, crop_grid
 from .volume_io import Volume, release_pages
 from .workdir import Piece, WorkDir
@@ -48,7 +48,7 @@ def _padding(size: Sequence[int], minimum: int) -> list[tuple[int, int]]:
 
 
 def _batches(
-    volume: Volume, grid: Sequence[Crop], batch_size: int, parameters: ModelParameters
+    volume: Volume, grid: Sequence[Crop], batch_size: int, parameters: ModelParameters, normalization: Normalization
 ) -> Iterator[tuple[int, np.ndarray]]:
     for first in range(0, len(grid), batch_size):
         crops = grid[first : first + batch_size]
@@ -59,7 +59,7 @@ def _batches(
         for j, c in enumerate(crops):
             raw = np.asarray(volume.data[c.window])
             slot = batch[j, 0][tuple(slice(0, n) for n in c.size)]
-            normalize_crop(raw, dataset_mean=parameters.dataset_mean, dataset_std=parameters.dataset_std, out=slot)
+            normalization.apply(raw, out=slot)
             if padded:
                 batch[j, 0] = np.pad(slot, padding, mode="symmetric")
         yield first, batch
@@ -77,13 +77,17 @@ def segment_volume(
     progress: Callable[[int, int], None] | None = None,
     on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
     work: WorkDir | None = None,
+    normalization: Normalization | None = None,
 ) -> SegmentResult:
     """Segment ``volume`` with the model behind ``endpoints`` (DESIGN.md steps 1-10).
 
     Crops go out in batches of ``batch_size`` in grid order; answers are dilated per crop and
     stitched as they arrive, in any order, with the same result. With ``work``, crops it holds
     are stitched from it instead of inferred, and each answered batch is saved to it.
+    ``normalization`` defaults to the model's rule (``parameters``' mean/std, else the dtype's).
     """
+    if normalization is None:
+        normalization = model_rule(parameters.dataset_mean, parameters.dataset_std)
     seconds: dict[str, float] = {}
     shape = volume.shape
     grid = crop_grid(shape, parameters.crop, parameters.overlap, reference_borders)
@@ -105,7 +109,7 @@ def segment_volume(
     if progress:
         progress(done, len(grid))
     for first, outputs in dispatch(
-        _batches(volume, todo, batch_size, parameters),
+        _batches(volume, todo, batch_size, parameters, normalization),
         endpoints,
         probability=save_intermediates,
         on_endpoint_lost=on_endpoint_lost,

@@ -1,8 +1,9 @@
 """Read microscopy volumes and write label volumes (TIFF, Zarr, OME-Zarr).
 
-On disk a volume is ``[Z, X, Y]`` or ``[Z, X, Y, C]`` (the seed's reading of a TIFF stack);
-the runtime works in ``[X, Y, Z]`` and writes labels back as ``[Z, X, Y]``. Reading is lazy
-where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
+On disk a volume is ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as Fiji and napari name the axes (the
+seed's ``[Z, X, Y]``), unless the file or ``--axes`` says otherwise; the runtime works in the
+seed's ``[X, Y, Z]`` (X = rows, docs/AXES.md) and writes labels back as ``[Z, Y, X]``. Reading
+is lazy where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -28,10 +29,21 @@ ZARR_SUFFIXES = (".zarr",)
 
 @dataclass(frozen=True)
 class Volume:
-    """A single-channel volume as an ``[X, Y, Z]`` array-like (possibly lazy)."""
+    """A single-channel volume as an ``[X, Y, Z]`` array-like (possibly lazy), and how it was read.
+
+    ``axes`` are the file's axes in Fiji/napari letters (``ZYX``, ``ZCYX``, ``XYZ``, ...) and
+    ``axes_from`` where they came from: ``"file"`` (ImageJ/OME metadata), ``"--axes"`` or
+    ``"default"`` (the seed's reading). ``channel`` is the channel taken of ``channels``, and
+    ``channel_from`` why: ``"--channel"``, ``"only"`` or ``"default"`` (channel 2 of more than 3).
+    """
 
     data: Any
     path: Path
+    axes: str = "ZYX"
+    axes_from: str = "default"
+    channel: int = 0
+    channels: int = 1
+    channel_from: str = "only"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -71,6 +83,23 @@ class _XYZView:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[slice(None), slice(None), slice(None)]
         return out if dtype is None else out.astype(dtype)
+
+
+def describe_shape(shape_xyz: Sequence[int]) -> str:
+    """The runtime's ``(X, Y, Z)`` as Fiji and napari name the axes: ``z 48, y 256, x 256``."""
+    x, y, z = (int(n) for n in shape_xyz)
+    return f"z {z}, y {x}, x {y}"
+
+
+def describe_channel(volume: Volume) -> str:
+    """Which channel was segmented and why, for the summary."""
+    if volume.channels == 1:
+        return "the only channel"
+    why = {
+        "--channel": f"--channel {volume.channel}",
+        "default": "default for more than 3 channels; pick with --channel",
+    }[volume.channel_from]
+    return f"channel {volume.channel} of {volume.channels} ({why})"
 
 
 def release_pages(volume: Volume) -> None:
@@ -170,23 +199,50 @@ def _open_zarr(path: Path) -> tuple[Any, str | None]:
 def _dimension_error(path: Path, shape: tuple[int, ...], axes: str | None) -> InputError:
     named = f" (axes {axes})" if axes else ""
     return InputError(
-        f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
+        f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, Y, X] or [Z, Y, X, C]"
     )
 
 
-def _layout(path: Path, shape: tuple[int, ...], axes: str | None) -> tuple[tuple[int, int, int], int | None]:
+def parse_axes(text: str, shape: Sequence[int], path: Path) -> str:
+    """``--axes`` checked against the array: the letters Z, Y, X once each, C and T at most once,
+    one letter per dimension. Returns the letters in upper case."""
+    axes = text.strip().upper()
+    if sorted(axes) != sorted(set(axes)) or not set("ZYX") <= set(axes) or not set(axes) <= set("ZYXCT"):
+        raise InputError(
+            f"--axes {text!r}: name each of Z, Y, X once, plus C (channel) and T (time) if the array has them, "
+            "e.g. --axes ZYX, XYZ or ZCYX"
+        )
+    if len(axes) != len(shape):
+        raise InputError(
+            f"--axes {text} names {len(axes)} axes but {path} has {len(shape)} dimensions {tuple(shape)}; give one letter per dimension"
+        )
+    return axes
+
+
+def _named(axes: str | None, shape: tuple[int, ...]) -> bool:
+    """Whether a file's ``axes`` name its axes (ImageJ, OME) rather than guess them (tifffile)."""
+    return axes is not None and len(axes) == len(shape) and {"Y", "X"} <= set(axes) and bool(set(axes) & set("ZCT"))
+
+
+def _layout(
+    path: Path, shape: tuple[int, ...], axes: str | None, declared: bool = False
+) -> tuple[tuple[int, int, int], int | None]:
     """The array axes of Z, X, Y and of the channel (or None), from metadata where it names them.
 
     Without axis names the seed's reading applies: ``[Z, X, Y]`` or ``[Z, X, Y, C]``. tifffile's
     own guesses (``QYX``, ``SYX`` for a 3-slice stack, ``QYXS``) are not names: only files that
-    name Z, C or T (ImageJ, OME) are read by name. With them, the row axis ``Y`` is the seed's X
-    and the column axis ``X`` its Y; ``C``/``S`` is the channel wherever it sits (ImageJ stores
-    ``ZCYX``, OME ``CZYX``);
+    name Z, C or T (ImageJ, OME) are read by name, and ``declared`` axes (``--axes``). With them,
+    the row axis ``Y`` is the seed's X and the column axis ``X`` its Y; ``C``/``S`` is the
+    channel wherever it sits (ImageJ stores ``ZCYX``, OME ``CZYX``);
     a single time point is taken as is; the one remaining axis (``Z``, or tifffile's unnamed
-    ``Q``) is Z.
+    ``Q``) is Z. A 2-D colour image (tifffile's ``YXS``) is refused like any 2-D image.
     """
-    named = axes is not None and len(axes) == len(shape) and {"Y", "X"} <= set(axes) and bool(set(axes) & set("ZCT"))
-    if named:
+    if not declared and axes in ("YXS", "YXC"):
+        raise InputError(
+            f"{path} is a 2-D RGB image (axes {axes}); SKOOTS segments 3-D stacks"
+            f" (if it is a stack of {shape[2]} slices, say so with --axes YXZ)"
+        )
+    if axes is not None and (declared or _named(axes, shape)):
         rest = [i for i, a in enumerate(axes) if a not in "YX"]
         times = [i for i in rest if axes[i] == "T"]
         for t in times:
@@ -221,10 +277,11 @@ def _open(path: Path) -> tuple[Any, str | None]:
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None) -> Volume:
+def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
-    Axes follow the seed (``[Z, X, Y]`` or ``[Z, X, Y, C]`` on disk) unless the file names them
+    Axes follow the seed (``[Z, Y, X]`` or ``[Z, Y, X, C]`` on disk, in napari's letters) unless
+    ``axes`` declares them (``--axes``: ``XYZ``, ``ZCYX``, ...) or the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
     channel 2 is used (the seed's rule).
@@ -232,10 +289,10 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     Raises
     ------
     InputError
-        Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel.
+        Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
     path = Path(path)
-    array, axes = _open(path)
+    array, file_axes = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(
@@ -244,13 +301,18 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     shape = tuple(int(n) for n in array.shape)
     if any(n == 0 for n in shape):
         raise InputError(f"{path} is empty (shape {shape})")
-    spatial, channel_axis = _layout(path, shape, axes)
+    declared = axes is not None
+    axes = parse_axes(axes, shape, path) if axes is not None else file_axes
+    spatial, channel_axis = _layout(path, shape, axes, declared)
+    axes_from = "--axes" if declared else "file" if _named(axes, shape) else "default"
+    read_as = dict(axes_from=axes_from, axes=axes if axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC")
     fixed = {i: 0 for i in range(len(shape)) if i not in spatial and i != channel_axis}
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return _finite(Volume(_XYZView(array, spatial, fixed), path))
+        return _finite(Volume(_XYZView(array, spatial, fixed), path, **read_as))
     channels = shape[channel_axis]
+    channel_from = "--channel" if channel is not None else "only" if channels == 1 else "default"
     if channel is None:
         if channels == 1:
             channel = 0
@@ -260,7 +322,8 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
             raise InputError(f"{path} has {channels} channels; choose one with --channel 0..{channels - 1}")
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
-    return _finite(Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path))
+    view = _XYZView(array, spatial, {**fixed, channel_axis: channel})
+    return _finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as))
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -295,9 +358,9 @@ def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
         slab = volume.data[:, :, z0 : z0 + step]
         if not np.isfinite(slab).all():
             bad = np.argwhere(~np.isfinite(slab))[0]
-            where = (int(bad[2]) + z0, int(bad[0]), int(bad[1]))
+            where = describe_shape((bad[0], bad[1], bad[2] + z0))
             raise InputError(
-                f"{volume.path} holds NaN or infinite values (first at Z,X,Y = {where}); replace them before segmenting"
+                f"{volume.path} holds NaN or infinite values (first at {where}); replace them before segmenting"
             )
     return volume
 
@@ -312,6 +375,34 @@ def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: 
         raise OutputError(f"{option} {path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {path}: folder {parent} is not writable")
+
+
+def check_not_input(option: str, path: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a destination that would write over an input, ``--overwrite`` or not: the input
+    itself (same path, a symbolic link to it, a hard link: same device and inode), a path
+    inside an input (a Zarr store is a folder), or a folder that holds an input (replacing it
+    would delete the input)."""
+    target = path.resolve()
+    for source in inputs:
+        if not source.exists():
+            continue
+        origin = source.resolve()
+        same = target == origin
+        if not same and path.exists():
+            mine, theirs = path.stat(), source.stat()
+            same = (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+        where = (
+            "is the input" if same else
+            "lies inside the input" if origin in target.parents else
+            "holds the input" if target in origin.parents else None
+        )
+        if where:
+            raise OutputError(f"{option} {path} {where} {source}; choose another path (the input is never overwritten, --overwrite or not)")
+
+
+def intermediates_path(out: Path) -> Path:
+    """Where ``--save-intermediates`` writes: ``<out stem>_intermediates.zarr`` beside ``out``."""
+    return out.with_name(out.name.split(".")[0] + "_intermediates.zarr")
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
@@ -414,7 +505,7 @@ def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = 
     """Write skeleton, vectors and probability as arrays of ``<out stem>_intermediates.zarr``."""
     import zarr
 
-    path = out.with_name(out.name.split(".")[0] + "_intermediates.zarr")
+    path = intermediates_path(out)
     with _staged(path, overwrite) as target:
         group = zarr.open_group(str(target), mode="w")
         for key, array in arrays.items():

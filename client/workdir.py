@@ -60,11 +60,14 @@ class Piece:
 def fingerprint(
     volume_path: Path, shape: Sequence[int], dtype: Any, channel: int | None, model: str,
     parameters: Any, *, reference_borders: bool, probability: bool,
+    axes: str | None = None, normalization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a work directory's crops depend on; resuming with anything else is refused.
 
-    The input file's size and modification time stand in for its content. The model is
-    identified by its name and constants (its weights are not visible to a client).
+    The input file's size and modification time stand in for its content; ``axes`` is the
+    order it was read in and ``normalization`` the rule and numbers that made the network's
+    input (``Normalization.to_dict``). The model is identified by its name and constants (its
+    weights are not visible to a client).
     """
     path = Path(volume_path).resolve()
     stat = path.stat()
@@ -73,7 +76,9 @@ def fingerprint(
         "input": {
             "path": str(path), "shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype)), "channel": channel,
             "size": stat.st_size if path.is_file() else None, "mtime_ns": stat.st_mtime_ns if path.is_file() else None,
+            "axes": axes,
         },
+        "normalization": normalization,
         "model": {"name": model, "parameters": parameters.to_strings()},
         "reference_borders": reference_borders,
         "probability": probability,
