@@ -77,6 +77,9 @@ def segment_command(
     ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = "0.4",
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
     skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
+    runtime: Annotated[str, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="In-process inference threads on the CPU (default: all cores).")] = None,
+    precision: Annotated[str, typer.Option(help="In-process precision: fp32, or bf16 with OpenVINO on CPUs with AVX512_BF16 or AMX (faster; vectors differ by ~1e-2).")] = "fp32",
 ) -> None:
     """Segment a volume into instance labels."""
     from .model_source import Tls
@@ -119,6 +122,9 @@ def segment_command(
             ngff_version=ngff_version,
             mask=mask,
             skip_below=skip_below,
+            runtime=runtime,
+            threads=threads,
+            precision=precision,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)

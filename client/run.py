@@ -39,9 +39,11 @@ from .workdir import WorkDir, default_work_dir, file_identity, fingerprint
 
 
 def open_endpoints(
-    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None
+    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None,
+    runtime: str = "auto", threads: int | None = None, precision: str = "fp32",
 ) -> tuple[list[Any], ModelInfo]:
-    """Triton endpoints for ``urls``, or the in-process model when there are none.
+    """Triton endpoints for ``urls``, or the in-process model when there are none (on
+    ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
 
     All servers must serve the same model constants, or the stitched result would mix models;
     batches are sized for the smallest ``max_batch_size`` among them.
@@ -49,7 +51,7 @@ def open_endpoints(
     if not urls:
         if tls is not None:
             raise InputError("--ssl and its certificates are for servers: give --url, or drop them to run the model in-process")
-        embedded = EmbeddedModel(repository, model)
+        embedded = EmbeddedModel(repository, model, runtime=runtime, threads=threads, precision=precision)
         return [embedded], embedded.info
     endpoints: list[TritonEndpoint] = []
     try:
@@ -189,6 +191,9 @@ def segment_file(
     mask: Path | None = None,
     skip_below: float | None = None,
     warn: Callable[[str], None] = warn_on_stderr,
+    runtime: str = "auto",
+    threads: int | None = None,
+    precision: str = "fp32",
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
@@ -210,6 +215,8 @@ def segment_file(
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
+    if urls and (runtime != "auto" or threads is not None or precision != "fp32"):
+        raise InputError("--runtime, --threads and --precision choose how the model runs in-process: drop them with --url")
     for url in urls:
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
     if out is None and labels_into is None:
@@ -227,7 +234,8 @@ def segment_file(
         xp = postprocess.device_array_module(device)
     except ValueError as e:
         raise ClientError(str(e)) from e
-    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls)
+    endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls,
+                                     runtime=runtime, threads=threads, precision=precision)
     work = None
     try:
         parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
@@ -287,6 +295,8 @@ def segment_file(
     written = out if out is not None else labels_into / "labels" / label_name
     text = summary(volume, written, normalization, result, time.perf_counter() - started, xp)
     text += f"\nvoxel size {size.describe()}" + (f", instance table → {table}" if table is not None else "")
+    if not urls:
+        text += f"\ninference in-process: {endpoints[0].runtime}"
     resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
     if resent:
         text += f"\nresent {resent} requests after server faults"

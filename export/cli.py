@@ -10,7 +10,7 @@ import typer
 
 from .console import VersionOption, run
 from .errors import ExportError, ExportOptionError, ServerError
-from .model_config import INPUT, OUTPUTS, Device, parse_triple
+from .model_config import INPUT, OUTPUTS, Backend, Device, parse_triple
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -58,9 +58,9 @@ def fail(error: Exception) -> typer.Exit:
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict.")],
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
-    name: Annotated[str, typer.Option(help="Model name in the repository; with --backend both the Python-backend copy is NAME_python.")] = "skoots",
-    backend: Annotated[str, typer.Option(help="libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend running the same model.pt with torch) or both.")] = "libtorch",
-    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast) or cpu (KIND_CPU, float32).")] = Device.gpu,
+    name: Annotated[str, typer.Option(help="Model name in the repository; with several variants the Python-backend copy is NAME_python and the OpenVINO-backend one NAME_openvino.")] = "skoots",
+    backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python) or all. Every variant but openvino also holds the OpenVINO IR beside model.pt.")] = "all",
+    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = Device.gpu,
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
@@ -78,7 +78,7 @@ def export_command(
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:
     """Export a SKOOTS checkpoint to TorchScript in a Triton model repository."""
-    from .exporter import export_checkpoint  # torch loads here, not for --help
+    from .exporter import VARIANT_FILES, export_checkpoint  # torch loads here, not for --help
 
     try:
         result = export_checkpoint(
@@ -106,7 +106,9 @@ def export_command(
     except ExportError as e:
         raise fail(e) from None
     for path, kind in result.models:
-        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/model.pt ({kind.value} backend, {result.device.value}, max_batch_size {result.max_batch_size})")
+        openvino = kind is Backend.openvino  # CPU only, one crop per request: see build_model_config
+        batch, where = (1, Device.cpu) if openvino else (result.max_batch_size, result.device)
+        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/{VARIANT_FILES[kind][0]} ({kind.value} backend, {where.value}, max_batch_size {batch})")
     typer.echo(f"input   {INPUT.name} {INPUT.data_type} [B, {', '.join(map(str, INPUT.dims))}]")
     for spec in OUTPUTS:
         typer.echo(f"output  {spec.name} {spec.data_type} [B, {', '.join(map(str, spec.dims))}]")

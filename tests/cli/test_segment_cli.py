@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
 from conftest import serving
@@ -132,7 +133,14 @@ MODEL_CASES = [
     ("repository-missing", None, ["@embedded", "-r", "{tmp}/nothing"], r"no model 'skoots' in repository \S+nothing \(run skoots export first\)"),
     ("model-not-in-repository", None, ["@embedded", "--model", "other"], r"no model 'other' in repository \S+ \(models there: skoots\)"),
     ("model-pt-corrupt", None, ["@embedded", "-r", "{tmp}/broken", "--model", "corrupt"], r"cannot load \S+model\.pt: PytorchStreamReader failed reading zip archive: failed finding central directory — re-export the model"),
-    ("model-pt-missing", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noversion"], r"has no <version>/model\.pt; re-export the model"),
+    ("model-pt-missing", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noversion"], r"has no <version>/model\.pt or model\.xml; re-export the model"),
+    ("runtime-unknown", None, ["@embedded", "--runtime", "tpu"], r"--runtime 'tpu': choose auto, openvino, torchscript, cuda"),
+    ("runtime-cuda-without-gpu", None, ["@embedded", "--runtime", "cuda"], r"--runtime cuda: no usable CUDA GPU here \(torch\.cuda\.is_available\(\) is False\) — use --runtime auto"),
+    ("runtime-openvino-without-ir", None, ["@embedded", "-r", "{tmp}/broken", "--model", "corrupt", "--runtime", "openvino"], r"--runtime openvino: \S+ has no model\.xml — re-export the model with skoots export"),
+    ("runtime-with-url", None, ["--url", "127.0.0.1:1", "--runtime", "openvino"], r"--runtime, --threads and --precision choose how the model runs in-process: drop them with --url"),
+    ("threads-zero", None, ["@embedded", "--threads", "0"], r"--threads 0: give at least 1"),
+    ("precision-unknown", None, ["@embedded", "--precision", "fp8"], r"--precision 'fp8': choose fp32, bf16"),
+    ("precision-bf16-on-torchscript", None, ["@embedded", "--runtime", "torchscript", "--precision", "bf16"], r"--precision bf16 runs on OpenVINO only, not torchscript — drop it, or use --runtime openvino"),
     ("config-malformed", None, ["@embedded", "-r", "{tmp}/broken", "--model", "garbled"], r"cannot parse \S+config\.pbtxt: "),
     ("config-missing-parameter", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noparams"], r"model at \S+noparams: model config has no parameter 'crop' — re-export it with skoots export"),
     ("server-unreachable", None, ["--url", "127.0.0.1:1"], r"no Triton server at 127\.0\.0\.1:1 \(UNAVAILABLE\) — start one \(skoots serve\) or fix --url"),
@@ -221,6 +229,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 ) -> None:
     if case == "device-gpu-without-one" and importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed: --device gpu may be valid here")
+    if case == "runtime-cuda-without-gpu" and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: --runtime cuda is valid")
     folders = {name: tmp_path / name for name in ("input", "out", "cwd", "readonly")}
     for folder in folders.values():
         folder.mkdir()
