@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 . .venv/bin/activate
-if ! python -c "import torch, matplotlib, skoots_export, skoots_client" 2>/dev/null; then
+if ! python -c "import torch, matplotlib, openvino, skoots_export, skoots_client" 2>/dev/null; then
     echo "installing torch 2.13.0 (CPU) and the project into .venv"
     python -m pip install --quiet --quiet --upgrade pip      # -qq: errors only
     # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.

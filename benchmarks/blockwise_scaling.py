@@ -54,12 +54,13 @@ def job_for(folder: Path, answers: Path, shape, block, workers: int):
     from skoots_client import postprocess
     from skoots_client.blockwise.blocks import default_per_block, per_block_from_voxels
     from skoots_client.blockwise.stages import Job, Source
+    from skoots_client.normalize import Normalization
     from skoots_export.model_config import ModelParameters
 
     parameters = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=SCALING, embedding_iterations=2)
     lh, vh = postprocess.halo_widths(SCALING, 2)
     per_block = per_block_from_voxels(block, CROP, OVERLAP, shape) if block else default_per_block(shape, CROP, OVERLAP, lh, vh)
-    return Job(volume=answers, channel=None, work=folder / "work", shape=shape, per_block=per_block, reference_borders=False,
+    return Job(volume=answers, channel=None, axes=None, normalization=Normalization("dtype"), work=folder / "work", shape=shape, per_block=per_block, reference_borders=False,
                parameters=parameters, source=Source((), "skoots", folder), batch_size=1, threads=1, label_halo=lh,
                vector_halo=vh, answers=answers)
 

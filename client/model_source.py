@@ -27,7 +27,8 @@ from skoots_export.model_config import (
 )
 from skoots_export.server import pem_problem
 
-from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
+from .address import grpc_address, triton_http_service
+from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,16 @@ def _check_config(config: Any, where: str) -> ModelInfo:
 
 
 class EmbeddedModel:
-    """The exported ``model.pt`` run in this process (the default when no ``--url`` is given)."""
+    """The exported model run in this process (the default when no ``--url`` is given), on the
+    runtime :func:`runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
+    cuda; ``threads`` (default: all cores) and ``precision`` (fp32, or bf16 on OpenVINO)."""
 
     concurrency = 1
 
-    def __init__(self, repository: Path, model: str) -> None:
-        import torch
+    def __init__(
+        self, repository: Path, model: str, *, runtime: str = "auto", threads: int | None = None, precision: str = "fp32"
+    ) -> None:
+        from .runtimes import IR_FILE, TORCHSCRIPT_FILE, load_runtime
 
         model_dir = Path(repository) / model
         config_path = model_dir / "config.pbtxt"
@@ -69,22 +74,18 @@ class EmbeddedModel:
         except Exception as e:  # protobuf's ParseError and decoding errors
             raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
         self.info = _check_config(config, str(model_dir))
-        versions = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / "model.pt").is_file()))
+        exported = (TORCHSCRIPT_FILE, IR_FILE)
+        versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and any((p / f).is_file() for f in exported))
         if not versions:
-            raise ModelError(f"{model_dir} has no <version>/model.pt; re-export the model")
-        self.name = f"embedded:{model_dir / str(versions[-1]) / 'model.pt'}"
-        try:
-            self._module = torch.jit.load(str(model_dir / str(versions[-1]) / "model.pt"), map_location="cpu").eval()
-        except (RuntimeError, ValueError, OSError) as e:
-            reason = str(e).splitlines()[0].split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
-            raise ModelError(f"cannot load {model_dir / str(versions[-1]) / 'model.pt'}: {reason} — re-export the model") from e
-        self._torch = torch
+            raise ModelError(f"{model_dir} has no <version>/model.pt or model.xml; re-export the model")
+        version_dir = model_dir / str(versions[-1])
+        self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
+        self.runtime = self._run.description
+        self.name = f"embedded:{version_dir}"
 
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
-        with self._torch.inference_mode():
-            vectors, skeleton, prob = self._module(self._torch.from_numpy(batch))
-        outputs = (vectors.numpy(), skeleton.numpy())
-        return outputs + (prob.numpy(),) if probability else outputs
+        vectors, skeleton, prob = self._run(batch)
+        return (vectors, skeleton, prob) if probability else (vectors, skeleton)
 
 
 # Seconds between retries double from TritonEndpoint.backoff up to this (then jittered ±50 %).
@@ -134,10 +135,17 @@ class Tls:
                 raise InputError(problem)
 
 
-def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailableError:
+def _unreachable(url: str, error: Exception, tls: Tls | None) -> ClientError:
     """Say why nothing answered at ``url``; TLS failures all look alike to gRPC (UNAVAILABLE)."""
     message = error.message() if hasattr(error, "message") else str(error)
     detail = message.rsplit(": ", 1)[-1] if "handshake" in message.lower() else ""
+    if "Socket closed" in message or "handshake" in message.lower():  # something answered, not in gRPC
+        service = triton_http_service(url)
+        if service:
+            return UrlError(
+                f"{url} is Triton's {service} port, not its gRPC port — use the gRPC port in --url "
+                "(8001 by default; skoots serve prints it on its grpc line)"
+            )
     if "CERTIFICATE_VERIFY_FAILED" in message:
         reason = message.split("CERTIFICATE_VERIFY_FAILED: ", 1)[-1].split(":")[0]
         return ServerUnavailableError(
@@ -146,7 +154,7 @@ def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailab
     if tls is not None and "Peer name" in message:
         return ServerUnavailableError(f"TLS: the certificate of {url} is not issued for that address — connect by a name it lists, or reissue it")
     if tls is not None and "handshake" in message.lower():
-        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl")
+        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl (or the https:// or grpcs:// of --url)")
     hint = " or fix --url"
     if "Socket closed" in message:
         hint = (" or fix --url; if it serves TLS, pass --ssl and --root-cert" if tls is None else
@@ -173,11 +181,13 @@ class TritonEndpoint:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
+        self.url, tls_scheme = grpc_address(url)
+        if tls is None and tls_scheme:
+            tls = Tls()
         if tls is not None:
             tls.check()
         self.tls = tls
-        self.url = url
-        self.name = f"{url}/{model}"
+        self.name = f"{self.url}/{model}"
         self.model = model
         self.concurrency = concurrency
         self.timeout = timeout

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from .console import VersionOption, run
 from .errors import ExportError, ExportOptionError, ServerError
-from .model_config import INPUT, OUTPUTS, Device, parse_triple
+from .model_config import INPUT, OUTPUTS, Backend, Device, parse_triple
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -20,20 +21,30 @@ app = typer.Typer(
 
 
 @app.callback()
-def _commands() -> None:
+def _commands(version: VersionOption = False) -> None:
     """SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them."""
 
 
+# Every option that takes a triple says this in its help (docs/AXES.md tells the whole story).
+TRIPLE_HELP = (
+    "X,Y,Z in the seed's order: X = image rows (napari y), Y = columns (napari x), Z = slices; "
+    "or named as Fiji/napari show the axes, in any order: x=COLUMNS,y=ROWS,z=SLICES."
+)
+
+
 def option_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
-    """Parse an ``X,Y,Z`` option; the error names the option and shows an example."""
+    """Parse a triple option, positional ``X,Y,Z`` (the seed's order) or named ``x=..,y=..,z=..``
+    (napari's letters), to the runtime's ``(X, Y, Z)``; the error names the option and shows both forms."""
     if text is None:
         return None
     try:
         return parse_triple(text, kind)
     except ValueError:
         example = "300,300,20" if kind is int else "60,60,12"
+        named = "y=300,x=300,z=20" if kind is int else "y=60,x=60,z=12"
         raise ExportOptionError(
-            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}"
+            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}, "
+            f"or named as napari shows the axes, e.g. {option} {named}"
         ) from None
 
 
@@ -47,16 +58,16 @@ def fail(error: Exception) -> typer.Exit:
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict.")],
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
-    name: Annotated[str, typer.Option(help="Model name in the repository; with --backend both the Python-backend copy is NAME_python.")] = "skoots",
-    backend: Annotated[str, typer.Option(help="libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend running the same model.pt with torch) or both.")] = "libtorch",
-    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast) or cpu (KIND_CPU, float32).")] = Device.gpu,
+    name: Annotated[str, typer.Option(help="Model name in the repository; with several variants the Python-backend copy is NAME_python and the OpenVINO-backend one NAME_openvino.")] = "skoots",
+    backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python) or all. Every variant but openvino also holds the OpenVINO IR beside model.pt.")] = "all",
+    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = Device.gpu,
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
-    crop: Annotated[Optional[str], typer.Option(help="Crop X,Y,Z the client tiles with (seed: 300,300,20). Keep the training crop.")] = None,
-    overlap: Annotated[Optional[str], typer.Option(help="Overlap X,Y,Z trimmed from each crop side (seed: 10,10,5).")] = None,
-    vector_scaling: Annotated[Optional[str], typer.Option(help="Vector scaling X,Y,Z (default: cfg.SKOOTS.VECTOR_SCALING).")] = None,
-    anisotropy: Annotated[Optional[str], typer.Option(help="Voxel anisotropy X,Y,Z (default: cfg.SKOOTS.ANISOTROPY).")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Crop the client tiles with (seed: 300,300,20); keep the training crop. " + TRIPLE_HELP)] = None,
+    overlap: Annotated[Optional[str], typer.Option(help="Overlap trimmed from each crop side (seed: 10,10,5). " + TRIPLE_HELP)] = None,
+    vector_scaling: Annotated[Optional[str], typer.Option(help="Vector scaling (default: cfg.SKOOTS.VECTOR_SCALING). " + TRIPLE_HELP)] = None,
+    anisotropy: Annotated[Optional[str], typer.Option(help="Voxel anisotropy (default: cfg.SKOOTS.ANISOTROPY). " + TRIPLE_HELP)] = None,
     prob_threshold: Annotated[Optional[float], typer.Option(help="Object probability threshold baked into the graph (seed: 0.5).")] = None,
     skeleton_threshold: Annotated[Optional[float], typer.Option(help="Skeleton probability threshold baked into the graph (seed: 0.8).")] = None,
     dilations_3d: Annotated[Optional[int], typer.Option(help="3x3x3 skeleton dilations per crop (seed: 1).")] = None,
@@ -67,7 +78,7 @@ def export_command(
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:
     """Export a SKOOTS checkpoint to TorchScript in a Triton model repository."""
-    from .exporter import export_checkpoint  # torch loads here, not for --help
+    from .exporter import VARIANT_FILES, export_checkpoint  # torch loads here, not for --help
 
     try:
         result = export_checkpoint(
@@ -95,7 +106,9 @@ def export_command(
     except ExportError as e:
         raise fail(e) from None
     for path, kind in result.models:
-        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/model.pt ({kind.value} backend, {result.device.value}, max_batch_size {result.max_batch_size})")
+        openvino = kind is Backend.openvino  # CPU only, one crop per request: see build_model_config
+        batch, where = (1, Device.cpu) if openvino else (result.max_batch_size, result.device)
+        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/{VARIANT_FILES[kind][0]} ({kind.value} backend, {where.value}, max_batch_size {batch})")
     typer.echo(f"input   {INPUT.name} {INPUT.data_type} [B, {', '.join(map(str, INPUT.dims))}]")
     for spec in OUTPUTS:
         typer.echo(f"output  {spec.name} {spec.data_type} [B, {', '.join(map(str, spec.dims))}]")
@@ -158,11 +171,15 @@ def serve_command(
         + (" --ssl --root-cert CA.pem" if tls else "")
         + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
     )
-    raise typer.Exit(wait_for_signal(server))
+    try:
+        wait_for_signal(server)
+    except ServerError as e:  # the server ended by itself: not the user's doing
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
-    app(prog_name="skoots")
+    run(app, "skoots")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,29 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError, ExportOptionError
 from .head import InferenceHead
 from .model_config import Backend, Device, ModelParameters, build_model_config
+from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
 from .torchscript import script_head, verify_scripted
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 PYTHON_SUFFIX = "_python"
+OPENVINO_SUFFIX = "_openvino"
+# --backend choices; "both" (libtorch + python) predates the OpenVINO model and keeps its meaning.
+BACKENDS = {
+    "libtorch": [Backend.libtorch],
+    "python": [Backend.python],
+    "openvino": [Backend.openvino],
+    "both": [Backend.libtorch, Backend.python],
+    "all": [Backend.libtorch, Backend.python, Backend.openvino],
+}
+IR_FILES = ("model.xml", "model.bin")
+# What each variant's version directory holds. The IR sits beside model.pt too: the embedded
+# runtime and the Python-backend model run it on CPUs, and Triton's libtorch backend ignores it.
+VARIANT_FILES = {
+    Backend.libtorch: ("model.pt", *IR_FILES),
+    Backend.python: ("model.pt", *IR_FILES),
+    Backend.openvino: IR_FILES,
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +96,7 @@ def export_checkpoint(
     *,
     repository: Path = Path("model_repository"),
     name: str = "skoots",
-    backend: str = "libtorch",
+    backend: str = "all",
     device: Device = Device.gpu,
     max_batch_size: int = 8,
     version: int = 1,
@@ -86,18 +104,19 @@ def export_checkpoint(
     trust_checkpoint: bool = False,
     **parameter_overrides: Any,
 ) -> ExportResult:
-    """Export a SKOOTS checkpoint; ``backend`` is ``libtorch``, ``python`` or ``both``.
+    """Export a SKOOTS checkpoint; ``backend`` is a key of :data:`BACKENDS` (default ``all``).
 
-    With ``both`` the libtorch model is ``name`` and the Python-backend model
-    ``name + "_python"``. Nothing is written unless every step succeeds.
+    With several variants the libtorch model is ``name``, the Python-backend model
+    ``name + "_python"`` and the OpenVINO-backend model ``name + "_openvino"``; a single variant
+    takes ``name``. Nothing is written unless every step succeeds.
     """
     if not _MODEL_NAME.match(name):
         raise ExportOptionError(f"model name {name!r} may hold only letters, digits, '_', '.', '-'")
     if max_batch_size < 1 or version < 1 or instances < 1:
         raise ExportOptionError("--max-batch, --version and --instances must be at least 1")
-    backends = {"libtorch": [Backend.libtorch], "python": [Backend.python], "both": list(Backend)}.get(backend)
+    backends = BACKENDS.get(backend)
     if backends is None:
-        raise ExportOptionError(f"--backend {backend!r}: choose libtorch, python or both")
+        raise ExportOptionError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
     checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
     network = build_network(checkpoint.cfg["MODEL"])
     levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2  # stride-2 convs from input to bottom
@@ -105,12 +124,14 @@ def export_checkpoint(
     load_weights(network, checkpoint.state_dict)
     head = InferenceHead(network, parameters.prob_threshold, parameters.skeleton_threshold).eval()
     scripted = script_head(head)
-    verify_scripted(head, scripted, parameters.crop)
+    reference = verify_scripted(head, scripted, parameters.crop)
+    ir = convert_head(head, parameters.minimum_size)
 
     cfg_yaml = cfg_to_yaml(checkpoint.cfg)
     variants = []
     for kind in backends:
-        model_name = name + PYTHON_SUFFIX if kind is Backend.python and len(backends) == 2 else name
+        suffix = {Backend.python: PYTHON_SUFFIX, Backend.openvino: OPENVINO_SUFFIX}.get(kind, "")
+        model_name = name + suffix if len(backends) > 1 else name
         config = build_model_config(
             model_name,
             backend=kind,
@@ -120,9 +141,15 @@ def export_checkpoint(
             cfg_yaml=cfg_yaml,
             instances=instances,
         )
-        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.python))
+        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.python, files=VARIANT_FILES[kind]))
+
+    def save_files(folder: Path) -> None:
+        torch.jit.save(scripted, str(folder / "model.pt"))
+        save_ir(ir, folder / IR_FILES[0])
+        verify_ir(reference, folder / IR_FILES[0])
+
     try:
-        paths = write_models(repository, variants, lambda path: torch.jit.save(scripted, str(path)), version)
+        paths = write_models(repository, variants, save_files, version)
     except OSError as e:
         raise ExportError(
             f"cannot write the model repository {repository}: {e.strerror or e} — choose a writable --repository"

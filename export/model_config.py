@@ -39,6 +39,7 @@ OUTPUTS = (VECTORS, SKELETON, PROBABILITY)
 class Backend(str, enum.Enum):
     libtorch = "libtorch"
     python = "python"
+    openvino = "openvino"
 
 
 class Device(str, enum.Enum):
@@ -157,11 +158,29 @@ _FIELD_KINDS: dict[str, Any] = {
 
 
 def parse_triple(text: str, kind: type = int) -> tuple:
-    """``"300,300,20"`` → ``(300, 300, 20)``; ``ValueError`` unless exactly three ``kind`` values."""
-    values = tuple(kind(v) for v in text.split(","))
-    if len(values) != 3:
-        raise ValueError(f"{text!r} has {len(values)} values, not 3")
-    return values
+    """A triple in the runtime's ``(X, Y, Z)`` order (docs/AXES.md), from either form.
+
+    Positional, in that order: ``"300,300,20"`` → ``(300, 300, 20)``. Named, with the letters
+    meaning what Fiji and napari show (``x`` = columns, ``y`` = rows, ``z`` = slices), in any
+    order: ``"x=280,y=300,z=20"`` → ``(300, 280, 20)``, since the runtime's X is the rows.
+    ``ValueError`` unless exactly three ``kind`` values (named: each of x, y, z once).
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not any("=" in part for part in parts):
+        values = tuple(kind(v) for v in parts)
+        if len(values) != 3:
+            raise ValueError(f"{text!r} has {len(values)} values, not 3")
+        return values
+    named: dict[str, Any] = {}
+    for part in parts:
+        letter, _, value = part.partition("=")
+        letter = letter.strip().lower()
+        if letter not in ("x", "y", "z") or letter in named:
+            raise ValueError(f"{text!r}: name each of x, y, z once")
+        named[letter] = kind(value)
+    if len(named) != 3:
+        raise ValueError(f"{text!r}: name each of x, y, z once")
+    return (named["y"], named["x"], named["z"])
 
 
 def _fmt(value: Any) -> str:
@@ -188,20 +207,38 @@ def build_model_config(
 
     Dynamic batching is on; the model is warmed up at the crop shape with batch 1 and with
     ``max_batch_size`` (TorchScript re-optimises for every new input shape).
+
+    ``Device.gpu`` gives the Python-backend model ``KIND_AUTO``: Triton places it on a GPU where
+    there is one, else on the CPU (a ``KIND_GPU`` group fails to load on a machine without one).
+
+    Triton's ``openvino`` backend runs the IR on the CPU only, and compiles it for a batch of
+    exactly ``max_batch_size`` (smaller batches fail unless ``ENABLE_BATCH_PADDING``, which pads
+    them and runs the padded batch as one): its model takes ``max_batch_size`` 1, so every crop
+    runs alone as on the other runtimes (DESIGN.md, "Batch independence"), and needs no batcher.
     """
+    if backend is Backend.openvino:
+        max_batch_size, device = 1, Device.cpu
     config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
     if backend is Backend.libtorch:
         config.platform = "pytorch_libtorch"
         config.parameters["INFERENCE_MODE"].string_value = "true"
     else:
-        config.backend = "python"
+        config.backend = backend.value
     _tensor(INPUT, config.input.add())
     for spec in OUTPUTS:
         _tensor(spec, config.output.add())
     group = config.instance_group.add()
     group.count = instances
-    group.kind = pb.ModelInstanceGroup.KIND_GPU if device is Device.gpu else pb.ModelInstanceGroup.KIND_CPU
-    config.dynamic_batching.max_queue_delay_microseconds = 1000
+    if device is Device.cpu:
+        group.kind = pb.ModelInstanceGroup.KIND_CPU
+    elif backend is Backend.python:
+        # On the GPU where the server has one, else on the CPU (running the IR): so a default
+        # export loads on the CPU-only server that the nvidia-pytriton wheel carries.
+        group.kind = pb.ModelInstanceGroup.KIND_AUTO
+    else:
+        group.kind = pb.ModelInstanceGroup.KIND_GPU
+    if backend is not Backend.openvino:
+        config.dynamic_batching.max_queue_delay_microseconds = 1000
     for batch in sorted({1, max_batch_size}):
         warmup = config.model_warmup.add()
         warmup.name = f"crop_batch{batch}"

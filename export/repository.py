@@ -20,15 +20,19 @@ from tritonclient.grpc import model_config_pb2 as pb
 from .model_config import config_to_text
 
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+# Beside the Python-backend model.py, which loads it by path when the version holds an IR.
+OPENVINO_RUNTIME = Path(__file__).with_name("openvino_runtime.py")
 
 
 @dataclass(frozen=True)
 class ModelVariant:
-    """One model directory to write: its name, config and whether it needs ``model.py``."""
+    """One model directory to write: its name, config, the exported files its version directory
+    holds, and whether it needs ``model.py``."""
 
     name: str
     config: pb.ModelConfig
     python_backend: bool
+    files: tuple[str, ...] = ("model.pt",)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -41,13 +45,14 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def write_models(
     repository: Path,
     variants: list[ModelVariant],
-    save_model: Callable[[Path], None],
+    save_files: Callable[[Path], None],
     version: int = 1,
 ) -> list[Path]:
-    """Write each variant as ``<repository>/<name>/{config.pbtxt, <version>/model.pt[, model.py]}``.
+    """Write each variant as ``<repository>/<name>/{config.pbtxt, <version>/<its files>[, model.py]}``.
 
-    ``save_model(path)`` writes the TorchScript file once; variants share it (hard link where
-    the file system allows). Returns the model directories written.
+    ``save_files(folder)`` writes every exported file (``model.pt``, ``model.xml``, ...) once into
+    ``folder``; variants share them (hard links where the file system allows). Returns the model
+    directories written.
     """
     repository.mkdir(parents=True, exist_ok=True)
     for variant in variants:  # before anything is staged or swapped: all or nothing
@@ -56,15 +61,19 @@ def write_models(
             raise FileExistsError(errno.EEXIST, f"{target} is in the way and is not a model directory", str(target))
     staging = Path(tempfile.mkdtemp(prefix=".skoots-export-", dir=repository))
     try:
-        model_file = staging / "model.pt"
-        save_model(model_file)
+        exported = staging / ".files"
+        exported.mkdir()
+        save_files(exported)
         for variant in variants:
             model_dir = staging / variant.name
             version_dir = model_dir / str(version)
             version_dir.mkdir(parents=True)
-            _link_or_copy(model_file, version_dir / "model.pt")
+            for name in variant.files:
+                _link_or_copy(exported / name, version_dir / name)
             if variant.python_backend:
                 shutil.copyfile(PYTHON_MODEL, version_dir / "model.py")
+                if "model.xml" in variant.files:
+                    shutil.copyfile(OPENVINO_RUNTIME, version_dir / OPENVINO_RUNTIME.name)
             (model_dir / "config.pbtxt").write_text(config_to_text(variant.config))
         written = []
         for variant in variants:

@@ -1,10 +1,13 @@
-"""Triton Python-backend model: runs the exported ``model.pt`` with torch.
+"""Triton Python-backend model: runs the exported model on the instance's device.
 
 Export copies this file to ``<repository>/<name>/1/model.py`` for servers without the libtorch
 backend (such as the ``tritonserver`` inside the ``nvidia-pytriton`` wheel). It must import
-nothing from this project: the server loads it on its own.
+nothing from this project: the server loads it on its own. On a ``KIND_CPU`` instance it runs
+the OpenVINO IR (``model.xml``, in FP32) when the version holds one and ``openvino`` imports,
+through ``openvino_runtime.py`` beside this file; otherwise ``model.pt`` with torch.
 """
 
+import importlib.util
 import os
 
 import numpy as np
@@ -15,21 +18,46 @@ _INPUT = "input__0"
 _OUTPUTS = ("vectors__0", "skeleton__1", "probability__2")
 
 
+def _openvino_head(version_dir, threads):
+    """The IR as a callable ``batch -> outputs``, or None when there is none or no openvino."""
+    runtime_path = os.path.join(version_dir, "openvino_runtime.py")
+    if not (os.path.isfile(os.path.join(version_dir, "model.xml")) and os.path.isfile(runtime_path)):
+        return None
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    spec = importlib.util.spec_from_file_location("exported_openvino_runtime", runtime_path)
+    runtime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runtime)
+    return runtime.OpenVinoHead(os.path.join(version_dir, runtime.IR_FILE), threads=threads, precision="fp32")
+
+
 class TritonPythonModel:
     def initialize(self, args):
         gpu = args["model_instance_kind"] == "GPU"
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+        version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.openvino = None
         if not gpu:
-            torch.set_num_threads(max(1, int(os.environ.get("SKOOTS_TORCH_THREADS", os.cpu_count() or 1))))
-        path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
-        self.model = torch.jit.load(path, map_location=self.device).eval()
+            threads = max(1, int(os.environ.get("SKOOTS_TORCH_THREADS", os.cpu_count() or 1)))
+            torch.set_num_threads(threads)
+            self.openvino = _openvino_head(version_dir, threads)
+        if self.openvino is None:
+            self.model = torch.jit.load(os.path.join(version_dir, "model.pt"), map_location=self.device).eval()
+        runs = "model.xml with OpenVINO FP32 on CPU" if self.openvino is not None else f"model.pt with torch on {self.device}"
+        logger = getattr(pb_utils, "Logger", None)  # in servers from 23.04 on
+        if logger is not None:
+            logger.log_info(f"{args['model_name']} (instance {args['model_instance_name']}) runs {runs}")
+
+    def _run(self, batch):
+        if self.openvino is not None:
+            return self.openvino(batch)
+        with torch.inference_mode():
+            return [o.cpu().numpy() for o in self.model(torch.from_numpy(batch).to(self.device))]
 
     def execute(self, requests):
         arrays = [pb_utils.get_input_tensor_by_name(r, _INPUT).as_numpy() for r in requests]
         sizes = [a.shape[0] for a in arrays]
-        batch = torch.from_numpy(np.concatenate(arrays)).to(self.device)
-        with torch.inference_mode():
-            outputs = [o.cpu().numpy() for o in self.model(batch)]
+        outputs = self._run(np.concatenate(arrays))
         responses = []
         start = 0
         for request, size in zip(requests, sizes):

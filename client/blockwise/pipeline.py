@@ -23,7 +23,8 @@ import numpy as np
 from .. import postprocess
 from ..errors import ClientError, OutputError
 from ..progress import ProgressLine
-from ..volume_io import TIFF_SUFFIXES, _replace, create_labels_array, write_labels
+from ..normalize import Normalization
+from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
 from ..workdir import default_work_dir
 from . import stages
 from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
@@ -44,6 +45,7 @@ class BlockwiseResult:
     done: dict[str, int] = field(default_factory=dict)  # blocks done per stage in this run
     resumed: dict[str, int] = field(default_factory=dict)  # blocks taken from the work directory
     peaks: dict[str, int] = field(default_factory=dict)  # worker process → its peak RSS (bytes)
+    labelled: int = 0  # voxels given an instance
 
     @property
     def peak_rss(self) -> int:
@@ -138,12 +140,16 @@ def segment_blockwise(
     quiet: bool = False,
     say: Callable[[str], None] | None = None,
     halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+    voxel_size: VoxelSize | None = None,
+    ngff_version: str = "0.4",
 ) -> BlockwiseResult:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``.
 
     The work directory (``OUT.work`` unless ``work_dir``) is removed once the labels are in
     place; after a failure it is kept with ``resume`` (its finished blocks are reused by the next
-    run with ``--resume``) and removed without. Raises ``ClientError`` subclasses.
+    run with ``--resume``) and removed without. The output states ``voxel_size`` (an
+    ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
+    ``ClientError`` subclasses.
     """
     check_tiff_fits(out, job.shape)
     store = BlockStore(work_dir or default_work_dir(out), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
@@ -155,7 +161,8 @@ def segment_blockwise(
         store.create(job.shape, grid.chunks, grid.shift)
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
         try:
-            _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos)
+            _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
+                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version)
         except BaseException as e:
             store.close()
             if resume:
@@ -170,7 +177,7 @@ def segment_blockwise(
 
 def _run(
     client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path, result: BlockwiseResult,
-    *, overwrite: bool, quiet: bool, halos: Any,
+    *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str,
 ) -> None:
     stage = _Stage(client, result, quiet)
     names = [b.name for b in grid.blocks]
@@ -218,15 +225,17 @@ def _run(
     made = store.path / "out" / ".made"
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
     chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
-    if (made.read_text() if made.exists() else "") != f"{out_dtype.name} {out.name}":
+    made_as = f"{out_dtype.name} {out.name} {voxel_size.zyx} {voxel_size.unit} {ngff_version}"
+    if (made.read_text() if made.exists() else "") != made_as:
         shutil.rmtree(target, ignore_errors=True)
         for marker in (store.path / "done" / "write").glob("*"):
             marker.unlink()
-        create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, ome)
-        made.write_text(f"{out_dtype.name} {out.name}")
+        create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version)
+        made.write_text(made_as)
     regions = grid.write_regions()
     region_names = [stages.region_name(r) for r in regions]
     done = _still_done(client, job, "write", store, region_names, array_path)
+    result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
     calls = []
     for region, name in zip(regions, region_names):
         if name in done:
@@ -234,13 +243,14 @@ def _run(
         present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
         calls.append((name, stages.write_block, (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path)))
     result.seconds["order"] = time.perf_counter() - started
-    stage.run("write", calls, len(regions))
+    result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
 
     started = time.perf_counter()
     if tiff:
         import zarr
 
-        write_labels(out, zarr.open_array(array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite)
+        write_labels(out, zarr.open_array(array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite,
+                     voxel_size=voxel_size)
     else:
         if out.exists() and not overwrite:
             raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
@@ -256,12 +266,15 @@ def _run(
 
 def blockwise_file(
     volume: Any, *, out: Path, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
+    axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
 ) -> BlockwiseResult:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
-    rounded to whole crop steps, or what keeps a worker near its memory budget), then run."""
+    rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
+    Workers read the input with ``channel`` and ``axes`` as the client did and normalise every
+    crop by the client's ``normalization``."""
     shape = volume.shape
     label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
     if block is not None:
@@ -269,9 +282,10 @@ def blockwise_file(
     else:
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
     job = stages.Job(
-        volume=Path(volume.path).resolve(), channel=channel, work=(work_dir or default_work_dir(out)).resolve(), shape=shape,
+        volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization, work=(work_dir or default_work_dir(out)).resolve(), shape=shape,
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
         batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
-                             scheduler=scheduler, workers=workers, quiet=quiet, say=say)
+                             scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
+                             ngff_version=ngff_version)

@@ -23,6 +23,7 @@ from skoots_export.model_config import ModelParameters
 
 from .. import postprocess
 from ..model_source import Tls
+from ..normalize import Normalization
 from .blocks import BlockGrid, Region, grow
 from .equivalence import face_pairs
 from .store import BlockStore, crc
@@ -39,6 +40,9 @@ class Source:
     timeout: float = 120.0
     retries: int = 5
     tls: Tls | None = None
+    runtime: str = "auto"  # the in-process model's --runtime, --threads, --precision
+    threads: int | None = None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Job:
 
     volume: Path
     channel: int | None
+    axes: str | None  # --axes, read on the workers exactly as the client read it
+    normalization: Normalization  # computed once by the client: every block maps intensities alike
     work: Path
     shape: tuple[int, int, int]
     per_block: tuple[int, int, int]
@@ -97,7 +103,8 @@ def _endpoints(source: Source) -> list[Any]:
         from ..run import open_endpoints
 
         endpoints, _ = open_endpoints(source.urls, source.model, source.repository, window=source.window,
-                                      timeout=source.timeout, retries=source.retries, tls=source.tls)
+                                      timeout=source.timeout, retries=source.retries, tls=source.tls,
+                                      runtime=source.runtime, threads=source.threads, precision=source.precision)
         return endpoints
 
     return _cached(("endpoints", source), connect)
@@ -106,7 +113,8 @@ def _endpoints(source: Source) -> list[Any]:
 def _volume(job: Job) -> Any:
     from ..volume_io import read_volume
 
-    return _cached(("volume", job.volume, job.channel), lambda: read_volume(job.volume, job.channel, check_finite=False))
+    return _cached(("volume", job.volume, job.channel, job.axes),
+                   lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False))
 
 
 def _local(region: Region, within: Region) -> tuple[slice, slice, slice]:
@@ -139,9 +147,10 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
 
         from ..volume_io import release_pages
 
-        torch.set_num_threads(max(1, job.threads))
+        torch.set_num_threads(max(1, job.source.threads or job.threads))
         volume = _volume(job)
-        for crops, pieces in infer_pieces(volume, block.crops, job.parameters, _endpoints(job.source), batch_size=job.batch_size):
+        for crops, pieces in infer_pieces(volume, block.crops, job.parameters, _endpoints(job.source), job.normalization,
+                                         batch_size=job.batch_size):
             for crop, piece in zip(crops, pieces):
                 where = _local(crop.owned, block.region)
                 skeleton[where] = piece.skeleton
@@ -270,8 +279,9 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
     array[z0:z1, x0:x1, y0:y1] = labels.transpose(2, 0, 1)
-    job.store.mark("write", region_name(region), crc(labels))
-    return _report(started)
+    labelled = int(np.count_nonzero(labels))
+    job.store.mark("write", region_name(region), crc(labels), {"labelled": labelled})
+    return _report(started, labelled=labelled)
 
 
 def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | None = None) -> bool:

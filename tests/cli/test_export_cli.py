@@ -15,6 +15,7 @@ from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 
 SKOOTS = Path(sys.executable).parent / "skoots"
 FAST = ["--device", "cpu", "--crop", "24,24,8", "--overlap", "4,4,2"]
+EVERY_VARIANT = ["skoots", "skoots_openvino", "skoots_python"]  # what the default export writes
 EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--instances", "--version",
                   "--crop", "--overlap", "--vector-scaling", "--anisotropy", "--prob-threshold",
                   "--skeleton-threshold", "--dilations-3d", "--dilations-2d", "--embedding-iterations",
@@ -85,6 +86,18 @@ def test_export_writes_both_variants_and_summarises(checkpoint: Path, tmp_path: 
     assert (repository / "skoots" / "1" / "model.pt").read_bytes() == (repository / "skoots_python" / "1" / "model.pt").read_bytes()
 
 
+def test_default_export_writes_every_variant_and_says_so(checkpoint: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    result = skoots("export", checkpoint, "-r", repository, *FAST)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in repository.iterdir()) == EVERY_VARIANT
+    out = result.stdout
+    assert f"{repository / 'skoots'}/1/model.pt (libtorch backend, cpu, max_batch_size 8)" in out
+    assert f"{repository / 'skoots_python'}/1/model.pt (python backend, cpu, max_batch_size 8)" in out
+    assert f"{repository / 'skoots_openvino'}/1/model.xml (openvino backend, cpu, max_batch_size 1)" in out
+    assert 'backend: "openvino"' in (repository / "skoots_openvino" / "config.pbtxt").read_text()
+
+
 def test_python_backend_alone_takes_the_plain_name(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     result = skoots("export", checkpoint, "-r", repository, "--backend", "python", "--name", "mito.v2",
@@ -127,7 +140,7 @@ ERRORS: list = [
     ("crop-zero", [OK, "--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
     ("overlap-too-big", [OK, "--crop", "8,8,8", "--overlap", "4,4,4"], r"crop \(8, 8, 8\) with overlap \(4, 4, 4\) keeps nothing of a crop"),
     ("vector-scaling", [OK, "--vector-scaling", "60,60"], r"--vector-scaling '60,60' needs three numbers X,Y,Z, e\.g\. --vector-scaling 60,60,12"),
-    ("backend", [OK, "--backend", "tensorflow"], r"--backend 'tensorflow': choose libtorch, python or both"),
+    ("backend", [OK, "--backend", "tensorflow"], r"--backend 'tensorflow': choose libtorch, python, openvino, both, all"),
     ("name-slash", [OK, "--name", "bad/name"], r"model name 'bad/name' may hold only letters, digits, '_', '\.', '-'"),
     ("max-batch", [OK, "--max-batch", "0"], r"--max-batch, --version and --instances must be at least 1"),
     ("prob-threshold", [OK, "--prob-threshold", "1.5"], r"prob_threshold = 1\.5 must lie in \[0, 1\)"),
@@ -209,12 +222,12 @@ def test_reexport_replaces_atomically_and_keeps_other_versions(checkpoint: Path,
     assert (repository / "skoots" / "7" / "model.pt").read_bytes() == b"older version"
     assert sorted(p.name for p in (repository / "skoots").iterdir()) == ["1", "7", "config.pbtxt"]
     assert list(repository.glob(".skoots-export-*")) == [] and list(repository.rglob("*.replaced")) == []
-    assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
+    assert sorted(p.name for p in repository.iterdir()) == EVERY_VARIANT
 
     third = skoots("export", checkpoint, "-r", repository, "--version", "2", *FAST)
     assert third.returncode == 0, third.stderr
     assert sorted(p.name for p in (repository / "skoots").iterdir()) == ["1", "2", "7", "config.pbtxt"]
-    assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
+    assert sorted(p.name for p in repository.iterdir()) == EVERY_VARIANT
 
 
 def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
@@ -226,7 +239,7 @@ def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, bad_files: P
         assert result.returncode == 2, result.stderr
     after = {p.relative_to(repository): p.read_bytes() for p in repository.rglob("*") if p.is_file()}
     assert after == before
-    assert sorted(p.name for p in repository.iterdir()) == ["skoots"]
+    assert sorted(p.name for p in repository.iterdir()) == EVERY_VARIANT
 
 
 def test_a_file_in_the_way_is_neither_deleted_nor_half_replaced(checkpoint: Path, tmp_path: Path) -> None:

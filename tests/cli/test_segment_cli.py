@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
 from conftest import serving
@@ -83,22 +84,31 @@ INPUT_CASES = [
     ("unknown-format", None, ["{tmp}/input/v.png"], r"unknown input format; use a \.tif/\.tiff file or a \.zarr store"),
     ("empty", None, ["{tmp}/input/empty.zarr"], r"empty\.zarr is empty \(shape \(0, 10, 10\)\)"),
     ("zarr-group", None, ["{tmp}/input/group.zarr"], r"Zarr group with 2 arrays and no OME multiscales; point at one array"),
-    ("2-D", lambda p: tifffile.imwrite(p, volume_zxy()[0]), [], r"has 2 dimensions \(40, 36\) \(axes YX\); expected a 3-D stack \[Z, X, Y\] or \[Z, X, Y, C\]"),
+    ("2-D", lambda p: tifffile.imwrite(p, volume_zxy()[0]), [], r"has 2 dimensions \(40, 36\) \(axes YX\); expected a 3-D stack \[Z, Y, X\] or \[Z, Y, X, C\]"),
     ("5-D", lambda p: tifffile.imwrite(p, np.zeros((2, 3, 8, 8, 2), np.uint16)), [], r"has 5 dimensions .*; expected a 3-D stack"),
+    ("rgb-2-d", lambda p: tifffile.imwrite(p, volume_zxy((40, 36, 3), np.uint8), photometric="rgb"), [], r"v\.tif is a 2-D RGB image \(axes YXS\); SKOOTS segments 3-D stacks \(if it is a stack of 3 slices, say so with --axes YXZ\)$"),
     ("rgb-without-channel", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 3), np.uint8), photometric="rgb"), [], r"has 3 channels; choose one with --channel 0\.\.2"),
     ("channel-out-of-range", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 5)), photometric="minisblack", planarconfig="contig"), ["--channel", "5"], r"--channel 5 is out of range: \S+ has channels 0\.\.4"),
     ("channel-of-single-channel", lambda p: tifffile.imwrite(p, volume_zxy()), ["--channel", "1"], r"--channel 1 is out of range: \S+ has one channel"),
     ("int32", lambda p: tifffile.imwrite(p, volume_zxy().astype(np.int32)), [], r"holds int32 voxels; SKOOTS reads uint8, uint16 or float \(already normalised\) — convert it"),
     ("bool", lambda p: tifffile.imwrite(p, volume_zxy() > 30000), [], r"holds bool voxels; .* convert it"),
-    ("float64-nan", with_nonfinite(np.nan), [], r"holds NaN or infinite values \(first at Z,X,Y = \(11, 39, 35\)\); replace them before segmenting"),
-    ("float64-inf", with_nonfinite(np.inf), [], r"holds NaN or infinite values \(first at Z,X,Y = \(11, 39, 35\)\)"),
+    ("float64-nan", with_nonfinite(np.nan), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\); replace them before segmenting"),
+    ("float64-inf", with_nonfinite(np.inf), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\)"),
     ("float32-minus-inf", with_nonfinite(-np.inf, np.float32), [], r"holds NaN or infinite values"),
+    ("float32-0-255", lambda p: tifffile.imwrite(p, volume_zxy(dtype=np.float32) * 255), [], r"the float32 volume's values span 0\.\d+ to 25\d\.\d+, but the model takes float input as already normalised to \[0, 1\]; pass --normalize percentile \(or minmax\) to rescale it, or --normalize dtype to take it as is"),
+    ("normalize-minmax-constant", lambda p: tifffile.imwrite(p, np.full((12, 40, 36), 7, np.uint16)), ["--normalize", "minmax"], r"--normalize minmax: the volume's minimum and maximum are both 7, so there is no range to stretch; use --normalize dtype"),
+    ("axes-bad-letters", None, ["--axes", "ZYQ"], r"--axes 'ZYQ': name each of Z, Y, X once, plus C \(channel\) and T \(time\) if the array has them, e\.g\. --axes ZYX, XYZ or ZCYX"),
+    ("axes-wrong-length", None, ["--axes", "ZCYX"], r"--axes ZCYX names 4 axes but \S+v\.tif has 3 dimensions \(12, 40, 36\); give one letter per dimension"),
 ]
 
 OPTION_CASES = [
     ("crop-keeps-nothing", None, ["--crop", "8,8,8", "--overlap", "4,4,4"], r"crop \(8, 8, 8\) with overlap \(4, 4, 4\) keeps nothing of a crop: each crop size must exceed twice its overlap"),
     ("overlap-keeps-nothing", None, ["--overlap", "12,4,2"], r"crop \(24, 24, 8\) with overlap \(12, 4, 2\) keeps nothing"),
     ("crop-two-values", None, ["--crop", "8,8"], r"--crop '8,8' needs three integers X,Y,Z, e\.g\. --crop 300,300,20"),
+    ("crop-named-twice", None, ["--crop", "x=24,x=24,z=8"], r"--crop 'x=24,x=24,z=8' needs three integers X,Y,Z, e\.g\. --crop 300,300,20, or named as napari shows the axes, e\.g\. --crop y=300,x=300,z=20"),
+    ("normalize-unknown", None, ["--normalize", "zscore"], r"--normalize 'zscore': choose auto, dtype, minmax, percentile\[:LOW,HIGH\] or mean-std:M,S"),
+    ("normalize-percentiles-reversed", None, ["--normalize", "percentile:99,1"], r"--normalize 'percentile:99,1': give two percentiles LOW < HIGH within 0\.\.100, e\.g\. percentile:1,99\.8"),
+    ("normalize-std-zero", None, ["--normalize", "mean-std:100,0"], r"--normalize 'mean-std:100,0': give the mean and a positive standard deviation"),
     ("crop-zero", None, ["--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
     ("embedding-iterations", None, ["--embedding-iterations", "0"], r"embedding_iterations = 0 must be at least 1"),
     ("batch-zero", None, ["--batch", "0"], r"--window and --batch must be at least 1, --retries at least 0, --timeout positive"),
@@ -123,11 +133,18 @@ MODEL_CASES = [
     ("repository-missing", None, ["@embedded", "-r", "{tmp}/nothing"], r"no model 'skoots' in repository \S+nothing \(run skoots export first\)"),
     ("model-not-in-repository", None, ["@embedded", "--model", "other"], r"no model 'other' in repository \S+ \(models there: skoots\)"),
     ("model-pt-corrupt", None, ["@embedded", "-r", "{tmp}/broken", "--model", "corrupt"], r"cannot load \S+model\.pt: PytorchStreamReader failed reading zip archive: failed finding central directory — re-export the model"),
-    ("model-pt-missing", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noversion"], r"has no <version>/model\.pt; re-export the model"),
+    ("model-pt-missing", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noversion"], r"has no <version>/model\.pt or model\.xml; re-export the model"),
+    ("runtime-unknown", None, ["@embedded", "--runtime", "tpu"], r"--runtime 'tpu': choose auto, openvino, torchscript, cuda"),
+    ("runtime-cuda-without-gpu", None, ["@embedded", "--runtime", "cuda"], r"--runtime cuda: no usable CUDA GPU here \(torch\.cuda\.is_available\(\) is False\) — use --runtime auto"),
+    ("runtime-openvino-without-ir", None, ["@embedded", "-r", "{tmp}/broken", "--model", "corrupt", "--runtime", "openvino"], r"--runtime openvino: \S+ has no model\.xml — re-export the model with skoots export"),
+    ("runtime-with-url", None, ["--url", "127.0.0.1:1", "--runtime", "openvino"], r"--runtime, --threads and --precision choose how the model runs in-process: drop them with --url"),
+    ("threads-zero", None, ["@embedded", "--threads", "0"], r"--threads 0: give at least 1"),
+    ("precision-unknown", None, ["@embedded", "--precision", "fp8"], r"--precision 'fp8': choose fp32, bf16"),
+    ("precision-bf16-on-torchscript", None, ["@embedded", "--runtime", "torchscript", "--precision", "bf16"], r"--precision bf16 runs on OpenVINO only, not torchscript — drop it, or use --runtime openvino"),
     ("config-malformed", None, ["@embedded", "-r", "{tmp}/broken", "--model", "garbled"], r"cannot parse \S+config\.pbtxt: "),
     ("config-missing-parameter", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noparams"], r"model at \S+noparams: model config has no parameter 'crop' — re-export it with skoots export"),
     ("server-unreachable", None, ["--url", "127.0.0.1:1"], r"no Triton server at 127\.0\.0\.1:1 \(UNAVAILABLE\) — start one \(skoots serve\) or fix --url"),
-    ("server-url-malformed", None, ["--url", "http://127.0.0.1:1"], r"no Triton server at http://127\.0\.0\.1:1 .*fix --url"),
+    ("server-url-malformed", None, ["--url", "ftp://127.0.0.1:1"], r"--url ftp://127\.0\.0\.1:1: Triton's gRPC client does not speak ftp:// — give HOST:PORT of Triton's gRPC port"),
     ("model-not-loaded", None, ["@server", "--model", "nope"], r"model 'nope' is not loaded or not ready on \S+ \(ready: half_answer, noparams, wrong_io\) — pass --model or load it"),
     ("model-breaks-the-contract", None, ["@server", "--model", "wrong_io"], r"model at \S+/wrong_io does not speak the SKOOTS contract: no input 'input__0'; no output 'vectors__0'.* — re-export it with skoots export"),
     ("served-config-missing-parameter", None, ["@server", "--model", "noparams"], r"model at \S+/noparams: model config has no parameter 'crop'"),
@@ -212,6 +229,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 ) -> None:
     if case == "device-gpu-without-one" and importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed: --device gpu may be valid here")
+    if case == "runtime-cuda-without-gpu" and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: --runtime cuda is valid")
     folders = {name: tmp_path / name for name in ("input", "out", "cwd", "readonly")}
     for folder in folders.values():
         folder.mkdir()

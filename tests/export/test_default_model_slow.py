@@ -1,4 +1,5 @@
-"""Issue 2's acceptance: the default-cfg export reproduces upstream on a 300x300x20 crop."""
+"""Issue 2's acceptance: the default-cfg export reproduces upstream on a 300x300x20 crop, in
+TorchScript and (issue 12) in the OpenVINO IR."""
 
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def test_default_cfg_export_reproduces_upstream_with_reference_thresholds(tmp_pa
     reference_vectors = (out[:, 0:3] * mask).half()
     reference_skeleton = (out[:, [-2]].float() * mask).gt(0.8)
     near = (out[:, [-1]] - 0.5).abs().lt(1e-4) | (out[:, [-2]] - 0.8).abs().lt(1e-4)
-    assert float(((vectors.float() - reference_vectors.float()).abs() * ~near).max()) <= 1e-3
-    assert torch.equal(skeleton.bool() & ~near, reference_skeleton & ~near)
-    assert float((prob.float() - out[:, [-1]]).abs().max()) <= 1e-3
     assert 0 < int(skeleton.sum()) and 0 < int(mask.sum()) < mask.numel()
+    from skoots_export.openvino_runtime import OpenVinoHead
+
+    ir = OpenVinoHead(str(tmp_path / "repo" / "skoots" / "1" / "model.xml"))  # FP32
+    for vectors, skeleton, prob in [(vectors, skeleton, prob), tuple(torch.from_numpy(o) for o in ir(x.numpy()))]:
+        assert float(((vectors.float() - reference_vectors.float()).abs() * ~near).max()) <= 1e-3
+        assert torch.equal(skeleton.bool() & ~near, reference_skeleton & ~near)
+        assert float((prob.float() - out[:, [-1]]).abs().max()) <= 1e-3

@@ -195,11 +195,17 @@ def test_parameters_refuse_what_no_model_can_run(change: dict, match: str) -> No
         ModelParameters(**change)
 
 
-def test_a_crops_answer_does_not_depend_on_its_batch(exported_repository: Path) -> None:
+@pytest.mark.parametrize("runtime", ["torchscript", "openvino"])
+def test_a_crops_answer_does_not_depend_on_its_batch(exported_repository: Path, runtime: str) -> None:
     """The dynamic batcher merges requests at will; each crop's answer must be the same alone."""
-    import torch
+    from skoots_export.openvino_runtime import OpenVinoHead
 
-    model = torch.jit.load(str(exported_repository / "skoots" / "1" / "model.pt"))
+    version = exported_repository / "skoots" / "1"
+    if runtime == "openvino":
+        head = OpenVinoHead(str(version / "model.xml"))
+        model = lambda crops: tuple(torch.from_numpy(o) for o in head(crops.numpy()))  # noqa: E731
+    else:
+        model = torch.jit.load(str(version / "model.pt"))
     batch = torch.rand((4, 1, 24, 24, 8), generator=torch.Generator().manual_seed(3)).half()
     with torch.inference_mode():
         together = model(batch)

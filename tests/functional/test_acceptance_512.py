@@ -1,8 +1,9 @@
 """Issue 3's acceptance: the default-cfg network on a 512x512x64 uint16 TIFF, through
 ``skoots serve`` + ``skoots-client segment --url``, equals the embedded mode and the reference.
 
-About 8 minutes on two quiet CPU cores (three passes of 24 crops of 300x300x20 through the
-full-size network), so it is marked ``acceptance`` and left out of the default run:
+About 10 minutes on two quiet CPU cores (four passes of 24 crops of 300x300x20 through the
+full-size network: served and embedded through OpenVINO, embedded through TorchScript, and the
+reference), so it is marked ``acceptance`` and left out of the default run:
 ``python -m pytest -m acceptance``.
 """
 
@@ -92,13 +93,26 @@ def test_default_cfg_512x512x64_served_equals_embedded_and_reference(tmp_path: P
     assert embedded.returncode == 0, embedded.stderr
     a, b = tifffile.imread(tmp_path / "served.tif"), tifffile.imread(tmp_path / "embedded.tif")
     assert a.shape == (64, 512, 512) and np.array_equal(a, b)
+    assert "inference in-process: OpenVINO FP32" in embedded.stdout, "both ran the IR on this CPU"
 
-    model = torch.jit.load(str(repository / "skoots" / "1" / "model.pt"))
+    # Issue 12: TorchScript's labels are OpenVINO's, up to voxels at a threshold.
+    torchscript = subprocess.run(
+        [str(BIN / "skoots-client"), "segment", str(volume), "-r", str(repository), "--out", str(tmp_path / "torchscript.tif"),
+         "--device", "cpu", "--runtime", "torchscript"],
+        capture_output=True, text=True,
+    )
+    assert torchscript.returncode == 0, torchscript.stderr
+    from skoots_client.evaluate import evaluate
+
+    assert evaluate(a, tifffile.imread(tmp_path / "torchscript.tif")).adjusted_rand_index >= 0.9999
+
+    from skoots_export.openvino_runtime import OpenVinoHead
+
+    model = OpenVinoHead(str(repository / "skoots" / "1" / "model.xml"))  # the reference on the runtime that served
 
     def infer(batch: np.ndarray):
-        with torch.inference_mode():
-            v, s, _ = model(torch.from_numpy(batch))
-        return v.numpy(), s.numpy()
+        v, s, _ = model(batch)
+        return v, s
 
     expected = reference_segment(tifffile.imread(volume).transpose(1, 2, 0), infer, (300, 300, 20), (10, 10, 5), (60.0, 60.0, 12.0))
     assert same_partition(a.transpose(1, 2, 0), expected)

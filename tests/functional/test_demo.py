@@ -90,6 +90,22 @@ def test_skoots_serve_and_url_give_the_labels_of_the_embedded_run(demo, tmp_path
     assert embedded.max() > 20
 
 
+def test_the_demo_runs_through_openvino_with_the_labels_of_torchscript(demo, tmp_path: Path) -> None:
+    from skoots_client.evaluate import evaluate
+
+    out, done = demo
+    assert "inference in-process: OpenVINO FP32 on CPU" in done.stdout
+    torchscript = subprocess.run(
+        [CLIENT, "segment", str(out / "demo_volume.tif"), "-r", str(out / "model_repository"), "--runtime", "torchscript",
+         "--out", str(tmp_path / "torchscript.tif")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert torchscript.returncode == 0, torchscript.stderr
+    assert "inference in-process: TorchScript FP32 on CPU" in torchscript.stdout
+    labels = tifffile.imread(out / "demo_volume_segmented.tif"), tifffile.imread(tmp_path / "torchscript.tif")
+    assert evaluate(*labels).adjusted_rand_index >= 0.9999
+
+
 def test_demo_refuses_a_training_seed() -> None:
     done = subprocess.run([sys.executable, "-m", "examples.demo", "--seed", "1003"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "training and validation data" in done.stderr

@@ -1,0 +1,60 @@
+"""Convert the inference head to an OpenVINO IR and prove the IR is the same model.
+
+The IR takes ``input__0`` (FP16 ``[1, 1, X, Y, Z]``, any crop shape) and returns the wire
+contract's outputs by name and type — ``vectors__0`` FP16, ``skeleton__1`` UINT8,
+``probability__2`` FP16 — with the threshold step inside, so a client cannot tell which runtime
+answered. Batch 1: every runtime runs one crop at a time (DESIGN.md, "Batch independence").
+Weights stay FP32 (``save_model`` would halve them to FP16 by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .errors import ExportError, VerificationError
+from .head import InferenceHead
+from .model_config import INPUT, OUTPUTS
+from .openvino_runtime import OpenVinoHead
+from .torchscript import Reference, matches_reference
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError as e:
+        raise ExportError(
+            f"cannot import openvino ({e}): install it (pip install 'openvino>=2024.4'); export writes the OpenVINO IR with it"
+        ) from e
+    return openvino
+
+
+def convert_head(head: InferenceHead, minimum_size: int) -> "openvino.Model":  # noqa: F821
+    """Trace ``head`` at batch 1 into an OpenVINO model with dynamic spatial axes.
+
+    The trace runs on the smallest crop the network accepts (``minimum_size`` per axis): the
+    shapes stay symbolic, and converting at a full crop takes minutes.
+    """
+    ov = _openvino()
+    example = torch.zeros((1, 1, *(minimum_size,) * 3), dtype=torch.float16)
+    with torch.inference_mode():
+        model = ov.convert_model(
+            head.eval(), example_input=(example,), input=[(INPUT.name, ov.PartialShape([1, 1, -1, -1, -1]), ov.Type.f16)]
+        )
+    for output, spec in zip(model.outputs, OUTPUTS):
+        output.get_tensor().set_names({spec.name})
+    return model
+
+
+def save_ir(model: "openvino.Model", xml_path: Path) -> None:  # noqa: F821
+    """``model.xml`` + ``model.bin`` beside it, weights in FP32."""
+    _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
+
+
+def verify_ir(reference: Reference, xml_path: Path) -> None:
+    """Run the saved IR (FP32) on the reference crop; raise :class:`VerificationError` unless its
+    thresholded outputs match the eager head's as closely as TorchScript's must."""
+    outputs = OpenVinoHead(str(xml_path), precision="fp32")(reference.crop.numpy())
+    if not matches_reference(reference, tuple(torch.from_numpy(o) for o in outputs)):
+        raise VerificationError("the OpenVINO IR's outputs differ from the eager head; nothing was written")
