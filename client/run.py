@@ -367,9 +367,9 @@ def check_blockwise_options(*, device: str, save_intermediates: bool, preview: P
                                         ("--table", table is not None), ("--labels-into", labels_into is not None),
                                         ("--mask", mask is not None), ("--skip-below", skip_below is not None)) if given]
     if refused:
-        raise InputError(f"{', '.join(refused)} need{'s' if len(refused) == 1 else ''} the in-memory mode, not --blockwise: "
-                         "drop them, or segment without --blockwise on a machine the volume fits "
-                         "(the work directory's Zarr arrays are the blockwise intermediates)")
+        one = len(refused) == 1
+        raise InputError(f"{', '.join(refused)} need{'s' if one else ''} the labels in memory, which --blockwise never holds: "
+                         f"drop {'it' if one else 'them'}, or segment without --blockwise on a machine the volume fits in")
 
 
 def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, window: int,

@@ -92,6 +92,49 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     assert not (tmp_path / "labels.tif.work").exists(), "the work directory is removed once the labels are in place"
 
 
+def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_repository: Path, volume, tmp_path: Path) -> None:
+    from skoots_client.errors import ClientError
+
+    path, _ = volume
+    with pytest.raises(ClientError, match=re.escape("--table needs the labels in memory, which --blockwise never holds")):
+        segment_file(path, out=tmp_path / "l.zarr", table=tmp_path / "t.csv", repository=e2e_repository, device="cpu",
+                     quiet=True, memory_available=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_normalize_and_axes_blockwise_equal_in_memory(e2e_repository: Path, tmp_path: Path) -> None:
+    """--normalize percentile is computed once by the client and every block maps intensities
+    by it; workers read the input in the --axes order the client did."""
+    data = blobs_volume(SHAPE_ZXY, seed=5).transpose(1, 2, 0)  # stored [X, Y, Z]
+    path = tmp_path / "xyz.zarr"
+    zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype)[...] = data // 4 + 1000
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ")
+    text = segment_file(path, out=tmp_path / "expected.zarr", **options)
+    assert "percentile" in text
+    got = segment_file(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=(16, 16, 4), workers=2, **options)
+    expected = labels_of(tmp_path / "expected.zarr")
+    assert expected.max() >= 5
+    assert "percentile" in got and "from --axes" in got
+    blockwise = labels_of(tmp_path / "blockwise.zarr")
+    assert blockwise.dtype == expected.dtype and np.array_equal(blockwise, expected)
+
+
+def test_blockwise_ome_zarr_states_the_voxel_size(e2e_repository: Path, volume, tmp_path: Path) -> None:
+    """Scale and units as the in-memory writer states them, as NGFF 0.5 (Zarr v3)."""
+    from skoots_client.volume_io import VoxelSize, read_voxel_size
+
+    path, expected = volume
+    size = VoxelSize((0.5, 0.25, 2.0), "micrometer")
+    out = tmp_path / "labels.ome.zarr"
+    text = segment_file(path, out=out, repository=e2e_repository, device="cpu", quiet=True, blockwise=True,
+                        block=(16, 16, 4), workers=2, voxel_size=size, ngff_version="0.5")
+    assert read_voxel_size(out) == size and "voxel size" in text
+    group = zarr.open_group(str(out), mode="r")
+    assert group.metadata.zarr_format == 3 and group.attrs["ome"]["version"] == "0.5"
+    assert group.attrs["ome"]["multiscales"][0]["axes"][0] == {"name": "z", "type": "space", "unit": "micrometer"}
+    assert np.array_equal(labels_of(out), expected)
+
+
 def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: str, volume, tmp_path: Path) -> None:
     path, expected = volume
     out = tmp_path / "labels.ome.zarr"
@@ -137,8 +180,13 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"save_intermediates": True}, "--save-intermediates and --preview need the volume in memory"),
-    ({"preview": Path("p.png")}, "--save-intermediates and --preview need the volume in memory"),
+    ({"save_intermediates": True}, "--save-intermediates needs the labels in memory, which --blockwise never holds: drop it"),
+    ({"preview": Path("p.png")}, "--preview needs the labels in memory"),
+    ({"table": Path("t.csv")}, "--table needs the labels in memory, which --blockwise never holds"),
+    ({"labels_into": Path("image.ome.zarr")}, "--labels-into needs the labels in memory"),
+    ({"mask": Path("mask.tif")}, "--mask needs the labels in memory"),
+    ({"skip_below": 3.0}, "--skip-below needs the labels in memory"),
+    ({"table": Path("t.csv"), "skip_below": 3.0}, "--table, --skip-below need the labels in memory, which --blockwise never holds: drop them"),
     ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
     ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
 ])
@@ -146,8 +194,7 @@ def test_options_blockwise_cannot_honour_are_refused(e2e_repository: Path, volum
     from skoots_client.errors import ClientError
 
     path, _ = volume
-    if "preview" in options:
-        options = {"preview": tmp_path / "p.png"}
+    options = {k: tmp_path / v if isinstance(v, Path) else v for k, v in options.items()}
     with pytest.raises(ClientError, match=re.escape(message)):
         segment_file(path, out=tmp_path / "l.zarr", repository=e2e_repository, blockwise=True, quiet=True,
                      **{"device": "cpu", **options})
