@@ -148,6 +148,18 @@ def create_label_image(
     return arrays
 
 
+def add_label_properties(path: Path, properties: Sequence[dict[str, Any]]) -> None:
+    """Set the ``image-label.properties`` of the label image at ``path`` (written block by
+    block, its table known only at the end)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    attrs = group.attrs.asdict()
+    ome = attrs["ome"] if "ome" in attrs else attrs
+    ome["image-label"] = {**ome["image-label"], "properties": list(properties)}
+    group.attrs.update(_jsonable({"ome": ome} if "ome" in attrs else {"image-label": ome["image-label"]}))
+
+
 def write_label_image(path: Path, labels_xyz: np.ndarray, levels: Sequence[Level], axes: Sequence[dict[str, str]],
                       **metadata: Any) -> None:
     """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``);

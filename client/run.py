@@ -243,14 +243,14 @@ def segment_file(
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     asked_blockwise = blockwise or scheduler is not None
     if asked_blockwise:
-        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, table=table,
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview,
                                 labels_into=labels_into, mask=mask, skip_below=skip_below)
     work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
     check_destinations(Path(volume_path), out, overwrite, save_intermediates, preview, work_path, table)
     choice = parse_normalize(normalize)
     volume = read_volume(volume_path, channel, axes)
     if not asked_blockwise and _too_big_for_memory(volume.shape, memory_available):
-        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, table=table,
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview,
                                 labels_into=labels_into, mask=mask, skip_below=skip_below)
         asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
@@ -284,7 +284,7 @@ def segment_file(
         close_all(endpoints)
         return _blockwise(
             volume, out=out, urls=urls, model=model, repository=repository, overwrite=overwrite, channel=channel,
-            axes=axes, normalization=normalization, voxel_size=size, ngff_version=ngff_version, warn=warn,
+            axes=axes, normalization=normalization, voxel_size=size, ngff_version=ngff_version, warn=warn, table=table,
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
             reference_borders=reference_borders, quiet=quiet, resume=resume, work_dir=work_dir, tls=tls,
             runtime=runtime, threads=threads, precision=precision, block=block, workers=workers,
@@ -358,13 +358,12 @@ def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | Non
     return True
 
 
-def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, table: Path | None,
-                            labels_into: Path | None, mask: Path | None, skip_below: float | None) -> None:
+def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, labels_into: Path | None, mask: Path | None, skip_below: float | None) -> None:
     """Refuse, before any work, the options the blockwise mode does not do, naming the in-memory mode."""
     if device == "gpu":
         raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
     refused = [name for name, given in (("--save-intermediates", save_intermediates), ("--preview", preview is not None),
-                                        ("--table", table is not None), ("--labels-into", labels_into is not None),
+                                        ("--labels-into", labels_into is not None),
                                         ("--mask", mask is not None), ("--skip-below", skip_below is not None)) if given]
     if refused:
         one = len(refused) == 1
@@ -375,10 +374,11 @@ def check_blockwise_options(*, device: str, save_intermediates: bool, preview: P
 def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, window: int,
                timeout: float, retries: int, tls: Tls | None, started: float, normalization: Normalization,
                voxel_size: VoxelSize, warn: Callable[[str], None], runtime: str, threads: int | None, precision: str,
-               **options: Any) -> str:
+               table: Path | None, **options: Any) -> str:
     """``segment --blockwise``: the in-memory mode's checked options, then the pipeline."""
     from .blockwise.pipeline import blockwise_file
     from .blockwise.stages import Source
+    from .measure import write_table
     from .sanity import empty_result_text
 
     parameters, channel, reference_borders = options.pop("parameters"), options["channel"], options["reference_borders"]
@@ -391,8 +391,10 @@ def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repos
     threads = threads if threads is not None else options["threads_per_worker"]
     source = Source(tuple(urls), model, Path(repository).resolve(), window, timeout, retries, tls, runtime, threads, precision)
     result = blockwise_file(volume, out=out, parameters=parameters, source=source, fingerprint=made_of,
-                            normalization=normalization, voxel_size=voxel_size,
+                            normalization=normalization, voxel_size=voxel_size, measure=table is not None,
                             say=None if quiet else (lambda line: print(line, file=sys.stderr)), **options)
+    if table is not None and result.table is not None:
+        write_table(table, result.table)
     total = time.perf_counter() - started
     voxels = int(np.prod(volume.shape))
     warn_each(warn, empty_result_text(result.instances, result.labelled / max(1, voxels)))
@@ -400,5 +402,5 @@ def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repos
         f"{describe_run(volume, out, normalization)}\n"
         f"{result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s, {voxels / total / 1e6:.2f} Mvoxels/s\n{result.summary(voxels)}\n"
-        f"voxel size {voxel_size.describe()}"
+        f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else "")
     )

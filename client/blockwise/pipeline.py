@@ -12,6 +12,7 @@ tables and each component's first appearance: O(components + blocks), never a vo
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ import numpy as np
 from .. import postprocess
 from ..errors import ClientError, OutputError
 from ..progress import ProgressLine
+from ..measure import label_properties
+from ..ngff import add_label_properties
 from ..normalize import Normalization
 from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
 from ..workdir import default_work_dir
@@ -46,6 +49,7 @@ class BlockwiseResult:
     resumed: dict[str, int] = field(default_factory=dict)  # blocks taken from the work directory
     peaks: dict[str, int] = field(default_factory=dict)  # worker process → its peak RSS (bytes)
     labelled: int = 0  # voxels given an instance
+    table: dict[str, np.ndarray] | None = None  # the instance table's columns, with measure
 
     @property
     def peak_rss(self) -> int:
@@ -142,6 +146,7 @@ def segment_blockwise(
     halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
     voxel_size: VoxelSize | None = None,
     ngff_version: str = "0.4",
+    measure: bool = False,
 ) -> BlockwiseResult:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``.
 
@@ -149,7 +154,8 @@ def segment_blockwise(
     place; after a failure it is kept with ``resume`` (its finished blocks are reused by the next
     run with ``--resume``) and removed without. The output states ``voxel_size`` (an
     ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
-    ``ClientError`` subclasses.
+    ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
+    (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties).
     """
     check_tiff_fits(out, job.shape)
     store = BlockStore(work_dir or default_work_dir(out), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
@@ -162,7 +168,7 @@ def segment_blockwise(
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
-                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version)
+                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure)
         except BaseException as e:
             store.close()
             if resume:
@@ -177,7 +183,7 @@ def segment_blockwise(
 
 def _run(
     client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path, result: BlockwiseResult,
-    *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str,
+    *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
 ) -> None:
     stage = _Stage(client, result, quiet)
     names = [b.name for b in grid.blocks]
@@ -235,17 +241,26 @@ def _run(
     regions = grid.write_regions()
     region_names = [stages.region_name(r) for r in regions]
     done = _still_done(client, job, "write", store, region_names, array_path)
+    if measure:  # a block written by a run without --table is written again, and measured
+        done = {k: v for k, v in done.items() if (store.path / "stats" / f"{k}.npz").exists()}
     result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
     calls = []
     for region, name in zip(regions, region_names):
         if name in done:
             continue
         present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
-        calls.append((name, stages.write_block, (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path)))
+        calls.append((name, stages.write_block,
+                      (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path, measure)))
     result.seconds["order"] = time.perf_counter() - started
     result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
 
     started = time.perf_counter()
+    if measure:
+        result.table = _instance_table(store, region_names, array_path, shape_zxy, voxel_size)
+        if ome:
+            add_label_properties(target, label_properties(result.table))
+        result.seconds["measure"] = time.perf_counter() - started
+        started = time.perf_counter()
     if tiff:
         import zarr
 
@@ -264,9 +279,27 @@ def _run(
     result.seconds["write"] += time.perf_counter() - started
 
 
+def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, shape_zxy: tuple[int, int, int],
+                    voxel_size: VoxelSize) -> dict[str, np.ndarray]:
+    """The instance table from the write blocks' per-label sums (all blocks' partials taken as
+    one, then merged: sums, minima and maxima are exact whatever the order) and each instance's
+    skeleton length, read from its bounding box in the written labels."""
+    import zarr
+
+    from ..measure import PartialStats, instance_table, skeleton_lengths
+
+    parts = [store.load_npz("stats", n) for n in names]
+    fields = [f.name for f in dataclasses.fields(PartialStats)]
+    stats = PartialStats(*(np.concatenate([p[f] for p in parts]) for f in fields)).merge(PartialStats.empty(True))
+    labels = zarr.open_array(array_path, mode="r")
+    lengths = skeleton_lengths(stats, lambda box: labels[box], voxel_size.zyx)
+    return instance_table(stats, shape_zxy, voxel_size, lengths)
+
+
 def blockwise_file(
     volume: Any, *, out: Path, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
     axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
+    measure: bool = False,
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
@@ -288,4 +321,4 @@ def blockwise_file(
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version)
+                             ngff_version=ngff_version, measure=measure)

@@ -269,9 +269,12 @@ def region_name(region: Region) -> str:
     return ".".join(str(lo) for lo, _ in region)
 
 
-def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, dtype: Any, array_path: str) -> dict[str, Any]:
+def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, dtype: Any, array_path: str,
+                measure: bool = False) -> dict[str, Any]:
     """Step 10 for one output block: each component's number in the volume's order of first
-    appearance, written as ``[Z, X, Y]`` into whole chunks of the output."""
+    appearance, written as ``[Z, X, Y]`` into whole chunks of the output. With ``measure``, the
+    block's per-label sums for the instance table (with the raw intensities) are kept in
+    ``stats/``: the blocks are disjoint, so the client adds them up exactly."""
     import zarr
 
     started = time.perf_counter()
@@ -279,6 +282,12 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
     array[z0:z1, x0:x1, y0:y1] = labels.transpose(2, 0, 1)
+    if measure:
+        from ..measure import PartialStats
+
+        raw = np.asarray(_volume(job).data[tuple(slice(lo, hi) for lo, hi in region)]).transpose(2, 0, 1)
+        stats = PartialStats.of_block(labels.transpose(2, 0, 1), (z0, x0, y0), raw)
+        job.store.save_npz("stats", region_name(region), **vars(stats))
     labelled = int(np.count_nonzero(labels))
     job.store.mark("write", region_name(region), crc(labels), {"labelled": labelled})
     return _report(started, labelled=labelled)

@@ -10,6 +10,7 @@ Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise)::
                             (flat index in the block, label): what neighbours' halos read
     firsts/B.npz            a block's assigned ids in order of first appearance, with their
                             smallest linear index over the volume
+    stats/R.npz             with --table: an output block's per-label sums (measure.PartialStats)
     out/NAME                the output being written (moved into place at the end)
     done/STAGE/B            marker: the CRC-32 of the block's data, a JSON note, and a CRC of
                             the marker's own text
@@ -95,7 +96,7 @@ class BlockStore:
                 store.new_array("vectors", (3, *shape), (3, *chunks), "float16", shift)
                 store.new_array("skeleton", shape, chunks, "uint8", shift)
                 store.new_array("labels", shape, chunks, "uint32", shift)
-                for folder in ("faces", "firsts", "out", *(f"done/{s}" for s in STAGES)):
+                for folder in ("faces", "firsts", "stats", "out", *(f"done/{s}" for s in STAGES)):
                     (staging / folder).mkdir(parents=True)
                 (staging / FINGERPRINT).write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")
                 _fsync(staging / FINGERPRINT)

@@ -96,8 +96,8 @@ def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_r
     from skoots_client.errors import ClientError
 
     path, _ = volume
-    with pytest.raises(ClientError, match=re.escape("--table needs the labels in memory, which --blockwise never holds")):
-        segment_file(path, out=tmp_path / "l.zarr", table=tmp_path / "t.csv", repository=e2e_repository, device="cpu",
+    with pytest.raises(ClientError, match=re.escape("--skip-below needs the labels in memory, which --blockwise never holds")):
+        segment_file(path, out=tmp_path / "l.zarr", skip_below=3.0, repository=e2e_repository, device="cpu",
                      quiet=True, memory_available=1000)
     assert list(tmp_path.iterdir()) == []
 
@@ -119,20 +119,37 @@ def test_normalize_and_axes_blockwise_equal_in_memory(e2e_repository: Path, tmp_
     assert blockwise.dtype == expected.dtype and np.array_equal(blockwise, expected)
 
 
-def test_blockwise_ome_zarr_states_the_voxel_size(e2e_repository: Path, volume, tmp_path: Path) -> None:
-    """Scale and units as the in-memory writer states them, as NGFF 0.5 (Zarr v3)."""
+def test_blockwise_ome_zarr_states_the_voxel_size_and_its_table_is_the_in_memory_one(e2e_repository: Path, volume, tmp_path: Path) -> None:
+    """Scale and units as the in-memory writer states them, as NGFF 0.5 (Zarr v3); --table from
+    the blocks' summed partial statistics equals the in-memory table (floats to rounding)."""
+    import csv
+
     from skoots_client.volume_io import VoxelSize, read_voxel_size
 
     path, expected = volume
     size = VoxelSize((0.5, 0.25, 2.0), "micrometer")
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size=size, ngff_version="0.5")
+    segment_file(path, out=tmp_path / "memory.ome.zarr", table=tmp_path / "memory.csv", **options)
     out = tmp_path / "labels.ome.zarr"
-    text = segment_file(path, out=out, repository=e2e_repository, device="cpu", quiet=True, blockwise=True,
-                        block=(16, 16, 4), workers=2, voxel_size=size, ngff_version="0.5")
-    assert read_voxel_size(out) == size and "voxel size" in text
+    text = segment_file(path, out=out, table=tmp_path / "blockwise.csv", blockwise=True, block=(16, 16, 4), workers=2, **options)
+    assert read_voxel_size(out) == size and "voxel size" in text and "instance table" in text
     group = zarr.open_group(str(out), mode="r")
     assert group.metadata.zarr_format == 3 and group.attrs["ome"]["version"] == "0.5"
     assert group.attrs["ome"]["multiscales"][0]["axes"][0] == {"name": "z", "type": "space", "unit": "micrometer"}
     assert np.array_equal(labels_of(out), expected)
+
+    def rows(name: str) -> list[dict[str, str]]:
+        with open(tmp_path / name) as f:
+            return list(csv.DictReader(f))
+
+    memory, blockwise = rows("memory.csv"), rows("blockwise.csv")
+    assert len(blockwise) == len(memory) == expected.max()
+    for a, b in zip(memory, blockwise):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-9) if a[key] not in ("True", "False") else a[key] == b[key]
+    properties = group.attrs["ome"]["image-label"]["properties"]
+    assert len(properties) == len(memory) and properties[0]["label-value"] == 1
 
 
 def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: str, volume, tmp_path: Path) -> None:
@@ -182,11 +199,10 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
 @pytest.mark.parametrize("options, message", [
     ({"save_intermediates": True}, "--save-intermediates needs the labels in memory, which --blockwise never holds: drop it"),
     ({"preview": Path("p.png")}, "--preview needs the labels in memory"),
-    ({"table": Path("t.csv")}, "--table needs the labels in memory, which --blockwise never holds"),
     ({"labels_into": Path("image.ome.zarr")}, "--labels-into needs the labels in memory"),
     ({"mask": Path("mask.tif")}, "--mask needs the labels in memory"),
     ({"skip_below": 3.0}, "--skip-below needs the labels in memory"),
-    ({"table": Path("t.csv"), "skip_below": 3.0}, "--table, --skip-below need the labels in memory, which --blockwise never holds: drop them"),
+    ({"mask": Path("mask.tif"), "skip_below": 3.0}, "--mask, --skip-below need the labels in memory, which --blockwise never holds: drop them"),
     ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
     ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
 ])
