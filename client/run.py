@@ -243,15 +243,13 @@ def segment_file(
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     asked_blockwise = blockwise or scheduler is not None
     if asked_blockwise:
-        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview,
-                                labels_into=labels_into, mask=mask, skip_below=skip_below)
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
     work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
     check_destinations(Path(volume_path), out, overwrite, save_intermediates, preview, work_path, table)
     choice = parse_normalize(normalize)
     volume = read_volume(volume_path, channel, axes)
     if not asked_blockwise and _too_big_for_memory(volume.shape, memory_available):
-        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview,
-                                labels_into=labels_into, mask=mask, skip_below=skip_below)
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
         asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
     size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
@@ -285,6 +283,7 @@ def segment_file(
         return _blockwise(
             volume, out=out, urls=urls, model=model, repository=repository, overwrite=overwrite, channel=channel,
             axes=axes, normalization=normalization, voxel_size=size, ngff_version=ngff_version, warn=warn, table=table,
+            mask=mask, skip_below=skip_below, skip_described=skip_described,
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
             reference_borders=reference_borders, quiet=quiet, resume=resume, work_dir=work_dir, tls=tls,
             runtime=runtime, threads=threads, precision=precision, block=block, workers=workers,
@@ -358,13 +357,12 @@ def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | Non
     return True
 
 
-def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, labels_into: Path | None, mask: Path | None, skip_below: float | None) -> None:
+def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, labels_into: Path | None) -> None:
     """Refuse, before any work, the options the blockwise mode does not do, naming the in-memory mode."""
     if device == "gpu":
         raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
     refused = [name for name, given in (("--save-intermediates", save_intermediates), ("--preview", preview is not None),
-                                        ("--labels-into", labels_into is not None),
-                                        ("--mask", mask is not None), ("--skip-below", skip_below is not None)) if given]
+                                        ("--labels-into", labels_into is not None)) if given]
     if refused:
         one = len(refused) == 1
         raise InputError(f"{', '.join(refused)} need{'s' if one else ''} the labels in memory, which --blockwise never holds: "
@@ -374,7 +372,7 @@ def check_blockwise_options(*, device: str, save_intermediates: bool, preview: P
 def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, window: int,
                timeout: float, retries: int, tls: Tls | None, started: float, normalization: Normalization,
                voxel_size: VoxelSize, warn: Callable[[str], None], runtime: str, threads: int | None, precision: str,
-               table: Path | None, **options: Any) -> str:
+               table: Path | None, skip_described: dict[str, Any] | None, **options: Any) -> str:
     """``segment --blockwise``: the in-memory mode's checked options, then the pipeline."""
     from .blockwise.pipeline import blockwise_file
     from .blockwise.stages import Source
@@ -384,7 +382,7 @@ def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repos
     parameters, channel, reference_borders = options.pop("parameters"), options["channel"], options["reference_borders"]
     made_of = fingerprint(volume.path, volume.shape, volume.dtype, channel, model, parameters,
                           reference_borders=reference_borders, probability=False, axes=volume.axes,
-                          normalization=normalization.to_dict())
+                          normalization=normalization.to_dict(), skip=skip_described)
     quiet = options["quiet"]
     options["resume"] = options["resume"] or options["work_dir"] is not None  # --work-dir implies --resume
     # In-process inference on a worker uses its own threads unless --threads says otherwise.

@@ -49,6 +49,7 @@ class BlockwiseResult:
     resumed: dict[str, int] = field(default_factory=dict)  # blocks taken from the work directory
     peaks: dict[str, int] = field(default_factory=dict)  # worker process → its peak RSS (bytes)
     labelled: int = 0  # voxels given an instance
+    skipped: int = 0  # crops --mask / --skip-below kept from being inferred
     table: dict[str, np.ndarray] | None = None  # the instance table's columns, with measure
 
     @property
@@ -63,6 +64,8 @@ class BlockwiseResult:
         text = (f"blockwise: {self.blocks} blocks on {self.workers} workers, largest worker peak "
                 f"{self.peak_rss / 2**20:.0f} MiB; {stages_text}")
         resumed = {k: v for k, v in self.resumed.items() if v}
+        if self.skipped:
+            text += f"\nskipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
         if resumed:
             text += "\nresumed " + ", ".join(f"{v} {k}" for k, v in resumed.items()) + " blocks from the work directory"
         return text
@@ -189,7 +192,8 @@ def _run(
     names = [b.name for b in grid.blocks]
 
     done = _still_done(client, job, "infer", store, names)
-    stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
+    inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
+    result.skipped = sum(v[1].get("skipped", 0) for v in done.values()) + sum(v["skipped"] for v in inferred.values())
 
     done = _still_done(client, job, "label", store, names)
     counts = {k: v[1]["count"] for k, v in done.items()}
@@ -299,7 +303,7 @@ def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, sh
 def blockwise_file(
     volume: Any, *, out: Path, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
     axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
-    measure: bool = False,
+    measure: bool = False, mask: Path | None = None, skip_below: float | None = None,
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
@@ -315,7 +319,8 @@ def blockwise_file(
     else:
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
     job = stages.Job(
-        volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization, work=(work_dir or default_work_dir(out)).resolve(), shape=shape,
+        volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
+        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, work=(work_dir or default_work_dir(out)).resolve(), shape=shape,
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
         batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
     )

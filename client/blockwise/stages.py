@@ -63,6 +63,8 @@ class Job:
     threads: int
     label_halo: tuple[int, int, int]
     vector_halo: tuple[int, int, int]
+    mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
+    skip_below: float | None = None
     # Instead of a model: a Zarr group of stitched answers, "vectors" [3, X, Y, Z] float16 and
     # "skeleton" [X, Y, Z] uint8 (dilated), e.g. a perfect network's (tests, benchmarks).
     answers: Path | None = None
@@ -132,7 +134,9 @@ def _extent(region: Region) -> tuple[int, ...]:
 # --- infer -----------------------------------------------------------------------------------
 
 def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
-    """Steps 1-6 for the crops of one block: its stitched vectors and dilated skeleton."""
+    """Steps 1-6 for the crops of one block: its stitched vectors and dilated skeleton. Crops
+    that ``--mask`` / ``--skip-below`` rule out are not inferred and stay background, as in the
+    in-memory mode."""
     from ..segment import infer_pieces
 
     started = time.perf_counter()
@@ -140,6 +144,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     block = job.grid.block(index)
     skeleton = np.zeros(_extent(block.region), np.uint8)
     vectors = np.zeros((3, *skeleton.shape), np.float16)
+    crops = block.crops
     if job.answers is not None:
         skeleton[...], vectors[...] = _stored_answers(job.answers, block.region, job.shape)
     elif block.crops:
@@ -149,9 +154,14 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
 
         torch.set_num_threads(max(1, job.source.threads or job.threads))
         volume = _volume(job)
-        for crops, pieces in infer_pieces(volume, block.crops, job.parameters, _endpoints(job.source), job.normalization,
+        if job.mask is not None or job.skip_below is not None:
+            from ..run import skip_rule
+
+            rule = _cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
+            crops = [crop for crop in crops if not rule.skips(volume, crop)]
+        for batch, pieces in infer_pieces(volume, crops, job.parameters, _endpoints(job.source), job.normalization,
                                          batch_size=job.batch_size):
-            for crop, piece in zip(crops, pieces):
+            for crop, piece in zip(batch, pieces):
                 where = _local(crop.owned, block.region)
                 skeleton[where] = piece.skeleton
                 vectors[(slice(None), *where)] = piece.vectors
@@ -159,8 +169,9 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     store = job.store
     store.write("skeleton", block.region, skeleton)
     store.write("vectors", block.region, vectors)
-    store.mark("infer", block.name, crc(skeleton, vectors), {"crops": len(block.crops)})
-    return _report(started, crops=len(block.crops))
+    skipped = len(block.crops) - len(crops)
+    store.mark("infer", block.name, crc(skeleton, vectors), {"crops": len(block.crops), "skipped": skipped})
+    return _report(started, crops=len(block.crops), skipped=skipped)
 
 
 def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

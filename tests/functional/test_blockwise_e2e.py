@@ -96,25 +96,31 @@ def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_r
     from skoots_client.errors import ClientError
 
     path, _ = volume
-    with pytest.raises(ClientError, match=re.escape("--skip-below needs the labels in memory, which --blockwise never holds")):
-        segment_file(path, out=tmp_path / "l.zarr", skip_below=3.0, repository=e2e_repository, device="cpu",
+    with pytest.raises(ClientError, match=re.escape("--preview needs the labels in memory, which --blockwise never holds")):
+        segment_file(path, out=tmp_path / "l.zarr", preview=tmp_path / "p.png", repository=e2e_repository, device="cpu",
                      quiet=True, memory_available=1000)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_normalize_and_axes_blockwise_equal_in_memory(e2e_repository: Path, tmp_path: Path) -> None:
+def test_normalize_axes_and_skip_below_blockwise_equal_in_memory(e2e_repository: Path, tmp_path: Path) -> None:
     """--normalize percentile is computed once by the client and every block maps intensities
-    by it; workers read the input in the --axes order the client did."""
+    by it; workers read the input in the --axes order the client did and skip the crops
+    --skip-below rules out, as the in-memory mode does."""
     data = blobs_volume(SHAPE_ZXY, seed=5).transpose(1, 2, 0)  # stored [X, Y, Z]
     path = tmp_path / "xyz.zarr"
-    zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype)[...] = data // 4 + 1000
-    options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ")
+    stored = data // 4 + 1000
+    stored[:28] = 1000  # dark where X < 28: the crops there are not inferred
+    zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype)[...] = stored
+    threshold = 1001.0
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ", skip_below=threshold)
     text = segment_file(path, out=tmp_path / "expected.zarr", **options)
     assert "percentile" in text
     got = segment_file(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=(16, 16, 4), workers=2, **options)
     expected = labels_of(tmp_path / "expected.zarr")
-    assert expected.max() >= 5
+    assert expected.max() >= 3
     assert "percentile" in got and "from --axes" in got
+    skipped = re.search(r"skipped (\d+) of", text).group(1)
+    assert int(skipped) > 0 and f"skipped {skipped} of" in got
     blockwise = labels_of(tmp_path / "blockwise.zarr")
     assert blockwise.dtype == expected.dtype and np.array_equal(blockwise, expected)
 
@@ -200,9 +206,8 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
     ({"save_intermediates": True}, "--save-intermediates needs the labels in memory, which --blockwise never holds: drop it"),
     ({"preview": Path("p.png")}, "--preview needs the labels in memory"),
     ({"labels_into": Path("image.ome.zarr")}, "--labels-into needs the labels in memory"),
-    ({"mask": Path("mask.tif")}, "--mask needs the labels in memory"),
-    ({"skip_below": 3.0}, "--skip-below needs the labels in memory"),
-    ({"mask": Path("mask.tif"), "skip_below": 3.0}, "--mask, --skip-below need the labels in memory, which --blockwise never holds: drop them"),
+    ({"labels_into": Path("image.ome.zarr"), "preview": Path("p.png")},
+     "--preview, --labels-into need the labels in memory, which --blockwise never holds: drop them"),
     ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
     ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
 ])
