@@ -23,9 +23,11 @@ from .workdir import WorkDir, default_work_dir, fingerprint
 
 
 def open_endpoints(
-    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None
+    urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none.
+
+    ``model`` None: each server's (or the repository's) SKOOTS model, see ``choose_model``.
 
     All servers must serve the same model constants, or the stitched result would mix models;
     batches are sized for the smallest ``max_batch_size`` among them.
@@ -74,7 +76,7 @@ def segment_file(
     *,
     out: Path,
     urls: Sequence[str] = (),
-    model: str = "skoots",
+    model: str | None = None,
     repository: Path = Path("model_repository"),
     overwrite: bool = False,
     channel: int | None = None,
@@ -116,7 +118,7 @@ def segment_file(
     batch_size = min(batch or info.max_batch_size, info.max_batch_size)
     work = None
     if resume or work_dir is not None:
-        made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
+        made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, info.name, parameters,
                               reference_borders=reference_borders, probability=save_intermediates)
         try:
             work = WorkDir(work_dir or default_work_dir(out), made_of)
