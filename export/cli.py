@@ -132,6 +132,7 @@ def serve_command(
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
     from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, python_backend_models, wait_for_signal
+    from .torch_compat import check_repository
 
     try:
         if not repository.is_dir():
@@ -148,6 +149,10 @@ def serve_command(
                     f"{repository} has no Python-backend model and this tritonserver (nvidia-pytriton) has no libtorch "
                     "backend; export with --backend python or --backend both"
                 )
+        if binary.python_only:  # its Python backend runs model.pt with this environment's torch
+            problem = check_repository(repository, models)
+            if problem:
+                raise ServerError(problem)
         if not is_loopback(host):
             exposure = (
                 "gRPC is reachable from other machines over TLS, with client certificates" if tls and tls.root_cert else

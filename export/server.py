@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Iterator
+from typing import Callable, Deque, Iterable, Iterator
 
 from .errors import ServerError
 
@@ -297,7 +298,7 @@ class TritonServer:
         with self._readiness_probe() as ready:
             while True:
                 if self._process is not None and self._process.poll() is not None:
-                    tail = " | ".join(list(self.logs)[-5:])
+                    tail = " | ".join(load_failures(self.logs) or list(self.logs)[-5:])
                     self.stop()
                     raise ServerError(f"tritonserver exited with code {self._process.returncode} while starting: {tail}")
                 if ready():
@@ -334,6 +335,22 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_LOAD_FAILURE = re.compile(r"failed to load '[^']+' version \d+: .*")
+
+
+def load_failures(logs: Iterable[str]) -> list[str]:
+    """The server log's ``failed to load 'NAME' version N: REASON`` lines, cut to that phrase and
+    the reason's first line: why a model did not load, where the last lines only say that one
+    did not."""
+    failures: list[str] = []
+    for line in logs:
+        found = _LOAD_FAILURE.search(line)
+        if found:
+            failure = found.group(0).split("\\n")[0].rstrip('"').strip()
+            failures += [failure] if failure not in failures else []
+    return failures
 
 
 def python_backend_models(repository: Path) -> list[str]:
