@@ -172,8 +172,7 @@ def serve_command(
     typer.echo(f"serving {', '.join(models) or 'all models'} from {repository}")
     typer.echo(f"grpc {server.grpc_url}{' (TLS)' if tls else ''}  http {plain}:{server.http_port}  metrics {plain}:{server.metrics_port}")
     typer.echo(
-        f"segment with: skoots-client segment VOLUME --url {server.grpc_url}"
-        + (f" --model {models[0]}" if models and models[0] != "skoots" else "")
+        f"segment with: skoots-client segment VOLUME --url {server.grpc_url}"  # the client finds the model
         + (" --ssl --root-cert CA.pem" if tls else "")
         + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
     )
