@@ -18,8 +18,8 @@ _OUTPUTS = ("vectors__0", "skeleton__1", "probability__2")
 
 
 def _release(version):
-    """MAJOR.MINOR of a torch version; as skoots_export.torch_compat.release, which this file
-    cannot import (the server loads it on its own)."""
+    """MAJOR.MINOR of a torch version; as torch_compat.release in the export package, which
+    this file cannot import (the server loads it on its own)."""
     found = re.match(r"\s*(\d+)\.(\d+)", version)
     return (int(found.group(1)), int(found.group(2))) if found else None
 
