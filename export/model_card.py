@@ -64,10 +64,12 @@ def _value(key: str, value: Any, where: str) -> Any:
         if _number(value, kind):
             return kind(value)
         raise ModelCardError(f"{where}: {key} = {_brief(value)} must be {'an integer' if kind is int else 'a number'}")
-    units = sorted(set(VOXEL_UNITS.values()))
-    allowed = units if key == "voxel_unit" else NORMALIZATIONS
-    if isinstance(value, str) and (voxel_unit(value) if key == "voxel_unit" else value) in allowed:
-        return voxel_unit(value) if key == "voxel_unit" else value
+    if key == "voxel_unit":
+        allowed, named = tuple(sorted(set(VOXEL_UNITS.values()))), voxel_unit(value) if isinstance(value, str) else None
+    else:
+        allowed, named = NORMALIZATIONS, value
+    if named in allowed:
+        return named
     raise ModelCardError(f"{where}: {key} = {_brief(value)} must be one of {', '.join(allowed)}")
 
 
