@@ -8,13 +8,13 @@ import os
 # better. Read when grpc is imported, so before anything imports tritonclient.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
 from skoots_export.cli import option_triple  # noqa: E402
+from skoots_export.console import VersionOption, run  # noqa: E402
 from skoots_export.errors import ExportError  # noqa: E402
 
 from .errors import ClientError  # noqa: E402
@@ -28,7 +28,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _commands() -> None:
+def _commands(version: VersionOption = False) -> None:
     """Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process)."""
 
 
@@ -180,25 +180,5 @@ def bench_command(
     typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if as_csv else format_table(result))
 
 
-# typer vendors click in recent versions and depends on it in older ones: reach its base class
-# through a public name rather than a module path.
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
 def main() -> None:
-    """Run the CLI; a malformed command line is one ``error:`` line and exit 2, like every other
-    user mistake (click would print a usage block)."""
-    try:
-        code = app(prog_name="skoots-client", standalone_mode=False)
-    except _ClickException as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skoots-client`: show the help
-            typer.echo(e.format_message())
-            sys.exit(0)
-        ctx = getattr(e, "ctx", None)
-        command = ctx.command_path if ctx is not None else "skoots-client"
-        typer.echo(f"error: {e.format_message().rstrip('.')} — see {command} --help", err=True)
-        sys.exit(2)
-    except typer.Abort:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(code or 0)
+    run(app, "skoots-client")

@@ -17,6 +17,10 @@ class ModelError(ClientError):
     """The model (repository, config, TorchScript) is missing or does not speak the contract."""
 
 
+class UrlError(ClientError):
+    """``--url`` is not the address of a Triton gRPC port (a scheme, a path, Triton's HTTP port)."""
+
+
 class ServerUnavailableError(ClientError):
     """No server answered at the given address."""
 

@@ -27,7 +27,8 @@ from skoots_export.model_config import (
 )
 from skoots_export.server import pem_problem
 
-from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
+from .address import grpc_address, triton_http_service
+from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
 
 
 @dataclass(frozen=True)
@@ -197,10 +198,17 @@ class Tls:
                 raise InputError(problem)
 
 
-def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailableError:
+def _unreachable(url: str, error: Exception, tls: Tls | None) -> ClientError:
     """Say why nothing answered at ``url``; TLS failures all look alike to gRPC (UNAVAILABLE)."""
     message = error.message() if hasattr(error, "message") else str(error)
     detail = message.rsplit(": ", 1)[-1] if "handshake" in message.lower() else ""
+    if "Socket closed" in message or "handshake" in message.lower():  # something answered, not in gRPC
+        service = triton_http_service(url)
+        if service:
+            return UrlError(
+                f"{url} is Triton's {service} port, not its gRPC port — use the gRPC port in --url "
+                "(8001 by default; skoots serve prints it on its grpc line)"
+            )
     if "CERTIFICATE_VERIFY_FAILED" in message:
         reason = message.split("CERTIFICATE_VERIFY_FAILED: ", 1)[-1].split(":")[0]
         return ServerUnavailableError(
@@ -209,7 +217,7 @@ def _unreachable(url: str, error: Exception, tls: Tls | None) -> ServerUnavailab
     if tls is not None and "Peer name" in message:
         return ServerUnavailableError(f"TLS: the certificate of {url} is not issued for that address — connect by a name it lists, or reissue it")
     if tls is not None and "handshake" in message.lower():
-        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl")
+        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl (or the https:// or grpcs:// of --url)")
     hint = " or fix --url"
     if "Socket closed" in message:
         hint = (" or fix --url; if it serves TLS, pass --ssl and --root-cert" if tls is None else
@@ -236,10 +244,12 @@ class TritonEndpoint:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
+        self.url, tls_scheme = grpc_address(url)
+        if tls is None and tls_scheme:
+            tls = Tls()
         if tls is not None:
             tls.check()
         self.tls = tls
-        self.url = url
         self.model = model  # None until _connect picks the server's SKOOTS model
         self.concurrency = concurrency
         self.timeout = timeout
@@ -251,7 +261,7 @@ class TritonEndpoint:
         self._lock = threading.Lock()
         self._client = self._new_client()
         self.info = self._connect()
-        self.name = f"{url}/{self.model}"
+        self.name = f"{self.url}/{self.model}"
 
     def _new_client(self) -> Any:
         try:

@@ -13,6 +13,7 @@ import numpy as np
 from skoots_export.model_config import ModelParameters
 
 from . import postprocess
+from .address import grpc_address
 from .errors import ClientError, InputError, ModelError
 from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .preview import check_preview_path, write_preview
@@ -105,6 +106,8 @@ def segment_file(
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
+    for url in urls:
+        grpc_address(url)  # a --url that cannot be right is refused before the volume is read
     check_output_path(out, overwrite)
     if preview is not None:
         check_preview_path(preview)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .console import VersionOption, run
 from .errors import ExportError, ExportOptionError, ServerError
 from .model_config import INPUT, OUTPUTS, TORCH_VERSION, Device, parse_triple
 from .model_config import voxel_unit as model_voxel_unit
@@ -21,7 +22,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _commands() -> None:
+def _commands(version: VersionOption = False) -> None:
     """SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them."""
 
 
@@ -176,11 +177,15 @@ def serve_command(
         + (" --ssl --root-cert CA.pem" if tls else "")
         + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
     )
-    raise typer.Exit(wait_for_signal(server))
+    try:
+        wait_for_signal(server)
+    except ServerError as e:  # the server ended by itself: not the user's doing
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:
-    app(prog_name="skoots")
+    run(app, "skoots")
 
 
 if __name__ == "__main__":

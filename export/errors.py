@@ -31,3 +31,7 @@ class ExportOptionError(ExportError):
 
 class ServerError(ExportError):
     """tritonserver could not be found, started, or did not become ready."""
+
+
+class PortInUseError(ServerError):
+    """A port given to ``skoots serve`` is held by another process."""

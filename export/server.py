@@ -12,12 +12,16 @@ import atexit
 import collections
 import contextlib
 import ctypes
+import errno
 import importlib.util
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -27,11 +31,25 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Iterable, Iterator
+from typing import Callable, Deque, Iterator, Sequence
 
-from .errors import ServerError
+from .errors import PortInUseError, ServerError
 
 LOOPBACK = "127.0.0.1"
+
+# urllib without the environment's proxies: probes of a server must reach that server.
+direct_open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
+
+# The three ports: how messages name each, the attribute (and ``skoots serve`` option) that
+# holds it, and how tritonserver's log names the service.
+_SERVICES = (("gRPC", "grpc_port", "GRPC"), ("HTTP", "http_port", "HTTP"), ("metrics", "metrics_port", "Metrics"))
+
+# Times a start is tried again when another process takes a port we picked before the server
+# binds it (free_port() cannot hold a port for a child that binds it seconds later).
+_LAUNCHES = 3
+
+WORKDIR_PREFIX = "skoots-serve-"
+OWNER_FILE = "owner.pid"
 
 
 def pem_problem(option: str, path: Path | None) -> str | None:
@@ -136,13 +154,29 @@ def find_binary() -> _Binary:
     return _Binary(binary, root.parent.parent / "nvidia_pytriton.libs", root / "backends" / "python", root / "python_backend_stubs")
 
 
-def free_port(host: str = LOOPBACK) -> int:
+def _bind(host: str, port: int) -> int | None:
+    """Bind ``host:port`` as a server would (SO_REUSEADDR: connections of a gone server waiting
+    out TIME_WAIT are no conflict) and let go; the port bound, or None when another socket holds it."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
             return int(s.getsockname()[1])
     except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return None
         raise ServerError(f"cannot bind {host}: {e.strerror or e} — give an address of this machine (--host)") from e
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    port = _bind(host, 0)
+    assert port is not None  # port 0 is never in use
+    return port
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another process holds ``port`` on ``host``, so a server could not bind it."""
+    return _bind(host, port) is None
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -159,18 +193,137 @@ def _child_setup() -> Callable[[], None]:
     return _die_with_parent if threading.current_thread() is threading.main_thread() else os.setsid
 
 
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None
+    where there is no /proc: with the pid it names one process, even after the pid is reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner_record() -> str:
+    started = _start_time(os.getpid())
+    return f"{os.getpid()} {started}" if started else str(os.getpid())
+
+
+def _owner_gone(record: str) -> bool:
+    """Whether the process an ``owner.pid`` record names has ended. An unreadable record (one
+    being written) counts as alive: a folder is only removed when its owner is surely gone."""
+    pid_text, _, started = record.strip().partition(" ")
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return bool(started) and _start_time(pid) not in (None, started)
+
+
+def remove_stale_workdirs(root: Path | None = None) -> list[Path]:
+    """Remove the private folders (``skoots-serve-*`` in the temporary directory) that servers
+    of killed ``skoots serve`` runs left, and return them. Only folders of this user whose
+    ``owner.pid`` names a process that has ended: a folder without one is being made, or was
+    made by an older version, and is left alone."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            info = path.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            record = (path / OWNER_FILE).read_text()
+        except OSError:
+            continue
+        if _owner_gone(record):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+# A line of tritonserver's log (glog): severity, date, time, thread, source:line] message.
+_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]\s?(.*)$")
+# Errors every start of the wheel's CPU-only server logs.
+_LOG_NOISE = ("CudaDriverHelper has not been initialized",)
+# A service that could not start (tritonserver exits next), and one that could not bind its port.
+_SERVICE_FAILED = re.compile(r"^E.*\] \"failed to start \w+ service")
+_PORT_TAKEN = re.compile(r"failed to start (\w+) service: .* already in use")
+
+
+def log_reason(lines: Sequence[str]) -> str | None:
+    """The line of a tritonserver log that says why it stopped, as one line: the first
+    ``failed to …`` error (a service that could not bind, a model that did not load), else the
+    last other error, else None."""
+    errors = []
+    for line in lines:
+        match = _LOG_LINE.match(line)
+        if match and match.group(1) in "EF":
+            text = match.group(2).strip().strip('"')
+        elif line.startswith("error: "):  # what main() prints on its way out
+            text = line[len("error: "):]
+        else:
+            continue
+        text = text.split("\\n")[0].strip()  # a model's Python traceback, escaped into one line
+        if text and not any(noise in text for noise in _LOG_NOISE):
+            errors.append(text)
+    failures = [text for text in errors if text.lower().startswith("failed to")]
+    return failures[0] if failures else errors[-1] if errors else None
+
+
+def _last_words(lines: Sequence[str]) -> str:
+    """The last log line that is not part of a table."""
+    return next((line for line in reversed(lines) if line.strip() and not line.startswith(("|", "+"))), "(no output)")
+
+
+class _PortTaken(Exception):
+    """tritonserver could not bind the port held in ``attribute``."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__(attribute)
+        self.attribute = attribute
+
+
 class TritonServer:
-    """One ``tritonserver`` child process: ``start()``, ``grpc_url``, ``stop()``; a context manager."""
+    """One ``tritonserver`` child process: ``start()``, ``grpc_url``, ``stop()``; a context manager.
+
+    Its ports are claimed at construction: one given as 0 is picked free, one given explicitly
+    that another process holds is a ``PortInUseError``. The process runs with ``--id`` set to
+    ``server_id``, unique to this object: readiness counts only when that id answers.
+    """
 
     def __init__(self, config: ServerConfig, binary: _Binary | None = None) -> None:
         self.config = config
         self.binary = binary or find_binary()
         self.logs: Deque[str] = collections.deque(maxlen=400)
+        self.server_id = f"skoots-{os.getpid()}-{secrets.token_hex(4)}"
         self._process: subprocess.Popen[str] | None = None
+        self._pump_thread: threading.Thread | None = None
         self._workdir: Path | None = None
-        self.grpc_port = config.grpc_port or free_port(config.host)
-        self.http_port = config.http_port or free_port(config.plain_host)
-        self.metrics_port = config.metrics_port or free_port(config.plain_host)
+        self.grpc_port = self.http_port = self.metrics_port = 0
+        self._claim_ports()
+
+    def _host(self, attribute: str) -> str:
+        return self.config.host if attribute == "grpc_port" else self.config.plain_host
+
+    def _claim_ports(self) -> None:
+        """Check the ports given explicitly; keep or (re)pick the others so that all are free now."""
+        given = [(f"--{a.replace('_', '-')}", getattr(self.config, a)) for _, a, _ in _SERVICES if getattr(self.config, a)]
+        for i, (option, port) in enumerate(given):
+            twin = next((other for other, same in given[i + 1:] if same == port), None)
+            if twin:
+                raise ServerError(f"{option} and {twin} are both {port}; give each its own port (0 picks a free one)")
+        for _, attribute, _ in _SERVICES:
+            host, wanted = self._host(attribute), getattr(self.config, attribute)
+            if wanted:
+                setattr(self, attribute, wanted)
+                if port_in_use(host, wanted):
+                    raise self._port_in_use(attribute)
+                continue
+            others = {getattr(self, a) for _, a, _ in _SERVICES if a != attribute}
+            port = getattr(self, attribute)
+            while not port or port in others or port_in_use(host, port):
+                port = free_port(host)
+            setattr(self, attribute, port)
 
     @property
     def grpc_url(self) -> str:
@@ -209,6 +362,7 @@ class TritonServer:
             f"--metrics-address={c.plain_host}",
             f"--metrics-port={self.metrics_port}",
             f"--log-verbose={c.log_verbose}",
+            f"--id={self.server_id}",
             "--exit-on-error=true",
             "--strict-readiness=true",
         ]
@@ -230,14 +384,45 @@ class TritonServer:
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
+    def _port_in_use(self, attribute: str) -> PortInUseError:
+        label = next(label for label, a, _ in _SERVICES if a == attribute)
+        port, host, option = getattr(self, attribute), self._host(attribute), f"--{attribute.replace('_', '-')}"
+        if getattr(self.config, attribute):
+            return PortInUseError(f"{label} port {port} on {host} is in use by another process — pick another with {option} (0 picks a free one)")
+        return PortInUseError(
+            f"{label} ports picked free on {host} were taken by other processes before tritonserver bound them, "
+            f"{_LAUNCHES} times — start again, or give one with {option}"
+        )
+
     def start(self, timeout: float = 180.0) -> "TritonServer":
+        """Start the process and wait until it is ready; ``ServerError`` (one line, the reason
+        from its log) when it ends or is not ready in ``timeout`` seconds."""
         if self._process is not None:
             return self
         if not Path(self.config.repository).is_dir():
             raise ServerError(f"model repository {self.config.repository} does not exist; run skoots export first")
         if self.config.tls is not None:
             self.config.tls.check()
-        self._workdir = Path(tempfile.mkdtemp(prefix="skoots-serve-"))  # private: mode 0700
+        remove_stale_workdirs()
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        launches = 0
+        while True:
+            self._claim_ports()
+            self._launch()
+            launches += 1
+            try:
+                self._wait_ready(deadline, timeout)
+                return self
+            except _PortTaken as taken:
+                if getattr(self.config, taken.attribute) or launches == _LAUNCHES:
+                    raise self._port_in_use(taken.attribute) from None
+                self._process = None  # a port we picked was taken in the meantime: pick again
+
+    def _launch(self) -> None:
+        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))  # private: mode 0700
+        (self._workdir / OWNER_FILE).write_text(_owner_record())
+        self.logs.clear()
         try:
             self._process = subprocess.Popen(
                 self.argv(),
@@ -251,62 +436,95 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
-        atexit.register(self.stop)
-        threading.Thread(target=self._pump, daemon=True, name="tritonserver-log").start()
-        self._wait_ready(timeout)
-        return self
+        self._pump_thread = threading.Thread(target=self._pump, args=(self._process.stdout,), daemon=True, name="tritonserver-log")
+        self._pump_thread.start()
 
-    def _pump(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
-            self.logs.append(line.rstrip())
+    def _pump(self, stdout: Iterator[str]) -> None:
+        try:
+            for line in stdout:
+                self.logs.append(line.rstrip())
+        except (ValueError, OSError):  # closed by stop() while reading
+            pass
+
+    def ended(self, during: str) -> str:
+        """One line: how the process ended ``during`` starting or serving, and why, from its log."""
+        code = self.poll()
+        try:
+            how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
+        except ValueError:
+            how = f"ended by signal {-code}"
+        lines = list(self.logs)
+        reason = log_reason(lines)
+        why = reason or f"its log names no error; its last line: {_last_words(lines)}"
+        return f"tritonserver {how} while {during}: {why}"
+
+    def _failing(self) -> bool:
+        """Whether the process has ended, or its log says a service failed to start (it exits next)."""
+        return self.poll() is not None or any(_SERVICE_FAILED.match(line) for line in list(self.logs))
 
     @contextlib.contextmanager
-    def _readiness_probe(self) -> Iterator[Callable[[], bool]]:
-        """gRPC's readiness call, or with TLS the loopback HTTP endpoint's (a probe over TLS
-        would need a certificate this process may not trust or hold)."""
+    def _readiness_probe(self) -> Iterator[Callable[[], tuple[str | None, bool]]]:
+        """A call that returns the id of the server answering on our port (None: nobody) and
+        whether it is ours and ready: over gRPC, or with TLS over the loopback HTTP endpoint (a
+        probe over TLS would need a certificate this process may not trust or hold)."""
         if self.config.tls is not None:
-            url = f"http://{LOOPBACK}:{self.http_port}/v2/health/ready"
+            base = f"http://{LOOPBACK}:{self.http_port}/v2"
 
-            def http_ready() -> bool:
+            def http_answer() -> tuple[str | None, bool]:
                 try:
-                    with urllib.request.urlopen(url, timeout=2) as answer:
-                        return answer.status == 200
-                except OSError:  # URLError and connection errors
-                    return False
+                    with direct_open(base, timeout=2) as answer:
+                        name = json.load(answer).get("name")
+                    if name != self.server_id:
+                        return name, False
+                    with direct_open(f"{base}/health/ready", timeout=2) as answer:
+                        return name, answer.status == 200
+                except (OSError, ValueError, AttributeError):  # nobody, not Triton, not ready (HTTPError)
+                    return None, False
 
-            yield http_ready
+            yield http_answer
             return
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
         client = grpcclient.InferenceServerClient(self.grpc_url)
 
-        def grpc_ready() -> bool:
+        def grpc_answer() -> tuple[str | None, bool]:
             try:
-                return bool(client.is_server_ready(client_timeout=2))
+                name = client.get_server_metadata(client_timeout=2).name
+                return name, name == self.server_id and bool(client.is_server_ready(client_timeout=2))
             except InferenceServerException:
-                return False
+                return None, False
 
         try:
-            yield grpc_ready
+            yield grpc_answer
         finally:
             client.close()
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._readiness_probe() as ready:
+    def _wait_ready(self, deadline: float, timeout: float) -> None:
+        """Poll until our own process answers ready; raise (after stopping it) when it ends or
+        the deadline passes. Another server answering on the port does not count."""
+        foreign = None
+        with self._readiness_probe() as answer:
             while True:
-                if self._process is not None and self._process.poll() is not None:
-                    tail = " | ".join(load_failures(self.logs) or list(self.logs)[-5:])
+                if self._failing():
                     self.stop()
-                    raise ServerError(f"tritonserver exited with code {self._process.returncode} while starting: {tail}")
-                if ready():
-                    return
+                    taken = _PORT_TAKEN.search(log_reason(list(self.logs)) or "")
+                    if taken:
+                        raise _PortTaken(next(a for _, a, service in _SERVICES if service == taken.group(1)))
+                    raise ServerError(self.ended("starting"))
+                name, ready = answer()
+                if ready:
+                    # HTTP and metrics start right after gRPC: a port taken there shows in the log at once.
+                    time.sleep(0.5)
+                    if not self._failing():
+                        return
+                    continue
+                foreign = name if name not in (None, self.server_id) else foreign
                 if time.monotonic() > deadline:
-                    tail = " | ".join(list(self.logs)[-5:])
+                    tail = _last_words(list(self.logs))
                     self.stop()
-                    raise ServerError(f"tritonserver not ready after {timeout:.0f}s: {tail}")
+                    other = f"; another server ({foreign!r}) answers on its port" if foreign else ""
+                    raise ServerError(f"tritonserver not ready after {timeout:.0f}s{other}: {tail}")
                 time.sleep(0.2)
 
     def stop(self, grace: float = 20.0) -> None:
@@ -324,6 +542,8 @@ class TritonServer:
             except (ProcessLookupError, PermissionError):
                 pass
             process.wait()
+            if self._pump_thread is not None:
+                self._pump_thread.join(timeout=2)  # the log's last lines, for ended()
             if process.stdout is not None:
                 process.stdout.close()
         if self._workdir is not None:
@@ -335,22 +555,6 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-_LOAD_FAILURE = re.compile(r"failed to load '[^']+' version \d+: .*")
-
-
-def load_failures(logs: Iterable[str]) -> list[str]:
-    """The server log's ``failed to load 'NAME' version N: REASON`` lines, cut to that phrase and
-    the reason's first line: why a model did not load, where the last lines only say that one
-    did not."""
-    failures: list[str] = []
-    for line in logs:
-        found = _LOAD_FAILURE.search(line)
-        if found:
-            failure = found.group(0).split("\\n")[0].rstrip('"').strip()
-            failures += [failure] if failure not in failures else []
-    return failures
 
 
 def python_backend_models(repository: Path) -> list[str]:
@@ -368,13 +572,14 @@ def python_backend_models(repository: Path) -> list[str]:
     return names
 
 
-def wait_for_signal(server: TritonServer) -> int:
-    """Block until SIGINT/SIGTERM or the server exits; stop it; return its exit code."""
+def wait_for_signal(server: TritonServer) -> None:
+    """Block until SIGINT/SIGTERM, then stop the server; a server that ends by itself first is
+    a ``ServerError`` with the reason from its log."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.is_set() and server.poll() is None:
         stop.wait(0.5)
-    code = server.poll() or 0
     server.stop()
-    return code
+    if not stop.is_set():
+        raise ServerError(server.ended("serving"))

@@ -128,7 +128,7 @@ MODEL_CASES = [
     ("config-malformed", None, ["@embedded", "-r", "{tmp}/broken", "--model", "garbled"], r"cannot parse \S+config\.pbtxt: "),
     ("config-missing-parameter", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noparams"], r"model at \S+noparams: model config has no parameter 'crop' — re-export it with skoots export"),
     ("server-unreachable", None, ["--url", "127.0.0.1:1"], r"no Triton server at 127\.0\.0\.1:1 \(UNAVAILABLE\) — start one \(skoots serve\) or fix --url"),
-    ("server-url-malformed", None, ["--url", "http://127.0.0.1:1"], r"no Triton server at http://127\.0\.0\.1:1 .*fix --url"),
+    ("server-url-malformed", None, ["--url", "ftp://127.0.0.1:1"], r"--url ftp://127\.0\.0\.1:1: Triton's gRPC client does not speak ftp:// — give HOST:PORT of Triton's gRPC port"),
     ("model-not-loaded", None, ["@server", "--model", "nope"], r"model 'nope' is not loaded or not ready on \S+ \(ready: half_answer, noparams, wrong_io\) — pass --model or load it"),
     ("model-breaks-the-contract", None, ["@server", "--model", "wrong_io"], r"model at \S+/wrong_io does not speak the SKOOTS contract: no input 'input__0'; no output 'vectors__0'.* — re-export it with skoots export"),
     ("served-config-missing-parameter", None, ["@server", "--model", "noparams"], r"model at \S+/noparams: model config has no parameter 'crop'"),
