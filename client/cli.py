@@ -13,7 +13,7 @@ from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
-from skoots_export.cli import option_triple  # noqa: E402
+from skoots_export.cli import TRIPLE_HELP, option_triple  # noqa: E402
 from skoots_export.console import VersionOption, run  # noqa: E402
 from skoots_export.errors import ExportError  # noqa: E402
 
@@ -42,20 +42,22 @@ def default_output(volume: Path) -> Path:
 
 @app.command("segment")
 def segment_command(
-    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, X, Y(, C)], Zarr array or OME-Zarr image.", readable=False)],
+    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image.", readable=False)],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name on the server / in the repository (default: the SKOOTS model there; of one export's variants the libtorch, then OpenVINO, then Python-backend one).")] = None,
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output labels: .tif/.tiff, .zarr or .ome.zarr (default: VOLUME_labels.tif beside the input).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    channel: Annotated[Optional[int], typer.Option(help="Channel of [Z, X, Y, C] input (default: the only one; channel 2 when there are more than 3).")] = None,
+    channel: Annotated[Optional[int], typer.Option(help="Channel of multi-channel input (default: the only one; channel 2 when there are more than 3, with a warning).")] = None,
+    axes: Annotated[Optional[str], typer.Option("--axes", help="Axis order of the file as Fiji/napari name the axes, one letter per dimension: Z, Y (rows), X (columns), optionally C (channel) and T (a single time point), e.g. ZYX (the default reading), XYZ, YXZ, ZCYX, CZYX. Overrides the file's own axis names.")] = None,
+    normalize: Annotated[Optional[str], typer.Option("--normalize", help="How voxels become network input: auto (the model's rule: its dataset mean/std, else x/2**16 for uint16, x/2**8 for uint8, float as is), dtype (that dtype rule even when the model has a mean/std), minmax ((x - min) / (max - min)), percentile[:LOW,HIGH] ((x - pLOW) / (pHIGH - pLOW), default 1,99.8, not clipped), or mean-std:M,S ((x - M) / S). minmax and percentile take their numbers once from a fixed sample of the whole volume, so every crop gets the same mapping.")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Crops per request (default and maximum: the model's max_batch_size).")] = None,
     window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
     retries: Annotated[int, typer.Option(help="Retries per request when a server is unavailable or times out, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between them; a server still failing after them drops out, and the run fails when none is left.")] = 5,
     device: Annotated[str, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = "auto",
-    crop: Annotated[Optional[str], typer.Option(help="Override the model's crop X,Y,Z.")] = None,
-    overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap X,Y,Z.")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Override the model's crop. " + TRIPLE_HELP)] = None,
+    overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap. " + TRIPLE_HELP)] = None,
     embedding_iterations: Annotated[Optional[int], typer.Option(help="Override the model's embedding iterations N.")] = None,
     reference_borders: Annotated[bool, typer.Option("--reference-borders", help="Leave the reference's unwritten frames background, to reproduce published results.")] = False,
     save_intermediates: Annotated[bool, typer.Option("--save-intermediates", help="Also write skeleton, vectors and probability beside the output (.zarr).")] = False,
@@ -67,16 +69,27 @@ def segment_command(
     root_cert: Annotated[Optional[Path], typer.Option("--root-cert", help="CA certificate (PEM) to trust for --ssl, e.g. the one that signed a self-made server certificate (default: the system's).")] = None,
     private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
     cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
+    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size, with a unit suffix (0.5,0.5,2um or x=0.5,y=0.5,z=2um) or --unit; default: what the input file states (OME-Zarr scale, OME-TIFF PhysicalSize, ImageJ spacing/resolution). Written to the output and used by --table. " + TRIPLE_HELP)] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
+    table: Annotated[Optional[Path], typer.Option("--table", help="Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.")] = None,
+    labels_into: Annotated[Optional[Path], typer.Option("--labels-into", help="Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written.")] = None,
+    label_name: Annotated[str, typer.Option("--label-name", help="NAME of the labels group for --labels-into.")] = "skoots",
+    ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = "0.4",
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
+    skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
     from .model_source import Tls
     from .run import segment_file  # heavy imports only when segmenting
+    from .volume_io import voxel_size_option
 
     try:
         crop_xyz, overlap_xyz = option_triple("--crop", crop), option_triple("--overlap", overlap)
+        if ngff_version not in ("0.4", "0.5"):
+            raise ClientError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
         summary = segment_file(
             volume,
-            out=out or default_output(volume),
+            out=out if out is not None or labels_into is not None else default_output(volume),
             urls=url or [],
             model=model,
             repository=repository,
@@ -97,12 +110,47 @@ def segment_command(
             resume=resume,
             work_dir=work_dir,
             tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
+            normalize=normalize,
+            axes=axes,
+            voxel_size=voxel_size_option(voxel_size, unit),
+            table=table,
+            labels_into=labels_into,
+            label_name=label_name,
+            ngff_version=ngff_version,
+            mask=mask,
+            skip_below=skip_below,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if not quiet:
         typer.echo(summary)
+
+
+@app.command("measure")
+def measure_command(
+    labels: Annotated[Path, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr), e.g. the output of segment.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Instance table to write: .csv, or .parquet (needs pyarrow).")],
+    raw: Annotated[Optional[Path], typer.Option("--raw", help="The volume the labels segment: adds mean and max intensity per instance.")] = None,
+    channel: Annotated[Optional[int], typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
+    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
+    skeleton: Annotated[bool, typer.Option("--skeleton/--no-skeleton", help="Measure each instance's skeleton length (3-D thinning per instance; the slowest column).")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing table.")] = False,
+) -> None:
+    """Measure existing labels: one row per instance with voxel count, volume, centroid and
+    bounding box (voxels and physical units), mean/max raw intensity, skeleton length and
+    whether it touches the volume border."""
+    from .measure import measure_file
+    from .volume_io import voxel_size_option
+
+    try:
+        line = measure_file(labels, out, raw=raw, channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
+                            skeleton=skeleton, overwrite=overwrite, warn=lambda text: typer.echo(f"warning: {text}", err=True))
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(line)
 
 
 @app.command("evaluate")

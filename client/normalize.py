@@ -1,6 +1,14 @@
-"""Step 1 of the reference semantics: bring raw voxels to the network's input range, as FP16."""
+"""Step 1 of the reference semantics: bring raw voxels to the network's input range, as FP16.
+
+The model's rule (its dataset mean/std, else the seed's dtype range) is the default; ``segment
+--normalize`` chooses another at segment time (:func:`parse_normalize`, :func:`resolve_normalization`).
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +50,104 @@ def normalize_crop(
         return scaled.astype(np.float16)
     out[...] = scaled
     return out
+
+
+RULES = "auto, dtype, minmax, percentile[:LOW,HIGH] or mean-std:M,S"
+DEFAULT_PERCENTILES = (1.0, 99.8)  # csbdeep's upper percentile; the lower one ignores the darkest 1 %
+
+
+@dataclass(frozen=True)
+class NormalizeChoice:
+    """What ``--normalize`` asked for, before the volume is looked at; ``explicit`` when given."""
+
+    rule: str = "auto"
+    values: tuple[float, ...] = ()
+    explicit: bool = False
+
+
+def parse_normalize(text: str | None) -> NormalizeChoice:
+    """``--normalize`` text → :class:`NormalizeChoice`; ``InputError`` naming the forms otherwise."""
+    if text is None:
+        return NormalizeChoice()
+    rule, _, rest = text.strip().lower().partition(":")
+
+    def bad(why: str) -> InputError:
+        return InputError(f"--normalize {text!r}: {why}")
+
+    try:
+        values = tuple(float(v) for v in rest.split(",")) if rest else ()
+    except ValueError:
+        raise bad(f"{rest!r} is not two numbers, e.g. percentile:1,99.8 or mean-std:120,30") from None
+    if not all(math.isfinite(v) for v in values):
+        raise bad("the numbers must be finite")
+    if rule in ("auto", "dtype", "minmax") and not rest:
+        return NormalizeChoice(rule, (), True)
+    if rule == "percentile":
+        values = values or DEFAULT_PERCENTILES
+        if len(values) != 2 or not 0 <= values[0] < values[1] <= 100:
+            raise bad("give two percentiles LOW < HIGH within 0..100, e.g. percentile:1,99.8")
+        return NormalizeChoice(rule, values, True)
+    if rule == "mean-std":
+        if len(values) != 2 or not values[1] > 0:
+            raise bad("give the mean and a positive standard deviation, e.g. mean-std:120,30")
+        return NormalizeChoice(rule, values, True)
+    raise bad(f"choose {RULES}")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """A resolved rule: ``(x - offset) / scale`` in float32, or with ``offset`` None the seed's
+    dtype rule. The numbers are global (the model's, the user's, or the volume's statistics,
+    computed once), so a voxel's input does not depend on the crop or block it is cut in."""
+
+    rule: str
+    offset: float | None = None
+    scale: float | None = None
+    detail: str = ""
+
+    def apply(self, crop: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return normalize_crop(crop, dataset_mean=self.offset, dataset_std=self.scale, out=out)
+
+    def describe(self, dtype: Any) -> str:
+        """One line for the summary: the rule and the formula it ran."""
+        dtype = np.dtype(dtype)
+        if self.offset is None:
+            formula = "float taken as is" if dtype.kind == "f" else f"x / {2 ** (8 * dtype.itemsize)}"
+            return f"dtype ({formula}){self.detail}"
+        return f"{self.rule}{self.detail}: (x - {self.offset:.6g}) / {self.scale:.6g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """For a work directory's fingerprint: resuming under another rule is refused."""
+        return {"rule": self.rule, "offset": self.offset, "scale": self.scale}
+
+
+def model_rule(dataset_mean: float | None, dataset_std: float | None) -> Normalization:
+    """The model's own rule (``--normalize auto``): its dataset mean/std, else the dtype range."""
+    if dataset_mean is not None and dataset_std is not None:
+        return Normalization("mean-std", dataset_mean, dataset_std, " (the model's)")
+    return Normalization("dtype", detail=", the model's rule")
+
+
+def resolve_normalization(
+    choice: NormalizeChoice, dataset_mean: float | None, dataset_std: float | None, sample: np.ndarray
+) -> Normalization:
+    """The rule ``choice`` means for this model and volume. ``sample`` (finite voxels of the
+    volume, e.g. :func:`sanity.sample_voxels`) gives ``minmax`` and ``percentile`` their numbers."""
+    if choice.rule == "auto":
+        return model_rule(dataset_mean, dataset_std)
+    if choice.rule == "dtype":
+        return Normalization("dtype")
+    if choice.rule == "mean-std":
+        mean, std = choice.values
+        return Normalization("mean-std", mean, std)
+    if choice.rule == "minmax":
+        low, high, detail, what = float(sample.min()), float(sample.max()), "", "minimum and maximum"
+    else:
+        low, high = (float(v) for v in np.percentile(sample, choice.values))
+        detail, what = " {:g}-{:g}".format(*choice.values), "percentiles {:g} and {:g}".format(*choice.values)
+    if not high > low:
+        raise InputError(
+            f"--normalize {choice.rule}: the volume's {what} are both {low:g}, so there is no range to stretch; "
+            f"use --normalize dtype{' or percentiles further apart' if detail else ''}"
+        )
+    return Normalization(choice.rule, low, high - low, detail)

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,11 +16,26 @@ from . import postprocess
 from .address import grpc_address
 from .errors import ClientError, InputError, ModelError
 from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
+from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
-from .segment import SegmentResult, segment_volume
-from .volume_io import check_output_path, read_volume, write_labels, write_intermediates
-from .workdir import WorkDir, default_work_dir, fingerprint
+from .sanity import axes_warning, channel_warning, empty_result_warning, intensity_warning, sample_voxels
+from .segment import SegmentResult, SkipRule, segment_volume
+from .volume_io import (
+    Volume,
+    VoxelSize,
+    check_not_input,
+    check_output_path,
+    describe_channel,
+    describe_shape,
+    intermediates_path,
+    read_volume,
+    read_voxel_size,
+    resolve_voxel_size,
+    write_intermediates,
+    write_labels,
+)
+from .workdir import WorkDir, default_work_dir, file_identity, fingerprint
 
 
 def open_endpoints(
@@ -47,11 +62,55 @@ def open_endpoints(
             if endpoint.info.parameters != first.info.parameters:
                 raise ModelError(f"{endpoint.name} and {first.name} serve models with different parameters")
     except ClientError:
-        for endpoint in endpoints:
-            endpoint.close()
+        close_all(endpoints)
         raise
     smallest = min(e.info.max_batch_size for e in endpoints)
     return list(endpoints), dataclasses.replace(first.info, max_batch_size=smallest)
+
+
+def close_all(endpoints: Sequence[Any]) -> None:
+    for endpoint in endpoints:
+        close = getattr(endpoint, "close", None)
+        if close:
+            close()
+
+
+def warn_on_stderr(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
+    for text in found:
+        if text:
+            warn(text)
+
+
+def check_destinations(
+    volume_path: Path,
+    out: Path | None,
+    overwrite: bool,
+    save_intermediates: bool,
+    preview: Path | None,
+    work_dir: Path | None,
+    table: Path | None = None,
+) -> None:
+    """Fail before any work if something would be written over the input or cannot be written."""
+    from .measure import check_table_path
+
+    inputs = [volume_path]
+    if out is not None:
+        check_not_input("--out", out, inputs)
+        check_output_path(out, overwrite)
+        if save_intermediates:
+            check_not_input("--save-intermediates", intermediates_path(out), inputs)
+    if table is not None:
+        check_not_input("--table", table, inputs)
+        check_table_path(table, overwrite)
+    if preview is not None:
+        check_not_input("--preview", preview, inputs)
+        check_preview_path(preview)
+    if work_dir is not None:
+        check_not_input("--work-dir", work_dir, inputs)
 
 
 def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
@@ -61,21 +120,47 @@ def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
         raise InputError(str(e)) from e
 
 
-def summary(volume_path: Path, out: Path, shape: tuple[int, ...], result: SegmentResult, total: float, xp: Any) -> str:
-    voxels = int(np.prod(shape))
+def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | None, dict[str, Any] | None]:
+    """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
+    if mask is None and skip_below is None:
+        return None, None
+    mask_data = None
+    if mask is not None:
+        try:
+            mask_volume = read_volume(mask)
+        except InputError as e:
+            raise InputError(f"--mask: {e}") from e
+        mask_data = mask_volume.data
+    described = {"mask": None if mask is None else {**file_identity(mask), "shape": list(mask_data.shape)},
+                 "below": skip_below}
+    return SkipRule(mask_data, skip_below), described
+
+
+def summary(
+    volume: Volume, out: Path, normalization: Normalization, result: SegmentResult, total: float, xp: Any
+) -> str:
+    """What was segmented, how, and how long it took; axes named as Fiji and napari show them."""
+    voxels = int(np.prod(volume.shape))
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    return (
-        f"{volume_path} → {out}\n"
-        f"shape (X, Y, Z) {tuple(shape)}, {result.crops} crops, {result.instances} instances\n"
+    read_as = {"default": "default reading", "file": "from the file's metadata", "--axes": "from --axes"}[volume.axes_from]
+    text = (
+        f"{volume.path} → {out}\n"
+        f"input {describe_shape(volume.shape)}, {volume.dtype.name}, axes {volume.axes} ({read_as}), {describe_channel(volume)}\n"
+        f"normalisation {normalization.describe(volume.dtype)}\n"
+        f"{result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
         f"{voxels / total / 1e6:.2f} Mvoxels/s"
     )
+    if result.skipped:
+        text += (f"\nskipped {result.skipped} of {result.crops} crops (empty by --mask / --skip-below), "
+                 f"saving about {result.seconds_saved:.1f}s ({result.skipped} x the mean time of an inferred crop)")
+    return text
 
 
 def segment_file(
     volume_path: Path,
     *,
-    out: Path,
+    out: Path | None,
     urls: Sequence[str] = (),
     model: str | None = None,
     repository: Path = Path("model_repository"),
@@ -96,42 +181,74 @@ def segment_file(
     resume: bool = False,
     work_dir: Path | None = None,
     tls: Tls | None = None,
+    normalize: str | None = None,
+    axes: str | None = None,
+    voxel_size: VoxelSize | None = None,
+    table: Path | None = None,
+    labels_into: Path | None = None,
+    label_name: str = "skoots",
+    ngff_version: str = "0.4",
+    mask: Path | None = None,
+    skip_below: float | None = None,
+    warn: Callable[[str], None] = warn_on_stderr,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
     With ``resume`` (or a ``work_dir``) finished crops are kept in a work directory
     (``OUT.work`` by default) as they arrive and taken from it on the next run; it is removed
-    once the labels are written, and kept when the run fails.
+    once the labels are written, and kept when the run fails. ``normalize`` is ``--normalize``
+    (default: the model's rule), ``axes`` declares the file's axis order (``--axes``). What looks
+    wrong about the input or the result goes to ``warn``, one line each; nothing that would
+    write over the input is accepted.
+
+    ``out`` may be None when ``labels_into`` (an OME-Zarr image) receives the labels instead,
+    in its ``labels/<label_name>``. ``table`` also writes the instance table (client/measure.py);
+    with an OME-Zarr output its rows become the labels' NGFF ``properties``. ``mask`` and
+    ``skip_below`` keep empty crops from being inferred (segment.SkipRule).
     """
+    from .measure import label_properties, measure_xyz, write_table
+    from .ngff import check_labels_into, write_labels_into
+
     started = time.perf_counter()
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
     for url in urls:
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
-    check_output_path(out, overwrite)
-    if preview is not None:
-        check_preview_path(preview)
-    volume = read_volume(volume_path, channel)
+    if out is None and labels_into is None:
+        raise InputError("nowhere to write the labels: give --out or --labels-into")
+    work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
+    check_destinations(Path(volume_path), out, overwrite, save_intermediates, preview, work_path, table)
+    choice = parse_normalize(normalize)
+    volume = read_volume(volume_path, channel, axes)
+    warn_each(warn, channel_warning(volume), axes_warning(volume))
+    size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
+    if labels_into is not None:
+        check_labels_into(labels_into, label_name, volume.shape, overwrite)
+    skip, skip_described = skip_rule(mask, skip_below)
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
         raise ClientError(str(e)) from e
     endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls)
-    parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
-    batch_size = min(batch or info.max_batch_size, info.max_batch_size)
     work = None
-    if resume or work_dir is not None:
-        made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, info.name, parameters,
-                              reference_borders=reference_borders, probability=save_intermediates)
-        try:
-            work = WorkDir(work_dir or default_work_dir(out), made_of)
-        except ClientError:
-            for endpoint in endpoints:
-                getattr(endpoint, "close", lambda: None)()
-            raise
+    try:
+        parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
+        sample = sample_voxels(volume)
+        normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
+        warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
+        del sample
+        if work_path is not None:
+            made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, info.name, parameters,
+                                  reference_borders=reference_borders, probability=save_intermediates,
+                                  axes=volume.axes, normalization=normalization.to_dict(), skip=skip_described)
+            work = WorkDir(work_path, made_of)
+    except ClientError:
+        close_all(endpoints)
+        raise
+    batch_size = min(batch or info.max_batch_size, info.max_batch_size)
 
     def lost(name: str, error: BaseException) -> None:
-        print(f"warning: {name} dropped out ({error}); carrying on with the others", file=sys.stderr)
+        warn(f"{name} dropped out ({error}); carrying on with the others")
 
     try:
         result = segment_volume(
@@ -145,24 +262,33 @@ def segment_file(
             progress=ProgressLine(enabled=not quiet),
             on_endpoint_lost=lost,
             work=work,
+            normalization=normalization,
+            skip=skip,
         )
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
-        write_labels(out, labels, overwrite=overwrite)
+        columns = measure_xyz(labels, size, volume.data) if table is not None else None
+        properties = label_properties(columns) if columns is not None else None
+        if out is not None:
+            write_labels(out, labels, overwrite=overwrite, voxel_size=size, properties=properties, ngff_version=ngff_version)
+        if labels_into is not None:
+            write_labels_into(labels_into, label_name, labels, overwrite=overwrite, properties=properties)
+        if columns is not None:
+            write_table(table, columns)
         if save_intermediates:
-            write_intermediates(out, result.intermediates, overwrite=overwrite)
+            write_intermediates(out or labels_into, result.intermediates, overwrite=overwrite, voxel_size=size)
     except ClientError as e:
         if work is None or not work.exists:
             raise
         work.close()
         raise type(e)(f"{e} — finished crops are kept in {work.path}; run again with --resume to continue") from e
     finally:
-        for endpoint in endpoints:
-            close = getattr(endpoint, "close", None)
-            if close:
-                close()
+        close_all(endpoints)
     if work is not None:
         work.remove()
-    text = summary(volume_path, out, volume.shape, result, time.perf_counter() - started, xp)
+    warn_each(warn, empty_result_warning(result.instances, labels))
+    written = out if out is not None else labels_into / "labels" / label_name
+    text = summary(volume, written, normalization, result, time.perf_counter() - started, xp)
+    text += f"\nvoxel size {size.describe()}" + (f", instance table → {table}" if table is not None else "")
     resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
     if resent:
         text += f"\nresent {resent} requests after server faults"

@@ -13,7 +13,8 @@ from skoots_export.model_config import ModelParameters
 
 from . import postprocess
 from .dispatch import Endpoint, dispatch
-from .normalize import normalize_crop
+from .ngff import nearest_indices
+from .normalize import Normalization, model_rule
 from .tiling import Crop, crop_grid
 from .volume_io import Volume, release_pages
 from .workdir import Piece, WorkDir
@@ -33,6 +34,38 @@ class SegmentResult:
     seconds: dict[str, float] = field(default_factory=dict)
     intermediates: dict[str, Any] = field(default_factory=dict)
     resumed: int = 0  # crops taken from a work directory instead of inferred
+    skipped: int = 0  # crops a SkipRule kept from being inferred (their output is background)
+    inferred: int = 0  # crops sent to the model in this run
+
+    @property
+    def seconds_saved(self) -> float:
+        """Estimated inference time the skipped crops would have cost: skipped crops times the
+        mean time per crop inferred in this run (0 when none was)."""
+        return self.skipped * self.seconds.get("infer+stitch", 0.0) / self.inferred if self.inferred else 0.0
+
+
+def mask_window(mask: Any, shape: Sequence[int], window: Sequence[slice]) -> np.ndarray:
+    """``mask`` (any ``[X, Y, Z]`` shape) scaled to a volume of ``shape`` by nearest neighbour,
+    over ``window`` of that volume. Reads only the mask voxels the window samples' bounding box."""
+    picks = [nearest_indices(m, n, w.start, w.stop) for m, n, w in zip(mask.shape, shape, window)]
+    lows = [int(p[0]) for p in picks]
+    block = np.asarray(mask[tuple(slice(lo, int(p[-1]) + 1) for lo, p in zip(lows, picks))])
+    return block[np.ix_(*(p - lo for p, lo in zip(picks, lows)))]
+
+
+@dataclass(frozen=True)
+class SkipRule:
+    """Crops not worth inferring: those whose whole window (margins included) holds no
+    foreground of ``mask`` (nonzero, nearest-neighbour scaled to the volume), or whose raw
+    maximum over the window is below ``below`` (in the input's own units, before normalising)."""
+
+    mask: Any = None
+    below: float | None = None
+
+    def skips(self, volume: Volume, crop: Crop) -> bool:
+        if self.mask is not None and not mask_window(self.mask, volume.shape, crop.window).any():
+            return True
+        return self.below is not None and bool(np.asarray(volume.data[crop.window]).max() < self.below)
 
 
 @contextlib.contextmanager
@@ -48,7 +81,7 @@ def _padding(size: Sequence[int], minimum: int) -> list[tuple[int, int]]:
 
 
 def _batches(
-    volume: Volume, grid: Sequence[Crop], batch_size: int, parameters: ModelParameters
+    volume: Volume, grid: Sequence[Crop], batch_size: int, parameters: ModelParameters, normalization: Normalization
 ) -> Iterator[tuple[int, np.ndarray]]:
     for first in range(0, len(grid), batch_size):
         crops = grid[first : first + batch_size]
@@ -59,7 +92,7 @@ def _batches(
         for j, c in enumerate(crops):
             raw = np.asarray(volume.data[c.window])
             slot = batch[j, 0][tuple(slice(0, n) for n in c.size)]
-            normalize_crop(raw, dataset_mean=parameters.dataset_mean, dataset_std=parameters.dataset_std, out=slot)
+            normalization.apply(raw, out=slot)
             if padded:
                 batch[j, 0] = np.pad(slot, padding, mode="symmetric")
         yield first, batch
@@ -77,13 +110,20 @@ def segment_volume(
     progress: Callable[[int, int], None] | None = None,
     on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
     work: WorkDir | None = None,
+    normalization: Normalization | None = None,
+    skip: SkipRule | None = None,
 ) -> SegmentResult:
     """Segment ``volume`` with the model behind ``endpoints`` (DESIGN.md steps 1-10).
 
     Crops go out in batches of ``batch_size`` in grid order; answers are dilated per crop and
     stitched as they arrive, in any order, with the same result. With ``work``, crops it holds
-    are stitched from it instead of inferred, and each answered batch is saved to it.
+    are stitched from it instead of inferred, and each answered batch is saved to it. With
+    ``skip``, crops it rules out are not sent: their owned region stays background (zero
+    skeleton and vectors), and crops that are inferred are stitched exactly as without it.
+    ``normalization`` defaults to the model's rule (``parameters``' mean/std, else the dtype's).
     """
+    if normalization is None:
+        normalization = model_rule(parameters.dataset_mean, parameters.dataset_std)
     seconds: dict[str, float] = {}
     shape = volume.shape
     grid = crop_grid(shape, parameters.crop, parameters.overlap, reference_borders)
@@ -101,11 +141,17 @@ def segment_volume(
             probability[crop.source] = piece.probability
         restored.add(crop.index)
     todo = [crop for crop in grid if crop.index not in restored]
-    done = len(restored)
+    skipped = 0
+    if skip is not None:
+        with _timed(seconds, "skip-check"):
+            kept = [crop for crop in todo if not skip.skips(volume, crop)]
+        skipped, todo = len(todo) - len(kept), kept
+        started = time.perf_counter()
+    done = len(grid) - len(todo)
     if progress:
         progress(done, len(grid))
     for first, outputs in dispatch(
-        _batches(volume, todo, batch_size, parameters),
+        _batches(volume, todo, batch_size, parameters, normalization),
         endpoints,
         probability=save_intermediates,
         on_endpoint_lost=on_endpoint_lost,
@@ -152,4 +198,5 @@ def segment_volume(
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
-    return SegmentResult(labels, int(count), len(grid), seconds, intermediates, resumed=len(restored))
+    return SegmentResult(labels, int(count), len(grid), seconds, intermediates, resumed=len(restored),
+                         skipped=skipped, inferred=len(todo))

@@ -1,8 +1,9 @@
 """Read microscopy volumes and write label volumes (TIFF, Zarr, OME-Zarr).
 
-On disk a volume is ``[Z, X, Y]`` or ``[Z, X, Y, C]`` (the seed's reading of a TIFF stack);
-the runtime works in ``[X, Y, Z]`` and writes labels back as ``[Z, X, Y]``. Reading is lazy
-where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
+On disk a volume is ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as Fiji and napari name the axes (the
+seed's ``[Z, X, Y]``), unless the file or ``--axes`` says otherwise; the runtime works in the
+seed's ``[X, Y, Z]`` (X = rows, docs/AXES.md) and writes labels back as ``[Z, Y, X]``. Reading
+is lazy where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -28,10 +29,21 @@ ZARR_SUFFIXES = (".zarr",)
 
 @dataclass(frozen=True)
 class Volume:
-    """A single-channel volume as an ``[X, Y, Z]`` array-like (possibly lazy)."""
+    """A single-channel volume as an ``[X, Y, Z]`` array-like (possibly lazy), and how it was read.
+
+    ``axes`` are the file's axes in Fiji/napari letters (``ZYX``, ``ZCYX``, ``XYZ``, ...) and
+    ``axes_from`` where they came from: ``"file"`` (ImageJ/OME metadata), ``"--axes"`` or
+    ``"default"`` (the seed's reading). ``channel`` is the channel taken of ``channels``, and
+    ``channel_from`` why: ``"--channel"``, ``"only"`` or ``"default"`` (channel 2 of more than 3).
+    """
 
     data: Any
     path: Path
+    axes: str = "ZYX"
+    axes_from: str = "default"
+    channel: int = 0
+    channels: int = 1
+    channel_from: str = "only"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -40,6 +52,198 @@ class Volume:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(self.data.dtype)
+
+
+# OME-NGFF unit names (UDUNITS-2) of lengths, with the short symbol used in table headers and
+# ImageJ metadata, and their size in metres (to compare sizes given in different units).
+LENGTH_UNITS = {
+    "angstrom": ("A", 1e-10),
+    "nanometer": ("nm", 1e-9),
+    "micrometer": ("um", 1e-6),
+    "millimeter": ("mm", 1e-3),
+    "centimeter": ("cm", 1e-2),
+    "meter": ("m", 1.0),
+}
+_UNIT_ALIASES = {
+    **{name: name for name in LENGTH_UNITS},
+    **{symbol.lower(): name for name, (symbol, _) in LENGTH_UNITS.items()},
+    "µm": "micrometer", "μm": "micrometer", "\\u00b5m": "micrometer", "micron": "micrometer", "microns": "micrometer",
+    "micrometre": "micrometer", "nanometre": "nanometer", "millimetre": "millimeter", "metre": "meter", "å": "angstrom",
+}
+
+
+def length_unit(text: str, option: str = "--unit") -> str:
+    """The OME-NGFF name of a length unit given as a name or symbol (``um``, ``µm``, ``micron``,
+    ``nm``, ``nanometer``, ...)."""
+    name = _UNIT_ALIASES.get(text.strip().lower())
+    if name is None:
+        raise InputError(f"{option} {text!r} is not a length unit; use one of um, nm, mm, cm, m, angstrom")
+    return name
+
+
+@dataclass(frozen=True)
+class VoxelSize:
+    """The physical size of a voxel along the runtime's X, Y, Z (the file's rows, columns and
+    slices) and its unit, an OME-NGFF unit name; ``unit`` None means unknown (sizes in voxels)."""
+
+    xyz: tuple[float, float, float]
+    unit: str | None = "micrometer"
+
+    @property
+    def zyx(self) -> tuple[float, float, float]:
+        """Sizes in the file's axis order: slices, rows, columns (NGFF's z, y, x)."""
+        x, y, z = self.xyz
+        return (z, x, y)
+
+    @property
+    def symbol(self) -> str:
+        """Short unit for column names and ImageJ: ``um``; ``px`` when unknown."""
+        return LENGTH_UNITS[self.unit][0] if self.unit else "px"
+
+    def in_metres(self) -> tuple[float, ...]:
+        return tuple(v * LENGTH_UNITS[self.unit][1] for v in self.xyz) if self.unit else self.xyz
+
+    def describe(self) -> str:
+        """As Fiji and napari name the axes: ``z 2, y 0.5, x 0.5 µm``."""
+        x, y, z = self.xyz
+        return f"z {z:g}, y {x:g}, x {y:g} {self.symbol}"
+
+
+UNKNOWN_VOXEL_SIZE = VoxelSize((1.0, 1.0, 1.0), None)
+
+
+def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | None:
+    """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
+    suffix (``0.5,0.5,2um``); micrometres when neither says."""
+    from skoots_export.cli import option_triple
+
+    if text is None:
+        if unit is not None:
+            raise InputError("--unit needs --voxel-size; give both, e.g. --voxel-size 0.5,0.5,2 --unit um")
+        return None
+    numbers = text.rstrip()
+    suffix = ""
+    while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
+        suffix, numbers = numbers[-1] + suffix, numbers[:-1]
+    named = length_unit(suffix, "--voxel-size") if suffix else None
+    if named and unit is not None and length_unit(unit) != named:
+        raise InputError(f"--voxel-size {text!r} says {suffix} and --unit says {unit}; give the unit once")
+    from skoots_export.errors import ExportError
+
+    try:
+        sizes = option_triple("--voxel-size", numbers, float)
+    except ExportError as e:
+        raise InputError(str(e)) from None
+    if not all(v > 0 and np.isfinite(v) for v in sizes):
+        raise InputError(f"--voxel-size {text!r}: sizes must be positive, e.g. --voxel-size 0.5,0.5,2um")
+    return VoxelSize(tuple(float(v) for v in sizes), named or (length_unit(unit) if unit else "micrometer"))
+
+
+def _ome_zarr_voxel_size(multiscales: Any) -> VoxelSize | None:
+    """Scale of the first dataset (times any multiscales-wide scale) on the z, y, x axes."""
+    try:
+        first = multiscales[0]
+        axes = [a if isinstance(a, dict) else {"name": a} for a in first["axes"]]
+        scale = np.ones(len(axes))
+        for transforms in (first["datasets"][0].get("coordinateTransformations", []), first.get("coordinateTransformations", [])):
+            for t in transforms:
+                if t.get("type") == "scale":
+                    scale = scale * np.asarray(t["scale"], dtype=float)
+        names = [str(a["name"]).lower() for a in axes]
+        at = {n: names.index(n) for n in "zyx"}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    units = {axes[i].get("unit") for i in at.values()}
+    unit = units.pop() if len(units) == 1 else None
+    sizes = [float(scale[at[n]]) for n in "yxz"]  # runtime X = rows (y), Y = columns (x), Z
+    if unit is None and len(units) > 0:  # axes in different units: convert to micrometres
+        try:
+            sizes = [s * LENGTH_UNITS[length_unit(str(axes[at[n]].get("unit")))][1] / 1e-6 for s, n in zip(sizes, "yxz")]
+            unit = "micrometer"
+        except InputError:
+            return None
+    elif unit is not None:
+        try:
+            unit = length_unit(str(unit))
+        except InputError:
+            unit = None
+    if unit is None and sizes == [1.0, 1.0, 1.0]:
+        return None
+    return VoxelSize(tuple(sizes), unit)  # type: ignore[arg-type]
+
+
+def _tiff_voxel_size(path: Path) -> VoxelSize | None:
+    """OME-TIFF ``PhysicalSize{X,Y,Z}`` (+ unit, default µm), else ImageJ ``spacing`` and
+    X/Y resolution tags (pixels per unit) with its ``unit``."""
+    import xml.etree.ElementTree as ElementTree
+
+    import tifffile
+
+    with _tifffile_log(), tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            pixels = next((e for e in ElementTree.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Pixels")), None)
+            if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+                return None
+            sizes, units = [], set()
+            for axis in "YXZ":  # runtime X = rows (OME Y), Y = columns (OME X), Z
+                sizes.append(float(pixels.attrib.get(f"PhysicalSize{axis}", 1.0)))
+                units.add(pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm"))
+            try:
+                unit = length_unit(units.pop()) if len(units) == 1 else None
+            except InputError:
+                unit = None
+            return VoxelSize(tuple(sizes), unit) if unit else None  # type: ignore[arg-type]
+        if tif.is_imagej:
+            meta = tif.imagej_metadata or {}
+            tags = tif.pages[0].tags
+
+            def size(tag: str) -> float:
+                value = tags[tag].value if tag in tags else (1, 1)
+                return float(value[1]) / float(value[0]) if value[0] else 1.0
+
+            sizes = (size("YResolution"), size("XResolution"), float(meta.get("spacing", 1.0)))
+            try:
+                unit = length_unit(str(meta["unit"])) if "unit" in meta else None
+            except InputError:
+                unit = None
+            if unit is None:
+                return None
+            return VoxelSize(sizes, unit)
+    return None
+
+
+def read_voxel_size(path: str | Path) -> VoxelSize | None:
+    """The voxel size a file states (OME-Zarr scale and units, OME-TIFF physical sizes,
+    ImageJ spacing/resolution, our plain Zarr attributes), or None when it states none."""
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(TIFF_SUFFIXES):
+            return _tiff_voxel_size(path)
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+    except Exception:  # noqa: BLE001 - unreadable files are reported when their data is read
+        return None
+    attrs = node.attrs.asdict()
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        return _ome_zarr_voxel_size(multiscales)
+    if "voxel_size_zyx" in attrs:
+        z, x, y = (float(v) for v in attrs["voxel_size_zyx"])
+        return VoxelSize((x, y, z), attrs.get("unit"))
+    return None
+
+
+def resolve_voxel_size(
+    option: VoxelSize | None, stated: VoxelSize | None, path: Path, warn: Any = None
+) -> VoxelSize:
+    """The voxel size to use: ``--voxel-size`` wins over what ``path`` states; a disagreement
+    is reported through ``warn`` (one line). Unknown when neither says."""
+    if option is not None and stated is not None and warn is not None:
+        same = (option.unit is None) == (stated.unit is None) and np.allclose(option.in_metres(), stated.in_metres(), rtol=1e-6, atol=0)
+        if not same:
+            warn(f"--voxel-size {option.describe()} differs from {path}'s metadata {stated.describe()}; using --voxel-size")
+    return option or stated or UNKNOWN_VOXEL_SIZE
 
 
 class _XYZView:
@@ -71,6 +275,23 @@ class _XYZView:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[slice(None), slice(None), slice(None)]
         return out if dtype is None else out.astype(dtype)
+
+
+def describe_shape(shape_xyz: Sequence[int]) -> str:
+    """The runtime's ``(X, Y, Z)`` as Fiji and napari name the axes: ``z 48, y 256, x 256``."""
+    x, y, z = (int(n) for n in shape_xyz)
+    return f"z {z}, y {x}, x {y}"
+
+
+def describe_channel(volume: Volume) -> str:
+    """Which channel was segmented and why, for the summary."""
+    if volume.channels == 1:
+        return "the only channel"
+    why = {
+        "--channel": f"--channel {volume.channel}",
+        "default": "default for more than 3 channels; pick with --channel",
+    }[volume.channel_from]
+    return f"channel {volume.channel} of {volume.channels} ({why})"
 
 
 def release_pages(volume: Volume) -> None:
@@ -170,23 +391,50 @@ def _open_zarr(path: Path) -> tuple[Any, str | None]:
 def _dimension_error(path: Path, shape: tuple[int, ...], axes: str | None) -> InputError:
     named = f" (axes {axes})" if axes else ""
     return InputError(
-        f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, X, Y] or [Z, X, Y, C]"
+        f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, Y, X] or [Z, Y, X, C]"
     )
 
 
-def _layout(path: Path, shape: tuple[int, ...], axes: str | None) -> tuple[tuple[int, int, int], int | None]:
+def parse_axes(text: str, shape: Sequence[int], path: Path) -> str:
+    """``--axes`` checked against the array: the letters Z, Y, X once each, C and T at most once,
+    one letter per dimension. Returns the letters in upper case."""
+    axes = text.strip().upper()
+    if sorted(axes) != sorted(set(axes)) or not set("ZYX") <= set(axes) or not set(axes) <= set("ZYXCT"):
+        raise InputError(
+            f"--axes {text!r}: name each of Z, Y, X once, plus C (channel) and T (time) if the array has them, "
+            "e.g. --axes ZYX, XYZ or ZCYX"
+        )
+    if len(axes) != len(shape):
+        raise InputError(
+            f"--axes {text} names {len(axes)} axes but {path} has {len(shape)} dimensions {tuple(shape)}; give one letter per dimension"
+        )
+    return axes
+
+
+def _named(axes: str | None, shape: tuple[int, ...]) -> bool:
+    """Whether a file's ``axes`` name its axes (ImageJ, OME) rather than guess them (tifffile)."""
+    return axes is not None and len(axes) == len(shape) and {"Y", "X"} <= set(axes) and bool(set(axes) & set("ZCT"))
+
+
+def _layout(
+    path: Path, shape: tuple[int, ...], axes: str | None, declared: bool = False
+) -> tuple[tuple[int, int, int], int | None]:
     """The array axes of Z, X, Y and of the channel (or None), from metadata where it names them.
 
     Without axis names the seed's reading applies: ``[Z, X, Y]`` or ``[Z, X, Y, C]``. tifffile's
     own guesses (``QYX``, ``SYX`` for a 3-slice stack, ``QYXS``) are not names: only files that
-    name Z, C or T (ImageJ, OME) are read by name. With them, the row axis ``Y`` is the seed's X
-    and the column axis ``X`` its Y; ``C``/``S`` is the channel wherever it sits (ImageJ stores
-    ``ZCYX``, OME ``CZYX``);
+    name Z, C or T (ImageJ, OME) are read by name, and ``declared`` axes (``--axes``). With them,
+    the row axis ``Y`` is the seed's X and the column axis ``X`` its Y; ``C``/``S`` is the
+    channel wherever it sits (ImageJ stores ``ZCYX``, OME ``CZYX``);
     a single time point is taken as is; the one remaining axis (``Z``, or tifffile's unnamed
-    ``Q``) is Z.
+    ``Q``) is Z. A 2-D colour image (tifffile's ``YXS``) is refused like any 2-D image.
     """
-    named = axes is not None and len(axes) == len(shape) and {"Y", "X"} <= set(axes) and bool(set(axes) & set("ZCT"))
-    if named:
+    if not declared and axes in ("YXS", "YXC"):
+        raise InputError(
+            f"{path} is a 2-D RGB image (axes {axes}); SKOOTS segments 3-D stacks"
+            f" (if it is a stack of {shape[2]} slices, say so with --axes YXZ)"
+        )
+    if axes is not None and (declared or _named(axes, shape)):
         rest = [i for i, a in enumerate(axes) if a not in "YX"]
         times = [i for i in rest if axes[i] == "T"]
         for t in times:
@@ -221,10 +469,11 @@ def _open(path: Path) -> tuple[Any, str | None]:
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None) -> Volume:
+def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
-    Axes follow the seed (``[Z, X, Y]`` or ``[Z, X, Y, C]`` on disk) unless the file names them
+    Axes follow the seed (``[Z, Y, X]`` or ``[Z, Y, X, C]`` on disk, in napari's letters) unless
+    ``axes`` declares them (``--axes``: ``XYZ``, ``ZCYX``, ...) or the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
     channel 2 is used (the seed's rule).
@@ -232,10 +481,10 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     Raises
     ------
     InputError
-        Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel.
+        Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
     path = Path(path)
-    array, axes = _open(path)
+    array, file_axes = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(
@@ -244,13 +493,18 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
     shape = tuple(int(n) for n in array.shape)
     if any(n == 0 for n in shape):
         raise InputError(f"{path} is empty (shape {shape})")
-    spatial, channel_axis = _layout(path, shape, axes)
+    declared = axes is not None
+    axes = parse_axes(axes, shape, path) if axes is not None else file_axes
+    spatial, channel_axis = _layout(path, shape, axes, declared)
+    axes_from = "--axes" if declared else "file" if _named(axes, shape) else "default"
+    read_as = dict(axes_from=axes_from, axes=axes if axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC")
     fixed = {i: 0 for i in range(len(shape)) if i not in spatial and i != channel_axis}
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return _finite(Volume(_XYZView(array, spatial, fixed), path))
+        return _finite(Volume(_XYZView(array, spatial, fixed), path, **read_as))
     channels = shape[channel_axis]
+    channel_from = "--channel" if channel is not None else "only" if channels == 1 else "default"
     if channel is None:
         if channels == 1:
             channel = 0
@@ -260,7 +514,8 @@ def read_volume(path: str | Path, channel: int | None = None) -> Volume:
             raise InputError(f"{path} has {channels} channels; choose one with --channel 0..{channels - 1}")
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
-    return _finite(Volume(_XYZView(array, spatial, {**fixed, channel_axis: channel}), path))
+    view = _XYZView(array, spatial, {**fixed, channel_axis: channel})
+    return _finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as))
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -273,15 +528,40 @@ def read_labels(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     array, _ = _open(path)
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "ui":
-        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
         raise InputError(f"{path} has {len(array.shape)} dimensions {tuple(array.shape)}; a label volume is 3-D [Z, X, Y]")
     labels = np.asarray(array[...])
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
+
+
+def _label_dtype(path: Path, array: Any) -> np.dtype:
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "ui":
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+    return dtype
+
+
+def open_labels(path: str | Path) -> Volume:
+    """A label volume as a lazy ``[X, Y, Z]`` view: ``[Z, X, Y]`` on disk, or the axes a file
+    names (an NGFF label image's single time point is taken as is). Negative labels are found
+    by whoever reads the data.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, not one 3-D volume, or not integer labels.
+    """
+    path = Path(path)
+    array, axes = _open(path)
+    _label_dtype(path, array)
+    shape = tuple(int(n) for n in array.shape)
+    spatial, channel_axis = _layout(path, shape, axes)
+    if channel_axis is not None and shape[channel_axis] > 1:
+        raise InputError(f"{path} has {shape[channel_axis]} channels; a label volume is 3-D [Z, X, Y]")
+    return Volume(_XYZView(array, spatial, {i: 0 for i in range(len(shape)) if i not in spatial}), path)
 
 
 def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
@@ -295,9 +575,9 @@ def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
         slab = volume.data[:, :, z0 : z0 + step]
         if not np.isfinite(slab).all():
             bad = np.argwhere(~np.isfinite(slab))[0]
-            where = (int(bad[2]) + z0, int(bad[0]), int(bad[1]))
+            where = describe_shape((bad[0], bad[1], bad[2] + z0))
             raise InputError(
-                f"{volume.path} holds NaN or infinite values (first at Z,X,Y = {where}); replace them before segmenting"
+                f"{volume.path} holds NaN or infinite values (first at {where}); replace them before segmenting"
             )
     return volume
 
@@ -312,6 +592,34 @@ def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: 
         raise OutputError(f"{option} {path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {path}: folder {parent} is not writable")
+
+
+def check_not_input(option: str, path: Path, inputs: Sequence[Path]) -> None:
+    """Refuse a destination that would write over an input, ``--overwrite`` or not: the input
+    itself (same path, a symbolic link to it, a hard link: same device and inode), a path
+    inside an input (a Zarr store is a folder), or a folder that holds an input (replacing it
+    would delete the input)."""
+    target = path.resolve()
+    for source in inputs:
+        if not source.exists():
+            continue
+        origin = source.resolve()
+        same = target == origin
+        if not same and path.exists():
+            mine, theirs = path.stat(), source.stat()
+            same = (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+        where = (
+            "is the input" if same else
+            "lies inside the input" if origin in target.parents else
+            "holds the input" if target in origin.parents else None
+        )
+        if where:
+            raise OutputError(f"{option} {path} {where} {source}; choose another path (the input is never overwritten, --overwrite or not)")
+
+
+def intermediates_path(out: Path) -> Path:
+    """Where ``--save-intermediates`` writes: ``<out stem>_intermediates.zarr`` beside ``out``."""
+    return out.with_name(out.name.split(".")[0] + "_intermediates.zarr")
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
@@ -349,20 +657,31 @@ def _replace(staged: Path, path: Path) -> None:
         os.replace(staged, path)
 
 
-def write_labels(path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False) -> Path:
-    """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically.
+def write_labels(
+    path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
+    properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4",
+) -> Path:
+    """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
-    ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX) for uint8/uint16 so Fiji
-    opens it as a stack, plain ZYX TIFF for uint32 (ImageJ format has no 32-bit integers).
-    ``.ome.zarr``: an OME-NGFF 0.4 image (napari opens it); ``.zarr``: a plain array.
-    Planes are transposed one slab at a time, never the whole volume at once.
+    ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX, spacing, resolution and
+    unit, so Fiji shows physical sizes) for uint8/uint16, an OME-TIFF (``PhysicalSize*``) for
+    uint32 (ImageJ format has no 32-bit integers). ``.ome.zarr``: an OME-NGFF label image with a
+    multiscale pyramid, scale and units (napari opens it as labels), NGFF ``ngff_version``, with
+    ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
+    voxel size in its attributes. Planes are transposed one slab at a time.
     """
+    from .ngff import pyramid, spatial_axes, write_label_image
+
     path = Path(path)
+    size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
-            _write_tiff(target, labels_xyz)
+            _write_tiff(target, labels_xyz, size)
+        elif path.name.lower().endswith(".ome.zarr"):
+            write_label_image(target, labels_xyz, pyramid(_zxy_shape(labels_xyz), size.zyx), spatial_axes(size.unit),
+                              version=ngff_version, properties=properties)
         else:
-            _write_zarr(target, labels_xyz, ome=path.name.lower().endswith(".ome.zarr"))
+            _write_zarr(target, labels_xyz, size)
     return path
 
 
@@ -371,7 +690,19 @@ def _zxy_shape(labels_xyz: np.ndarray) -> tuple[int, int, int]:
     return (z, x, y)
 
 
-def _write_tiff(path: Path, labels_xyz: np.ndarray) -> None:
+def _tiff_size_metadata(size: VoxelSize, imagej: bool) -> dict[str, Any]:
+    """tifffile arguments stating ``size``: ImageJ spacing/unit + resolution, or OME sizes."""
+    if size.unit is None:
+        return {"metadata": {"axes": "ZYX"}}
+    x, y, z = size.xyz  # file columns are the runtime's Y: TIFF X resolution is 1 / Y size
+    if imagej:
+        return {"resolution": (1 / y, 1 / x), "metadata": {"axes": "ZYX", "spacing": z, "unit": size.symbol}}
+    unit = "µm" if size.unit == "micrometer" else size.symbol.replace("A", "Å")
+    return {"ome": True, "metadata": {"axes": "ZYX", "PhysicalSizeX": y, "PhysicalSizeY": x, "PhysicalSizeZ": z,
+                                      **{f"PhysicalSize{a}Unit": unit for a in "XYZ"}}}
+
+
+def _write_tiff(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
     import tifffile
 
     imagej = labels_xyz.dtype in (np.uint8, np.uint16)
@@ -381,40 +712,33 @@ def _write_tiff(path: Path, labels_xyz: np.ndarray) -> None:
         shape=_zxy_shape(labels_xyz),
         dtype=labels_xyz.dtype,
         imagej=imagej,
-        metadata={"axes": "ZYX"},
         compression="zlib",
         photometric="minisblack",
+        **_tiff_size_metadata(size, imagej),
     )
 
 
-def _write_zarr(path: Path, labels_xyz: np.ndarray, ome: bool) -> None:
+def _write_zarr(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
     import zarr
 
     shape = _zxy_shape(labels_xyz)
     chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
-    if not ome:
-        array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
-    else:
-        group = zarr.open_group(str(path), mode="w", zarr_format=2)
-        array = group.create_array("0", shape=shape, chunks=chunks, dtype=labels_xyz.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
-        group.attrs["multiscales"] = [
-            {
-                "version": "0.4",
-                "name": path.name,
-                "axes": [{"name": a, "type": "space"} for a in ("z", "y", "x")],
-                "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
-            }
-        ]
-        group.attrs["image-label"] = {"version": "0.4"}  # napari-ome-zarr opens it as a Labels layer
+    array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
+    array.attrs.update(voxel_size_attrs(size))
     for z in range(0, shape[0], chunks[0]):  # one slab of whole chunks at a time
         array[z : z + chunks[0]] = labels_xyz[:, :, z : z + chunks[0]].transpose(2, 0, 1)
 
 
-def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False) -> Path:
+def voxel_size_attrs(size: VoxelSize) -> dict[str, Any]:
+    """Attributes of a plain Zarr output that state its voxel size (read back by read_voxel_size)."""
+    return {"voxel_size_zyx": list(size.zyx), "unit": size.unit}
+
+
+def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = False, voxel_size: VoxelSize | None = None) -> Path:
     """Write skeleton, vectors and probability as arrays of ``<out stem>_intermediates.zarr``."""
     import zarr
 
-    path = out.with_name(out.name.split(".")[0] + "_intermediates.zarr")
+    path = intermediates_path(out)
     with _staged(path, overwrite) as target:
         group = zarr.open_group(str(target), mode="w")
         for key, array in arrays.items():
@@ -422,4 +746,5 @@ def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = 
             zyx = host.transpose(*range(host.ndim - 3), host.ndim - 1, host.ndim - 3, host.ndim - 2)
             group.create_array(key, data=np.ascontiguousarray(zyx))
         group.attrs["axes"] = "([C,] Z, X, Y) as the input"
+        group.attrs.update(voxel_size_attrs(voxel_size or UNKNOWN_VOXEL_SIZE))
     return path

@@ -60,24 +60,37 @@ class Piece:
 def fingerprint(
     volume_path: Path, shape: Sequence[int], dtype: Any, channel: int | None, model: str,
     parameters: Any, *, reference_borders: bool, probability: bool,
+    axes: str | None = None, normalization: dict[str, Any] | None = None, skip: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a work directory's crops depend on; resuming with anything else is refused.
 
-    The input file's size and modification time stand in for its content. The model is
-    identified by its name and constants (its weights are not visible to a client).
+    The input file's size and modification time stand in for its content; ``axes`` is the
+    order it was read in and ``normalization`` the rule and numbers that made the network's
+    input (``Normalization.to_dict``). The model is identified by its name and constants (its
+    weights are not visible to a client). ``skip`` says which crops a mask or an intensity
+    rule keeps out: a crop saved under one rule would otherwise be stitched in a run whose
+    rule skips it.
     """
-    path = Path(volume_path).resolve()
-    stat = path.stat()
     return {
+        **({"skip": skip} if skip else {}),
         "format": FORMAT,
         "input": {
-            "path": str(path), "shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype)), "channel": channel,
-            "size": stat.st_size if path.is_file() else None, "mtime_ns": stat.st_mtime_ns if path.is_file() else None,
+            **file_identity(volume_path), "shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype)), "channel": channel,
+            "axes": axes,
         },
+        "normalization": normalization,
         "model": {"name": model, "parameters": parameters.to_strings()},
         "reference_borders": reference_borders,
         "probability": probability,
     }
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """A file (or folder) as a fingerprint names it: resolved path, size and modification time."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size if path.is_file() else None,
+            "mtime_ns": stat.st_mtime_ns if path.is_file() else None}
 
 
 def default_work_dir(out: Path) -> Path:

@@ -58,10 +58,13 @@ def headline(scores: dict) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from skoots_client.volume_io import describe_shape
+    from skoots_export.cli import TRIPLE_HELP
+
     parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="folder for every file the demo writes")
     parser.add_argument("--seed", type=int, default=DEMO_SEED, help="seed of the held-out volume (not 900+ or 1000+: those trained the model)")
-    parser.add_argument("--shape", type=shape_option, default=DEMO_SHAPE, help="X,Y,Z voxels of the volume")
+    parser.add_argument("--shape", type=shape_option, default=DEMO_SHAPE, help="voxels of the volume: " + TRIPLE_HELP)
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT, help="SKOOTS checkpoint to export")
     args = parser.parse_args(argv)
     if args.seed >= 900:
@@ -98,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nDone in {segmented_at - started:.0f}s to the labels, {time.perf_counter() - started:.0f}s in all.\n"
         f"  model repository  {repository}/\n"
-        f"  raw volume        {volume_path}   ([Z, X, Y] {volume.raw.dtype}, {len(volume.objects)} objects)\n"
+        f"  raw volume        {volume_path}   ({describe_shape(volume.raw.shape)}, {volume.raw.dtype}, {len(volume.objects)} objects)\n"
         f"  ground truth      {truth}\n"
         f"  segmentation      {labels}\n"
         f"  preview           {preview}\n"

@@ -6,7 +6,7 @@ blurred, on an uneven background, with shot noise. Every object is a swept spher
 centreline, so its medial line is known exactly: the training targets of SKOOTS (object
 probability, skeleton, vectors to the skeleton) come from the same geometry as the labels.
 
-Arrays are ``[X, Y, Z]`` voxels (the runtime's order); files on disk are ``[Z, X, Y]`` TIFF
+Arrays are ``[X, Y, Z]`` voxels (the runtime's order, docs/AXES.md); files on disk are ``[Z, Y, X]`` TIFF
 stacks, the order the client reads (``skoots_client.volume_io``). Everything but
 :func:`write_volume` and :func:`main` is a pure function: a seed or ``numpy.random.Generator``
 in, arrays out.
@@ -251,7 +251,7 @@ def labels_path(raw_path: Path) -> Path:
 
 
 def write_volume(path: Path, volume: SyntheticVolume) -> tuple[Path, Path]:
-    """Write raw and labels as ``[Z, X, Y]`` TIFF stacks (ImageJ metadata); returns both paths."""
+    """Write raw and labels as ``[Z, Y, X]`` TIFF stacks (ImageJ metadata); returns both paths."""
     import tifffile
 
     path = Path(path)
@@ -263,7 +263,7 @@ def write_volume(path: Path, volume: SyntheticVolume) -> tuple[Path, Path]:
 
 
 def shape_option(text: str) -> tuple[int, int, int]:
-    """argparse type for ``X,Y,Z`` voxel counts."""
+    """argparse type for voxel counts, ``X,Y,Z`` or named ``x=..,y=..,z=..`` (napari's letters)."""
     from skoots_export.model_config import parse_triple
 
     try:
@@ -271,15 +271,18 @@ def shape_option(text: str) -> tuple[int, int, int]:
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} needs three positive integers X,Y,Z, e.g. 128,128,32")
+        raise argparse.ArgumentTypeError(f"{text!r} needs three positive integers X,Y,Z, e.g. 128,128,32, or named as napari shows the axes, e.g. y=128,x=128,z=32")
     return shape  # type: ignore[return-value]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from skoots_client.volume_io import describe_shape
+    from skoots_export.cli import TRIPLE_HELP
+
     parser = argparse.ArgumentParser(prog="python -m examples.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="raw volume to write (.tif); labels go to OUT_labels.tif")
     parser.add_argument("--seed", type=int, default=0, help="random seed (the demo's training uses 1000 and up)")
-    parser.add_argument("--shape", type=shape_option, default=SyntheticSpec.shape, help="X,Y,Z voxels (default 128,128,32)")
+    parser.add_argument("--shape", type=shape_option, default=SyntheticSpec.shape, help="voxels (default 128,128,32): " + TRIPLE_HELP)
     parser.add_argument("--dtype", choices=("uint8", "uint16"), default="uint8")
     args = parser.parse_args(argv)
     if not str(args.out).lower().endswith((".tif", ".tiff")):
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = dataclasses.replace(SyntheticSpec(), shape=args.shape, dtype=args.dtype)
     volume = generate(args.seed, spec)
     raw, labels = write_volume(args.out, volume)
-    print(f"{raw} ({args.dtype}, [Z, X, Y] {volume.raw.shape[::-1][:1] + volume.raw.shape[:2]}) and {labels}: {len(volume.objects)} objects")
+    print(f"{raw} ({describe_shape(volume.raw.shape)}, {args.dtype}) and {labels}: {len(volume.objects)} objects")
     return 0
 
 

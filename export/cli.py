@@ -26,16 +26,26 @@ def _commands(version: VersionOption = False) -> None:
     """SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them."""
 
 
+# Every option that takes a triple says this in its help (docs/AXES.md tells the whole story).
+TRIPLE_HELP = (
+    "X,Y,Z in the seed's order: X = image rows (napari y), Y = columns (napari x), Z = slices; "
+    "or named as Fiji/napari show the axes, in any order: x=COLUMNS,y=ROWS,z=SLICES."
+)
+
+
 def option_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
-    """Parse an ``X,Y,Z`` option; the error names the option and shows an example."""
+    """Parse a triple option, positional ``X,Y,Z`` (the seed's order) or named ``x=..,y=..,z=..``
+    (napari's letters), to the runtime's ``(X, Y, Z)``; the error names the option and shows both forms."""
     if text is None:
         return None
     try:
         return parse_triple(text, kind)
     except ValueError:
         example = "300,300,20" if kind is int else "60,60,12"
+        named = "y=300,x=300,z=20" if kind is int else "y=60,x=60,z=12"
         raise ExportOptionError(
-            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}"
+            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}, "
+            f"or named as napari shows the axes, e.g. {option} {named}"
         ) from None
 
 
@@ -55,10 +65,10 @@ def export_command(
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
-    crop: Annotated[Optional[str], typer.Option(help="Crop X,Y,Z the client tiles with (seed: 300,300,20). Keep the training crop.")] = None,
-    overlap: Annotated[Optional[str], typer.Option(help="Overlap X,Y,Z trimmed from each crop side (seed: 10,10,5).")] = None,
-    vector_scaling: Annotated[Optional[str], typer.Option(help="Vector scaling X,Y,Z (default: cfg.SKOOTS.VECTOR_SCALING).")] = None,
-    anisotropy: Annotated[Optional[str], typer.Option(help="Voxel anisotropy X,Y,Z (default: cfg.SKOOTS.ANISOTROPY).")] = None,
+    crop: Annotated[Optional[str], typer.Option(help="Crop the client tiles with (seed: 300,300,20); keep the training crop. " + TRIPLE_HELP)] = None,
+    overlap: Annotated[Optional[str], typer.Option(help="Overlap trimmed from each crop side (seed: 10,10,5). " + TRIPLE_HELP)] = None,
+    vector_scaling: Annotated[Optional[str], typer.Option(help="Vector scaling (default: cfg.SKOOTS.VECTOR_SCALING). " + TRIPLE_HELP)] = None,
+    anisotropy: Annotated[Optional[str], typer.Option(help="Voxel anisotropy (default: cfg.SKOOTS.ANISOTROPY). " + TRIPLE_HELP)] = None,
     prob_threshold: Annotated[Optional[float], typer.Option(help="Object probability threshold baked into the graph (seed: 0.5).")] = None,
     skeleton_threshold: Annotated[Optional[float], typer.Option(help="Skeleton probability threshold baked into the graph (seed: 0.8).")] = None,
     dilations_3d: Annotated[Optional[int], typer.Option(help="3x3x3 skeleton dilations per crop (seed: 1).")] = None,
@@ -66,7 +76,7 @@ def export_command(
     embedding_iterations: Annotated[Optional[int], typer.Option(help="Embedding iterations N (seed: 2).")] = None,
     dataset_mean: Annotated[Optional[float], typer.Option(help="Normalise input as (x - mean) / std (default: the checkpoint's dataset_mean, else x / dtype range).")] = None,
     dataset_std: Annotated[Optional[float], typer.Option(help="Standard deviation for --dataset-mean.")] = None,
-    training_voxel_size: Annotated[Optional[str], typer.Option(help="Voxel size X,Y,Z the model was trained at, recorded in the config (unit: --voxel-unit).")] = None,
+    training_voxel_size: Annotated[Optional[str], typer.Option(help="Voxel size the model was trained at, recorded in the config (unit: --voxel-unit). " + TRIPLE_HELP)] = None,
     voxel_unit: Annotated[Optional[str], typer.Option(help="Unit of --training-voxel-size: micrometer (um, the default), nanometer (nm), millimeter (mm) or angstrom.")] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:

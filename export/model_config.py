@@ -182,11 +182,29 @@ _FIELD_KINDS: dict[str, Any] = {
 
 
 def parse_triple(text: str, kind: type = int) -> tuple:
-    """``"300,300,20"`` → ``(300, 300, 20)``; ``ValueError`` unless exactly three ``kind`` values."""
-    values = tuple(kind(v) for v in text.split(","))
-    if len(values) != 3:
-        raise ValueError(f"{text!r} has {len(values)} values, not 3")
-    return values
+    """A triple in the runtime's ``(X, Y, Z)`` order (docs/AXES.md), from either form.
+
+    Positional, in that order: ``"300,300,20"`` → ``(300, 300, 20)``. Named, with the letters
+    meaning what Fiji and napari show (``x`` = columns, ``y`` = rows, ``z`` = slices), in any
+    order: ``"x=280,y=300,z=20"`` → ``(300, 280, 20)``, since the runtime's X is the rows.
+    ``ValueError`` unless exactly three ``kind`` values (named: each of x, y, z once).
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not any("=" in part for part in parts):
+        values = tuple(kind(v) for v in parts)
+        if len(values) != 3:
+            raise ValueError(f"{text!r} has {len(values)} values, not 3")
+        return values
+    named: dict[str, Any] = {}
+    for part in parts:
+        letter, _, value = part.partition("=")
+        letter = letter.strip().lower()
+        if letter not in ("x", "y", "z") or letter in named:
+            raise ValueError(f"{text!r}: name each of x, y, z once")
+        named[letter] = kind(value)
+    if len(named) != 3:
+        raise ValueError(f"{text!r}: name each of x, y, z once")
+    return (named["y"], named["x"], named["z"])
 
 
 def _fmt(value: Any) -> str:

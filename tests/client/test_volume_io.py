@@ -67,7 +67,7 @@ def test_channel_rules(tmp_path: Path) -> None:
         (lambda p: tifffile.imwrite(p, np.zeros((2, 2, 2, 2, 2), np.uint16)), "5 dimensions"),
         (lambda p: tifffile.imwrite(p, np.zeros((3, 4, 4), np.int32)), "int32"),
         (lambda p: tifffile.imwrite(p, np.zeros((3, 4, 4), bool)), "bool"),
-        (lambda p: tifffile.imwrite(p, np.full((3, 4, 4), np.nan)), r"NaN or infinite values \(first at Z,X,Y = \(0, 0, 0\)\)"),
+        (lambda p: tifffile.imwrite(p, np.full((3, 4, 5), np.nan)), r"NaN or infinite values \(first at z 0, y 0, x 0\)"),
         (lambda p: (tifffile.imwrite(p, zxy_volume(), compression="zlib"), p.write_bytes(p.read_bytes()[:300])), "corrupt or truncated"),
     ],
 )

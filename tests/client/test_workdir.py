@@ -165,3 +165,20 @@ def test_a_work_directory_in_use_is_refused(model, volume_path, tmp_path) -> Non
     first.close()
     list(second.restore(grid))
     second.close()
+
+
+def test_a_run_under_another_normalisation_is_not_resumed(model, volume_path, tmp_path) -> None:
+    """--normalize is part of the fingerprint: crops made from other input values never mix."""
+    from skoots_client.normalize import Normalization
+
+    volume = read_volume(volume_path)
+
+    def made(rule: Normalization) -> dict:
+        return fingerprint(volume_path, volume.shape, volume.dtype, None, "skoots", model.info.parameters,
+                           reference_borders=False, probability=True, axes=volume.axes, normalization=rule.to_dict())
+
+    work = WorkDir(tmp_path / "w", made(Normalization("dtype")))
+    list(work.restore(crop_grid((60, 52, 20), (24, 24, 8), (4, 4, 2))))
+    work.close()
+    with pytest.raises(OutputError, match=r"was made for another run \(differs in: normalization\)"):
+        WorkDir(tmp_path / "w", made(Normalization("percentile", 10.0, 200.0, " 1-99.8")))

@@ -1,0 +1,257 @@
+"""OME-NGFF label images: a multiscale label pyramid, standalone or in an image's ``labels/NAME``.
+
+NGFF 0.4 is Zarr v2 (attributes in ``.zattrs``); 0.5 is Zarr v3 (``zarr.json``, attributes
+under ``"ome"``). A label image is a multiscale image with ``image-label`` metadata; inside an
+image it lives at ``labels/NAME`` and is listed in ``labels/``'s ``"labels"``, with the same
+resolution levels as the image (what napari and ome-zarr-py expect).
+
+Pyramid levels are taken by nearest-neighbour sampling: a label value is never blended into
+another, and each level is one gather of the full-resolution labels.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import OutputError
+
+NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
+MIN_EXTENT = 32  # a level is added while its smaller in-plane side stays at least this long
+MAX_LEVELS = 5
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution level: its array path, full shape, scale and translation (in the axes'
+    order; the translation puts a coarse voxel's centre where the fine voxels it covers are)."""
+
+    path: str
+    shape: tuple[int, ...]
+    scale: tuple[float, ...]
+    translation: tuple[float, ...] | None = None
+
+    def transformations(self) -> list[dict[str, Any]]:
+        scale = [{"type": "scale", "scale": list(self.scale)}]
+        return scale if self.translation is None else scale + [{"type": "translation", "translation": list(self.translation)}]
+
+
+def nearest_indices(n_from: int, n_to: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Indices of the voxels of an axis of ``n_from`` that voxels ``start .. stop - 1`` of an
+    axis of ``n_to`` sample: the one under each new voxel's centre."""
+    return (2 * np.arange(start, n_to if stop is None else stop, dtype=np.int64) + 1) * n_from // (2 * n_to)
+
+
+def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent: int = MIN_EXTENT,
+            max_levels: int = MAX_LEVELS) -> list[Level]:
+    """Levels of a label pyramid for a ``[Z, Y, X]`` volume.
+
+    Each level halves Y and X (rounding up), and Z too once the Z voxel is no longer than the
+    in-plane ones (an anisotropic stack keeps its slices until the levels are near isotropic).
+    Levels are added while the smaller in-plane side stays ``>= min_extent``: a 128x128 plane
+    gets three levels, a 2048x2048 one five.
+    """
+    levels = [Level("0", tuple(int(n) for n in shape_zyx), tuple(float(s) for s in scale_zyx))]
+    while len(levels) < max_levels:
+        (z, y, x), (sz, sy, sx) = levels[-1].shape, levels[-1].scale
+        if min(-(-y // 2), -(-x // 2)) < min_extent:
+            break
+        fz = 2 if sz <= min(sy, sx) and z > 1 else 1
+        shape = (-(-z // fz), -(-y // 2), -(-x // 2))
+        scale = (sz * z / shape[0], sy * y / shape[1], sx * x / shape[2])
+        first = levels[0].scale
+        levels.append(Level(str(len(levels)), shape, scale, tuple((s - s0) / 2 for s, s0 in zip(scale, first))))
+    return levels
+
+
+def spatial_axes(unit: str | None) -> list[dict[str, str]]:
+    return [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
+
+
+def _level_data(labels_xyz: np.ndarray, shape_zyx: Sequence[int], z_range: slice) -> np.ndarray:
+    """Planes ``z_range`` of the level of shape ``shape_zyx``, as ``[Z, Y, X]``."""
+    x, y, z = labels_xyz.shape
+    iz = nearest_indices(z, shape_zyx[0])[z_range]
+    rows, cols = nearest_indices(x, shape_zyx[1]), nearest_indices(y, shape_zyx[2])
+    if shape_zyx[1:] == (x, y):
+        slab = labels_xyz[:, :, iz]
+    else:
+        slab = labels_xyz[rows][:, cols][:, :, iz]
+    return np.ascontiguousarray(slab.transpose(2, 0, 1))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def write_label_image(
+    path: Path,
+    labels_xyz: np.ndarray,
+    levels: Sequence[Level],
+    axes: Sequence[dict[str, str]],
+    *,
+    version: str = "0.4",
+    properties: Sequence[dict[str, Any]] | None = None,
+    source_image: str | None = None,
+    transformations: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``).
+
+    ``axes`` are the group's axes: z, y, x last, any others (a time axis of an image the labels
+    belong to) of length 1 before them. ``properties`` become ``image-label.properties``;
+    ``source_image`` its ``source.image`` (``"../../"`` inside an image); ``transformations``
+    the multiscale's own ``coordinateTransformations`` (applied after each level's).
+    """
+    import zarr
+
+    fmt = NGFF_VERSIONS[version]
+    group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
+    encoding = {"name": "v2", "separator": "/"} if fmt == 2 else {"name": "default", "separator": "/"}
+    for level in levels:
+        extra = len(level.shape) - 3
+        zyx = level.shape[extra:]
+        chunks = (1,) * extra + (min(zyx[0], 32), min(zyx[1], 256), min(zyx[2], 256))
+        array = group.create_array(level.path, shape=level.shape, chunks=chunks, dtype=labels_xyz.dtype,
+                                   chunk_key_encoding=encoding, fill_value=0)
+        for z in range(0, zyx[0], chunks[extra]):  # one slab of whole chunks at a time
+            data = _level_data(labels_xyz, zyx, slice(z, z + chunks[extra]))
+            array[(0,) * extra + (slice(z, z + data.shape[0]),)] = data.reshape((1,) * extra + data.shape)
+    multiscale: dict[str, Any] = {
+        "name": path.name,
+        "axes": list(axes),
+        "datasets": [
+            {"path": level.path, "coordinateTransformations": level.transformations()} for level in levels
+        ],
+        **({"coordinateTransformations": list(transformations)} if transformations else {}),
+    }
+    label: dict[str, Any] = {}
+    if properties is not None:
+        label["properties"] = list(properties)
+    if source_image is not None:
+        label["source"] = {"image": source_image}
+    if fmt == 2:
+        group.attrs.update(_jsonable({"multiscales": [{"version": version, **multiscale}],
+                                      "image-label": {"version": version, **label}}))
+    else:
+        group.attrs["ome"] = _jsonable({"version": version, "multiscales": [multiscale], "image-label": label})
+
+
+# --- labels inside an image -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """What the labels of an OME-Zarr image must match: NGFF version, axes and levels, without
+    the image's channel axis."""
+
+    version: str
+    axes: tuple[dict[str, str], ...]
+    levels: tuple[Level, ...]
+    transformations: tuple[dict[str, Any], ...] = ()  # the multiscale's own, after each level's
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return self.levels[0].shape[-3:]  # type: ignore[return-value]
+
+
+def _ome(attrs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    if "ome" in attrs:
+        return attrs["ome"].get("version"), attrs["ome"]
+    multiscales = attrs.get("multiscales") or [{}]
+    return multiscales[0].get("version"), attrs
+
+
+def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
+    """Read the axes and levels of the OME-Zarr image at ``image`` (not its data)."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(image), mode="r")
+        version, ome = _ome(group.attrs.asdict())
+        multiscale = ome["multiscales"][0]
+        axes = [a if isinstance(a, dict) else {"name": a} for a in multiscale["axes"]]
+        names = [str(a["name"]).lower() for a in axes]
+        if names[-3:] != ["z", "y", "x"]:
+            raise ValueError(f"axes {''.join(names)} do not end in z, y, x")
+        kept = [i for i, a in enumerate(axes) if a.get("type") != "channel" and names[i] != "c"]
+        levels = []
+        for dataset in multiscale["datasets"]:
+            shape = group[dataset["path"]].shape
+            given = {t.get("type"): t.get(t.get("type")) for t in dataset.get("coordinateTransformations", [])}
+            scale, translation = given.get("scale") or [1.0] * len(axes), given.get("translation")
+            levels.append(Level(dataset["path"], tuple(int(shape[i]) for i in kept), tuple(float(scale[i]) for i in kept),
+                                None if translation is None else tuple(float(translation[i]) for i in kept)))
+        overall = tuple(
+            {"type": t["type"], t["type"]: [float(v) for i, v in enumerate(t[t["type"]]) if i in kept]}
+            for t in multiscale.get("coordinateTransformations", []) if t.get("type") in ("scale", "translation")
+        )
+    except (OSError, KeyError, IndexError, TypeError, ValueError, zarr.errors.BaseZarrError) as e:
+        raise OutputError(f"{option} {image} is not an OME-Zarr image ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                          "give the image's .ome.zarr folder, or use --out") from e
+    fmt = group.metadata.zarr_format
+    if version not in NGFF_VERSIONS or NGFF_VERSIONS[version] != fmt:
+        version = "0.5" if fmt == 3 else "0.4"
+    return ImageLayout(version, tuple(axes[i] for i in kept), tuple(levels), overall)
+
+
+def check_labels_into(image: Path, name: str, shape_xyz: Sequence[int], overwrite: bool) -> ImageLayout:
+    """Fail before any work if labels of ``shape_xyz`` cannot go into ``image``'s ``labels/name``."""
+    if not name or name.startswith(".") or "/" in name or name in (".", ".."):
+        raise OutputError(f"--label-name {name!r} is not a folder name; use letters, digits, - or _")
+    layout = image_layout(image)
+    x, y, z = shape_xyz
+    if layout.shape_zyx != (z, x, y):
+        raise OutputError(f"--labels-into {image} holds an image of shape (Z, Y, X) {layout.shape_zyx}, "
+                          f"but the volume segmented is {(z, x, y)}; give the image the input came from")
+    if not os.access(image, os.W_OK | os.X_OK):
+        raise OutputError(f"--labels-into {image} is not writable")
+    if (image / "labels" / name).exists() and not overwrite:
+        raise OutputError(f"--labels-into {image}: labels/{name} exists; pass --overwrite to replace it, or another --label-name")
+    return layout
+
+
+def write_labels_into(
+    image: Path, name: str, labels_xyz: np.ndarray, *, overwrite: bool = False,
+    properties: Sequence[dict[str, Any]] | None = None,
+) -> Path:
+    """Write labels into ``image/labels/name`` with the image's levels, axes, scales and NGFF
+    version, and list them in ``labels/``. The image's own arrays are not touched; the label
+    group appears whole or not at all (written aside, then renamed into place)."""
+    import zarr
+
+    layout = check_labels_into(image, name, labels_xyz.shape, overwrite)
+    staged = Path(tempfile.mkdtemp(prefix=f".labels-{name}.partial-", dir=image))
+    target = image / "labels" / name
+    try:
+        write_label_image(staged / name, labels_xyz, layout.levels, layout.axes, version=layout.version,
+                          properties=properties, source_image="../../", transformations=layout.transformations)
+        labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
+        if target.exists():
+            old = target.with_name(f".{name}.replaced-{os.getpid()}")
+            target.rename(old)
+            (staged / name).rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            (staged / name).rename(target)
+        if layout.version == "0.4":
+            listed = list(labels.attrs.get("labels", []))
+            labels.attrs["labels"] = listed + ([name] if name not in listed else [])
+        else:
+            ome = dict(labels.attrs.get("ome", {}))
+            listed = list(ome.get("labels", []))
+            labels.attrs["ome"] = {**ome, "version": layout.version, "labels": listed + ([name] if name not in listed else [])}
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return target

@@ -1,0 +1,105 @@
+"""Cheap looks at an input and at a result that flag what cannot be right, before a user trusts it.
+
+Each check returns the text of one warning (or None), or raises ``InputError`` where the
+result would be meaningless; the caller prints warnings as ``warning: ...`` lines. Inputs are
+judged from a bounded sample of the volume, never a whole read: a huge memory-mapped TIFF or
+Zarr store costs 64 small windows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .normalize import Normalization
+from .volume_io import Volume, describe_shape
+
+SAMPLE_WINDOW = (64, 64, 16)  # [X, Y, Z] voxels per window: a few chunks of a Zarr store at most
+SAMPLE_WINDOWS_PER_AXIS = 4  # at most 4**3 windows, about 4 M voxels
+EMPTY_FRACTION = 1e-4  # instances covering less than 0.01 % of the volume count as an empty result
+
+
+def _starts(length: int, window: int, count: int) -> list[slice]:
+    """Windows of ``window`` spread evenly over an axis; the whole axis when they would cover it."""
+    if length <= window * count:
+        return [slice(0, length)]
+    return [slice(int(s), int(s) + window) for s in np.linspace(0, length - window, count).round()]
+
+
+def sample_voxels(volume: Volume) -> np.ndarray:
+    """A deterministic sample of ``volume``'s voxels (1-D): a grid of small windows, evenly
+    spread over each axis, or the whole volume when it is small. Reads at most
+    ``SAMPLE_WINDOWS_PER_AXIS**3`` windows of ``SAMPLE_WINDOW``."""
+    axes = [_starts(n, w, SAMPLE_WINDOWS_PER_AXIS) for n, w in zip(volume.shape, SAMPLE_WINDOW)]
+    pieces = [np.asarray(volume.data[sx, sy, sz]).ravel() for sx in axes[0] for sy in axes[1] for sz in axes[2]]
+    return np.concatenate(pieces)
+
+
+def intensity_warning(sample: np.ndarray, dtype: Any, normalization: Normalization, explicit: bool) -> str | None:
+    """What the sample says is wrong with ``normalization`` for this volume.
+
+    A constant volume is always flagged. The rest is only checked under the model's dtype rule
+    when the user did not choose one (``explicit``): float input beyond [0, 1] (the rule takes
+    float as already normalised; far beyond, e.g. 0-255, is an ``InputError``), and integers
+    that use under 1/16 of their dtype's range (12-bit camera data in uint16 reach 1/16).
+    """
+    dtype = np.dtype(dtype)
+    low, high = float(sample.min()), float(sample.max())
+    if low == high:
+        return f"every sampled voxel of the volume is {low:g}: there is nothing to segment — check the file, --channel and --axes"
+    if explicit or normalization.offset is not None:
+        return None
+    if dtype.kind == "f":
+        if low >= -0.05 and high <= 1.05:
+            return None
+        found = f"the {dtype.name} volume's values span {low:g} to {high:g}, but the model takes float input as already normalised to [0, 1]"
+        if low < -1 or high > 2:
+            raise InputError(f"{found}; pass --normalize percentile (or minmax) to rescale it, or --normalize dtype to take it as is")
+        return f"{found}; if the labels look wrong, pass --normalize percentile"
+    top = np.iinfo(dtype).max
+    if high < (top + 1) / 16:
+        return (
+            f"the {dtype.name} volume uses only 0 to {high:g} of its range 0 to {top} (e.g. 12-bit camera data), "
+            "so the model sees it nearly black; pass --normalize percentile"
+        )
+    return None
+
+
+def channel_warning(volume: Volume) -> str | None:
+    """Which channel a multi-channel input gave when ``--channel`` did not choose."""
+    if volume.channel_from != "default":
+        return None
+    return (
+        f"{volume.path} has {volume.channels} channels; segmenting channel {volume.channel} "
+        f"(the default for more than 3); pick another with --channel 0..{volume.channels - 1}"
+    )
+
+
+def axes_warning(volume: Volume) -> str | None:
+    """A plain 3-D stack read in the default order whose last axis is much shorter than the
+    other two: Z is usually the short one, so the stack was likely saved with Z last."""
+    if volume.axes_from != "default" or volume.channels != 1:
+        return None
+    rows, columns, slices = volume.shape
+    if 4 * columns > min(rows, slices):
+        return None
+    return (
+        f"{volume.path} reads as {describe_shape(volume.shape)} (axes ZYX): its last axis is much shorter than the others, "
+        "as Z usually is; if the stack was saved with Z last, declare its order with --axes (e.g. --axes YXZ or XYZ)"
+    )
+
+
+def empty_result_warning(instances: int, labels: np.ndarray) -> str | None:
+    """No instances, or instances covering under ``EMPTY_FRACTION`` of the volume: name the
+    likely causes and the option for each."""
+    covered = np.count_nonzero(labels) / max(1, labels.size)
+    if instances and covered >= EMPTY_FRACTION:
+        return None
+    found = "no instances found" if not instances else f"{instances} instances cover only {covered:.4%} of the volume"
+    return (
+        f"{found}; likely causes: intensities the model does not expect (try --normalize percentile), "
+        "the wrong channel (--channel), the wrong axis order (--axes), or the model's constants "
+        "(re-export with skoots export --dataset-mean/--dataset-std or --prob-threshold)"
+    )

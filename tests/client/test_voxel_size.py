@@ -1,0 +1,147 @@
+"""Voxel size: read from each input format, given as an option, and written to every output
+so that tifffile, zarr and ome-zarr-py read the same physical sizes back."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from skoots_client.errors import InputError
+from skoots_client.volume_io import (
+    UNKNOWN_VOXEL_SIZE, VoxelSize, read_voxel_size, resolve_voxel_size, voxel_size_option, write_labels,
+)
+
+# Runtime X (file rows), Y (file columns), Z (slices): all different, so a swapped axis shows.
+SIZE = VoxelSize((0.5, 0.25, 2.0), "micrometer")
+
+
+def labels_xyz(shape=(70, 66, 5), dtype=np.uint16) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 9, size=shape).astype(dtype)
+
+
+def test_imagej_tiff_round_trip_sets_what_fiji_reads(tmp_path: Path) -> None:
+    write_labels(tmp_path / "l.tif", labels_xyz(), voxel_size=SIZE)
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.is_imagej
+        assert tif.imagej_metadata["spacing"] == 2.0 and tif.imagej_metadata["unit"] == "um"
+        page = tif.pages[0]
+        x_res, y_res = page.tags["XResolution"].value, page.tags["YResolution"].value  # pixels per unit
+        assert x_res[0] / x_res[1] == pytest.approx(1 / 0.25)  # columns: the runtime's Y
+        assert y_res[0] / y_res[1] == pytest.approx(1 / 0.5)  # rows: the runtime's X
+    assert read_voxel_size(tmp_path / "l.tif") == SIZE
+
+
+def test_uint32_tiff_is_ome_with_physical_sizes(tmp_path: Path) -> None:
+    write_labels(tmp_path / "l.tif", labels_xyz(dtype=np.uint32) * 70000, voxel_size=SIZE)
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.is_ome
+        assert 'PhysicalSizeX="0.25"' in tif.ome_metadata and 'PhysicalSizeY="0.5"' in tif.ome_metadata
+        assert 'PhysicalSizeZ="2.0"' in tif.ome_metadata
+    assert read_voxel_size(tmp_path / "l.tif") == SIZE
+
+
+def test_plain_zarr_states_its_voxel_size(tmp_path: Path) -> None:
+    write_labels(tmp_path / "l.zarr", labels_xyz(), voxel_size=SIZE)
+    attrs = zarr.open_array(str(tmp_path / "l.zarr"), mode="r").attrs
+    assert attrs["voxel_size_zyx"] == [2.0, 0.5, 0.25] and attrs["unit"] == "micrometer"
+    assert read_voxel_size(tmp_path / "l.zarr") == SIZE
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr_scale_and_units_read_back_by_ome_zarr_py(tmp_path: Path, version: str) -> None:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    write_labels(tmp_path / "l.ome.zarr", labels_xyz(), voxel_size=SIZE, ngff_version=version)
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    node = list(Reader(parse_url(str(tmp_path / "l.ome.zarr")))())[0]
+    assert [a["unit"] for a in node.metadata["axes"]] == ["micrometer"] * 3
+    assert node.metadata["coordinateTransformations"][0] == [{"type": "scale", "scale": [2.0, 0.5, 0.25]}]
+    assert read_voxel_size(tmp_path / "l.ome.zarr") == SIZE
+
+
+def test_unknown_size_writes_no_unit(tmp_path: Path) -> None:
+    write_labels(tmp_path / "l.ome.zarr", labels_xyz())
+    write_labels(tmp_path / "l.tif", labels_xyz())
+    axes = zarr.open_group(str(tmp_path / "l.ome.zarr"), mode="r").attrs["multiscales"][0]["axes"]
+    assert all("unit" not in a for a in axes)
+    assert read_voxel_size(tmp_path / "l.ome.zarr") is None and read_voxel_size(tmp_path / "l.tif") is None
+
+
+@pytest.mark.parametrize("unit", ["micron", "\\u00B5m", "um"])  # ImageJ metadata is ASCII
+def test_imagej_input_written_by_others_is_read(tmp_path: Path, unit: str) -> None:
+    data = np.zeros((4, 10, 12), np.uint16)  # [Z, rows, columns]
+    tifffile.imwrite(tmp_path / "v.tif", data, imagej=True, resolution=(1 / 0.3, 1 / 0.4),
+                     metadata={"spacing": 1.5, "unit": unit, "axes": "ZYX"})
+    assert read_voxel_size(tmp_path / "v.tif") == VoxelSize((pytest.approx(0.4), pytest.approx(0.3), 1.5))
+
+
+def test_ome_tiff_input_with_nanometres_is_read(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "v.ome.tif", np.zeros((4, 10, 12), np.uint8), ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 30, "PhysicalSizeY": 40, "PhysicalSizeZ": 50,
+                               **{f"PhysicalSize{a}Unit": "nm" for a in "XYZ"}})
+    assert read_voxel_size(tmp_path / "v.ome.tif") == VoxelSize((40.0, 30.0, 50.0), "nanometer")
+
+
+def test_ome_zarr_input_scale_times_global_scale(tmp_path: Path) -> None:
+    group = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", shape=(2, 4, 6, 8), dtype=np.uint8)
+    group.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1.0, 0.2, 0.1]}]}],
+        "coordinateTransformations": [{"type": "scale", "scale": [1, 3.0, 2.0, 2.0]}],
+    }]
+    assert read_voxel_size(tmp_path / "img.ome.zarr") == VoxelSize((0.4, 0.2, 3.0))
+
+
+def test_plain_tiff_states_nothing(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((3, 4, 5), np.uint8))
+    assert read_voxel_size(tmp_path / "v.tif") is None
+
+
+@pytest.mark.parametrize(
+    "text, unit, expected",
+    [
+        ("0.5,0.25,2", None, SIZE),
+        ("0.5,0.25,2um", None, SIZE),
+        ("0.5,0.25,2 µm", None, SIZE),
+        ("500,250,2000", "nm", VoxelSize((500.0, 250.0, 2000.0), "nanometer")),
+        ("500,250,2000nm", "nanometer", VoxelSize((500.0, 250.0, 2000.0), "nanometer")),
+        (None, None, None),
+    ],
+)
+def test_voxel_size_option(text, unit, expected) -> None:
+    assert voxel_size_option(text, unit) == expected
+
+
+@pytest.mark.parametrize(
+    "text, unit, match",
+    [
+        ("0.5,0.5", None, r"--voxel-size '0.5,0.5' needs three numbers X,Y,Z"),
+        ("0.5,0.5,2furlong", None, r"--voxel-size 'furlong' is not a length unit; use one of um, nm"),
+        ("0.5,0.5,2", "parsec", r"--unit 'parsec' is not a length unit"),
+        ("0.5,0.5,2nm", "um", r"says nm and --unit says um; give the unit once"),
+        ("0.5,0,2", None, r"sizes must be positive"),
+        (None, "um", r"--unit needs --voxel-size"),
+    ],
+)
+def test_voxel_size_option_mistakes(text, unit, match) -> None:
+    with pytest.raises(InputError, match=match):
+        voxel_size_option(text, unit)
+
+
+def test_option_wins_and_a_conflict_is_one_warning(tmp_path: Path) -> None:
+    lines: list[str] = []
+    stated = VoxelSize((500.0, 250.0, 2000.0), "nanometer")  # the same size, in other units
+    assert resolve_voxel_size(SIZE, stated, tmp_path / "v.tif", lines.append) == SIZE
+    assert lines == []
+    assert resolve_voxel_size(SIZE, VoxelSize((1.0, 1.0, 1.0)), tmp_path / "v.tif", lines.append) == SIZE
+    assert len(lines) == 1 and lines[0].startswith("--voxel-size z 2, y 0.5, x 0.25 um differs from")
+    assert resolve_voxel_size(None, stated, tmp_path / "v.tif", lines.append) == stated
+    assert resolve_voxel_size(None, None, tmp_path / "v.tif", lines.append) == UNKNOWN_VOXEL_SIZE

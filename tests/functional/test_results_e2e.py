@@ -1,0 +1,197 @@
+"""Segment end to end with the issue-13 options, in process with the tiny lively model:
+skipping empty crops (--mask, --skip-below), the instance table (--table, measure), voxel size
+and labels written into an OME-Zarr image (--labels-into), on the command line too."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from reference_pipeline import same_partition
+from skoots_client.errors import InputError, OutputError
+from skoots_client.model_source import EmbeddedModel
+from skoots_client.run import segment_file
+from skoots_client.segment import SkipRule, segment_volume
+from skoots_client.tiling import crop_grid
+from skoots_client.volume_io import Volume, VoxelSize, read_volume, read_voxel_size
+from skoots_client.workdir import WorkDir, fingerprint
+from test_segment_e2e import CLIENT, blobs_volume
+
+SHAPE_ZXY = (20, 60, 52)
+
+
+@pytest.fixture(scope="module")
+def model(e2e_repository: Path) -> EmbeddedModel:
+    return EmbeddedModel(e2e_repository, "skoots")
+
+
+@pytest.fixture(scope="module")
+def unmasked(model: EmbeddedModel):
+    volume = Volume(blobs_volume(SHAPE_ZXY, seed=2).transpose(1, 2, 0), Path("blobs"))
+    return volume, segment_volume(volume, model.info.parameters, [model], batch_size=4, save_intermediates=True)
+
+
+def upscaled(mask_xyz: np.ndarray, shape) -> np.ndarray:
+    """Naive oracle of the nearest-neighbour scaling: each voxel takes the mask voxel under its centre."""
+    index = [np.array([int((i + 0.5) * m / n) for i in range(n)]) for m, n in zip(mask_xyz.shape, shape)]
+    return mask_xyz[np.ix_(*index)]
+
+
+def test_masked_run_equals_unmasked_on_inferred_crops(model: EmbeddedModel, unmasked) -> None:
+    volume, full = unmasked
+    mask = np.zeros((15, 13, 5), np.uint8)  # a quarter of the resolution, [X, Y, Z]
+    mask[2:6, 1:5, 1:3] = 1
+    mask[10:12, 9:12, 3:5] = 7
+    masked = segment_volume(volume, model.info.parameters, [model], batch_size=4, save_intermediates=True,
+                            skip=SkipRule(mask))
+    parameters = model.info.parameters
+    grid = crop_grid(volume.shape, parameters.crop, parameters.overlap)
+    big = upscaled(mask, volume.shape)
+    inferred = {c.index for c in grid if big[c.window].any()}  # foreground anywhere in the whole window
+    assert masked.skipped == len(grid) - len(inferred) and 0 < masked.skipped < len(grid) - 4
+    assert masked.inferred == len(inferred) and masked.crops == full.crops == len(grid)
+    assert masked.seconds_saved > 0
+    for crop in grid:
+        for name in ("skeleton", "vectors"):
+            ours, theirs = masked.intermediates[name], full.intermediates[name]
+            region = (slice(None), *crop.source) if name == "vectors" else crop.source
+            if crop.index in inferred:
+                assert np.array_equal(ours[region], theirs[region]), (crop.index, name)
+            else:
+                assert not ours[region].any(), (crop.index, name)
+    # Labels: equal up to renumbering where the mask is on, inside crops whose neighbours were all inferred.
+    starts = [sorted({c.start[a] for c in grid}) for a in range(3)]
+    position = {c.index: tuple(s.index(c.start[a]) for a, s in enumerate(starts)) for c in grid}
+    at = {p: i for i, p in position.items()}
+    region = np.zeros(volume.shape, bool)
+    for crop in grid:
+        near = [at.get(tuple(p + d - 1 for p, d in zip(position[crop.index], step))) for step in np.ndindex(3, 3, 3)]
+        if all(i is None or i in inferred for i in near):
+            region[crop.source] = True
+    region &= big > 0
+    assert region.sum() > 500
+    assert same_partition(masked.labels[region], full.labels[region])
+    assert masked.labels[region].max() > 0
+
+
+def test_skip_below_counts_and_summary(tmp_path: Path, e2e_repository: Path) -> None:
+    data = blobs_volume(SHAPE_ZXY, seed=3)
+    data[:, 30:, :] = 0  # dark resin in half the rows
+    tifffile.imwrite(tmp_path / "v.tif", data)
+    volume = read_volume(tmp_path / "v.tif")
+    grid = crop_grid(volume.shape, (24, 24, 8), (4, 4, 2))
+    expected = sum(int(np.asarray(volume.data[c.window]).max() < 1) for c in grid)
+    assert 0 < expected < len(grid)
+    text = segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", repository=e2e_repository, device="cpu",
+                        quiet=True, skip_below=1)
+    assert f"skipped {expected} of {len(grid)} crops (empty by --mask / --skip-below), saving about" in text
+    labels = tifffile.imread(tmp_path / "l.tif")
+    assert labels.max() > 0
+
+
+def test_work_dir_fingerprint_names_the_skip_rule(tmp_path: Path, model: EmbeddedModel) -> None:
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((8, 30, 30), np.uint8))
+    made = lambda skip: fingerprint(tmp_path / "v.tif", (30, 30, 8), np.uint8, None, "skoots", model.info.parameters,  # noqa: E731
+                                    reference_borders=False, probability=False, skip=skip)
+    work = WorkDir(tmp_path / "w", made({"mask": None, "below": 5.0}))
+    list(work.restore(crop_grid((30, 30, 8), (24, 24, 8), (4, 4, 2))))
+    work.close()
+    with pytest.raises(OutputError, match=r"was made for another run \(differs in: skip\)"):
+        WorkDir(tmp_path / "w", made({"mask": None, "below": 6.0}))
+    with pytest.raises(OutputError, match=r"differs in: skip"):
+        WorkDir(tmp_path / "w", made(None))
+
+
+def test_segment_file_checks_new_options_first(tmp_path: Path, e2e_repository: Path) -> None:
+    tifffile.imwrite(tmp_path / "v.tif", blobs_volume((8, 30, 30)))
+    common = dict(repository=e2e_repository, device="cpu", quiet=True)
+    with pytest.raises(InputError, match=r"--mask: input not found: \S+nomask\.tif"):
+        segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", mask=tmp_path / "nomask.tif", **common)
+    with pytest.raises(InputError, match="nowhere to write the labels: give --out or --labels-into"):
+        segment_file(tmp_path / "v.tif", out=None, **common)
+    with pytest.raises(OutputError, match=r"--table \S+t\.txt: unknown table type"):
+        segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", table=tmp_path / "t.txt", **common)
+    with pytest.raises(OutputError, match=r"--labels-into \S+v\.tif is not an OME-Zarr image"):
+        segment_file(tmp_path / "v.tif", out=None, labels_into=tmp_path / "v.tif", **common)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tif"]
+
+
+def test_table_of_segment_equals_measure_of_its_output(tmp_path: Path, e2e_repository: Path) -> None:
+    tifffile.imwrite(tmp_path / "v.tif", blobs_volume(SHAPE_ZXY, seed=0), imagej=True, resolution=(1 / 0.2, 1 / 0.1),
+                     metadata={"axes": "ZYX", "spacing": 0.5, "unit": "micron"})
+    text = segment_file(tmp_path / "v.tif", out=tmp_path / "l.ome.zarr", table=tmp_path / "t.csv",
+                        repository=e2e_repository, device="cpu", quiet=True, ngff_version="0.5")
+    size = VoxelSize((0.1, 0.2, 0.5))
+    assert "voxel size z 0.5, y 0.1, x 0.2 um" in text and read_voxel_size(tmp_path / "l.ome.zarr") == size
+    from skoots_client.measure import measure_file
+
+    measure_file(tmp_path / "l.ome.zarr", tmp_path / "m.csv", raw=tmp_path / "v.tif")
+    ours, theirs = (list(csv.DictReader(open(tmp_path / n, newline=""))) for n in ("t.csv", "m.csv"))
+    assert ours == theirs and len(ours) >= 3
+    labels = zarr.open_array(str(tmp_path / "l.ome.zarr" / "0"), mode="r")[...]
+    first = ours[0]
+    assert int(first["voxels"]) == int((labels == int(first["label"])).sum())
+    assert float(first["volume_um3"]) == pytest.approx(int(first["voxels"]) * 0.1 * 0.2 * 0.5)
+    properties = zarr.open_group(str(tmp_path / "l.ome.zarr"), mode="r").attrs["ome"]["image-label"]["properties"]
+    assert [p["label-value"] for p in properties] == [int(r["label"]) for r in ours]
+
+
+def run_client(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CLIENT, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_cli_labels_into_an_ome_zarr_image_then_measure(tmp_path: Path, e2e_repository: Path) -> None:
+    from ome_zarr.format import FormatV05
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr.writer import write_image
+
+    image = tmp_path / "img.ome.zarr"
+    raw = blobs_volume((8, 40, 40), seed=5)  # 4 crops: the command line, not the model, is under test here
+    write_image(raw, zarr.open_group(str(image), mode="w", zarr_format=3), axes="zyx", fmt=FormatV05(),
+                scale={"z": 1.0, "y": 0.25, "x": 0.25}, axes_units={a: "micrometer" for a in "zyx"})
+    done = run_client("segment", image, "-r", e2e_repository, "--device", "cpu", "--labels-into", image, "--label-name", "cells",
+                      "--table", "t.csv", "--voxel-size", "0.3,0.3,1um", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"warning: --voxel-size z 1, y 0.3, x 0.3 um differs from {image}'s metadata z 1, y 0.25, x 0.25 um; using --voxel-size"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.ome.zarr", "t.csv"]
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    nodes = list(Reader(parse_url(str(image)))())
+    cells = next(n for n in nodes if str(n.zarr.path).rstrip("/").endswith("cells"))
+    assert [d.shape for d in cells.data] == [d.shape for d in nodes[0].data]
+    measured = run_client("measure", image / "labels" / "cells", "--raw", image, "--voxel-size", "0.3,0.3,1",
+                          "--out", "m.csv", cwd=tmp_path)
+    assert measured.returncode == 0, measured.stderr
+    assert "instances, voxel size z 1, y 0.3, x 0.3 um → m.csv" in measured.stdout
+    assert (tmp_path / "t.csv").read_text() == (tmp_path / "m.csv").read_text()
+    assert len((tmp_path / "t.csv").read_text().splitlines()) > 1
+    again = run_client("segment", image, "-r", e2e_repository, "--labels-into", image, "--label-name", "cells", cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert again.stderr.startswith("error: --labels-into") and "labels/cells exists; pass --overwrite" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--ngff-version", "0.6"], r"^error: --ngff-version '0\.6': use 0\.4 \(Zarr v2\) or 0\.5 \(Zarr v3\)$"),
+        (["--unit", "um"], r"^error: --unit needs --voxel-size"),
+    ],
+)
+def test_cli_option_mistakes_are_one_line(tmp_path: Path, args, match) -> None:
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((4, 8, 8), np.uint8))
+    done = run_client("segment", "v.tif", *args, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert re.search(match, done.stderr.strip())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tif"]
