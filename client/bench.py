@@ -476,7 +476,7 @@ def parse_counts(option: str, text: str) -> list[int]:
 
 def bench(
     url: str,
-    model: str = "skoots",
+    model: str | None = None,
     *,
     concurrency: Sequence[int] = (1, 2, 4, 8),
     batch: Sequence[int] | None = None,
@@ -488,7 +488,8 @@ def bench(
     timeout: float = 120.0,
     progress: Callable[[str], None] | None = None,
 ) -> BenchResult:
-    """Measure every (batch, concurrency) setting against ``model`` at ``url``.
+    """Measure every (batch, concurrency) setting against ``model`` at ``url`` (None: the
+    server's SKOOTS model, picked as ``segment`` picks it).
 
     ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends).
     Raises ``ClientError`` for bad settings, an unreachable server or a model that does not
@@ -502,6 +503,7 @@ def bench(
             f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
         )
     endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
+    model = endpoint.model  # the one picked when none was named: every client process loads it
     try:
         info = endpoint.info
         batches = list(batch) if batch else [info.max_batch_size]

@@ -44,7 +44,7 @@ def default_output(volume: Path) -> Path:
 def segment_command(
     volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image.", readable=False)],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
-    model: Annotated[str, typer.Option(help="Model name on the server / in the repository.")] = "skoots",
+    model: Annotated[Optional[str], typer.Option(help="Model name on the server / in the repository (default: the SKOOTS model there; of one export's variants the libtorch, then OpenVINO, then Python-backend one).")] = None,
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output labels: .tif/.tiff, .zarr or .ome.zarr (default: VOLUME_labels.tif beside the input).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
@@ -196,7 +196,7 @@ def evaluate_command(
 @app.command("bench")
 def bench_command(
     url: Annotated[str, typer.Option("--url", help="Triton gRPC address HOST:PORT to load.")],
-    model: Annotated[str, typer.Option(help="Model name on the server.")] = "skoots",
+    model: Annotated[Optional[str], typer.Option(help="Model name on the server (default: its SKOOTS model, as segment picks it).")] = None,
     concurrency: Annotated[str, typer.Option(help="Requests in flight per client process, one setting each: C1,C2,...")] = "1,2,4,8",
     batch: Annotated[Optional[str], typer.Option(help="Crops per request, one setting each: B1,B2,... (default: the model's max_batch_size).")] = None,
     duration: Annotated[float, typer.Option(help="Seconds per measurement window.")] = 5.0,

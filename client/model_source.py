@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -51,6 +51,64 @@ def _check_config(config: Any, where: str) -> ModelInfo:
     return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)))
 
 
+# When one export is served as several variants, which to use: libtorch runs model.pt natively
+# (GPU servers), OpenVINO is the next fastest on CPUs, the Python backend is the fallback.
+KIND_PREFERENCE = ("libtorch", "openvino", "python")
+
+
+def model_kind(config: Any) -> str:
+    """``libtorch``, ``openvino`` or ``python``: what runs the model, from its config."""
+    if config.platform == "pytorch_libtorch" or config.backend == "pytorch":
+        return "libtorch"
+    if "openvino" in (config.platform, config.backend) or config.name.endswith("_openvino"):
+        return "openvino"
+    return "python"
+
+
+def choose_model(configs: Sequence[Any], where: str) -> str:
+    """The model to use when none was named: among ``configs``, those that speak the contract;
+    one, or the variants of one export (equal parameters) by :data:`KIND_PREFERENCE`.
+
+    Raises
+    ------
+    ModelError
+        None speaks the contract, or several do and they are not one export's variants; the
+        message lists the candidates.
+    """
+    candidates = []
+    for config in configs:
+        try:
+            candidates.append((config.name, model_kind(config), _check_config(config, where).parameters))
+        except ModelError:
+            continue
+    if not candidates:
+        names = ", ".join(sorted(c.name for c in configs))
+        raise ModelError(
+            f"no SKOOTS model {where}" + (f" (models there: {names})" if names else "")
+            + " — export one with skoots export" + (", or pass --model" if names else "")
+        )
+    rank = min(KIND_PREFERENCE.index(kind) for _, kind, _ in candidates)
+    best = [c for c in candidates if KIND_PREFERENCE.index(c[1]) == rank]
+    if len({parameters for _, _, parameters in candidates}) == 1 and len(best) == 1:
+        return best[0][0]
+    listed = ", ".join(f"{name} ({kind})" for name, kind, _ in sorted(candidates))
+    raise ModelError(f"several SKOOTS models {where}: {listed} — choose one with --model")
+
+
+def repository_configs(repository: Path) -> list[Any]:
+    """The parsed configs of the models in ``repository`` that have a ``<version>/model.pt``
+    (what runs in-process); unreadable configs are skipped."""
+    configs = []
+    for config_path in sorted(Path(repository).glob("*/config.pbtxt")):
+        if not any(p.parent.name.isdigit() for p in config_path.parent.glob("*/model.pt")):
+            continue
+        try:
+            configs.append(config_from_text(config_path.read_text()))
+        except Exception:  # noqa: BLE001 - protobuf's ParseError and decoding errors: not a candidate
+            continue
+    return configs
+
+
 class EmbeddedModel:
     """The exported model run in this process (the default when no ``--url`` is given), on the
     runtime :func:`runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
@@ -59,10 +117,21 @@ class EmbeddedModel:
     concurrency = 1
 
     def __init__(
-        self, repository: Path, model: str, *, runtime: str = "auto", threads: int | None = None, precision: str = "fp32"
+        self,
+        repository: Path,
+        model: str | None = None,
+        *,
+        runtime: str = "auto",
+        threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
+        """``model`` None: the repository's SKOOTS model (see :func:`choose_model`)."""
         from .runtimes import IR_FILE, TORCHSCRIPT_FILE, load_runtime
 
+        if model is None:
+            if not Path(repository).is_dir():
+                raise ModelError(f"no model repository at {repository} — run skoots export first, or pass --repository")
+            model = choose_model(repository_configs(repository), f"in repository {repository}")
         model_dir = Path(repository) / model
         config_path = model_dir / "config.pbtxt"
         if not config_path.is_file():
@@ -170,7 +239,7 @@ class TritonEndpoint:
     def __init__(
         self,
         url: str,
-        model: str,
+        model: str | None = None,
         *,
         concurrency: int = 4,
         timeout: float = 120.0,
@@ -187,8 +256,7 @@ class TritonEndpoint:
         if tls is not None:
             tls.check()
         self.tls = tls
-        self.name = f"{self.url}/{model}"
-        self.model = model
+        self.model = model  # None until _connect picks the server's SKOOTS model
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
@@ -199,6 +267,7 @@ class TritonEndpoint:
         self._lock = threading.Lock()
         self._client = self._new_client()
         self.info = self._connect()
+        self.name = f"{self.url}/{self.model}"
 
     def _new_client(self) -> Any:
         try:
@@ -226,16 +295,14 @@ class TritonEndpoint:
             raise _unreachable(self.url, e, self.tls) from e
         if not live:
             raise ServerUnavailableError(f"Triton at {self.url} is not live yet; retry when it is")
+        if self.model is None:
+            self.model = choose_model(self._ready_configs(), f"ready on {self.url}")
         try:
             ready = self._client.is_model_ready(self.model, client_timeout=10)
         except self._error:
             ready = False
         if not ready:
-            try:
-                index = self._client.get_model_repository_index(as_json=True, client_timeout=10)
-                names = sorted(m["name"] for m in index.get("models", []) if m.get("state") == "READY")
-            except self._error:
-                names = []
+            names = self._ready_models()
             raise ModelError(
                 f"model '{self.model}' is not loaded or not ready on {self.url}"
                 + (f" (ready: {', '.join(names)})" if names else "")
@@ -246,6 +313,23 @@ class TritonEndpoint:
         except self._error as e:
             raise ModelError(f"cannot read the config of '{self.model}' from {self.url}: {e.message()}") from e
         return _check_config(config, f"{self.url}/{self.model}")
+
+    def _ready_models(self) -> list[str]:
+        """Names of the models the server has ready (any version)."""
+        try:
+            index = self._client.get_model_repository_index(as_json=True, client_timeout=10)
+        except self._error:
+            return []
+        return sorted({m["name"] for m in index.get("models", []) if m.get("state") == "READY"})
+
+    def _ready_configs(self) -> list[Any]:
+        configs = []
+        for name in self._ready_models():
+            try:
+                configs.append(self._client.get_model_config(name, client_timeout=10).config)
+            except self._error:
+                continue  # unloaded since the index was read
+        return configs
 
     def infer(
         self, batch: np.ndarray, probability: bool = False, timings: dict[str, float] | None = None

@@ -39,11 +39,13 @@ from .workdir import WorkDir, default_work_dir, file_identity, fingerprint
 
 
 def open_endpoints(
-    urls: Sequence[str], model: str, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None,
+    urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None,
     runtime: str = "auto", threads: int | None = None, precision: str = "fp32",
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none (on
     ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
+
+    ``model`` None: each server's (or the repository's) SKOOTS model, see ``choose_model``.
 
     All servers must serve the same model constants, or the stitched result would mix models;
     batches are sized for the smallest ``max_batch_size`` among them.
@@ -170,7 +172,7 @@ def segment_file(
     *,
     out: Path | None,
     urls: Sequence[str] = (),
-    model: str = "skoots",
+    model: str | None = None,
     repository: Path = Path("model_repository"),
     overwrite: bool = False,
     channel: int | None = None,
@@ -270,7 +272,7 @@ def segment_file(
         warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
         del sample
         if work_path is not None and not asked_blockwise:
-            made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, model, parameters,
+            made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, info.name, parameters,
                                   reference_borders=reference_borders, probability=save_intermediates,
                                   axes=volume.axes, normalization=normalization.to_dict(), skip=skip_described)
             work = WorkDir(work_path, made_of)
@@ -281,7 +283,7 @@ def segment_file(
     if asked_blockwise:
         close_all(endpoints)
         return _blockwise(
-            volume, out=out, urls=urls, model=model, repository=repository, overwrite=overwrite, channel=channel,
+            volume, out=out, urls=urls, model=info.name, repository=repository, overwrite=overwrite, channel=channel,
             axes=axes, normalization=normalization, voxel_size=size, ngff_version=ngff_version, warn=warn, table=table,
             mask=mask, skip_below=skip_below, skip_described=skip_described,
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,

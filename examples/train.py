@@ -4,7 +4,9 @@ The network is the project's own rebuild of upstream bism's UNeXT
 (``skoots_export.architecture.build_network``), whose parameter names equal upstream's, and
 the checkpoint is written as upstream SKOOTS training writes it: ``cfg`` (a yacs ``CfgNode``),
 ``model_state_dict``, ``optimizer_state_dict``, ``avg_epoch_loss`` and ``avg_val_loss``. So
-``skoots export`` reads it like any SKOOTS checkpoint.
+``skoots export`` reads it like any SKOOTS checkpoint. It also carries its ``model_card``
+(:data:`MODEL_CARD`): the inference constants it needs, so a plain ``skoots export`` of it
+reproduces the demo's scores.
 
 Targets are what SKOOTS learns (see :mod:`examples.synthetic`): object probability, the
 skeleton (each object's centreline, thickened), and vectors from each object voxel to its
@@ -43,6 +45,12 @@ MODEL = {
     "OUT_CHANNELS": 12,
 }
 VECTOR_SCALING = (10.0, 10.0, 4.0)
+# How the demo model runs (its model card; export takes these as defaults). Crops of 136x136x48
+# (the network saw 64x64x16 in training; it is fully convolutional) tile the 256x256x48 demo
+# volume with 4 crops where 128x128x32 would need 18; overlaps sized for small objects; no
+# skeleton dilation — the seed's 9x9x3 box is sized for 300x300x20 crops of large mitochondria
+# and merges these small, packed objects.
+MODEL_CARD = {"crop": [136, 136, 48], "overlap": [8, 8, 4], "dilations_3d": 0, "dilations_2d": 0}
 TRAIN_SEED = 1000  # training volumes are seeds 1000, 1001, ...; validation 900, 901, ...
 VALIDATION_SEED = 900
 
@@ -247,6 +255,7 @@ def _save(out: Path, cfg, network, optimizer, avg_epoch_loss: list, avg_val_loss
         "optimizer_state_dict": optimizer.state_dict(),
         "avg_epoch_loss": list(avg_epoch_loss),
         "avg_val_loss": list(avg_val_loss),
+        "model_card": dict(MODEL_CARD),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")

@@ -2,9 +2,10 @@
 
 A checkpoint is a ``torch.save``d dict: ``cfg`` (a yacs ``CfgNode``), ``model_state_dict`` and,
 from upstream training, ``optimizer_state_dict`` and lists of epoch losses; optionally
-``dataset_mean`` / ``dataset_std``. torch's own ``weights_only`` loader cannot rebuild a
-``CfgNode`` (it refuses SETITEMS on dict subclasses), so we unpickle with an allow-list of
-globals: data containers and tensor rebuilders only, nothing that can call arbitrary code.
+``dataset_mean`` / ``dataset_std`` and a ``model_card`` (see model_card.py). torch's own
+``weights_only`` loader cannot rebuild a ``CfgNode`` (it refuses SETITEMS on dict
+subclasses), so we unpickle with an allow-list of globals: data containers and tensor
+rebuilders only, nothing that can call arbitrary code.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Checkpoint:
     state_dict: Mapping[str, torch.Tensor]
     dataset_mean: float | None = None
     dataset_std: float | None = None
+    card: Any = None  # the raw ``model_card`` entry; model_card.card_values checks it
 
 
 def _brief(value: Any) -> str:
@@ -167,4 +169,5 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
         state_dict=strip_wrapper_prefixes(state_dict),
         dataset_mean=_scalar(data.get("dataset_mean"), "dataset_mean"),
         dataset_std=_scalar(data.get("dataset_std"), "dataset_std"),
+        card=data.get("model_card"),
     )

@@ -10,7 +10,8 @@ import typer
 
 from .console import VersionOption, run
 from .errors import ExportError, ExportOptionError, ServerError
-from .model_config import INPUT, OUTPUTS, Backend, Device, parse_triple
+from .model_config import INPUT, OUTPUTS, TORCH_VERSION, Backend, Device, parse_triple
+from .model_config import voxel_unit as model_voxel_unit
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -75,12 +76,21 @@ def export_command(
     embedding_iterations: Annotated[Optional[int], typer.Option(help="Embedding iterations N (seed: 2).")] = None,
     dataset_mean: Annotated[Optional[float], typer.Option(help="Normalise input as (x - mean) / std (default: the checkpoint's dataset_mean, else x / dtype range).")] = None,
     dataset_std: Annotated[Optional[float], typer.Option(help="Standard deviation for --dataset-mean.")] = None,
+    training_voxel_size: Annotated[Optional[str], typer.Option(help="Voxel size the model was trained at, recorded in the config (unit: --voxel-unit). " + TRIPLE_HELP)] = None,
+    voxel_unit: Annotated[Optional[str], typer.Option(help="Unit of --training-voxel-size: micrometer (um, the default), nanometer (nm), millimeter (mm) or angstrom.")] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:
-    """Export a SKOOTS checkpoint to TorchScript in a Triton model repository."""
+    """Export a SKOOTS checkpoint to TorchScript in a Triton model repository.
+
+    Constants not given as options come from the checkpoint's model card (its ``model_card``
+    entry, or a sidecar CHECKPOINT.yaml / MODEL.yaml beside it), then cfg.SKOOTS, then the
+    seed's defaults; the summary says which for each.
+    """
     from .exporter import VARIANT_FILES, export_checkpoint  # torch loads here, not for --help
 
     try:
+        if voxel_unit is not None and training_voxel_size is None:
+            raise ExportOptionError("--voxel-unit needs --training-voxel-size (the voxel size the model was trained at)")
         result = export_checkpoint(
             checkpoint,
             repository=repository,
@@ -102,6 +112,8 @@ def export_command(
             embedding_iterations=embedding_iterations,
             dataset_mean=dataset_mean,
             dataset_std=dataset_std,
+            training_voxel_size=option_triple("--training-voxel-size", training_voxel_size, float),
+            voxel_unit=None if voxel_unit is None else model_voxel_unit(voxel_unit),
         )
     except ExportError as e:
         raise fail(e) from None
@@ -113,7 +125,9 @@ def export_command(
     for spec in OUTPUTS:
         typer.echo(f"output  {spec.name} {spec.data_type} [B, {', '.join(map(str, spec.dims))}]")
     for key, value in result.parameters.to_strings().items():
-        typer.echo(f"param   {key} = {value}")
+        source = result.sources.get(key)
+        typer.echo(f"param   {key} = {value}" + (f"  ({source})" if source else ""))
+    typer.echo(f"param   {TORCH_VERSION} = {result.torch_version}  (model.pt loads in this torch/libtorch release or a newer one)")
 
 
 @app.command("serve")
@@ -131,6 +145,7 @@ def serve_command(
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
     from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, python_backend_models, wait_for_signal
+    from .torch_compat import check_repository
 
     try:
         if not repository.is_dir():
@@ -147,6 +162,10 @@ def serve_command(
                     f"{repository} has no Python-backend model and this tritonserver (nvidia-pytriton) has no libtorch "
                     "backend; export with --backend python or --backend both"
                 )
+        if binary.python_only:  # its Python backend runs model.pt with this environment's torch
+            problem = check_repository(repository, models)
+            if problem:
+                raise ServerError(problem)
         if not is_loopback(host):
             exposure = (
                 "gRPC is reachable from other machines over TLS, with client certificates" if tls and tls.root_cert else
@@ -166,8 +185,7 @@ def serve_command(
     typer.echo(f"serving {', '.join(models) or 'all models'} from {repository}")
     typer.echo(f"grpc {server.grpc_url}{' (TLS)' if tls else ''}  http {plain}:{server.http_port}  metrics {plain}:{server.metrics_port}")
     typer.echo(
-        f"segment with: skoots-client segment VOLUME --url {server.grpc_url}"
-        + (f" --model {models[0]}" if models and models[0] != "skoots" else "")
+        f"segment with: skoots-client segment VOLUME --url {server.grpc_url}"  # the client finds the model
         + (" --ssl --root-cert CA.pem" if tls else "")
         + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
     )

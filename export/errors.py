@@ -21,6 +21,10 @@ class VerificationError(ExportError):
     """The TorchScript module does not reproduce the eager network."""
 
 
+class ModelCardError(ExportError):
+    """A model card (in the checkpoint or a YAML sidecar) has an unknown key or a bad value."""
+
+
 class ExportOptionError(ExportError):
     """An export option is out of range."""
 

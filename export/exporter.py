@@ -14,6 +14,7 @@ from .architecture import build_network, load_weights
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError, ExportOptionError
 from .head import InferenceHead
+from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar, resolve, with_unit
 from .model_config import Backend, Device, ModelParameters, build_model_config
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
@@ -46,12 +47,14 @@ class ExportResult:
 
     models: list[tuple[Path, Backend]]
     parameters: ModelParameters
+    sources: dict[str, str]  # parameter -> where its value came from (model_card.resolve)
     max_batch_size: int
     device: Device
+    torch_version: str  # the torch that saved model.pt (config parameter torch_version)
 
 
-def _triple(section: Mapping[str, Any], key: str, default: tuple[float, float, float]) -> tuple[float, float, float]:
-    value = section.get(key, default) if isinstance(section, Mapping) else default
+def _triple(section: Mapping[str, Any], key: str) -> tuple[float, float, float]:
+    value = section[key]
     try:
         triple = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -61,19 +64,28 @@ def _triple(section: Mapping[str, Any], key: str, default: tuple[float, float, f
     return triple  # type: ignore[return-value]
 
 
-def parameters_for(checkpoint: Checkpoint, **overrides: Any) -> ModelParameters:
-    """Seed defaults, then the checkpoint's own constants, then the user's overrides."""
+def parameters_for(
+    checkpoint: Checkpoint, *, minimum_size: int | None = None, **options: Any
+) -> tuple[ModelParameters, dict[str, str]]:
+    """The model's constants and where each came from (see model_card.py for the order):
+    seed defaults, cfg.SKOOTS, the checkpoint's dataset statistics, its card, a sidecar card,
+    then the export ``options`` that are not None."""
     skoots = checkpoint.cfg.get("SKOOTS", {})
-    defaults = ModelParameters()
-    try:
-        return defaults.replace(
-            vector_scaling=_triple(skoots, "VECTOR_SCALING", defaults.vector_scaling),
-            anisotropy=_triple(skoots, "ANISOTROPY", defaults.anisotropy),
-            dataset_mean=checkpoint.dataset_mean,
-            dataset_std=checkpoint.dataset_std,
-        ).replace(**overrides)
-    except ValueError as e:
-        raise ExportOptionError(str(e)) from e
+    skoots = skoots if isinstance(skoots, Mapping) else {}
+    layers: list[Layer] = [
+        ("cfg.SKOOTS", {k.lower(): _triple(skoots, k) for k in ("VECTOR_SCALING", "ANISOTROPY") if k in skoots}),
+        ("checkpoint", {"dataset_mean": checkpoint.dataset_mean, "dataset_std": checkpoint.dataset_std}
+         if checkpoint.dataset_mean is not None else {}),
+    ]
+    if checkpoint.card is not None:
+        layers.append(("checkpoint card", card_values(checkpoint.card, f"{CARD_KEY} in {checkpoint.path.name}")))
+    sidecar = find_sidecar(checkpoint.path)
+    if sidecar is not None:
+        layers.append((f"sidecar {sidecar.name}", read_sidecar(sidecar)))
+    if minimum_size is not None:
+        layers.append(("network", {"minimum_size": minimum_size}))
+    layers.append(("option", with_unit({k: v for k, v in options.items() if v is not None}, "--voxel-unit")))
+    return resolve(layers)
 
 
 def cfg_to_yaml(cfg: Any) -> str:
@@ -120,7 +132,7 @@ def export_checkpoint(
     checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
     network = build_network(checkpoint.cfg["MODEL"])
     levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2  # stride-2 convs from input to bottom
-    parameters = parameters_for(checkpoint, minimum_size=2**levels, **parameter_overrides)
+    parameters, sources = parameters_for(checkpoint, minimum_size=2**levels, **parameter_overrides)
     load_weights(network, checkpoint.state_dict)
     head = InferenceHead(network, parameters.prob_threshold, parameters.skeleton_threshold).eval()
     scripted = script_head(head)
@@ -140,6 +152,7 @@ def export_checkpoint(
             parameters=parameters,
             cfg_yaml=cfg_yaml,
             instances=instances,
+            torch_version=str(torch.__version__),
         )
         variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.python, files=VARIANT_FILES[kind]))
 
@@ -157,6 +170,8 @@ def export_checkpoint(
     return ExportResult(
         models=list(zip(paths, backends)),
         parameters=parameters,
+        sources=sources,
         max_batch_size=max_batch_size,
         device=device,
+        torch_version=str(torch.__version__),
     )

@@ -18,6 +18,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 CONTRACT_VERSION = "1"
+TORCH_VERSION = "torch_version"  # config parameter: the torch release that saved model.pt
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class Device(str, enum.Enum):
     cpu = "cpu"
 
 
+# Units a voxel size may carry: OME-NGFF's names for them, and the short forms people type.
+VOXEL_UNITS = {"micrometer": "micrometer", "um": "micrometer", "µm": "micrometer", "μm": "micrometer",
+               "nanometer": "nanometer", "nm": "nanometer", "millimeter": "millimeter", "mm": "millimeter",
+               "angstrom": "angstrom", "Å": "angstrom"}
+
+
+def voxel_unit(text: str) -> str:
+    """The OME-NGFF name of a length unit (``um`` → ``micrometer``); an unknown one is returned
+    as given, for :class:`ModelParameters` to refuse with the list of units."""
+    return VOXEL_UNITS.get(text.strip(), text)
+
+
 @dataclass(frozen=True)
 class ModelParameters:
     """The constants of DESIGN.md's reference semantics; defaults are the seed's.
@@ -54,6 +67,8 @@ class ModelParameters:
     ``dataset_mean`` / ``dataset_std`` set ``(x - mean) / std`` normalisation; without them
     uint16 input is divided by 2**16 and uint8 by 2**8. ``minimum_size`` is the shortest axis
     the network accepts (2 ** its number of stride-2 levels); shorter volumes are padded.
+    ``training_voxel_size`` (X, Y, Z, in ``voxel_unit``) is the voxel size the model was trained
+    at, when its card says so: the client can compare it with the input's.
     """
 
     crop: tuple[int, int, int] = (300, 300, 20)
@@ -68,14 +83,16 @@ class ModelParameters:
     dataset_mean: float | None = None
     dataset_std: float | None = None
     minimum_size: int = 8
+    training_voxel_size: tuple[float, float, float] | None = None
+    voxel_unit: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("crop", "overlap", "vector_scaling", "anisotropy"):
-            if len(getattr(self, name)) != 3:
+        for name in ("crop", "overlap", "vector_scaling", "anisotropy", "training_voxel_size"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != 3:
                 raise ValueError(f"{name} needs 3 values (X,Y,Z), got {getattr(self, name)}")
         if any(c < 1 for c in self.crop):
             raise ValueError(f"crop {self.crop} must be positive on every axis")
-        for name in ("vector_scaling", "anisotropy", "dataset_mean", "dataset_std"):
+        for name in ("vector_scaling", "anisotropy", "dataset_mean", "dataset_std", "training_voxel_size"):
             value = getattr(self, name)
             if value is not None and not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
                 raise ValueError(f"{name} = {value} must be finite")
@@ -104,6 +121,12 @@ class ModelParameters:
             raise ValueError("dataset_mean and dataset_std come together")
         if self.dataset_std is not None and not self.dataset_std > 0:
             raise ValueError(f"dataset_std = {self.dataset_std} must be positive")
+        if self.training_voxel_size is not None and not all(v > 0 for v in self.training_voxel_size):
+            raise ValueError(f"training_voxel_size = {self.training_voxel_size} must be positive on every axis")
+        if (self.training_voxel_size is None) != (self.voxel_unit is None):
+            raise ValueError("training_voxel_size and voxel_unit come together")
+        if self.voxel_unit is not None and self.voxel_unit not in VOXEL_UNITS.values():
+            raise ValueError(f"voxel_unit {self.voxel_unit!r} is not one of {', '.join(sorted(set(VOXEL_UNITS.values())))}")
 
     @property
     def normalization(self) -> str:
@@ -134,13 +157,13 @@ class ModelParameters:
                 raise ValueError(f"model config has no parameter '{field.name}'")
             kind = _FIELD_KINDS[field.name]
             try:
-                kwargs[field.name] = kind(raw) if kind in (int, float) else parse_triple(raw, kind[0])
+                kwargs[field.name] = kind(raw) if kind in (int, float, str) else parse_triple(raw, kind[0])
             except ValueError as e:
                 raise ValueError(f"model config parameter '{field.name}' = {raw!r} is malformed") from e
         return cls(**kwargs)
 
 
-_OPTIONAL = ("dataset_mean", "dataset_std", "minimum_size")
+_OPTIONAL = ("dataset_mean", "dataset_std", "minimum_size", "training_voxel_size", "voxel_unit")
 _FIELD_KINDS: dict[str, Any] = {
     "minimum_size": int,
     "crop": (int,),
@@ -154,6 +177,8 @@ _FIELD_KINDS: dict[str, Any] = {
     "embedding_iterations": int,
     "dataset_mean": float,
     "dataset_std": float,
+    "training_voxel_size": (float,),
+    "voxel_unit": str,
 }
 
 
@@ -202,11 +227,13 @@ def build_model_config(
     parameters: ModelParameters,
     cfg_yaml: str,
     instances: int = 1,
+    torch_version: str | None = None,
 ) -> pb.ModelConfig:
     """The Triton ``ModelConfig`` for one variant of an exported model.
 
     Dynamic batching is on; the model is warmed up at the crop shape with batch 1 and with
-    ``max_batch_size`` (TorchScript re-optimises for every new input shape).
+    ``max_batch_size`` (TorchScript re-optimises for every new input shape). ``torch_version``
+    is the torch that wrote ``model.pt``: a runtime older than it may not load the file.
 
     ``Device.gpu`` gives the Python-backend model ``KIND_AUTO``: Triton places it on a GPU where
     there is one, else on the CPU (a ``KIND_GPU`` group fails to load on a machine without one).
@@ -214,7 +241,7 @@ def build_model_config(
     Triton's ``openvino`` backend runs the IR on the CPU only, and compiles it for a batch of
     exactly ``max_batch_size`` (smaller batches fail unless ``ENABLE_BATCH_PADDING``, which pads
     them and runs the padded batch as one): its model takes ``max_batch_size`` 1, so every crop
-    runs alone as on the other runtimes (DESIGN.md, "Batch independence"), and needs no batcher.
+    runs alone as on the other runtimes ("Batch independence" in docs/SEMANTICS.md), and needs no batcher.
     """
     if backend is Backend.openvino:
         max_batch_size, device = 1, Device.cpu
@@ -250,6 +277,8 @@ def build_model_config(
     for key, value in parameters.to_strings().items():
         config.parameters[key].string_value = value
     config.parameters["skoots_cfg"].string_value = cfg_yaml
+    if torch_version is not None:
+        config.parameters[TORCH_VERSION].string_value = torch_version
     return config
 
 

@@ -8,7 +8,9 @@ through ``openvino_runtime.py`` beside this file; otherwise ``model.pt`` with to
 """
 
 import importlib.util
+import json
 import os
+import re
 
 import numpy as np
 import torch
@@ -29,10 +31,30 @@ def _openvino_head(version_dir, threads):
     runtime = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runtime)
     return runtime.OpenVinoHead(os.path.join(version_dir, runtime.IR_FILE), threads=threads, precision="fp32")
+def _release(version):
+    """MAJOR.MINOR of a torch version; as torch_compat.release in the export package, which
+    this file cannot import (the server loads it on its own)."""
+    found = re.match(r"\s*(\d+)\.(\d+)", version)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _check_torch_version(args):
+    """Refuse, in one line, a model.pt saved by a newer torch than this one: it would fail
+    deep inside torch.jit.load, or load and misbehave."""
+    config = json.loads(args["model_config"])
+    saved = config.get("parameters", {}).get("torch_version", {}).get("string_value", "")
+    running = torch.__version__
+    if saved and _release(saved) and _release(running) and _release(saved) > _release(running):
+        raise RuntimeError(
+            f"model '{args['model_name']}' was exported with torch {saved}, newer than the torch {running} serving it; "
+            f"TorchScript loads only in the release that saved it or a newer one — use torch {'.'.join(map(str, _release(saved)))} "
+            f"or newer to serve it, or export it with torch {running}"
+        )
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        _check_torch_version(args)
         gpu = args["model_instance_kind"] == "GPU"
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
         version_dir = os.path.join(args["model_repository"], args["model_version"])

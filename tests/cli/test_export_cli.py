@@ -19,7 +19,7 @@ EVERY_VARIANT = ["skoots", "skoots_openvino", "skoots_python"]  # what the defau
 EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--instances", "--version",
                   "--crop", "--overlap", "--vector-scaling", "--anisotropy", "--prob-threshold",
                   "--skeleton-threshold", "--dilations-3d", "--dilations-2d", "--embedding-iterations",
-                  "--dataset-mean", "--dataset-std", "--trust-checkpoint"]
+                  "--dataset-mean", "--dataset-std", "--training-voxel-size", "--voxel-unit", "--trust-checkpoint"]
 
 
 def skoots(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -77,7 +77,11 @@ def test_export_writes_both_variants_and_summarises(checkpoint: Path, tmp_path: 
         assert line in out, line
     for param in ("crop = 24,24,8", "overlap = 4,4,2", "vector_scaling = 60.0,60.0,12.0", "anisotropy = 1.0,1.0,3.0",
                   "normalization = dtype_range", "contract_version = 1", "minimum_size = 8"):
-        assert re.search(rf"^param +{re.escape(param)}$", out, re.MULTILINE), param
+        assert re.search(rf"^param +{re.escape(param)}(  \(.+\))?$", out, re.MULTILINE), param
+    for param, source in (("crop", "option"), ("vector_scaling", "cfg.SKOOTS"), ("dilations_3d", "seed default"),
+                          ("normalization", "seed default"), ("minimum_size", "network")):
+        assert re.search(rf"^param +{param} = .*  \({re.escape(source)}\)$", out, re.MULTILINE), (param, source)
+    assert re.search(rf"^param +torch_version = {re.escape(torch.__version__)}  ", out, re.MULTILINE)
 
     libtorch = (repository / "skoots" / "config.pbtxt").read_text()
     python = (repository / "skoots_python" / "config.pbtxt").read_text()
@@ -123,6 +127,15 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Pat
     torch.save({**data, "cfg": skoots_cfg(**{**TINY, "DIMS": [4, 8, 12, 8, 4]})}, folder / "mismatch.trch")
     torch.save({**data, "dataset_mean": torch.zeros(2, 2), "dataset_std": 1.0}, folder / "mean-matrix.trch")
     (folder / "notes.trch").write_text("not a checkpoint\n")
+    torch.save({**data, "model_card": {"crop": [24, 24, 8], "dilation": 0}}, folder / "card-key.trch")
+    torch.save({**data, "model_card": {"crop": "24,24,8"}}, folder / "card-type.trch")
+    torch.save({**data, "model_card": [24, 24, 8]}, folder / "card-list.trch")
+    torch.save({**data, "model_card": {"dataset_mean": 3.0}}, folder / "card-mean.trch")
+    torch.save({**data, "model_card": {"training_voxel_size": [1, 1, 3], "voxel_unit": "parsec"}}, folder / "card-unit.trch")
+    for name, text in (("sidecar", "crop: [24, 24, 8]\ndilations: 0\n"), ("folder", "crop: [24, 24\n")):
+        (folder / name).mkdir()
+        torch.save(data, folder / name / "tiny.trch")
+        (folder / name / ("tiny.yaml" if name == "sidecar" else "MODEL.yaml")).write_text(text)
     return folder
 
 
@@ -153,6 +166,18 @@ ERRORS: list = [
     ("dataset-std-inf", [OK, "--dataset-mean", "0", "--dataset-std", "inf"], r"dataset_std = inf must be finite"),
     ("vector-scaling-nan", [OK, "--vector-scaling", "60,nan,12"], r"vector_scaling = \(60\.0, nan, 12\.0\) must be finite"),
     ("mean-matrix", ["{bad}/mean-matrix.trch"], r"dataset_mean = tensor of shape \[2, 2\] must be one finite number"),
+    ("card-unknown-key", ["{bad}/card-key.trch"],
+     r"model_card in card-key\.trch: unknown key 'dilation'; allowed keys: crop, overlap, .*, dilations_3d, dilations_2d, .*, voxel_unit, normalization$"),
+    ("card-wrong-type", ["{bad}/card-type.trch"], r"model_card in card-type\.trch: crop = '24,24,8' must be three integers \[X, Y, Z\]"),
+    ("card-not-a-mapping", ["{bad}/card-list.trch"], r"model_card in card-list\.trch must be a mapping of key: value, not list; allowed keys: crop"),
+    ("card-mean-alone", ["{bad}/card-mean.trch"], r"model_card in card-mean\.trch: dataset_mean and dataset_std come together"),
+    ("card-unit", ["{bad}/card-unit.trch"], r"voxel_unit = 'parsec' must be one of angstrom, micrometer, millimeter, nanometer"),
+    ("sidecar-unknown-key", ["{bad}/sidecar/tiny.trch"], r"model card \S+sidecar/tiny\.yaml: unknown key 'dilations'; allowed keys: crop"),
+    ("folder-card-not-yaml", ["{bad}/folder/tiny.trch"], r"model card \S+folder/MODEL\.yaml is not valid YAML \(.+\)"),
+    ("voxel-unit-alone", [OK, "--voxel-unit", "nm"], r"--voxel-unit needs --training-voxel-size"),
+    ("voxel-unit-unknown", [OK, "--training-voxel-size", "1,1,3", "--voxel-unit", "parsec"],
+     r"voxel_unit 'parsec' is not one of angstrom, micrometer, millimeter, nanometer"),
+    ("voxel-size-negative", [OK, "--training-voxel-size", "1,-1,3"], r"training_voxel_size = \(1\.0, -1\.0, 3\.0\) must be positive on every axis"),
 ]
 
 

@@ -130,7 +130,8 @@ OUTPUT_CASES = [
 ]
 
 MODEL_CASES = [
-    ("repository-missing", None, ["@embedded", "-r", "{tmp}/nothing"], r"no model 'skoots' in repository \S+nothing \(run skoots export first\)"),
+    ("repository-missing", None, ["@embedded", "-r", "{tmp}/nothing"], r"no model repository at \S+nothing — run skoots export first, or pass --repository"),
+    ("no-model-in-repository", None, ["@embedded", "-r", "{tmp}/out"], r"no SKOOTS model in repository \S+out — export one with skoots export$"),
     ("model-not-in-repository", None, ["@embedded", "--model", "other"], r"no model 'other' in repository \S+ \(models there: skoots\)"),
     ("model-pt-corrupt", None, ["@embedded", "-r", "{tmp}/broken", "--model", "corrupt"], r"cannot load \S+model\.pt: PytorchStreamReader failed reading zip archive: failed finding central directory — re-export the model"),
     ("model-pt-missing", None, ["@embedded", "-r", "{tmp}/broken", "--model", "noversion"], r"has no <version>/model\.pt or model\.xml; re-export the model"),
@@ -149,6 +150,8 @@ MODEL_CASES = [
     ("model-breaks-the-contract", None, ["@server", "--model", "wrong_io"], r"model at \S+/wrong_io does not speak the SKOOTS contract: no input 'input__0'; no output 'vectors__0'.* — re-export it with skoots export"),
     ("served-config-missing-parameter", None, ["@server", "--model", "noparams"], r"model at \S+/noparams: model config has no parameter 'crop'"),
     ("model-answers-without-outputs", None, ["@server", "--model", "half_answer", "--retries", "1"], r"\S+/half_answer answered 2 times with no skeleton__1 in the answer — check the server's log"),
+    # No --model: of the three models ready, half_answer alone speaks the contract, so it is the one used.
+    ("model-picked-answers-without-outputs", None, ["@server", "--retries", "1"], r"\S+/half_answer answered 2 times with no skeleton__1"),
 ]
 
 CATALOGUE = INPUT_CASES + OPTION_CASES + OUTPUT_CASES + MODEL_CASES

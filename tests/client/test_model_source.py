@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from skoots_client.errors import InputError
-from skoots_client.model_source import Tls, _answer_problem
-from skoots_export.model_config import SKELETON, VECTORS
+from skoots_client.errors import InputError, ModelError
+from skoots_client.model_source import EmbeddedModel, Tls, _answer_problem, choose_model, model_kind
+from skoots_export.model_config import SKELETON, VECTORS, Backend
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,55 @@ def test_tls_files_are_checked(tmp_path: Path) -> None:
         Tls(tmp_path / "nope.pem").check()
     with pytest.raises(InputError, match=r"--cert-chain \S+notes\.txt is not a PEM file"):
         Tls(private_key=tmp_path / "ca.pem", cert_chain=tmp_path / "notes.txt").check()
+
+
+# --- which model when none is named ----------------------------------------------------------
+
+
+def _config(name: str, backend: Backend | str, **parameters):
+    from skoots_export.model_config import Device, ModelParameters, build_model_config
+
+    kind = backend if isinstance(backend, Backend) else Backend.python
+    config = build_model_config(name, backend=kind, device=Device.cpu, max_batch_size=2,
+                                parameters=ModelParameters().replace(**parameters), cfg_yaml="")
+    if backend == "openvino":
+        config.backend = "openvino"
+    return config
+
+
+def test_one_exports_variants_pick_libtorch_then_openvino_then_python() -> None:
+    variants = [_config("skoots_python", Backend.python), _config("skoots_openvino", "openvino"), _config("skoots", Backend.libtorch)]
+    assert choose_model(variants, "here") == "skoots"
+    assert choose_model(variants[:2], "here") == "skoots_openvino"
+    assert choose_model(variants[:1], "here") == "skoots_python"
+    assert [model_kind(c) for c in variants] == ["python", "openvino", "libtorch"]
+
+
+def test_models_outside_the_contract_are_not_candidates() -> None:
+    other = _config("resnet", Backend.python)
+    other.input[0].name = "INPUT0"
+    assert choose_model([other, _config("mito", Backend.python)], "here") == "mito"
+    with pytest.raises(ModelError, match=r"^no SKOOTS model here \(models there: resnet\) — export one with skoots export, or pass --model$"):
+        choose_model([other], "here")
+    with pytest.raises(ModelError, match=r"^no SKOOTS model here — export one with skoots export$"):
+        choose_model([], "here")
+
+
+@pytest.mark.parametrize(
+    "configs,listed",
+    [
+        ([_config("a", Backend.python), _config("b", Backend.python, crop=(64, 64, 16))], "a (python), b (python)"),
+        ([_config("a", Backend.python), _config("b", Backend.python)], "a (python), b (python)"),  # a tie: no rule to break it
+        ([_config("a", Backend.libtorch), _config("b", Backend.python, overlap=(2, 2, 1))], "a (libtorch), b (python)"),
+    ],
+    ids=["different-parameters", "same-kind", "libtorch-of-another-export"],
+)
+def test_several_exports_are_listed_in_one_line(configs, listed: str) -> None:
+    with pytest.raises(ModelError, match=rf"^several SKOOTS models here: {re.escape(listed)} — choose one with --model$"):
+        choose_model(configs, "here")
+
+
+def test_in_process_picks_the_libtorch_variant_of_the_repositorys_export(exported_repository: Path) -> None:
+    assert sorted(p.name for p in exported_repository.iterdir()) == ["skoots", "skoots_python"]
+    assert EmbeddedModel(exported_repository).info.name == "skoots"
+    assert EmbeddedModel(exported_repository, "skoots_python").info.name == "skoots_python"

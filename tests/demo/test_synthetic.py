@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from examples.demo import EXPORT_OPTIONS
 from examples.synthetic import SyntheticSpec, generate, labels_path, write_volume
-from examples.train import VECTOR_SCALING, vector_targets
+from examples.train import MODEL_CARD, VECTOR_SCALING, vector_targets
 from skoots_client import postprocess
 from skoots_client.evaluate import evaluate
 from skoots_client.volume_io import read_volume
@@ -77,10 +76,9 @@ def test_skeletons_lie_inside_their_own_objects_and_vectors_point_at_them(volume
 
 
 def test_ideal_network_outputs_reproduce_the_ground_truth(volume) -> None:
-    """The targets, run through the runtime's post-processing with the demo's export settings
+    """The targets, run through the runtime's post-processing with the demo model card's settings
     (dilations, vector scaling, N = 2), give back the labels exactly."""
-    option = dict(zip(EXPORT_OPTIONS[::2], EXPORT_OPTIONS[1::2]))
-    widths = postprocess.dilation_half_widths(int(option["--dilations-3d"]), int(option["--dilations-2d"]))
+    widths = postprocess.dilation_half_widths(MODEL_CARD["dilations_3d"], MODEL_CARD["dilations_2d"])
     skeleton_labels, _ = postprocess.label_skeleton(postprocess.dilate_skeleton(volume.skeleton, widths))
     vectors = vector_targets(volume.vectors, VECTOR_SCALING).astype(np.float16)
     labels = postprocess.assign_instances(vectors, skeleton_labels, VECTOR_SCALING, 2)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from examples.synthetic import SyntheticSpec, generate
-from examples.train import VECTOR_SCALING, sample_batch, train, vector_targets
+from examples.train import MODEL_CARD, VECTOR_SCALING, sample_batch, train, vector_targets
 from skoots_export.checkpoint import load_checkpoint
 from skoots_export.exporter import export_checkpoint
 from skoots_export.model_config import Device
@@ -45,12 +45,13 @@ def test_a_short_training_writes_an_upstream_checkpoint_that_exports(tmp_path: P
     out = tmp_path / "m.trch"
     train(out, steps=3, batch_size=1, crop=(32, 32, 16), volumes=1, log_every=2, spec=SMALL)
     raw = torch.load(out, map_location="cpu", weights_only=False)
-    assert set(raw) == {"cfg", "model_state_dict", "optimizer_state_dict", "avg_epoch_loss", "avg_val_loss"}
+    assert set(raw) == {"cfg", "model_state_dict", "optimizer_state_dict", "avg_epoch_loss", "avg_val_loss", "model_card"}
     assert len(raw["avg_epoch_loss"]) == len(raw["avg_val_loss"]) == 3  # upstream's sentinel, steps 2 and 3
     checkpoint = load_checkpoint(out)  # the allow-listed loader: nothing but tensors and a CfgNode inside
-    assert checkpoint.cfg.MODEL.ARCHITECTURE == "bism_unext"
-    result = export_checkpoint(out, repository=tmp_path / "repo", backend="python", device=Device.cpu, crop=(32, 32, 16), overlap=(4, 4, 2))
+    assert checkpoint.cfg.MODEL.ARCHITECTURE == "bism_unext" and checkpoint.card == MODEL_CARD
+    result = export_checkpoint(out, repository=tmp_path / "repo", backend="python", device=Device.cpu, crop=(32, 32, 16))
     assert result.parameters.vector_scaling == VECTOR_SCALING
+    assert result.parameters.overlap == tuple(MODEL_CARD["overlap"]) and result.sources["overlap"] == "checkpoint card"
 
 
 def test_bad_options_are_refused() -> None:

@@ -3,8 +3,10 @@ and scored against its ground truth, and the same through a real tritonserver wi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import tifffile
 import torch
 
 from examples.demo import CHECKPOINT, DEMO_SEED, TARGETS, headline
+from examples.train import MODEL_CARD
 from test_serve import wait_for_line  # tests/functional/test_serve.py: read `skoots serve`'s output
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +48,28 @@ def test_the_committed_checkpoint_is_small_and_in_the_upstream_format() -> None:
     assert checkpoint["cfg"].MODEL.ARCHITECTURE == "bism_unext"
     assert tuple(checkpoint["cfg"].SKOOTS.VECTOR_SCALING) == (10.0, 10.0, 4.0)
     assert {k.split(".")[0] for k in checkpoint["model_state_dict"]} == {"backbone", "out_embed", "out_skeleton", "out_prob"}
+    assert checkpoint["model_card"] == MODEL_CARD
+
+
+def test_a_plain_export_of_the_demo_checkpoint_meets_the_targets(tmp_path: Path) -> None:
+    """Issue 13's first run: ``skoots export examples/demo_model.trch`` with no options (its model
+    card supplies crop, overlap and dilations), then an in-process segment of a held-out volume."""
+    from examples.synthetic import SyntheticSpec, generate, write_volume
+    from skoots_client.evaluate import evaluate_files
+    from skoots_client.run import segment_file
+
+    done = subprocess.run([SKOOTS, "export", str(CHECKPOINT)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for line in ("crop = 136,136,48  (checkpoint card)", "dilations_3d = 0  (checkpoint card)",
+                 "vector_scaling = 10.0,10.0,4.0  (cfg.SKOOTS)", "embedding_iterations = 2  (seed default)"):
+        assert re.search(rf"^param +{re.escape(line)}$", done.stdout, re.MULTILINE), line
+    volume = generate(HELD_OUT_SEED, dataclasses.replace(SyntheticSpec(), shape=tuple(map(int, SHAPE.split(",")))))
+    _, truth = write_volume(tmp_path / "held_out.tif", volume)
+    segment_file(tmp_path / "held_out.tif", out=tmp_path / "labels.tif", repository=tmp_path / "model_repository", device="cpu", quiet=True)
+    scores = evaluate_files(tmp_path / "labels.tif", truth).to_dict()
+    figures = headline(scores)
+    for name, target in TARGETS.items():
+        assert figures[name] >= target, (name, figures[name])
 
 
 def test_demo_writes_every_file_and_says_where(demo) -> None:
@@ -69,15 +94,15 @@ def test_the_demo_model_meets_the_targets_on_a_held_out_volume(demo) -> None:
 
 def test_skoots_serve_and_url_give_the_labels_of_the_embedded_run(demo, tmp_path: Path) -> None:
     """The issue's last check, as a user runs it: ``skoots serve`` on the demo's repository (the
-    wheel's tritonserver loads its Python-backend model), then ``segment --url``."""
+    wheel's tritonserver loads its Python-backend model), then ``segment --url`` without
+    ``--model``: the client picks the one SKOOTS model the server has ready."""
     pytest.importorskip("pytriton", reason="the server extra is not installed")
     out, _ = demo
     server = subprocess.Popen([SKOOTS, "serve", str(out / "model_repository")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = wait_for_line(server, "grpc ").split()[1]
         done = subprocess.run(
-            [CLIENT, "segment", str(out / "demo_volume.tif"), "--url", url, "--model", "skoots_python",
-             "--out", str(tmp_path / "served.tif"), "--quiet"],
+            [CLIENT, "segment", str(out / "demo_volume.tif"), "--url", url, "--out", str(tmp_path / "served.tif"), "--quiet"],
             capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
         )
     finally:
