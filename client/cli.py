@@ -69,6 +69,11 @@ def segment_command(
     root_cert: Annotated[Optional[Path], typer.Option("--root-cert", help="CA certificate (PEM) to trust for --ssl, e.g. the one that signed a self-made server certificate (default: the system's).")] = None,
     private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
     cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
+    blockwise: Annotated[bool, typer.Option("--blockwise", help="Segment block by block on a Dask cluster (same labels): for volumes larger than memory, or to spread the client's work over processes and machines. Chosen by itself when the volume would not fit in memory.")] = False,
+    block: Annotated[Optional[str], typer.Option("--block", help="Block size X,Y,Z in voxels for --blockwise, rounded to whole crop steps (default: what keeps a worker near 1.5 GB).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes of the local Dask cluster for --blockwise (default: the cores).")] = None,
+    threads_per_worker: Annotated[int, typer.Option("--threads-per-worker", help="Threads per Dask worker process for --blockwise.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Join the Dask cluster at tcp://HOST:PORT instead of starting a local one (implies --blockwise; workers must see the input, the work directory and the output's folder).")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size, with a unit suffix (0.5,0.5,2um or x=0.5,y=0.5,z=2um) or --unit; default: what the input file states (OME-Zarr scale, OME-TIFF PhysicalSize, ImageJ spacing/resolution). Written to the output and used by --table. " + TRIPLE_HELP)] = None,
     unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
     table: Annotated[Optional[Path], typer.Option("--table", help="Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.")] = None,
@@ -88,6 +93,7 @@ def segment_command(
 
     try:
         crop_xyz, overlap_xyz = option_triple("--crop", crop), option_triple("--overlap", overlap)
+        block_xyz = option_triple("--block", block)
         if ngff_version not in ("0.4", "0.5"):
             raise ClientError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
         summary = segment_file(
@@ -113,6 +119,11 @@ def segment_command(
             resume=resume,
             work_dir=work_dir,
             tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
+            blockwise=blockwise,
+            block=block_xyz,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            scheduler=scheduler,
             normalize=normalize,
             axes=axes,
             voxel_size=voxel_size_option(voxel_size, unit),

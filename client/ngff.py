@@ -94,38 +94,39 @@ def _jsonable(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_label_image(
+def create_label_image(
     path: Path,
-    labels_xyz: np.ndarray,
     levels: Sequence[Level],
     axes: Sequence[dict[str, str]],
+    dtype: Any,
     *,
     version: str = "0.4",
     properties: Sequence[dict[str, Any]] | None = None,
     source_image: str | None = None,
     transformations: Sequence[dict[str, Any]] = (),
-) -> None:
-    """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``).
+    chunks_zyx: Sequence[int] | None = None,
+) -> list[Any]:
+    """An empty NGFF label image (a new group at ``path``, its metadata written); returns the
+    levels' arrays, to be filled by the caller (whole at once, or block by block).
 
     ``axes`` are the group's axes: z, y, x last, any others (a time axis of an image the labels
     belong to) of length 1 before them. ``properties`` become ``image-label.properties``;
     ``source_image`` its ``source.image`` (``"../../"`` inside an image); ``transformations``
     the multiscale's own ``coordinateTransformations`` (applied after each level's).
+    ``chunks_zyx`` caps the chunks (default 32x256x256).
     """
     import zarr
 
     fmt = NGFF_VERSIONS[version]
     group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
     encoding = {"name": "v2", "separator": "/"} if fmt == 2 else {"name": "default", "separator": "/"}
+    arrays = []
     for level in levels:
         extra = len(level.shape) - 3
         zyx = level.shape[extra:]
-        chunks = (1,) * extra + (min(zyx[0], 32), min(zyx[1], 256), min(zyx[2], 256))
-        array = group.create_array(level.path, shape=level.shape, chunks=chunks, dtype=labels_xyz.dtype,
-                                   chunk_key_encoding=encoding, fill_value=0)
-        for z in range(0, zyx[0], chunks[extra]):  # one slab of whole chunks at a time
-            data = _level_data(labels_xyz, zyx, slice(z, z + chunks[extra]))
-            array[(0,) * extra + (slice(z, z + data.shape[0]),)] = data.reshape((1,) * extra + data.shape)
+        chunks = (1,) * extra + tuple(min(n, c) for n, c in zip(zyx, chunks_zyx or (32, 256, 256)))
+        arrays.append(group.create_array(level.path, shape=level.shape, chunks=chunks, dtype=dtype,
+                                         chunk_key_encoding=encoding, fill_value=0))
     multiscale: dict[str, Any] = {
         "name": path.name,
         "axes": list(axes),
@@ -144,6 +145,32 @@ def write_label_image(
                                       "image-label": {"version": version, **label}}))
     else:
         group.attrs["ome"] = _jsonable({"version": version, "multiscales": [multiscale], "image-label": label})
+    return arrays
+
+
+def add_label_properties(path: Path, properties: Sequence[dict[str, Any]]) -> None:
+    """Set the ``image-label.properties`` of the label image at ``path`` (written block by
+    block, its table known only at the end)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    attrs = group.attrs.asdict()
+    ome = attrs["ome"] if "ome" in attrs else attrs
+    ome["image-label"] = {**ome["image-label"], "properties": list(properties)}
+    group.attrs.update(_jsonable({"ome": ome} if "ome" in attrs else {"image-label": ome["image-label"]}))
+
+
+def write_label_image(path: Path, labels_xyz: np.ndarray, levels: Sequence[Level], axes: Sequence[dict[str, str]],
+                      **metadata: Any) -> None:
+    """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``);
+    ``metadata`` as :func:`create_label_image` takes it."""
+    for level, array in zip(levels, create_label_image(path, levels, axes, labels_xyz.dtype, **metadata)):
+        extra = len(level.shape) - 3
+        zyx = level.shape[extra:]
+        step = array.chunks[extra]
+        for z in range(0, zyx[0], step):  # one slab of whole chunks at a time
+            data = _level_data(labels_xyz, zyx, slice(z, z + step))
+            array[(0,) * extra + (slice(z, z + data.shape[0]),)] = data.reshape((1,) * extra + data.shape)
 
 
 # --- labels inside an image -------------------------------------------------------------------

@@ -7,6 +7,7 @@ visit each voxel once and hold no full-volume coordinate arrays.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -227,28 +228,36 @@ def _numba_assign() -> Any:
     import numba
 
     # numba has no float16: vectors arrive as their uint16 bits and a 65536-entry table
-    # gives each one's exact float32 value.
+    # gives each one's exact float32 value. Coordinates are global: the arrays are windows of
+    # the volume at ``vo`` (vectors), ``lo`` (skeleton labels) and ``oo`` (out); embeddings are
+    # clamped to the volume ``shape``, then (a no-op when the windows hold the halos of
+    # DESIGN.md) to the window, so a too-small window can never read outside its array.
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def assign(bits, table, skeleton_labels, scaling, iterations, out):  # pragma: no cover - compiled
-        nx, ny, nz = skeleton_labels.shape
+    def assign(bits, table, skeleton_labels, scaling, iterations, out, vo, lo, oo, shape):  # pragma: no cover - compiled
+        nx, ny, nz = shape[0], shape[1], shape[2]
+        vx, vy, vz = bits.shape[1], bits.shape[2], bits.shape[3]
+        lx, ly, lz = skeleton_labels.shape
         sx, sy, sz = scaling[0], scaling[1], scaling[2]
-        for x in numba.prange(nx):
-            for y in range(ny):
-                for z in range(nz):
-                    ex = np.float32(x) + sx * table[bits[0, x, y, z]]
-                    ey = np.float32(y) + sy * table[bits[1, x, y, z]]
-                    ez = np.float32(z) + sz * table[bits[2, x, y, z]]
+        for i in numba.prange(out.shape[0]):
+            x = i + oo[0]
+            for j in range(out.shape[1]):
+                y = j + oo[1]
+                for k in range(out.shape[2]):
+                    z = k + oo[2]
+                    ex = np.float32(x) + sx * table[bits[0, x - vo[0], y - vo[1], z - vo[2]]]
+                    ey = np.float32(y) + sy * table[bits[1, x - vo[0], y - vo[1], z - vo[2]]]
+                    ez = np.float32(z) + sz * table[bits[2, x - vo[0], y - vo[1], z - vo[2]]]
                     for _ in range(iterations - 1):
-                        qx = min(max(int(np.rint(ex)), 0), nx - 1)
-                        qy = min(max(int(np.rint(ey)), 0), ny - 1)
-                        qz = min(max(int(np.rint(ez)), 0), nz - 1)
+                        qx = min(max(min(max(int(np.rint(ex)), 0), nx - 1) - vo[0], 0), vx - 1)
+                        qy = min(max(min(max(int(np.rint(ey)), 0), ny - 1) - vo[1], 0), vy - 1)
+                        qz = min(max(min(max(int(np.rint(ez)), 0), nz - 1) - vo[2], 0), vz - 1)
                         ex = ex + sx * table[bits[0, qx, qy, qz]]
                         ey = ey + sy * table[bits[1, qx, qy, qz]]
                         ez = ez + sz * table[bits[2, qx, qy, qz]]
-                    qx = min(max(int(np.rint(ex)), 0), nx - 1)
-                    qy = min(max(int(np.rint(ey)), 0), ny - 1)
-                    qz = min(max(int(np.rint(ez)), 0), nz - 1)
-                    out[x, y, z] = skeleton_labels[qx, qy, qz]
+                    qx = min(max(min(max(int(np.rint(ex)), 0), nx - 1) - lo[0], 0), lx - 1)
+                    qy = min(max(min(max(int(np.rint(ey)), 0), ny - 1) - lo[1], 0), ly - 1)
+                    qz = min(max(min(max(int(np.rint(ez)), 0), nz - 1) - lo[2], 0), lz - 1)
+                    out[i, j, k] = skeleton_labels[qx, qy, qz]
 
     return assign
 
@@ -282,8 +291,15 @@ def assign_instances(vectors: Any, skeleton_labels: Any, vector_scaling: Sequenc
         skeleton_labels = skeleton_labels.astype(np.uint32)
     if xp is not np:
         return _assign_gpu(vectors.astype(xp.float16, copy=False), xp.ascontiguousarray(skeleton_labels), vector_scaling, iterations)
+    return _assign_cpu(vectors, (0, 0, 0), skeleton_labels, (0, 0, 0), ((0, n) for n in skeleton_labels.shape),
+                       skeleton_labels.shape, vector_scaling, iterations)
+
+
+def _assign_cpu(vectors: np.ndarray, vectors_at: Sequence[int], skeleton_labels: np.ndarray, labels_at: Sequence[int],
+                region: Any, shape: Sequence[int], vector_scaling: Sequence[float], iterations: int) -> np.ndarray:
+    region = [tuple(int(v) for v in bounds) for bounds in region]
     kernel = _numba_cache.get("assign") or _numba_cache.setdefault("assign", _numba_assign())
-    out = np.empty(skeleton_labels.shape, dtype=skeleton_labels.dtype)
+    out = np.empty(tuple(hi - lo for lo, hi in region), dtype=skeleton_labels.dtype)
     kernel(
         np.ascontiguousarray(vectors, dtype=np.float16).view(np.uint16),
         _HALF_TABLE,
@@ -291,8 +307,54 @@ def assign_instances(vectors: Any, skeleton_labels: Any, vector_scaling: Sequenc
         np.asarray(vector_scaling, dtype=np.float32),
         int(iterations),
         out,
+        np.asarray(vectors_at, dtype=np.int64),
+        np.asarray(labels_at, dtype=np.int64),
+        np.asarray([lo for lo, _ in region], dtype=np.int64),
+        np.asarray(shape, dtype=np.int64),
     )
     return out
+
+
+def halo_widths(vector_scaling: Sequence[float], iterations: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """How far outside a block its assignment reads (DESIGN.md, halo bounds): skeleton labels
+    within ``ceil(N * S) + 1`` and vectors within ``ceil((N - 1) * S) + 1``, per axis.
+
+    Examples
+    --------
+    >>> halo_widths((60.0, 60.0, 12.0), 2)
+    ((121, 121, 25), (61, 61, 13))
+    """
+    labels = tuple(math.ceil(iterations * abs(s)) + 1 for s in vector_scaling)
+    vectors = tuple(math.ceil((iterations - 1) * abs(s)) + 1 for s in vector_scaling)
+    return labels, vectors  # type: ignore[return-value]
+
+
+def assign_window(
+    vectors: np.ndarray,
+    vectors_at: Sequence[int],
+    skeleton_labels: np.ndarray,
+    labels_at: Sequence[int],
+    region: Sequence[tuple[int, int]],
+    shape: Sequence[int],
+    vector_scaling: Sequence[float],
+    iterations: int,
+) -> np.ndarray:
+    """:func:`assign_instances` for the voxels of ``region`` (``[lo, hi)`` per axis) of a volume
+    of ``shape``, from windows of it: ``vectors`` starting at voxel ``vectors_at`` and
+    ``skeleton_labels`` at ``labels_at``. Coordinates, rounding and clamping are the whole
+    volume's, so with windows that reach :func:`halo_widths` beyond ``region`` (clamped to the
+    volume) the result equals the whole volume's assignment restricted to ``region``. CPU only.
+    """
+    if vectors.ndim != 4 or vectors.shape[0] != 3 or skeleton_labels.ndim != 3 or len(region) != 3 or len(shape) != 3:
+        raise ValueError(f"need vectors [3, x, y, z], 3-D skeleton labels and 3-D region/shape, got {vectors.shape}, {skeleton_labels.shape}")
+    if iterations < 1 or len(vector_scaling) != 3:
+        raise ValueError("iterations must be at least 1 and vector_scaling hold three numbers")
+    for (lo, hi), at, n in zip(region, vectors_at, vectors.shape[1:]):
+        if not at <= lo <= hi <= at + n:
+            raise ValueError(f"region {region} is not inside the vectors window at {tuple(vectors_at)} of {vectors.shape[1:]}")
+    if skeleton_labels.dtype not in (np.uint16, np.uint32, np.uint64):
+        skeleton_labels = skeleton_labels.astype(np.uint32)
+    return _assign_cpu(vectors, vectors_at, skeleton_labels, labels_at, region, shape, vector_scaling, iterations)
 
 
 def smallest_unsigned_dtype(maximum: int) -> np.dtype:
@@ -317,3 +379,31 @@ def renumber_labels(labels: Any) -> tuple[Any, int]:
     count = int(values.size) - (1 - offset)
     dtype = smallest_unsigned_dtype(count)
     return (inverse.astype(dtype) + dtype.type(offset)).reshape(labels.shape), count
+
+
+def first_appearances(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nonzero labels of ``labels`` in order of first appearance in C order, and the flat
+    (C-order) index where each first appears: what a block contributes to the volume's order
+    of first appearance (step 10, blockwise). CPU.
+
+    Examples
+    --------
+    >>> first_appearances(np.array([[0, 7], [3, 7]], np.uint32))
+    (array([7, 3], dtype=uint32), array([1, 2]))
+    """
+    import fastremap
+
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    renumbered, mapping = fastremap.renumber(flat.copy(), preserve_zero=True, in_place=True)
+    # Renumbered in order of first appearance: the running maximum steps up exactly there.
+    running = np.maximum.accumulate(renumbered)
+    at = np.flatnonzero(np.diff(running, prepend=running.dtype.type(0)))
+    return flat[at], at
+
+
+def apply_table(labels: np.ndarray, keys: np.ndarray, values: np.ndarray, dtype: Any) -> np.ndarray:
+    """``labels`` with each of the sorted ``keys`` replaced by its value (0 stays 0), as ``dtype``.
+    Every nonzero label must be one of ``keys``."""
+    keys = np.concatenate(([0], np.asarray(keys)))
+    values = np.concatenate(([0], np.asarray(values))).astype(dtype)
+    return values[np.searchsorted(keys, labels)]

@@ -138,17 +138,25 @@ def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | N
     return SkipRule(mask_data, skip_below), described
 
 
+def describe_run(volume: Volume, out: Path, normalization: Normalization) -> str:
+    """The summary's first lines: what was read (axes named as Fiji and napari show them), how
+    it was normalised, where the labels went."""
+    read_as = {"default": "default reading", "file": "from the file's metadata", "--axes": "from --axes"}[volume.axes_from]
+    return (
+        f"{volume.path} → {out}\n"
+        f"input {describe_shape(volume.shape)}, {volume.dtype.name}, axes {volume.axes} ({read_as}), {describe_channel(volume)}\n"
+        f"normalisation {normalization.describe(volume.dtype)}"
+    )
+
+
 def summary(
     volume: Volume, out: Path, normalization: Normalization, result: SegmentResult, total: float, xp: Any
 ) -> str:
     """What was segmented, how, and how long it took; axes named as Fiji and napari show them."""
     voxels = int(np.prod(volume.shape))
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    read_as = {"default": "default reading", "file": "from the file's metadata", "--axes": "from --axes"}[volume.axes_from]
     text = (
-        f"{volume.path} → {out}\n"
-        f"input {describe_shape(volume.shape)}, {volume.dtype.name}, axes {volume.axes} ({read_as}), {describe_channel(volume)}\n"
-        f"normalisation {normalization.describe(volume.dtype)}\n"
+        f"{describe_run(volume, out, normalization)}\n"
         f"{result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
         f"{voxels / total / 1e6:.2f} Mvoxels/s"
@@ -196,6 +204,12 @@ def segment_file(
     runtime: str = "auto",
     threads: int | None = None,
     precision: str = "fp32",
+    blockwise: bool = False,
+    block: tuple[int, int, int] | None = None,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    scheduler: str | None = None,
+    memory_available: int | None = None,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
@@ -210,6 +224,10 @@ def segment_file(
     in its ``labels/<label_name>``. ``table`` also writes the instance table (client/measure.py);
     with an OME-Zarr output its rows become the labels' NGFF ``properties``. ``mask`` and
     ``skip_below`` keep empty crops from being inferred (segment.SkipRule).
+
+    With ``blockwise`` (or when the in-memory mode would need more than ``memory_available``,
+    by default the machine's available memory) the volume is segmented block by block on a
+    Dask cluster: a local one of ``workers`` processes, or the one at ``scheduler``.
     """
     from .measure import label_properties, measure_xyz, write_table
     from .ngff import check_labels_into, write_labels_into
@@ -223,10 +241,18 @@ def segment_file(
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
     if out is None and labels_into is None:
         raise InputError("nowhere to write the labels: give --out or --labels-into")
+    if block is not None and any(b < 1 for b in block):
+        raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
+    asked_blockwise = blockwise or scheduler is not None
+    if asked_blockwise:
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
     work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
     check_destinations(Path(volume_path), out, overwrite, save_intermediates, preview, work_path, table)
     choice = parse_normalize(normalize)
     volume = read_volume(volume_path, channel, axes)
+    if not asked_blockwise and _too_big_for_memory(volume.shape, memory_available):
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
+        asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
     size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
     if labels_into is not None:
@@ -245,7 +271,7 @@ def segment_file(
         normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
         warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
         del sample
-        if work_path is not None:
+        if work_path is not None and not asked_blockwise:
             made_of = fingerprint(volume_path, volume.shape, volume.dtype, channel, info.name, parameters,
                                   reference_borders=reference_borders, probability=save_intermediates,
                                   axes=volume.axes, normalization=normalization.to_dict(), skip=skip_described)
@@ -254,6 +280,17 @@ def segment_file(
         close_all(endpoints)
         raise
     batch_size = min(batch or info.max_batch_size, info.max_batch_size)
+    if asked_blockwise:
+        close_all(endpoints)
+        return _blockwise(
+            volume, out=out, urls=urls, model=info.name, repository=repository, overwrite=overwrite, channel=channel,
+            axes=axes, normalization=normalization, voxel_size=size, ngff_version=ngff_version, warn=warn, table=table,
+            mask=mask, skip_below=skip_below, skip_described=skip_described,
+            batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
+            reference_borders=reference_borders, quiet=quiet, resume=resume, work_dir=work_dir, tls=tls,
+            runtime=runtime, threads=threads, precision=precision, block=block, workers=workers,
+            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started,
+        )
 
     def lost(name: str, error: BaseException) -> None:
         warn(f"{name} dropped out ({error}); carrying on with the others")
@@ -307,3 +344,63 @@ def segment_file(
     if preview is not None:
         text += f"\npreview → {write_preview(preview, volume.data, labels)}"
     return text
+
+
+def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> bool:
+    """Whether the in-memory mode would need more than the memory available; says so on stderr."""
+    from .blockwise.blocks import in_memory_bytes
+    from .blockwise.pipeline import available_memory
+
+    need, have = in_memory_bytes(shape), memory_available if memory_available is not None else available_memory()
+    if need <= have:
+        return False
+    print(f"note: {shape} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: segmenting blockwise (--blockwise)",
+          file=sys.stderr)
+    return True
+
+
+def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, labels_into: Path | None) -> None:
+    """Refuse, before any work, the options the blockwise mode does not do, naming the in-memory mode."""
+    if device == "gpu":
+        raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
+    refused = [name for name, given in (("--save-intermediates", save_intermediates), ("--preview", preview is not None),
+                                        ("--labels-into", labels_into is not None)) if given]
+    if refused:
+        one = len(refused) == 1
+        raise InputError(f"{', '.join(refused)} need{'s' if one else ''} the labels in memory, which --blockwise never holds: "
+                         f"drop {'it' if one else 'them'}, or segment without --blockwise on a machine the volume fits in")
+
+
+def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, window: int,
+               timeout: float, retries: int, tls: Tls | None, started: float, normalization: Normalization,
+               voxel_size: VoxelSize, warn: Callable[[str], None], runtime: str, threads: int | None, precision: str,
+               table: Path | None, skip_described: dict[str, Any] | None, **options: Any) -> str:
+    """``segment --blockwise``: the in-memory mode's checked options, then the pipeline."""
+    from .blockwise.pipeline import blockwise_file
+    from .blockwise.stages import Source
+    from .measure import write_table
+    from .sanity import empty_result_text
+
+    parameters, channel, reference_borders = options.pop("parameters"), options["channel"], options["reference_borders"]
+    made_of = fingerprint(volume.path, volume.shape, volume.dtype, channel, model, parameters,
+                          reference_borders=reference_borders, probability=False, axes=volume.axes,
+                          normalization=normalization.to_dict(), skip=skip_described)
+    quiet = options["quiet"]
+    options["resume"] = options["resume"] or options["work_dir"] is not None  # --work-dir implies --resume
+    # In-process inference on a worker uses its own threads unless --threads says otherwise.
+    threads = threads if threads is not None else options["threads_per_worker"]
+    source = Source(tuple(urls), model, Path(repository).resolve(), window, timeout, retries, tls, runtime, threads, precision)
+    result = blockwise_file(volume, out=out, parameters=parameters, source=source, fingerprint=made_of,
+                            normalization=normalization, voxel_size=voxel_size, measure=table is not None,
+                            say=None if quiet else (lambda line: print(line, file=sys.stderr)), **options)
+    if table is not None and result.table is not None:
+        write_table(table, result.table)
+    total = time.perf_counter() - started
+    voxels = int(np.prod(volume.shape))
+    warn_each(warn, empty_result_text(result.instances, result.labelled / max(1, voxels)))
+    return (
+        f"{describe_run(volume, out, normalization)}\n"
+        f"{result.crops} crops, {result.instances} instances\n"
+        f"time {total:.2f}s, {voxels / total / 1e6:.2f} Mvoxels/s\n{result.summary(voxels)}\n"
+        f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else "")
+    )

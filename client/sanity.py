@@ -94,7 +94,11 @@ def axes_warning(volume: Volume) -> str | None:
 def empty_result_warning(instances: int, labels: np.ndarray) -> str | None:
     """No instances, or instances covering under ``EMPTY_FRACTION`` of the volume: name the
     likely causes and the option for each."""
-    covered = np.count_nonzero(labels) / max(1, labels.size)
+    return empty_result_text(instances, np.count_nonzero(labels) / max(1, labels.size))
+
+
+def empty_result_text(instances: int, covered: float) -> str | None:
+    """:func:`empty_result_warning` from the fraction of voxels labelled (a blockwise run's sum)."""
     if instances and covered >= EMPTY_FRACTION:
         return None
     found = "no instances found" if not instances else f"{instances} instances cover only {covered:.4%} of the volume"

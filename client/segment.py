@@ -98,6 +98,42 @@ def _batches(
         yield first, batch
 
 
+def reference_interior(shape: Sequence[int]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` per axis of what ``--reference-borders`` keeps: all but the reference's
+    unwritten frame."""
+    return [(min(f, n), max(min(f, n), n - f)) for f, n in zip(REFERENCE_ASSIGN_FRAME, shape)]
+
+
+def infer_pieces(
+    volume: Volume,
+    crops: Sequence[Crop],
+    parameters: ModelParameters,
+    endpoints: Sequence[Endpoint],
+    normalization: Normalization,
+    *,
+    batch_size: int,
+    xp: Any = np,
+    probability: bool = False,
+    on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
+) -> Iterator[tuple[Sequence[Crop], list[Piece]]]:
+    """Infer ``crops`` (steps 1-6) in batches of ``batch_size`` over ``endpoints``; yield each
+    answered batch's crops with their pieces (owned region of the dilated skeleton, of the
+    vectors and, with ``probability``, of the probability), in completion order. Every crop is
+    normalised by ``normalization`` (one for the whole volume, so crops anywhere map alike)."""
+    half_widths = postprocess.dilation_half_widths(parameters.dilations_3d, parameters.dilations_2d)
+    for first, outputs in dispatch(
+        _batches(volume, crops, batch_size, parameters, normalization), endpoints, probability=probability, on_endpoint_lost=on_endpoint_lost
+    ):
+        batch = crops[first : first + batch_size]
+        pieces = []
+        for j, crop in enumerate(batch):
+            unpadded = tuple(slice(0, n) for n in crop.size)  # dilate within the crop only
+            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][unpadded]), half_widths)
+            pieces.append(Piece(dilated[crop.local], outputs[0][j][(slice(None), *crop.local)],
+                                outputs[2][j, 0][crop.local] if probability else None))
+        yield batch, pieces
+
+
 def segment_volume(
     volume: Volume,
     parameters: ModelParameters,
@@ -127,7 +163,6 @@ def segment_volume(
     seconds: dict[str, float] = {}
     shape = volume.shape
     grid = crop_grid(shape, parameters.crop, parameters.overlap, reference_borders)
-    half_widths = postprocess.dilation_half_widths(parameters.dilations_3d, parameters.dilations_2d)
     skeleton = xp.zeros(shape, dtype=xp.uint8)
     vectors = xp.zeros((3, *shape), dtype=xp.float16)
     probability = np.zeros(shape, dtype=np.float16) if save_intermediates else None
@@ -150,26 +185,19 @@ def segment_volume(
     done = len(grid) - len(todo)
     if progress:
         progress(done, len(grid))
-    for first, outputs in dispatch(
-        _batches(volume, todo, batch_size, parameters, normalization),
-        endpoints,
-        probability=save_intermediates,
+    for crops, pieces in infer_pieces(
+        volume, todo, parameters, endpoints, normalization,
+        batch_size=batch_size, xp=xp, probability=save_intermediates,
         on_endpoint_lost=on_endpoint_lost,
     ):
-        pieces = []
-        for j, crop in enumerate(todo[first : first + batch_size]):
-            unpadded = tuple(slice(0, n) for n in crop.size)  # dilate within the crop only
-            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][unpadded]), half_widths)
-            skeleton[crop.source] = dilated[crop.local]
-            vectors[(slice(None), *crop.source)] = xp.asarray(outputs[0][j][(slice(None), *crop.local)])
+        for crop, piece in zip(crops, pieces):
+            skeleton[crop.source] = piece.skeleton
+            vectors[(slice(None), *crop.source)] = xp.asarray(piece.vectors)
             if probability is not None:
-                probability[crop.source] = outputs[2][j, 0][crop.local]
-            if work is not None:
-                pieces.append(Piece(dilated[crop.local], outputs[0][j][(slice(None), *crop.local)],
-                                    outputs[2][j, 0][crop.local] if probability is not None else None))
+                probability[crop.source] = piece.probability
         if work is not None:
-            work.save(todo[first : first + batch_size], pieces)
-        done += len(todo[first : first + batch_size])
+            work.save(crops, pieces)
+        done += len(crops)
         if progress:
             progress(done, len(grid))
     seconds["infer+stitch"] = time.perf_counter() - started
@@ -189,7 +217,7 @@ def segment_volume(
         if not save_intermediates:
             del vectors
         if reference_borders:
-            interior = tuple(slice(min(f, n), max(min(f, n), n - f)) for f, n in zip(REFERENCE_ASSIGN_FRAME, shape))
+            interior = tuple(slice(lo, hi) for lo, hi in reference_interior(shape))
             kept = labels[interior].copy()
             labels[...] = 0
             labels[interior] = kept

@@ -469,14 +469,15 @@ def _open(path: Path) -> tuple[Any, str | None]:
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None) -> Volume:
+def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
     Axes follow the seed (``[Z, Y, X]`` or ``[Z, Y, X, C]`` on disk, in napari's letters) unless
     ``axes`` declares them (``--axes``: ``XYZ``, ``ZCYX``, ...) or the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
-    channel 2 is used (the seed's rule).
+    channel 2 is used (the seed's rule). ``check_finite=False`` skips the pass over float input
+    that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
 
     Raises
     ------
@@ -502,7 +503,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return _finite(Volume(_XYZView(array, spatial, fixed), path, **read_as))
+        return _finite(Volume(_XYZView(array, spatial, fixed), path, **read_as), check_finite)
     channels = shape[channel_axis]
     channel_from = "--channel" if channel is not None else "only" if channels == 1 else "default"
     if channel is None:
@@ -515,7 +516,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
     view = _XYZView(array, spatial, {**fixed, channel_axis: channel})
-    return _finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as))
+    return _finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -564,10 +565,10 @@ def open_labels(path: str | Path) -> Volume:
     return Volume(_XYZView(array, spatial, {i: 0 for i in range(len(shape)) if i not in spatial}), path)
 
 
-def _finite(volume: Volume, slab_bytes: int = 64 << 20) -> Volume:
+def _finite(volume: Volume, check: bool = True, slab_bytes: int = 64 << 20) -> Volume:
     """Refuse float volumes holding NaN or infinity before any crop is sent: the network would
     turn them into NaN vectors and garbage labels. One pass over the volume, a slab at a time."""
-    if volume.dtype.kind != "f":
+    if volume.dtype.kind != "f" or not check:
         return volume
     x, y, z = volume.shape
     step = max(1, slab_bytes // max(1, x * y * volume.dtype.itemsize))
@@ -719,14 +720,32 @@ def _write_tiff(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
 
 
 def _write_zarr(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
-    import zarr
-
     shape = _zxy_shape(labels_xyz)
     chunks = (min(shape[0], 32), min(shape[1], 256), min(shape[2], 256))
-    array = zarr.open_array(str(path), mode="w", shape=shape, chunks=chunks, dtype=labels_xyz.dtype)
-    array.attrs.update(voxel_size_attrs(size))
+    array = create_labels_array(path, shape, labels_xyz.dtype, chunks, voxel_size=size)
     for z in range(0, shape[0], chunks[0]):  # one slab of whole chunks at a time
         array[z : z + chunks[0]] = labels_xyz[:, :, z : z + chunks[0]].transpose(2, 0, 1)
+
+
+def create_labels_array(
+    path: Path, shape_zxy: tuple[int, int, int], dtype: Any, chunks: tuple[int, int, int], *,
+    voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
+) -> Any:
+    """An empty ``[Z, X, Y]`` label array at ``path`` for writing block by block, stating its
+    voxel size as :func:`write_labels` does: a plain Zarr array (``voxel_size_attrs``), or for
+    ``.ome.zarr`` an NGFF ``ngff_version`` label image's level ``0`` (scale and units; one
+    level: a pyramid would need the whole labels)."""
+    from .ngff import create_label_image, pyramid, spatial_axes
+
+    size = voxel_size or UNKNOWN_VOXEL_SIZE
+    if not path.name.lower().endswith(".ome.zarr"):
+        import zarr
+
+        array = zarr.open_array(str(path), mode="w", shape=shape_zxy, chunks=chunks, dtype=dtype)
+        array.attrs.update(voxel_size_attrs(size))
+        return array
+    return create_label_image(path, pyramid(shape_zxy, size.zyx, max_levels=1), spatial_axes(size.unit), dtype,
+                              version=ngff_version, chunks_zyx=chunks)[0]
 
 
 def voxel_size_attrs(size: VoxelSize) -> dict[str, Any]:

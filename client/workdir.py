@@ -126,6 +126,43 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def check_work_dir(path: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse ``path`` if it is not a work directory made for ``fingerprint`` (stored as JSON),
+    or if it does not exist and cannot be created."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"work directory {path} is a file; remove it or pass another --work-dir")
+    if not path.exists():
+        parent = path.parent
+        if not parent.is_dir():
+            raise OutputError(f"work directory {path}: folder {parent} does not exist; create it first")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"work directory {path}: folder {parent} is not writable; pass another --work-dir")
+        return
+    try:
+        stored = json.loads((path / FINGERPRINT).read_text())
+    except (OSError, ValueError) as e:
+        raise OutputError(
+            f"{path} is not a segment work directory (no readable {FINGERPRINT}); remove it or pass another --work-dir"
+        ) from e
+    if stored != fingerprint:
+        keys = sorted({*stored, *fingerprint})
+        differ = [k for k in keys if stored.get(k) != fingerprint.get(k)]
+        raise OutputError(
+            f"work directory {path} was made for another run (differs in: {', '.join(differ)}); "
+            "remove it to start afresh, or pass another --work-dir"
+        )
+
+
+def lock_work_dir(fd: int, path: Path) -> None:
+    """Hold ``fd`` (a file of the work directory ``path``) locked for this run; refuse a second
+    run on the same directory. Closes ``fd`` when refusing."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise OutputError(f"work directory {path} is in use by another segment run; wait for it or pass another --work-dir") from e
+
+
 class WorkDir:
     """Finished crops of one segmentation, on disk.
 
@@ -152,28 +189,7 @@ class WorkDir:
     def check(self) -> None:
         """Refuse a work directory that is not ours or was made for another run; fail early
         if one cannot be created."""
-        if self.path.exists() and not self.path.is_dir():
-            raise OutputError(f"work directory {self.path} is a file; remove it or pass another --work-dir")
-        if not self.path.exists():
-            parent = self.path.parent
-            if not parent.is_dir():
-                raise OutputError(f"work directory {self.path}: folder {parent} does not exist; create it first")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputError(f"work directory {self.path}: folder {parent} is not writable; pass another --work-dir")
-            return
-        try:
-            stored = json.loads((self.path / FINGERPRINT).read_text())
-        except (OSError, ValueError) as e:
-            raise OutputError(
-                f"{self.path} is not a segment work directory (no readable {FINGERPRINT}); remove it or pass another --work-dir"
-            ) from e
-        if stored != self.fingerprint:
-            keys = sorted({*stored, *self.fingerprint})
-            differ = [k for k in keys if stored.get(k) != self.fingerprint.get(k)]
-            raise OutputError(
-                f"work directory {self.path} was made for another run (differs in: {', '.join(differ)}); "
-                "remove it to start afresh, or pass another --work-dir"
-            )
+        check_work_dir(self.path, self.fingerprint)
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -222,11 +238,7 @@ class WorkDir:
             fd = os.open(self.path / MANIFEST, os.O_RDWR | os.O_APPEND)
         except OSError as e:
             raise OutputError(f"cannot use work directory {self.path}: {e.strerror or e}") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            raise OutputError(f"work directory {self.path} is in use by another segment run; wait for it or pass another --work-dir") from e
+        lock_work_dir(fd, self.path)
         self._manifest_fd = fd
         data = os.pread(fd, os.fstat(fd).st_size, 0)
         whole = data[: data.rfind(b"\n") + 1]

@@ -1,0 +1,216 @@
+"""Blockwise segmentation (issue 11): (a) flat worker memory, (b) overhead against the in-memory
+mode, (c) 1 vs 2 workers and the client CPU per crop, (d) Mvoxels/s per stage — one run.
+
+    python benchmarks/blockwise_scaling.py [--sizes 560x560x100,1120x560x100,1120x1120x100,2240x1120x100]
+                                           [--block X,Y,Z] [--overhead-size 1120x560x100] [--skip-scaling]
+
+Every run is fed the same answers of a perfect network (``common.ideal_outputs`` for random
+tubes on a 300x300x50 pattern, repeated periodically over larger volumes: no inference), with
+the seed's constants (crop 300x300x20, overlap 10x10x5, S = 60,60,12, N = 2).
+
+(a) blockwise on 2 worker processes at each size: the largest worker's peak RSS and the sum of
+    the workers' peaks; target: the largest within 15% from the smallest size to the largest.
+(b) the same answers through the in-memory post-processing (label, assign, renumber, write
+    .zarr, after materialising the answers: what stitching does) and through blockwise, same
+    2 cores; target ≤ 1.25. Labels are checked bitwise equal first.
+(c) the post-processing stages (label, assign, write) on 1 and on 2 workers; target ≥ 1.6x;
+    and the CPU time one worker spends per seed-size crop in the infer stage (normalise,
+    dispatch, dilate, place, write) with an endpoint that answers instantly.
+(d) Mvoxels/s of each stage, from (a)'s largest run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+PATTERN = (300, 300, 50)
+CROP, OVERLAP, SCALING = (300, 300, 20), (10, 10, 5), (60.0, 60.0, 12.0)
+
+
+def shape_of(text: str) -> tuple[int, int, int]:
+    return tuple(int(v) for v in text.lower().split("x"))  # type: ignore[return-value]
+
+
+def pattern_answers(folder: Path) -> Path:
+    import zarr
+
+    vectors, skeleton = common.ideal_outputs(PATTERN, 90, SCALING, radius=6.0, seed=0)
+    path = folder / "answers.zarr"
+    group = zarr.open_group(str(path), mode="w")
+    group.create_array("vectors", data=vectors, chunks=(3, 150, 150, 50))
+    group.create_array("skeleton", data=skeleton, chunks=(150, 150, 50))
+    return path
+
+
+def job_for(folder: Path, answers: Path, shape, block, workers: int):
+    from skoots_client import postprocess
+    from skoots_client.blockwise.blocks import default_per_block, per_block_from_voxels
+    from skoots_client.blockwise.stages import Job, Source
+    from skoots_client.normalize import Normalization
+    from skoots_export.model_config import ModelParameters
+
+    parameters = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=SCALING, embedding_iterations=2)
+    lh, vh = postprocess.halo_widths(SCALING, 2)
+    per_block = per_block_from_voxels(block, CROP, OVERLAP, shape) if block else default_per_block(shape, CROP, OVERLAP, lh, vh)
+    return Job(volume=answers, channel=None, axes=None, normalization=Normalization("dtype"), work=folder / "work", shape=shape, per_block=per_block, reference_borders=False,
+               parameters=parameters, source=Source((), "skoots", folder), batch_size=1, threads=1, label_halo=lh,
+               vector_halo=vh, answers=answers)
+
+
+def blockwise(folder: Path, answers: Path, shape, block, workers: int, out_name: str = "labels.zarr"):
+    from skoots_client.blockwise.pipeline import segment_blockwise
+
+    job = job_for(folder, answers, shape, block, workers)
+    out = folder / out_name
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    result = segment_blockwise(job, out, overwrite=True, fingerprint={"bench": str(shape)}, work_dir=job.work, workers=workers, quiet=True)
+    return time.perf_counter() - started, result, job, out
+
+
+def in_memory(folder: Path, answers: Path, shape) -> tuple[float, Path]:
+    from skoots_client import postprocess
+    from skoots_client.blockwise.stages import _stored_answers
+    from skoots_client.volume_io import write_labels
+
+    out = folder / "in_memory.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    skeleton, vectors = _stored_answers(answers, tuple((0, n) for n in shape), shape)
+    skeleton_labels, _ = postprocess.label_skeleton(skeleton)
+    del skeleton
+    labels = postprocess.assign_instances(vectors, skeleton_labels, SCALING, 2)
+    del vectors, skeleton_labels
+    labels, _ = postprocess.renumber_labels(labels)
+    write_labels(out, labels, overwrite=True)
+    return time.perf_counter() - started, out
+
+
+def end_to_end(folder: Path, shape_zxy=(20, 120, 120)) -> tuple[float, float, int]:
+    """(b') wall seconds of ``segment`` in memory and ``--blockwise`` (2 workers), both with the
+    tests' lively model in-process (crop 24x24x8), on the same volume; labels checked equal."""
+    import tifffile
+
+    from conftest import E2E_EXPORT
+    from skoots_client.run import segment_file
+
+    repository = common.export_lively(folder / "model", **E2E_EXPORT)
+    tifffile.imwrite(folder / "v.tif", common.blobs(shape_zxy, seed=3))
+    started = time.perf_counter()
+    segment_file(folder / "v.tif", out=folder / "mem.tif", repository=repository, device="cpu", quiet=True)
+    memory = time.perf_counter() - started
+    started = time.perf_counter()
+    segment_file(folder / "v.tif", out=folder / "blk.tif", repository=repository, device="cpu", quiet=True, blockwise=True,
+                 block=(64, 64, 20), workers=2)
+    blocks = time.perf_counter() - started
+    a, b = tifffile.imread(folder / "mem.tif"), tifffile.imread(folder / "blk.tif")
+    assert a.dtype == b.dtype and np.array_equal(a, b), "blockwise labels differ from in-memory"
+    return memory, blocks, int(a.max())
+
+
+def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
+    """CPU seconds per seed-size crop of the infer stage, its endpoint answering instantly."""
+    import zarr
+
+    from skoots_client.blockwise import stages
+    from skoots_client.blockwise.store import BlockStore
+
+    shape = (280 * 4 + 20, 280 * 2 + 20, 20)  # 4 x 2 x 1 crops: one block of 8 crops
+    job = job_for(folder, answers, shape, (2000, 2000, 20), 1)
+    job = type(job)(**{**job.__dict__, "answers": None, "work": folder / "crop-work"})
+    store = BlockStore(job.work, {"bench": "crops"})
+    store.create(shape, job.grid.chunks, job.grid.shift)
+    vectors, skeleton = zarr.open_group(str(answers))["vectors"][:, :300, :300, :20], zarr.open_group(str(answers))["skeleton"][:300, :300, :20]
+
+    class Instant:
+        name, concurrency = "instant", 2
+
+        def infer(self, batch, probability=False):
+            n = len(batch)
+            return np.broadcast_to(vectors, (n, *vectors.shape)), np.broadcast_to(skeleton, (n, 1, *skeleton.shape))
+
+    from skoots_client.volume_io import Volume
+
+    stages._process[("endpoints", job.source)] = [Instant()]
+    stages._process[("volume", job.volume, job.channel)] = Volume(np.zeros(shape, np.uint16), job.volume)
+    index = job.grid.blocks[0].index
+    stages.infer_block(job, index)  # warm up (numba)
+    started = time.process_time()
+    rounds = max(1, crops // len(job.grid.blocks[0].crops))
+    for _ in range(rounds):
+        stages.infer_block(job, index)
+    store.remove()
+    return (time.process_time() - started) / (rounds * len(job.grid.blocks[0].crops))
+
+
+def flat_memory(folder: Path, answers: Path, block, sizes: list[str]) -> None:
+    """(a) at each size, then (d) from the largest."""
+    print("\n(a) flat memory: blockwise, 2 workers")
+    print(f"{'volume':>18} {'Gvoxels':>8} {'blocks':>7} {'seconds':>8} {'largest worker MiB':>19} {'all workers MiB':>16}")
+    rows = []
+    for text in sizes:
+        shape = shape_of(text)
+        seconds, result, job, out = blockwise(folder, answers, shape, block, 2)
+        shutil.rmtree(out, ignore_errors=True)
+        rows.append((shape, result))
+        print(f"{text:>18} {np.prod(shape) / 1e9:8.3f} {result.blocks:7d} {seconds:8.1f} {result.peak_rss / 2**20:19.0f} "
+              f"{sum(result.peaks.values()) / 2**20:16.0f}", flush=True)
+    first, last = rows[0][1].peak_rss, rows[-1][1].peak_rss
+    print(f"largest worker: {last / first:.3f}x from the smallest size to the largest (target within 1.15)")
+    shape, result = rows[-1]
+    voxels = int(np.prod(shape))
+    print(f"\n(d) Mvoxels/s per stage at {shape}, 2 workers: "
+          + ", ".join(f"{k} {voxels / v / 1e6:.1f}" for k, v in result.seconds.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="560x560x100,1120x560x100,1120x1120x100,2240x1120x100", help="volumes X x Y x Z for (a); '' to skip (a)")
+    parser.add_argument("--block", default="560,560,40", help="block X,Y,Z (voxels); 'default' for the memory budget's")
+    parser.add_argument("--overhead-size", default="1120x560x100", help="volume for (b) and (c)")
+    parser.add_argument("--skip-scaling", action="store_true", help="only (a) and (d)")
+    parser.add_argument("--end-to-end", action="store_true", help="also (b') through the tests' tiny model in-process")
+    args = parser.parse_args()
+    block = None if args.block == "default" else tuple(int(v) for v in args.block.split(","))
+    folder = Path(tempfile.mkdtemp(prefix="blockwise-bench-"))
+    print(common.machine())
+    try:
+        answers = pattern_answers(folder)
+        print(f"answers: a perfect network's for 90 tubes on a {PATTERN} pattern, repeated; block {block or 'default'}")
+
+        if not args.skip_scaling:
+            shape = shape_of(args.overhead_size)
+            mem_seconds, mem_out = in_memory(folder, answers, shape)
+            seconds, result, job, out = blockwise(folder, answers, shape, block, 2)
+            from skoots_client.volume_io import read_labels
+
+            assert np.array_equal(read_labels(out), read_labels(mem_out)), "blockwise labels differ from in-memory"
+            print(f"\n(b) overhead, {shape} = {np.prod(shape) / 1e6:.0f} Mvoxels, {result.instances} instances, labels equal")
+            print(f"    in-memory {mem_seconds:.2f}s, blockwise (2 workers) {seconds:.2f}s: ratio {seconds / mem_seconds:.2f} (target <= 1.25)")
+            post = ("label", "assign", "order", "write")
+            two = sum(result.seconds[k] for k in post)
+            _, one_result, _, _ = blockwise(folder, answers, shape, block, 1)
+            one = sum(one_result.seconds[k] for k in post)
+            print(f"(c) post-processing stages: 1 worker {one:.2f}s, 2 workers {two:.2f}s: {one / two:.2f}x (target >= 1.6)")
+            print(f"    infer stage CPU per seed-size crop (instant endpoint): {crop_cpu(folder, answers) * 1e3:.0f} ms")
+        if args.end_to_end:
+            memory, blocks, instances = end_to_end(folder)
+            print(f"(b') end to end, tiny model in-process, (20, 120, 120) ZXY, {instances} instances, labels equal: "
+                  f"in-memory {memory:.1f}s, blockwise (2 workers) {blocks:.1f}s: ratio {blocks / memory:.2f}")
+
+        if args.sizes:
+            flat_memory(folder, answers, block, args.sizes.split(","))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The Dask cluster of a blockwise run: a local one started and closed here, or an existing one
+joined by its scheduler's address (``dask scheduler`` / ``dask worker``, dask-jobqueue, ...)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+from typing import Any, Callable, Iterator
+
+from ..errors import ClientError
+
+
+class ClusterError(ClientError):
+    """The Dask cluster cannot be started or reached."""
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
+    say: Callable[[str], None] | None = None,
+) -> Iterator[Any]:
+    """A ``distributed.Client`` on a new ``LocalCluster`` of worker processes bound to 127.0.0.1
+    (``workers``, default the cores), or on the cluster at ``scheduler``; closed on exit.
+
+    Raises
+    ------
+    ClusterError
+        Nothing answers at ``scheduler``, or the local cluster cannot start.
+    """
+    from distributed import Client, LocalCluster
+
+    if workers is not None and workers < 1 or threads_per_worker < 1:
+        raise ClusterError("--workers and --threads-per-worker must be at least 1")
+    cluster = None
+    dashboard = scheduler is not None or importlib.util.find_spec("bokeh") is not None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise ClusterError(
+                f"no Dask scheduler at {scheduler} ({str(e).splitlines()[0] if str(e) else type(e).__name__}) — "
+                "start one (dask scheduler) or fix --scheduler"
+            ) from e
+    else:
+        try:
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
+                # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
+                # bokeh is installed): a second cluster on the machine must not collide with it.
+                host="127.0.0.1", silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0",
+            )
+            client = Client(cluster)
+        except (OSError, TimeoutError) as e:
+            if cluster is not None:
+                cluster.close()
+            raise ClusterError(f"cannot start a local Dask cluster: {e}") from e
+    try:
+        if say is not None:
+            link = f"; dashboard {client.dashboard_link}" if dashboard else ""
+            say(f"Dask scheduler {client.scheduler.address}, {worker_count(client)} workers{link}")
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def worker_count(client: Any) -> int:
+    return len(client.nthreads())

@@ -1,0 +1,329 @@
+"""Blockwise ``segment``: the four stages as Dask computations over blocks, one after the other.
+
+infer → label (+ face equivalences, one union-find here) → assign → renumber + write. Each
+stage is a set of independent tasks (stages.py) submitted at once; a stage starts when the one
+before it has finished: labelling needs every skeleton block's faces joined before any block
+can be assigned, and assignment reads neighbouring blocks, so overlapping stages would only
+pay while the last blocks of a stage run, at the cost of a dependency graph per block that a
+resumed run would have to rebuild. Finished blocks are marked in the work directory; a run
+with ``--resume`` does only the blocks not marked. This process holds the per-block label
+tables and each component's first appearance: O(components + blocks), never a volume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import postprocess
+from ..errors import ClientError, OutputError
+from ..progress import ProgressLine
+from ..measure import label_properties
+from ..ngff import add_label_properties
+from ..normalize import Normalization
+from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
+from ..workdir import default_work_dir
+from . import stages
+from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
+from .cluster import ClusterError, dask_client, worker_count
+from .equivalence import components, global_order
+from .store import FORMAT, BlockStore
+
+
+@dataclass
+class BlockwiseResult:
+    """What a blockwise run did, for the summary."""
+
+    instances: int
+    crops: int
+    blocks: int
+    workers: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    done: dict[str, int] = field(default_factory=dict)  # blocks done per stage in this run
+    resumed: dict[str, int] = field(default_factory=dict)  # blocks taken from the work directory
+    peaks: dict[str, int] = field(default_factory=dict)  # worker process → its peak RSS (bytes)
+    labelled: int = 0  # voxels given an instance
+    skipped: int = 0  # crops --mask / --skip-below kept from being inferred
+    table: dict[str, np.ndarray] | None = None  # the instance table's columns, with measure
+
+    @property
+    def peak_rss(self) -> int:
+        """The largest worker process's peak RSS."""
+        return max(self.peaks.values(), default=0)
+
+    def summary(self, voxels: int) -> str:
+        stages_text = ", ".join(
+            f"{k} {v:.2f}s ({voxels / max(v, 1e-9) / 1e6:.3g} Mvoxels/s)" for k, v in self.seconds.items()
+        )
+        text = (f"blockwise: {self.blocks} blocks on {self.workers} workers, largest worker peak "
+                f"{self.peak_rss / 2**20:.0f} MiB; {stages_text}")
+        resumed = {k: v for k, v in self.resumed.items() if v}
+        if self.skipped:
+            text += f"\nskipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
+        if resumed:
+            text += "\nresumed " + ", ".join(f"{v} {k}" for k, v in resumed.items()) + " blocks from the work directory"
+        return text
+
+
+def available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None) -> None:
+    """A TIFF is written from labels in memory: refuse one that would not fit (naming .zarr)."""
+    if out.name.lower().endswith(TIFF_SUFFIXES):
+        need = 4 * int(np.prod(shape))
+        if need > (memory if memory is not None else available_memory()) // 2:
+            raise OutputError(
+                f"--out {out}: a TIFF is written from labels held in memory ({need / 2**30:.1f} GiB) — use --out NAME.zarr or NAME.ome.zarr"
+            )
+
+
+class _Stage:
+    """Submit one stage's tasks, draw its progress, gather results and worker peaks."""
+
+    def __init__(self, client: Any, result: BlockwiseResult, quiet: bool) -> None:
+        self.client, self.result, self.quiet = client, result, quiet
+
+    def run(self, name: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], total: int) -> dict[str, Any]:
+        from distributed import KilledWorker, as_completed
+
+        started = time.perf_counter()
+        progress = ProgressLine(enabled=not self.quiet, label=f"{name} blocks")
+        done = total - len(calls)
+        progress(done, total)
+        futures = {self.client.submit(fn, *args, pure=False): key for key, fn, args in calls}
+        results: dict[str, Any] = {}
+        try:
+            for future, value in as_completed(futures, with_results=True):
+                results[futures[future]] = value
+                if isinstance(value, dict) and "rss" in value:
+                    peaks = self.result.peaks
+                    peaks[value["process"]] = max(peaks.get(value["process"], 0), value["rss"])
+                done += 1
+                progress(done, total)
+        except KilledWorker as e:
+            self.client.cancel(list(futures))
+            raise ClusterError(
+                f"Dask workers kept dying on {name} blocks ({e}) — out of memory? Give the workers more memory or pass a smaller --block"
+            ) from e
+        except BaseException:
+            self.client.cancel(list(futures))
+            raise
+        self.result.seconds[name] = self.result.seconds.get(name, 0.0) + time.perf_counter() - started
+        self.result.done[name] = len(calls)
+        self.result.resumed[name] = total - len(calls)
+        return results
+
+
+def _still_done(client: Any, job: stages.Job, stage: str, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The markers of ``stage`` among ``names`` whose data still checks out (checked on the workers)."""
+    marked = {k: v for k, v in store.done(stage).items() if k in set(names)}
+    if not marked:
+        return {}
+    futures = {client.submit(stages.verify, job, stage, k, v[0], array_path, pure=False): k for k, v in marked.items()}
+    ok = dict(zip(futures.values(), client.gather(list(futures))))
+    return {k: v for k, v in marked.items() if ok[k]}
+
+
+def segment_blockwise(
+    job: stages.Job,
+    out: Path,
+    *,
+    overwrite: bool,
+    fingerprint: dict[str, Any],
+    work_dir: Path | None = None,
+    resume: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+    say: Callable[[str], None] | None = None,
+    halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+    voxel_size: VoxelSize | None = None,
+    ngff_version: str = "0.4",
+    measure: bool = False,
+) -> BlockwiseResult:
+    """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``.
+
+    The work directory (``OUT.work`` unless ``work_dir``) is removed once the labels are in
+    place; after a failure it is kept with ``resume`` (its finished blocks are reused by the next
+    run with ``--resume``) and removed without. The output states ``voxel_size`` (an
+    ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
+    ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
+    (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties).
+    """
+    check_tiff_fits(out, job.shape)
+    store = BlockStore(work_dir or default_work_dir(out), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
+    store.check()
+    if not resume and store.path.exists():
+        raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
+    with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
+        grid = job.grid
+        store.create(job.shape, grid.chunks, grid.shift)
+        result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
+        try:
+            _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
+                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure)
+        except BaseException as e:
+            store.close()
+            if resume:
+                if isinstance(e, ClientError):
+                    raise type(e)(f"{e} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
+            else:
+                store.remove()
+            raise
+    store.remove()
+    return result
+
+
+def _run(
+    client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path, result: BlockwiseResult,
+    *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
+) -> None:
+    stage = _Stage(client, result, quiet)
+    names = [b.name for b in grid.blocks]
+
+    done = _still_done(client, job, "infer", store, names)
+    inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
+    result.skipped = sum(v[1].get("skipped", 0) for v in done.values()) + sum(v["skipped"] for v in inferred.values())
+
+    done = _still_done(client, job, "label", store, names)
+    counts = {k: v[1]["count"] for k, v in done.items()}
+    labelled = stage.run("label", [(b.name, stages.label_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
+    counts.update({k: v["count"] for k, v in labelled.items()})
+
+    started = time.perf_counter()
+    order = {b.index: i for i, b in enumerate(grid.blocks)}
+    pairs = client.gather([client.submit(stages.block_pairs, job, b.index, pure=False) for b in grid.blocks])
+    edges = [(order[b.index], order[after], p) for b, found in zip(grid.blocks, pairs) for after, p in found if len(p)]
+    tables, count = components([counts[n] for n in names], edges)
+    dtype = np.dtype(np.uint32 if count < 2**32 else np.uint64)
+    result.seconds["label"] += time.perf_counter() - started
+
+    assigned = store.path / "assigned"
+    if not assigned.exists() or str(store.array("assigned").dtype) != dtype.name:
+        store.new_array("assigned", job.shape, grid.chunks, dtype, grid.shift)
+        for marker in (store.path / "done" / "assign").glob("*"):
+            marker.unlink()
+    done = _still_done(client, job, "assign", store, names)
+    firsts = {n: tuple(store.load_npz("firsts", n, ["labels", "at"]).values()) for n in done}
+    calls = []
+    for b in grid.blocks:
+        if b.name in done:
+            continue
+        reach = [nb.index for nb in grid.overlapping(grow(b.region, (halos or (job.label_halo,))[0], job.shape))]
+        calls.append((b.name, stages.assign_block, (job, b.index, {i: tables[order[i]] for i in reach}, dtype, halos)))
+    for name, value in stage.run("assign", calls, len(names)).items():
+        firsts[name] = (value["labels"], value["at"])
+
+    started = time.perf_counter()
+    keys, ranks = global_order([firsts[n] for n in names])
+    result.instances = len(keys)
+    out_dtype = postprocess.smallest_unsigned_dtype(len(keys))
+    tiff = out.name.lower().endswith(TIFF_SUFFIXES)
+    target = store.path / "out" / ("labels.zarr" if tiff else out.name)
+    ome = not tiff and out.name.lower().endswith(".ome.zarr")
+    array_path = str(target / "0") if ome else str(target)
+    made = store.path / "out" / ".made"
+    shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
+    chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
+    made_as = f"{out_dtype.name} {out.name} {voxel_size.zyx} {voxel_size.unit} {ngff_version}"
+    if (made.read_text() if made.exists() else "") != made_as:
+        shutil.rmtree(target, ignore_errors=True)
+        for marker in (store.path / "done" / "write").glob("*"):
+            marker.unlink()
+        create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version)
+        made.write_text(made_as)
+    regions = grid.write_regions()
+    region_names = [stages.region_name(r) for r in regions]
+    done = _still_done(client, job, "write", store, region_names, array_path)
+    if measure:  # a block written by a run without --table is written again, and measured
+        done = {k: v for k, v in done.items() if (store.path / "stats" / f"{k}.npz").exists()}
+    result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
+    calls = []
+    for region, name in zip(regions, region_names):
+        if name in done:
+            continue
+        present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
+        calls.append((name, stages.write_block,
+                      (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path, measure)))
+    result.seconds["order"] = time.perf_counter() - started
+    result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
+
+    started = time.perf_counter()
+    if measure:
+        result.table = _instance_table(store, region_names, array_path, shape_zxy, voxel_size)
+        if ome:
+            add_label_properties(target, label_properties(result.table))
+        result.seconds["measure"] = time.perf_counter() - started
+        started = time.perf_counter()
+    if tiff:
+        import zarr
+
+        write_labels(out, zarr.open_array(array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite,
+                     voxel_size=voxel_size)
+    else:
+        if out.exists() and not overwrite:
+            raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
+        try:
+            _replace(target, out)
+        except OSError:  # another filesystem: copy, then swap
+            staged = out.with_name(f".{out.name}.partial")
+            shutil.rmtree(staged, ignore_errors=True)
+            shutil.copytree(target, staged)
+            _replace(staged, out)
+    result.seconds["write"] += time.perf_counter() - started
+
+
+def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, shape_zxy: tuple[int, int, int],
+                    voxel_size: VoxelSize) -> dict[str, np.ndarray]:
+    """The instance table from the write blocks' per-label sums (all blocks' partials taken as
+    one, then merged: sums, minima and maxima are exact whatever the order) and each instance's
+    skeleton length, read from its bounding box in the written labels."""
+    import zarr
+
+    from ..measure import PartialStats, instance_table, skeleton_lengths
+
+    parts = [store.load_npz("stats", n) for n in names]
+    fields = [f.name for f in dataclasses.fields(PartialStats)]
+    stats = PartialStats(*(np.concatenate([p[f] for p in parts]) for f in fields)).merge(PartialStats.empty(True))
+    labels = zarr.open_array(array_path, mode="r")
+    lengths = skeleton_lengths(stats, lambda box: labels[box], voxel_size.zyx)
+    return instance_table(stats, shape_zxy, voxel_size, lengths)
+
+
+def blockwise_file(
+    volume: Any, *, out: Path, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
+    axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
+    measure: bool = False, mask: Path | None = None, skip_below: float | None = None,
+    reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
+    threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
+    overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
+) -> BlockwiseResult:
+    """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
+    rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
+    Workers read the input with ``channel`` and ``axes`` as the client did and normalise every
+    crop by the client's ``normalization``."""
+    shape = volume.shape
+    label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
+    if block is not None:
+        per_block = per_block_from_voxels(block, parameters.crop, parameters.overlap, shape)
+    else:
+        per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
+    job = stages.Job(
+        volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
+        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, work=(work_dir or default_work_dir(out)).resolve(), shape=shape,
+        per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
+        batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
+    )
+    return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
+                             scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
+                             ngff_version=ngff_version, measure=measure)

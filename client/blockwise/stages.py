@@ -1,0 +1,326 @@
+"""The per-block work of each stage, run in Dask worker processes: read a block (and its halos)
+from the work directory, call the step functions of ``postprocess.py``, write the block, mark it.
+
+Every function here is a plain function of a picklable :class:`Job` and a block index; the
+Dask layer (pipeline.py) only maps them. What cannot travel (endpoints, the open volume, Zarr
+handles) is opened once per worker process and cached. A task's writes are idempotent, so a
+task rerun after its worker died, or by a second run, writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skoots_export.model_config import ModelParameters
+
+from .. import postprocess
+from ..model_source import Tls
+from ..normalize import Normalization
+from .blocks import BlockGrid, Region, grow
+from .equivalence import face_pairs
+from .store import BlockStore, crc
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the answers come from: Triton URLs, or the repository's model in-process."""
+
+    urls: tuple[str, ...]
+    model: str
+    repository: Path
+    window: int = 4
+    timeout: float = 120.0
+    retries: int = 5
+    tls: Tls | None = None
+    runtime: str = "auto"  # the in-process model's --runtime, --threads, --precision
+    threads: int | None = None
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a task needs, by value or by path."""
+
+    volume: Path
+    channel: int | None
+    axes: str | None  # --axes, read on the workers exactly as the client read it
+    normalization: Normalization  # computed once by the client: every block maps intensities alike
+    work: Path
+    shape: tuple[int, int, int]
+    per_block: tuple[int, int, int]
+    reference_borders: bool
+    parameters: ModelParameters
+    source: Source
+    batch_size: int
+    threads: int
+    label_halo: tuple[int, int, int]
+    vector_halo: tuple[int, int, int]
+    mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
+    skip_below: float | None = None
+    # Instead of a model: a Zarr group of stitched answers, "vectors" [3, X, Y, Z] float16 and
+    # "skeleton" [X, Y, Z] uint8 (dilated), e.g. a perfect network's (tests, benchmarks).
+    answers: Path | None = None
+
+    @property
+    def grid(self) -> BlockGrid:
+        return _cached(("grid", self.shape, self.parameters.crop, self.parameters.overlap, self.per_block, self.reference_borders),
+                       lambda: BlockGrid(self.shape, self.parameters.crop, self.parameters.overlap, self.per_block, self.reference_borders))
+
+    @property
+    def store(self) -> BlockStore:
+        return _cached(("store", self.work), lambda: BlockStore(self.work))
+
+
+_process: dict[Any, Any] = {}
+
+
+def _cached(key: Any, make: Any) -> Any:
+    if key not in _process:
+        _process[key] = make()
+    return _process[key]
+
+
+def _threads(n: int) -> None:
+    """Keep numba (and torch) to the worker's share of the cores."""
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _report(started: float, **extra: Any) -> dict[str, Any]:
+    return {"seconds": time.perf_counter() - started, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "process": f"{socket.gethostname()}:{os.getpid()}", **extra}
+
+
+def _endpoints(source: Source) -> list[Any]:
+    def connect() -> list[Any]:
+        from ..run import open_endpoints
+
+        endpoints, _ = open_endpoints(source.urls, source.model, source.repository, window=source.window,
+                                      timeout=source.timeout, retries=source.retries, tls=source.tls,
+                                      runtime=source.runtime, threads=source.threads, precision=source.precision)
+        return endpoints
+
+    return _cached(("endpoints", source), connect)
+
+
+def _volume(job: Job) -> Any:
+    from ..volume_io import read_volume
+
+    return _cached(("volume", job.volume, job.channel, job.axes),
+                   lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False))
+
+
+def _local(region: Region, within: Region) -> tuple[slice, slice, slice]:
+    return tuple(slice(lo - o, hi - o) for (lo, hi), (o, _) in zip(region, within))  # type: ignore[return-value]
+
+
+def _intersection(a: Region, b: Region) -> Region:
+    return tuple((max(p, r), max(max(p, r), min(q, s))) for (p, q), (r, s) in zip(a, b))  # type: ignore[return-value]
+
+
+def _extent(region: Region) -> tuple[int, ...]:
+    return tuple(hi - lo for lo, hi in region)
+
+
+# --- infer -----------------------------------------------------------------------------------
+
+def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
+    """Steps 1-6 for the crops of one block: its stitched vectors and dilated skeleton. Crops
+    that ``--mask`` / ``--skip-below`` rule out are not inferred and stay background, as in the
+    in-memory mode."""
+    from ..segment import infer_pieces
+
+    started = time.perf_counter()
+    _threads(job.threads)
+    block = job.grid.block(index)
+    skeleton = np.zeros(_extent(block.region), np.uint8)
+    vectors = np.zeros((3, *skeleton.shape), np.float16)
+    crops = block.crops
+    if job.answers is not None:
+        skeleton[...], vectors[...] = _stored_answers(job.answers, block.region, job.shape)
+    elif block.crops:
+        import torch
+
+        from ..volume_io import release_pages
+
+        torch.set_num_threads(max(1, job.source.threads or job.threads))
+        volume = _volume(job)
+        if job.mask is not None or job.skip_below is not None:
+            from ..run import skip_rule
+
+            rule = _cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
+            crops = [crop for crop in crops if not rule.skips(volume, crop)]
+        for batch, pieces in infer_pieces(volume, crops, job.parameters, _endpoints(job.source), job.normalization,
+                                         batch_size=job.batch_size):
+            for crop, piece in zip(batch, pieces):
+                where = _local(crop.owned, block.region)
+                skeleton[where] = piece.skeleton
+                vectors[(slice(None), *where)] = piece.vectors
+        release_pages(volume)  # a memory-mapped input's pages read for this block: not this worker's to keep
+    store = job.store
+    store.write("skeleton", block.region, skeleton)
+    store.write("vectors", block.region, vectors)
+    skipped = len(block.crops) - len(crops)
+    store.mark("infer", block.name, crc(skeleton, vectors), {"crops": len(block.crops), "skipped": skipped})
+    return _report(started, crops=len(block.crops), skipped=skipped)
+
+
+def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A block of stored answers; answers smaller than the volume repeat periodically (so a
+    benchmark can feed a volume too large to store answers for)."""
+    import zarr
+
+    answers = _cached(("answers", path), lambda: zarr.open_group(str(path), mode="r"))
+    skeleton, vectors = answers["skeleton"], answers["vectors"]
+    if tuple(skeleton.shape) == tuple(shape):
+        return skeleton[tuple(slice(lo, hi) for lo, hi in region)], vectors[(slice(None), *(slice(lo, hi) for lo, hi in region))]
+    skeleton, vectors = _cached(("answers-whole", path), lambda: (skeleton[...], vectors[...]))
+    for axis, ((lo, hi), n) in enumerate(zip(region, skeleton.shape)):
+        skeleton = np.take(skeleton, np.arange(lo, hi) % n, axis=axis)
+        vectors = np.take(vectors, np.arange(lo, hi) % n, axis=axis + 1)
+    return skeleton, vectors
+
+
+# --- label -----------------------------------------------------------------------------------
+
+def label_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
+    """Step 7 within one block; keeps its six boundary planes for the face equivalences and its
+    nonzero labels (flat index, label) for its neighbours' assignment."""
+    started = time.perf_counter()
+    block = job.grid.block(index)
+    store = job.store
+    labels, count = postprocess.label_skeleton(store.read("skeleton", block.region))
+    labels = labels.astype(np.uint32, copy=False)
+    store.write("labels", block.region, labels)
+    at = np.flatnonzero(labels)
+    store.save_npz("faces", block.name, at=at.astype(np.uint32 if labels.size < 2**32 else np.int64), values=labels.reshape(-1)[at],
+                   **{f"{side}{axis}": np.ascontiguousarray(np.take(labels, i, axis=axis)) for axis in range(3) for side, i in (("lo", 0), ("hi", -1))})
+    store.mark("label", block.name, crc(labels), {"count": count})
+    return _report(started, count=count)
+
+
+def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], np.ndarray]]:
+    """Equivalences across the faces a block shares with the blocks after it."""
+    block = job.grid.block(index)
+    store = job.store
+    out = []
+    for axis, after in job.grid.neighbours_up(block):
+        below = store.load_npz("faces", block.name, [f"hi{axis}"])[f"hi{axis}"]
+        above = store.load_npz("faces", after.name, [f"lo{axis}"])[f"lo{axis}"]
+        out.append((after.index, face_pairs(below, above)))
+    return out
+
+
+# --- assign ----------------------------------------------------------------------------------
+
+def halo_components(job: Job, region: Region, tables: dict[tuple[int, int, int], np.ndarray], dtype: Any) -> np.ndarray:
+    """The volume's skeleton components over ``region``: each block's labels through its table.
+
+    Built from each block's nonzero labels (kept sparse by the label stage): the halos are
+    several times a block, and mostly background, so scattering the few skeleton voxels into a
+    zeroed array is far cheaper than reading and mapping the halos densely."""
+    out = np.zeros(_extent(region), dtype)
+    for block in job.grid.overlapping(region):
+        sparse = job.store.load_npz("faces", block.name, ["at", "values"])
+        inside = np.ones(len(sparse["at"]), bool)
+        local = []
+        for c, (lo, _), (a, b) in zip(np.unravel_index(sparse["at"], _extent(block.region)), block.region, region):
+            c = c.astype(np.int64) + (lo - a)
+            inside &= (c >= 0) & (c < b - a)
+            local.append(c)
+        out[tuple(c[inside] for c in local)] = tables[block.index][sparse["values"][inside]]
+    return out
+
+
+def assign_block(
+    job: Job, index: tuple[int, int, int], tables: dict[tuple[int, int, int], np.ndarray], dtype: Any,
+    halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+) -> dict[str, Any]:
+    """Steps 8-9 for one block from its halos, in global coordinates; records each component's
+    first appearance in the block. ``halos`` overrides DESIGN.md's (tests show they matter)."""
+    from ..segment import reference_interior
+
+    started = time.perf_counter()
+    _threads(job.threads)
+    block = job.grid.block(index)
+    label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
+    labels_at = grow(block.region, label_halo, job.shape)
+    vectors_at = grow(block.region, vector_halo, job.shape)
+    components = halo_components(job, labels_at, tables, dtype)
+    vectors = job.store.read("vectors", vectors_at)
+    p = job.parameters
+    out = postprocess.assign_window(vectors, [lo for lo, _ in vectors_at], components, [lo for lo, _ in labels_at],
+                                    block.region, job.shape, p.vector_scaling, p.embedding_iterations)
+    del vectors, components
+    if job.reference_borders:  # the reference's unwritten frame stays background
+        keep = np.zeros(out.shape, bool)
+        keep[_local(_intersection(block.region, reference_interior(job.shape)), block.region)] = True
+        out[~keep] = 0
+    job.store.write("assigned", block.region, out)
+    values, at = postprocess.first_appearances(out)
+    local = np.unravel_index(at, out.shape)
+    linear = np.ravel_multi_index(tuple(c + lo for c, (lo, _) in zip(local, block.region)), job.shape).astype(np.int64)
+    job.store.save_npz("firsts", block.name, labels=values, at=linear)
+    job.store.mark("assign", block.name, crc(out), {"labels": int(len(values))})
+    return _report(started, labels=values, at=linear)
+
+
+# --- renumber + write ------------------------------------------------------------------------
+
+def region_name(region: Region) -> str:
+    return ".".join(str(lo) for lo, _ in region)
+
+
+def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, dtype: Any, array_path: str,
+                measure: bool = False) -> dict[str, Any]:
+    """Step 10 for one output block: each component's number in the volume's order of first
+    appearance, written as ``[Z, X, Y]`` into whole chunks of the output. With ``measure``, the
+    block's per-label sums for the instance table (with the raw intensities) are kept in
+    ``stats/``: the blocks are disjoint, so the client adds them up exactly."""
+    import zarr
+
+    started = time.perf_counter()
+    labels = postprocess.apply_table(job.store.read("assigned", region), keys, values, dtype)
+    array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
+    (x0, x1), (y0, y1), (z0, z1) = region
+    array[z0:z1, x0:x1, y0:y1] = labels.transpose(2, 0, 1)
+    if measure:
+        from ..measure import PartialStats
+
+        raw = np.asarray(_volume(job).data[tuple(slice(lo, hi) for lo, hi in region)]).transpose(2, 0, 1)
+        stats = PartialStats.of_block(labels.transpose(2, 0, 1), (z0, x0, y0), raw)
+        job.store.save_npz("stats", region_name(region), **vars(stats))
+    labelled = int(np.count_nonzero(labels))
+    job.store.mark("write", region_name(region), crc(labels), {"labelled": labelled})
+    return _report(started, labelled=labelled)
+
+
+def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | None = None) -> bool:
+    """Whether a block marked done still holds the data its marker's CRC names (on resume)."""
+    try:
+        store = job.store
+        if stage == "write":
+            import zarr
+
+            x, y, z = (int(v) for v in name.split("."))
+            region = next(r for r in job.grid.write_regions() if (r[0][0], r[1][0], r[2][0]) == (x, y, z))
+            (x0, x1), (y0, y1), (z0, z1) = region
+            labels = zarr.open_array(array_path, mode="r")[z0:z1, x0:x1, y0:y1].transpose(1, 2, 0)
+            return crc(labels) == checksum
+        block = job.grid.block(tuple(int(i) for i in name.split(".")))
+        if stage == "infer":
+            return crc(store.read("skeleton", block.region), store.read("vectors", block.region)) == checksum
+        data = store.read("labels" if stage == "label" else "assigned", block.region)
+        store.load_npz("faces" if stage == "label" else "firsts", block.name)
+        return crc(data) == checksum
+    except Exception:  # noqa: BLE001 - anything unreadable means: do this block again
+        return False

@@ -1,0 +1,79 @@
+"""Helpers for the blockwise tests: a perfect network's answers, the in-memory labels of them,
+and a blockwise run fed the same answers on a real Dask cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+import zarr
+
+from perfect_network import ideal_outputs
+from skoots_client import postprocess
+from skoots_client.blockwise.pipeline import segment_blockwise
+from skoots_client.blockwise.stages import Job, Source
+from skoots_client.normalize import Normalization
+from skoots_client.segment import reference_interior
+from skoots_client.volume_io import read_labels
+from skoots_export.model_config import ModelParameters
+
+CROP, OVERLAP = (24, 24, 8), (4, 4, 2)  # crop steps 16, 16, 4
+
+
+def in_memory_labels(vectors: np.ndarray, skeleton: np.ndarray, parameters: ModelParameters, reference_borders: bool = False) -> np.ndarray:
+    """The in-memory mode's post-processing of stitched answers (segment_volume's steps 7-10)."""
+    skeleton_labels, _ = postprocess.label_skeleton(skeleton)
+    labels = postprocess.assign_instances(vectors, skeleton_labels, parameters.vector_scaling, parameters.embedding_iterations)
+    if reference_borders:
+        interior = tuple(slice(lo, hi) for lo, hi in reference_interior(skeleton.shape))
+        kept = labels[interior].copy()
+        labels[...] = 0
+        labels[interior] = kept
+    return postprocess.renumber_labels(labels)[0]
+
+
+def answers_store(folder: Path, vectors: np.ndarray, skeleton: np.ndarray) -> Path:
+    path = folder / "answers.zarr"
+    group = zarr.open_group(str(path), mode="w")
+    group.create_array("vectors", data=vectors, chunks=(3, 32, 32, 16))
+    group.create_array("skeleton", data=skeleton, chunks=(32, 32, 16))
+    return path
+
+
+PARAMETERS_FOR_TESTS = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=(4.0, 4.0, 2.0), embedding_iterations=2)
+
+
+def job_for(folder: Path, shape: Sequence[int], parameters: ModelParameters, per_block: Sequence[int], answers: Path | None = None,
+            reference_borders: bool = False) -> Job:
+    label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
+    return Job(volume=answers or folder, channel=None, axes=None, normalization=Normalization("dtype"), work=folder / "work", shape=tuple(shape), per_block=tuple(per_block),
+               reference_borders=reference_borders, parameters=parameters, source=Source((), "skoots", folder),
+               batch_size=1, threads=1, label_halo=label_halo, vector_halo=vector_halo, answers=answers)
+
+
+def blockwise_labels(
+    folder: Path, answers: Path, shape: Sequence[int], parameters: ModelParameters, per_block: Sequence[int], *,
+    scheduler: str, reference_borders: bool = False, halos: Any = None, out_name: str = "labels.zarr", **options: Any,
+) -> tuple[np.ndarray, Any]:
+    """Labels ``[X, Y, Z]`` of a blockwise run on the answers, and the run's result."""
+    out = folder / out_name
+    job = job_for(folder, shape, parameters, per_block, answers, reference_borders)
+    result = segment_blockwise(job, out, overwrite=True, fingerprint={"test": str(answers)}, work_dir=job.work,
+                               scheduler=scheduler, quiet=True, halos=halos, **options)
+    return read_labels(out).transpose(1, 2, 0), result
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """A real LocalCluster of two worker processes on 127.0.0.1 (one thread each)."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    yield cluster
+    cluster.close()
+
+
+def tubes(shape: Sequence[int], count: int, scaling: Sequence[float], radius: float = 4.0, seed: int = 0):
+    return ideal_outputs(shape, count, scaling, radius=radius, seed=seed)
