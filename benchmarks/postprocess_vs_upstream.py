@@ -1,4 +1,4 @@
-"""(a) Post-processing (DESIGN.md steps 5-10) of ours against upstream skoots' functions, side by side.
+"""(a) Post-processing (docs/SEMANTICS.md steps 5-10) of ours against upstream skoots' functions, side by side.
 
     python benchmarks/postprocess_vs_upstream.py [--shape 50,500,500] [--tubes 600] [--repeat 2]
 

@@ -231,7 +231,7 @@ def _numba_assign() -> Any:
     # gives each one's exact float32 value. Coordinates are global: the arrays are windows of
     # the volume at ``vo`` (vectors), ``lo`` (skeleton labels) and ``oo`` (out); embeddings are
     # clamped to the volume ``shape``, then (a no-op when the windows hold the halos of
-    # DESIGN.md) to the window, so a too-small window can never read outside its array.
+    # docs/SEMANTICS.md) to the window, so a too-small window can never read outside its array.
     @numba.njit(parallel=True, cache=True, nogil=True)
     def assign(bits, table, skeleton_labels, scaling, iterations, out, vo, lo, oo, shape):  # pragma: no cover - compiled
         nx, ny, nz = shape[0], shape[1], shape[2]
@@ -316,7 +316,7 @@ def _assign_cpu(vectors: np.ndarray, vectors_at: Sequence[int], skeleton_labels:
 
 
 def halo_widths(vector_scaling: Sequence[float], iterations: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """How far outside a block its assignment reads (DESIGN.md, halo bounds): skeleton labels
+    """How far outside a block its assignment reads (docs/SEMANTICS.md, halo bounds): skeleton labels
     within ``ceil(N * S) + 1`` and vectors within ``ceil((N - 1) * S) + 1``, per axis.
 
     Examples

@@ -149,7 +149,7 @@ def segment_volume(
     normalization: Normalization | None = None,
     skip: SkipRule | None = None,
 ) -> SegmentResult:
-    """Segment ``volume`` with the model behind ``endpoints`` (DESIGN.md steps 1-10).
+    """Segment ``volume`` with the model behind ``endpoints`` (docs/SEMANTICS.md steps 1-10).
 
     Crops go out in batches of ``batch_size`` in grid order; answers are dilated per crop and
     stitched as they arrive, in any order, with the same result. With ``work``, crops it holds

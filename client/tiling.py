@@ -43,7 +43,7 @@ def owned_intervals(
     """The interval ``[lo, hi)`` each crop writes along one axis.
 
     A crop's interior is ``[start + overlap, start + c - overlap)``; one that touches the
-    volume's edge also writes its margin on that side (DESIGN.md's deviation), unless
+    volume's edge also writes its margin on that side (docs/SEMANTICS.md's deviation), unless
     ``reference_borders``. Where interiors overlap the later crop wins, so each crop owns its
     interior up to where the next one's begins: the result does not depend on arrival order.
     """

@@ -165,7 +165,7 @@ def render_objects(objects: Sequence[SyntheticObject], spec: SyntheticSpec) -> t
     centreline divided by radius), so touching objects split along the surface between them.
     The vector of an object voxel points to the nearest voxel of the object's rasterised
     centreline, so centreline voxels hold zero vectors: the embedding's later iterations
-    (DESIGN.md step 8) stay where the first one landed.
+    (docs/SEMANTICS.md step 8) stay where the first one landed.
     """
     if len(objects) > np.iinfo(np.uint16).max:
         raise ValueError(f"{len(objects)} objects do not fit uint16 labels")

@@ -119,7 +119,7 @@ def vector_targets(vectors: np.ndarray, scaling: Sequence[float]) -> np.ndarray:
 
 
 def normalised(raw: np.ndarray) -> np.ndarray:
-    """Input as the runtime normalises it (DESIGN.md step 1, through FP16), in float32."""
+    """Input as the runtime normalises it (docs/SEMANTICS.md step 1, through FP16), in float32."""
     from skoots_client.normalize import normalize_crop
 
     return normalize_crop(raw).astype(np.float32)

@@ -62,7 +62,7 @@ def voxel_unit(text: str) -> str:
 
 @dataclass(frozen=True)
 class ModelParameters:
-    """The constants of DESIGN.md's reference semantics; defaults are the seed's.
+    """The constants of docs/SEMANTICS.md's reference semantics; defaults are the seed's.
 
     ``dataset_mean`` / ``dataset_std`` set ``(x - mean) / std`` normalisation; without them
     uint16 input is divided by 2**16 and uint8 by 2**8. ``minimum_size`` is the shortest axis

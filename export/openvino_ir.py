@@ -3,7 +3,7 @@
 The IR takes ``input__0`` (FP16 ``[1, 1, X, Y, Z]``, any crop shape) and returns the wire
 contract's outputs by name and type — ``vectors__0`` FP16, ``skeleton__1`` UINT8,
 ``probability__2`` FP16 — with the threshold step inside, so a client cannot tell which runtime
-answered. Batch 1: every runtime runs one crop at a time (DESIGN.md, "Batch independence").
+answered. Batch 1: every runtime runs one crop at a time (docs/SEMANTICS.md, "Batch independence").
 Weights stay FP32 (``save_model`` would halve them to FP16 by default).
 """
 

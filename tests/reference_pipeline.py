@@ -1,4 +1,4 @@
-"""A slow, literal transcription of DESIGN.md steps 1-10, for tests to compare against.
+"""A slow, literal transcription of docs/SEMANTICS.md steps 1-10, for tests to compare against.
 
 Written for clarity, not speed: plain loops over crops, scipy for the morphology, NumPy for
 the embedding. It shares no code with the runtime.

@@ -1,4 +1,4 @@
-"""The seed's inference protocol (DESIGN.md's seeds/000) replayed with upstream skoots' own
+"""The seed's inference protocol (the original SKOOTS inference protocol) replayed with upstream skoots' own
 functions — ``crops``, ``binary_dilation``, ``binary_dilation_2d``, ``efficient_flood_fill``,
 ``vector_to_embedding``, ``index_skeleton_by_embed`` — for parity tests and benchmarks.
 

@@ -1,7 +1,7 @@
 """The block grid of blockwise segmentation: blocks made of whole crop interiors.
 
 Along each axis a block is ``k`` consecutive crops: its bounds are the starts of their owned
-intervals (DESIGN.md, blockwise), so every crop belongs to exactly one block and is inferred
+intervals (docs/SEMANTICS.md, blockwise), so every crop belongs to exactly one block and is inferred
 once. The first block also takes the volume's near edge and the last its far edge (with
 ``--reference-borders`` frames no crop writes). A snapped last crop (one moved back to fit the
 volume) never starts a block: it joins the block before it, so every interior boundary lies at

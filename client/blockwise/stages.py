@@ -246,7 +246,7 @@ def assign_block(
     halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
 ) -> dict[str, Any]:
     """Steps 8-9 for one block from its halos, in global coordinates; records each component's
-    first appearance in the block. ``halos`` overrides DESIGN.md's (tests show they matter)."""
+    first appearance in the block. ``halos`` overrides docs/SEMANTICS.md's (tests show they matter)."""
     from ..segment import reference_interior
 
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Blockwise labels equal the in-memory mode's, bitwise, whatever the blocks (DESIGN.md)."""
+"""Blockwise labels equal the in-memory mode's, bitwise, whatever the blocks (docs/SEMANTICS.md)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def test_blockwise_equals_in_memory(local_cluster, answers, tmp_path: Path, per_
 
 
 def test_the_halos_matter(local_cluster, answers, tmp_path: Path) -> None:
-    """Embeddings cross into neighbouring blocks: halos smaller than DESIGN.md's change labels."""
+    """Embeddings cross into neighbouring blocks: halos smaller than docs/SEMANTICS.md's change labels."""
     path, vectors, skeleton = answers
     expected = in_memory_labels(vectors, skeleton, PARAMETERS)
-    too_small = ((2, 2, 1), (1, 1, 1))  # DESIGN.md's: (9, 9, 5) for labels, (5, 5, 3) for vectors
+    too_small = ((2, 2, 1), (1, 1, 1))  # docs/SEMANTICS.md's: (9, 9, 5) for labels, (5, 5, 3) for vectors
     got, _ = blockwise_labels(tmp_path, path, SHAPE, PARAMETERS, (1, 1, 1), scheduler=local_cluster.scheduler_address, halos=too_small)
     assert not np.array_equal(got, expected)
 

@@ -27,7 +27,7 @@ def test_default_cfg_export_reproduces_upstream_with_reference_thresholds(tmp_pa
     upstream = upstream_utils.cfg_to_bism_model(cfg)
     upstream.load_state_dict(torch.load(checkpoint, weights_only=False)["model_state_dict"])
     crop = (torch.rand((1, 1, 300, 300, 20), generator=torch.Generator().manual_seed(0)) * 2**16).floor()
-    # The wire carries FP16 (DESIGN.md): both see the crop / 2**16 that the client sends.
+    # The wire carries FP16 (docs/SEMANTICS.md): both see the crop / 2**16 that the client sends.
     x = crop.div(2**16).half()
     with torch.inference_mode():
         out = upstream.train()(x.float())  # the seed runs .train(); with drop path 0 that is eval

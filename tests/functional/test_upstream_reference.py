@@ -1,6 +1,6 @@
 """``--reference-borders`` against the seed's protocol run with upstream skoots' own functions.
 
-The seed's loop (DESIGN.md's seeds/000) is replayed step by step with ``skoots.lib``
+The seed's loop (the original SKOOTS inference protocol) is replayed step by step with ``skoots.lib``
 (``tests/upstream_seed.py``) on the same TorchScript network, and the labels are compared with
 ours on volumes that fit one reference block (≤ 500x500x50).
 """
