@@ -166,12 +166,11 @@ def main() -> int:
         export_checkpoint(checkpoint, repository=folder / "default_repo", backend="libtorch", device=Device.cpu, crop=crop)
         tifffile.imwrite(folder / "one_crop.tif", blobs_volume((crop[2], crop[0], crop[1]), seed=1))
         end_to_end(f"default cfg, one {'x'.join(map(str, crop))} crop", folder / "default_repo", folder / "one_crop.tif", None, args.repeats, folder)
-        # The demo, as ./demo.sh exports and segments it.
+        # The demo, as ./demo.sh exports and segments it: the constants come from the checkpoint's
+        # model card, the options are serving choices.
         options = dict(zip(EXPORT_OPTIONS[::2], EXPORT_OPTIONS[1::2]))
         export_checkpoint(CHECKPOINT, repository=folder / "demo_repo", backend="libtorch", device=Device.cpu,
-                          max_batch_size=int(options["--max-batch"]), crop=tuple(map(int, options["--crop"].split(","))),
-                          overlap=tuple(map(int, options["--overlap"].split(","))),
-                          dilations_3d=int(options["--dilations-3d"]), dilations_2d=int(options["--dilations-2d"]))
+                          max_batch_size=int(options["--max-batch"]))
         shape = tuple(int(v) for v in args.demo_shape.split(","))
         _, truth = write_volume(folder / "demo.tif", generate(DEMO_SEED, dataclasses.replace(SyntheticSpec(), shape=shape)))
         end_to_end(f"demo model, demo volume {args.demo_shape} (seed {DEMO_SEED})", folder / "demo_repo", folder / "demo.tif", truth, args.repeats, folder)
