@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import InputError, OutputError
-from .volume_io import UNKNOWN_VOXEL_SIZE, VoxelSize, check_destination
+from .volume_io import UNKNOWN_VOXEL_SIZE, VoxelSize, check_destination, describe_shape
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 SLAB_VOXELS = 32 << 20  # voxels per slab of the streaming pass
@@ -253,7 +253,7 @@ def measure_xyz(labels_xyz: Any, voxel_size: VoxelSize, raw_xyz: Any = None, *, 
     intensities from ``raw_xyz`` (same shape) when given."""
     x, y, z = labels_xyz.shape
     if raw_xyz is not None and tuple(raw_xyz.shape) != (x, y, z):
-        raise InputError(f"--raw has shape (X, Y, Z) {tuple(raw_xyz.shape)}, the labels {(x, y, z)}; give the volume they segment")
+        raise InputError(f"--raw is {describe_shape(raw_xyz.shape)}, the labels {describe_shape((x, y, z))}; give the volume they segment")
 
     def slab(volume: Any) -> SlabReader:
         return lambda z0, z1: np.asarray(volume[:, :, z0:z1]).transpose(2, 0, 1)

@@ -238,8 +238,8 @@ def check_labels_into(image: Path, name: str, shape_xyz: Sequence[int], overwrit
     layout = image_layout(image)
     x, y, z = shape_xyz
     if layout.shape_zyx != (z, x, y):
-        raise OutputError(f"--labels-into {image} holds an image of shape (Z, Y, X) {layout.shape_zyx}, "
-                          f"but the volume segmented is {(z, x, y)}; give the image the input came from")
+        raise OutputError(f"--labels-into {image} holds an image of z {layout.shape_zyx[0]}, y {layout.shape_zyx[1]}, x {layout.shape_zyx[2]}, "
+                          f"but the volume segmented is z {z}, y {x}, x {y}; give the image the input came from")
     if not os.access(image, os.W_OK | os.X_OK):
         raise OutputError(f"--labels-into {image} is not writable")
     if (image / "labels" / name).exists() and not overwrite:

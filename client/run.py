@@ -354,7 +354,7 @@ def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | Non
     need, have = in_memory_bytes(shape), memory_available if memory_available is not None else available_memory()
     if need <= have:
         return False
-    print(f"note: {shape} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: segmenting blockwise (--blockwise)",
+    print(f"note: {describe_shape(shape)} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: segmenting blockwise (--blockwise)",
           file=sys.stderr)
     return True
 

@@ -149,7 +149,7 @@ def test_measure_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(InputError, match="the labels hold negative values"):
         measure_file(tmp_path / "neg.tif", tmp_path / "t.csv")
     tifffile.imwrite(tmp_path / "raw.tif", np.zeros((3, 4, 5), np.uint8))
-    with pytest.raises(InputError, match=r"--raw has shape \(X, Y, Z\) \(4, 5, 3\), the labels \(23, 19, 17\)"):
+    with pytest.raises(InputError, match=r"--raw is z 3, y 4, x 5, the labels z 17, y 23, x 19"):
         measure_file(tmp_path / "neg.tif", tmp_path / "t.csv", raw=tmp_path / "raw.tif")
     with pytest.raises(OutputError, match=r"--out \S+t\.xlsx: unknown table type; use \.csv or \.parquet"):
         measure_file(tmp_path / "neg.tif", tmp_path / "t.xlsx")

@@ -142,7 +142,7 @@ def test_labels_into_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     image = tmp_path / "img.ome.zarr"
     make_image(image, "0.4")
     labels = blocky_labels()
-    with pytest.raises(OutputError, match=r"holds an image of shape \(Z, Y, X\) \(6, 130, 128\), but the volume segmented is \(6, 129, 128\)"):
+    with pytest.raises(OutputError, match=r"holds an image of z 6, y 130, x 128, but the volume segmented is z 6, y 129, x 128"):
         write_labels_into(image, "cells", labels[:-1])
     write_labels_into(image, "cells", labels)
     with pytest.raises(OutputError, match=r"labels/cells exists; pass --overwrite to replace it, or another --label-name"):
