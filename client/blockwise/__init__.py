@@ -1,0 +1,1 @@
+"""``segment --blockwise``: blocks, stages on Dask, label equivalences, the work store, the cluster."""
