@@ -127,7 +127,7 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     job = job_for(folder, answers, shape, (2000, 2000, 20), 1)
     job = type(job)(**{**job.__dict__, "answers": None, "work": folder / "crop-work"})
     store = BlockStore(job.work, {"bench": "crops"})
-    store.create(shape, job.grid.chunks, job.grid.shift)
+    store.create()
     vectors, skeleton = zarr.open_group(str(answers))["vectors"][:, :300, :300, :20], zarr.open_group(str(answers))["skeleton"][:300, :300, :20]
 
     class Instant:

@@ -7,9 +7,8 @@ once. The first block also takes the volume's near edge and the last its far edg
 volume) never starts a block: it joins the block before it, so every interior boundary lies at
 ``j * k * step + overlap``.
 
-Intermediates are stored shifted by ``(-overlap) mod chunk`` voxels, so that their chunks of
-``d * step`` voxels (``d`` divides ``k``) never straddle a block boundary; the output uses a
-regular grid of ``k * step`` voxels from 0, aligned with its chunks. Pure arithmetic, no I/O.
+The output is written in a regular grid of ``k * step`` voxels from 0, in whole chunks of
+``d * step`` voxels (``d`` divides ``k``), so no two tasks write one chunk. Pure arithmetic, no I/O.
 """
 
 from __future__ import annotations
@@ -29,18 +28,17 @@ Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 # output; label: skeleton, cc3d's labels and its work) and per halo voxel (vectors 6, labels 4).
 BLOCK_BYTES_PER_VOXEL = 24
 DEFAULT_WORKER_BUDGET = 1536 << 20  # ~1.5 GB per worker process
-CHUNK_TARGET = 256  # voxels per axis of an intermediate chunk, at most (unless one step is longer)
+CHUNK_TARGET = 256  # voxels per axis of an output chunk, at most (unless one step is longer)
 
 
 @dataclass(frozen=True)
 class Axis:
-    """One axis of the grid: block bounds, the block of each crop, the storage chunk and shift."""
+    """One axis of the grid: block bounds, the block of each crop, the output's chunk and blocks."""
 
     length: int
     bounds: tuple[int, ...]  # [0, b1, ..., length]
     crop_block: tuple[int, ...]  # block index of each crop along this axis
-    chunk: int  # intermediate (and output) chunk
-    shift: int  # voxel x is stored at x + shift in the intermediates
+    chunk: int  # output chunk
     write: int  # output block size (a multiple of chunk)
 
     @property
@@ -55,13 +53,13 @@ def _axis(length: int, crop: int, overlap: int, k: int, reference_borders: bool)
     k = max(1, k)
     if len(starts) == 1 or step <= 0 or k >= len(starts):
         chunk = min(length, max(CHUNK_TARGET, step if step > 0 else 1))
-        return Axis(length, (0, length), (0,) * len(starts), chunk, 0, length)
+        return Axis(length, (0, length), (0,) * len(starts), chunk, length)
     inner = [owned[i][0] for i in range(k, len(starts), k) if starts[i] == i * step]
     bounds = (0, *inner, length)
     crop_block = tuple(min(bisect.bisect_right(bounds, lo) - 1, len(bounds) - 2) for lo, _ in owned)
     d = max((d for d in range(1, k + 1) if k % d == 0 and d * step <= CHUNK_TARGET), default=1)
     chunk = d * step
-    return Axis(length, bounds, crop_block, chunk, (-overlap) % chunk, k * step)
+    return Axis(length, bounds, crop_block, chunk, k * step)
 
 
 def _region(axes: Sequence[Axis], index: Triple) -> Region:
@@ -111,15 +109,6 @@ class BlockGrid:
     @property
     def chunks(self) -> Triple:
         return tuple(a.chunk for a in self.axes)  # type: ignore[return-value]
-
-    @property
-    def shift(self) -> Triple:
-        return tuple(a.shift for a in self.axes)  # type: ignore[return-value]
-
-    @property
-    def stored_shape(self) -> Triple:
-        """Shape of the shifted intermediate arrays."""
-        return tuple(a.length + a.shift for a in self.axes)  # type: ignore[return-value]
 
     def block(self, index: Sequence[int]) -> Block:
         nx, ny, nz = (a.blocks for a in self.axes)

@@ -1,9 +1,12 @@
 """Blockwise ``segment``: the four stages as Dask computations over blocks, one after the other.
 
-infer → label (+ face equivalences, one union-find here) → assign → renumber + write. Each
-stage is a set of independent tasks (stages.py) submitted at once; a stage starts when the one
-before it has finished: labelling needs every skeleton block's faces joined before any block
-can be assigned, and assignment reads neighbouring blocks, so overlapping stages would only
+infer (+ each block's own labels) → label (face equivalences, one union-find here) → assign →
+renumber + write. A block is labelled by the task that inferred it, while its skeleton is in
+memory: the skeleton is never stored, and labelling costs no stage of its own (labelling every
+block before any is assigned is what the contract needs, and this is where it pays most).
+Each stage is a set of independent tasks (stages.py) submitted at once; a stage starts when the
+one before it has finished: every block's faces must be joined before any block can be
+assigned, and assignment reads neighbouring blocks, so overlapping the later stages would only
 pay while the last blocks of a stage run, at the cost of a dependency graph per block that a
 resumed run would have to rebuild. Finished blocks are marked in the work directory; a run
 with ``--resume`` does only the blocks not marked. This process holds the per-block label
@@ -167,7 +170,7 @@ def segment_blockwise(
         raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
     with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
         grid = job.grid
-        store.create(job.shape, grid.chunks, grid.shift)
+        store.create()
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
@@ -194,25 +197,16 @@ def _run(
     done = _still_done(client, job, "infer", store, names)
     inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
     result.skipped = sum(v[1].get("skipped", 0) for v in done.values()) + sum(v["skipped"] for v in inferred.values())
+    counts = {**{k: v[1]["count"] for k, v in done.items()}, **{k: v["count"] for k, v in inferred.items()}}
 
-    done = _still_done(client, job, "label", store, names)
-    counts = {k: v[1]["count"] for k, v in done.items()}
-    labelled = stage.run("label", [(b.name, stages.label_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
-    counts.update({k: v["count"] for k, v in labelled.items()})
-
-    started = time.perf_counter()
     order = {b.index: i for i, b in enumerate(grid.blocks)}
-    pairs = client.gather([client.submit(stages.block_pairs, job, b.index, pure=False) for b in grid.blocks])
-    edges = [(order[b.index], order[after], p) for b, found in zip(grid.blocks, pairs) for after, p in found if len(p)]
+    pairs = stage.run("label", [(b.name, stages.block_pairs, (job, b.index)) for b in grid.blocks], len(names))
+    started = time.perf_counter()
+    edges = [(order[b.index], order[after], p) for b in grid.blocks for after, p in pairs[b.name] if len(p)]
     tables, count = components([counts[n] for n in names], edges)
     dtype = np.dtype(np.uint32 if count < 2**32 else np.uint64)
     result.seconds["label"] += time.perf_counter() - started
 
-    assigned = store.path / "assigned"
-    if not assigned.exists() or str(store.array("assigned").dtype) != dtype.name:
-        store.new_array("assigned", job.shape, grid.chunks, dtype, grid.shift)
-        for marker in (store.path / "done" / "assign").glob("*"):
-            marker.unlink()
     done = _still_done(client, job, "assign", store, names)
     firsts = {n: tuple(store.load_npz("firsts", n, ["labels", "at"]).values()) for n in done}
     calls = []

@@ -1,5 +1,7 @@
 """The per-block work of each stage, run in Dask worker processes: read a block (and its halos)
 from the work directory, call the step functions of ``postprocess.py``, write the block, mark it.
+Intermediates are sparse (store.py, sparse.py): a block's halos are rebuilt from its
+neighbours' nonzero voxels.
 
 Every function here is a plain function of a picklable :class:`Job` and a block index; the
 Dask layer (pipeline.py) only maps them. What cannot travel (endpoints, the open volume, Zarr
@@ -26,6 +28,7 @@ from ..model_source import Tls
 from ..normalize import Normalization
 from .blocks import BlockGrid, Region, grow
 from .equivalence import face_pairs
+from . import sparse
 from .store import BlockStore, crc
 
 
@@ -134,9 +137,10 @@ def _extent(region: Region) -> tuple[int, ...]:
 # --- infer -----------------------------------------------------------------------------------
 
 def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
-    """Steps 1-6 for the crops of one block: its stitched vectors and dilated skeleton. Crops
-    that ``--mask`` / ``--skip-below`` rule out are not inferred and stay background, as in the
-    in-memory mode."""
+    """Steps 1-6 for the crops of one block, and step 7 within it: its stitched vectors and its
+    dilated skeleton's own 6-connected labels, kept sparse, with the labels' six boundary planes.
+    Crops that ``--mask`` / ``--skip-below`` rule out are not inferred and stay background, as
+    in the in-memory mode."""
     from ..segment import infer_pieces
 
     started = time.perf_counter()
@@ -166,12 +170,21 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
                 skeleton[where] = piece.skeleton
                 vectors[(slice(None), *where)] = piece.vectors
         release_pages(volume)  # a memory-mapped input's pages read for this block: not this worker's to keep
+    labels, count = postprocess.label_skeleton(skeleton)  # step 7 within the block, while it is at hand
+    del skeleton
     store = job.store
-    store.write("skeleton", block.region, skeleton)
-    store.write("vectors", block.region, vectors)
+    at, values = sparse.to_sparse(labels)
+    faces = {f"{side}{axis}": np.ascontiguousarray(np.take(labels, i, axis=axis)) for axis in range(3) for side, i in (("lo", 0), ("hi", -1))}
+    del labels
+    store.save_sparse("labels", block.name, at, values)
+    store.save_npz("faces", block.name, **faces)
+    vector_at, vector_values = sparse.to_sparse(vectors)
+    del vectors
+    store.save_sparse("vectors", block.name, vector_at, vector_values)
     skipped = len(block.crops) - len(crops)
-    store.mark("infer", block.name, crc(skeleton, vectors), {"crops": len(block.crops), "skipped": skipped})
-    return _report(started, crops=len(block.crops), skipped=skipped)
+    store.mark("infer", block.name, crc(at, values, vector_at, vector_values, *faces.values()),
+               {"crops": len(block.crops), "skipped": skipped, "count": count})
+    return _report(started, crops=len(block.crops), skipped=skipped, count=count)
 
 
 def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -190,23 +203,7 @@ def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> 
     return skeleton, vectors
 
 
-# --- label -----------------------------------------------------------------------------------
-
-def label_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
-    """Step 7 within one block; keeps its six boundary planes for the face equivalences and its
-    nonzero labels (flat index, label) for its neighbours' assignment."""
-    started = time.perf_counter()
-    block = job.grid.block(index)
-    store = job.store
-    labels, count = postprocess.label_skeleton(store.read("skeleton", block.region))
-    labels = labels.astype(np.uint32, copy=False)
-    store.write("labels", block.region, labels)
-    at = np.flatnonzero(labels)
-    store.save_npz("faces", block.name, at=at.astype(np.uint32 if labels.size < 2**32 else np.int64), values=labels.reshape(-1)[at],
-                   **{f"{side}{axis}": np.ascontiguousarray(np.take(labels, i, axis=axis)) for axis in range(3) for side, i in (("lo", 0), ("hi", -1))})
-    store.mark("label", block.name, crc(labels), {"count": count})
-    return _report(started, count=count)
-
+# --- label: joins across faces ---------------------------------------------------------------
 
 def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], np.ndarray]]:
     """Equivalences across the faces a block shares with the blocks after it."""
@@ -222,22 +219,17 @@ def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, 
 
 # --- assign ----------------------------------------------------------------------------------
 
-def halo_components(job: Job, region: Region, tables: dict[tuple[int, int, int], np.ndarray], dtype: Any) -> np.ndarray:
-    """The volume's skeleton components over ``region``: each block's labels through its table.
+def gather(job: Job, kind: str, region: Region, out: np.ndarray, table: Any = None) -> np.ndarray:
+    """``out`` (zeros over ``region``) filled with the blocks' sparse ``kind`` there; each block's
+    values through ``table[block index]`` when given (its labels → the volume's components).
 
-    Built from each block's nonzero labels (kept sparse by the label stage): the halos are
-    several times a block, and mostly background, so scattering the few skeleton voxels into a
-    zeroed array is far cheaper than reading and mapping the halos densely."""
-    out = np.zeros(_extent(region), dtype)
+    Halos are several times a block and mostly background: scattering the few nonzero voxels
+    of the X planes they cover is far cheaper than storing and reading them densely."""
     for block in job.grid.overlapping(region):
-        sparse = job.store.load_npz("faces", block.name, ["at", "values"])
-        inside = np.ones(len(sparse["at"]), bool)
-        local = []
-        for c, (lo, _), (a, b) in zip(np.unravel_index(sparse["at"], _extent(block.region)), block.region, region):
-            c = c.astype(np.int64) + (lo - a)
-            inside &= (c >= 0) & (c < b - a)
-            local.append(c)
-        out[tuple(c[inside] for c in local)] = tables[block.index][sparse["values"][inside]]
+        at, values = job.store.load_sparse(kind, block.name)
+        if table is not None:
+            values = table[block.index][np.asarray(values)]
+        sparse.scatter(out, region, block.region, at, values)
     return out
 
 
@@ -245,7 +237,7 @@ def assign_block(
     job: Job, index: tuple[int, int, int], tables: dict[tuple[int, int, int], np.ndarray], dtype: Any,
     halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
 ) -> dict[str, Any]:
-    """Steps 8-9 for one block from its halos, in global coordinates; records each component's
+    """Steps 8-9 for one block from its halos, in global coordinates; returns each component's
     first appearance in the block. ``halos`` overrides docs/SEMANTICS.md's (tests show they matter)."""
     from ..segment import reference_interior
 
@@ -255,8 +247,8 @@ def assign_block(
     label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
-    components = halo_components(job, labels_at, tables, dtype)
-    vectors = job.store.read("vectors", vectors_at)
+    components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), tables)
+    vectors = gather(job, "vectors", vectors_at, np.zeros((3, *_extent(vectors_at)), np.float16))
     p = job.parameters
     out = postprocess.assign_window(vectors, [lo for lo, _ in vectors_at], components, [lo for lo, _ in labels_at],
                                     block.region, job.shape, p.vector_scaling, p.embedding_iterations)
@@ -265,12 +257,12 @@ def assign_block(
         keep = np.zeros(out.shape, bool)
         keep[_local(_intersection(block.region, reference_interior(job.shape)), block.region)] = True
         out[~keep] = 0
-    job.store.write("assigned", block.region, out)
-    values, at = postprocess.first_appearances(out)
-    local = np.unravel_index(at, out.shape)
-    linear = np.ravel_multi_index(tuple(c + lo for c, (lo, _) in zip(local, block.region)), job.shape).astype(np.int64)
+    at, ids = sparse.to_sparse(out)
+    del out
+    job.store.save_sparse("assigned", block.name, at, ids)
+    values, linear = sparse.first_appearances(at, ids, block.region, job.shape)
     job.store.save_npz("firsts", block.name, labels=values, at=linear)
-    job.store.mark("assign", block.name, crc(out), {"labels": int(len(values))})
+    job.store.mark("assign", block.name, crc(at, ids), {"labels": int(len(values))})
     return _report(started, labels=values, at=linear)
 
 
@@ -289,7 +281,8 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     import zarr
 
     started = time.perf_counter()
-    labels = postprocess.apply_table(job.store.read("assigned", region), keys, values, dtype)
+    assigned = gather(job, "assigned", region, np.zeros(_extent(region), keys.dtype))
+    labels = postprocess.apply_table(assigned, keys, values, dtype)
     array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
     array[z0:z1, x0:x1, y0:y1] = labels.transpose(2, 0, 1)
@@ -316,11 +309,9 @@ def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | Non
             (x0, x1), (y0, y1), (z0, z1) = region
             labels = zarr.open_array(array_path, mode="r")[z0:z1, x0:x1, y0:y1].transpose(1, 2, 0)
             return crc(labels) == checksum
-        block = job.grid.block(tuple(int(i) for i in name.split(".")))
         if stage == "infer":
-            return crc(store.read("skeleton", block.region), store.read("vectors", block.region)) == checksum
-        data = store.read("labels" if stage == "label" else "assigned", block.region)
-        store.load_npz("faces" if stage == "label" else "firsts", block.name)
-        return crc(data) == checksum
+            faces = store.load_npz("faces", name)
+            return crc(*store.load_sparse("labels", name), *store.load_sparse("vectors", name), *faces.values()) == checksum
+        return crc(*store.load_sparse("assigned", name)) == checksum
     except Exception:  # noqa: BLE001 - anything unreadable means: do this block again
         return False

@@ -1,25 +1,26 @@
-"""The blockwise work directory: intermediates as Zarr arrays, one done marker per block and stage.
+"""The blockwise work directory: each block's intermediates, sparse, and a done marker per block and stage.
 
 Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise)::
 
     fingerprint.json        what the blocks were made from (input, model constants, block grid)
-    vectors/  skeleton/     Zarr [3,] X, Y, Z: stitched FP16 vectors, dilated skeleton (uint8)
-    labels/                 Zarr uint32: each block's own 6-connected skeleton labels (1..n)
-    assigned/               Zarr: global skeleton-component ids assigned to each voxel
-    faces/B.npz             a block's six boundary planes of ``labels``, and its nonzero labels
-                            (flat index in the block, label): what neighbours' halos read
-    firsts/B.npz            a block's assigned ids in order of first appearance, with their
-                            smallest linear index over the volume
+    labels/B.at.npy         infer: a block's 6-connected skeleton labels (1..n), nonzero voxels only:
+    labels/B.values.npy       flat indices in the block (ascending) and labels (sparse.py)
+    vectors/B.*.npy         infer: the block's stitched FP16 masked vectors, nonzero voxels only
+                            (values ``[3, n]``)
+    faces/B.npz             infer: the block's six boundary planes of its labels (face equivalences)
+    assigned/B.*.npy        assign: the volume's skeleton-component id of each assigned voxel
+    firsts/B.npz            assign: the block's ids with their smallest linear index over the volume
     stats/R.npz             with --table: an output block's per-label sums (measure.PartialStats)
     out/NAME                the output being written (moved into place at the end)
     done/STAGE/B            marker: the CRC-32 of the block's data, a JSON note, and a CRC of
                             the marker's own text
 
-Intermediates are stored shifted (``attrs["shift"]``, see blocks.py) so no two blocks write a
-chunk. A block is marked done only after its data is written; a marker whose data no longer
-has its CRC is ignored (the block is done again), so a kill at any moment, of the client or of
-a worker, loses at most the blocks being written. Markers are written by whichever process did
-the work, by writing aside and renaming.
+Nothing is stored densely: a block's skeleton labels and vectors are a few percent of its
+voxels (the vectors are zero outside the probability mask), and a neighbour's halo reads only
+the X planes it needs from memory-mapped files. Every file is written aside and renamed, and a
+block is marked done only after its files are in place; a marker whose data no longer has its
+CRC is ignored (the block is done again), so a kill at any moment, of the client or of a
+worker, loses at most the blocks being written.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..errors import OutputError
 from ..workdir import FINGERPRINT, _fsync, check_work_dir, lock_work_dir
-from .blocks import Region
 
-FORMAT = "skoots-blockwise/1"
-STAGES = ("infer", "label", "assign", "write")
+FORMAT = "skoots-blockwise/2"
+STAGES = ("infer", "assign", "write")
+SPARSE = ("labels", "vectors", "assigned")
 
 
 def crc(*arrays: np.ndarray) -> int:
@@ -68,13 +69,12 @@ def _parse_marker(data: bytes) -> tuple[int, dict[str, Any]] | None:
 class BlockStore:
     """The work directory of one blockwise run, usable from the client and from workers.
 
-    Only the client creates and locks it (:meth:`create`); workers open arrays by path.
+    Only the client creates and locks it (:meth:`create`); workers read and write files by path.
     """
 
     def __init__(self, path: Path, fingerprint: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.fingerprint = json.loads(json.dumps(fingerprint)) if fingerprint is not None else None
-        self._arrays: dict[str, Any] = {}
         self._lock: int | None = None
 
     # --- the client's side --------------------------------------------------------------------
@@ -83,20 +83,15 @@ class BlockStore:
         assert self.fingerprint is not None
         check_work_dir(self.path, self.fingerprint)
 
-    def create(self, shape: Sequence[int], chunks: Sequence[int], shift: Sequence[int]) -> None:
-        """Create (or reopen) the directory with its vectors, skeleton and labels arrays, and lock
-        it against a second run."""
+    def create(self) -> None:
+        """Create (or reopen) the directory and lock it against a second run."""
         assert self.fingerprint is not None
         if not self.path.exists():
             for stale in self.path.parent.glob(f".{self.path.name}.partial-*"):
                 shutil.rmtree(stale, ignore_errors=True)  # a run killed while creating it
             staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
             try:
-                store = BlockStore(staging)
-                store.new_array("vectors", (3, *shape), (3, *chunks), "float16", shift)
-                store.new_array("skeleton", shape, chunks, "uint8", shift)
-                store.new_array("labels", shape, chunks, "uint32", shift)
-                for folder in ("faces", "firsts", "stats", "out", *(f"done/{s}" for s in STAGES)):
+                for folder in (*SPARSE, "faces", "firsts", "stats", "out", *(f"done/{s}" for s in STAGES)):
                     (staging / folder).mkdir(parents=True)
                 (staging / FINGERPRINT).write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")
                 _fsync(staging / FINGERPRINT)
@@ -108,21 +103,6 @@ class BlockStore:
         fd = os.open(self.path / FINGERPRINT, os.O_RDONLY)
         lock_work_dir(fd, self.path)
         self._lock = fd
-
-    def new_array(self, name: str, shape: Sequence[int], chunks: Sequence[int], dtype: Any, shift: Sequence[int]) -> None:
-        """A shifted intermediate array ``name`` (replaced if it exists)."""
-        import zarr
-        from zarr.codecs import BloscCodec
-
-        array = zarr.create_array(
-            str(self.path / name), shape=(*shape[:-3], *(n + s for n, s in zip(shape[-3:], shift))),
-            chunks=tuple(chunks), dtype=dtype, fill_value=0, overwrite=True,
-            # LZ4: reads ~3x faster than Zstd level 1 on masked FP16 vectors (assignment reads
-            # each block's halos: reading is what bounds it), for ~3x the size on disk.
-            compressors=[BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")],
-        )
-        array.attrs["shift"] = [int(s) for s in shift]
-        array.attrs["note"] = "voxel (x, y, z) of the volume is stored at (x, y, z) + shift"
 
     def close(self) -> None:
         if self._lock is not None:
@@ -147,23 +127,16 @@ class BlockStore:
 
     # --- both sides ---------------------------------------------------------------------------
 
-    def array(self, name: str) -> Any:
-        if name not in self._arrays:
-            import zarr
+    def save_sparse(self, kind: str, block: str, at: np.ndarray, values: np.ndarray) -> None:
+        """A block's nonzero voxels of ``kind`` (``at`` ascending, ``values`` ``[..., n]``)."""
+        for part, array in (("values", values), ("at", at)):
+            aside = self.path / kind / f".{block}.{part}.{os.getpid()}.npy"
+            np.save(aside, np.ascontiguousarray(array))
+            os.replace(aside, self.path / kind / f"{block}.{part}.npy")
 
-            self._arrays[name] = zarr.open_array(str(self.path / name), mode="r+")
-        return self._arrays[name]
-
-    def _key(self, name: str, region: Region) -> tuple[slice, ...]:
-        shift = self.array(name).attrs["shift"]
-        spatial = tuple(slice(lo + s, hi + s) for (lo, hi), s in zip(region, shift))
-        return spatial if name != "vectors" else (slice(None), *spatial)
-
-    def read(self, name: str, region: Region) -> np.ndarray:
-        return np.ascontiguousarray(self.array(name)[self._key(name, region)])
-
-    def write(self, name: str, region: Region, data: np.ndarray) -> None:
-        self.array(name)[self._key(name, region)] = data
+    def load_sparse(self, kind: str, block: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(at, values)`` of a block, memory-mapped: a reader touches only the pages it slices."""
+        return tuple(np.load(self.path / kind / f"{block}.{part}.npy", mmap_mode="r") for part in ("at", "values"))  # type: ignore[return-value]
 
     def mark(self, stage: str, block: str, checksum: int, note: dict[str, Any] | None = None) -> None:
         folder = self.path / "done" / stage
@@ -173,7 +146,7 @@ class BlockStore:
         os.replace(aside, folder / block)
 
     def save_npz(self, folder: str, block: str, **arrays: np.ndarray) -> None:
-        """Small per-block arrays (faces, first appearances), written aside then renamed."""
+        """Small per-block arrays (faces, instance-table sums), written aside then renamed."""
         aside = self.path / folder / f".{block}.{os.getpid()}.npz"
         np.savez(aside, **arrays)
         os.replace(aside, self.path / folder / f"{block}.npz")

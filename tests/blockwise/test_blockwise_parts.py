@@ -3,7 +3,7 @@ across faces, the work directory's markers, and the memory arithmetic."""
 
 from __future__ import annotations
 
-import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ from skoots_client.blockwise.blocks import (
 )
 from skoots_client.blockwise.equivalence import components, face_pairs, global_order
 from skoots_client.blockwise.pipeline import check_tiff_fits
-from skoots_client.blockwise.store import BlockStore
+from skoots_client.blockwise import sparse
+from skoots_client.blockwise.store import FORMAT, BlockStore
 from skoots_client.errors import OutputError
 
 CASES = [
@@ -42,13 +43,9 @@ def test_blocks_partition_the_volume_and_each_crop_is_in_one_block(shape, crop, 
 
 
 @pytest.mark.parametrize("shape, crop, overlap, per_block, reference_borders", CASES)
-def test_no_two_blocks_share_a_chunk(shape, crop, overlap, per_block, reference_borders) -> None:
+def test_no_two_output_blocks_share_a_chunk(shape, crop, overlap, per_block, reference_borders) -> None:
     grid = BlockGrid(shape, crop, overlap, per_block, reference_borders)
     for axis in grid.axes:
-        chunks = [set(range((lo + axis.shift) // axis.chunk, (hi - 1 + axis.shift) // axis.chunk + 1))
-                  for lo, hi in zip(axis.bounds, axis.bounds[1:])]
-        for a, b in itertools.combinations(chunks, 2):
-            assert not a & b
         assert axis.write % axis.chunk == 0 or axis.write == axis.length  # output blocks are whole chunks
     cover = np.zeros(shape, np.int32)
     for region in grid.write_regions():
@@ -93,14 +90,14 @@ def test_global_order_is_each_labels_smallest_index() -> None:
 
 def test_a_torn_or_altered_marker_is_ignored(tmp_path: Path) -> None:
     store = BlockStore(tmp_path / "w", {"a": 1})
-    store.create((4, 4, 4), (4, 4, 4), (0, 0, 0))
+    store.create()
     store.mark("infer", "0.0.0", 123, {"crops": 2})
     store.mark("infer", "0.0.1", 456)
     path = tmp_path / "w" / "done" / "infer" / "0.0.1"
     path.write_bytes(path.read_bytes()[:-3])
     assert store.done("infer") == {"0.0.0": (123, {"crops": 2})}
     with pytest.raises(OutputError, match="in use by another segment run"):
-        BlockStore(tmp_path / "w", {"a": 1}).create((4, 4, 4), (4, 4, 4), (0, 0, 0))
+        BlockStore(tmp_path / "w", {"a": 1}).create()
     store.close()
     with pytest.raises(OutputError, match="made for another run"):
         BlockStore(tmp_path / "w", {"a": 2}).check()
@@ -154,6 +151,28 @@ def test_a_work_directory_left_behind_needs_resume(tmp_path: Path) -> None:
     job.work.mkdir()
     with pytest.raises(OutputError, match="is not a segment work directory"):
         segment_blockwise(job, tmp_path / "l.zarr", overwrite=False, fingerprint={}, work_dir=job.work, scheduler="tcp://127.0.0.1:9")
-    (job.work / "fingerprint.json").write_text('{"f": 1, "format": "skoots-blockwise/1", "blocks": [1, 1, 1]}')
+    (job.work / "fingerprint.json").write_text(json.dumps({"f": 1, "format": FORMAT, "blocks": [1, 1, 1]}))
     with pytest.raises(OutputError, match="left from an earlier run; pass --resume"):
         segment_blockwise(job, tmp_path / "l.zarr", overwrite=False, fingerprint={"f": 1}, work_dir=job.work, scheduler="tcp://127.0.0.1:9")
+
+
+def test_sparse_blocks_rebuild_any_window() -> None:
+    rng = np.random.default_rng(1)
+    shape = (23, 17, 11)
+    volume = (rng.random((3, *shape)) < 0.1) * rng.integers(1, 9, (3, *shape)).astype(np.float16)
+    grid = BlockGrid(shape, (8, 8, 6), (1, 1, 1), (1, 2, 1))
+    parts = [(b.region, *sparse.to_sparse(volume[(slice(None), *b.slices)])) for b in grid.blocks]
+    for window in (((0, 23), (0, 17), (0, 11)), ((3, 9), (5, 16), (2, 3)), ((22, 23), (0, 1), (10, 11))):
+        out = np.zeros((3, *(hi - lo for lo, hi in window)), np.float16)
+        for region, at, values in parts:
+            sparse.scatter(out, window, region, at, values)
+        assert np.array_equal(out, volume[(slice(None), *(slice(*w) for w in window))])
+
+
+def test_sparse_first_appearances_are_global_linear_indices() -> None:
+    labels = np.zeros((4, 5, 6), np.uint32)
+    labels[1, 2, 3], labels[2, 0, 0], labels[3, 4, 5] = 7, 3, 7
+    block = ((10, 14), (20, 25), (0, 6))
+    values, at = sparse.first_appearances(*sparse.to_sparse(labels), block, (30, 40, 6))
+    assert values.tolist() == [3, 7]
+    assert at.tolist() == [np.ravel_multi_index((12, 20, 0), (30, 40, 6)), np.ravel_multi_index((11, 22, 3), (30, 40, 6))]
