@@ -74,6 +74,9 @@ def test_blockwise_ome_zarr_has_the_in_memory_pyramid(local_cluster, answers, tm
                                  out_name="labels.ome.zarr", voxel_size=SIZE, ngff_version=version)
     assert_same_label_images(tmp_path / "labels.ome.zarr", in_memory_ome_zarr(tmp_path / "memory", labels, version))
     assert result.done["pyramid"] == 14 and "pyramid" in result.seconds  # level 1: 2 x 3 x 2 regions, level 2: 1 x 2 x 1
+    group = zarr.open_group(str(tmp_path / "labels.ome.zarr"), mode="r")
+    for path in ("1", "2"):  # level 0's chunks, as level_regions takes them: its regions are whole chunks
+        assert group[path].chunks == tuple(min(n, c) for n, c in zip(group[path].shape, group["0"].chunks))
 
 
 def test_resume_redoes_only_the_pyramid_regions_unmarked_or_altered(local_cluster, answers, tmp_path: Path) -> None:
