@@ -48,8 +48,7 @@ def nearest_indices(n_from: int, n_to: int, start: int = 0, stop: int | None = N
     return (2 * np.arange(start, n_to if stop is None else stop, dtype=np.int64) + 1) * n_from // (2 * n_to)
 
 
-def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent: int = MIN_EXTENT,
-            max_levels: int = MAX_LEVELS) -> list[Level]:
+def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent: int = MIN_EXTENT) -> list[Level]:
     """Levels of a label pyramid for a ``[Z, Y, X]`` volume.
 
     Each level halves Y and X (rounding up), and Z too once the Z voxel is no longer than the
@@ -58,7 +57,7 @@ def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent:
     gets three levels, a 2048x2048 one five.
     """
     levels = [Level("0", tuple(int(n) for n in shape_zyx), tuple(float(s) for s in scale_zyx))]
-    while len(levels) < max_levels:
+    while len(levels) < MAX_LEVELS:
         (z, y, x), (sz, sy, sx) = levels[-1].shape, levels[-1].scale
         if min(-(-y // 2), -(-x // 2)) < min_extent:
             break

@@ -733,8 +733,10 @@ def create_labels_array(
 ) -> Any:
     """An empty ``[Z, X, Y]`` label array at ``path`` for writing block by block, stating its
     voxel size as :func:`write_labels` does: a plain Zarr array (``voxel_size_attrs``), or for
-    ``.ome.zarr`` an NGFF ``ngff_version`` label image's level ``0`` (scale and units; one
-    level: a pyramid would need the whole labels)."""
+    ``.ome.zarr`` an NGFF ``ngff_version`` label image with :func:`write_labels`'s levels, scales
+    and translations, whose level ``0`` is returned. Every level is chunked by ``chunks``
+    (capped by its shape), so the coarser levels can be filled region by region from level 0
+    once it is written (blockwise/pyramid.py)."""
     from .ngff import create_label_image, pyramid, spatial_axes
 
     size = voxel_size or UNKNOWN_VOXEL_SIZE
@@ -744,7 +746,7 @@ def create_labels_array(
         array = zarr.open_array(str(path), mode="w", shape=shape_zxy, chunks=chunks, dtype=dtype)
         array.attrs.update(voxel_size_attrs(size))
         return array
-    return create_label_image(path, pyramid(shape_zxy, size.zyx, max_levels=1), spatial_axes(size.unit), dtype,
+    return create_label_image(path, pyramid(shape_zxy, size.zyx), spatial_axes(size.unit), dtype,
                               version=ngff_version, chunks_zyx=chunks)[0]
 
 

@@ -28,7 +28,7 @@ from .. import postprocess
 from ..errors import ClientError, OutputError
 from ..progress import ProgressLine
 from ..measure import label_properties
-from ..ngff import add_label_properties
+from ..ngff import Level, add_label_properties, pyramid
 from ..normalize import Normalization
 from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
 from ..workdir import default_work_dir
@@ -232,7 +232,7 @@ def _run(
     made_as = f"{out_dtype.name} {out.name} {voxel_size.zyx} {voxel_size.unit} {ngff_version}"
     if (made.read_text() if made.exists() else "") != made_as:
         shutil.rmtree(target, ignore_errors=True)
-        for marker in (store.path / "done" / "write").glob("*"):
+        for marker in [*(store.path / "done" / "write").glob("*"), *(store.path / "done" / "pyramid").glob("*")]:
             marker.unlink()
         create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version)
         made.write_text(made_as)
@@ -251,6 +251,9 @@ def _run(
                       (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path, measure)))
     result.seconds["order"] = time.perf_counter() - started
     result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
+    if ome:
+        _write_pyramid(stage, job, store, target, pyramid(shape_zxy, voxel_size.zyx), chunks_zxy,
+                       (grid.axes[2].write, grid.axes[0].write, grid.axes[1].write))
 
     started = time.perf_counter()
     if measure:
@@ -275,6 +278,21 @@ def _run(
             shutil.copytree(target, staged)
             _replace(staged, out)
     result.seconds["write"] += time.perf_counter() - started
+
+
+def _write_pyramid(stage: _Stage, job: stages.Job, store: BlockStore, target: Path, levels: Sequence[Level],
+                   chunks_zxy: Sequence[int], size_zxy: Sequence[int]) -> None:
+    """The levels above 0 of an ``.ome.zarr`` (as create_labels_array made them), sampled from
+    its written level 0 one region of a level's chunks at a time (pyramid.py)."""
+    from .pyramid import level_regions, region_name, write_level_region
+
+    regions = level_regions(levels, chunks_zxy, size_zxy)
+    if not regions:
+        return
+    names = [region_name(path, region) for path, region in regions]
+    done = _still_done(stage.client, job, "pyramid", store, names, str(target))
+    stage.run("pyramid", [(name, write_level_region, (job, str(target), path, region))
+                          for name, (path, region) in zip(names, regions) if name not in done], len(names))
 
 
 def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, shape_zxy: tuple[int, int, int],

@@ -300,6 +300,10 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
 def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | None = None) -> bool:
     """Whether a block marked done still holds the data its marker's CRC names (on resume)."""
     try:
+        if stage == "pyramid":
+            from .pyramid import verify as verify_region
+
+            return verify_region(str(array_path), name, checksum)
         store = job.store
         if stage == "write":
             import zarr

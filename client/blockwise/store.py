@@ -11,7 +11,8 @@ Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise)::
     assigned/B.*.npy        assign: the volume's skeleton-component id of each assigned voxel
     firsts/B.npz            assign: the block's ids with their smallest linear index over the volume
     stats/R.npz             with --table: an output block's per-label sums (measure.PartialStats)
-    out/NAME                the output being written (moved into place at the end)
+    out/NAME                the output being written (moved into place at the end);
+                            an .ome.zarr's levels above 0 are sampled from its level 0 (pyramid.py)
     done/STAGE/B            marker: the CRC-32 of the block's data, a JSON note, and a CRC of
                             the marker's own text
 
@@ -39,7 +40,7 @@ from ..errors import OutputError
 from ..workdir import FINGERPRINT, _fsync, check_work_dir, lock_work_dir
 
 FORMAT = "skoots-blockwise/2"
-STAGES = ("infer", "assign", "write")
+STAGES = ("infer", "assign", "write", "pyramid")
 SPARSE = ("labels", "vectors", "assigned")
 
 

@@ -55,12 +55,13 @@ def job_for(folder: Path, shape: Sequence[int], parameters: ModelParameters, per
 
 def blockwise_labels(
     folder: Path, answers: Path, shape: Sequence[int], parameters: ModelParameters, per_block: Sequence[int], *,
-    scheduler: str, reference_borders: bool = False, halos: Any = None, out_name: str = "labels.zarr", **options: Any,
+    scheduler: str, reference_borders: bool = False, halos: Any = None, out_name: str = "labels.zarr", overwrite: bool = True,
+    **options: Any,
 ) -> tuple[np.ndarray, Any]:
     """Labels ``[X, Y, Z]`` of a blockwise run on the answers, and the run's result."""
     out = folder / out_name
     job = job_for(folder, shape, parameters, per_block, answers, reference_borders)
-    result = segment_blockwise(job, out, overwrite=True, fingerprint={"test": str(answers)}, work_dir=job.work,
+    result = segment_blockwise(job, out, overwrite=overwrite, fingerprint={"test": str(answers)}, work_dir=job.work,
                                scheduler=scheduler, quiet=True, halos=halos, **options)
     return read_labels(out).transpose(1, 2, 0), result
 
