@@ -68,23 +68,50 @@ def scatter(out: np.ndarray, window: Region, block: Region, at: np.ndarray, valu
     if any(h <= l for l, h in zip(lo, hi)):
         return
     run = x_range(at, extent, lo[0], hi[0])
-    at = np.asarray(at[run], np.int64)
-    values = np.asarray(values[..., run])
-    y, z = (at // extent[2]) % extent[1], at % extent[2]
-    x = at // (extent[1] * extent[2])
-    inside = (y >= lo[1]) & (y < hi[1]) & (z >= lo[2]) & (z < hi[2])
     size = [w1 - w0 for w0, w1 in window]
     offset = [b0 - w0 for (w0, _), (b0, _) in zip(window, block)]
-    where = ((x[inside] + offset[0]) * size[1] + y[inside] + offset[1]) * size[2] + z[inside] + offset[2]
-    flat = out.reshape(*out.shape[:-3], math.prod(size))
-    flat[..., where] = values[..., inside]
+    flat = out.reshape(-1, math.prod(size))
+    values = np.asarray(values[..., run]).reshape(len(flat), -1)
+    if values.dtype.kind == "f":  # numba has no float16: move the bits
+        flat, values = flat.view(f"u{flat.dtype.itemsize}"), values.view(f"u{values.dtype.itemsize}")
+    kernel = _kernels.get("scatter") or _kernels.setdefault("scatter", _numba_scatter())
+    kernel(np.asarray(at[run]), values.astype(flat.dtype, copy=False), flat, np.array([*extent, *lo, *hi, *size, *offset], np.int64))
+
+
+_kernels: dict[str, object] = {}
+
+
+def _numba_scatter():  # type: ignore[no-untyped-def]
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def scatter(at, values, out, geometry):  # pragma: no cover - compiled
+        ey, ez = geometry[1], geometry[2]
+        ly, lz, hy, hz = geometry[4], geometry[5], geometry[7], geometry[8]
+        sy, sz = geometry[10], geometry[11]
+        ox, oy, oz = geometry[12], geometry[13], geometry[14]
+        plane = ey * ez
+        for i in range(at.shape[0]):
+            a = np.int64(at[i])
+            x = a // plane
+            rest = a - x * plane
+            y = rest // ez
+            z = rest - y * ez
+            if ly <= y < hy and lz <= z < hz:
+                where = ((x + ox) * sy + y + oy) * sz + z + oz
+                for c in range(values.shape[0]):
+                    out[c, where] = values[c, i]
+
+    return scatter
 
 
 def first_appearances(at: np.ndarray, values: np.ndarray, block: Region, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Each distinct nonzero value of a sparse block and the smallest linear index over the
-    volume of ``shape`` (C order) where it appears: what a block adds to the volume's order of
-    first appearance. ``at`` ascending in the block is ascending over the volume too."""
-    unique, first = np.unique(values, return_index=True)
+    """Each distinct nonzero value of a sparse block (in order of first appearance) and the
+    smallest linear index over the volume of ``shape`` (C order) where it appears: what a block
+    adds to the volume's order of first appearance. ``at`` ascending in the block is ascending over the volume too."""
+    from ..postprocess import first_appearances as in_order
+
+    unique, first = in_order(np.asarray(values))
     extent = [hi - lo for lo, hi in block]
     local = np.unravel_index(np.asarray(at[first], np.int64), extent)
     linear = np.ravel_multi_index(tuple(c + lo for c, (lo, _) in zip(local, block)), tuple(shape))

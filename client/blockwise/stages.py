@@ -17,7 +17,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from skoots_export.model_config import ModelParameters
 from .. import postprocess
 from ..model_source import Tls
 from ..normalize import Normalization
-from .blocks import BlockGrid, Region, grow
+from .blocks import Block, BlockGrid, Region, grow
 from .equivalence import face_pairs
 from . import sparse
 from .store import BlockStore, crc
@@ -98,9 +98,21 @@ def _threads(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
+def peak_rss() -> int:
+    """This process's peak resident set (bytes) since it started its program.
+
+    Linux's ``getrusage`` keeps the high-water mark across ``exec``, so a worker forked from a
+    large process (a client that had a volume in memory) would report that process's peak;
+    ``VmHWM`` is the worker's own."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _report(started: float, **extra: Any) -> dict[str, Any]:
-    return {"seconds": time.perf_counter() - started, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "process": f"{socket.gethostname()}:{os.getpid()}", **extra}
+    return {"seconds": time.perf_counter() - started, "rss": peak_rss(), "process": f"{socket.gethostname()}:{os.getpid()}", **extra}
 
 
 def _endpoints(source: Source) -> list[Any]:
@@ -219,16 +231,18 @@ def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, 
 
 # --- assign ----------------------------------------------------------------------------------
 
-def gather(job: Job, kind: str, region: Region, out: np.ndarray, table: Any = None) -> np.ndarray:
-    """``out`` (zeros over ``region``) filled with the blocks' sparse ``kind`` there; each block's
-    values through ``table[block index]`` when given (its labels → the volume's components).
+def gather(job: Job, kind: str, region: Region, out: np.ndarray,
+           relabel: Callable[[Block, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """``out`` (zeros over ``region``) filled with the blocks' sparse ``kind`` there, each block's
+    values through ``relabel(block, values)`` when given (a block's labels → the volume's).
 
     Halos are several times a block and mostly background: scattering the few nonzero voxels
-    of the X planes they cover is far cheaper than storing and reading them densely."""
+    of the X planes they cover is far cheaper than storing and reading them densely, and a table
+    applied to the sparse values touches only those."""
     for block in job.grid.overlapping(region):
         at, values = job.store.load_sparse(kind, block.name)
-        if table is not None:
-            values = table[block.index][np.asarray(values)]
+        if relabel is not None:
+            values = relabel(block, np.asarray(values))
         sparse.scatter(out, region, block.region, at, values)
     return out
 
@@ -247,7 +261,7 @@ def assign_block(
     label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
-    components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), tables)
+    components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), lambda b, v: tables[b.index][v])
     vectors = gather(job, "vectors", vectors_at, np.zeros((3, *_extent(vectors_at)), np.float16))
     p = job.parameters
     out = postprocess.assign_window(vectors, [lo for lo, _ in vectors_at], components, [lo for lo, _ in labels_at],
@@ -281,8 +295,8 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     import zarr
 
     started = time.perf_counter()
-    assigned = gather(job, "assigned", region, np.zeros(_extent(region), keys.dtype))
-    labels = postprocess.apply_table(assigned, keys, values, dtype)
+    labels = gather(job, "assigned", region, np.zeros(_extent(region), dtype),
+                    lambda _, ids: postprocess.apply_table(ids, keys, values, dtype))
     array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
     array[z0:z1, x0:x1, y0:y1] = labels.transpose(2, 0, 1)
