@@ -11,7 +11,6 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage as _scipy_ndimage
 
 try:  # CuPy is the optional `gpu` extra
     import cupy as _cupy
@@ -25,8 +24,10 @@ def array_module(array: Any) -> Any:
 
 
 def _ndimage(xp: Any) -> Any:
-    if xp is np:
-        return _scipy_ndimage
+    if xp is np:  # imported when needed: Dask workers and the CPU path seldom do
+        from scipy import ndimage
+
+        return ndimage
     import cupyx.scipy.ndimage
 
     return cupyx.scipy.ndimage
