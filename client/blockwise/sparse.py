@@ -10,7 +10,7 @@ a range of X planes are one contiguous run, found by binary search. Pure array f
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -37,17 +37,16 @@ def to_sparse(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     spatial = dense.shape[-3:]
     flat = np.ascontiguousarray(dense).reshape(-1, math.prod(spatial))
-    if flat.dtype.kind == "f":  # compare bits without the sign (NumPy's float16 compares are slow)
-        bits, magnitude = flat.view(f"u{flat.dtype.itemsize}"), (1 << (8 * flat.dtype.itemsize - 1)) - 1
-        channels = [channel & magnitude for channel in bits]
-    else:
-        channels = list(flat)
-    nonzero = channels[0] != 0
-    for channel in channels[1:]:
-        nonzero |= channel != 0
+    bits = flat.view(f"u{flat.dtype.itemsize}")  # NumPy's float16 compares are slow: test the bits
+    magnitude = bits.dtype.type(np.iinfo(bits.dtype).max >> (1 if flat.dtype.kind == "f" else 0))
+    nonzero = (bits[0] & magnitude) != 0
+    for channel in bits[1:]:
+        nonzero |= (channel & magnitude) != 0
     at = np.flatnonzero(nonzero)
+    n = len(at)
     values = flat[:, at]
-    return at.astype(index_dtype(math.prod(spatial))), values.reshape(*dense.shape[:-3], len(at))
+    at = at.astype(index_dtype(math.prod(spatial)))
+    return at, values.reshape(*dense.shape[:-3], n)
 
 
 def x_range(at: np.ndarray, extent: Sequence[int], lo: int, hi: int) -> slice:
@@ -74,14 +73,21 @@ def scatter(out: np.ndarray, window: Region, block: Region, at: np.ndarray, valu
     values = np.asarray(values[..., run]).reshape(len(flat), -1)
     if values.dtype.kind == "f":  # numba has no float16: move the bits
         flat, values = flat.view(f"u{flat.dtype.itemsize}"), values.view(f"u{values.dtype.itemsize}")
-    kernel = _kernels.get("scatter") or _kernels.setdefault("scatter", _numba_scatter())
+    kernel = _kernel("scatter", _numba_scatter)
     kernel(np.asarray(at[run]), values.astype(flat.dtype, copy=False), flat, np.array([*extent, *lo, *hi, *size, *offset], np.int64))
 
 
-_kernels: dict[str, object] = {}
+_kernels: dict[str, Any] = {}
 
 
-def _numba_scatter():  # type: ignore[no-untyped-def]
+def _kernel(name: str, build: Callable[[], Any]) -> Any:
+    """A numba kernel, compiled (or loaded from numba's cache) on first use in this process."""
+    if name not in _kernels:
+        _kernels[name] = build()
+    return _kernels[name]
+
+
+def _numba_scatter() -> Any:
     import numba
 
     @numba.njit(cache=True, nogil=True)

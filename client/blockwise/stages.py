@@ -330,6 +330,7 @@ def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | Non
         if stage == "infer":
             faces = store.load_npz("faces", name)
             return crc(*store.load_sparse("labels", name), *store.load_sparse("vectors", name), *faces.values()) == checksum
+        store.load_npz("firsts", name)  # read back by the client when it resumes
         return crc(*store.load_sparse("assigned", name)) == checksum
     except Exception:  # noqa: BLE001 - anything unreadable means: do this block again
         return False

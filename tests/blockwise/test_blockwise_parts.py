@@ -169,6 +169,15 @@ def test_sparse_blocks_rebuild_any_window() -> None:
         assert np.array_equal(out, volume[(slice(None), *(slice(*w) for w in window))])
 
 
+def test_sparse_vectors_drop_negative_zeros_as_background() -> None:
+    """The mask times a negative tanh is -0.0: background, which moves no embedding."""
+    vectors = np.zeros((3, 2, 2, 2), np.float16)
+    vectors[0, 0, 0, 1] = np.float16(-0.0)
+    vectors[2, 1, 1, 1] = np.float16(-0.25)
+    at, values = sparse.to_sparse(vectors)
+    assert at.tolist() == [7] and values[:, 0].tolist() == [0.0, 0.0, -0.25]
+
+
 def test_sparse_first_appearances_are_global_linear_indices() -> None:
     labels = np.zeros((4, 5, 6), np.uint32)
     labels[1, 2, 3], labels[2, 0, 0], labels[3, 4, 5] = 7, 3, 7
