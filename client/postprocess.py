@@ -297,10 +297,15 @@ def assign_instances(vectors: Any, skeleton_labels: Any, vector_scaling: Sequenc
 
 
 def _assign_cpu(vectors: np.ndarray, vectors_at: Sequence[int], skeleton_labels: np.ndarray, labels_at: Sequence[int],
-                region: Any, shape: Sequence[int], vector_scaling: Sequence[float], iterations: int) -> np.ndarray:
+                region: Any, shape: Sequence[int], vector_scaling: Sequence[float], iterations: int,
+                out: np.ndarray | None = None) -> np.ndarray:
     region = [tuple(int(v) for v in bounds) for bounds in region]
     kernel = _numba_cache.get("assign") or _numba_cache.setdefault("assign", _numba_assign())
-    out = np.empty(tuple(hi - lo for lo, hi in region), dtype=skeleton_labels.dtype)
+    extent = tuple(hi - lo for lo, hi in region)
+    if out is None:
+        out = np.empty(extent, dtype=skeleton_labels.dtype)
+    elif out.shape != extent or out.dtype != skeleton_labels.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {skeleton_labels.dtype} array of shape {extent}")
     kernel(
         np.ascontiguousarray(vectors, dtype=np.float16).view(np.uint16),
         _HALF_TABLE,
@@ -339,12 +344,14 @@ def assign_window(
     shape: Sequence[int],
     vector_scaling: Sequence[float],
     iterations: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`assign_instances` for the voxels of ``region`` (``[lo, hi)`` per axis) of a volume
     of ``shape``, from windows of it: ``vectors`` starting at voxel ``vectors_at`` and
     ``skeleton_labels`` at ``labels_at``. Coordinates, rounding and clamping are the whole
     volume's, so with windows that reach :func:`halo_widths` beyond ``region`` (clamped to the
     volume) the result equals the whole volume's assignment restricted to ``region``. CPU only.
+    ``out`` (the region's shape, the labels' dtype) is filled and returned when given.
     """
     if vectors.ndim != 4 or vectors.shape[0] != 3 or skeleton_labels.ndim != 3 or len(region) != 3 or len(shape) != 3:
         raise ValueError(f"need vectors [3, x, y, z], 3-D skeleton labels and 3-D region/shape, got {vectors.shape}, {skeleton_labels.shape}")
@@ -355,7 +362,7 @@ def assign_window(
             raise ValueError(f"region {region} is not inside the vectors window at {tuple(vectors_at)} of {vectors.shape[1:]}")
     if skeleton_labels.dtype not in (np.uint16, np.uint32, np.uint64):
         skeleton_labels = skeleton_labels.astype(np.uint32)
-    return _assign_cpu(vectors, vectors_at, skeleton_labels, labels_at, region, shape, vector_scaling, iterations)
+    return _assign_cpu(vectors, vectors_at, skeleton_labels, labels_at, region, shape, vector_scaling, iterations, out)
 
 
 def smallest_unsigned_dtype(maximum: int) -> np.dtype:

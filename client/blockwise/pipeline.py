@@ -15,6 +15,7 @@ tables and each component's first appearance: O(components + blocks), never a vo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -183,6 +184,10 @@ def segment_blockwise(
             else:
                 store.remove()
             raise
+        finally:
+            if scheduler is not None:  # workers that outlive this run keep no block buffers
+                with contextlib.suppress(Exception):
+                    client.run(stages.release_scratch)
     store.remove()
     return result
 

@@ -11,13 +11,15 @@ task rerun after its worker died, or by a second run, writes the same bytes.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -91,6 +93,31 @@ def _cached(key: Any, make: Any) -> Any:
     return _process[key]
 
 
+def scratch(slot: str, shape: Sequence[int], dtype: Any) -> np.ndarray:
+    """A zeroed array from a buffer this worker thread keeps for ``slot`` across tasks.
+
+    A block's arrays are hundreds of MB: allocated afresh for every block, the first touch of
+    each page costs more than the work on it (0.13 s against 0.04 s to zero a reused 279 MB).
+    Stages use the same slots, so the buffers never hold more than one stage needs. The
+    caller must not keep the array past its task."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    key = ("scratch", slot, threading.get_ident())
+    buffer = _process.get(key)
+    if buffer is None or buffer.nbytes < size:
+        _process.pop(key, None)  # let the old one go before the larger one is made
+        buffer = _process[key] = np.empty(size, np.uint8)
+    array = buffer[:size].view(dtype).reshape(tuple(shape))
+    array.fill(0)
+    return array
+
+
+def release_scratch() -> None:
+    """Drop this worker's scratch buffers (at the end of a run, on a cluster that outlives it)."""
+    for key in [k for k in _process if k[0] == "scratch"]:
+        del _process[key]
+
+
 def _threads(n: int) -> None:
     """Keep numba (and torch) to the worker's share of the cores."""
     import numba
@@ -158,8 +185,8 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     started = time.perf_counter()
     _threads(job.threads)
     block = job.grid.block(index)
-    skeleton = np.zeros(_extent(block.region), np.uint8)
-    vectors = np.zeros((3, *skeleton.shape), np.float16)
+    skeleton = scratch("small", _extent(block.region), np.uint8)
+    vectors = scratch("vectors", (3, *skeleton.shape), np.float16)
     crops = block.crops
     if job.answers is not None:
         skeleton[...], vectors[...] = _stored_answers(job.answers, block.region, job.shape)
@@ -261,11 +288,12 @@ def assign_block(
     label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
-    components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), lambda b, v: tables[b.index][v])
-    vectors = gather(job, "vectors", vectors_at, np.zeros((3, *_extent(vectors_at)), np.float16))
+    components = gather(job, "labels", labels_at, scratch("labels", _extent(labels_at), dtype), lambda b, v: tables[b.index][v])
+    vectors = gather(job, "vectors", vectors_at, scratch("vectors", (3, *_extent(vectors_at)), np.float16))
     p = job.parameters
     out = postprocess.assign_window(vectors, [lo for lo, _ in vectors_at], components, [lo for lo, _ in labels_at],
-                                    block.region, job.shape, p.vector_scaling, p.embedding_iterations)
+                                    block.region, job.shape, p.vector_scaling, p.embedding_iterations,
+                                    out=scratch("out", _extent(block.region), dtype))
     del vectors, components
     if job.reference_borders:  # the reference's unwritten frame stays background
         keep = np.zeros(out.shape, bool)
@@ -295,7 +323,7 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     import zarr
 
     started = time.perf_counter()
-    labels = gather(job, "assigned", region, np.zeros(_extent(region), dtype),
+    labels = gather(job, "assigned", region, scratch("out", _extent(region), dtype),
                     lambda _, ids: postprocess.apply_table(ids, keys, values, dtype))
     array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
