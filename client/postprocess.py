@@ -410,8 +410,10 @@ def first_appearances(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def apply_table(labels: np.ndarray, keys: np.ndarray, values: np.ndarray, dtype: Any) -> np.ndarray:
-    """``labels`` with each of the sorted ``keys`` replaced by its value (0 stays 0), as ``dtype``.
-    Every nonzero label must be one of ``keys``."""
-    keys = np.concatenate(([0], np.asarray(keys)))
-    values = np.concatenate(([0], np.asarray(values))).astype(dtype)
-    return values[np.searchsorted(keys, labels)]
+    """``labels`` with each of ``keys`` replaced by its value (0 stays 0), as ``dtype``.
+    Every nonzero label must be one of ``keys`` (a ``KeyError`` otherwise)."""
+    import fastremap
+
+    table = {0: 0, **dict(zip(np.asarray(keys).tolist(), np.asarray(values).tolist()))}
+    wide = np.asarray(labels).astype(np.promote_types(np.asarray(labels).dtype, dtype), copy=True)
+    return fastremap.remap(wide, table, preserve_missing_labels=False, in_place=True).astype(dtype, copy=False)
