@@ -288,7 +288,9 @@ def assign_block(
     label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
-    components = gather(job, "labels", labels_at, scratch("labels", _extent(labels_at), dtype), lambda b, v: tables[b.index][v])
+    # Fresh zeros, not scratch: the skeleton is a few per mille of the halo, so most of its pages
+    # are never touched (no fault, no memory), where a reused buffer would be all resident.
+    components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), lambda b, v: tables[b.index][v])
     vectors = gather(job, "vectors", vectors_at, scratch("vectors", (3, *_extent(vectors_at)), np.float16))
     p = job.parameters
     out = postprocess.assign_window(vectors, [lo for lo, _ in vectors_at], components, [lo for lo, _ in labels_at],
