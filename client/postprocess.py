@@ -239,15 +239,23 @@ def _numba_assign() -> Any:
         vx, vy, vz = bits.shape[1], bits.shape[2], bits.shape[3]
         lx, ly, lz = skeleton_labels.shape
         sx, sy, sz = scaling[0], scaling[1], scaling[2]
+        exact = max(nx, ny, nz) <= 2**24  # every coordinate a float32 holds exactly
         for i in numba.prange(out.shape[0]):
             x = i + oo[0]
             for j in range(out.shape[1]):
                 y = j + oo[1]
                 for k in range(out.shape[2]):
                     z = k + oo[2]
-                    ex = np.float32(x) + sx * table[bits[0, x - vo[0], y - vo[1], z - vo[2]]]
-                    ey = np.float32(y) + sy * table[bits[1, x - vo[0], y - vo[1], z - vo[2]]]
-                    ez = np.float32(z) + sz * table[bits[2, x - vo[0], y - vo[1], z - vo[2]]]
+                    bx, by, bz = bits[0, x - vo[0], y - vo[1], z - vo[2]], bits[1, x - vo[0], y - vo[1], z - vo[2]], bits[2, x - vo[0], y - vo[1], z - vo[2]]
+                    if exact and ((bx | by | bz) & 0x7FFF) == 0:
+                        # v(p) = ±0: every iteration stays on p (exactly: float32 holds the
+                        # coordinate), so the voxel takes the label under it.
+                        out[i, j, k] = skeleton_labels[min(max(x - lo[0], 0), lx - 1), min(max(y - lo[1], 0), ly - 1),
+                                                       min(max(z - lo[2], 0), lz - 1)]
+                        continue
+                    ex = np.float32(x) + sx * table[bx]
+                    ey = np.float32(y) + sy * table[by]
+                    ez = np.float32(z) + sz * table[bz]
                     for _ in range(iterations - 1):
                         qx = min(max(min(max(int(np.rint(ex)), 0), nx - 1) - vo[0], 0), vx - 1)
                         qy = min(max(min(max(int(np.rint(ey)), 0), ny - 1) - vo[1], 0), vy - 1)
