@@ -28,9 +28,9 @@ from skoots_export.model_config import ModelParameters
 from .. import postprocess
 from ..model_source import Tls
 from ..normalize import Normalization
+from . import sparse
 from .blocks import Block, BlockGrid, Region, grow
 from .equivalence import face_pairs
-from . import sparse
 from .store import BlockStore, crc
 
 
