@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import postprocess
+
 Region = Sequence[tuple[int, int]]
 
 
@@ -114,10 +116,9 @@ def _numba_scatter() -> Any:
 def first_appearances(at: np.ndarray, values: np.ndarray, block: Region, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct nonzero value of a sparse block (in order of first appearance) and the
     smallest linear index over the volume of ``shape`` (C order) where it appears: what a block
-    adds to the volume's order of first appearance. ``at`` ascending in the block is ascending over the volume too."""
-    from ..postprocess import first_appearances as in_order
-
-    unique, first = in_order(np.asarray(values))
+    adds to the volume's order of first appearance. ``at`` ascending in the block is ascending
+    over the volume too."""
+    unique, first = postprocess.first_appearances(np.asarray(values))
     extent = [hi - lo for lo, hi in block]
     local = np.unravel_index(np.asarray(at[first], np.int64), extent)
     linear = np.ravel_multi_index(tuple(c + lo for c, (lo, _) in zip(local, block)), tuple(shape))
