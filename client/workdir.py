@@ -50,11 +50,15 @@ class Piece:
     probability: np.ndarray | None = None  # float16 [ox, oy, oz]
 
     def checksum(self) -> int:
-        crc = zlib.crc32(np.ascontiguousarray(self.skeleton).data)
-        crc = zlib.crc32(np.ascontiguousarray(self.vectors).data, crc)
-        if self.probability is not None:
-            crc = zlib.crc32(np.ascontiguousarray(self.probability).data, crc)
-        return crc
+        return crc(self.skeleton, self.vectors, *([] if self.probability is None else [self.probability]))
+
+
+def crc(*arrays: np.ndarray) -> int:
+    """CRC-32 of the arrays' bytes, one after the other: what a done record checks data against."""
+    value = 0
+    for array in arrays:
+        value = zlib.crc32(np.ascontiguousarray(array).data, value)
+    return value
 
 
 def fingerprint(

@@ -37,18 +37,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import OutputError
-from ..workdir import FINGERPRINT, _fsync, check_work_dir, lock_work_dir
+from ..workdir import FINGERPRINT, _fsync, check_work_dir, crc, lock_work_dir
 
 FORMAT = "skoots-blockwise/2"
 STAGES = ("infer", "assign", "write", "pyramid")
 SPARSE = ("labels", "vectors", "assigned")
-
-
-def crc(*arrays: np.ndarray) -> int:
-    value = 0
-    for a in arrays:
-        value = zlib.crc32(np.ascontiguousarray(a).data, value)
-    return value
 
 
 def _marker_text(checksum: int, note: dict[str, Any]) -> bytes:
