@@ -38,8 +38,25 @@ class Level:
     translation: tuple[float, ...] | None = None
 
     def transformations(self) -> list[dict[str, Any]]:
-        scale = [{"type": "scale", "scale": list(self.scale)}]
-        return scale if self.translation is None else scale + [{"type": "translation", "translation": list(self.translation)}]
+        """NGFF ``coordinateTransformations``, without float noise (:func:`clean_numbers`)."""
+        scale = [{"type": "scale", "scale": clean_numbers(self.scale)}]
+        if self.translation is None:
+            return scale
+        return scale + [{"type": "translation", "translation": clean_numbers(self.translation, self.scale)}]
+
+
+def clean_numbers(values: Sequence[float], reference: Sequence[float] | None = None) -> list[float]:
+    """``values`` rounded to 12 significant digits, as metadata should state them: a level's
+    scale computed as ``0.05 * 48 / 24`` is 0.05, not 0.05000000000000001. A value below 1e-9
+    of its ``reference`` (the axis' scale, for a translation) is 0: ``(s - s0) / 2`` of two
+    scales equal up to rounding is 3.47e-18, meaning none."""
+    out = []
+    for i, v in enumerate(values):
+        v = float(v)
+        if reference is not None and abs(v) <= 1e-9 * abs(float(reference[i])):
+            v = 0.0
+        out.append(float(f"{v:.12g}") + 0.0)  # + 0.0: no -0.0
+    return out
 
 
 def nearest_indices(n_from: int, n_to: int, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -71,6 +88,30 @@ def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent:
 
 def spatial_axes(unit: str | None) -> list[dict[str, str]]:
     return [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
+
+
+def write_zyx(array: Any, region_zyx: Sequence[tuple[int, int]], data_zyx: np.ndarray) -> None:
+    """Write ``data_zyx`` at ``region_zyx`` (start, stop per axis) of an array whose last axes
+    are z, y, x and whose others (time, of an image the labels belong to) have length 1.
+
+    The selection is of the array's full rank and the data of its exact shape: zarr splits an
+    assignment that NumPy would broadcast (an integer index on a leading axis, data of one
+    more dimension) wrongly across chunks (zarr 3.1.5: "could not broadcast (32,256,400) into
+    (32,256,256)" for a t,z,y,x image with planes wider than a chunk)."""
+    extra = array.ndim - 3
+    selection = (slice(0, 1),) * extra + tuple(slice(lo, hi) for lo, hi in region_zyx)
+    array[selection] = np.ascontiguousarray(data_zyx).reshape((1,) * extra + tuple(data_zyx.shape))
+
+
+def read_zyx(array: Any, selection_zyx: Sequence[Any]) -> np.ndarray:
+    """The z, y, x ``selection_zyx`` (slices, or index arrays read orthogonally) of an array
+    whose leading axes have length 1, as a ``[Z, Y, X]`` array."""
+    extra = array.ndim - 3
+    if all(isinstance(s, slice) for s in selection_zyx):
+        data = array[(slice(0, 1),) * extra + tuple(selection_zyx)]
+    else:
+        data = array.get_orthogonal_selection((slice(0, 1),) * extra + tuple(selection_zyx))
+    return np.asarray(data).reshape(np.asarray(data).shape[extra:])
 
 
 def _level_data(labels_xyz: np.ndarray, shape_zyx: Sequence[int], z_range: slice) -> np.ndarray:
@@ -164,12 +205,11 @@ def write_label_image(path: Path, labels_xyz: np.ndarray, levels: Sequence[Level
     """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``);
     ``metadata`` as :func:`create_label_image` takes it."""
     for level, array in zip(levels, create_label_image(path, levels, axes, labels_xyz.dtype, **metadata)):
-        extra = len(level.shape) - 3
-        zyx = level.shape[extra:]
-        step = array.chunks[extra]
+        zyx = level.shape[-3:]
+        step = array.chunks[-3]
         for z in range(0, zyx[0], step):  # one slab of whole chunks at a time
             data = _level_data(labels_xyz, zyx, slice(z, z + step))
-            array[(0,) * extra + (slice(z, z + data.shape[0]),)] = data.reshape((1,) * extra + data.shape)
+            write_zyx(array, ((z, z + data.shape[0]), (0, zyx[1]), (0, zyx[2])), data)
 
 
 # --- labels inside an image -------------------------------------------------------------------
@@ -218,7 +258,7 @@ def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
             levels.append(Level(dataset["path"], tuple(int(shape[i]) for i in kept), tuple(float(scale[i]) for i in kept),
                                 None if translation is None else tuple(float(translation[i]) for i in kept)))
         overall = tuple(
-            {"type": t["type"], t["type"]: [float(v) for i, v in enumerate(t[t["type"]]) if i in kept]}
+            {"type": t["type"], t["type"]: clean_numbers([v for i, v in enumerate(t[t["type"]]) if i in kept])}
             for t in multiscale.get("coordinateTransformations", []) if t.get("type") in ("scale", "translation")
         )
     except (OSError, KeyError, IndexError, TypeError, ValueError, zarr.errors.BaseZarrError) as e:
@@ -253,31 +293,54 @@ def write_labels_into(
     """Write labels into ``image/labels/name`` with the image's levels, axes, scales and NGFF
     version, and list them in ``labels/``. The image's own arrays are not touched; the label
     group appears whole or not at all (written aside, then renamed into place)."""
-    import zarr
-
     layout = check_labels_into(image, name, labels_xyz.shape, overwrite)
     staged = Path(tempfile.mkdtemp(prefix=f".labels-{name}.partial-", dir=image))
-    target = image / "labels" / name
     try:
         write_label_image(staged / name, labels_xyz, layout.levels, layout.axes, version=layout.version,
                           properties=properties, source_image="../../", transformations=layout.transformations)
-        labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
-        if target.exists():
-            old = target.with_name(f".{name}.replaced-{os.getpid()}")
-            target.rename(old)
-            (staged / name).rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            (staged / name).rename(target)
-        if layout.version == "0.4":
-            listed = list(labels.attrs.get("labels", []))
-            labels.attrs["labels"] = listed + ([name] if name not in listed else [])
-        else:
-            ome = dict(labels.attrs.get("ome", {}))
-            listed = list(ome.get("labels", []))
-            labels.attrs["ome"] = {**ome, "version": layout.version, "labels": listed + ([name] if name not in listed else [])}
+        return install_labels(image, name, staged / name, layout, overwrite=True)
     except OSError as e:
-        raise OutputError(f"cannot write {target}: {e.strerror or e}") from e
+        raise OutputError(f"cannot write {image / 'labels' / name}: {e.strerror or e}") from e
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def create_labels_into(path: Path, layout: ImageLayout, dtype: Any, chunks_zyx: Sequence[int]) -> list[Any]:
+    """An empty label image at ``path`` (a staging place) with ``layout``'s levels, axes and
+    transformations, to be filled block by block and then installed by :func:`install_labels`."""
+    return create_label_image(path, layout.levels, layout.axes, dtype, version=layout.version, source_image="../../",
+                              transformations=layout.transformations, chunks_zyx=chunks_zyx)
+
+
+def install_labels(image: Path, name: str, staged: Path, layout: ImageLayout, *, overwrite: bool) -> Path:
+    """Move the finished label image ``staged`` to ``image/labels/name`` (copied first when it
+    lies on another filesystem) and list it in ``labels/``. Raises ``OutputError`` if the labels
+    are there and ``overwrite`` is not given; ``OSError`` if the image cannot be written."""
+    import zarr
+
+    target = image / "labels" / name
+    if target.exists() and not overwrite:
+        raise OutputError(f"--labels-into {image}: labels/{name} exists; pass --overwrite to replace it, or another --label-name")
+    labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
+    if staged.stat().st_dev != image.stat().st_dev:
+        copy = Path(tempfile.mkdtemp(prefix=f".labels-{name}.partial-", dir=image))
+        try:
+            shutil.copytree(staged, copy / name)
+            return install_labels(image, name, copy / name, layout, overwrite=overwrite)
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+    if target.exists():
+        old = target.with_name(f".{name}.replaced-{os.getpid()}")
+        target.rename(old)
+        staged.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staged.rename(target)
+    if layout.version == "0.4":
+        listed = list(labels.attrs.get("labels", []))
+        labels.attrs["labels"] = listed + ([name] if name not in listed else [])
+    else:
+        ome = dict(labels.attrs.get("ome", {}))
+        listed = list(ome.get("labels", []))
+        labels.attrs["ome"] = {**ome, "version": layout.version, "labels": listed + ([name] if name not in listed else [])}
     return target

@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from skoots_client.errors import OutputError
-from skoots_client.ngff import nearest_indices, pyramid, write_labels_into
+from skoots_client.ngff import nearest_indices, pyramid, read_zyx, write_labels_into, write_zyx
 from skoots_client.volume_io import VoxelSize, write_labels
 
 FORMATS = {"0.4": 2, "0.5": 3}
@@ -155,3 +155,47 @@ def test_labels_into_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"--labels-into \S+plain\.zarr is not an OME-Zarr image .*give the image's \.ome\.zarr folder"):
         write_labels_into(tmp_path / "plain.zarr", "cells", labels)
     assert not list(image.glob(".labels-*"))  # nothing half-written beside the image
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_labels_into_a_tczyx_image_with_planes_wider_than_a_chunk(tmp_path: Path, version: str) -> None:
+    """ome-zarr-py's t, c, z, y, x image, 264 rows (two 256-row chunks): every level holds the
+    labels (zarr split the broadcast assignment of issue 17 wrongly: "could not broadcast")."""
+    image = tmp_path / "img.ome.zarr"
+    make_image(image, version, axes="tczyx", shape=(1, 2, 6, 264, 40))
+    labels = np.random.default_rng(1).integers(0, 50, size=(264, 40, 6)).astype(np.uint32)
+    write_labels_into(image, "cells", labels)
+    nodes = read_nodes(image)
+    cells = next(n for n in nodes if n.zarr.path.rstrip("/").endswith("cells"))
+    assert len(cells.data) == len(nodes[0].data) > 1
+    for image_level, label_level in zip(nodes[0].data, cells.data):
+        assert label_level.shape == (1, *image_level.shape[2:])  # t kept, c dropped
+        assert np.array_equal(np.asarray(label_level)[0], sampled(labels, image_level.shape[2:]))
+
+
+def test_write_zyx_fills_whole_rank_regions_across_chunks(tmp_path: Path) -> None:
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(1, 4, 300, 70), chunks=(1, 2, 256, 32), dtype=np.uint16)
+    data = np.arange(3 * 300 * 70, dtype=np.uint16).reshape(3, 300, 70)
+    write_zyx(array, ((1, 4), (0, 300), (0, 70)), data)
+    assert np.array_equal(array[0, 1:], data) and not array[0, 0].any()
+    assert np.array_equal(read_zyx(array, (slice(1, 4), slice(None), slice(None))), data)
+    assert np.array_equal(read_zyx(array, (np.array([1, 3]), np.array([0, 299]), np.array([5]))), data[[0, 2]][:, [0, 299]][:, :, [5]])
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ngff_metadata_carries_no_float_noise_at_any_level(tmp_path: Path, version: str) -> None:
+    """0.05 * 48 / 48 is 0.05000000000000001 and (that - 0.05) / 2 is 3.47e-18: written as 0.05 and 0."""
+    import json
+
+    size = VoxelSize((0.012, 0.012, 0.05))
+    levels = pyramid((48, 128, 128), size.zyx)
+    assert levels[1].scale[0] != 0.05 and 0 < levels[1].translation[0] < 1e-17  # the noise is there to remove
+    write_labels(tmp_path / "l.ome.zarr", np.zeros((128, 128, 48), np.uint8), voxel_size=size, ngff_version=version)
+    text = (tmp_path / "l.ome.zarr" / (".zattrs" if version == "0.4" else "zarr.json")).read_text()
+    meta = json.loads(text)
+    multiscale = (meta["multiscales"] if version == "0.4" else meta["attributes"]["ome"]["multiscales"])[0]
+    transforms = [d["coordinateTransformations"] for d in multiscale["datasets"]]
+    assert len(transforms) == 3
+    assert transforms[1] == [{"type": "scale", "scale": [0.05, 0.024, 0.024]}, {"type": "translation", "translation": [0.0, 0.006, 0.006]}]
+    assert transforms[2] == [{"type": "scale", "scale": [0.05, 0.048, 0.048]}, {"type": "translation", "translation": [0.0, 0.018, 0.018]}]
+    assert "0000000" not in text and "e-1" not in text
