@@ -29,6 +29,7 @@ from .volume_io import (
     describe_channel,
     describe_shape,
     intermediates_path,
+    keep_labels,
     read_volume,
     read_voxel_size,
     resolve_voxel_size,
@@ -311,16 +312,22 @@ def segment_file(
             skip=skip,
         )
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
-        columns = measure_xyz(labels, size, volume.data) if table is not None else None
-        properties = label_properties(columns) if columns is not None else None
-        if out is not None:
-            write_labels(out, labels, overwrite=overwrite, voxel_size=size, properties=properties, ngff_version=ngff_version)
-        if labels_into is not None:
-            write_labels_into(labels_into, label_name, labels, overwrite=overwrite, properties=properties)
-        if columns is not None:
-            write_table(table, columns)
-        if save_intermediates:
-            write_intermediates(out or labels_into, result.intermediates, overwrite=overwrite, voxel_size=size)
+        done_at: list[Path] = []  # a failure from here on never loses the labels (keep_labels)
+        try:
+            columns = measure_xyz(labels, size, volume.data) if table is not None else None
+            properties = label_properties(columns) if columns is not None else None
+            if out is not None:
+                done_at.append(write_labels(out, labels, overwrite=overwrite, voxel_size=size, properties=properties,
+                                            ngff_version=ngff_version))
+            if labels_into is not None:
+                done_at.append(write_labels_into(labels_into, label_name, labels, overwrite=overwrite, properties=properties))
+            if columns is not None:
+                write_table(table, columns)
+            if save_intermediates:
+                write_intermediates(out or labels_into, result.intermediates, overwrite=overwrite, voxel_size=size)
+        except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
+            raise keep_labels(e, labels, size, [p for p in (out, labels_into) if p is not None],
+                              [*([work.path] if work is not None else []), Path(volume_path).parent], written=done_at) from e
     except ClientError as e:
         if work is None or not work.exists:
             raise

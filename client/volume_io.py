@@ -727,6 +727,40 @@ def _write_zarr(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
         array[z : z + chunks[0]] = labels_xyz[:, :, z : z + chunks[0]].transpose(2, 0, 1)
 
 
+def keep_labels(error: BaseException, labels_xyz: np.ndarray, voxel_size: VoxelSize, destinations: Sequence[Path],
+                folders: Sequence[Path] = (), written: Sequence[Path] = ()) -> OutputError:
+    """The one-line error for a write that failed after the labels were computed, with the
+    labels kept: saved as a plain Zarr array ``NAME.partial-XXXX.zarr`` in the first folder of
+    the destinations' own, then ``folders``, then the temporary folder, that takes it.
+
+    Labels cost a whole inference; a full disk, a destination that went away or a writer's bug
+    must not throw them away. ``error`` is the failure (a ``ClientError`` keeps its text,
+    anything else is named by its type)."""
+    from .errors import ClientError
+
+    reason = str(error) if isinstance(error, ClientError) else (
+        f"writing the labels failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})")
+    if written:
+        return OutputError(f"{reason} — the labels were written to {written[0]}")
+    stem = destinations[0].name.split(".")[0] if destinations else "labels"
+    tried = []
+    for folder in [*(d.parent for d in destinations), *folders, Path(tempfile.gettempdir())]:
+        try:
+            saved = Path(tempfile.mkdtemp(prefix=f"{stem}.partial-", suffix=".zarr", dir=folder))
+        except OSError as e:
+            tried.append(f"{folder}: {e.strerror or e}")
+            continue
+        try:
+            _write_zarr(saved, labels_xyz, voxel_size)
+        except Exception as e:  # noqa: BLE001 - try the next place
+            shutil.rmtree(saved, ignore_errors=True)
+            tried.append(f"{folder}: {e.strerror if isinstance(e, OSError) and e.strerror else e}")
+            continue
+        return OutputError(f"{reason} — the labels are kept in {saved} (a Zarr array [Z, Y, X] with the voxel size; "
+                           "napari, zarr and skoots-client measure open it); free the destination and copy them from there")
+    return OutputError(f"{reason} — and the labels could not be kept anywhere ({'; '.join(tried)})")
+
+
 def create_labels_array(
     path: Path, shape_zxy: tuple[int, int, int], dtype: Any, chunks: tuple[int, int, int], *,
     voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",

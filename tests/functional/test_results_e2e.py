@@ -195,3 +195,111 @@ def test_cli_option_mistakes_are_one_line(tmp_path: Path, args, match) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert re.search(match, done.stderr.strip())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tif"]
+
+
+# --- issue 17: labels written into a t,c,z,y,x image, and never lost after inference ----------
+
+def ome_zarr_py_image(path: Path, data: np.ndarray, axes: str, version: str = "0.4", scale=None, units: bool = True) -> None:
+    """An OME-Zarr image as ome-zarr-py writes it (its own chunks, level paths s0, s1, ...)."""
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.writer import write_image
+
+    write_image(data, zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3), axes=axes,
+                fmt=FormatV04() if version == "0.4" else FormatV05(), scale=scale or {"z": 2.0, "y": 0.5, "x": 0.5},
+                axes_units={a: "micrometer" for a in "zyx"} if units else None)
+
+
+def test_labels_into_a_tczyx_image_wider_than_a_chunk_with_channel_1(tmp_path: Path, e2e_repository: Path) -> None:
+    """Issue 17 (1): t, c, z, y, x, 264 rows (two 256-row chunks), channel 1 of 2: the labels go
+    into every level of labels/cells, equal to --out's (c5d0a84 died with "could not broadcast")."""
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    image = tmp_path / "img.ome.zarr"
+    raw = np.stack([np.zeros((8, 264, 40), np.uint16), blobs_volume((8, 264, 40), seed=4)])[None]
+    ome_zarr_py_image(image, raw, "tczyx")
+    segment_file(image, out=tmp_path / "l.tif", labels_into=image, label_name="cells", channel=1,
+                 repository=e2e_repository, device="cpu", quiet=True)
+    expected = tifffile.imread(tmp_path / "l.tif")
+    assert expected.max() >= 3
+    group = zarr.open_group(str(image / "labels" / "cells"), mode="r")
+    datasets = group.attrs["multiscales"][0]["datasets"]
+    assert [d["path"] for d in datasets] == list(zarr.open_group(str(image), mode="r").attrs["multiscales"][0]["datasets"][i]["path"]
+                                                  for i in range(len(datasets)))
+    for i, d in enumerate(datasets):
+        level = group[d["path"]][...]
+        assert level.shape[:2] == (1, 8)
+        rows = [int((j + 0.5) * 264 / level.shape[2]) for j in range(level.shape[2])]
+        cols = [int((j + 0.5) * 40 / level.shape[3]) for j in range(level.shape[3])]
+        assert np.array_equal(level[0], expected[:, rows][:, :, cols]), i
+
+
+def four_channel_tif(path: Path) -> None:
+    """[Z, Y, X, C], 4 channels: segment warns which one it takes (channel 2), before inferring."""
+    tifffile.imwrite(path, np.stack([blobs_volume((8, 40, 40), seed=s) for s in range(4)], axis=-1))
+
+
+@pytest.fixture(scope="module")
+def four_channel_labels(tmp_path_factory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
+    folder = tmp_path_factory.mktemp("keep")
+    four_channel_tif(folder / "v.tif")
+    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    return folder / "v.tif", tifffile.imread(folder / "expected.tif")
+
+
+@pytest.mark.parametrize("fault", ["output appeared", "folder removed"])
+def test_a_write_failing_after_inference_keeps_the_labels(tmp_path: Path, e2e_repository: Path, four_channel_labels, fault: str) -> None:
+    """Issue 17 (1): the destination goes wrong after the checks, while the model runs (a file
+    appears at --out; --out's folder is removed): the one-line error names where the labels
+    are kept, a Zarr array beside the output (or beside the input when the output's folder is
+    gone), bitwise the labels of a run that could write."""
+    from skoots_client.volume_io import read_labels
+
+    source, expected = four_channel_labels
+    four_channel_tif(tmp_path / "v.tif")
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "l.tif"
+
+    def meanwhile(line: str) -> None:  # called with the channel warning: after the checks, before inference
+        if fault == "output appeared":
+            out.write_bytes(b"someone else's file")
+        else:
+            (tmp_path / "out").rmdir()
+
+    with pytest.raises(OutputError) as caught:
+        segment_file(tmp_path / "v.tif", out=out, repository=e2e_repository, device="cpu", quiet=True, warn=meanwhile)
+    message = str(caught.value)
+    assert "\n" not in message
+    kept = Path(re.search(r"the labels are kept in (\S+\.zarr) \(a Zarr array \[Z, Y, X\]", message).group(1))
+    assert kept.parent == (tmp_path / "out" if fault == "output appeared" else tmp_path)
+    assert kept.name.startswith("l.partial-")
+    if fault == "output appeared":
+        assert message.startswith(f"--out {out} exists; pass --overwrite")
+        assert out.read_bytes() == b"someone else's file"
+    else:
+        assert message.startswith(f"--out {out}: folder {tmp_path / 'out'} does not exist")
+    labels = read_labels(kept)
+    assert labels.dtype == expected.dtype and np.array_equal(labels, expected)
+
+
+def test_a_writer_bug_after_inference_keeps_the_labels_as_one_line(tmp_path: Path, e2e_repository: Path, four_channel_labels,
+                                                                  monkeypatch) -> None:
+    """Issue 17 (1): a writer raising what zarr raised (fault injected into the NGFF writer):
+    --labels-into fails in one line naming the kept labels; the image gets no labels/."""
+    import skoots_client.ngff as ngff
+
+    source, expected = four_channel_labels
+    image = tmp_path / "img.ome.zarr"
+    ome_zarr_py_image(image, tifffile.imread(source).transpose(3, 0, 1, 2), "czyx")
+
+    def broken(*args, **kwargs):
+        raise ValueError("could not broadcast input array from shape (32,256,400) into shape (32,256,256)")
+
+    monkeypatch.setattr(ngff, "write_label_image", broken)
+    with pytest.raises(OutputError, match=r"^writing the labels failed \(ValueError: could not broadcast .*\) — the labels are kept in "
+                                          r"\S+/img\.partial-\w+\.zarr \(a Zarr array") as caught:
+        segment_file(image, out=None, labels_into=image, channel=2, repository=e2e_repository, device="cpu", quiet=True)
+    kept = Path(re.search(r"kept in (\S+\.zarr)", str(caught.value)).group(1))
+    assert kept.parent == tmp_path and not (image / "labels").exists()
+    from skoots_client.volume_io import read_labels
+
+    assert np.array_equal(read_labels(kept), expected)
+    assert read_voxel_size(kept) == VoxelSize((0.5, 0.5, 2.0))
