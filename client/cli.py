@@ -75,7 +75,7 @@ def segment_command(
     threads_per_worker: Annotated[int, typer.Option("--threads-per-worker", help="Threads per Dask worker process for --blockwise.")] = 1,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Join the Dask cluster at tcp://HOST:PORT instead of starting a local one (implies --blockwise; workers must see the input, the work directory and the output's folder).")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size, with a unit suffix (0.5,0.5,2um or x=0.5,y=0.5,z=2um) or --unit; default: what the input file states (OME-Zarr scale, OME-TIFF PhysicalSize, ImageJ spacing/resolution). Written to the output and used by --table. " + TRIPLE_HELP)] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.")] = None,
     table: Annotated[Optional[Path], typer.Option("--table", help="Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.")] = None,
     labels_into: Annotated[Optional[Path], typer.Option("--labels-into", help="Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written.")] = None,
     label_name: Annotated[str, typer.Option("--label-name", help="NAME of the labels group for --labels-into.")] = "skoots",
@@ -151,7 +151,7 @@ def measure_command(
     raw: Annotated[Optional[Path], typer.Option("--raw", help="The volume the labels segment: adds mean and max intensity per instance.")] = None,
     channel: Annotated[Optional[int], typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom.")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.")] = None,
     skeleton: Annotated[bool, typer.Option("--skeleton/--no-skeleton", help="Measure each instance's skeleton length (3-D thinning per instance; the slowest column).")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing table.")] = False,
 ) -> None:

@@ -182,8 +182,8 @@ def instance_table(stats: PartialStats, shape_zyx: Sequence[int], voxel_size: Vo
     ``label, voxels, volume_<u>3, centroid_{z,y,x}`` (voxels), ``centroid_{z,y,x}_<u>``,
     ``bbox_{z,y,x}0`` and ``bbox_{z,y,x}1`` (half-open, voxels), ``mean_intensity`` and
     ``max_intensity`` (with raw), ``skeleton_length_<u>`` (with lengths), ``touches_border``.
-    ``<u>`` is the unit's symbol (``um``; ``px`` when the voxel size is unknown).
-    """
+    ``<u>`` is the unit's symbol (``um``; ``px`` when the voxel size is unknown; ``units`` for
+    a scale without a unit, whose values are scaled but in no named unit)."""
     u = voxel_size.symbol
     spacing = np.asarray(voxel_size.zyx, dtype=np.float64)
     count = stats.count

@@ -23,6 +23,7 @@ from .sanity import axes_warning, channel_warning, empty_result_warning, intensi
 from .segment import SegmentResult, SkipRule, segment_volume
 from .volume_io import (
     Volume,
+    UnitOption,
     VoxelSize,
     check_not_input,
     check_output_path,
@@ -194,7 +195,7 @@ def segment_file(
     tls: Tls | None = None,
     normalize: str | None = None,
     axes: str | None = None,
-    voxel_size: VoxelSize | None = None,
+    voxel_size: VoxelSize | UnitOption | None = None,
     table: Path | None = None,
     labels_into: Path | None = None,
     label_name: str = "skoots",

@@ -84,7 +84,9 @@ def length_unit(text: str, option: str = "--unit") -> str:
 @dataclass(frozen=True)
 class VoxelSize:
     """The physical size of a voxel along the runtime's X, Y, Z (the file's rows, columns and
-    slices) and its unit, an OME-NGFF unit name; ``unit`` None means unknown (sizes in voxels)."""
+    slices) and its unit, an OME-NGFF unit name. ``unit`` None with sizes 1 means unknown
+    (sizes in voxels, ``px``); ``unit`` None with other sizes is a scale without a unit (an
+    OME-Zarr whose axes have a scale but no ``unit``): scaled values, in no named unit."""
 
     xyz: tuple[float, float, float]
     unit: str | None = "micrometer"
@@ -96,31 +98,45 @@ class VoxelSize:
         return (z, x, y)
 
     @property
+    def unitless_scale(self) -> bool:
+        return self.unit is None and tuple(self.xyz) != (1.0, 1.0, 1.0)
+
+    @property
     def symbol(self) -> str:
-        """Short unit for column names and ImageJ: ``um``; ``px`` when unknown."""
-        return LENGTH_UNITS[self.unit][0] if self.unit else "px"
+        """Short unit for column names and ImageJ: ``um``; ``px`` when unknown; ``units`` for a
+        scale without a unit (its values are scaled, not voxels)."""
+        return LENGTH_UNITS[self.unit][0] if self.unit else "units" if self.unitless_scale else "px"
 
     def in_metres(self) -> tuple[float, ...]:
         return tuple(v * LENGTH_UNITS[self.unit][1] for v in self.xyz) if self.unit else self.xyz
 
     def describe(self) -> str:
-        """As Fiji and napari name the axes: ``z 2, y 0.5, x 0.5 µm``."""
+        """As Fiji and napari name the axes: ``z 2, y 0.5, x 0.5 µm``; ``z 0.05, y 0.012,
+        x 0.012 (a scale without a unit; name it with --unit)``."""
         x, y, z = self.xyz
+        if self.unitless_scale:
+            return f"z {z:g}, y {x:g}, x {y:g} (a scale without a unit; name it with --unit)"
         return f"z {z:g}, y {x:g}, x {y:g} {self.symbol}"
+
+
+@dataclass(frozen=True)
+class UnitOption:
+    """``--unit`` without ``--voxel-size``: names the unit of the scale the file states."""
+
+    unit: str
 
 
 UNKNOWN_VOXEL_SIZE = VoxelSize((1.0, 1.0, 1.0), None)
 
 
-def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | None:
+def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOption | None:
     """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
-    suffix (``0.5,0.5,2um``); micrometres when neither says."""
+    suffix (``0.5,0.5,2um``); micrometres when neither says. ``--unit`` alone names the unit of
+    the scale the file states (:class:`UnitOption`, resolved by :func:`resolve_voxel_size`)."""
     from skoots_export.cli import option_triple
 
     if text is None:
-        if unit is not None:
-            raise InputError("--unit needs --voxel-size; give both, e.g. --voxel-size 0.5,0.5,2 --unit um")
-        return None
+        return None if unit is None else UnitOption(length_unit(unit))  # type: ignore[return-value]
     numbers = text.rstrip()
     suffix = ""
     while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
@@ -235,10 +251,20 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
 
 
 def resolve_voxel_size(
-    option: VoxelSize | None, stated: VoxelSize | None, path: Path, warn: Any = None
+    option: VoxelSize | UnitOption | None, stated: VoxelSize | None, path: Path, warn: Any = None
 ) -> VoxelSize:
     """The voxel size to use: ``--voxel-size`` wins over what ``path`` states; a disagreement
-    is reported through ``warn`` (one line). Unknown when neither says."""
+    is reported through ``warn`` (one line). Unknown when neither says. ``--unit`` alone
+    (:class:`UnitOption`) names the unit of a scale ``path`` states without one."""
+    if isinstance(option, UnitOption):
+        symbol = LENGTH_UNITS[option.unit][0]
+        if stated is None:
+            raise InputError(f"--unit needs --voxel-size: {path} states no scale for {symbol} to apply to; "
+                             f"give both, e.g. --voxel-size 0.5,0.5,2 --unit {symbol}")
+        if stated.unit is not None and stated.unit != option.unit:
+            raise InputError(f"--unit {symbol}: {path} states its voxel size in {stated.unit} ({stated.describe()}); "
+                             "drop --unit, or give --voxel-size with it")
+        return VoxelSize(stated.xyz, option.unit)
     if option is not None and stated is not None and warn is not None:
         same = (option.unit is None) == (stated.unit is None) and np.allclose(option.in_metres(), stated.in_metres(), rtol=1e-6, atol=0)
         if not same:

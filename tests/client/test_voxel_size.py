@@ -13,7 +13,7 @@ import zarr
 
 from skoots_client.errors import InputError
 from skoots_client.volume_io import (
-    UNKNOWN_VOXEL_SIZE, VoxelSize, read_voxel_size, resolve_voxel_size, voxel_size_option, write_labels,
+    UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, read_voxel_size, resolve_voxel_size, voxel_size_option, write_labels,
 )
 
 # Runtime X (file rows), Y (file columns), Z (slices): all different, so a swapped axis shows.
@@ -128,7 +128,7 @@ def test_voxel_size_option(text, unit, expected) -> None:
         ("0.5,0.5,2", "parsec", r"--unit 'parsec' is not a length unit"),
         ("0.5,0.5,2nm", "um", r"says nm and --unit says um; give the unit once"),
         ("0.5,0,2", None, r"sizes must be positive"),
-        (None, "um", r"--unit needs --voxel-size"),
+        (None, "furlong", r"--unit 'furlong' is not a length unit"),
     ],
 )
 def test_voxel_size_option_mistakes(text, unit, match) -> None:
@@ -145,3 +145,30 @@ def test_option_wins_and_a_conflict_is_one_warning(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("--voxel-size z 2, y 0.5, x 0.25 um differs from")
     assert resolve_voxel_size(None, stated, tmp_path / "v.tif", lines.append) == stated
     assert resolve_voxel_size(None, None, tmp_path / "v.tif", lines.append) == UNKNOWN_VOXEL_SIZE
+
+
+def test_a_scale_without_a_unit_is_neither_pixels_nor_a_unit(tmp_path: Path) -> None:
+    """Issue 17 (2): OME-Zarr axes with a scale but no unit: scaled values, in no named unit."""
+    from skoots_client.measure import PartialStats, instance_table
+
+    unitless = VoxelSize((0.012, 0.012, 0.05), None)
+    assert unitless.describe() == "z 0.05, y 0.012, x 0.012 (a scale without a unit; name it with --unit)"
+    assert UNKNOWN_VOXEL_SIZE.describe() == "z 1, y 1, x 1 px" and SIZE.describe() == "z 2, y 0.5, x 0.25 um"
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[1, 1:3, 1:4] = 7
+    columns = instance_table(PartialStats.of_block(labels), labels.shape, unitless)
+    assert [c for c in columns if "_" in c and not c.startswith(("bbox", "touches"))] == [
+        "volume_units3", "centroid_z", "centroid_y", "centroid_x", "centroid_z_units", "centroid_y_units", "centroid_x_units"]
+    assert columns["volume_units3"][0] == pytest.approx(6 * 0.012 * 0.012 * 0.05)
+    assert "volume_px3" in instance_table(PartialStats.of_block(labels), labels.shape, UNKNOWN_VOXEL_SIZE)
+
+
+def test_unit_alone_names_the_unit_of_the_files_scale(tmp_path: Path) -> None:
+    unitless, path = VoxelSize((0.012, 0.012, 0.05), None), tmp_path / "v.ome.zarr"
+    assert voxel_size_option(None, "nm") == UnitOption("nanometer")
+    assert resolve_voxel_size(UnitOption("nanometer"), unitless, path) == VoxelSize((0.012, 0.012, 0.05), "nanometer")
+    assert resolve_voxel_size(UnitOption("micrometer"), SIZE, path) == SIZE
+    with pytest.raises(InputError, match=r"^--unit needs --voxel-size: \S+v\.ome\.zarr states no scale for nm to apply to; give both"):
+        resolve_voxel_size(UnitOption("nanometer"), None, path)
+    with pytest.raises(InputError, match=r"^--unit nm: \S+ states its voxel size in micrometer \(z 2, y 0\.5, x 0\.25 um\); drop --unit"):
+        resolve_voxel_size(UnitOption("nanometer"), SIZE, path)

@@ -303,3 +303,23 @@ def test_a_writer_bug_after_inference_keeps_the_labels_as_one_line(tmp_path: Pat
 
     assert np.array_equal(read_labels(kept), expected)
     assert read_voxel_size(kept) == VoxelSize((0.5, 0.5, 2.0))
+
+
+def test_a_scale_without_a_unit_is_said_so_and_unit_names_it(tmp_path: Path, e2e_repository: Path) -> None:
+    """Issue 17 (2): OME-Zarr axes with a scale but no unit: the summary prints no px on the
+    scaled sizes, the table's scaled columns end in _units; --unit alone names the unit."""
+    image = tmp_path / "img.ome.zarr"
+    ome_zarr_py_image(image, blobs_volume((8, 40, 40), seed=5), "zyx", scale={"z": 0.05, "y": 0.012, "x": 0.012}, units=False)
+    options = dict(repository=e2e_repository, device="cpu", quiet=True)
+    text = segment_file(image, out=tmp_path / "l.tif", table=tmp_path / "t.csv", **options)
+    assert "voxel size z 0.05, y 0.012, x 0.012 (a scale without a unit; name it with --unit)" in text and " px" not in text
+    rows = list(csv.DictReader(open(tmp_path / "t.csv", newline="")))
+    assert len(rows) >= 1 and "volume_units3" in rows[0] and "centroid_z_units" in rows[0] and "skeleton_length_units" in rows[0]
+    assert not [c for c in rows[0] if c.endswith(("_px", "_px3"))]
+    assert float(rows[0]["volume_units3"]) == pytest.approx(int(rows[0]["voxels"]) * 0.05 * 0.012 * 0.012)
+    from skoots_client.volume_io import UnitOption
+
+    text = segment_file(image, out=tmp_path / "n.tif", table=tmp_path / "n.csv", voxel_size=UnitOption("nanometer"), **options)
+    assert "voxel size z 0.05, y 0.012, x 0.012 nm" in text
+    named = list(csv.DictReader(open(tmp_path / "n.csv", newline="")))
+    assert [float(r["volume_nm3"]) for r in named] == [float(r["volume_units3"]) for r in rows]
