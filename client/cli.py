@@ -32,7 +32,11 @@ def _commands(version: VersionOption = False) -> None:
     """Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process)."""
 
 
-def default_output(volume: Path) -> Path:
+def default_output(volume: Path, level: int | None = None) -> Path:
+    if level is not None:  # IMAGE.ome.zarr --level 1: IMAGE_level1_labels.tif beside it
+        return default_output(volume.with_name(volume.name.split(".")[0] + f"_level{level}"))
+    if volume.parent.name.lower().endswith(".zarr"):  # IMAGE.ome.zarr/1: IMAGE_1_labels.tif beside the image
+        return default_output(volume.parent.with_name(volume.parent.name.split(".")[0] + f"_{volume.name}"))
     name = volume.name
     for suffix in (".ome.zarr", ".zarr", ".tiff", ".tif"):
         if name.lower().endswith(suffix):
@@ -79,6 +83,7 @@ def segment_command(
     table: Annotated[Optional[Path], typer.Option("--table", help="Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.")] = None,
     labels_into: Annotated[Optional[Path], typer.Option("--labels-into", help="Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written.")] = None,
     label_name: Annotated[str, typer.Option("--label-name", help="NAME of the labels group for --labels-into.")] = "skoots",
+    level: Annotated[Optional[int], typer.Option("--level", help="Segment resolution level N of an OME-Zarr image (0 = full resolution), with that level's voxel size; the same as giving IMAGE.ome.zarr/PATH of the level.")] = None,
     ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = "0.4",
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
     skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
@@ -98,7 +103,7 @@ def segment_command(
             raise ClientError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
         summary = segment_file(
             volume,
-            out=out if out is not None or labels_into is not None else default_output(volume),
+            out=out if out is not None or labels_into is not None else default_output(volume, level),
             urls=url or [],
             model=model,
             repository=repository,
@@ -136,6 +141,7 @@ def segment_command(
             runtime=runtime,
             threads=threads,
             precision=precision,
+            level=level,
         )
     except (ClientError, ExportError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -31,6 +31,7 @@ from .volume_io import (
     describe_shape,
     intermediates_path,
     keep_labels,
+    level_path,
     read_volume,
     read_voxel_size,
     resolve_voxel_size,
@@ -212,6 +213,7 @@ def segment_file(
     threads_per_worker: int = 1,
     scheduler: str | None = None,
     memory_available: int | None = None,
+    level: int | None = None,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
@@ -230,11 +232,16 @@ def segment_file(
     With ``blockwise`` (or when the in-memory mode would need more than ``memory_available``,
     by default the machine's available memory) the volume is segmented block by block on a
     Dask cluster: a local one of ``workers`` processes, or the one at ``scheduler``.
+
+    ``level`` (``--level N``) segments level N of an OME-Zarr image, as ``IMAGE/PATH`` of
+    that level would: with the level's own voxel size.
     """
     from .measure import label_properties, measure_xyz, write_table
     from .ngff import check_labels_into, write_labels_into
 
     started = time.perf_counter()
+    if level is not None:
+        volume_path = level_path(Path(volume_path), level)
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
     if urls and (runtime != "auto" or threads is not None or precision != "fp32"):

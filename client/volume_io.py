@@ -155,13 +155,13 @@ def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOpt
     return VoxelSize(tuple(float(v) for v in sizes), named or (length_unit(unit) if unit else "micrometer"))
 
 
-def _ome_zarr_voxel_size(multiscales: Any) -> VoxelSize | None:
-    """Scale of the first dataset (times any multiscales-wide scale) on the z, y, x axes."""
+def _ome_zarr_voxel_size(multiscales: Any, level: int = 0) -> VoxelSize | None:
+    """Scale of dataset ``level`` (times any multiscales-wide scale) on the z, y, x axes."""
     try:
         first = multiscales[0]
         axes = [a if isinstance(a, dict) else {"name": a} for a in first["axes"]]
         scale = np.ones(len(axes))
-        for transforms in (first["datasets"][0].get("coordinateTransformations", []), first.get("coordinateTransformations", [])):
+        for transforms in (first["datasets"][level].get("coordinateTransformations", []), first.get("coordinateTransformations", [])):
             for t in transforms:
                 if t.get("type") == "scale":
                     scale = scale * np.asarray(t["scale"], dtype=float)
@@ -228,6 +228,48 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
     return None
 
 
+def _multiscales(attrs: dict[str, Any]) -> Any:
+    return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+
+
+def _image_of_level(path: Path) -> tuple[Path, Any, int | None] | None:
+    """For ``IMAGE.ome.zarr/LEVEL`` (a level's array, or a path where one is missing): the
+    image, its multiscales and the level's index among its datasets (None when no dataset has
+    that path). None when no folder above ``path`` is an OME-Zarr image."""
+    import zarr
+
+    for image in list(path.parents)[:2]:
+        if not (image / ".zattrs").exists() and not (image / "zarr.json").exists():
+            continue
+        try:
+            multiscales = _multiscales(zarr.open_group(str(image), mode="r").attrs.asdict())
+            paths = [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
+        except Exception:  # noqa: BLE001 - not an image: the path is read as it is
+            continue
+        inside = path.relative_to(image).as_posix()
+        return image, multiscales, paths.index(inside) if inside in paths else None
+    return None
+
+
+def level_names(multiscales: Any) -> str:
+    """``0 (s0), 1 (s1), 2 (s2)``: a multiscale image's levels and their paths, for errors."""
+    return ", ".join(f"{i} ({d['path']})" for i, d in enumerate(multiscales[0]["datasets"]))
+
+
+def level_path(path: Path, level: int) -> Path:
+    """``--level N``: the path of level ``N`` (its ``N``-th dataset) of the OME-Zarr image at ``path``."""
+    import zarr
+
+    try:
+        multiscales = _multiscales(zarr.open_group(str(path), mode="r").attrs.asdict())
+        datasets = multiscales[0]["datasets"]
+    except Exception:  # noqa: BLE001 - whatever it is, it has no levels
+        raise InputError(f"--level {level}: {path} is not an OME-Zarr image with resolution levels; drop --level") from None
+    if not 0 <= level < len(datasets):
+        raise InputError(f"--level {level}: {path} has levels {level_names(multiscales)}; choose one of them")
+    return path / str(datasets[level]["path"]).strip("/")
+
+
 def read_voxel_size(path: str | Path) -> VoxelSize | None:
     """The voxel size a file states (OME-Zarr scale and units, OME-TIFF physical sizes,
     ImageJ spacing/resolution, our plain Zarr attributes), or None when it states none."""
@@ -241,9 +283,12 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
     except Exception:  # noqa: BLE001 - unreadable files are reported when their data is read
         return None
     attrs = node.attrs.asdict()
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    multiscales = _multiscales(attrs)
     if multiscales:
         return _ome_zarr_voxel_size(multiscales)
+    level = _image_of_level(path) if isinstance(node, zarr.Array) else None
+    if level is not None and level[2] is not None:
+        return _ome_zarr_voxel_size(level[1], level[2])
     if "voxel_size_zyx" in attrs:
         z, x, y = (float(v) for v in attrs["voxel_size_zyx"])
         return VoxelSize((x, y, z), attrs.get("unit"))
@@ -404,8 +449,9 @@ def _open_zarr(path: Path) -> tuple[Any, str | None]:
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if isinstance(node, zarr.Array):
-        return node, None
-    multiscales = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
+        level = _image_of_level(path)  # IMAGE.ome.zarr/LEVEL: the image names its axes
+        return node, None if level is None or level[2] is None else _ome_axes(level[1])
+    multiscales = _multiscales(node.attrs.asdict())
     if multiscales:
         return node[multiscales[0]["datasets"][0]["path"]], _ome_axes(multiscales)
     arrays = list(node.array_keys())
@@ -482,6 +528,10 @@ def _open(path: Path) -> tuple[Any, str | None]:
     """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
     and its axis letters where the file names them."""
     if not path.exists():
+        level = _image_of_level(path)
+        if level is not None:
+            raise InputError(f"{path}: {level[0]} has no level {path.relative_to(level[0]).as_posix()}; "
+                             f"its levels are {level_names(level[1])} (or pass --level N)")
         raise InputError(f"input not found: {path}")
     name = path.name.lower()
     if name.endswith(TIFF_SUFFIXES):

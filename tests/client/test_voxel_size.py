@@ -172,3 +172,52 @@ def test_unit_alone_names_the_unit_of_the_files_scale(tmp_path: Path) -> None:
         resolve_voxel_size(UnitOption("nanometer"), None, path)
     with pytest.raises(InputError, match=r"^--unit nm: \S+ states its voxel size in micrometer \(z 2, y 0\.5, x 0\.25 um\); drop --unit"):
         resolve_voxel_size(UnitOption("nanometer"), SIZE, path)
+
+
+def pyramid_image(path: Path, version: str = "0.4") -> None:
+    """ome-zarr-py's image, 3 levels (s0, s1, s2), with a multiscale-wide scale of 3 on z."""
+    from ome_zarr.format import FormatV04, FormatV05
+    from ome_zarr.scale import Scaler
+    from ome_zarr.writer import write_image
+
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    root = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
+    write_image(np.arange(4 * 80 * 72, dtype=np.uint16).reshape(4, 80, 72), root, axes="zyx", scale={"z": 2.0, "y": 0.5, "x": 0.25},
+                fmt=FormatV04() if version == "0.4" else FormatV05(), axes_units={a: "micrometer" for a in "zyx"},
+                scaler=Scaler(max_layer=2))
+    attrs = root.attrs.asdict()
+    meta = attrs["ome"] if version == "0.5" else attrs
+    meta["multiscales"][0]["coordinateTransformations"] = [{"type": "scale", "scale": [3.0, 1.0, 1.0]}]
+    root.attrs.update({"ome": meta} if version == "0.5" else meta)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_level_of_an_image_has_its_own_voxel_size(tmp_path: Path, version: str) -> None:
+    """Issue 17 (6b): IMAGE/s1 and --level 1 read level 1 with its scale (times the image's
+    own), not 1 px; a level that is not there is one line naming those that are."""
+    from skoots_client.volume_io import level_path, read_volume
+
+    image = tmp_path / "img.ome.zarr"
+    pyramid_image(image, version)
+    assert read_voxel_size(image) == VoxelSize((0.5, 0.25, 6.0))
+    assert level_path(image, 1) == image / "s1"
+    assert read_voxel_size(image / "s1") == VoxelSize((1.0, 0.5, 6.0))
+    assert read_voxel_size(image / "s2") == VoxelSize((2.0, 1.0, 6.0))
+    volume = read_volume(image / "s1")
+    assert volume.shape == (40, 36, 4) and volume.axes == "ZYX" and volume.axes_from == "file"
+    assert np.array_equal(np.asarray(volume.data), zarr.open_array(str(image / "s1"), mode="r")[...].transpose(1, 2, 0))
+    with pytest.raises(InputError, match=r"^--level 3: \S+img\.ome\.zarr has levels 0 \(s0\), 1 \(s1\), 2 \(s2\); choose one of them$"):
+        level_path(image, 3)
+    with pytest.raises(InputError, match=r"^\S+s7: \S+img\.ome\.zarr has no level s7; its levels are 0 \(s0\), 1 \(s1\), 2 \(s2\) \(or pass --level N\)$"):
+        read_volume(image / "s7")
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((3, 4, 5), np.uint8))
+    with pytest.raises(InputError, match=r"^--level 1: \S+v\.tif is not an OME-Zarr image with resolution levels; drop --level$"):
+        level_path(tmp_path / "v.tif", 1)
+
+
+def test_a_levels_default_output_lies_beside_the_image() -> None:
+    from skoots_client.cli import default_output
+
+    assert default_output(Path("d/img.ome.zarr")) == Path("d/img_labels.tif")
+    assert default_output(Path("d/img.ome.zarr"), 1) == Path("d/img_level1_labels.tif")
+    assert default_output(Path("d/img.ome.zarr/s1")) == Path("d/img_s1_labels.tif")

@@ -323,3 +323,31 @@ def test_a_scale_without_a_unit_is_said_so_and_unit_names_it(tmp_path: Path, e2e
     assert "voxel size z 0.05, y 0.012, x 0.012 nm" in text
     named = list(csv.DictReader(open(tmp_path / "n.csv", newline="")))
     assert [float(r["volume_nm3"]) for r in named] == [float(r["volume_units3"]) for r in rows]
+
+
+def test_segment_one_level_of_an_image_with_its_voxel_size(tmp_path: Path, e2e_repository: Path) -> None:
+    """Issue 17 (6b): --level 1 and IMAGE/s1 segment level 1 with its own scale (c5d0a84: 1 px);
+    the labels state it; a level not there is one line naming the levels."""
+    from ome_zarr.scale import Scaler
+
+    image = tmp_path / "img.ome.zarr"
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    big = np.kron(blobs_volume((8, 40, 40), seed=5), np.ones((1, 2, 2), np.uint16))
+    write_image(big, zarr.open_group(str(image), mode="w", zarr_format=2), axes="zyx", fmt=FormatV04(), scaler=Scaler(max_layer=1),
+                scale={"z": 2.0, "y": 0.5, "x": 0.5}, axes_units={a: "micrometer" for a in "zyx"})
+    options = dict(repository=e2e_repository, device="cpu", quiet=True)
+    text = segment_file(image, level=1, out=tmp_path / "a.ome.zarr", **options)
+    assert f"{image / 's1'} → " in text and "voxel size z 2, y 1, x 1 um" in text
+    assert read_voxel_size(tmp_path / "a.ome.zarr") == VoxelSize((1.0, 1.0, 2.0))
+    segment_file(image / "s1", out=tmp_path / "b.tif", **options)
+    assert read_voxel_size(tmp_path / "b.tif") == VoxelSize((1.0, 1.0, 2.0))
+    labels = tifffile.imread(tmp_path / "b.tif")
+    assert labels.shape == (8, 40, 40) and labels.max() >= 1
+    assert np.array_equal(zarr.open_array(str(tmp_path / "a.ome.zarr" / "0"), mode="r")[...], labels)
+    done = run_client("segment", image, "--level", "2", "-r", e2e_repository, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.strip() == f"error: --level 2: {image} has levels 0 (s0), 1 (s1); choose one of them"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ome.zarr", "b.tif", "img.ome.zarr"]
