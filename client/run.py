@@ -254,13 +254,13 @@ def segment_file(
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     asked_blockwise = blockwise or scheduler is not None
     if asked_blockwise:
-        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into, out=out)
     work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
     check_destinations(Path(volume_path), out, overwrite, save_intermediates, preview, work_path, table)
     choice = parse_normalize(normalize)
     volume = read_volume(volume_path, channel, axes)
     if not asked_blockwise and _too_big_for_memory(volume.shape, memory_available):
-        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
+        check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into, out=out)
         asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
     size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
@@ -292,7 +292,8 @@ def segment_file(
     if asked_blockwise:
         close_all(endpoints)
         return _blockwise(
-            volume, out=out, urls=urls, model=info.name, repository=repository, overwrite=overwrite, channel=channel,
+            volume, out=out, into=None if labels_into is None else (labels_into, label_name), urls=urls, model=info.name,
+            repository=repository, overwrite=overwrite, channel=channel,
             axes=axes, normalization=normalization, voxel_size=size, ngff_version=ngff_version, warn=warn, table=table,
             mask=mask, skip_below=skip_below, skip_described=skip_described,
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
@@ -374,19 +375,21 @@ def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | Non
     return True
 
 
-def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, labels_into: Path | None) -> None:
+def check_blockwise_options(*, device: str, save_intermediates: bool, preview: Path | None, labels_into: Path | None,
+                            out: Path | None = None) -> None:
     """Refuse, before any work, the options the blockwise mode does not do, naming the in-memory mode."""
     if device == "gpu":
         raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
-    refused = [name for name, given in (("--save-intermediates", save_intermediates), ("--preview", preview is not None),
-                                        ("--labels-into", labels_into is not None)) if given]
+    if labels_into is not None and out is not None:
+        raise InputError("--blockwise writes the labels to one place: give --out or --labels-into, not both")
+    refused = [name for name, given in (("--save-intermediates", save_intermediates), ("--preview", preview is not None)) if given]
     if refused:
         one = len(refused) == 1
         raise InputError(f"{', '.join(refused)} need{'s' if one else ''} the labels in memory, which --blockwise never holds: "
                          f"drop {'it' if one else 'them'}, or segment without --blockwise on a machine the volume fits in")
 
 
-def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repository: Path, window: int,
+def _blockwise(volume: Any, *, out: Path | None, urls: Sequence[str], model: str, repository: Path, window: int,
                timeout: float, retries: int, tls: Tls | None, started: float, normalization: Normalization,
                voxel_size: VoxelSize, warn: Callable[[str], None], runtime: str, threads: int | None, precision: str,
                table: Path | None, skip_described: dict[str, Any] | None, **options: Any) -> str:
@@ -405,16 +408,20 @@ def _blockwise(volume: Any, *, out: Path, urls: Sequence[str], model: str, repos
     # In-process inference on a worker uses its own threads unless --threads says otherwise.
     threads = threads if threads is not None else options["threads_per_worker"]
     source = Source(tuple(urls), model, Path(repository).resolve(), window, timeout, retries, tls, runtime, threads, precision)
+    written = out if out is not None else options["into"][0] / "labels" / options["into"][1]
     result = blockwise_file(volume, out=out, parameters=parameters, source=source, fingerprint=made_of,
                             normalization=normalization, voxel_size=voxel_size, measure=table is not None,
                             say=None if quiet else (lambda line: print(line, file=sys.stderr)), **options)
     if table is not None and result.table is not None:
-        write_table(table, result.table)
+        try:
+            write_table(table, result.table)
+        except ClientError as e:
+            raise type(e)(f"{e} — the labels were written to {written}") from e
     total = time.perf_counter() - started
     voxels = int(np.prod(volume.shape))
     warn_each(warn, empty_result_text(result.instances, result.labelled / max(1, voxels)))
     return (
-        f"{describe_run(volume, out, normalization)}\n"
+        f"{describe_run(volume, written, normalization)}\n"
         f"{result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s, {voxels / total / 1e6:.2f} Mvoxels/s\n{result.summary(voxels)}\n"
         f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else "")

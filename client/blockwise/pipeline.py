@@ -29,7 +29,7 @@ from .. import postprocess
 from ..errors import ClientError, OutputError
 from ..progress import ProgressLine
 from ..measure import label_properties
-from ..ngff import Level, add_label_properties, pyramid
+from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
 from ..normalize import Normalization
 from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
 from ..workdir import default_work_dir
@@ -55,6 +55,7 @@ class BlockwiseResult:
     labelled: int = 0  # voxels given an instance
     skipped: int = 0  # crops --mask / --skip-below kept from being inferred
     table: dict[str, np.ndarray] | None = None  # the instance table's columns, with measure
+    labels_at: Path | None = None  # the finished labels in the work directory, before they are moved into place
 
     @property
     def peak_rss(self) -> int:
@@ -140,7 +141,7 @@ def _still_done(client: Any, job: stages.Job, stage: str, store: BlockStore, nam
 
 def segment_blockwise(
     job: stages.Job,
-    out: Path,
+    out: Path | None,
     *,
     overwrite: bool,
     fingerprint: dict[str, Any],
@@ -154,18 +155,25 @@ def segment_blockwise(
     voxel_size: VoxelSize | None = None,
     ngff_version: str = "0.4",
     measure: bool = False,
+    into: tuple[Path, str] | None = None,
 ) -> BlockwiseResult:
-    """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``.
+    """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
+    or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
+    with the image's levels, axes and transformations (the in-memory writer's, bitwise).
 
     The work directory (``OUT.work`` unless ``work_dir``) is removed once the labels are in
     place; after a failure it is kept with ``resume`` (its finished blocks are reused by the next
     run with ``--resume``) and removed without. The output states ``voxel_size`` (an
     ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
     ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
-    (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties).
+    (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). A failure
+    once the labels are complete keeps the work directory, resume or not, and says where the
+    labels are: a run with ``--resume`` finishes writing them.
     """
-    check_tiff_fits(out, job.shape)
-    store = BlockStore(work_dir or default_work_dir(out), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
+    if out is not None:
+        check_tiff_fits(out, job.shape)
+    destination = out if out is not None else into[0]  # type: ignore[index]
+    store = BlockStore(work_dir or default_work_dir(destination), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
     store.check()
     if not resume and store.path.exists():
         raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
@@ -175,9 +183,13 @@ def segment_blockwise(
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
-                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure)
+                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into)
         except BaseException as e:
             store.close()
+            if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
+                reason = str(e) if isinstance(e, ClientError) else f"writing the labels failed ({type(e).__name__}: {e})"
+                raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (level 0 a Zarr array [Z, Y, X]); "
+                                  f"run again with --resume to finish writing them from {store.path}") from e
             if resume:
                 if isinstance(e, ClientError):
                     raise type(e)(f"{e} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
@@ -193,8 +205,9 @@ def segment_blockwise(
 
 
 def _run(
-    client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path, result: BlockwiseResult,
+    client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: BlockwiseResult,
     *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
+    into: tuple[Path, str] | None = None,
 ) -> None:
     stage = _Stage(client, result, quiet)
     names = [b.name for b in grid.blocks]
@@ -227,19 +240,25 @@ def _run(
     keys, ranks = global_order([firsts[n] for n in names])
     result.instances = len(keys)
     out_dtype = postprocess.smallest_unsigned_dtype(len(keys))
-    tiff = out.name.lower().endswith(TIFF_SUFFIXES)
-    target = store.path / "out" / ("labels.zarr" if tiff else out.name)
-    ome = not tiff and out.name.lower().endswith(".ome.zarr")
-    array_path = str(target / "0") if ome else str(target)
-    made = store.path / "out" / ".made"
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
     chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
-    made_as = f"{out_dtype.name} {out.name} {voxel_size.zyx} {voxel_size.unit} {ngff_version}"
+    layout = image_layout(into[0]) if into is not None else None
+    name = into[1] if into is not None else out.name  # type: ignore[union-attr]
+    tiff = layout is None and name.lower().endswith(TIFF_SUFFIXES)
+    target = store.path / "out" / ("labels.zarr" if tiff else name)
+    ome = layout is not None or (not tiff and name.lower().endswith(".ome.zarr"))
+    levels = layout.levels if layout is not None else pyramid(shape_zxy, voxel_size.zyx)
+    array_path = str(target / levels[0].path) if ome else str(target)
+    made = store.path / "out" / ".made"
+    made_as = f"{out_dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout}"
     if (made.read_text() if made.exists() else "") != made_as:
         shutil.rmtree(target, ignore_errors=True)
         for marker in [*(store.path / "done" / "write").glob("*"), *(store.path / "done" / "pyramid").glob("*")]:
             marker.unlink()
-        create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version)
+        if layout is not None:
+            create_labels_into(target, layout, out_dtype, chunks_zxy)
+        else:
+            create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version)
         made.write_text(made_as)
     regions = grid.write_regions()
     region_names = [stages.region_name(r) for r in regions]
@@ -257,8 +276,8 @@ def _run(
     result.seconds["order"] = time.perf_counter() - started
     result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
     if ome:
-        _write_pyramid(stage, job, store, target, pyramid(shape_zxy, voxel_size.zyx), chunks_zxy,
-                       (grid.axes[2].write, grid.axes[0].write, grid.axes[1].write))
+        _write_pyramid(stage, job, store, target, levels, chunks_zxy, (grid.axes[2].write, grid.axes[0].write, grid.axes[1].write))
+    result.labels_at = target
 
     started = time.perf_counter()
     if measure:
@@ -267,7 +286,13 @@ def _run(
             add_label_properties(target, label_properties(result.table))
         result.seconds["measure"] = time.perf_counter() - started
         started = time.perf_counter()
-    if tiff:
+    if layout is not None:
+        image, label_name = into  # type: ignore[misc]
+        try:
+            install_labels(image, label_name, target, layout, overwrite=overwrite)
+        except OSError as e:
+            raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
+    elif tiff:
         import zarr
 
         write_labels(out, zarr.open_array(array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite,
@@ -296,7 +321,7 @@ def _write_pyramid(stage: _Stage, job: stages.Job, store: BlockStore, target: Pa
         return
     names = [region_name(path, region) for path, region in regions]
     done = _still_done(stage.client, job, "pyramid", store, names, str(target))
-    stage.run("pyramid", [(name, write_level_region, (job, str(target), path, region))
+    stage.run("pyramid", [(name, write_level_region, (job, str(target), path, region, levels[0].path))
                           for name, (path, region) in zip(names, regions) if name not in done], len(names))
 
 
@@ -313,17 +338,18 @@ def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, sh
     fields = [f.name for f in dataclasses.fields(PartialStats)]
     stats = PartialStats(*(np.concatenate([p[f] for p in parts]) for f in fields)).merge(PartialStats.empty(True))
     labels = zarr.open_array(array_path, mode="r")
-    lengths = skeleton_lengths(stats, lambda box: labels[box], voxel_size.zyx)
+    lengths = skeleton_lengths(stats, lambda box: read_zyx(labels, box), voxel_size.zyx)
     return instance_table(stats, shape_zxy, voxel_size, lengths)
 
 
 def blockwise_file(
-    volume: Any, *, out: Path, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
+    volume: Any, *, out: Path | None, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
     axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
     measure: bool = False, mask: Path | None = None, skip_below: float | None = None,
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
+    into: tuple[Path, str] | None = None,
 ) -> BlockwiseResult:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
@@ -337,10 +363,10 @@ def blockwise_file(
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
     job = stages.Job(
         volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
-        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, work=(work_dir or default_work_dir(out)).resolve(), shape=shape,
+        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(), shape=shape,
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
         batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version, measure=measure)
+                             ngff_version=ngff_version, measure=measure, into=into)

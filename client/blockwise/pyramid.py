@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..ngff import Level, nearest_indices
+from ..ngff import Level, nearest_indices, read_zyx, write_zyx
 from .stages import Job, _report
 from .store import crc
 
@@ -60,15 +60,16 @@ def _slices(region: ZyxRegion) -> tuple[slice, ...]:
     return tuple(slice(lo, hi) for lo, hi in region)
 
 
-def write_level_region(job: Job, group: str, path: str, region: ZyxRegion) -> dict[str, Any]:
-    """Fill ``region`` of level ``path`` of the label image at ``group`` from its level ``0``
-    (read: only the sampled voxels), and mark it done."""
+def write_level_region(job: Job, group: str, path: str, region: ZyxRegion, first: str = "0") -> dict[str, Any]:
+    """Fill ``region`` of level ``path`` of the label image at ``group`` from its level ``first``
+    (read: only the sampled voxels), and mark it done. Leading axes of length 1 (an image's
+    time axis) are kept."""
     import zarr
 
     started = time.perf_counter()
-    full, level = zarr.open_array(f"{group}/0", mode="r"), zarr.open_array(f"{group}/{path}", mode="r+")
-    data = full.get_orthogonal_selection(sampled_indices(full.shape, level.shape, region))
-    level[_slices(region)] = data
+    full, level = zarr.open_array(f"{group}/{first}", mode="r"), zarr.open_array(f"{group}/{path}", mode="r+")
+    data = read_zyx(full, sampled_indices(full.shape[-3:], level.shape[-3:], region))
+    write_zyx(level, region, data)
     job.store.mark(STAGE, region_name(path, region), crc(data))
     return _report(started)
 
@@ -78,4 +79,4 @@ def verify(group: str, name: str, checksum: int) -> bool:
     import zarr
 
     path, region = _parse(name)
-    return crc(zarr.open_array(f"{group}/{path}", mode="r")[_slices(region)]) == checksum
+    return crc(read_zyx(zarr.open_array(f"{group}/{path}", mode="r"), _slices(region))) == checksum

@@ -27,6 +27,7 @@ from skoots_export.model_config import ModelParameters
 
 from .. import postprocess
 from ..model_source import Tls
+from ..ngff import read_zyx, write_zyx
 from ..normalize import Normalization
 from . import sparse
 from .blocks import Block, BlockGrid, Region, grow
@@ -329,7 +330,7 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
                     lambda _, ids: postprocess.apply_table(ids, keys, values, dtype))
     array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
-    array[z0:z1, x0:x1, y0:y1] = labels.transpose(2, 0, 1)
+    write_zyx(array, ((z0, z1), (x0, x1), (y0, y1)), labels.transpose(2, 0, 1))
     if measure:
         from ..measure import PartialStats
 
@@ -355,7 +356,7 @@ def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | Non
             x, y, z = (int(v) for v in name.split("."))
             region = next(r for r in job.grid.write_regions() if (r[0][0], r[1][0], r[2][0]) == (x, y, z))
             (x0, x1), (y0, y1), (z0, z1) = region
-            labels = zarr.open_array(array_path, mode="r")[z0:z1, x0:x1, y0:y1].transpose(1, 2, 0)
+            labels = read_zyx(zarr.open_array(array_path, mode="r"), (slice(z0, z1), slice(x0, x1), slice(y0, y1))).transpose(1, 2, 0)
             return crc(labels) == checksum
         if stage == "infer":
             faces = store.load_npz("faces", name)

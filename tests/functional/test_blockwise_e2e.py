@@ -214,9 +214,9 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
 @pytest.mark.parametrize("options, message", [
     ({"save_intermediates": True}, "--save-intermediates needs the labels in memory, which --blockwise never holds: drop it"),
     ({"preview": Path("p.png")}, "--preview needs the labels in memory"),
-    ({"labels_into": Path("image.ome.zarr")}, "--labels-into needs the labels in memory"),
-    ({"labels_into": Path("image.ome.zarr"), "preview": Path("p.png")},
-     "--preview, --labels-into need the labels in memory, which --blockwise never holds: drop them"),
+    ({"labels_into": Path("image.ome.zarr")}, "--blockwise writes the labels to one place: give --out or --labels-into, not both"),
+    ({"save_intermediates": True, "preview": Path("p.png")},
+     "--save-intermediates, --preview need the labels in memory, which --blockwise never holds: drop them"),
     ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
     ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
 ])
@@ -282,3 +282,46 @@ def test_client_sigkill_then_resume_redoes_only_unfinished_blocks(triton_server,
     assert settled_inferences(url) - before == BLOCKS - kept
     assert np.array_equal(labels_of(out), expected)
     assert not work.exists()
+
+
+def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_and_resumed(e2e_repository: Path, tmp_path: Path) -> None:
+    """Issue 17 (6a, 1, 2): --labels-into --blockwise writes labels/cells of an ome-zarr-py
+    t,c,z,y,x image block by block, every level bitwise the in-memory --labels-into's. A failure
+    once the labels are finished (a file where labels/ should be) keeps them in the work
+    directory and says so, --resume finishes from there without redoing a block; the --table
+    of a scale without a unit names its columns _units in both modes."""
+    import csv
+    import logging
+    import shutil
+
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    from skoots_client.errors import OutputError
+
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    memory, image = tmp_path / "memory.ome.zarr", tmp_path / "img.ome.zarr"
+    write_image(blobs_volume(SHAPE_ZXY, seed=3)[None, None], zarr.open_group(str(memory), mode="w", zarr_format=2), axes="tczyx",
+                fmt=FormatV04(), scale={"z": 0.05, "y": 0.012, "x": 0.012})
+    shutil.copytree(memory, image)
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, label_name="cells")
+    segment_file(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
+    (image / "labels").write_text("in the way")
+    blockwise = dict(blockwise=True, block=(16, 16, 4), workers=2, table=tmp_path / "blockwise.csv", **options)
+    with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(level 0 a Zarr array .*run again with --resume"):
+        segment_file(image, out=None, labels_into=image, **blockwise)
+    (image / "labels").unlink()
+    text = segment_file(image, out=None, labels_into=image, resume=True, **blockwise)
+    assert f"→ {image / 'labels' / 'cells'}" in text and f"resumed {BLOCKS} infer, {BLOCKS} assign" in text
+    assert not (tmp_path / "img.ome.zarr.work").exists()
+    ours, theirs = zarr.open_group(str(image / "labels" / "cells"), mode="r"), zarr.open_group(str(memory / "labels" / "cells"), mode="r")
+    assert ours.attrs["multiscales"] == theirs.attrs["multiscales"]
+    paths = [d["path"] for d in theirs.attrs["multiscales"][0]["datasets"]]
+    assert len(paths) >= 3 and theirs[paths[0]].shape == (1, *SHAPE_ZXY)
+    for path in paths:
+        assert ours[path].dtype == theirs[path].dtype and np.array_equal(ours[path][...], theirs[path][...]), path
+    assert theirs[paths[0]][...].max() >= 5
+    assert zarr.open_group(str(image / "labels"), mode="r").attrs["labels"] == ["cells"]
+    rows = {name: list(csv.DictReader(open(tmp_path / name))) for name in ("memory.csv", "blockwise.csv")}
+    assert list(rows["memory.csv"][0]) == list(rows["blockwise.csv"][0]) and "volume_units3" in rows["memory.csv"][0]
+    assert [r["voxels"] for r in rows["memory.csv"]] == [r["voxels"] for r in rows["blockwise.csv"]]
