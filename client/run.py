@@ -14,7 +14,7 @@ from skoots_export.model_config import ModelParameters
 
 from . import postprocess
 from .address import grpc_address
-from .errors import ClientError, InputError, ModelError
+from .errors import ClientError, InputError, ModelError, OutputError
 from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
@@ -358,7 +358,11 @@ def segment_file(
     if work is not None and result.resumed:
         text += f"\nresumed {result.resumed} of {result.crops} crops from {work.path}"
     if preview is not None:
-        text += f"\npreview → {write_preview(preview, volume.data, labels)}"
+        try:
+            text += f"\npreview → {write_preview(preview, volume.data, labels)}"
+        except Exception as e:  # noqa: BLE001 - the labels are written; say so, in one line
+            detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+            raise OutputError(f"cannot write the preview {preview} ({detail}) — the labels were written to {written}") from e
     return text
 
 

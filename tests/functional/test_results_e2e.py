@@ -351,3 +351,17 @@ def test_segment_one_level_of_an_image_with_its_voxel_size(tmp_path: Path, e2e_r
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert done.stderr.strip() == f"error: --level 2: {image} has levels 0 (s0), 1 (s1); choose one of them"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ome.zarr", "b.tif", "img.ome.zarr"]
+
+
+def test_a_preview_failing_after_the_labels_says_where_they_are(tmp_path: Path, e2e_repository: Path, four_channel_labels) -> None:
+    source, expected = four_channel_labels
+    four_channel_tif(tmp_path / "v.tif")
+    (tmp_path / "p").mkdir()
+
+    def meanwhile(line: str) -> None:  # the preview's folder goes away while the model runs
+        (tmp_path / "p").rmdir()
+
+    with pytest.raises(OutputError, match=r"^cannot write the preview \S+p/p\.png \(.*\) — the labels were written to \S+l\.tif$"):
+        segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", preview=tmp_path / "p" / "p.png", repository=e2e_repository,
+                     device="cpu", quiet=True, warn=meanwhile)
+    assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), expected)
