@@ -365,3 +365,23 @@ def test_a_preview_failing_after_the_labels_says_where_they_are(tmp_path: Path, 
         segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", preview=tmp_path / "p" / "p.png", repository=e2e_repository,
                      device="cpu", quiet=True, warn=meanwhile)
     assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), expected)
+
+
+def test_measure_names_a_scale_without_a_unit_and_unit_alone_names_it(tmp_path: Path) -> None:
+    """Issue 17 (2), measure on the command line: labels whose OME-Zarr scale has no unit get
+    _units columns and say so; --unit nm alone gives _nm columns of the same values."""
+    from skoots_client.volume_io import write_labels
+
+    labels = np.zeros((20, 16, 6), np.uint8)
+    labels[2:8, 3:9, 1:4] = 1
+    labels[12:18, 10:14, 2:6] = 2
+    write_labels(tmp_path / "l.ome.zarr", labels, voxel_size=VoxelSize((0.012, 0.012, 0.05), None))
+    done = run_client("measure", "l.ome.zarr", "--out", "u.csv", "--no-skeleton", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "voxel size z 0.05, y 0.012, x 0.012 (a scale without a unit; name it with --unit)" in done.stdout
+    named = run_client("measure", "l.ome.zarr", "--out", "n.csv", "--no-skeleton", "--unit", "nm", cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    units, nm = (list(csv.DictReader(open(tmp_path / n, newline=""))) for n in ("u.csv", "n.csv"))
+    assert [float(r["volume_units3"]) for r in units] == [float(r["volume_nm3"]) for r in nm] == pytest.approx(
+        [108 * 0.012 * 0.012 * 0.05, 96 * 0.012 * 0.012 * 0.05])
+    assert not [c for c in units[0] if "_px" in c]
