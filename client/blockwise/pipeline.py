@@ -188,7 +188,7 @@ def segment_blockwise(
             store.close()
             if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
                 reason = str(e) if isinstance(e, ClientError) else f"writing the labels failed ({type(e).__name__}: {e})"
-                raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (level 0 a Zarr array [Z, Y, X]); "
+                raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (Zarr; napari and zarr open it); "
                                   f"run again with --resume to finish writing them from {store.path}") from e
             if resume:
                 if isinstance(e, ClientError):
@@ -363,7 +363,8 @@ def blockwise_file(
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
     job = stages.Job(
         volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
-        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(), shape=shape,
+        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, shape=shape,
+        work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(),  # type: ignore[index]
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
         batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
     )

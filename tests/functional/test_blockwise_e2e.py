@@ -308,7 +308,7 @@ def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_an
     segment_file(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
     (image / "labels").write_text("in the way")
     blockwise = dict(blockwise=True, block=(16, 16, 4), workers=2, table=tmp_path / "blockwise.csv", **options)
-    with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(level 0 a Zarr array .*run again with --resume"):
+    with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(Zarr; napari and zarr open it\); run again with --resume"):
         segment_file(image, out=None, labels_into=image, **blockwise)
     (image / "labels").unlink()
     text = segment_file(image, out=None, labels_into=image, resume=True, **blockwise)
