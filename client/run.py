@@ -19,7 +19,14 @@ from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
-from .sanity import axes_warning, channel_warning, empty_result_warning, intensity_warning, sample_voxels
+from .sanity import (
+    axes_warning,
+    channel_warning,
+    check_something_to_infer,
+    empty_result_warning,
+    intensity_warning,
+    sample_voxels,
+)
 from .segment import SegmentResult, SkipRule, segment_volume
 from .volume_io import (
     Volume,
@@ -258,6 +265,8 @@ def segment_file(
     if labels_into is not None:
         check_labels_into(labels_into, label_name, volume.shape, overwrite)
     skip, skip_described = skip_rule(mask, skip_below)
+    if skip is not None:
+        check_something_to_infer(volume, skip.mask, skip.below)
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
