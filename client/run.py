@@ -42,7 +42,7 @@ from .volume_io import (
     write_intermediates,
     write_labels,
 )
-from .workdir import WorkDir, default_work_dir, file_identity, fingerprint
+from .workdir import WorkDir, default_work_dir, file_identity, fingerprint, stale_work_text
 
 
 def open_endpoints(
@@ -261,6 +261,8 @@ def segment_file(
         check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into)
         asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
+    if work_path is None and not asked_blockwise:  # blockwise refuses it (blockwise/pipeline.py)
+        warn_each(warn, stale_work_text(default_work_dir(out or labels_into)))
     size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
     if labels_into is not None:
         check_labels_into(labels_into, label_name, volume.shape, overwrite)

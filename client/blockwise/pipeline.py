@@ -62,17 +62,29 @@ class BlockwiseResult:
         return max(self.peaks.values(), default=0)
 
     def summary(self, voxels: int) -> str:
-        stages_text = ", ".join(
-            f"{k} {v:.2f}s ({voxels / max(v, 1e-9) / 1e6:.3g} Mvoxels/s)" for k, v in self.seconds.items()
-        )
-        text = (f"blockwise: {self.blocks} blocks on {self.workers} workers, largest worker peak "
-                f"{self.peak_rss / 2**20:.0f} MiB; {stages_text}")
+        """Blocks, workers and each stage's time. A stage taken whole from the work directory
+        says so instead of a time; a rate counts only the share of the volume done in this run,
+        and the worker peak only tasks that ran (none when everything was resumed)."""
+        stages_text = ", ".join(self._stage(k, v, voxels) for k, v in self.seconds.items())
+        peak = f", largest worker peak {self.peak_rss / 2**20:.0f} MiB" if self.peaks else ""
+        text = f"blockwise: {_blocks(self.blocks)} on {self.workers} workers{peak}; {stages_text}"
         resumed = {k: v for k, v in self.resumed.items() if v}
         if self.skipped:
             text += f"\nskipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
         if resumed:
             text += "\nresumed " + ", ".join(f"{v} {k}" for k, v in resumed.items()) + " blocks from the work directory"
         return text
+
+    def _stage(self, name: str, seconds: float, voxels: int) -> str:
+        done, resumed = self.done.get(name), self.resumed.get(name, 0)
+        if done == 0 and resumed:
+            return f"{name} resumed ({_blocks(resumed)})"
+        share = voxels * done / (done + resumed) if done else voxels
+        return f"{name} {seconds:.2f}s ({share / max(seconds, 1e-9) / 1e6:.3g} Mvoxels/s)"
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block{'' if n == 1 else 's'}"
 
 
 def available_memory() -> int:
