@@ -217,6 +217,7 @@ def segment_file(
     threads_per_worker: int = 1,
     scheduler: str | None = None,
     memory_available: int | None = None,
+    min_size: int = 0,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
@@ -230,7 +231,8 @@ def segment_file(
     ``out`` may be None when ``labels_into`` (an OME-Zarr image) receives the labels instead,
     in its ``labels/<label_name>``. ``table`` also writes the instance table (client/measure.py);
     with an OME-Zarr output its rows become the labels' NGFF ``properties``. ``mask`` and
-    ``skip_below`` keep empty crops from being inferred (segment.SkipRule).
+    ``skip_below`` keep empty crops from being inferred (segment.SkipRule). Instances of fewer
+    than ``min_size`` voxels become background before renumbering, in both modes alike.
 
     With ``blockwise`` (or when the in-memory mode would need more than ``memory_available``,
     by default the machine's available memory) the volume is segmented block by block on a
@@ -248,6 +250,8 @@ def segment_file(
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
     if out is None and labels_into is None:
         raise InputError("nowhere to write the labels: give --out or --labels-into")
+    if min_size < 0:
+        raise InputError(f"--min-size {min_size}: give a voxel count of at least 0 (0 keeps every instance)")
     if block is not None and any(b < 1 for b in block):
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     asked_blockwise = blockwise or scheduler is not None
@@ -300,7 +304,7 @@ def segment_file(
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
             reference_borders=reference_borders, quiet=quiet, resume=resume, work_dir=work_dir, tls=tls,
             runtime=runtime, threads=threads, precision=precision, block=block, workers=workers,
-            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started,
+            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started, min_size=min_size,
         )
 
     def lost(name: str, error: BaseException) -> None:
@@ -320,6 +324,7 @@ def segment_file(
             work=work,
             normalization=normalization,
             skip=skip,
+            min_size=min_size,
         )
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
         columns = measure_xyz(labels, size, volume.data) if table is not None else None
