@@ -19,14 +19,7 @@ from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
-from .sanity import (
-    axes_warning,
-    channel_warning,
-    check_something_to_infer,
-    empty_result_warning,
-    intensity_warning,
-    sample_voxels,
-)
+from .sanity import axes_warning, channel_warning, check_something_to_infer, empty_result_warning, intensity_warning, sample_voxels
 from .segment import SegmentResult, SkipRule, segment_volume
 from .volume_io import (
     Volume,
