@@ -15,7 +15,12 @@ request periods: with slow requests, a window cut at a fixed time would count on
 or less than its share, an error of up to one request in a few. A setting's result is the last three windows, merged, once
 their throughputs and their average latencies each lie within ``tolerance`` of the three
 windows' mean; after ``max_windows`` windows without that, the last three are reported and
-marked unstable. Average latency, not p99, judges stability (perf_analyzer's default too): a
+marked unstable. A setting's wall time is bounded: it measures for at most ``(max_windows + 1)
+* duration`` seconds after its warm-up (plus the wait for a window's first answer and for the
+requests in flight at the end). When fewer than three whole windows fit in that time — requests
+too slow for the window length, e.g. 14 s requests and 5 s windows, where each window waits for
+three answers — stability cannot be judged: every answer measured is reported, merged, and the
+setting is marked as having too few requests. Average latency, not p99, judges stability (perf_analyzer's default too): a
 window's p99 is the largest of its few dozen latencies, which does not settle on a shared CPU.
 
 The pure functions here (:func:`percentile`, :func:`latency_summary`, :func:`server_delta`,
@@ -104,6 +109,7 @@ class Measurement:
     client_ms: dict[str, float]
     server_ms: dict[str, float]
     wire_bytes_per_voxel: float
+    few_requests: bool = False  # too few answers within the setting's time bound to judge stability
 
     @property
     def in_flight(self) -> int:
@@ -248,6 +254,7 @@ def summarise(
     crop: Sequence[int],
     stable: bool,
     measured: int,
+    few_requests: bool = False,
 ) -> Measurement:
     """Merge the counted ``windows`` of a setting into one :class:`Measurement`."""
     records = [r for w in windows for r in w.records]
@@ -275,6 +282,7 @@ def summarise(
         client_ms={s: (float(np.mean([getattr(r, s) for r in records])) * 1e3 if records else math.nan) for s in CLIENT_STAGES},
         server_ms={"request": server.get("success", math.nan), **{s: server.get(s, math.nan) for s in SERVER_STAGES}},
         wire_bytes_per_voxel=(request_bytes + reply_bytes) / (batch * voxels),
+        few_requests=few_requests,
     )
 
 
@@ -371,17 +379,35 @@ class _Clients:
                 raise ServerUnavailableError(f"bench clients did not connect within {limit:.0f}s")
             ready += self._handle(message)
 
-    def next_answer(self, after: float) -> Record:
-        """The earliest answer that ended after ``after``, waiting for one if none has; older
-        answers are dropped."""
+    def take_answer(self, after: float, deadline: float | None = None) -> Record | None:
+        """Remove and return the earliest answer that ended after ``after``, waiting for one if
+        none has; older answers are dropped. None once ``time.monotonic()`` passes ``deadline``
+        with no such answer ended by then."""
         while True:
             self.records = [r for r in self.records if r.end > after]
             if self.records:
-                return min(self.records, key=lambda r: r.end)
-            message = self._get(self.timeout + 5)
+                answer = min(self.records, key=lambda r: r.end)
+                if deadline is not None and answer.end > deadline:
+                    return None
+                self.records.remove(answer)
+                return answer
+            wait = self.timeout + 5
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    return None
+                wait = min(wait, deadline - time.monotonic())
+            message = self._get(wait)
             if message is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
                 raise InferenceTimeoutError(f"no answer within {self.timeout:.0f}s — check the server, or raise --timeout")
             self._handle(message)
+
+    def take_until(self, end: float) -> list[Record]:
+        """Remove and return the answers received so far that ended by ``end``."""
+        taken = [r for r in self.records if r.end <= end]
+        self.records = [r for r in self.records if r.end > end]
+        return taken
 
     def collect_until(self, moment: float) -> None:
         """Take reports until ``time.monotonic()`` reaches ``moment``."""
@@ -429,38 +455,62 @@ def measure(
     try:
         clients.wait_ready(limit=60 + timeout)
         clients.collect_until(time.monotonic() + warmup)
-        start = clients.next_answer(after=time.monotonic()).end
-        before = statistics()
-        windows: list[Window] = []
-        while len(windows) < max_windows and not is_stable(windows, tolerance):
-            records: list[Record] = []
-            while True:
-                answer = clients.next_answer(after=start)
-                clients.records.remove(answer)
-                records.append(answer)
-                if answer.end - start >= duration and len(records) >= MIN_REQUESTS:
-                    break
-            end = answer.end
-            # Answers that ended together with the last one belong to this window too.
-            records += [r for r in clients.records if r.end <= end]
-            clients.records = [r for r in clients.records if r.end > end]
-            after = statistics()
-            window = Window(end - start, tuple(records), server_delta(before, after))
-            windows.append(window)
-            if on_window:
-                on_window(len(windows), window)
-            start, before = end, after
+        windows, counted, few = measure_windows(clients, statistics, begin=time.monotonic(), duration=duration,
+                                                tolerance=tolerance, max_windows=max_windows, on_window=on_window)
     finally:
         clients.close()
-    return summarise(
-        windows[-STABLE_WINDOWS:],
-        batch=batch,
-        concurrency=concurrency,
-        processes=processes,
-        crop=crop,
-        stable=is_stable(windows, tolerance),
-        measured=len(windows),
-    )
+    return summarise(windows, batch=batch, concurrency=concurrency, processes=processes, crop=crop,
+                     stable=not few and is_stable(windows, tolerance), measured=counted, few_requests=few)
+
+
+def measure_windows(
+    answers: Any,
+    statistics: Callable[[], list[dict[str, Any]]],
+    *,
+    begin: float,
+    duration: float,
+    tolerance: float,
+    max_windows: int,
+    on_window: Callable[[int, Window], None] | None = None,
+) -> tuple[list[Window], int, bool]:
+    """Cut the answers of one setting into windows until they are stable, ``max_windows`` are
+    measured, or the setting's time (``(max_windows + 1) * duration`` after ``begin``, the end
+    of its warm-up) runs out; see the module's notes.
+
+    ``answers`` gives answers in order of their end (``take_answer(after, deadline)``,
+    ``take_until(end)``: :class:`_Clients`). Returns the windows to report, how many whole
+    windows were measured, and whether too few answers fit in the time to judge stability
+    (then every window, the one the time cut included, is reported).
+    """
+    deadline = begin + (max_windows + 1) * duration
+    start = answers.take_answer(after=begin).end  # windows run from one answer to another
+    before = statistics()
+    windows: list[Window] = []
+    out_of_time = False
+    while len(windows) < max_windows and not is_stable(windows, tolerance) and not out_of_time:
+        records: list[Record] = []
+        while True:
+            # A window's first answer is awaited whatever the time, so no window is empty.
+            answer = answers.take_answer(after=start, deadline=deadline if records else None)
+            if answer is None:
+                out_of_time = True
+                break
+            records.append(answer)
+            if answer.end - start >= duration and len(records) >= MIN_REQUESTS:
+                break
+        end = records[-1].end
+        # Answers that ended together with the last one belong to this window too.
+        records += answers.take_until(end)
+        after = statistics()
+        window = Window(end - start, tuple(records), server_delta(before, after))
+        windows.append(window)
+        if on_window:
+            on_window(len(windows), window)
+        start, before = end, after
+    whole = windows[:-1] if out_of_time else windows
+    if len(whole) < STABLE_WINDOWS:
+        return windows, len(whole), True
+    return whole[-STABLE_WINDOWS:], len(whole), False
 
 
 def parse_counts(option: str, text: str) -> list[int]:

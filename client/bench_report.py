@@ -33,7 +33,7 @@ _COLUMNS: list[tuple[str, int, str, Any]] = [
     ("out", 6, ".2f", lambda m: m.server_ms["compute_output"]),
     ("B/vox", 6, ".3f", lambda m: m.wire_bytes_per_voxel),
     ("win", 3, "d", lambda m: m.windows),
-    ("stable", 8, "s", lambda m: "yes" if m.stable else "unstable"),
+    ("stable", 8, "s", lambda m: "yes" if m.stable else "few reqs" if m.few_requests else "unstable"),
 ]
 
 
@@ -124,7 +124,7 @@ def plot(result: BenchResult, path: Path) -> Path:
         bottom.plot(x, [m.latency_ms["p99"] for m in rows], marker="o", label=f"batch {batch}")
         for m in rows:
             if not m.stable:
-                top.annotate("unstable", (m.in_flight, m.crops_per_s), fontsize=7, textcoords="offset points", xytext=(4, 4))
+                top.annotate("few requests" if m.few_requests else "unstable", (m.in_flight, m.crops_per_s), fontsize=7, textcoords="offset points", xytext=(4, 4))
     top.set_ylabel("throughput (crops/s)")
     bottom.set_ylabel("p99 latency (ms)")
     bottom.set_xlabel("requests in flight (concurrency x processes)")

@@ -175,8 +175,27 @@ def skeleton_lengths(stats: PartialStats, window: Callable[[tuple[slice, slice, 
     return out
 
 
+class InstanceTable(dict):
+    """The instance table as columns: name → NumPy array, one row per instance, in order.
+
+    A plain ``dict`` of arrays, so measuring needs no pandas (whose newest releases pull NumPy 2
+    over the ``numpy<2`` the server extra pins); :meth:`to_pandas` gives the DataFrame.
+    """
+
+    def to_pandas(self) -> Any:
+        """The table as a ``pandas.DataFrame`` (``pip install 'skoots-triton[pandas]'``)."""
+        try:
+            import pandas
+        except ImportError as e:
+            raise ImportError(
+                "InstanceTable.to_pandas needs pandas: pip install 'skoots-triton[pandas]' "
+                "(pandas<3, which keeps the NumPy 1.x the server extra pins)"
+            ) from e
+        return pandas.DataFrame({name: np.asarray(values) for name, values in self.items()})
+
+
 def instance_table(stats: PartialStats, shape_zyx: Sequence[int], voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE,
-                   lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                   lengths: np.ndarray | None = None) -> InstanceTable:
     """Columns of the instance table (one row per label), in order.
 
     ``label, voxels, volume_<u>3, centroid_{z,y,x}`` (voxels), ``centroid_{z,y,x}_<u>``,
@@ -200,7 +219,7 @@ def instance_table(stats: PartialStats, shape_zyx: Sequence[int], voxel_size: Vo
         columns[f"skeleton_length_{u}"] = lengths
     shape = np.asarray(shape_zyx)
     columns["touches_border"] = ((stats.lo == 0) | (stats.hi == shape - 1)).any(axis=1)
-    return columns
+    return InstanceTable(columns)
 
 
 def table_rows(columns: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
@@ -223,7 +242,8 @@ def check_table_path(path: Path, overwrite: bool, option: str = "--table") -> No
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError as e:  # missing, or built for another NumPy
-            raise OutputError(f"{option} {path}: Parquet needs pyarrow (pip install pyarrow; {str(e).splitlines()[0] if str(e) else 'not importable'}); or write .csv") from None
+            raise OutputError(f"{option} {path}: Parquet needs pyarrow (pip install 'skoots-triton[parquet]'; "
+                              f"{str(e).splitlines()[0] if str(e) else 'not importable'}); or write .csv") from None
 
 
 def write_table(path: Path, columns: dict[str, np.ndarray]) -> Path:
@@ -248,9 +268,9 @@ def write_table(path: Path, columns: dict[str, np.ndarray]) -> Path:
 
 
 def measure_xyz(labels_xyz: Any, voxel_size: VoxelSize, raw_xyz: Any = None, *, skeleton: bool = True,
-                slab_voxels: int = SLAB_VOXELS) -> dict[str, np.ndarray]:
+                slab_voxels: int = SLAB_VOXELS) -> InstanceTable:
     """The instance table of runtime ``[X, Y, Z]`` labels (an array or lazy view), with
-    intensities from ``raw_xyz`` (same shape) when given."""
+    intensities from ``raw_xyz`` (same shape) when given; ``.to_pandas()`` for a DataFrame."""
     x, y, z = labels_xyz.shape
     if raw_xyz is not None and tuple(raw_xyz.shape) != (x, y, z):
         raise InputError(f"--raw is {describe_shape(raw_xyz.shape)}, the labels {describe_shape((x, y, z))}; give the volume they segment")

@@ -26,7 +26,9 @@ def normalize_crop(
 
     With ``dataset_mean`` / ``dataset_std``: ``(x - mean) / std``. Otherwise the seed's rule:
     ``x / 2**16`` for uint16, ``x / 2**8`` for uint8, and float input taken as already
-    normalised. The division runs in float32, as the seed's does. ``out`` (float16, the
+    normalised; int16 (signed EM and CT data, which the seed never read) by
+    ``(x + 2**15) / 2**16``, its range onto [0, 1) as uint16's is: ``x`` as int16 gives the
+    very input ``x + 2**15`` as uint16 gives. The division runs in float32, as the seed's does. ``out`` (float16, the
     crop's shape), when given, receives the result: a slot of a request's batch, so the
     batch needs no second copy.
     """
@@ -38,14 +40,16 @@ def normalize_crop(
                 return crop.astype(np.float16)
             out[...] = crop
             return out
-    elif crop.dtype not in (np.uint8, np.uint16):
-        raise InputError(f"cannot normalise {crop.dtype} voxels; SKOOTS reads uint8, uint16 or float")
+    elif crop.dtype not in (np.uint8, np.uint16, np.int16):
+        raise InputError(f"cannot normalise {crop.dtype} voxels; SKOOTS reads uint8, uint16, int16 or float")
     scaled = crop.astype(np.float32)  # the one float32 temporary, then in place
     if dataset_mean is not None and dataset_std is not None:
         scaled -= np.float32(dataset_mean)
         scaled /= np.float32(dataset_std)
     else:
-        scaled /= np.float32(2**16 if crop.dtype == np.uint16 else 2**8)
+        if crop.dtype == np.int16:
+            scaled += np.float32(2**15)  # exact: every sum is an integer below 2**16
+        scaled /= np.float32(2**8 if crop.dtype == np.uint8 else 2**16)
     if out is None:
         return scaled.astype(np.float16)
     out[...] = scaled
@@ -113,6 +117,8 @@ class Normalization:
         dtype = np.dtype(dtype)
         if self.offset is None:
             formula = "float taken as is" if dtype.kind == "f" else f"x / {2 ** (8 * dtype.itemsize)}"
+            if dtype == np.int16:
+                formula = "(x + 32768) / 65536"
             return f"dtype ({formula}){self.detail}"
         return f"{self.rule}{self.detail}: (x - {self.offset:.6g}) / {self.scale:.6g}"
 

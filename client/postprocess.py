@@ -397,6 +397,39 @@ def renumber_labels(labels: Any) -> tuple[Any, int]:
     return (inverse.astype(dtype) + dtype.type(offset)).reshape(labels.shape), count
 
 
+def remove_small_instances(labels: Any, min_size: int) -> Any:
+    """``labels`` with every instance of fewer than ``min_size`` voxels set to background, in
+    place (before renumbering, so the survivors keep their order of first appearance).
+
+    Examples
+    --------
+    >>> remove_small_instances(np.array([[0, 3, 3], [5, 3, 7]], np.uint16), 2).tolist()
+    [[0, 3, 3], [0, 3, 0]]
+    """
+    if min_size < 0:
+        raise ValueError(f"min_size {min_size} must not be negative")
+    if min_size <= 1 or labels.size == 0:
+        return labels
+    xp = array_module(labels)
+    counts = xp.bincount(labels.ravel())
+    small = xp.flatnonzero(counts[1:] < min_size) + 1
+    if small.size == 0:
+        return labels
+    if xp is np:
+        import fastremap
+
+        return fastremap.mask(labels, small.tolist(), in_place=True)
+    labels[(counts < min_size)[labels] & (labels != 0)] = 0
+    return labels
+
+
+def instance_sizes(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """How many voxels of ``values`` (a block's assigned ids) hold each of ``labels``: what a
+    block adds to each instance's size, summed over blocks before ``--min-size`` applies. CPU."""
+    unique, counts = np.unique(np.asarray(values), return_counts=True)
+    return counts[np.searchsorted(unique, labels)].astype(np.int64)
+
+
 def first_appearances(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The nonzero labels of ``labels`` in order of first appearance in C order, and the flat
     (C-order) index where each first appears: what a block contributes to the volume's order

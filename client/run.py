@@ -19,7 +19,7 @@ from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
 from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
 from .progress import ProgressLine
-from .sanity import axes_warning, channel_warning, empty_result_warning, intensity_warning, sample_voxels
+from .sanity import axes_warning, channel_warning, check_something_to_infer, empty_result_warning, intensity_warning, sample_voxels
 from .segment import SegmentResult, SkipRule, segment_volume
 from .volume_io import (
     Volume,
@@ -38,7 +38,7 @@ from .volume_io import (
     write_intermediates,
     write_labels,
 )
-from .workdir import WorkDir, default_work_dir, file_identity, fingerprint
+from .workdir import WorkDir, default_work_dir, file_identity, fingerprint, stale_work_text
 
 
 def open_endpoints(
@@ -214,6 +214,7 @@ def segment_file(
     scheduler: str | None = None,
     memory_available: int | None = None,
     level: int | None = None,
+    min_size: int = 0,
 ) -> str:
     """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
 
@@ -227,7 +228,8 @@ def segment_file(
     ``out`` may be None when ``labels_into`` (an OME-Zarr image) receives the labels instead,
     in its ``labels/<label_name>``. ``table`` also writes the instance table (client/measure.py);
     with an OME-Zarr output its rows become the labels' NGFF ``properties``. ``mask`` and
-    ``skip_below`` keep empty crops from being inferred (segment.SkipRule).
+    ``skip_below`` keep empty crops from being inferred (segment.SkipRule). Instances of fewer
+    than ``min_size`` voxels become background before renumbering, in both modes alike.
 
     With ``blockwise`` (or when the in-memory mode would need more than ``memory_available``,
     by default the machine's available memory) the volume is segmented block by block on a
@@ -250,6 +252,8 @@ def segment_file(
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
     if out is None and labels_into is None:
         raise InputError("nowhere to write the labels: give --out or --labels-into")
+    if min_size < 0:
+        raise InputError(f"--min-size {min_size}: give a voxel count of at least 0 (0 keeps every instance)")
     if block is not None and any(b < 1 for b in block):
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     asked_blockwise = blockwise or scheduler is not None
@@ -263,10 +267,14 @@ def segment_file(
         check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into, out=out)
         asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
+    if work_path is None and not asked_blockwise:  # blockwise refuses it (blockwise/pipeline.py)
+        warn_each(warn, stale_work_text(default_work_dir(out or labels_into)))
     size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
     if labels_into is not None:
         check_labels_into(labels_into, label_name, volume.shape, overwrite)
     skip, skip_described = skip_rule(mask, skip_below)
+    if skip is not None:
+        check_something_to_infer(volume, skip.mask, skip.below)
     try:
         xp = postprocess.device_array_module(device)
     except ValueError as e:
@@ -299,7 +307,7 @@ def segment_file(
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
             reference_borders=reference_borders, quiet=quiet, resume=resume, work_dir=work_dir, tls=tls,
             runtime=runtime, threads=threads, precision=precision, block=block, workers=workers,
-            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started,
+            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started, min_size=min_size,
         )
 
     def lost(name: str, error: BaseException) -> None:
@@ -319,6 +327,7 @@ def segment_file(
             work=work,
             normalization=normalization,
             skip=skip,
+            min_size=min_size,
         )
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
         done_at: list[Path] = []  # a failure from here on never loses the labels (keep_labels)

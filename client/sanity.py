@@ -8,7 +8,8 @@ Zarr store costs 64 small windows.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -40,10 +41,14 @@ def sample_voxels(volume: Volume) -> np.ndarray:
 def intensity_warning(sample: np.ndarray, dtype: Any, normalization: Normalization, explicit: bool) -> str | None:
     """What the sample says is wrong with ``normalization`` for this volume.
 
-    A constant volume is always flagged. The rest is only checked under the model's dtype rule
-    when the user did not choose one (``explicit``): float input beyond [0, 1] (the rule takes
-    float as already normalised; far beyond, e.g. 0-255, is an ``InputError``), and integers
-    that use under 1/16 of their dtype's range (12-bit camera data in uint16 reach 1/16).
+    A constant volume is always flagged (a warning, not a refusal: the sample may have missed a
+    small bright region of a large volume). The rest is only checked under the model's dtype
+    rule when the user did not choose one (``explicit``), and refused with ``InputError``, since
+    the labels would come out empty after a whole inference: float input far beyond [0, 1]
+    (the rule takes float as already normalised; slightly beyond is a warning), and integers
+    that use under 1/16 of their dtype's range — a uint16 maximum of 4095 or less (12-bit
+    camera data), a uint8 one of 15 or less, an int16 span of under 4096 (most signed EM and CT
+    data) — which the rule maps to a nearly uniform input.
     """
     dtype = np.dtype(dtype)
     low, high = float(sample.min()), float(sample.max())
@@ -51,20 +56,57 @@ def intensity_warning(sample: np.ndarray, dtype: Any, normalization: Normalizati
         return f"every sampled voxel of the volume is {low:g}: there is nothing to segment — check the file, --channel and --axes"
     if explicit or normalization.offset is not None:
         return None
+    insist = "pass --normalize percentile (or minmax) to rescale it, or --normalize dtype to take it as is"
     if dtype.kind == "f":
         if low >= -0.05 and high <= 1.05:
             return None
         found = f"the {dtype.name} volume's values span {low:g} to {high:g}, but the model takes float input as already normalised to [0, 1]"
         if low < -1 or high > 2:
-            raise InputError(f"{found}; pass --normalize percentile (or minmax) to rescale it, or --normalize dtype to take it as is")
+            raise InputError(f"{found}; {insist}")
         return f"{found}; if the labels look wrong, pass --normalize percentile"
-    top = np.iinfo(dtype).max
-    if high < (top + 1) / 16:
-        return (
-            f"the {dtype.name} volume uses only 0 to {high:g} of its range 0 to {top} (e.g. 12-bit camera data), "
-            "so the model sees it nearly black; pass --normalize percentile"
+    info = np.iinfo(dtype)
+    span = info.max - info.min + 1
+    if info.min < 0 and high - low < span / 16:
+        raise InputError(
+            f"the {dtype.name} volume spans only {low:g} to {high:g} of its range {info.min} to {info.max}, "
+            f"so under the dtype rule (x + {-info.min}) / {span} the model sees it nearly uniform; {insist}"
+        )
+    if info.min == 0 and high < span / 16:
+        raise InputError(
+            f"the {dtype.name} volume uses only 0 to {high:g} of its range 0 to {info.max} (e.g. 12-bit camera data), "
+            f"so under the dtype rule x / {span} the model sees it nearly black; {insist}"
         )
     return None
+
+
+def check_something_to_infer(volume: Volume, mask: Any = None, skip_below: float | None = None,
+                             slab_bytes: int = 64 << 20) -> None:
+    """Refuse a ``--mask`` without foreground, or a ``--skip-below`` above every voxel of the
+    volume, before any crop is inferred: every crop would be skipped and the labels empty.
+
+    Exact, not sampled: the mask, and the volume for ``skip_below``, are read a slab at a time
+    until a foreground voxel (a voxel at or above ``skip_below``) turns up — on a usable input
+    the first slabs. Only a refused input is read whole.
+    """
+    if mask is not None and not any(np.any(slab) for slab in _slabs(mask, slab_bytes)):
+        raise InputError("--mask has no foreground (no nonzero voxel): every crop would be skipped and the labels empty; "
+                         "check the mask (nonzero = foreground), or drop --mask")
+    if skip_below is not None:
+        top = -math.inf
+        for slab in _slabs(volume.data, slab_bytes):
+            top = max(top, float(slab.max()))
+            if top >= skip_below:
+                return
+        raise InputError(f"--skip-below {skip_below:g} is above every voxel of the volume (its maximum is {top:g}): "
+                         "every crop would be skipped and the labels empty; lower it, or drop --skip-below")
+
+
+def _slabs(data: Any, slab_bytes: int) -> Iterator[np.ndarray]:
+    """``data`` ``[X, Y, Z]`` (an array or lazy view) read a Z slab of about ``slab_bytes`` at a time."""
+    x, y, z = data.shape
+    step = max(1, slab_bytes // max(1, x * y * np.dtype(data.dtype).itemsize))
+    for z0 in range(0, z, step):
+        yield np.asarray(data[:, :, z0:z0 + step])
 
 
 def channel_warning(volume: Volume) -> str | None:

@@ -148,6 +148,7 @@ def segment_volume(
     work: WorkDir | None = None,
     normalization: Normalization | None = None,
     skip: SkipRule | None = None,
+    min_size: int = 0,
 ) -> SegmentResult:
     """Segment ``volume`` with the model behind ``endpoints`` (docs/SEMANTICS.md steps 1-10).
 
@@ -157,6 +158,7 @@ def segment_volume(
     ``skip``, crops it rules out are not sent: their owned region stays background (zero
     skeleton and vectors), and crops that are inferred are stitched exactly as without it.
     ``normalization`` defaults to the model's rule (``parameters``' mean/std, else the dtype's).
+    Instances of fewer than ``min_size`` voxels become background before renumbering.
     """
     if normalization is None:
         normalization = model_rule(parameters.dataset_mean, parameters.dataset_std)
@@ -222,7 +224,7 @@ def segment_volume(
             labels[...] = 0
             labels[interior] = kept
     with _timed(seconds, "renumber"):
-        labels, count = postprocess.renumber_labels(labels)
+        labels, count = postprocess.renumber_labels(postprocess.remove_small_instances(labels, min_size))
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}

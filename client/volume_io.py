@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 
-SUPPORTED_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float16", "float32", "float64")
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr",)
 
@@ -565,7 +565,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(
-            f"{path} holds {dtype.name} voxels; SKOOTS reads uint8, uint16 or float (already normalised) — convert it"
+            f"{path} holds {dtype.name} voxels; SKOOTS reads uint8, uint16, int16 or float (already normalised) — convert it"
         )
     shape = tuple(int(n) for n in array.shape)
     if any(n == 0 for n in shape):

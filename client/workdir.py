@@ -102,6 +102,16 @@ def default_work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".work")
 
 
+def stale_work_text(path: Path) -> str | None:
+    """The warning for a work directory at ``path`` that a run without ``--resume`` will not
+    use (left by an earlier run with ``--resume`` that was killed or failed): it is neither
+    read nor removed, so the crops it holds are not lost."""
+    if not path.exists():
+        return None
+    return (f"{path} is a work directory left by an earlier run; this run (without --resume) neither uses nor removes it: "
+            "pass --resume to continue from its finished crops, or remove it")
+
+
 def _host(array: Any) -> np.ndarray:
     return np.ascontiguousarray(array.get() if hasattr(array, "get") else array)
 

@@ -63,17 +63,29 @@ class BlockwiseResult:
         return max(self.peaks.values(), default=0)
 
     def summary(self, voxels: int) -> str:
-        stages_text = ", ".join(
-            f"{k} {v:.2f}s ({voxels / max(v, 1e-9) / 1e6:.3g} Mvoxels/s)" for k, v in self.seconds.items()
-        )
-        text = (f"blockwise: {self.blocks} blocks on {self.workers} workers, largest worker peak "
-                f"{self.peak_rss / 2**20:.0f} MiB; {stages_text}")
+        """Blocks, workers and each stage's time. A stage taken whole from the work directory
+        says so instead of a time; a rate counts only the share of the volume done in this run,
+        and the worker peak only tasks that ran (none when everything was resumed)."""
+        stages_text = ", ".join(self._stage(k, v, voxels) for k, v in self.seconds.items())
+        peak = f", largest worker peak {self.peak_rss / 2**20:.0f} MiB" if self.peaks else ""
+        text = f"blockwise: {_blocks(self.blocks)} on {self.workers} workers{peak}; {stages_text}"
         resumed = {k: v for k, v in self.resumed.items() if v}
         if self.skipped:
             text += f"\nskipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
         if resumed:
             text += "\nresumed " + ", ".join(f"{v} {k}" for k, v in resumed.items()) + " blocks from the work directory"
         return text
+
+    def _stage(self, name: str, seconds: float, voxels: int) -> str:
+        done, resumed = self.done.get(name), self.resumed.get(name, 0)
+        if done == 0 and resumed:
+            return f"{name} resumed ({_blocks(resumed)})"
+        share = voxels * done / (done + resumed) if done else voxels
+        return f"{name} {seconds:.2f}s ({share / max(seconds, 1e-9) / 1e6:.3g} Mvoxels/s)"
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block{'' if n == 1 else 's'}"
 
 
 def available_memory() -> int:
@@ -156,6 +168,7 @@ def segment_blockwise(
     ngff_version: str = "0.4",
     measure: bool = False,
     into: tuple[Path, str] | None = None,
+    min_size: int = 0,
 ) -> BlockwiseResult:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
     or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
@@ -166,9 +179,10 @@ def segment_blockwise(
     run with ``--resume``) and removed without. The output states ``voxel_size`` (an
     ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
     ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
-    (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). A failure
-    once the labels are complete keeps the work directory, resume or not, and says where the
-    labels are: a run with ``--resume`` finishes writing them.
+    (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). Instances of
+    fewer than ``min_size`` voxels, summed over the blocks they cross, become background. A
+    failure once the labels are complete keeps the work directory, resume or not, and says
+    where the labels are: a run with ``--resume`` finishes writing them.
     """
     if out is not None:
         check_tiff_fits(out, job.shape)
@@ -183,7 +197,8 @@ def segment_blockwise(
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
-                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into)
+                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
+                 min_size=min_size)
         except BaseException as e:
             store.close()
             if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
@@ -208,6 +223,7 @@ def _run(
     client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: BlockwiseResult,
     *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
     into: tuple[Path, str] | None = None,
+    min_size: int = 0,
 ) -> None:
     stage = _Stage(client, result, quiet)
     names = [b.name for b in grid.blocks]
@@ -226,7 +242,7 @@ def _run(
     result.seconds["label"] += time.perf_counter() - started
 
     done = _still_done(client, job, "assign", store, names)
-    firsts = {n: tuple(store.load_npz("firsts", n, ["labels", "at"]).values()) for n in done}
+    firsts = {n: tuple(store.load_npz("firsts", n, ["labels", "at", "size"]).values()) for n in done}
     calls = []
     for b in grid.blocks:
         if b.name in done:
@@ -234,10 +250,16 @@ def _run(
         reach = [nb.index for nb in grid.overlapping(grow(b.region, (halos or (job.label_halo,))[0], job.shape))]
         calls.append((b.name, stages.assign_block, (job, b.index, {i: tables[order[i]] for i in reach}, dtype, halos)))
     for name, value in stage.run("assign", calls, len(names)).items():
-        firsts[name] = (value["labels"], value["at"])
+        firsts[name] = (value["labels"], value["at"], value["size"])
 
     started = time.perf_counter()
-    keys, ranks = global_order([firsts[n] for n in names])
+    kept = _large_enough([firsts[n] for n in names], min_size)
+    surviving = []
+    for name in names:
+        labels, at, _ = firsts[name]
+        keep = np.isin(labels, kept)
+        surviving.append((labels[keep], at[keep]))
+    keys, ranks = global_order(surviving)
     result.instances = len(keys)
     out_dtype = postprocess.smallest_unsigned_dtype(len(keys))
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
@@ -250,7 +272,7 @@ def _run(
     levels = layout.levels if layout is not None else pyramid(shape_zxy, voxel_size.zyx)
     array_path = str(target / levels[0].path) if ome else str(target)
     made = store.path / "out" / ".made"
-    made_as = f"{out_dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout}"
+    made_as = f"{out_dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout} min-size {min_size}"
     if (made.read_text() if made.exists() else "") != made_as:
         shutil.rmtree(target, ignore_errors=True)
         for marker in [*(store.path / "done" / "write").glob("*"), *(store.path / "done" / "pyramid").glob("*")]:
@@ -271,8 +293,9 @@ def _run(
         if name in done:
             continue
         present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
-        calls.append((name, stages.write_block,
-                      (job, region, present, ranks[np.searchsorted(keys, present)], out_dtype, array_path, measure)))
+        at = np.minimum(np.searchsorted(keys, present), max(len(keys) - 1, 0))
+        numbers = np.where(np.isin(present, keys), ranks[at] if len(keys) else 0, 0)  # removed by --min-size: 0
+        calls.append((name, stages.write_block, (job, region, present, numbers, out_dtype, array_path, measure)))
     result.seconds["order"] = time.perf_counter() - started
     result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
     if ome:
@@ -308,6 +331,16 @@ def _run(
             shutil.copytree(target, staged)
             _replace(staged, out)
     result.seconds["write"] += time.perf_counter() - started
+
+
+def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], min_size: int) -> np.ndarray:
+    """The instances (sorted) whose voxels, summed over the blocks' ``(labels, at, size)``,
+    number at least ``min_size``: what survives ``--min-size``, as in the in-memory mode."""
+    labels = np.concatenate([f[0] for f in firsts]) if firsts else np.zeros(0, np.uint64)
+    sizes = np.concatenate([f[2] for f in firsts]) if firsts else np.zeros(0, np.int64)
+    unique, inverse = np.unique(labels, return_inverse=True)
+    total = np.bincount(inverse.ravel(), weights=sizes, minlength=len(unique))
+    return unique[total >= min_size]
 
 
 def _write_pyramid(stage: _Stage, job: stages.Job, store: BlockStore, target: Path, levels: Sequence[Level],
@@ -349,7 +382,7 @@ def blockwise_file(
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
-    into: tuple[Path, str] | None = None,
+    into: tuple[Path, str] | None = None, min_size: int = 0,
 ) -> BlockwiseResult:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
@@ -370,4 +403,4 @@ def blockwise_file(
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version, measure=measure, into=into)
+                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size)

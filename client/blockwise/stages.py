@@ -306,9 +306,10 @@ def assign_block(
     del out
     job.store.save_sparse("assigned", block.name, at, ids)
     values, linear = sparse.first_appearances(at, ids, block.region, job.shape)
-    job.store.save_npz("firsts", block.name, labels=values, at=linear)
+    size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
+    job.store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
     job.store.mark("assign", block.name, crc(at, ids), {"labels": int(len(values))})
-    return _report(started, labels=values, at=linear)
+    return _report(started, labels=values, at=linear, size=size)
 
 
 # --- renumber + write ------------------------------------------------------------------------

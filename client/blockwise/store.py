@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import OutputError
 from ..workdir import FINGERPRINT, _fsync, check_work_dir, crc, lock_work_dir
 
-FORMAT = "skoots-blockwise/2"
+FORMAT = "skoots-blockwise/3"  # 3: firsts carry each instance's voxels in the block
 STAGES = ("infer", "assign", "write", "pyramid")
 SPARSE = ("labels", "vectors", "assigned")
 

@@ -22,7 +22,8 @@ from skoots_export.model_config import ModelParameters
 CROP, OVERLAP = (24, 24, 8), (4, 4, 2)  # crop steps 16, 16, 4
 
 
-def in_memory_labels(vectors: np.ndarray, skeleton: np.ndarray, parameters: ModelParameters, reference_borders: bool = False) -> np.ndarray:
+def in_memory_labels(vectors: np.ndarray, skeleton: np.ndarray, parameters: ModelParameters, reference_borders: bool = False,
+                     min_size: int = 0) -> np.ndarray:
     """The in-memory mode's post-processing of stitched answers (segment_volume's steps 7-10)."""
     skeleton_labels, _ = postprocess.label_skeleton(skeleton)
     labels = postprocess.assign_instances(vectors, skeleton_labels, parameters.vector_scaling, parameters.embedding_iterations)
@@ -31,7 +32,7 @@ def in_memory_labels(vectors: np.ndarray, skeleton: np.ndarray, parameters: Mode
         kept = labels[interior].copy()
         labels[...] = 0
         labels[interior] = kept
-    return postprocess.renumber_labels(labels)[0]
+    return postprocess.renumber_labels(postprocess.remove_small_instances(labels, min_size))[0]
 
 
 def answers_store(folder: Path, vectors: np.ndarray, skeleton: np.ndarray) -> Path:

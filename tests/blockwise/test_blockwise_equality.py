@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
+from skoots_client import postprocess
+from skoots_client.blockwise.blocks import BlockGrid
+
+from blockwise_support import CROP, OVERLAP, PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
 
 SHAPE = (70, 61, 23)  # 5 x 4 x 6 crops: no block size below divides it
 PARAMETERS = PARAMETERS_FOR_TESTS
@@ -56,3 +59,27 @@ def test_a_volume_without_objects(local_cluster, tmp_path: Path) -> None:
     got, result = blockwise_labels(tmp_path, path, shape, PARAMETERS, (1, 1, 1), scheduler=local_cluster.scheduler_address)
     expected = in_memory_labels(vectors, skeleton, PARAMETERS)
     assert result.instances == 0 and got.dtype == expected.dtype == np.uint8 and not got.any()
+
+
+def test_min_size_removes_the_same_instances_blockwise_with_sizes_summed_across_blocks(local_cluster, answers, tmp_path: Path) -> None:
+    """--min-size: the in-memory labels are the oracle's (whole instances under the size gone,
+    the rest renumbered by first appearance), and blockwise equals them bitwise, although some
+    kept instances have fewer than min-size voxels in every block they cross."""
+    path, vectors, skeleton = answers
+    whole = in_memory_labels(vectors, skeleton, PARAMETERS)
+    sizes = np.bincount(whole.ravel())[1:]
+    min_size = int(np.median(sizes))
+    oracle = whole.copy()
+    oracle[np.isin(whole, np.flatnonzero(sizes < min_size) + 1)] = 0
+    oracle = postprocess.renumber_labels(oracle)[0]
+    expected = in_memory_labels(vectors, skeleton, PARAMETERS, min_size=min_size)
+    assert expected.dtype == oracle.dtype and np.array_equal(expected, oracle)
+    assert 5 < expected.max() < whole.max()
+    got, result = blockwise_labels(tmp_path, path, SHAPE, PARAMETERS, (1, 1, 1), scheduler=local_cluster.scheduler_address,
+                                   min_size=min_size)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected) and result.instances == expected.max()
+    largest_part = np.zeros(expected.max() + 1, np.int64)
+    for block in BlockGrid(SHAPE, CROP, OVERLAP, (1, 1, 1)).blocks:
+        part = np.bincount(expected[block.slices].ravel(), minlength=len(largest_part))
+        largest_part = np.maximum(largest_part, part)
+    assert (largest_part[1:] < min_size).any(), "an instance kept only by summing its blocks"

@@ -21,7 +21,7 @@ import tifffile
 import zarr
 from scipy import ndimage
 
-from skoots_client.errors import OutputError
+from skoots_client.errors import InputError, OutputError
 from skoots_client.run import segment_file
 from test_segment_cli import run_client
 
@@ -59,18 +59,60 @@ def test_float_0_to_255_is_refused_until_normalize_is_given(e2e_repository: Path
         assert named in text and warnings == [] and instances(text) == labels.max() >= 1
 
 
-def test_12_bit_data_in_uint16_warns_and_the_warning_changes_nothing(e2e_repository: Path, tmp_path: Path) -> None:
+def test_12_bit_data_in_uint16_is_refused_before_inference_until_normalize_is_given(e2e_repository: Path, tmp_path: Path) -> None:
+    """Issue 17: a warning, 90 s of inference and an all-zero label file before; now one line,
+    exit 2, nothing written, in the in-memory and the blockwise mode alike."""
     tifffile.imwrite(tmp_path / "c.tif", (blobs() * 4095).astype(np.uint16))
-    text, warnings, labels = segment(tmp_path / "c.tif", tmp_path / "auto.tif", e2e_repository)
-    assert warnings[0] == (
-        "the uint16 volume uses only 0 to 4095 of its range 0 to 65535 (e.g. 12-bit camera data), "
-        "so the model sees it nearly black; pass --normalize percentile"
-    )
-    assert "normalisation dtype (x / 65536), the model's rule" in text
-    _, quiet, same = segment(tmp_path / "c.tif", tmp_path / "dtype.tif", e2e_repository, normalize="dtype")
-    assert not any("12-bit" in w for w in quiet) and np.array_equal(labels, same)
+    refused = run_client("segment", "c.tif", "-r", e2e_repository, "--device", "cpu", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stdout == ""
+    line = ("the uint16 volume uses only 0 to 4095 of its range 0 to 65535 (e.g. 12-bit camera data), so under the dtype rule "
+            "x / 65536 the model sees it nearly black; pass --normalize percentile (or minmax) to rescale it, "
+            "or --normalize dtype to take it as is")
+    assert refused.stderr.splitlines() == [f"error: {line}"]
+    with pytest.raises(InputError, match=re.escape(line)):
+        segment_file(tmp_path / "c.tif", out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu", quiet=True,
+                     blockwise=True, block=(16, 16, 4), workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]
+    text, warnings, labels = segment(tmp_path / "c.tif", tmp_path / "dtype.tif", e2e_repository, normalize="dtype")
+    assert "normalisation dtype (x / 65536)" in text and not any("12-bit" in w for w in warnings), "--normalize dtype insists"
     fixed, _, _ = segment(tmp_path / "c.tif", tmp_path / "p.tif", e2e_repository, normalize="percentile")
-    assert instances(fixed) >= 1, "the fix the warning names finds objects"
+    assert instances(fixed) >= 1, "the fix the refusal names finds objects"
+
+
+@pytest.mark.parametrize("blockwise", [False, True])
+def test_a_mask_without_foreground_or_skip_below_above_the_maximum_is_refused_before_inference(
+    e2e_repository: Path, tmp_path: Path, blockwise: bool
+) -> None:
+    tifffile.imwrite(tmp_path / "v.tif", (blobs() * 65535).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "m.tif", np.zeros((4, 10, 8), np.uint8))
+    options = dict(out=tmp_path / "l.zarr", repository=e2e_repository, device="cpu", quiet=True, resume=True,
+                   blockwise=blockwise, block=(16, 16, 4), workers=1)
+    with pytest.raises(InputError, match=r"^--mask has no foreground \(no nonzero voxel\): every crop would be skipped"):
+        segment_file(tmp_path / "v.tif", mask=tmp_path / "m.tif", **options)
+    with pytest.raises(InputError, match=r"^--skip-below 70000 is above every voxel of the volume \(its maximum is 65535\)"):
+        segment_file(tmp_path / "v.tif", skip_below=70000, **options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "v.tif"], "no work directory, no output"
+
+
+def test_int16_is_segmented_as_the_same_voxels_shifted_into_uint16(e2e_repository: Path, tmp_path: Path) -> None:
+    """int16 under the dtype rule, (x + 2**15) / 2**16, is uint16's rule on x + 2**15: the same
+    labels, in the in-memory and the blockwise mode; a narrow int16 span is refused as 12-bit
+    uint16 is."""
+    shifted = (blobs() * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "u.tif", shifted)
+    tifffile.imwrite(tmp_path / "s.tif", (shifted.astype(np.int32) - 2**15).astype(np.int16))
+    text, warnings, expected = segment(tmp_path / "u.tif", tmp_path / "u_labels.tif", e2e_repository)
+    signed, warnings_signed, labels = segment(tmp_path / "s.tif", tmp_path / "s_labels.tif", e2e_repository)
+    assert expected.max() >= 1 and np.array_equal(labels, expected) and warnings_signed == warnings
+    assert "int16, axes ZYX" in signed and "normalisation dtype ((x + 32768) / 65536), the model's rule" in signed
+    segment_file(tmp_path / "s.tif", out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu", quiet=True,
+                 blockwise=True, block=(16, 16, 4), workers=1)
+    assert np.array_equal(zarr.open_array(str(tmp_path / "b.zarr"), mode="r")[...], expected)
+    tifffile.imwrite(tmp_path / "ct.tif", (blobs() * 4095 - 1024).astype(np.int16))
+    with pytest.raises(InputError, match=r"^the int16 volume spans only -1024 to 3071 of its range -32768 to 32767"):
+        segment(tmp_path / "ct.tif", tmp_path / "ct_labels.tif", e2e_repository)
+    _, _, stretched = segment(tmp_path / "ct.tif", tmp_path / "ct_labels.tif", e2e_repository, normalize="percentile")
+    assert stretched.max() >= 1
 
 
 def test_float_slightly_beyond_1_warns_and_the_warning_changes_nothing(e2e_repository: Path, tmp_path: Path) -> None:

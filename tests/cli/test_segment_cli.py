@@ -90,7 +90,7 @@ INPUT_CASES = [
     ("rgb-without-channel", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 3), np.uint8), photometric="rgb"), [], r"has 3 channels; choose one with --channel 0\.\.2"),
     ("channel-out-of-range", lambda p: tifffile.imwrite(p, volume_zxy((4, 16, 16, 5)), photometric="minisblack", planarconfig="contig"), ["--channel", "5"], r"--channel 5 is out of range: \S+ has channels 0\.\.4"),
     ("channel-of-single-channel", lambda p: tifffile.imwrite(p, volume_zxy()), ["--channel", "1"], r"--channel 1 is out of range: \S+ has one channel"),
-    ("int32", lambda p: tifffile.imwrite(p, volume_zxy().astype(np.int32)), [], r"holds int32 voxels; SKOOTS reads uint8, uint16 or float \(already normalised\) — convert it"),
+    ("int32", lambda p: tifffile.imwrite(p, volume_zxy().astype(np.int32)), [], r"holds int32 voxels; SKOOTS reads uint8, uint16, int16 or float \(already normalised\) — convert it"),
     ("bool", lambda p: tifffile.imwrite(p, volume_zxy() > 30000), [], r"holds bool voxels; .* convert it"),
     ("float64-nan", with_nonfinite(np.nan), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\); replace them before segmenting"),
     ("float64-inf", with_nonfinite(np.inf), [], r"holds NaN or infinite values \(first at z 11, y 39, x 35\)"),

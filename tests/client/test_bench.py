@@ -14,6 +14,7 @@ from skoots_client.bench import (
     Window,
     is_stable,
     latency_summary,
+    measure_windows,
     message_bytes,
     parse_counts,
     per_request_ms,
@@ -121,3 +122,49 @@ def test_parse_counts() -> None:
     for bad in ("", "0", "1,x", "-1", "1.5"):
         with pytest.raises(InputError, match="positive integers separated by commas"):
             parse_counts("--concurrency", bad)
+
+
+class Answers:
+    """Synthetic answers in order of their end, as the bench clients hand them to
+    :func:`measure_windows` (``take_answer`` / ``take_until``): timings, no server."""
+
+    def __init__(self, ends: list[float], crops: int = 1) -> None:
+        self.records = [Record(end, 1.0, 0.0, 1.0, 0.0, crops) for end in ends]
+
+    def take_answer(self, after: float, deadline: float | None = None) -> Record | None:
+        answer = next((r for r in self.records if r.end > after), None)
+        if answer is None or (deadline is not None and answer.end > deadline):
+            return None
+        self.records.remove(answer)
+        return answer
+
+    def take_until(self, end: float) -> list[Record]:
+        taken = [r for r in self.records if r.end <= end]
+        self.records = [r for r in self.records if r.end > end]
+        return taken
+
+
+def test_a_setting_whose_requests_are_too_slow_ends_at_its_time_bound_with_too_few_requests() -> None:
+    """Issue 17: 14 s requests and 5 s windows of at least 3 answers each: 3+ windows took 2 to 7
+    minutes per setting. Now it ends (10 + 1) x 5 s after its warm-up, reports every answer it
+    measured and says it had too few to judge stability."""
+    answers = Answers([14.0 * k for k in range(1, 40)])
+    windows, counted, few = measure_windows(answers, list, begin=0.0, duration=5.0, tolerance=0.1, max_windows=10)
+    assert few and counted == 0
+    assert [r.end for w in windows for r in w.records] == [28.0, 42.0], "the answers within 55 s after the first (at 14 s)"
+    m = summarise(windows, batch=1, concurrency=1, processes=1, crop=(4, 4, 4), stable=False, measured=counted, few_requests=few)
+    assert m.few_requests and not m.stable and m.requests == 2 and m.crops_per_s == pytest.approx(2 / 28.0)
+
+
+def test_fast_settings_are_judged_as_before_within_the_bound() -> None:
+    steady = Answers([0.1 * k for k in range(1, 400)])
+    windows, counted, few = measure_windows(steady, list, begin=0.0, duration=1.0, tolerance=0.1, max_windows=10)
+    assert not few and counted == 3 and len(windows) == 3 and is_stable(windows, 0.1)
+    assert all(len(w.records) == 10 for w in windows)
+    # Rates that never settle: max_windows windows, the last three reported, unstable.
+    ends, t = [], 0.0
+    for k in range(400):
+        t += 0.1 if (k // 10) % 2 else 0.05
+        ends.append(t)
+    windows, counted, few = measure_windows(Answers(ends), list, begin=0.0, duration=0.5, tolerance=0.05, max_windows=6)
+    assert not few and counted == 6 and len(windows) == 3 and not is_stable(windows, 0.05)

@@ -157,8 +157,25 @@ def test_measure_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(OutputError, match=r"--table \S+t\.csv exists; pass --overwrite"):
         check_table_path(tmp_path / "t.csv", overwrite=False)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(OutputError, match=r"Parquet needs pyarrow \(pip install pyarrow; .*\); or write \.csv"):
+    with pytest.raises(OutputError, match=r"Parquet needs pyarrow \(pip install 'skoots-triton\[parquet\]'; .*\); or write \.csv"):
         check_table_path(tmp_path / "t.parquet", overwrite=False)
+
+
+def test_the_table_is_a_dict_of_columns_and_a_dataframe_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: pandas is not needed to measure; to_pandas() gives the same columns and rows."""
+    import pandas  # the test extra's
+
+    labels = random_labels(seed=2)
+    raw = np.random.default_rng(3).integers(0, 60000, size=labels.shape).astype(np.uint16)
+    table = measure_xyz(labels, SIZE, raw, skeleton=False)
+    assert isinstance(table, dict) and len(table["label"]) > 10
+    frame = table.to_pandas()
+    assert isinstance(frame, pandas.DataFrame) and list(frame.columns) == list(table) and len(frame) == len(table["label"])
+    for name, values in table.items():
+        assert frame[name].dtype == values.dtype and np.array_equal(frame[name].to_numpy(), values)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"^InstanceTable\.to_pandas needs pandas: pip install 'skoots-triton\[pandas\]'"):
+        table.to_pandas()
 
 
 def test_measure_slabs_reads_only_slabs() -> None:

@@ -155,3 +155,19 @@ def test_device_choice() -> None:
         assert pp.device_array_module("auto") is np
         with pytest.raises(ValueError, match=r"skoots-triton\[gpu\]"):
             pp.device_array_module("gpu")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+@pytest.mark.parametrize("min_size", [0, 1, 2, 7, 40, 10**6])
+def test_remove_small_instances_equals_a_naive_loop(dtype, min_size: int) -> None:
+    labels = np.random.default_rng(min_size).integers(0, 60, (13, 11, 7)).astype(dtype)
+    labels[labels > 40] = 0
+    expected = labels.copy()
+    for value in np.unique(labels[labels > 0]):
+        if (labels == value).sum() < min_size:
+            expected[labels == value] = 0
+    got = pp.remove_small_instances(labels.copy(), min_size)
+    assert got.dtype == dtype and np.array_equal(got, expected)
+    assert not pp.remove_small_instances(np.zeros((0, 3, 3), dtype), 5).size
+    with pytest.raises(ValueError, match="min_size -1 must not be negative"):
+        pp.remove_small_instances(labels, -1)

@@ -16,6 +16,7 @@ from skoots_client.normalize import NormalizeChoice, Normalization, parse_normal
 from skoots_client.sanity import (
     SAMPLE_WINDOW,
     SAMPLE_WINDOWS_PER_AXIS,
+    check_something_to_infer,
     empty_result_warning,
     intensity_warning,
     sample_voxels,
@@ -104,7 +105,10 @@ DTYPE_RULE = Normalization("dtype", detail=", the model's rule")
         ([0.0, 0.5, 1.0], np.float32, DTYPE_RULE, False, None),
         ([-0.3, 0.5, 1.4], np.float32, DTYPE_RULE, False, "values span -0.3 to 1.4, but the model takes float input as already normalised to [0, 1]; if the labels look wrong, pass --normalize percentile"),
         ([0.0, 200.0], np.float32, DTYPE_RULE, True, None),
-        ([0, 15], np.uint8, DTYPE_RULE, False, "the uint8 volume uses only 0 to 15 of its range 0 to 255 (e.g. 12-bit camera data), so the model sees it nearly black; pass --normalize percentile"),
+        ([0, 15], np.uint8, DTYPE_RULE, True, None),
+        ([0, 4095], np.uint16, DTYPE_RULE, True, None),
+        ([0, 4096], np.uint16, DTYPE_RULE, False, None),
+        ([-20000, 20000], np.int16, DTYPE_RULE, False, None),
         ([0, 16], np.uint8, DTYPE_RULE, False, None),
         ([0, 4095], np.uint16, Normalization("mean-std", 100.0, 20.0), False, None),
         ([7, 7], np.uint16, Normalization("percentile", 1.0, 2.0), True, "every sampled voxel of the volume is 7: there is nothing to segment — check the file, --channel and --axes"),
@@ -118,6 +122,36 @@ def test_intensity_looks(values, dtype, rule, explicit, expected) -> None:
 def test_float_far_beyond_one_under_the_dtype_rule_is_refused() -> None:
     with pytest.raises(InputError, match=r"float64 volume's values span 0 to 255, .* or --normalize dtype to take it as is"):
         intensity_warning(np.array([0.0, 255.0]), np.float64, DTYPE_RULE, False)
+
+
+@pytest.mark.parametrize(
+    "values,dtype,match",
+    [
+        ([0, 4095], np.uint16, r"^the uint16 volume uses only 0 to 4095 of its range 0 to 65535 \(e\.g\. 12-bit camera data\), so under the "
+                               r"dtype rule x / 65536 the model sees it nearly black; pass --normalize percentile \(or minmax\) to rescale it, "
+                               r"or --normalize dtype to take it as is$"),
+        ([3, 15], np.uint8, r"^the uint8 volume uses only 0 to 15 of its range 0 to 255 .* x / 256 .*--normalize dtype to take it as is$"),
+        ([-1024, 3071], np.int16, r"^the int16 volume spans only -1024 to 3071 of its range -32768 to 32767, so under the dtype rule "
+                                  r"\(x \+ 32768\) / 65536 the model sees it nearly uniform; pass --normalize percentile .*--normalize dtype"),
+    ],
+)
+def test_integers_using_under_a_sixteenth_of_their_range_are_refused_under_the_dtype_rule(values, dtype, match) -> None:
+    """The labels would come out empty after a whole inference (issue 17: 90 s for nothing)."""
+    with pytest.raises(InputError, match=match):
+        intensity_warning(np.array(values, dtype), dtype, DTYPE_RULE, False)
+
+
+def test_a_mask_without_foreground_or_a_skip_below_above_every_voxel_is_refused(tmp_path: Path) -> None:
+    data = np.zeros((40, 30, 20), np.uint16)
+    data[39, 29, 19] = 900  # the last voxel read: the whole volume is scanned, slab by slab
+    volume = Volume(data, tmp_path / "v.tif")
+    with pytest.raises(InputError, match=r"^--mask has no foreground \(no nonzero voxel\): every crop would be skipped and the labels empty; "):
+        check_something_to_infer(volume, np.zeros((4, 3, 2), np.uint8), slab_bytes=100)
+    with pytest.raises(InputError, match=r"^--skip-below 901 is above every voxel of the volume \(its maximum is 900\): every crop would be "
+                                         r"skipped and the labels empty; lower it, or drop --skip-below$"):
+        check_something_to_infer(volume, None, 901, slab_bytes=100)
+    check_something_to_infer(volume, np.eye(4, dtype=bool)[:, :, None], 900, slab_bytes=100)
+    check_something_to_infer(volume)
 
 
 def test_a_nearly_empty_result_is_flagged() -> None:

@@ -126,6 +126,19 @@ def test_normalisation_follows_the_seed() -> None:
         normalize_crop(np.array([[[np.nan]]], np.float32))
 
 
+def test_int16_maps_its_range_onto_0_1_as_uint16_does(tmp_path: Path) -> None:
+    """The dtype rule for int16 is (x + 2**15) / 2**16: the very FP16 input of x + 2**15 as uint16."""
+    signed = np.array([[[-32768, -1024, 0, 3071, 32767]]], dtype=np.int16)
+    shifted = (signed.astype(np.int32) + 2**15).astype(np.uint16)
+    assert np.array_equal(normalize_crop(signed), normalize_crop(shifted)) and normalize_crop(signed).dtype == np.float16
+    assert normalize_crop(signed)[0, 0, 0] == 0 and normalize_crop(signed)[0, 0, 2] == 0.5
+    assert normalize_crop(signed, dataset_mean=-1024.0, dataset_std=4096.0)[0, 0, 1] == 0
+    tifffile.imwrite(tmp_path / "s.tif", np.full((3, 4, 5), -7, np.int16))
+    assert read_volume(tmp_path / "s.tif").dtype == np.int16
+    with pytest.raises(InputError, match="cannot normalise int32 voxels; SKOOTS reads uint8, uint16, int16 or float"):
+        normalize_crop(np.zeros((1, 1, 1), np.int32))
+
+
 def test_imagej_hyperstack_channel_axis_is_found_where_it_is(tmp_path: Path) -> None:
     zcyx = zxy_volume(shape=(4, 2, 6, 5))
     tifffile.imwrite(tmp_path / "zcyx.tif", zcyx, imagej=True, metadata={"axes": "ZCYX"})

@@ -195,6 +195,30 @@ def test_two_tritonservers_on_a_local_cluster(triton_server, e2e_repository: Pat
     assert np.array_equal(labels_of(tmp_path / "l.zarr"), expected)
 
 
+def test_min_size_in_memory_is_the_oracles_and_blockwise_equals_it(e2e_repository: Path, volume, tmp_path: Path) -> None:
+    """--min-size through the real model: the in-memory labels are the undisturbed run's without
+    its instances under the size, renumbered by first appearance; blockwise equals them bitwise."""
+    from skoots_client import postprocess
+
+    path, expected = volume
+    runtime = expected.transpose(1, 2, 0)  # [X, Y, Z]: the order first appearance is counted in
+    sizes = np.bincount(runtime.ravel())[1:]
+    min_size = int(np.median(sizes))
+    oracle = runtime.copy()
+    oracle[np.isin(runtime, np.flatnonzero(sizes < min_size) + 1)] = 0
+    oracle = postprocess.renumber_labels(oracle)[0].transpose(2, 0, 1)
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, min_size=min_size)
+    text = segment_file(path, out=tmp_path / "m.tif", **options)
+    kept = tifffile.imread(tmp_path / "m.tif")
+    assert kept.dtype == oracle.dtype and np.array_equal(kept, oracle) and 0 < kept.max() < expected.max()
+    assert f"{kept.max()} instances" in text
+    segment_file(path, out=tmp_path / "b.zarr", blockwise=True, block=(16, 16, 4), workers=2, **options)
+    assert np.array_equal(labels_of(tmp_path / "b.zarr"), kept)
+    refused = run_client("segment", str(path), "-r", str(e2e_repository), "--min-size", "-1", "--out", str(tmp_path / "n.tif"))
+    assert refused.returncode == 2
+    assert refused.stderr == "error: --min-size -1: give a voxel count of at least 0 (0 keeps every instance)\n"
+
+
 def test_unreachable_scheduler_is_one_line_and_writes_nothing(e2e_repository: Path, volume, tmp_path: Path) -> None:
     path, _ = volume
     result = run_client("segment", str(path), "-r", str(e2e_repository), "--scheduler", "tcp://127.0.0.1:9",
