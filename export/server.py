@@ -4,6 +4,7 @@ The binary is ``tritonserver`` on PATH or, failing that, the one inside the ``nv
 wheel (the ``server`` extra). That one only has the Python backend, and its stub must match
 the running Python, find the wheel's bundled libraries, and take its site-packages from the
 first ``python3`` on PATH — so we lay out a private backend directory and environment for it.
+Triton's PyTorch backend, built here by ``skoots build-backend pytorch``, joins it there.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class ServerConfig:
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     tls: ServerTls | None = None
+    # A folder holding libtriton_pytorch.so built for the wheel's server (skoots build-backend pytorch).
+    pytorch_backend: Path | None = None
 
     @property
     def plain_host(self) -> str:
@@ -134,6 +137,13 @@ class _Binary:
     def python_only(self) -> bool:
         """The wheel's binary: Python backend only, no libtorch."""
         return self.stubs is not None
+
+    def core_library(self) -> Path:
+        """The wheel's Triton core, which it ships renamed (``libtritonserver-<hash>.so``)."""
+        found = sorted((self.bundled_libs or Path()).glob("libtritonserver*.so*"))
+        if not found:
+            raise ServerError(f"nvidia-pytriton has no libtritonserver in {self.bundled_libs}; reinstall it")
+        return found[0]
 
 
 def find_binary() -> _Binary:
@@ -337,18 +347,27 @@ class TritonServer:
         """The exit code once the process has ended, else None."""
         return self._process.poll() if self._process else None
 
-    def _python_backend_dir(self) -> Path:
-        """A private backend directory: the wheel's Python backend plus the stub for this Python."""
+    def _backend_dir(self) -> Path:
+        """A private backend directory: the wheel's Python backend plus the stub for this Python,
+        and the PyTorch backend when the config names one, beside an alias of the wheel's core
+        under the name that backend links (``libtritonserver.so``; its RUNPATH holds ``$ORIGIN``)."""
         assert self._workdir is not None
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = (self.binary.stubs or Path()) / version / "triton_python_backend_stub"
         if not stub.is_file():
             raise ServerError(f"nvidia-pytriton has no Python-backend stub for Python {version}; use Python 3.8-3.13")
-        target = self._workdir / "backends" / "python"
-        target.mkdir(parents=True)
+        root = self._workdir / "backends"
+        python = root / "python"
+        python.mkdir(parents=True)
         for source in (*(self.binary.python_backend or Path()).glob("*.*"), stub):
-            shutil.copy2(source, target / source.name)
-        return target.parent
+            shutil.copy2(source, python / source.name)
+        if self.config.pytorch_backend is not None:
+            pytorch = root / "pytorch"
+            pytorch.mkdir()
+            for source in Path(self.config.pytorch_backend).resolve().iterdir():
+                (pytorch / source.name).symlink_to(source)
+            (pytorch / "libtritonserver.so").symlink_to(self.binary.core_library())
+        return root
 
     def argv(self) -> list[str]:
         c = self.config
@@ -369,7 +388,7 @@ class TritonServer:
         if c.models:
             args += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in c.models]
         if self.binary.stubs is not None:
-            args.append(f"--backend-directory={self._python_backend_dir()}")
+            args.append(f"--backend-directory={self._backend_dir()}")
         if c.tls is not None:
             args += c.tls.argv()
         return args + list(c.extra_args)
