@@ -403,6 +403,18 @@ class TritonServer:
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
 
+    def model_states(self) -> dict[str, str]:
+        """Each model of the repository and its state (``READY``, ``UNAVAILABLE``, ...; one not
+        loaded has none and is left out), from the server's HTTP repository index."""
+        host = LOOPBACK if self.config.plain_host in ("0.0.0.0", "::") else self.config.plain_host
+        request = urllib.request.Request(f"http://{host}:{self.http_port}/v2/repository/index", data=b"{}", method="POST")
+        try:
+            with direct_open(request, timeout=10) as answer:
+                index = json.load(answer)
+        except (OSError, ValueError) as e:
+            raise ServerError(f"tritonserver did not list its models: {e}") from e
+        return {m["name"]: m["state"] for m in index if m.get("state")}
+
     def _port_in_use(self, attribute: str) -> PortInUseError:
         label = next(label for label, a, _ in _SERVICES if a == attribute)
         port, host, option = getattr(self, attribute), self._host(attribute), f"--{attribute.replace('_', '-')}"
@@ -574,21 +586,6 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def python_backend_models(repository: Path) -> list[str]:
-    """Names of the models in ``repository`` whose config selects the Python backend."""
-    from .model_config import config_from_text
-
-    names = []
-    for config_path in sorted(Path(repository).glob("*/config.pbtxt")):
-        try:
-            config = config_from_text(config_path.read_text())
-        except Exception:  # noqa: BLE001 - a broken config is the server's to report
-            continue
-        if config.backend == "python":
-            names.append(config_path.parent.name)
-    return names
 
 
 def wait_for_signal(server: TritonServer) -> None:
