@@ -99,14 +99,13 @@ def find_vendor(start: Path | None = None) -> Path | None:
     return None
 
 
-def missing_tools() -> list[str]:
-    """What to install before a build can work, each as ``what (apt package)``; empty when all is there."""
-    missing = [f"{tool} ({package})" for tool, package in (("cmake", "cmake"), ("make", "make"), ("g++", "g++"))
-               if shutil.which(tool) is None]
+def missing_tools() -> list[tuple[str, str]]:
+    """What a build needs and is not installed, each as ``(what, apt package)``; empty when all is there."""
+    missing = [(tool, tool) for tool in ("cmake", "make", "g++") if shutil.which(tool) is None]
     if not any(Path(p, "RapidJSONConfig.cmake").is_file() or Path(p, "rapidjson-config.cmake").is_file() for p in RAPIDJSON_CONFIG):
-        missing.append("RapidJSON headers (rapidjson-dev)")
+        missing.append(("RapidJSON headers", "rapidjson-dev"))
     if not (GOOGLETEST_SOURCE / "CMakeLists.txt").is_file():
-        missing.append(f"googletest sources in {GOOGLETEST_SOURCE} (googletest)")
+        missing.append((f"googletest sources in {GOOGLETEST_SOURCE}", "googletest"))
     return missing
 
 
@@ -114,9 +113,9 @@ def check_tools() -> None:
     """Raise ``BuildToolMissingError`` naming everything to install, in one line."""
     missing = missing_tools()
     if missing:
-        packages = " ".join(item.rsplit("(", 1)[1].rstrip(")") for item in missing)
+        named = ", ".join(what if what == package else f"{what} ({package})" for what, package in missing)
         raise BuildToolMissingError(
-            f"building the PyTorch backend needs {', '.join(missing)}: install with apt-get install -y {packages}"
+            f"building the PyTorch backend needs {named}: install with apt-get install -y {' '.join(p for _, p in missing)}"
         )
 
 
