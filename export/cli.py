@@ -152,7 +152,7 @@ def serve_command(
     ssl_root_cert: Annotated[Optional[Path], typer.Option("--ssl-root-cert", help="CA certificate (PEM): clients must present a certificate it signed (mutual TLS).")] = None,
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
-    from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, wait_for_signal
+    from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, stop_signals, wait_for_signal
     from .model_backends import plan_models
     from .torch_compat import check_repository
 
@@ -187,6 +187,7 @@ def serve_command(
         states = server.model_states()
     except ExportError as e:
         raise fail(e) from None
+    stop = stop_signals()
     plain = server.config.plain_host
     typer.echo(f"serving {repository}:")
     for name, state in sorted(states.items()):
@@ -198,7 +199,7 @@ def serve_command(
         + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
     )
     try:
-        wait_for_signal(server)
+        wait_for_signal(server, stop)
     except ServerError as e:  # the server ended by itself: not the user's doing
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

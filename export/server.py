@@ -588,12 +588,19 @@ class TritonServer:
         self.stop()
 
 
-def wait_for_signal(server: TritonServer) -> None:
-    """Block until SIGINT/SIGTERM, then stop the server; a server that ends by itself first is
-    a ``ServerError`` with the reason from its log."""
+def stop_signals() -> threading.Event:
+    """An event that SIGINT/SIGTERM set from now on: installed before the banner says the server
+    is up, so a Ctrl-C right after it stops the server cleanly."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def wait_for_signal(server: TritonServer, stop: threading.Event | None = None) -> None:
+    """Block until SIGINT/SIGTERM (``stop`` is set), then stop the server; a server that ends by
+    itself first is a ``ServerError`` with the reason from its log."""
+    stop = stop or stop_signals()
     while not stop.is_set() and server.poll() is None:
         stop.wait(0.5)
     server.stop()
