@@ -132,7 +132,10 @@ def _gather_sources(source: Path, into: Path) -> dict[str, Path]:
             target.mkdir(parents=True)
             try:
                 with tarfile.open(archive) as tar:
-                    tar.extractall(target, filter="data")
+                    if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.8-3.11 security releases
+                        tar.extractall(target, filter="data")
+                    else:
+                        tar.extractall(target)
             except (tarfile.TarError, OSError) as e:
                 raise BackendBuildError(f"cannot unpack {archive}: {e}") from e
             found[name] = target
@@ -239,7 +242,11 @@ def build_pytorch_backend(
         )
         if target.parent.exists():
             shutil.rmtree(target.parent)
-        os.replace(staged.parent, target.parent)
+        try:
+            os.replace(staged.parent, target.parent)
+        except OSError:
+            if not (target / LIBRARY).is_file():  # not another build that finished first
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log_path.unlink(missing_ok=True)
