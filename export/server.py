@@ -135,7 +135,7 @@ class _Binary:
 
     @property
     def python_only(self) -> bool:
-        """The wheel's binary: Python backend only, no libtorch."""
+        """The wheel's binary: its own backend is Python only (a PyTorch one built here can join it)."""
         return self.stubs is not None
 
     def core_library(self) -> Path:
@@ -407,6 +407,7 @@ class TritonServer:
         """Each model of the repository and its state (``READY``, ``UNAVAILABLE``, ...; one not
         loaded has none and is left out), from the server's HTTP repository index."""
         host = LOOPBACK if self.config.plain_host in ("0.0.0.0", "::") else self.config.plain_host
+        host = f"[{host}]" if ":" in host else host
         request = urllib.request.Request(f"http://{host}:{self.http_port}/v2/repository/index", data=b"{}", method="POST")
         try:
             with direct_open(request, timeout=10) as answer:

@@ -114,3 +114,16 @@ def test_an_unreadable_archive_is_one_line(tmp_path: Path) -> None:
         (tmp_path / "src" / f"{name}-r24.10.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(BackendBuildError, match=r"^cannot unpack .*-r24\.10\.tar\.gz: "):
         backend_build._gather_sources(tmp_path / "src", tmp_path / "into")
+
+
+def test_a_build_that_makes_no_library_is_one_line_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if backend_build.missing_tools():
+        pytest.skip("the build needs cmake, make, g++, rapidjson-dev and googletest")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in backend_build.SOURCES:
+        (tmp_path / "src" / name).mkdir(parents=True)
+        (tmp_path / "src" / name / "CMakeLists.txt").write_text(
+            "cmake_minimum_required(VERSION 3.17)\nproject(x NONE)\nadd_custom_target(triton-pytorch-backend)\n")
+    with pytest.raises(BackendBuildError, match=r"^the build made no libtriton_pytorch\.so — full log: "):
+        build_pytorch_backend(tmp_path / "src", jobs=1)
+    assert [p.name for p in (tmp_path / "cache" / "skoots-triton" / "backends").iterdir() if p.is_dir()] == []

@@ -77,3 +77,16 @@ def test_a_repository_with_nothing_servable_is_one_line(tmp_path: Path, monkeypa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))  # no cached build
     with pytest.raises(ServerError, match=r"has no model this tritonserver can serve \(skoots \(pytorch_libtorch\) needs Triton's PyTorch backend: build it with skoots build-backend pytorch\); export one with skoots export --backend python"):
         plan_models(repository(tmp_path / "repo", "skoots"), WHEEL, (), None)
+
+
+def test_a_wheel_without_its_core_library_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ServerError, match=r"^nvidia-pytriton has no libtritonserver in .*; reinstall it$"):
+        _Binary(Path("tritonserver"), tmp_path, Path("python"), Path("stubs")).core_library()
+
+
+def test_model_states_of_a_server_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    from skoots_export.server import ServerConfig, TritonServer
+
+    server = TritonServer(ServerConfig(repository=tmp_path), WHEEL)  # ports claimed, nothing started
+    with pytest.raises(ServerError, match=r"^tritonserver did not list its models: "):
+        server.model_states()
