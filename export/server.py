@@ -146,6 +146,15 @@ class _Binary:
         return found[0]
 
 
+def _torch_lib() -> Path | None:
+    """This environment's torch ``lib`` folder (libtorch.so, libc10.so, ...), found without
+    importing torch; None without torch (the backend then relies on its RUNPATH)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "lib"
+
+
 def find_binary() -> _Binary:
     """``tritonserver`` on PATH, else the one in the ``nvidia-pytriton`` wheel."""
     on_path = shutil.which("tritonserver")
@@ -399,6 +408,11 @@ class TritonServer:
             # The stub must find the wheel's libraries and the running interpreter's libpython,
             # and takes its site-packages from the first python3 on PATH.
             libs = [str(self.binary.bundled_libs), sysconfig.get_config_var("LIBDIR") or ""]
+            torch_lib = _torch_lib() if self.config.pytorch_backend is not None else None
+            if torch_lib is not None:
+                # The backend's RUNPATH names the torch it was built against; a cached build
+                # reused by another environment with the same torch takes that one's libraries.
+                libs.insert(0, str(torch_lib))
             env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
