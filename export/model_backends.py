@@ -124,9 +124,14 @@ def plan_models(repository: Path, binary, requested: tuple[str, ...], pytorch_ba
             reason = unservable_reason(models[name], backends) if name in models else None
             if reason:
                 raise ServerError(reason)
-        return ServePlan(requested, backend, described, ())
+        return ServePlan(requested, _needed(backend, requested, described), described, ())
     names, reasons = servable_models(repository, backends)
     if not names:
         why = "; ".join(reasons) or "it holds no model"
         raise ServerError(f"{repository} has no model this tritonserver can serve ({why}); export one with skoots export --backend python, both or all")
-    return ServePlan(tuple(names), backend, described, tuple(reasons))
+    return ServePlan(tuple(names), _needed(backend, names, described), described, tuple(reasons))
+
+
+def _needed(backend: Path | None, names, described: dict[str, str]) -> Path | None:
+    """``backend`` when one of ``names`` runs on it: a server loads no backend it does not use."""
+    return backend if any(described.get(name) == "pytorch" for name in names) else None

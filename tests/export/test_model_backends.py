@@ -90,3 +90,9 @@ def test_model_states_of_a_server_that_does_not_answer_is_one_line(tmp_path: Pat
     server = TritonServer(ServerConfig(repository=tmp_path), WHEEL)  # ports claimed, nothing started
     with pytest.raises(ServerError, match=r"^tritonserver did not list its models: "):
         server.model_states()
+
+
+def test_the_pytorch_backend_joins_the_server_only_for_a_model_that_runs_on_it(tmp_path: Path, built: Path) -> None:
+    folder = repository(tmp_path, "skoots_gpu", "skoots_python")
+    assert plan_models(folder, WHEEL, (), built).pytorch_backend is None
+    assert plan_models(folder, WHEEL, ("skoots_python",), built).pytorch_backend is None
