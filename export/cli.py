@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -47,6 +48,12 @@ def option_triple(option: str, text: Optional[str], kind: type = int) -> Optiona
             f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}, "
             f"or named as napari shows the axes, e.g. {option} {named}"
         ) from None
+
+
+class BuildableBackend(str, enum.Enum):
+    """Triton backends ``skoots build-backend`` builds."""
+
+    pytorch = "pytorch"
 
 
 def fail(error: Exception) -> typer.Exit:
@@ -137,14 +144,16 @@ def serve_command(
     grpc_port: Annotated[int, typer.Option(help="gRPC port (0: pick a free one).")] = 0,
     http_port: Annotated[int, typer.Option(help="HTTP port (0: pick a free one).")] = 0,
     metrics_port: Annotated[int, typer.Option(help="Metrics port (0: pick a free one).")] = 0,
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="Load only these models (repeatable). Default: all, or all Python-backend models when the server has only that backend.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="Load only these models (repeatable). Default: every model the server has a backend for.")] = None,
+    pytorch_backend: Annotated[Optional[Path], typer.Option("--pytorch-backend", help="Folder with libtriton_pytorch.so for the nvidia-pytriton server. Default: the one skoots build-backend pytorch cached for this torch, if built.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the models to be ready.")] = 300.0,
     ssl_cert: Annotated[Optional[Path], typer.Option("--ssl-cert", help="Serve gRPC over TLS with this certificate (PEM); with --ssl-key. HTTP and metrics then stay on 127.0.0.1.")] = None,
     ssl_key: Annotated[Optional[Path], typer.Option("--ssl-key", help="Private key (PEM) of --ssl-cert.")] = None,
     ssl_root_cert: Annotated[Optional[Path], typer.Option("--ssl-root-cert", help="CA certificate (PEM): clients must present a certificate it signed (mutual TLS).")] = None,
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
-    from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, python_backend_models, wait_for_signal
+    from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, stop_signals, wait_for_signal
+    from .model_backends import plan_models
     from .torch_compat import check_repository
 
     try:
@@ -154,15 +163,11 @@ def serve_command(
             raise ServerError("--ssl-cert and --ssl-key come together (--ssl-root-cert needs them too)")
         tls = ServerTls(ssl_cert, ssl_key, ssl_root_cert) if ssl_cert is not None and ssl_key is not None else None
         binary = find_binary()
-        models = tuple(model or ())
-        if not models and binary.python_only:
-            models = tuple(python_backend_models(repository))
-            if not models:
-                raise ServerError(
-                    f"{repository} has no Python-backend model and this tritonserver (nvidia-pytriton) has no libtorch "
-                    "backend; export with --backend python or --backend both"
-                )
-        if binary.python_only:  # its Python backend runs model.pt with this environment's torch
+        plan = plan_models(repository, binary, tuple(model or ()), pytorch_backend)
+        for line in plan.warnings:
+            typer.echo(f"warning: {line}", err=True)
+        models = plan.models
+        if binary.python_only:  # its backends run model.pt with this environment's torch
             problem = check_repository(repository, models)
             if problem:
                 raise ServerError(problem)
@@ -175,14 +180,18 @@ def serve_command(
             typer.echo(f"warning: binding {host}: {exposure}", err=True)
         server = TritonServer(
             ServerConfig(repository=repository, host=host, grpc_port=grpc_port, http_port=http_port,
-                         metrics_port=metrics_port, models=models, tls=tls),
+                         metrics_port=metrics_port, models=models, tls=tls, pytorch_backend=plan.pytorch_backend),
             binary,
         )
         server.start(timeout=timeout)
+        states = server.model_states()
     except ExportError as e:
         raise fail(e) from None
+    stop = stop_signals()
     plain = server.config.plain_host
-    typer.echo(f"serving {', '.join(models) or 'all models'} from {repository}")
+    typer.echo(f"serving {repository}:")
+    for name, state in sorted(states.items()):
+        typer.echo(f"  {name:<24} {state:<12} {plan.backends.get(name, '?')}")
     typer.echo(f"grpc {server.grpc_url}{' (TLS)' if tls else ''}  http {plain}:{server.http_port}  metrics {plain}:{server.metrics_port}")
     typer.echo(
         f"segment with: skoots-client segment VOLUME --url {server.grpc_url}"  # the client finds the model
@@ -190,10 +199,32 @@ def serve_command(
         + (" --private-key KEY.pem --cert-chain CERT.pem" if tls and tls.root_cert else "")
     )
     try:
-        wait_for_signal(server)
+        wait_for_signal(server, stop)
     except ServerError as e:  # the server ended by itself: not the user's doing
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command("build-backend")
+def build_backend_command(
+    backend: Annotated[BuildableBackend, typer.Argument(help="The Triton backend to build: pytorch (libtriton_pytorch.so, CPU only).")],
+    source: Annotated[Optional[Path], typer.Option(help="Folder with Triton r24.10's core, common, backend and pytorch_backend (checkouts or NAME-r24.10.tar.gz). Default: shared/vendor/triton-r24.10 in this folder or a parent.")] = None,
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel compile jobs (default: the CPU count).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build again even when the cache holds a build for this torch.")] = False,
+) -> None:
+    """Build Triton's PyTorch backend against this environment's torch, for skoots serve.
+
+    The build (a few minutes) is cached under ~/.cache/skoots-triton/backends (or
+    $XDG_CACHE_HOME) per Triton release, torch version and C++ ABI; skoots serve uses it.
+    """
+    from .backend_build import build_pytorch_backend
+
+    try:
+        result = build_pytorch_backend(source, jobs=jobs, force=force, progress=typer.echo)
+    except ExportError as e:
+        raise fail(e) from None
+    how = "reused the cached build" if result.reused else f"built in {result.seconds:.0f} s"
+    typer.echo(f"{how}: {result.backend_dir} — skoots serve loads pytorch_libtorch models with it")
 
 
 def main() -> None:

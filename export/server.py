@@ -4,6 +4,7 @@ The binary is ``tritonserver`` on PATH or, failing that, the one inside the ``nv
 wheel (the ``server`` extra). That one only has the Python backend, and its stub must match
 the running Python, find the wheel's bundled libraries, and take its site-packages from the
 first ``python3`` on PATH — so we lay out a private backend directory and environment for it.
+Triton's PyTorch backend, built here by ``skoots build-backend pytorch``, joins it there.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class ServerConfig:
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     tls: ServerTls | None = None
+    # A folder holding libtriton_pytorch.so built for the wheel's server (skoots build-backend pytorch).
+    pytorch_backend: Path | None = None
 
     @property
     def plain_host(self) -> str:
@@ -132,8 +135,24 @@ class _Binary:
 
     @property
     def python_only(self) -> bool:
-        """The wheel's binary: Python backend only, no libtorch."""
+        """The wheel's binary: its own backend is Python only (a PyTorch one built here can join it)."""
         return self.stubs is not None
+
+    def core_library(self) -> Path:
+        """The wheel's Triton core, which it ships renamed (``libtritonserver-<hash>.so``)."""
+        found = sorted((self.bundled_libs or Path()).glob("libtritonserver*.so*"))
+        if not found:
+            raise ServerError(f"nvidia-pytriton has no libtritonserver in {self.bundled_libs}; reinstall it")
+        return found[0]
+
+
+def _torch_lib() -> Path | None:
+    """This environment's torch ``lib`` folder (libtorch.so, libc10.so, ...), found without
+    importing torch; None without torch (the backend then relies on its RUNPATH)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "lib"
 
 
 def find_binary() -> _Binary:
@@ -337,18 +356,27 @@ class TritonServer:
         """The exit code once the process has ended, else None."""
         return self._process.poll() if self._process else None
 
-    def _python_backend_dir(self) -> Path:
-        """A private backend directory: the wheel's Python backend plus the stub for this Python."""
+    def _backend_dir(self) -> Path:
+        """A private backend directory: the wheel's Python backend plus the stub for this Python,
+        and the PyTorch backend when the config names one, beside an alias of the wheel's core
+        under the name that backend links (``libtritonserver.so``; its RUNPATH holds ``$ORIGIN``)."""
         assert self._workdir is not None
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = (self.binary.stubs or Path()) / version / "triton_python_backend_stub"
         if not stub.is_file():
             raise ServerError(f"nvidia-pytriton has no Python-backend stub for Python {version}; use Python 3.8-3.13")
-        target = self._workdir / "backends" / "python"
-        target.mkdir(parents=True)
+        root = self._workdir / "backends"
+        python = root / "python"
+        python.mkdir(parents=True)
         for source in (*(self.binary.python_backend or Path()).glob("*.*"), stub):
-            shutil.copy2(source, target / source.name)
-        return target.parent
+            shutil.copy2(source, python / source.name)
+        if self.config.pytorch_backend is not None:
+            pytorch = root / "pytorch"
+            pytorch.mkdir()
+            for source in Path(self.config.pytorch_backend).resolve().iterdir():
+                (pytorch / source.name).symlink_to(source)
+            (pytorch / "libtritonserver.so").symlink_to(self.binary.core_library())
+        return root
 
     def argv(self) -> list[str]:
         c = self.config
@@ -369,7 +397,7 @@ class TritonServer:
         if c.models:
             args += ["--model-control-mode=explicit"] + [f"--load-model={m}" for m in c.models]
         if self.binary.stubs is not None:
-            args.append(f"--backend-directory={self._python_backend_dir()}")
+            args.append(f"--backend-directory={self._backend_dir()}")
         if c.tls is not None:
             args += c.tls.argv()
         return args + list(c.extra_args)
@@ -380,9 +408,27 @@ class TritonServer:
             # The stub must find the wheel's libraries and the running interpreter's libpython,
             # and takes its site-packages from the first python3 on PATH.
             libs = [str(self.binary.bundled_libs), sysconfig.get_config_var("LIBDIR") or ""]
+            torch_lib = _torch_lib() if self.config.pytorch_backend is not None else None
+            if torch_lib is not None:
+                # The backend's RUNPATH names the torch it was built against; a cached build
+                # reused by another environment with the same torch takes that one's libraries.
+                libs.insert(0, str(torch_lib))
             env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
+
+    def model_states(self) -> dict[str, str]:
+        """Each model of the repository and its state (``READY``, ``UNAVAILABLE``, ...; one not
+        loaded has none and is left out), from the server's HTTP repository index."""
+        host = LOOPBACK if self.config.plain_host in ("0.0.0.0", "::") else self.config.plain_host
+        host = f"[{host}]" if ":" in host else host
+        request = urllib.request.Request(f"http://{host}:{self.http_port}/v2/repository/index", data=b"{}", method="POST")
+        try:
+            with direct_open(request, timeout=10) as answer:
+                index = json.load(answer)
+        except (OSError, ValueError) as e:
+            raise ServerError(f"tritonserver did not list its models: {e}") from e
+        return {m["name"]: m["state"] for m in index if m.get("state")}
 
     def _port_in_use(self, attribute: str) -> PortInUseError:
         label = next(label for label, a, _ in _SERVICES if a == attribute)
@@ -557,27 +603,19 @@ class TritonServer:
         self.stop()
 
 
-def python_backend_models(repository: Path) -> list[str]:
-    """Names of the models in ``repository`` whose config selects the Python backend."""
-    from .model_config import config_from_text
-
-    names = []
-    for config_path in sorted(Path(repository).glob("*/config.pbtxt")):
-        try:
-            config = config_from_text(config_path.read_text())
-        except Exception:  # noqa: BLE001 - a broken config is the server's to report
-            continue
-        if config.backend == "python":
-            names.append(config_path.parent.name)
-    return names
-
-
-def wait_for_signal(server: TritonServer) -> None:
-    """Block until SIGINT/SIGTERM, then stop the server; a server that ends by itself first is
-    a ``ServerError`` with the reason from its log."""
+def stop_signals() -> threading.Event:
+    """An event that SIGINT/SIGTERM set from now on: installed before the banner says the server
+    is up, so a Ctrl-C right after it stops the server cleanly."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def wait_for_signal(server: TritonServer, stop: threading.Event | None = None) -> None:
+    """Block until SIGINT/SIGTERM (``stop`` is set), then stop the server; a server that ends by
+    itself first is a ``ServerError`` with the reason from its log."""
+    stop = stop or stop_signals()
     while not stop.is_set() and server.poll() is None:
         stop.wait(0.5)
     server.stop()

@@ -125,3 +125,21 @@ def e2e_seed_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpo
     export = {**E2E_EXPORT, "dilations_3d": 1, "dilations_2d": 3}
     export_checkpoint(lively_checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=4, **export)
     return repository
+
+
+@pytest.fixture(scope="session")
+def pytorch_backend() -> Path:
+    """Triton's PyTorch backend for the wheel's server, built once into the user's cache (where
+    ``.ci/run``'s ``skoots build-backend pytorch`` put it; seconds then, minutes on a fresh machine)."""
+    from skoots_export.backend_build import build_pytorch_backend, cached_backend, find_vendor, missing_tools
+
+    cached = cached_backend()
+    if cached is not None:
+        return cached
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"the PyTorch backend build (skoots build-backend pytorch) needs apt packages {' '.join(p for _, p in missing)}")
+    source = find_vendor(Path(__file__).parent)
+    if source is None:
+        pytest.skip("no cached PyTorch backend and no ../shared/vendor/triton-r24.10 to build it from (skoots build-backend pytorch --source DIR)")
+    return build_pytorch_backend(source).backend_dir

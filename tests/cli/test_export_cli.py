@@ -293,11 +293,12 @@ def test_export_options_list_is_complete() -> None:
 @pytest.mark.parametrize(
     "command,wanted",
     [
-        ([], ["export", "serve"]),
+        ([], ["export", "serve", "build-backend"]),
         (["export"], EXPORT_OPTIONS + ["-r", "checkpoint"]),
-        (["serve"], ["--host", "--grpc-port", "--http-port", "--metrics-port", "--model", "--timeout"]),
+        (["serve"], ["--host", "--grpc-port", "--http-port", "--metrics-port", "--model", "--pytorch-backend", "--timeout"]),
+        (["build-backend"], ["pytorch", "--source", "--jobs", "--force"]),
     ],
-    ids=["skoots", "export", "serve"],
+    ids=["skoots", "export", "serve", "build-backend"],
 )
 def test_help_explains_every_option(command: list[str], wanted: list[str]) -> None:
     result = skoots(*command, "--help")

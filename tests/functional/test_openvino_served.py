@@ -32,11 +32,13 @@ def test_skoots_serve_of_a_default_export_serves_the_openvino_model(tiny_checkpo
 
     from skoots_export.errors import ServerError
     from skoots_export.exporter import export_checkpoint
-    from skoots_export.server import ServerConfig, TritonServer, find_binary, python_backend_models
+    from skoots_export.model_backends import servable_models
+    from skoots_export.server import ServerConfig, TritonServer, find_binary
 
     repository = tmp_path / "model_repository"
     export_checkpoint(tiny_checkpoint, repository=repository, crop=(24, 24, 8), overlap=(4, 4, 2))
-    models = tuple(python_backend_models(repository))
+    names, _ = servable_models(repository, frozenset({"python"}))
+    models = tuple(names)
     assert models == ("skoots_python",)
     try:
         binary = find_binary()
