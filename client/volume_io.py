@@ -273,6 +273,11 @@ def level_path(path: Path, level: int) -> Path:
 def read_voxel_size(path: str | Path) -> VoxelSize | None:
     """The voxel size a file states (OME-Zarr scale and units, OME-TIFF physical sizes,
     ImageJ spacing/resolution, our plain Zarr attributes), or None when it states none."""
+    from . import stores
+
+    store = stores.store_of(path)
+    if store is not None:  # N5, precomputed, Zarr by URL: their own metadata (client/stores)
+        return stores.read_voxel_size(store)
     path = Path(path)
     try:
         if path.name.lower().endswith(TIFF_SUFFIXES):
@@ -527,6 +532,12 @@ def _layout(
 def _open(path: Path) -> tuple[Any, str | None]:
     """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
     and its axis letters where the file names them."""
+    from . import stores
+
+    store = stores.store_of(path)
+    if store is not None:  # N5, precomputed, Zarr by URL: TensorStore (client/stores)
+        opened = stores.open_volume(store)
+        return opened.array, opened.axes
     if not path.exists():
         level = _image_of_level(path)
         if level is not None:
@@ -560,7 +571,9 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     InputError
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
-    path = Path(path)
+    from .stores import is_store
+
+    path = path if is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
@@ -747,8 +760,11 @@ def write_labels(
     ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
     voxel size in its attributes. Planes are transposed one slab at a time.
     """
+    from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
+    if stores.is_store(path):  # precomputed:// or n5:// (client/stores)
+        return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties)
     path = Path(path)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged(path, overwrite) as target:
