@@ -88,12 +88,25 @@ class StoreUrl:
             return {"driver": "http", "base_url": f"{self.scheme}://{self.host}", "path": "/" + prefix}
         if self.scheme == "gs":
             return {"driver": "gcs", "bucket": self.host, "path": prefix}
-        spec: dict[str, Any] = {"driver": "s3", "bucket": self.host, "path": prefix}
+        spec: dict[str, Any] = {"driver": "s3", "bucket": self.host, "path": prefix, "aws_credentials": _aws_credentials()}
         endpoint = self.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             spec["endpoint"] = endpoint
             spec["aws_region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return spec
+
+
+def _aws_credentials() -> dict[str, str]:
+    """Where S3 credentials come from, named (TensorStore's default chain logs every source it
+    fails to find on stderr): the ``AWS_*`` variables, else ``AWS_PROFILE`` / ``~/.aws``, else
+    none (anonymous: a public bucket)."""
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return {"type": "environment"}
+    if env.get("AWS_PROFILE"):
+        return {"type": "profile", "profile": env["AWS_PROFILE"]}
+    credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser()
+    return {"type": "profile"} if credentials.is_file() else {"type": "anonymous"}
 
 
 def is_store(value: Any) -> bool:

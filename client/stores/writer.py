@@ -181,7 +181,8 @@ def segment_properties(properties: Sequence[dict[str, Any]]) -> dict[str, Any]:
         numbers.append({"id": key, "type": "number", "data_type": "float32", "values": [float(v) for v in values]})
     volume = next((k for k in columns if k.startswith("volume")), None)
     length = next((k for k in columns if k.startswith("skeleton_length")), None)
-    labels = [" ".join(f"{k.split('_')[0]} {row[k]:.4g}" for k in (volume, length) if k is not None) for row in properties]
+    named = [(what, k, k.rsplit("_", 1)[-1]) for what, k in (("volume", volume), ("length", length)) if k is not None]
+    labels = [", ".join(f"{what} {row[k]:.4g} {unit}" for what, k, unit in named) for row in properties]
     inline: dict[str, Any] = {"ids": ids, "properties": [{"id": "label", "type": "label", "values": labels}, *numbers]}
     return {"@type": "neuroglancer_segment_properties", "inline": inline}
 

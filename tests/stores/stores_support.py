@@ -121,3 +121,14 @@ def one_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line]
     assert len(lines) == 1, text
     return re.sub(r"\s+", " ", lines[0])
+
+
+def cloudvolume_zyx(url: str) -> np.ndarray:
+    """The labels at ``url`` (``precomputed://…``) as CloudVolume reads them, ``[Z, Y, X]``."""
+    import warnings
+
+    with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
+        warnings.simplefilter("ignore", ImportWarning)
+        from cloudvolume import CloudVolume
+
+    return np.asarray(CloudVolume(url, progress=False)[:, :, :])[..., 0].T
