@@ -93,7 +93,9 @@ def http_server(folder: Path) -> Iterator[str]:
         process.wait(10)
 
 
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+# CloudFiles (CloudVolume's storage layer) reads AWS_SESSION_TOKEN whenever it takes keys from the environment.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @contextlib.contextmanager
@@ -123,12 +125,16 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", lines[0])
 
 
-def cloudvolume_zyx(url: str) -> np.ndarray:
-    """The labels at ``url`` (``precomputed://…``) as CloudVolume reads them, ``[Z, Y, X]``."""
+def cloudvolume_zyx(url: str, s3_endpoint: str | None = None) -> np.ndarray:
+    """The labels at ``url`` (``precomputed://…``) as CloudVolume reads them, ``[Z, Y, X]``;
+    ``moto://BUCKET/…`` names ``s3_endpoint`` (CloudFiles' way to name an S3 that is not AWS)."""
     import warnings
 
     with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
         warnings.simplefilter("ignore", ImportWarning)
+        from cloudfiles.paths import add_alias
         from cloudvolume import CloudVolume
 
+    if s3_endpoint is not None:
+        add_alias("moto", f"s3://{s3_endpoint}/")
     return np.asarray(CloudVolume(url, progress=False)[:, :, :])[..., 0].T

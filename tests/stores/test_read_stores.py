@@ -1,6 +1,7 @@
 """Segment N5, Neuroglancer precomputed and Zarr (v2, sharded v3) volumes by path and URL,
-local and over HTTP: the TIFF run's labels, bitwise, in memory and blockwise; each format's
-voxel size; each bad input one line (exit 2 on the command line) with nothing written."""
+local and over HTTP: the TIFF run's labels, bitwise; each format's
+voxel size; each bad input one line (exit 2 on the command line) with nothing written.
+Blockwise on an N5 input: test_s3.py (its output goes to S3)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,6 @@ def test_segment_over_http_gives_the_tiff_runs_labels(stores_folder: Path, serve
         assert np.array_equal(tifffile.imread(tmp_path / f"{i}.tif"), expected), text
         assert summary.startswith(f"{text} → ")
     assert "voxel size z 40, y 4, x 8 nm" in summary
-
-
-def test_blockwise_on_an_n5_input_gives_the_tiff_runs_labels(stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
-    import zarr
-
-    segment_file(parse(f"n5://{stores_folder}/v.n5/s0"), out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu",
-                 quiet=True, blockwise=True, block=(16, 16, 4), workers=2)
-    assert np.array_equal(zarr.open_array(str(tmp_path / "b.zarr"), mode="r")[...], expected_labels(stores_folder))
 
 
 def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path, served: str, e2e_repository: Path, tmp_path: Path) -> None:
