@@ -453,15 +453,17 @@ def _open_zarr(path: Path) -> tuple[Any, str | None]:
         node = zarr.open(str(path), mode="r")
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    from .stores.reader import zarr_windows  # TensorStore reads the windows where installed (client/stores)
+
     if isinstance(node, zarr.Array):
         level = _image_of_level(path)  # IMAGE.ome.zarr/LEVEL: the image names its axes
-        return node, None if level is None or level[2] is None else _ome_axes(level[1])
+        return zarr_windows(node), None if level is None or level[2] is None else _ome_axes(level[1])
     multiscales = _multiscales(node.attrs.asdict())
     if multiscales:
-        return node[multiscales[0]["datasets"][0]["path"]], _ome_axes(multiscales)
+        return zarr_windows(node[multiscales[0]["datasets"][0]["path"]]), _ome_axes(multiscales)
     arrays = list(node.array_keys())
     if len(arrays) == 1:
-        return node[arrays[0]], None
+        return zarr_windows(node[arrays[0]]), None
     raise InputError(f"{path} is a Zarr group with {len(arrays)} arrays and no OME multiscales; point at one array")
 
 

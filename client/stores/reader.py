@@ -297,3 +297,28 @@ def _size_by_axes(values: Any, axes: str, unit: str | None) -> Any:
     if name is None and sizes == (1.0, 1.0, 1.0):
         return None
     return VoxelSize(sizes, name)
+
+
+def zarr_windows(array: Any) -> Any:
+    """A local zarr-python array read by window through TensorStore instead, when TensorStore
+    is installed and opens it alike (same shape and dtype); else ``array`` as it is.
+
+    zarr-python keeps finding the array and its metadata (OME-NGFF axes, levels, scale);
+    TensorStore reads the crops, 5x faster in segment's pattern: it decodes chunks in
+    parallel and keeps them in its cache for the overlapping crops (benchmarks/RESULTS.md)."""
+    root = getattr(getattr(array, "store", None), "root", None)
+    if root is None:
+        return array
+    try:
+        import tensorstore as ts
+    except ImportError:
+        return array
+    path = Path(root) / str(getattr(array, "path", "") or "")
+    url = parse(str(path))
+    driver = "zarr" if array.metadata.zarr_format == 2 else "zarr3"
+    try:
+        store = ts.open({"driver": driver, "kvstore": url.kvstore(), "open": True}, read=True, context=context()).result()
+    except ValueError:  # a codec TensorStore lacks: zarr-python reads it
+        return array
+    windows = WindowArray(store, url)
+    return windows if windows.shape == tuple(array.shape) and windows.dtype == np.dtype(array.dtype) else array
