@@ -573,9 +573,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     InputError
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
-    from .stores import is_store
-
-    path = path if is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
+    path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
@@ -618,7 +616,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     InputError
         Missing or unreadable file, not 3-D, or not integer labels.
     """
-    path = Path(path)
+    path = path if _is_store(path) else Path(path)
     array, _ = _open(path)
     dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
@@ -627,6 +625,13 @@ def read_labels(path: str | Path) -> np.ndarray:
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
+
+
+def _is_store(path: Any) -> bool:
+    """Whether ``path`` is a :class:`~skoots_client.stores.StoreUrl` (N5, precomputed, Zarr by URL)."""
+    from .stores import is_store
+
+    return is_store(path)
 
 
 def _label_dtype(path: Path, array: Any) -> np.dtype:
@@ -646,7 +651,7 @@ def open_labels(path: str | Path) -> Volume:
     InputError
         Missing or unreadable file, not one 3-D volume, or not integer labels.
     """
-    path = Path(path)
+    path = path if _is_store(path) else Path(path)
     array, axes = _open(path)
     _label_dtype(path, array)
     shape = tuple(int(n) for n in array.shape)

@@ -34,9 +34,18 @@ def store_of(source: Any) -> StoreUrl | None:
     path = Path(source)
     if not path.is_dir():
         return None
-    if (path / "attributes.json").is_file() or (path / "info").is_file() or (path.parent / "info").is_file():
+    zarr = any((path / marker).exists() for marker in ("zarr.json", ".zarray", ".zattrs", ".zgroup"))
+    if (path / "attributes.json").is_file() or _precomputed_info(path / "info") or (not zarr and _precomputed_info(path.parent / "info")):
         return parse(str(path))
     return None
+
+
+def _precomputed_info(path: Path) -> bool:
+    """Whether ``path`` is a precomputed ``info`` (JSON with ``scales``), not any file so named."""
+    try:
+        return path.is_file() and "scales" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 @dataclass(frozen=True)

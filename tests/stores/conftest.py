@@ -29,6 +29,10 @@ def stores_folder(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path
     write_precomputed(folder / "pre", zyx)
     write_zarr3_sharded(folder / "sharded.zarr", zyx)
     zarr.create_array(str(folder / "v2.zarr"), data=zyx, chunks=(4, 16, 16), zarr_format=2)
+    image = zarr.open_group(str(folder / "img.ome.zarr"), mode="w", zarr_format=2)
+    image.create_array("0", data=zyx, chunks=(4, 16, 16))
+    image.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"],
+                                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [40, 4, 8]}]}]}]
     segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     assert tifffile.imread(folder / "expected.tif").max() >= 5
     return folder

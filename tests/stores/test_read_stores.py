@@ -15,7 +15,7 @@ import pytest
 import tifffile
 
 from conftest import expected_labels
-from stores_support import free_port, one_line
+from stores_support import free_port, http_server, one_line
 from skoots_client.errors import InputError
 from skoots_client.run import segment_file
 from skoots_client.stores import argument, parse
@@ -63,6 +63,48 @@ def test_segment_over_http_gives_the_tiff_runs_labels(stores_folder: Path, serve
     assert "voxel size z 40, y 4, x 8 nm" in summary
 
 
+def test_an_ome_zarr_image_over_http_reads_its_first_level_with_its_axes_and_scale(stores_folder: Path, served: str) -> None:
+    image = parse(f"{served}/img.ome.zarr")
+    assert np.array_equal(np.asarray(read_volume(image).data), np.asarray(read_volume(stores_folder / "v.tif").data))
+    assert read_volume(image).axes_from == "file"
+    assert read_voxel_size(image) == VoxelSize((4.0, 8.0, 40.0), "nanometer")
+
+
+def test_n5_voxel_size_from_the_groups_pixel_resolution_times_downsampling(tmp_path: Path) -> None:
+    import json
+
+    import tensorstore as ts
+
+    ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "g.n5" / "s1")}, "create": True,
+             "metadata": {"dimensions": [8, 6, 4], "blockSize": [4, 4, 4], "dataType": "uint8", "compression": {"type": "raw"}}}).result()
+    dataset = tmp_path / "g.n5" / "s1" / "attributes.json"
+    dataset.write_text(json.dumps({**json.loads(dataset.read_text()), "downsamplingFactors": [2, 2, 1]}))
+    (tmp_path / "g.n5" / "attributes.json").write_text(json.dumps({"n5": "2.0.0", "pixelResolution": {"dimensions": [0.5, 0.25, 2.0], "unit": "um"}}))
+    assert read_voxel_size(tmp_path / "g.n5" / "s1") == VoxelSize((0.5, 1.0, 2.0), "micrometer")  # rows: y 0.25 x 2
+
+
+def test_a_local_zarrs_crops_are_read_by_tensorstore_unless_it_cannot(tmp_path: Path) -> None:
+    import numcodecs
+    import zarr
+
+    from skoots_client.stores.reader import WindowArray
+
+    zyx = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16)
+    (tmp_path / "info").write_text("notes, not a precomputed volume")
+    zarr.create_array(str(tmp_path / "a.zarr"), data=zyx, chunks=(2, 8, 8), zarr_format=2)
+    zarr.create_array(str(tmp_path / "b.zarr"), data=zyx, chunks=(2, 8, 8), zarr_format=2, filters=[numcodecs.Delta(dtype="u2")])
+    fast, slow = read_volume(tmp_path / "a.zarr"), read_volume(tmp_path / "b.zarr")  # TensorStore has no Delta filter
+    assert isinstance(fast.data._array, WindowArray) and isinstance(slow.data._array, zarr.Array)
+    assert np.array_equal(np.asarray(fast.data), zyx.transpose(1, 2, 0)) and np.array_equal(np.asarray(slow.data), zyx.transpose(1, 2, 0))
+
+
+def test_a_host_lost_mid_run_is_one_line(stores_folder: Path) -> None:
+    with http_server(stores_folder) as url:
+        volume = read_volume(parse(f"precomputed://{url}/pre"))
+    with pytest.raises(InputError, match=rf"^precomputed://{url}/pre: cannot reach the host \(.*\); check the URL, the network and --s3-endpoint$"):
+        np.asarray(volume.data[0:10, 0:10, 0:4])
+
+
 def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path, served: str, e2e_repository: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.n5"
     broken.mkdir()
@@ -86,6 +128,8 @@ def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path
     for text, message in cases.items():
         with pytest.raises(InputError, match=message):
             segment_file(argument(text), out=out / "l.tif", repository=e2e_repository, device="cpu", quiet=True)
+    with pytest.raises(InputError, match=r"--level is for OME-Zarr images: for a precomputed scale append its key \(precomputed://\S+/pre/KEY\), for N5 the dataset's path \(/s1\)"):
+        segment_file(parse(f"precomputed://{stores_folder}/pre"), out=out / "l.tif", level=1, repository=e2e_repository)
     for text in ["foo://x/y", f"{served}/nothing/here"]:
         result = subprocess.run([CLIENT, "segment", text, "--out", str(out / "l.tif"), "-r", str(e2e_repository)],
                                 capture_output=True, text=True, timeout=120)

@@ -16,7 +16,7 @@ import tifffile
 
 from conftest import expected_labels
 from stores_support import S3_ENV, cloudvolume_zyx, make_bucket, moto_server, one_line, write_precomputed
-from skoots_client.errors import OutputError
+from skoots_client.errors import InputError, OutputError
 from skoots_client.run import segment_file
 from skoots_client.stores import parse
 
@@ -74,6 +74,8 @@ def test_s3_in_and_blockwise_s3_out(stores_folder: Path, e2e_repository: Path, s
 
 def test_missing_credentials_are_one_line(stores_folder: Path, e2e_repository: Path, s3: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    write_precomputed(None, np.ones((4, 8, 8), np.uint16), kvstore={"driver": "s3", "bucket": "data", "path": "private/", "endpoint": s3,
+                                                                     "aws_region": "us-east-1", "aws_credentials": {"type": "environment"}})
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -85,3 +87,5 @@ def test_missing_credentials_are_one_line(stores_folder: Path, e2e_repository: P
                              "-r", str(e2e_repository)], capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert result.returncode == 2 and one_line(result.stderr) == f"error: {message}"
     assert "labels2/info" not in bucket_keys(s3)
+    with pytest.raises(InputError, match=r"^precomputed://s3://data/private: access denied \(.*\); check the credentials \(AWS_\* variables, ~/.aws\) and the bucket's permissions$"):
+        segment_file(parse("precomputed://s3://data/private", s3_endpoint=s3), out=tmp_path / "p.tif", repository=e2e_repository, quiet=True)

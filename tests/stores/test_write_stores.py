@@ -16,7 +16,7 @@ import pytest
 
 from conftest import expected_labels
 from stores_support import cloudvolume_zyx as cloudvolume_at
-from skoots_client.errors import OutputError
+from skoots_client.errors import InputError, OutputError
 from skoots_client.run import segment_file
 from skoots_client.stores import parse, writer
 from skoots_client.volume_io import VoxelSize, open_labels
@@ -90,6 +90,8 @@ def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: p
     with pytest.raises(OutputError, match="disk full"):
         writer.write_labels(parse(f"precomputed://{tmp_path}/new"), labels_xyz, voxel_size=NM, properties=[{"label-value": 1}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seg"]
+    with pytest.raises(InputError, match=rf"--save-intermediates writes beside a local --out, not precomputed://{tmp_path}/i; drop it, or write to a local path"):
+        segment_file(tmp_path / "v.tif", out=parse(f"precomputed://{tmp_path}/i"), save_intermediates=True)
     for text, message in {
         f"zarr://{tmp_path}/x.zarr": "Zarr is written to a local NAME.zarr or NAME.ome.zarr path; to a URL write precomputed:// or n5://",
         "precomputed://http://127.0.0.1:1/x": "HTTP is read-only; write to a path, s3:// or gs://",
