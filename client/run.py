@@ -245,7 +245,6 @@ def segment_file(
     """
     from .measure import label_properties, measure_xyz, write_table
     from .ngff import check_labels_into, write_labels_into
-
     from .stores import is_store
 
     started = time.perf_counter()
