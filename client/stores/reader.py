@@ -73,9 +73,25 @@ class WindowArray:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
-            return np.asarray(self._store[key].read().result())
+            return np.asarray(self._store[self._clipped(key)].read().result())
         except ValueError as e:
             raise explain(e, self._url, "data") from e
+
+    def _clipped(self, key: Any) -> tuple[Any, ...]:
+        """``key`` as NumPy reads it (TensorStore refuses what NumPy clips): ``...`` expanded,
+        slices clipped to the shape, negative indices from the end."""
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1 :]
+        out: list[Any] = []
+        for k, n in zip(key + (slice(None),) * (self.ndim - len(key)), self.shape):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                out.append(slice(start, max(start, stop), step) if step > 0 else k)
+            else:
+                out.append(int(k) + n if int(k) < 0 else int(k))
+        return tuple(out)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[...]

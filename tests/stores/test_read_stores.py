@@ -96,6 +96,8 @@ def test_a_local_zarrs_crops_are_read_by_tensorstore_unless_it_cannot(tmp_path: 
     fast, slow = read_volume(tmp_path / "a.zarr"), read_volume(tmp_path / "b.zarr")  # TensorStore has no Delta filter
     assert isinstance(fast.data._array, WindowArray) and isinstance(slow.data._array, zarr.Array)
     assert np.array_equal(np.asarray(fast.data), zyx.transpose(1, 2, 0)) and np.array_equal(np.asarray(slow.data), zyx.transpose(1, 2, 0))
+    for key in [(slice(0, 100),), (Ellipsis, 1), (-1, slice(None), slice(9, 3)), (slice(1, None, 2),)]:  # read as NumPy reads them
+        assert np.array_equal(fast.data._array[key], zyx[key]), key
 
 
 def test_a_host_lost_mid_run_is_one_line(stores_folder: Path) -> None:
