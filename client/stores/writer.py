@@ -261,6 +261,20 @@ def publish(staging: StoreUrl, url: StoreUrl, format: str, overwrite: bool) -> N
         raise explain(e, url, "store", OutputError) from e
 
 
+def _write_regions(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int = 64 << 20) -> list[Any]:
+    """Boxes of whole shards (or chunks) tiling the volume, grown along the runtime's Y and X
+    while one box holds at most ``most`` bytes of uint32: each is copied once to file order, so
+    writing never holds more than one box beside the labels."""
+    from .export import regions
+
+    fx, fy, fz = (int(n) for n in write_chunk[:3])  # file order: x (the runtime's Y), y, z
+    step = [fy, fx, fz]
+    for axis in (1, 0):
+        while step[axis] < shape_xyz[axis] and 8 * step[0] * step[1] * step[2] <= most:
+            step[axis] *= 2
+    return regions(shape_xyz, step)
+
+
 def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
                  properties: Sequence[dict[str, Any]] | None = None, **layout: Any) -> StoreUrl:
     """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published.
@@ -277,10 +291,8 @@ def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = Fal
                             context=context()).result()
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
-        step = max(1, store.chunk_layout.write_chunk.shape[2])
-        for z in range(0, labels_xyz.shape[2], step):  # whole shards (or chunks) at a time
-            write_region(store, ((0, labels_xyz.shape[0]), (0, labels_xyz.shape[1]), (z, min(z + step, labels_xyz.shape[2]))),
-                         labels_xyz[:, :, z : z + step])
+        for region in _write_regions(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
+            write_region(store, region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
         if format == "precomputed":
             add_properties(target, properties)
     return url
