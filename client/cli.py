@@ -159,9 +159,9 @@ def segment_command(
 
 @app.command("measure")
 def measure_command(
-    labels: Annotated[Path, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr), e.g. the output of segment.")],
+    labels: Annotated[str, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr; N5, precomputed or Zarr by path or URL), e.g. the output of segment.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Instance table to write: .csv, or .parquet (needs pyarrow).")],
-    raw: Annotated[Optional[Path], typer.Option("--raw", help="The volume the labels segment: adds mean and max intensity per instance.")] = None,
+    raw: Annotated[Optional[str], typer.Option("--raw", help="The volume the labels segment (a path or URL, as for segment): adds mean and max intensity per instance.")] = None,
     channel: Annotated[Optional[int], typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
     unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.")] = None,
@@ -172,10 +172,11 @@ def measure_command(
     bounding box (voxels and physical units), mean/max raw intensity, skeleton length and
     whether it touches the volume border."""
     from .measure import measure_file
+    from .stores import argument
     from .volume_io import voxel_size_option
 
     try:
-        line = measure_file(labels, out, raw=raw, channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
+        line = measure_file(argument(labels), out, raw=None if raw is None else argument(raw, option="--raw"), channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
                             skeleton=skeleton, overwrite=overwrite, warn=lambda text: typer.echo(f"warning: {text}", err=True))
     except ClientError as e:
         typer.echo(f"error: {e}", err=True)

@@ -55,6 +55,11 @@ def test_precomputed_out_is_a_segmentation_with_the_tables_properties(stores_fol
     assert np.allclose(numbers["volume_nm3"], [float(r["volume_nm3"]) for r in rows], rtol=1e-6)
     assert inline["properties"][0]["values"][0].startswith("volume ") and ", length " in inline["properties"][0]["values"][0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seg", "t.csv"]  # nothing staged is left
+    measured = subprocess.run([CLIENT, "measure", f"precomputed://{out}", "--out", str(tmp_path / "m.csv"), "--no-skeleton"],
+                              capture_output=True, text=True, timeout=120)
+    assert measured.returncode == 0, measured.stderr
+    again = list(csv.DictReader(open(tmp_path / "m.csv", newline="")))
+    assert [(r["label"], r["voxels"], r["volume_nm3"]) for r in again] == [(r["label"], r["voxels"], r["volume_nm3"]) for r in rows]
 
 
 def test_sharded_precomputed_and_n5_read_back_equal(tmp_path: Path) -> None:
