@@ -78,9 +78,6 @@ class StoreUrl:
             path = "/" + path.lstrip("/")
         return replace(self, path=path, text=text or f"{self.text.rstrip('/')}/{key}")
 
-    def with_format(self, format: str) -> StoreUrl:
-        return replace(self, format=format)
-
     def kvstore(self) -> dict[str, Any]:
         """The TensorStore kvstore spec of the folder (a key prefix ending in ``/``)."""
         prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
