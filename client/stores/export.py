@@ -1,25 +1,17 @@
 """``segment --blockwise --out precomputed://…`` / ``n5://…``: the blockwise run's finished
 labels (a Zarr array in its work directory, the checkpoint a resumed run starts from) copied
-into the output by Dask tasks, one per shard (or chunk, unsharded) so no two tasks write the
-same file or object, into a staging location published when every task is done."""
+into the output by Dask tasks, each a box of whole shards (or of chunks, up to 64 MiB) so no
+two tasks write the same file or object, into a staging location published when every task
+is done."""
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from .location import StoreUrl, context, explain
-from .writer import add_properties, open_output, output_format, spec, staged, write_region
-
-Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-
-
-def regions(shape_xyz: Sequence[int], step_xyz: Sequence[int]) -> list[Region]:
-    """The boxes of ``step_xyz`` (a shard or chunk, in the runtime's X, Y, Z) tiling the volume."""
-    starts = [range(0, n, s) for n, s in zip(shape_xyz, step_xyz)]
-    return [tuple((lo, min(lo + s, n)) for lo, s, n in zip(at, step_xyz, shape_xyz)) for at in itertools.product(*starts)]  # type: ignore[misc]
+from .writer import Region, add_properties, open_output, output_format, spec, staged, write_boxes, write_region
 
 
 def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:
@@ -51,8 +43,7 @@ def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_pa
             store = ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, **layout), context=context()).result()
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
-        fx, fy, fz = store.chunk_layout.write_chunk.shape[:3]  # file order: x (the runtime's Y), y, z
-        boxes = regions((x, y, z), (fy, fx, fz))
+        boxes = write_boxes((x, y, z), store.chunk_layout.write_chunk.shape)  # whole shards or chunks, up to 64 MiB
         run("export", [(".".join(str(lo) for lo, _ in box), copy_region, (array_path, target, format, box)) for box in boxes], len(boxes))
         if format == "precomputed" and table is not None:
             add_properties(target, label_properties(dict(table)))

@@ -7,8 +7,10 @@ encoding (8x8x8 blocks, what Neuroglancer and Igneous write for labels), 64**3 c
 table so Neuroglancer lists each object's volume and length. It is sharded past
 :data:`SHARD_PAST` voxels: an unsharded volume is one object per chunk, 4096 per Gvoxel, so
 a 10**11-10**12 voxel volume would be 0.4-4 million objects (slow to list, copy and delete,
-and a PUT each on S3); a shard of 8x8x8 chunks (512**3 voxels) makes those 750-7500 files.
-Below it every reader (older CloudVolume too) opens the simpler unsharded layout.
+and a PUT each on S3); a shard of 4x4x4 chunks (256**3 voxels) makes those 6000-60000 files.
+A shard is what one blockwise export task holds (64 MiB of uint32, and its copy in file order),
+which fits beside nothing else in a worker's budget; 512**3 shards would be 512 MiB each.
+Below the threshold every reader (older CloudVolume too) opens the simpler unsharded layout.
 
 N5: the labels' dtype, 64**3 gzip blocks, ``axes`` x, y, z and ``resolution`` / ``units``
 (TensorStore's N5 attributes, which Neuroglancer and n5-viewer read).
@@ -22,6 +24,7 @@ metadata (``info`` / ``attributes.json``) last: a reader sees no volume until it
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import shutil
@@ -37,8 +40,9 @@ from .location import StoreUrl, check_credentials, context, explain
 
 SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see the module's docstring)
 CHUNK = 64  # voxels per chunk side, precomputed and N5
-SHARD_LOG2 = 3  # a shard is 2**3 chunks per axis: 512**3 voxels
+SHARD_LOG2 = 2  # a shard is 2**2 chunks per axis: 256**3 voxels
 METADATA = {"precomputed": "info", "n5": "attributes.json"}
+Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) per runtime axis X, Y, Z
 
 
 def output_format(url: StoreUrl) -> str:
@@ -261,12 +265,16 @@ def publish(staging: StoreUrl, url: StoreUrl, format: str, overwrite: bool) -> N
         raise explain(e, url, "store", OutputError) from e
 
 
-def _write_regions(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int = 64 << 20) -> list[Any]:
+def regions(shape_xyz: Sequence[int], step_xyz: Sequence[int]) -> list[Region]:
+    """The boxes of ``step_xyz`` (a shard or chunk, in the runtime's X, Y, Z) tiling the volume."""
+    starts = [range(0, n, s) for n, s in zip(shape_xyz, step_xyz)]
+    return [tuple((lo, min(lo + s, n)) for lo, s, n in zip(at, step_xyz, shape_xyz)) for at in itertools.product(*starts)]  # type: ignore[misc]
+
+
+def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int = 64 << 20) -> list[Region]:
     """Boxes of whole shards (or chunks) tiling the volume, grown along the runtime's Y and X
     while one box holds at most ``most`` bytes of uint32: each is copied once to file order, so
     writing never holds more than one box beside the labels."""
-    from .export import regions
-
     fx, fy, fz = (int(n) for n in write_chunk[:3])  # file order: x (the runtime's Y), y, z
     step = [fy, fx, fz]
     for axis in (1, 0):
@@ -291,7 +299,7 @@ def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = Fal
                             context=context()).result()
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
-        for region in _write_regions(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
+        for region in write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
             write_region(store, region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
         if format == "precomputed":
             add_properties(target, properties)

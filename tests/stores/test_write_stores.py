@@ -79,6 +79,17 @@ def test_sharded_precomputed_and_n5_read_back_equal(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(open_labels(tmp_path / "l.n5").data), labels_xyz)
 
 
+def test_default_shards_are_256_cubes_and_one_export_box_each(tmp_path: Path) -> None:
+    import tensorstore as ts
+
+    created = writer.spec(parse(f"precomputed://{tmp_path}/big"), "precomputed", (1100, 1024, 600), np.uint32, NM, shard_past=0)
+    shard = ts.open(created).result().chunk_layout.write_chunk.shape
+    assert tuple(shard) == (256, 256, 256, 1)
+    assert len(writer.write_boxes((1100, 1024, 600), shard)) == 5 * 4 * 3  # the runtime's X (1100 rows) is the file's y
+    small = writer.spec(parse(f"precomputed://{tmp_path}/small"), "precomputed", (1100, 1024, 600), np.uint32, NM)
+    assert "sharding" not in small["scale_metadata"]  # 0.68 Gvoxel: below SHARD_PAST
+
+
 def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     labels_xyz = np.ones((8, 8, 4), np.uint32)
     url = parse(f"precomputed://{tmp_path}/seg")
