@@ -245,13 +245,14 @@ def segment_file(
     """
     from .measure import label_properties, measure_xyz, write_table
     from .ngff import check_labels_into, write_labels_into
-    from .stores import is_store
+    from .stores import is_store, store_of
+    from .stores.reader import level as store_level
 
     started = time.perf_counter()
-    if level is not None and is_store(volume_path):
-        raise InputError(f"--level is for OME-Zarr images: for a precomputed scale append its key ({volume_path}/KEY), "
-                         "for N5 the dataset's path (/s1)")
-    if level is not None:
+    store = store_of(volume_path) if level is not None else None
+    if store is not None:  # a precomputed scale, an N5 group's sN (client/stores)
+        volume_path = store_level(store, level)
+    elif level is not None:
         volume_path = level_path(Path(volume_path), level)
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")

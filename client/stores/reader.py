@@ -35,7 +35,8 @@ def store_of(source: Any) -> StoreUrl | None:
     if not path.is_dir():
         return None
     zarr = any((path / marker).exists() for marker in ("zarr.json", ".zarray", ".zattrs", ".zgroup"))
-    if (path / "attributes.json").is_file() or _precomputed_info(path / "info") or (not zarr and _precomputed_info(path.parent / "info")):
+    n5 = (path / "attributes.json").is_file() or (path / "s0" / "attributes.json").is_file()  # a dataset, or a group of levels
+    if n5 or _precomputed_info(path / "info") or (not zarr and _precomputed_info(path.parent / "info")):
         return parse(str(path))
     return None
 
@@ -161,6 +162,8 @@ def detect(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]]:
         attributes = _read_json(url, ".zattrs", kv)
         if attributes is not None or _read_json(url, ".zgroup", kv) is not None:
             return _zarr_image(url, attributes or {})
+    if wanted in (None, "n5") and _read_json(url.child("s0"), "attributes.json", None) is not None:
+        raise InputError(f"{url} is an N5 group, not a dataset; append the dataset's path{_datasets(url)}")
     if wanted is not None:
         raise InputError(f"{url}: no {NAMES[wanted]} there ({_markers(wanted)} not found); check the path")
     raise InputError(f"{url}: no N5, Neuroglancer precomputed or Zarr volume there (no attributes.json, info, zarr.json "
@@ -347,3 +350,30 @@ def zarr_windows(array: Any) -> Any:
         return array
     windows = WindowArray(store, url)
     return windows if windows.shape == tuple(array.shape) and windows.dtype == np.dtype(array.dtype) else array
+
+
+def level(source: StoreUrl, index: int) -> StoreUrl:
+    """``--level N`` of a multiscale volume by URL: scale ``N`` of a precomputed volume (its
+    key appended), dataset ``sN`` of an N5 group (the n5-viewer / BigDataViewer layout).
+
+    Raises
+    ------
+    InputError
+        Not a precomputed volume or N5 group, or no level ``N``.
+    """
+    info = _read_json(source, "info") if source.format in (None, "precomputed") else None
+    if info is not None:
+        keys = [str(s.get("key")) for s in info.get("scales", [])]
+        if not 0 <= index < len(keys):
+            raise InputError(f"--level {index}: {source} has scales {', '.join(f'{i} ({k})' for i, k in enumerate(keys))}; choose one of them")
+        return source.child(keys[index])
+    attributes = _read_json(source, "attributes.json") if source.format in (None, "n5") else None
+    if source.format in (None, "n5") and (attributes is None or "dimensions" not in attributes):
+        dataset = source.child(f"s{index}")
+        found = _read_json(dataset, "attributes.json")
+        if found is not None and "dimensions" in found:
+            return dataset
+        if attributes is not None or _read_json(source.child("s0"), "attributes.json") is not None:
+            raise InputError(f"--level {index}: {source} has no dataset s{index}{_datasets(source)}")
+    raise InputError(f"--level {index}: {source} is not a precomputed volume or an N5 group of s0, s1, …; "
+                     "point at the level's path instead")

@@ -18,7 +18,8 @@ from conftest import expected_labels
 from stores_support import free_port, http_server, one_line
 from skoots_client.errors import InputError
 from skoots_client.run import segment_file
-from skoots_client.stores import argument, parse
+from skoots_client.stores import argument, parse, store_of
+from skoots_client.stores.reader import level
 from skoots_client.volume_io import VoxelSize, read_volume, read_voxel_size
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
@@ -51,15 +52,16 @@ def test_each_format_states_its_voxel_size(stores_folder: Path) -> None:
     assert read_voxel_size(stores_folder / "pre") == nm
     assert read_voxel_size(parse(f"precomputed://{stores_folder}/pre/8_4_40")) == nm
     assert read_voxel_size(parse(f"zarr3://{stores_folder}/sharded.zarr")) is None
+    assert read_voxel_size(level(store_of(stores_folder / "v.n5"), 0)) == nm  # --level 0 of an N5 group: s0
 
 
 def test_segment_over_http_gives_the_tiff_runs_labels(stores_folder: Path, served: str, e2e_repository: Path, tmp_path: Path) -> None:
     expected = expected_labels(stores_folder)
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
     for i, text in enumerate([f"precomputed://{served}/pre", f"{served}/v2.zarr", f"{served}/v.n5/s0"]):
-        summary = segment_file(parse(text), out=tmp_path / f"{i}.tif", **options)
+        summary = segment_file(parse(text), out=tmp_path / f"{i}.tif", level=0 if i == 0 else None, **options)
         assert np.array_equal(tifffile.imread(tmp_path / f"{i}.tif"), expected), text
-        assert summary.startswith(f"{text} → ")
+        assert summary.startswith(f"{text}/8_4_40 → " if i == 0 else f"{text} → ")  # --level 0: the scale's key
     assert "voxel size z 40, y 4, x 8 nm" in summary
 
 
@@ -130,8 +132,13 @@ def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path
     for text, message in cases.items():
         with pytest.raises(InputError, match=message):
             segment_file(argument(text), out=out / "l.tif", repository=e2e_repository, device="cpu", quiet=True)
-    with pytest.raises(InputError, match=r"--level is for OME-Zarr images: for a precomputed scale append its key \(precomputed://\S+/pre/KEY\), for N5 the dataset's path \(/s1\)"):
-        segment_file(parse(f"precomputed://{stores_folder}/pre"), out=out / "l.tif", level=1, repository=e2e_repository)
+    for source, message in {
+        parse(f"precomputed://{stores_folder}/pre"): rf"--level 1: precomputed://{stores_folder}/pre has scales 0 \(8_4_40\); choose one of them",
+        stores_folder / "v.n5": rf"--level 1: {stores_folder}/v.n5 has no dataset s1 \(its datasets: s0\)",
+        parse(f"{served}/v2.zarr"): rf"--level 1: {served}/v2.zarr is not a precomputed volume or an N5 group of s0, s1, …; point at the level's path instead",
+    }.items():
+        with pytest.raises(InputError, match=message):
+            segment_file(source, out=out / "l.tif", level=1, repository=e2e_repository)
     for text in ["foo://x/y", f"{served}/nothing/here"]:
         result = subprocess.run([CLIENT, "segment", text, "--out", str(out / "l.tif"), "-r", str(e2e_repository)],
                                 capture_output=True, text=True, timeout=120)
