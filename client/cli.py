@@ -35,7 +35,7 @@ def _commands(version: VersionOption = False) -> None:
 def default_output(volume: Path, level: int | None = None) -> Path:
     if level is not None:  # IMAGE.ome.zarr --level 1: IMAGE_level1_labels.tif beside it
         return default_output(volume.with_name(volume.name.split(".")[0] + f"_level{level}"))
-    if volume.parent.name.lower().endswith(".zarr"):  # IMAGE.ome.zarr/1: IMAGE_1_labels.tif beside the image
+    if volume.parent.name.lower().endswith((".zarr", ".n5")):  # IMAGE.ome.zarr/1: IMAGE_1_labels.tif beside the image
         return default_output(volume.parent.with_name(volume.parent.name.split(".")[0] + f"_{volume.name}"))
     name = volume.name
     for suffix in (".ome.zarr", ".zarr", ".tiff", ".tif"):
@@ -46,11 +46,11 @@ def default_output(volume: Path, level: int | None = None) -> Path:
 
 @app.command("segment")
 def segment_command(
-    volume: Annotated[Path, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image.", readable=False)],
+    volume: Annotated[str, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image; or an N5 dataset, Neuroglancer precomputed volume or Zarr array by path or URL ([n5:// | precomputed:// | zarr://] then a path, http(s)://, s3:// or gs://; see docs/data-stores.md).")],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name on the server / in the repository (default: the SKOOTS model there; of one export's variants the libtorch, then OpenVINO, then Python-backend one).")] = None,
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output labels: .tif/.tiff, .zarr or .ome.zarr (default: VOLUME_labels.tif beside the input).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output labels: .tif/.tiff, .zarr or .ome.zarr, or precomputed://PATH-or-URL (Neuroglancer segmentation) or n5://PATH-or-URL; s3://… and gs://… write precomputed (default: VOLUME_labels.tif beside the input).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     channel: Annotated[Optional[int], typer.Option(help="Channel of multi-channel input (default: the only one; channel 2 when there are more than 3, with a warning).")] = None,
     axes: Annotated[Optional[str], typer.Option("--axes", help="Axis order of the file as Fiji/napari name the axes, one letter per dimension: Z, Y (rows), X (columns), optionally C (channel) and T (a single time point), e.g. ZYX (the default reading), XYZ, YXZ, ZCYX, CZYX. Overrides the file's own axis names.")] = None,
@@ -83,7 +83,7 @@ def segment_command(
     table: Annotated[Optional[Path], typer.Option("--table", help="Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.")] = None,
     labels_into: Annotated[Optional[Path], typer.Option("--labels-into", help="Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written; with --blockwise, written block by block (then without --out).")] = None,
     label_name: Annotated[str, typer.Option("--label-name", help="NAME of the labels group for --labels-into.")] = "skoots",
-    level: Annotated[Optional[int], typer.Option("--level", help="Segment resolution level N of an OME-Zarr image (0 = full resolution), with that level's voxel size; the same as giving IMAGE.ome.zarr/PATH of the level.")] = None,
+    level: Annotated[Optional[int], typer.Option("--level", help="Segment resolution level N of an OME-Zarr image, a precomputed volume (its N-th scale) or an N5 group (its dataset sN); 0 = full resolution, with that level's voxel size; the same as giving the level's path.")] = None,
     ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = "0.4",
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="Remove instances of fewer than this many voxels (counted over the whole volume, after assignment) before renumbering; the same in the in-memory and blockwise modes. Voxels, not a physical volume: with --voxel-size 0.5,0.5,2um, 0.5 um3 is 1 voxel. Default 0: keep every instance.")] = 0,
@@ -91,20 +91,25 @@ def segment_command(
     runtime: Annotated[str, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="In-process inference threads on the CPU (default: all cores).")] = None,
     precision: Annotated[str, typer.Option(help="In-process precision: fp32, or bf16 with OpenVINO on CPUs with AVX512_BF16 or AMX (faster; vectors differ by ~1e-2).")] = "fp32",
+    s3_endpoint: Annotated[Optional[str], typer.Option("--s3-endpoint", help="Endpoint of an S3-compatible store that is not AWS (MinIO, Ceph, ...), e.g. http://127.0.0.1:9000, for s3:// input and --out; credentials and region come from the AWS_* variables or ~/.aws.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
     from .model_source import Tls
     from .run import segment_file  # heavy imports only when segmenting
+    from .stores import argument, is_store
     from .volume_io import voxel_size_option
 
     try:
+        source = argument(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
+        destination = argument(out, s3_endpoint=s3_endpoint, option="--out") if out is not None else None
+        local = Path(source.parent, source.name) if is_store(source) else source
         crop_xyz, overlap_xyz = option_triple("--crop", crop), option_triple("--overlap", overlap)
         block_xyz = option_triple("--block", block)
         if ngff_version not in ("0.4", "0.5"):
             raise ClientError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
         summary = segment_file(
-            volume,
-            out=out if out is not None or labels_into is not None else default_output(volume, level),
+            source,
+            out=destination if destination is not None or labels_into is not None else default_output(local, level),
             urls=url or [],
             model=model,
             repository=repository,
@@ -154,9 +159,9 @@ def segment_command(
 
 @app.command("measure")
 def measure_command(
-    labels: Annotated[Path, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr), e.g. the output of segment.")],
+    labels: Annotated[str, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr; N5, precomputed or Zarr by path or URL), e.g. the output of segment.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Instance table to write: .csv, or .parquet (needs pyarrow).")],
-    raw: Annotated[Optional[Path], typer.Option("--raw", help="The volume the labels segment: adds mean and max intensity per instance.")] = None,
+    raw: Annotated[Optional[str], typer.Option("--raw", help="The volume the labels segment (a path or URL, as for segment): adds mean and max intensity per instance.")] = None,
     channel: Annotated[Optional[int], typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
     voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
     unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.")] = None,
@@ -167,10 +172,11 @@ def measure_command(
     bounding box (voxels and physical units), mean/max raw intensity, skeleton length and
     whether it touches the volume border."""
     from .measure import measure_file
+    from .stores import argument
     from .volume_io import voxel_size_option
 
     try:
-        line = measure_file(labels, out, raw=raw, channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
+        line = measure_file(argument(labels), out, raw=None if raw is None else argument(raw, option="--raw"), channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
                             skeleton=skeleton, overwrite=overwrite, warn=lambda text: typer.echo(f"warning: {text}", err=True))
     except ClientError as e:
         typer.echo(f"error: {e}", err=True)

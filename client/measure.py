@@ -301,11 +301,11 @@ def measure_file(
     The voxel size is ``voxel_size`` if given, else what the labels' file states, else the raw's.
     Returns a one-line summary.
     """
-    from .volume_io import open_labels, read_voxel_size, resolve_voxel_size, read_volume
+    from .stores import is_store
+    from .volume_io import check_not_input, open_labels, read_voxel_size, resolve_voxel_size, read_volume
 
-    from .volume_io import check_not_input
-
-    check_not_input("--out", out, [labels_path] + ([raw] if raw is not None else []))
+    inputs = [p.local if is_store(p) else p for p in [labels_path, raw] if p is not None]  # a remote volume is never local
+    check_not_input("--out", out, [p for p in inputs if p is not None])
     check_table_path(out, overwrite, "--out")
     labels = open_labels(labels_path)
     raw_volume = read_volume(raw, channel) if raw is not None else None

@@ -101,9 +101,14 @@ def check_destinations(
 ) -> None:
     """Fail before any work if something would be written over the input or cannot be written."""
     from .measure import check_table_path
+    from .stores import check_destination, is_store
 
-    inputs = [volume_path]
-    if out is not None:
+    inputs = [p for p in [volume_path.local if is_store(volume_path) else Path(volume_path)] if p is not None]
+    if is_store(out):  # precomputed:// or n5:// (client/stores)
+        check_destination(out, overwrite, inputs)
+        if save_intermediates:
+            raise InputError(f"--save-intermediates writes beside a local --out, not {out}; drop it, or write to a local path")
+    elif out is not None:
         check_not_input("--out", out, inputs)
         check_output_path(out, overwrite)
         if save_intermediates:
@@ -240,9 +245,14 @@ def segment_file(
     """
     from .measure import label_properties, measure_xyz, write_table
     from .ngff import check_labels_into, write_labels_into
+    from .stores import is_store, store_of
+    from .stores.reader import level as store_level
 
     started = time.perf_counter()
-    if level is not None:
+    store = store_of(volume_path) if level is not None else None
+    if store is not None:  # a precomputed scale, an N5 group's sN (client/stores)
+        volume_path = store_level(store, level)
+    elif level is not None:
         volume_path = level_path(Path(volume_path), level)
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
@@ -260,7 +270,7 @@ def segment_file(
     if asked_blockwise:
         check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into, out=out)
     work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
-    check_destinations(Path(volume_path), out, overwrite, save_intermediates, preview, work_path, table)
+    check_destinations(volume_path, out, overwrite, save_intermediates, preview, work_path, table)
     choice = parse_normalize(normalize)
     volume = read_volume(volume_path, channel, axes)
     if not asked_blockwise and _too_big_for_memory(volume.shape, memory_available):
@@ -345,7 +355,7 @@ def segment_file(
                 write_intermediates(out or labels_into, result.intermediates, overwrite=overwrite, voxel_size=size)
         except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
             raise keep_labels(e, labels, size, [p for p in (out, labels_into) if p is not None],
-                              [*([work.path] if work is not None else []), Path(volume_path).parent], written=done_at) from e
+                              [*([work.path] if work is not None else []), volume_path.parent if is_store(volume_path) else Path(volume_path).parent], written=done_at) from e
     except ClientError as e:
         if work is None or not work.exists:
             raise

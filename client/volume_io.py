@@ -273,6 +273,11 @@ def level_path(path: Path, level: int) -> Path:
 def read_voxel_size(path: str | Path) -> VoxelSize | None:
     """The voxel size a file states (OME-Zarr scale and units, OME-TIFF physical sizes,
     ImageJ spacing/resolution, our plain Zarr attributes), or None when it states none."""
+    from . import stores
+
+    store = stores.store_of(path)
+    if store is not None:  # N5, precomputed, Zarr by URL: their own metadata (client/stores)
+        return stores.read_voxel_size(store)
     path = Path(path)
     try:
         if path.name.lower().endswith(TIFF_SUFFIXES):
@@ -448,15 +453,17 @@ def _open_zarr(path: Path) -> tuple[Any, str | None]:
         node = zarr.open(str(path), mode="r")
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    from .stores.reader import zarr_windows  # TensorStore reads the windows where installed (client/stores)
+
     if isinstance(node, zarr.Array):
         level = _image_of_level(path)  # IMAGE.ome.zarr/LEVEL: the image names its axes
-        return node, None if level is None or level[2] is None else _ome_axes(level[1])
+        return zarr_windows(node), None if level is None or level[2] is None else _ome_axes(level[1])
     multiscales = _multiscales(node.attrs.asdict())
     if multiscales:
-        return node[multiscales[0]["datasets"][0]["path"]], _ome_axes(multiscales)
+        return zarr_windows(node[multiscales[0]["datasets"][0]["path"]]), _ome_axes(multiscales)
     arrays = list(node.array_keys())
     if len(arrays) == 1:
-        return node[arrays[0]], None
+        return zarr_windows(node[arrays[0]]), None
     raise InputError(f"{path} is a Zarr group with {len(arrays)} arrays and no OME multiscales; point at one array")
 
 
@@ -527,6 +534,12 @@ def _layout(
 def _open(path: Path) -> tuple[Any, str | None]:
     """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
     and its axis letters where the file names them."""
+    from . import stores
+
+    store = stores.store_of(path)
+    if store is not None:  # N5, precomputed, Zarr by URL: TensorStore (client/stores)
+        opened = stores.open_volume(store)
+        return opened.array, opened.axes
     if not path.exists():
         level = _image_of_level(path)
         if level is not None:
@@ -560,7 +573,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     InputError
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
-    path = Path(path)
+    path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path)
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
@@ -603,7 +616,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     InputError
         Missing or unreadable file, not 3-D, or not integer labels.
     """
-    path = Path(path)
+    path = path if _is_store(path) else Path(path)
     array, _ = _open(path)
     dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
@@ -612,6 +625,13 @@ def read_labels(path: str | Path) -> np.ndarray:
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
+
+
+def _is_store(path: Any) -> bool:
+    """Whether ``path`` is a :class:`~skoots_client.stores.StoreUrl` (N5, precomputed, Zarr by URL)."""
+    from .stores import is_store
+
+    return is_store(path)
 
 
 def _label_dtype(path: Path, array: Any) -> np.dtype:
@@ -631,7 +651,7 @@ def open_labels(path: str | Path) -> Volume:
     InputError
         Missing or unreadable file, not one 3-D volume, or not integer labels.
     """
-    path = Path(path)
+    path = path if _is_store(path) else Path(path)
     array, axes = _open(path)
     _label_dtype(path, array)
     shape = tuple(int(n) for n in array.shape)
@@ -747,8 +767,11 @@ def write_labels(
     ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
     voxel size in its attributes. Planes are transposed one slab at a time.
     """
+    from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
+    if stores.is_store(path):  # precomputed:// or n5:// (client/stores)
+        return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties)
     path = Path(path)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged(path, overwrite) as target:

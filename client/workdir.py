@@ -91,6 +91,10 @@ def fingerprint(
 
 def file_identity(path: Path) -> dict[str, Any]:
     """A file (or folder) as a fingerprint names it: resolved path, size and modification time."""
+    from .stores import is_store
+
+    if is_store(path):  # a volume by URL: its URL (a local store: its folder)
+        return {"path": str(path), "size": None, "mtime_ns": None} if path.local is None else file_identity(path.local)
     path = Path(path).resolve()
     stat = path.stat()
     return {"path": str(path), "size": stat.st_size if path.is_file() else None,
@@ -98,7 +102,11 @@ def file_identity(path: Path) -> dict[str, Any]:
 
 
 def default_work_dir(out: Path) -> Path:
-    """``labels.tif`` → ``labels.tif.work`` beside it."""
+    """``labels.tif`` → ``labels.tif.work`` beside it (for ``s3://…/labels``: ``labels.work`` here)."""
+    from .stores import is_store
+
+    if is_store(out):
+        return out.parent / (out.name + ".work")
     return out.with_name(out.name + ".work")
 
 

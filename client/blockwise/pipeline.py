@@ -31,6 +31,8 @@ from ..progress import ProgressLine
 from ..measure import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
 from ..normalize import Normalization
+from ..stores import is_store
+from ..stores.export import export_labels
 from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
 from ..workdir import default_work_dir
 from . import stages
@@ -315,6 +317,8 @@ def _run(
             install_labels(image, label_name, target, layout, overwrite=overwrite)
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
+    elif is_store(out):  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr (client/stores)
+        export_labels(stage.run, array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite)
     elif tiff:
         import zarr
 
@@ -395,7 +399,7 @@ def blockwise_file(
     else:
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
     job = stages.Job(
-        volume=Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
+        volume=volume.path if is_store(volume.path) else Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
         mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, shape=shape,
         work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(),  # type: ignore[index]
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,

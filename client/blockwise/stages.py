@@ -29,6 +29,7 @@ from .. import postprocess
 from ..model_source import Tls
 from ..ngff import read_zyx, write_zyx
 from ..normalize import Normalization
+from ..stores import StoreUrl
 from . import sparse
 from .blocks import Block, BlockGrid, Region, grow
 from .equivalence import face_pairs
@@ -55,7 +56,7 @@ class Source:
 class Job:
     """Everything a task needs, by value or by path."""
 
-    volume: Path
+    volume: Path | StoreUrl  # a StoreUrl: N5, precomputed, Zarr by URL (client/stores)
     channel: int | None
     axes: str | None  # --axes, read on the workers exactly as the client read it
     normalization: Normalization  # computed once by the client: every block maps intensities alike

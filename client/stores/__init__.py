@@ -1,0 +1,14 @@
+"""Volumes where EM labs keep them: N5, Neuroglancer precomputed and Zarr (v2, v3 sharded),
+local or behind HTTP, S3 and GCS, read and written through TensorStore.
+
+``location`` parses ``[FORMAT://]LOCATION`` text; ``reader`` opens a volume for reading by
+window and reads its voxel size; ``writer`` writes labels as precomputed segmentation or N5,
+staged and then published; ``export`` does that in parallel from a blockwise run's labels.
+The rest of the client calls only what is named here.
+"""
+
+from .location import StoreUrl, argument, check_credentials, has_scheme, is_store, parse
+from .reader import open_volume, read_voxel_size, store_of
+from .writer import check_destination, write_labels
+
+__all__ = ["StoreUrl", "argument", "check_credentials", "check_destination", "has_scheme", "is_store", "open_volume", "parse", "read_voxel_size", "store_of", "write_labels"]

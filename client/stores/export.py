@@ -1,0 +1,49 @@
+"""``segment --blockwise --out precomputed://…`` / ``n5://…``: the blockwise run's finished
+labels (a Zarr array in its work directory, the checkpoint a resumed run starts from) copied
+into the output by Dask tasks, each a box of whole shards (or of chunks, up to 64 MiB) so no
+two tasks write the same file or object, into a staging location published when every task
+is done."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .location import StoreUrl, context, explain
+from .writer import Region, add_properties, open_output, output_format, spec, staged, write_boxes, write_region
+
+
+def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:
+    """One task: read ``region`` of the ``[Z, X, Y]`` Zarr labels and write it to ``target``."""
+    import zarr
+
+    (x0, x1), (y0, y1), (z0, z1) = region
+    labels = np.asarray(zarr.open_array(array_path, mode="r")[z0:z1, x0:x1, y0:y1]).transpose(1, 2, 0)
+    write_region(open_output(target, format), region, labels)
+    return {"voxels": int(labels.size)}
+
+
+def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_path: str, url: StoreUrl, *, voxel_size: Any,
+                  table: dict[str, np.ndarray] | None, overwrite: bool, **layout: Any) -> None:
+    """Write the labels at ``array_path`` to ``url`` through ``run`` (a blockwise stage: maps
+    the tasks over the cluster), staged then published; the table's rows become precomputed
+    ``segment_properties``."""
+    import tensorstore as ts
+    import zarr
+
+    from ..errors import OutputError
+    from ..measure import label_properties
+
+    format = output_format(url)
+    source = zarr.open_array(array_path, mode="r")
+    z, x, y = (int(n) for n in source.shape)
+    with staged(url, overwrite) as target:
+        try:
+            store = ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, **layout), context=context()).result()
+        except ValueError as e:
+            raise explain(e, url, "output", OutputError) from e
+        boxes = write_boxes((x, y, z), store.chunk_layout.write_chunk.shape)  # whole shards or chunks, up to 64 MiB
+        run("export", [(".".join(str(lo) for lo, _ in box), copy_region, (array_path, target, format, box)) for box in boxes], len(boxes))
+        if format == "precomputed" and table is not None:
+            add_properties(target, label_properties(dict(table)))

@@ -1,0 +1,201 @@
+"""Where a volume lives: ``FORMAT://LOCATION`` text parsed into a :class:`StoreUrl`, and the
+TensorStore key-value store, context and error messages for it.
+
+The syntax is Neuroglancer's and CloudVolume's: an optional format (``n5://``,
+``precomputed://``, ``zarr://``, ``zarr2://``, ``zarr3://``) before a location, which is a
+local path, ``file://``, ``http(s)://``, ``s3://`` or ``gs://``. Without a format it is detected
+from the metadata found there (reader.py). S3 endpoint, region and credentials come the usual
+way (``AWS_*`` environment variables, ``~/.aws``), the endpoint also from ``--s3-endpoint`` for
+stores that are not AWS (MinIO, Ceph, moto).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ClientError, InputError
+
+FORMATS = ("n5", "precomputed", "zarr", "zarr2", "zarr3")
+LOCATIONS = ("file", "http", "https", "s3", "gs")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
+
+# A dead host or a refusing endpoint fails in about a second, a flaky one is retried.
+RETRIES = {"max_retries": 4, "initial_delay": "100ms", "max_delay": "2s"}
+# Decoded chunks kept per opened volume. Crops go z-inner, y, then x: the chunks a crop shares
+# with the next ones along z and y (a 300-row slab of the volume's columns and slices: 29 MB
+# for 600x80 uint16) are read once; a blockwise worker's memory budget pays for it.
+CACHE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """A volume's location as TensorStore opens it (picklable, for blockwise workers).
+
+    ``scheme`` is ``file``, ``http``, ``https``, ``s3`` or ``gs``; ``host`` the HTTP host or the
+    bucket; ``path`` the key prefix (for ``file`` an absolute folder). ``format`` is the one
+    the text named, None to detect it; ``text`` is what the user gave, for messages.
+    """
+
+    text: str
+    scheme: str
+    host: str
+    path: str
+    format: str | None = None
+    s3_endpoint: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def name(self) -> str:
+        """The last path component (``labels`` of ``s3://bucket/run/labels``)."""
+        return PurePosixPath(self.path.rstrip("/")).name or self.host
+
+    @property
+    def local(self) -> Path | None:
+        """The local folder for ``file``, else None."""
+        return Path(self.path) if self.scheme == "file" else None
+
+    @property
+    def parent(self) -> Path:
+        """A local folder beside the volume (its parent for ``file``, the current folder for a
+        remote store): where labels are kept when writing them fails."""
+        return self.local.parent if self.local is not None else Path.cwd()
+
+    @property
+    def remote(self) -> bool:
+        return self.scheme != "file"
+
+    def child(self, key: str, text: str | None = None) -> StoreUrl:
+        """The location ``key`` below this one."""
+        path = str(PurePosixPath(self.path.rstrip("/") or "/") / key) if self.path.strip("/") else key
+        if self.scheme == "file" or self.scheme.startswith("http"):
+            path = "/" + path.lstrip("/")
+        return replace(self, path=path, text=text or f"{self.text.rstrip('/')}/{key}")
+
+    def kvstore(self) -> dict[str, Any]:
+        """The TensorStore kvstore spec of the folder (a key prefix ending in ``/``)."""
+        prefix = self.path.strip("/") + "/" if self.path.strip("/") else ""
+        if self.scheme == "file":
+            return {"driver": "file", "path": self.path.rstrip("/") + "/"}
+        if self.scheme in ("http", "https"):
+            return {"driver": "http", "base_url": f"{self.scheme}://{self.host}", "path": "/" + prefix}
+        if self.scheme == "gs":
+            return {"driver": "gcs", "bucket": self.host, "path": prefix}
+        spec: dict[str, Any] = {"driver": "s3", "bucket": self.host, "path": prefix, "aws_credentials": _aws_credentials()}
+        endpoint = self.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            spec["endpoint"] = endpoint
+            spec["aws_region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return spec
+
+
+def _aws_credentials() -> dict[str, str]:
+    """Where S3 credentials come from, named (TensorStore's default chain logs every source it
+    fails to find on stderr): the ``AWS_*`` variables, else ``AWS_PROFILE`` / ``~/.aws``, else
+    none (anonymous: a public bucket)."""
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return {"type": "environment"}
+    if env.get("AWS_PROFILE"):
+        return {"type": "profile", "profile": env["AWS_PROFILE"]}
+    credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser()
+    return {"type": "profile"} if credentials.is_file() else {"type": "anonymous"}
+
+
+def is_store(value: Any) -> bool:
+    return isinstance(value, StoreUrl)
+
+
+def has_scheme(text: str) -> bool:
+    """Whether ``text`` is a URL (``SCHEME://...``) rather than a path."""
+    return _SCHEME.match(str(text)) is not None
+
+
+def parse(text: str, *, s3_endpoint: str | None = None, option: str = "input") -> StoreUrl:
+    """``[FORMAT://]LOCATION`` as a :class:`StoreUrl`; a bare path becomes ``file``.
+
+    Raises
+    ------
+    InputError
+        An unknown scheme, or a location without a host or bucket.
+    """
+    match = _SCHEME.match(text)
+    format, rest = None, text
+    if match and match[1].lower() in FORMATS:
+        format, rest = match[1].lower(), match[2]
+        match = _SCHEME.match(rest)
+    if match is None:
+        path = Path(rest).expanduser()
+        return StoreUrl(text, "file", "", str(path if path.is_absolute() else Path.cwd() / path), format, s3_endpoint)
+    scheme = match[1].lower()
+    if scheme not in LOCATIONS:
+        raise InputError(f"{option} {text}: unknown scheme {match[1]}://; give a path, file://, http(s)://, s3:// or gs://, "
+                         "optionally after n5://, precomputed:// or zarr://")
+    if scheme == "file":
+        path = Path(match[2]).expanduser()
+        return StoreUrl(text, "file", "", str(path if path.is_absolute() else Path.cwd() / path), format, s3_endpoint)
+    parts = urlsplit(f"{scheme}://{match[2]}")
+    if not parts.netloc:
+        what = "host" if scheme.startswith("http") else "bucket"
+        raise InputError(f"{option} {text}: no {what} in the URL; write {scheme}://{what.upper()}/PATH")
+    path = parts.path or "/"
+    if scheme in ("s3", "gs"):
+        path = path.strip("/")
+    return StoreUrl(text, scheme, parts.netloc, path, format, s3_endpoint if scheme == "s3" else None)
+
+
+def context() -> Any:
+    """A TensorStore context: a bounded chunk cache and bounded retries for HTTP, S3 and GCS."""
+    import tensorstore as ts
+
+    return ts.Context({
+        "cache_pool": {"total_bytes_limit": CACHE_BYTES},
+        "http_request_retries": RETRIES,
+        "s3_request_retries": RETRIES,
+        "gcs_request_retries": RETRIES,
+    })
+
+
+def check_credentials(url: StoreUrl, option: str, writing: bool) -> None:
+    """An S3 location to write needs credentials; refuse at once, in one line, when none are
+    set (TensorStore would otherwise try anonymous access, or the EC2 metadata service)."""
+    if url.scheme != "s3" or not writing:
+        return
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return
+    files = [Path(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser()]
+    if env.get("AWS_PROFILE") and any(f.exists() for f in files):
+        return
+    if any(f.exists() and "aws_access_key_id" in f.read_text(errors="replace") for f in files):
+        return
+    raise InputError(f"{option} {url}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                     "(or AWS_PROFILE with ~/.aws/credentials)")
+
+
+def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[ClientError] = InputError) -> ClientError:
+    """A TensorStore failure (``STATUS: detail``) as one line naming ``url`` and the fix."""
+    text = str(error).split(" [tensorstore_spec=")[0].strip()
+    status = text.split(":", 1)[0]
+    detail = text.split(":", 1)[-1].strip().splitlines()[0] if text else type(error).__name__
+    if "CURL error" in text or status in ("UNAVAILABLE", "DEADLINE_EXCEEDED") or "Could not resolve" in text:
+        curl = re.search(r"CURL error ([^\[]+)", text)
+        reason = curl[1].strip() if curl else detail
+        return kind(f"{url}: cannot reach the host ({reason}); check the URL, the network and --s3-endpoint")
+    if status in ("PERMISSION_DENIED", "UNAUTHENTICATED") or " 403" in text or "AccessDenied" in text:
+        return kind(f"{url}: access denied ({detail}); check the credentials (AWS_* variables, ~/.aws) and the bucket's permissions")
+    if status == "NOT_FOUND":
+        return kind(f"{url}: no {what} there ({detail}); check the path")
+    return kind(f"{url}: cannot read {what} ({detail})")
+
+
+def argument(text: str, *, s3_endpoint: str | None = None, option: str = "input") -> Path | StoreUrl:
+    """A command-line volume or ``--out``: a :class:`StoreUrl` for ``SCHEME://...`` text, else
+    the path as given (format detected later)."""
+    return parse(text, s3_endpoint=s3_endpoint, option=option) if has_scheme(text) else Path(text)

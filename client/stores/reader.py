@@ -1,0 +1,379 @@
+"""Open N5, Neuroglancer precomputed and Zarr (v2, v3, sharded) volumes with TensorStore for
+reading by window, wherever they live (local, HTTP, S3, GCS); their axes and voxel size.
+
+TensorStore reads all three formats on every store with its own parallel I/O and a chunk cache,
+which segment's overlapping crops reuse. A local Zarr path stays with zarr-python
+(volume_io.py): it reads OME-NGFF group metadata and is as fast there (benchmarks/RESULTS.md).
+The engines see an array-like of the stored axis order and letters naming its axes, as for
+any other file (volume_io's ``_XYZView``): no format-specific code outside this package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .location import StoreUrl, context, explain, is_store, parse
+
+DRIVERS = {"n5": "n5", "precomputed": "neuroglancer_precomputed", "zarr2": "zarr", "zarr3": "zarr3"}
+NAMES = {"n5": "N5 dataset", "precomputed": "Neuroglancer precomputed volume", "zarr2": "Zarr array", "zarr3": "Zarr array",
+         "zarr": "Zarr array"}
+
+
+def store_of(source: Any) -> StoreUrl | None:
+    """``source`` as a store TensorStore reads: a :class:`StoreUrl`, or a local folder holding
+    an N5 dataset (``attributes.json``) or a precomputed volume or scale (``info``). None for
+    everything else (TIFF, a local Zarr: volume_io reads those)."""
+    if is_store(source):
+        return source
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    zarr = any((path / marker).exists() for marker in ("zarr.json", ".zarray", ".zattrs", ".zgroup"))
+    n5 = (path / "attributes.json").is_file() or (path / "s0" / "attributes.json").is_file()  # a dataset, or a group of levels
+    if n5 or _precomputed_info(path / "info") or (not zarr and _precomputed_info(path.parent / "info")):
+        return parse(str(path))
+    return None
+
+
+def _precomputed_info(path: Path) -> bool:
+    """Whether ``path`` is a precomputed ``info`` (JSON with ``scales``), not any file so named."""
+    try:
+        return path.is_file() and "scales" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An open volume: the array, the letters of its axes (None: the seed's default reading),
+    its format, and its metadata (for the voxel size)."""
+
+    array: Any
+    axes: str | None
+    format: str
+    attributes: dict[str, Any]
+    url: StoreUrl
+
+
+class WindowArray:
+    """A TensorStore seen as a NumPy-like array: ``shape``, ``dtype``, and ``a[key]`` reading
+    that window into memory. A read that fails mid-run (a host gone) is one ``InputError``."""
+
+    def __init__(self, store: Any, url: StoreUrl) -> None:
+        self._store = store
+        self._url = url
+        self.shape = tuple(int(n) for n in store.shape)
+        self.dtype = np.dtype(store.dtype.numpy_dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return np.asarray(self._store[self._clipped(key)].read().result())
+        except ValueError as e:
+            raise explain(e, self._url, "data") from e
+
+    def _clipped(self, key: Any) -> tuple[Any, ...]:
+        """``key`` as NumPy reads it (TensorStore refuses what NumPy clips): ``...`` expanded,
+        slices clipped to the shape, negative indices from the end."""
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1 :]
+        out: list[Any] = []
+        for k, n in zip(key + (slice(None),) * (self.ndim - len(key)), self.shape):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                out.append(slice(start, max(start, stop), step) if step > 0 else k)
+            else:
+                out.append(int(k) + n if int(k) < 0 else int(k))
+        return tuple(out)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _read_json(url: StoreUrl, key: str, kvstore: Any = None) -> dict[str, Any] | None:
+    """The JSON object at ``key`` below ``url``; None when there is none."""
+    import tensorstore as ts
+
+    try:
+        kv = kvstore or ts.KvStore.open(url.kvstore(), context=context()).result()
+        found = kv.read(key).result()
+    except ValueError as e:
+        raise explain(e, url, key) from e
+    if found.state != "value":
+        return None
+    try:
+        value = json.loads(bytes(found.value))
+    except ValueError as e:
+        raise InputError(f"{url}: unreadable metadata {key} ({e}); the file is damaged or not JSON") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{url}: unreadable metadata {key} (not a JSON object)")
+    return value
+
+
+def detect(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]]:
+    """The format at ``url`` (``n5``, ``precomputed``, ``zarr2``, ``zarr3``), the location of
+    the array to open (a Zarr image's first level) and the metadata that says so.
+
+    Raises
+    ------
+    InputError
+        Nothing readable there, a group rather than a dataset, unreadable metadata, a host that
+        does not answer.
+    """
+    import tensorstore as ts
+
+    try:
+        kv = ts.KvStore.open(url.kvstore(), context=context()).result()
+    except ValueError as e:
+        raise explain(e, url, "store") from e
+    wanted = url.format
+    if wanted in (None, "n5"):
+        attributes = _read_json(url, "attributes.json", kv)
+        if attributes is not None:
+            if "dimensions" not in attributes:
+                raise InputError(f"{url} is an N5 group, not a dataset; append the dataset's path{_datasets(url)}")
+            return "n5", url, attributes
+    if wanted in (None, "precomputed"):
+        info = _read_json(url, "info", kv)
+        if info is not None:
+            return "precomputed", url, {"info": info, "scale": 0}
+        scale = _precomputed_scale(url)
+        if scale is not None:
+            return scale
+    if wanted in (None, "zarr", "zarr3"):
+        meta = _read_json(url, "zarr.json", kv)
+        if meta is not None:
+            if meta.get("node_type") == "group":
+                return _zarr_image(url, meta.get("attributes", {}))
+            return "zarr3", url, meta
+    if wanted in (None, "zarr", "zarr2"):
+        meta = _read_json(url, ".zarray", kv)
+        if meta is not None:
+            return "zarr2", url, {**meta, "attributes": _read_json(url, ".zattrs", kv) or {}}
+        attributes = _read_json(url, ".zattrs", kv)
+        if attributes is not None or _read_json(url, ".zgroup", kv) is not None:
+            return _zarr_image(url, attributes or {})
+    if wanted in (None, "n5") and _read_json(url.child("s0"), "attributes.json", None) is not None:
+        raise InputError(f"{url} is an N5 group, not a dataset; append the dataset's path{_datasets(url)}")
+    if wanted is not None:
+        raise InputError(f"{url}: no {NAMES[wanted]} there ({_markers(wanted)} not found); check the path")
+    raise InputError(f"{url}: no N5, Neuroglancer precomputed or Zarr volume there (no attributes.json, info, zarr.json "
+                     "or .zarray); check the path")
+
+
+def _markers(format: str) -> str:
+    return {"n5": "attributes.json", "precomputed": "info", "zarr3": "zarr.json", "zarr2": ".zarray"}.get(format, "zarr.json or .zarray")
+
+
+def _datasets(url: StoreUrl) -> str:
+    """`` (its datasets: s0, s1)`` for a local N5 group; nothing for a remote one (no listing)."""
+    if url.local is None or not url.local.is_dir():
+        return ", e.g. /s0"
+    found = sorted(p.parent.relative_to(url.local).as_posix() for p in url.local.rglob("attributes.json")
+                   if p.parent != url.local and "dimensions" in json.loads(p.read_text() or "{}"))
+    return f" (its datasets: {', '.join(found[:8])})" if found else ", e.g. /s0"
+
+
+def _precomputed_scale(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]] | None:
+    """``VOLUME/KEY``: scale ``KEY`` of the precomputed volume above, as precomputed names it."""
+    if not url.path.strip("/") or "/" not in url.path.strip("/"):
+        return None
+    parent_path = url.path.rstrip("/").rsplit("/", 1)[0] or "/"
+    parent = StoreUrl(url.text.rstrip("/").rsplit("/", 1)[0], url.scheme, url.host, parent_path, url.format, url.s3_endpoint)
+    info = _read_json(parent, "info")
+    if info is None:
+        return None
+    keys = [str(s.get("key")) for s in info.get("scales", [])]
+    if url.name not in keys:
+        raise InputError(f"{url}: {parent} has no scale {url.name}; its scales are {', '.join(keys)}")
+    return "precomputed", parent, {"info": info, "scale": keys.index(url.name)}
+
+
+def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUrl, dict[str, Any]]:
+    """A Zarr group: an OME-NGFF image's first level (the image names its axes and scale)."""
+    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    try:
+        path = str(multiscales[0]["datasets"][0]["path"]).strip("/")
+    except (KeyError, IndexError, TypeError):
+        raise InputError(f"{url} is a Zarr group without OME multiscales; point at one of its arrays") from None
+    format, level, meta = detect(url.child(path))
+    return format, level, {**meta, "multiscales": multiscales}
+
+
+def open_volume(source: StoreUrl) -> Opened:
+    """Open ``source`` for reading by window.
+
+    Raises
+    ------
+    InputError
+        See :func:`detect`; and data TensorStore cannot decode.
+    """
+    import tensorstore as ts
+
+    format, url, meta = detect(source)
+    spec: dict[str, Any] = {"driver": DRIVERS[format], "kvstore": url.kvstore(), "open": True}
+    if format == "precomputed":
+        spec["scale_index"] = meta["scale"]
+    try:
+        store = ts.open(spec, read=True, context=context()).result()
+    except ValueError as e:
+        raise explain(e, source, NAMES[format]) from e
+    store = store[ts.d[:].translate_to[0]]  # a precomputed voxel_offset: windows count from the volume's corner
+    return Opened(WindowArray(store, source), _axes(format, store, meta), format, meta, source)
+
+
+def _axes(format: str, store: Any, meta: dict[str, Any]) -> str | None:
+    """Letters of the stored axes: named ones (N5 ``axes``, Zarr v3 ``dimension_names``, OME
+    axes); N5 without names stores x fastest (``XYZ``); precomputed is ``XYZC``."""
+    if format == "precomputed":
+        return "XYZC"
+    names = meta.get("axes") if format == "n5" else meta.get("dimension_names")
+    if meta.get("multiscales"):
+        try:
+            names = [a["name"] if isinstance(a, dict) else a for a in meta["multiscales"][0]["axes"]]
+        except (KeyError, IndexError, TypeError):
+            names = None
+    letters = "".join(str(n)[:1].upper() for n in names) if names and all(n for n in names) else None
+    if letters and len(letters) == store.rank and len(set(letters)) == len(letters) and set(letters) <= set("XYZCT"):
+        return letters
+    if format == "n5":
+        return "XYZ" if store.rank == 3 else "XYZC" if store.rank == 4 else None
+    return None
+
+
+def read_voxel_size(source: StoreUrl) -> Any:
+    """The voxel size the metadata states, or None: N5 ``resolution`` + ``units`` or
+    ``pixelResolution`` (the dataset's, else its group's times ``downsamplingFactors``),
+    precomputed ``resolution`` (nanometres), OME-NGFF scale and units."""
+    from ..volume_io import _ome_zarr_voxel_size
+
+    try:
+        opened = open_volume(source)
+    except InputError:
+        return None  # reported when the data is read
+    meta = opened.attributes
+    if opened.format == "precomputed":
+        resolution = meta["info"]["scales"][meta["scale"]].get("resolution")
+        return _size_by_axes(resolution, "XYZ", "nm")
+    if meta.get("multiscales"):
+        level = 0
+        return _ome_zarr_voxel_size(meta["multiscales"], level)
+    if opened.format == "n5":
+        return _n5_voxel_size(opened)
+    return None
+
+
+def _n5_voxel_size(opened: Opened) -> Any:
+    meta, axes = opened.attributes, opened.axes or "XYZ"
+    size = _n5_size(meta, axes)
+    if size is not None:
+        return size
+    url = opened.url
+    if "/" not in url.path.strip("/"):
+        return None
+    parent = StoreUrl(url.text.rsplit("/", 1)[0], url.scheme, url.host, url.path.rstrip("/").rsplit("/", 1)[0], "n5", url.s3_endpoint)
+    try:
+        group = _read_json(parent, "attributes.json") or {}
+    except InputError:
+        return None
+    factors = meta.get("downsamplingFactors") or [1] * len(axes)
+    return _n5_size(group, axes, factors)
+
+
+def _n5_size(attributes: dict[str, Any], axes: str, factors: Any = None) -> Any:
+    factors = list(factors or [1] * len(axes))
+    if isinstance(attributes.get("pixelResolution"), dict):
+        found = attributes["pixelResolution"]
+        values, unit = found.get("dimensions"), found.get("unit")
+    else:
+        values, unit = attributes.get("resolution"), attributes.get("units")
+    if values is None:
+        return None
+    if isinstance(unit, list):
+        unit = unit[0] if len(set(unit)) == 1 else None
+    try:
+        values = [float(v) * float(f) for v, f in zip(values, factors + [1] * (len(values) - len(factors)))]
+    except (TypeError, ValueError):
+        return None
+    return _size_by_axes(values, axes, unit)
+
+
+def _size_by_axes(values: Any, axes: str, unit: str | None) -> Any:
+    """A :class:`VoxelSize` from per-axis ``values`` in the stored order named by ``axes``."""
+    from ..volume_io import VoxelSize, length_unit
+
+    try:
+        by = {a: float(v) for a, v in zip(axes, values)}
+        sizes = (by["Y"], by["X"], by["Z"])  # runtime X = rows (file y), Y = columns (file x), Z
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(s > 0 and np.isfinite(s) for s in sizes):
+        return None
+    try:
+        name = length_unit(str(unit)) if unit else None
+    except InputError:
+        name = None
+    if name is None and sizes == (1.0, 1.0, 1.0):
+        return None
+    return VoxelSize(sizes, name)
+
+
+def zarr_windows(array: Any) -> Any:
+    """A local zarr-python array read by window through TensorStore instead, when TensorStore
+    is installed and opens it alike (same shape and dtype); else ``array`` as it is.
+
+    zarr-python keeps finding the array and its metadata (OME-NGFF axes, levels, scale);
+    TensorStore reads the crops, 5x faster in segment's pattern: it decodes chunks in
+    parallel and keeps them in its cache for the overlapping crops (benchmarks/RESULTS.md)."""
+    root = getattr(getattr(array, "store", None), "root", None)
+    if root is None:
+        return array
+    try:
+        import tensorstore as ts
+    except ImportError:
+        return array
+    path = Path(root) / str(getattr(array, "path", "") or "")
+    url = parse(str(path))
+    driver = "zarr" if array.metadata.zarr_format == 2 else "zarr3"
+    try:
+        store = ts.open({"driver": driver, "kvstore": url.kvstore(), "open": True}, read=True, context=context()).result()
+    except ValueError:  # a codec TensorStore lacks: zarr-python reads it
+        return array
+    windows = WindowArray(store, url)
+    return windows if windows.shape == tuple(array.shape) and windows.dtype == np.dtype(array.dtype) else array
+
+
+def level(source: StoreUrl, index: int) -> StoreUrl:
+    """``--level N`` of a multiscale volume by URL: scale ``N`` of a precomputed volume (its
+    key appended), dataset ``sN`` of an N5 group (the n5-viewer / BigDataViewer layout).
+
+    Raises
+    ------
+    InputError
+        Not a precomputed volume or N5 group, or no level ``N``.
+    """
+    info = _read_json(source, "info") if source.format in (None, "precomputed") else None
+    if info is not None:
+        keys = [str(s.get("key")) for s in info.get("scales", [])]
+        if not 0 <= index < len(keys):
+            raise InputError(f"--level {index}: {source} has scales {', '.join(f'{i} ({k})' for i, k in enumerate(keys))}; choose one of them")
+        return source.child(keys[index])
+    attributes = _read_json(source, "attributes.json") if source.format in (None, "n5") else None
+    if source.format in (None, "n5") and (attributes is None or "dimensions" not in attributes):
+        dataset = source.child(f"s{index}")
+        found = _read_json(dataset, "attributes.json")
+        if found is not None and "dimensions" in found:
+            return dataset
+        if attributes is not None or _read_json(source.child("s0"), "attributes.json") is not None:
+            raise InputError(f"--level {index}: {source} has no dataset s{index}{_datasets(source)}")
+    raise InputError(f"--level {index}: {source} is not a precomputed volume or an N5 group of s0, s1, …; "
+                     "point at the level's path instead")

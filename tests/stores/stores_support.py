@@ -1,0 +1,147 @@
+"""Real stores for the store tests: volumes written by TensorStore as the formats' own
+writers lay them out (N5 dimensions x fastest, precomputed x, y, z, channel), a
+``python -m http.server`` and a moto S3 server, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+
+
+def blobs(shape_zyx: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Bright smooth blobs on a dim background, uint16 ``[Z, Y, X]``."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape_zyx), sigma=(1, 3, 3))
+    return ((field - field.min()) / (field.max() - field.min()) * 65535).astype(np.uint16)
+
+
+def write_n5(path: Path | str, zyx: np.ndarray, resolution_xyz=(8.0, 4.0, 40.0), units: str = "nm", kvstore: dict | None = None) -> None:
+    """An N5 dataset as BigDataViewer and n5-viewer write it: dimensions ``[x, y, z]``."""
+    import tensorstore as ts
+
+    store = ts.open({"driver": "n5", "kvstore": kvstore or {"driver": "file", "path": str(path)}, "create": True,
+                     "metadata": {"dimensions": list(zyx.shape[::-1]), "blockSize": [16, 16, 4], "dataType": zyx.dtype.name,
+                                  "compression": {"type": "gzip"}},
+                     "schema": {"dimension_units": [[r, units] for r in resolution_xyz], "domain": {"labels": ["x", "y", "z"]}}}).result()
+    store.write(zyx.T).result()
+
+
+def write_precomputed(path: Path | str, zyx: np.ndarray, resolution_xyz=(8.0, 4.0, 40.0), kvstore: dict | None = None,
+                      voxel_offset=(0, 0, 0)) -> None:
+    """A precomputed image as CloudVolume / Igneous write it: ``[x, y, z, channel]``, resolution in nm."""
+    import tensorstore as ts
+
+    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": kvstore or {"driver": "file", "path": str(path)}, "create": True,
+                     "multiscale_metadata": {"type": "image", "data_type": zyx.dtype.name, "num_channels": 1},
+                     "scale_metadata": {"size": list(zyx.shape[::-1]), "resolution": list(resolution_xyz), "encoding": "raw",
+                                        "chunk_size": [16, 16, 4], "voxel_offset": list(voxel_offset)}}).result()
+    store.write(zyx.T[..., None]).result()
+
+
+def write_zarr3_sharded(path: Path | str, zyx: np.ndarray) -> None:
+    """A Zarr v3 array with the sharding codec (shards of 2 x 2 x 2 inner chunks), axes named."""
+    import tensorstore as ts
+
+    store = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}, "create": True,
+                     "metadata": {"shape": list(zyx.shape), "data_type": zyx.dtype.name, "dimension_names": ["z", "y", "x"],
+                                  "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [8, 32, 32]}},
+                                  "codecs": [{"name": "sharding_indexed", "configuration": {
+                                      "chunk_shape": [4, 16, 16], "codecs": [{"name": "bytes"}, {"name": "zstd"}]}}]}}).result()
+    store.write(zyx).result()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited ({process.returncode})")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+@contextlib.contextmanager
+def http_server(folder: Path) -> Iterator[str]:
+    """``python -m http.server`` serving ``folder`` on 127.0.0.1; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process, "http.server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# CloudFiles (CloudVolume's storage layer) reads AWS_SESSION_TOKEN whenever it takes keys from the environment.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server mode (``moto_server``) on 127.0.0.1; yields its endpoint URL."""
+    port = free_port()
+    process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **S3_ENV})
+    try:
+        _wait_for_port(port, process, "moto_server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def make_bucket(endpoint: str, bucket: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line]
+    assert len(lines) == 1, text
+    return re.sub(r"\s+", " ", lines[0])
+
+
+def cloudvolume_zyx(url: str, s3_endpoint: str | None = None) -> np.ndarray:
+    """The labels at ``url`` (``precomputed://…``) as CloudVolume reads them, ``[Z, Y, X]``;
+    ``moto://BUCKET/…`` names ``s3_endpoint`` (CloudFiles' way to name an S3 that is not AWS)."""
+    import warnings
+
+    with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
+        warnings.simplefilter("ignore", ImportWarning)
+        from cloudfiles.paths import add_alias
+        from cloudvolume import CloudVolume
+
+    if s3_endpoint is not None:
+        add_alias("moto", f"s3://{s3_endpoint}/")
+    return np.asarray(CloudVolume(url, progress=False)[:, :, :])[..., 0].T
+
+
+def expected_labels(folder: Path) -> np.ndarray:
+    """The TIFF run's labels that every store's run must equal (written by the stores_folder fixture)."""
+    import tifffile
+
+    return tifffile.imread(folder / "expected.tif")
