@@ -60,9 +60,9 @@ def pattern_answers(folder: Path) -> Path:
 def job_for(folder: Path, answers: Path, shape, block, workers: int):
     from skoots_client import postprocess
     from skoots_client.blockwise.blocks import default_per_block, per_block_from_voxels
-    from skoots_client.blockwise.stages import Job, Source
+    from skoots_client.blockwise.job import Job, Source
     from skoots_client.normalize import Normalization
-    from skoots_export.model_config import ModelParameters
+    from skoots_export.contract.wire import ModelParameters
 
     parameters = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=SCALING, embedding_iterations=2)
     lh, vh = postprocess.halo_widths(SCALING, 2)
@@ -128,7 +128,7 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     """CPU seconds per seed-size crop of the infer stage, its endpoint answering instantly."""
     import zarr
 
-    from skoots_client.blockwise import stages
+    from skoots_client.blockwise import stages, worker
     from skoots_client.blockwise.store import BlockStore
 
     shape = (280 * 4 + 20, 280 * 2 + 20, 20)  # 4 x 2 x 1 crops: one block of 8 crops
@@ -147,8 +147,8 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
 
     from skoots_client.volume_io import Volume
 
-    stages._process[("endpoints", job.source)] = [Instant()]
-    stages._process[("volume", job.volume, job.channel, job.axes)] = Volume(np.zeros(shape, np.uint16), job.volume)
+    worker._process[("endpoints", job.source)] = [Instant()]
+    worker._process[("volume", job.volume, job.channel, job.axes)] = Volume(np.zeros(shape, np.uint16), job.volume)
     index = job.grid.blocks[0].index
     stages.infer_block(job, index)  # warm up (numba)
     started = time.process_time()
@@ -163,7 +163,7 @@ def one_size(text: str, block) -> None:
     """(a) for one size, in this process: print one JSON line of figures."""
     import json
 
-    from skoots_client.blockwise.stages import peak_rss
+    from skoots_client.blockwise.worker import peak_rss
 
     folder = Path(tempfile.mkdtemp(prefix="blockwise-bench-"))
     try:

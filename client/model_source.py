@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from skoots_export.model_config import (
+from skoots_export.contract.net import pem_problem
+from skoots_export.contract.wire import (
     INPUT,
     PROBABILITY,
     SKELETON,
@@ -25,7 +26,6 @@ from skoots_export.model_config import (
     contract_problems,
     parameters_from_config,
 )
-from skoots_export.server import pem_problem
 
 from .address import grpc_address, triton_http_service
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError

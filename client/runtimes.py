@@ -99,7 +99,7 @@ class OpenVinoRuntime:
     """The exported IR on the CPU, in FP32 unless asked for BF16."""
 
     def __init__(self, path: Path, threads: int, precision: str) -> None:
-        from skoots_export.openvino_runtime import OpenVinoHead
+        from skoots_export.contract.openvino_runtime import OpenVinoHead
 
         try:
             self._head = OpenVinoHead(str(path), threads=threads, precision=precision)
@@ -128,7 +128,7 @@ def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | N
     )
 
     def cpu_has_bf16() -> bool:
-        from skoots_export.openvino_runtime import cpu_supports_bf16
+        from skoots_export.contract.openvino_runtime import cpu_supports_bf16
 
         return cpu_supports_bf16()
 

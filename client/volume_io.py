@@ -4,6 +4,9 @@ On disk a volume is ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as Fiji and napari name th
 seed's ``[Z, X, Y]``), unless the file or ``--axes`` says otherwise; the runtime works in the
 seed's ``[X, Y, Z]`` (X = rows, docs/AXES.md) and writes labels back as ``[Z, Y, X]``. Reading
 is lazy where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
+
+Not split: not yet. Five jobs (length units and voxel sizes, reading, destination checks, staging,
+writers) that issue 19 separates; the unit table already moved to skoots_export.contract.units.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from skoots_export.contract.errors import OptionError
+from skoots_export.contract.triples import option_triple
+from skoots_export.contract.units import LENGTH_UNITS, length_unit
 
 from .errors import InputError, OutputError
 
@@ -52,33 +59,6 @@ class Volume:
     @property
     def dtype(self) -> np.dtype:
         return np.dtype(self.data.dtype)
-
-
-# OME-NGFF unit names (UDUNITS-2) of lengths, with the short symbol used in table headers and
-# ImageJ metadata, and their size in metres (to compare sizes given in different units).
-LENGTH_UNITS = {
-    "angstrom": ("A", 1e-10),
-    "nanometer": ("nm", 1e-9),
-    "micrometer": ("um", 1e-6),
-    "millimeter": ("mm", 1e-3),
-    "centimeter": ("cm", 1e-2),
-    "meter": ("m", 1.0),
-}
-_UNIT_ALIASES = {
-    **{name: name for name in LENGTH_UNITS},
-    **{symbol.lower(): name for name, (symbol, _) in LENGTH_UNITS.items()},
-    "µm": "micrometer", "μm": "micrometer", "\\u00b5m": "micrometer", "micron": "micrometer", "microns": "micrometer",
-    "micrometre": "micrometer", "nanometre": "nanometer", "millimetre": "millimeter", "metre": "meter", "å": "angstrom",
-}
-
-
-def length_unit(text: str, option: str = "--unit") -> str:
-    """The OME-NGFF name of a length unit given as a name or symbol (``um``, ``µm``, ``micron``,
-    ``nm``, ``nanometer``, ...)."""
-    name = _UNIT_ALIASES.get(text.strip().lower())
-    if name is None:
-        raise InputError(f"{option} {text!r} is not a length unit; use one of um, nm, mm, cm, m, angstrom")
-    return name
 
 
 @dataclass(frozen=True)
@@ -133,26 +113,23 @@ def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOpt
     """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
     suffix (``0.5,0.5,2um``); micrometres when neither says. ``--unit`` alone names the unit of
     the scale the file states (:class:`UnitOption`, resolved by :func:`resolve_voxel_size`)."""
-    from skoots_export.cli import option_triple
-
-    if text is None:
-        return None if unit is None else UnitOption(length_unit(unit))  # type: ignore[return-value]
-    numbers = text.rstrip()
-    suffix = ""
-    while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
-        suffix, numbers = numbers[-1] + suffix, numbers[:-1]
-    named = length_unit(suffix, "--voxel-size") if suffix else None
-    if named and unit is not None and length_unit(unit) != named:
-        raise InputError(f"--voxel-size {text!r} says {suffix} and --unit says {unit}; give the unit once")
-    from skoots_export.errors import ExportError
-
     try:
+        if text is None:
+            return None if unit is None else UnitOption(length_unit(unit))  # type: ignore[return-value]
+        numbers = text.rstrip()
+        suffix = ""
+        while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
+            suffix, numbers = numbers[-1] + suffix, numbers[:-1]
+        named = length_unit(suffix, "--voxel-size") if suffix else None
+        if named and unit is not None and length_unit(unit) != named:
+            raise InputError(f"--voxel-size {text!r} says {suffix} and --unit says {unit}; give the unit once")
         sizes = option_triple("--voxel-size", numbers, float)
-    except ExportError as e:
+        default_unit = length_unit(unit) if unit else "micrometer"
+    except OptionError as e:
         raise InputError(str(e)) from None
     if not all(v > 0 and np.isfinite(v) for v in sizes):
         raise InputError(f"--voxel-size {text!r}: sizes must be positive, e.g. --voxel-size 0.5,0.5,2um")
-    return VoxelSize(tuple(float(v) for v in sizes), named or (length_unit(unit) if unit else "micrometer"))
+    return VoxelSize(tuple(float(v) for v in sizes), named or default_unit)
 
 
 def _ome_zarr_voxel_size(multiscales: Any, level: int = 0) -> VoxelSize | None:
@@ -176,12 +153,12 @@ def _ome_zarr_voxel_size(multiscales: Any, level: int = 0) -> VoxelSize | None:
         try:
             sizes = [s * LENGTH_UNITS[length_unit(str(axes[at[n]].get("unit")))][1] / 1e-6 for s, n in zip(sizes, "yxz")]
             unit = "micrometer"
-        except InputError:
+        except OptionError:
             return None
     elif unit is not None:
         try:
             unit = length_unit(str(unit))
-        except InputError:
+        except OptionError:
             unit = None
     if unit is None and sizes == [1.0, 1.0, 1.0]:
         return None
@@ -206,7 +183,7 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
                 units.add(pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm"))
             try:
                 unit = length_unit(units.pop()) if len(units) == 1 else None
-            except InputError:
+            except OptionError:
                 unit = None
             return VoxelSize(tuple(sizes), unit) if unit else None  # type: ignore[arg-type]
         if tif.is_imagej:
@@ -220,7 +197,7 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
             sizes = (size("YResolution"), size("XResolution"), float(meta.get("spacing", 1.0)))
             try:
                 unit = length_unit(str(meta["unit"])) if "unit" in meta else None
-            except InputError:
+            except OptionError:
                 unit = None
             if unit is None:
                 return None
@@ -562,6 +539,27 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     """
     path = Path(path)
     array, file_axes = _open(path)
+    return _as_volume(array, path, file_axes, channel, axes, check_finite)
+
+
+def volume_from_array(array: Any, channel: int | None = None, axes: str | None = None) -> Volume:
+    """A NumPy, Dask or Zarr array (anything with ``shape``, ``dtype`` and slicing) as a
+    single-channel ``[X, Y, Z]`` volume, read as :func:`read_volume` reads a file: ``[Z, Y, X]``
+    or ``[Z, Y, X, C]`` unless ``axes`` says otherwise. Lazy arrays stay lazy: crops are cut
+    from a view. Its ``path`` names the kind of array (``<numpy array>``) for messages.
+
+    >>> import numpy as np
+    >>> volume_from_array(np.zeros((4, 6, 8), np.uint8)).shape  # [X, Y, Z]: rows, columns, slices
+    (6, 8, 4)
+    """
+    if not all(hasattr(array, a) for a in ("shape", "dtype", "__getitem__")):
+        raise InputError(f"cannot segment a {type(array).__name__}: give a NumPy, Dask or Zarr array, or a file path")
+    kind = type(array).__module__.split(".")[0]
+    return _as_volume(array, Path(f"<{kind} array>"), None, channel, axes, True)
+
+
+def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | None, axes: str | None,
+               check_finite: bool) -> Volume:
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(

@@ -10,7 +10,7 @@ Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise)::
     faces/B.npz             infer: the block's six boundary planes of its labels (face equivalences)
     assigned/B.*.npy        assign: the volume's skeleton-component id of each assigned voxel
     firsts/B.npz            assign: the block's ids with their smallest linear index over the volume
-    stats/R.npz             with --table: an output block's per-label sums (measure.PartialStats)
+    stats/R.npz             with --table: an output block's per-label sums (instances.PartialStats)
     out/NAME                the output being written (moved into place at the end);
                             an .ome.zarr's levels above 0 are sampled from its level 0 (pyramid.py)
     done/STAGE/B            marker: the CRC-32 of the block's data, a JSON note, and a CRC of

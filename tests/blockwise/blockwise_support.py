@@ -13,11 +13,11 @@ import zarr
 from perfect_network import ideal_outputs
 from skoots_client import postprocess
 from skoots_client.blockwise.pipeline import segment_blockwise
-from skoots_client.blockwise.stages import Job, Source
+from skoots_client.blockwise.job import Job, Source
 from skoots_client.normalize import Normalization
-from skoots_client.segment import reference_interior
+from skoots_client.in_memory import reference_interior
 from skoots_client.volume_io import read_labels
-from skoots_export.model_config import ModelParameters
+from skoots_export.contract.wire import ModelParameters
 
 CROP, OVERLAP = (24, 24, 8), (4, 4, 2)  # crop steps 16, 16, 4
 

@@ -149,7 +149,7 @@ def test_option_wins_and_a_conflict_is_one_warning(tmp_path: Path) -> None:
 
 def test_a_scale_without_a_unit_is_neither_pixels_nor_a_unit(tmp_path: Path) -> None:
     """Issue 17 (2): OME-Zarr axes with a scale but no unit: scaled values, in no named unit."""
-    from skoots_client.measure import PartialStats, instance_table
+    from skoots_client.instances import PartialStats, instance_table
 
     unitless = VoxelSize((0.012, 0.012, 0.05), None)
     assert unitless.describe() == "z 0.05, y 0.012, x 0.012 (a scale without a unit; name it with --unit)"

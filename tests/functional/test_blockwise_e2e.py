@@ -172,9 +172,9 @@ def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: s
     from distributed import Client
 
     def scratch_buffers() -> int:  # nested: sent by value, the workers cannot import this file
-        from skoots_client.blockwise import stages
+        from skoots_client.blockwise import worker
 
-        return sum(1 for key in stages._process if key[0] == "scratch")
+        return sum(1 for key in worker._process if key[0] == "scratch")
 
     with Client(dask_cluster, timeout="10s") as client:  # the workers outlive the run: they keep no block buffers
         assert set(client.run(scratch_buffers).values()) == {0}

@@ -289,28 +289,3 @@ def measure_xyz(labels_xyz: Any, voxel_size: VoxelSize, raw_xyz: Any = None, *, 
     if skeleton:
         lengths = skeleton_lengths(stats, lambda b: np.asarray(labels_xyz[b[1], b[2], b[0]]).transpose(2, 0, 1), voxel_size.zyx)
     return instance_table(stats, (z, x, y), voxel_size, lengths)
-
-
-
-def measure_file(
-    labels_path: Path, out: Path, *, raw: Path | None = None, channel: int | None = None,
-    voxel_size: VoxelSize | None = None, skeleton: bool = True, overwrite: bool = False, warn: Callable[[str], None] | None = None,
-) -> str:
-    """``measure``: the instance table of existing labels (and raw intensities), written to ``out``.
-
-    The voxel size is ``voxel_size`` if given, else what the labels' file states, else the raw's.
-    Returns a one-line summary.
-    """
-    from .volume_io import open_labels, read_voxel_size, resolve_voxel_size, read_volume
-
-    from .volume_io import check_not_input
-
-    check_not_input("--out", out, [labels_path] + ([raw] if raw is not None else []))
-    check_table_path(out, overwrite, "--out")
-    labels = open_labels(labels_path)
-    raw_volume = read_volume(raw, channel) if raw is not None else None
-    stated = read_voxel_size(labels_path) or (read_voxel_size(raw) if raw is not None else None)
-    size = resolve_voxel_size(voxel_size, stated, labels_path, warn)
-    columns = measure_xyz(labels.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
-    write_table(out, columns)
-    return f"{labels_path}: {len(columns['label'])} instances, voxel size {size.describe()} → {out}"
