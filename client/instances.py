@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .atomic import staged
 from .errors import InputError, OutputError
 from .volume_io import UNKNOWN_VOXEL_SIZE, VoxelSize, check_destination, describe_shape
 
@@ -248,21 +249,19 @@ def check_table_path(path: Path, overwrite: bool, option: str = "--table") -> No
 
 def write_table(path: Path, columns: dict[str, np.ndarray]) -> Path:
     """Write the table as CSV (floats at full precision) or Parquet, atomically."""
-    staged = path.with_name(f".{path.name}.partial")
     try:
-        if path.name.lower().endswith(".parquet"):
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        with staged(path) as target:
+            if path.name.lower().endswith(".parquet"):
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            pq.write_table(pa.table({k: np.asarray(v) for k, v in columns.items()}), staged)
-        else:
-            with open(staged, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(columns))
-                writer.writeheader()
-                writer.writerows(table_rows(columns))
-        staged.replace(path)
+                pq.write_table(pa.table({k: np.asarray(v) for k, v in columns.items()}), target)
+            else:
+                with open(target, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(columns))
+                    writer.writeheader()
+                    writer.writerows(table_rows(columns))
     except OSError as e:
-        staged.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
     return path
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import move_into_place
 from .errors import OutputError
 
 NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
@@ -322,20 +323,7 @@ def install_labels(image: Path, name: str, staged: Path, layout: ImageLayout, *,
     if target.exists() and not overwrite:
         raise OutputError(f"--labels-into {image}: labels/{name} exists; pass --overwrite to replace it, or another --label-name")
     labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
-    if staged.stat().st_dev != image.stat().st_dev:
-        copy = Path(tempfile.mkdtemp(prefix=f".labels-{name}.partial-", dir=image))
-        try:
-            shutil.copytree(staged, copy / name)
-            return install_labels(image, name, copy / name, layout, overwrite=overwrite)
-        finally:
-            shutil.rmtree(copy, ignore_errors=True)
-    if target.exists():
-        old = target.with_name(f".{name}.replaced-{os.getpid()}")
-        target.rename(old)
-        staged.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staged.rename(target)
+    move_into_place(staged, target)  # copied first from another file system
     if layout.version == "0.4":
         listed = list(labels.attrs.get("labels", []))
         labels.attrs["labels"] = listed + ([name] if name not in listed else [])

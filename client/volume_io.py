@@ -27,6 +27,7 @@ from skoots_export.contract.errors import OptionError
 from skoots_export.contract.triples import option_triple
 from skoots_export.contract.units import LENGTH_UNITS, length_unit
 
+from .atomic import staged
 from .errors import InputError, OutputError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float16", "float32", "float64")
@@ -711,25 +712,11 @@ def _staged(path: Path, overwrite: bool) -> Iterator[Path]:
     Nothing is left at ``path`` or beside it if writing fails.
     """
     check_output_path(path, overwrite)
-    staged = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
-        yield staged / path.name
-        _replace(staged / path.name, path)
+        with staged(path) as target:
+            yield target
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-
-
-def _replace(staged: Path, path: Path) -> None:
-    """Move the finished ``staged`` to ``path``, replacing what is there."""
-    if path.is_dir() and not path.is_symlink():
-        old = path.with_name(f".{path.name}.replaced-{os.getpid()}")
-        path.rename(old)
-        staged.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, path)
 
 
 def write_labels(

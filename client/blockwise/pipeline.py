@@ -29,12 +29,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import postprocess
+from ..atomic import move_into_place
 from ..errors import ClientError, OutputError
 from ..progress import Watch
 from ..instances import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
 from ..normalize import Normalization
-from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
+from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, create_labels_array, write_labels
 from ..workdir import default_work_dir
 from . import stages
 from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
@@ -329,13 +330,7 @@ def _run(
     else:
         if out.exists() and not overwrite:
             raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
-        try:
-            _replace(target, out)
-        except OSError:  # another filesystem: copy, then swap
-            staged = out.with_name(f".{out.name}.partial")
-            shutil.rmtree(staged, ignore_errors=True)
-            shutil.copytree(target, staged)
-            _replace(staged, out)
+        move_into_place(target, out)  # copied first from another file system
     result.seconds["write"] += time.perf_counter() - started
 
 

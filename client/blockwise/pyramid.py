@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import crc
 from ..ngff import Level, nearest_indices, read_zyx, write_zyx
 from .job import Job
-from .store import crc
 from .worker import report
 
 STAGE = "pyramid"

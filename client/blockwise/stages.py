@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import postprocess
+from ..atomic import crc
 from ..endpoints import open_endpoints
 from ..in_memory import infer_pieces, reference_interior, skip_rule
 from ..ngff import read_zyx, write_zyx
@@ -26,7 +27,6 @@ from .blocks import Block, Region, grow
 from .equivalence import face_pairs
 from .job import Job, Source
 from .pyramid import verify as verify_region
-from .store import crc
 from .worker import cached, report, scratch, set_threads
 
 
