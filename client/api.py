@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,6 +19,10 @@ from .errors import InputError
 from .result import Segmentation
 
 Triple = Union[str, Sequence[float], None]
+Device = Literal["auto", "cpu", "gpu"]
+Runtime = Literal["auto", "openvino", "torchscript", "cuda"]
+Precision = Literal["fp32", "bf16"]
+NgffVersion = Literal["0.4", "0.5"]
 
 NGFF_VERSIONS = ("0.4", "0.5")
 
@@ -38,7 +42,7 @@ def segment(
     window: int = 4,
     timeout: float = 120.0,
     retries: int = 5,
-    device: str = "auto",
+    device: Device = "auto",
     crop: Triple = None,
     overlap: Triple = None,
     embedding_iterations: Optional[int] = None,
@@ -63,13 +67,13 @@ def segment(
     labels_into: Union[str, Path, None] = None,
     label_name: str = "skoots",
     level: Optional[int] = None,
-    ngff_version: str = "0.4",
+    ngff_version: NgffVersion = "0.4",
     mask: Union[str, Path, None] = None,
     min_size: int = 0,
     skip_below: Optional[float] = None,
-    runtime: str = "auto",
+    runtime: Runtime = "auto",
     threads: Optional[int] = None,
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     progress: Optional[Callable[[str, int, int], Any]] = None,
     cancel: Optional[threading.Event] = None,
     warn: Optional[Callable[[str], None]] = None,

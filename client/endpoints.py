@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ClientError, InputError, ModelError
-from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
+from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint, embedded_model
+from .runtimes import plan_runtime
 
 
 def open_endpoints(
     urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None,
-    runtime: str = "auto", threads: int | None = None, precision: str = "fp32",
+    runtime: str = "auto", threads: int | None = None, precision: str = "fp32", load: bool = True,
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none (on
     ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
@@ -21,10 +22,17 @@ def open_endpoints(
 
     All servers must serve the same model constants, or the stitched result would mix models;
     batches are sized for the smallest ``max_batch_size`` among them.
+
+    ``load`` False (a blockwise run, whose workers load the model): the in-process model is
+    checked and its constants read, but not loaded; no endpoints are returned for it.
     """
     if not urls:
         if tls is not None:
             raise InputError("--ssl and its certificates are for servers: give --url, or drop them to run the model in-process")
+        if not load:
+            info, version_dir = embedded_model(repository, model)
+            plan_runtime(version_dir, runtime, threads=threads, precision=precision)
+            return [], info
         embedded = EmbeddedModel(repository, model, runtime=runtime, threads=threads, precision=precision)
         return [embedded], embedded.info
     endpoints: list[TritonEndpoint] = []

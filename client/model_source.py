@@ -109,6 +109,34 @@ def repository_configs(repository: Path) -> list[Any]:
     return configs
 
 
+def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInfo, Path]:
+    """The repository's model ``model`` (None: its SKOOTS model, see :func:`choose_model`) with
+    its config checked, and its newest version directory: what :class:`EmbeddedModel` loads,
+    read without loading it."""
+    from .runtimes import IR_FILE, TORCHSCRIPT_FILE
+
+    if model is None:
+        if not Path(repository).is_dir():
+            raise ModelError(f"no model repository at {repository} — run skoots export first, or pass --repository")
+        model = choose_model(repository_configs(repository), f"in repository {repository}")
+    model_dir = Path(repository) / model
+    config_path = model_dir / "config.pbtxt"
+    if not config_path.is_file():
+        found = sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")) if Path(repository).is_dir() else []
+        hint = f"models there: {', '.join(found)}" if found else "run skoots export first"
+        raise ModelError(f"no model '{model}' in repository {repository} ({hint})")
+    try:
+        config = config_from_text(config_path.read_text())
+    except Exception as e:  # protobuf's ParseError and decoding errors
+        raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
+    info = _check_config(config, str(model_dir))
+    exported = (TORCHSCRIPT_FILE, IR_FILE)
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and any((p / f).is_file() for f in exported))
+    if not versions:
+        raise ModelError(f"{model_dir} has no <version>/model.pt or model.xml; re-export the model")
+    return info, model_dir / str(versions[-1])
+
+
 class EmbeddedModel:
     """The exported model run in this process (the default when no ``--url`` is given), on the
     runtime :func:`runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
@@ -126,28 +154,9 @@ class EmbeddedModel:
         precision: str = "fp32",
     ) -> None:
         """``model`` None: the repository's SKOOTS model (see :func:`choose_model`)."""
-        from .runtimes import IR_FILE, TORCHSCRIPT_FILE, load_runtime
+        from .runtimes import load_runtime
 
-        if model is None:
-            if not Path(repository).is_dir():
-                raise ModelError(f"no model repository at {repository} — run skoots export first, or pass --repository")
-            model = choose_model(repository_configs(repository), f"in repository {repository}")
-        model_dir = Path(repository) / model
-        config_path = model_dir / "config.pbtxt"
-        if not config_path.is_file():
-            found = sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")) if Path(repository).is_dir() else []
-            hint = f"models there: {', '.join(found)}" if found else "run skoots export first"
-            raise ModelError(f"no model '{model}' in repository {repository} ({hint})")
-        try:
-            config = config_from_text(config_path.read_text())
-        except Exception as e:  # protobuf's ParseError and decoding errors
-            raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
-        self.info = _check_config(config, str(model_dir))
-        exported = (TORCHSCRIPT_FILE, IR_FILE)
-        versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and any((p / f).is_file() for f in exported))
-        if not versions:
-            raise ModelError(f"{model_dir} has no <version>/model.pt or model.xml; re-export the model")
-        version_dir = model_dir / str(versions[-1])
+        self.info, version_dir = embedded_model(repository, model)
         self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
         self.runtime = self._run.description
         self.name = f"embedded:{version_dir}"

@@ -204,7 +204,7 @@ def run_segment(
     except ValueError as e:
         raise ClientError(str(e)) from e
     endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls,
-                                     runtime=runtime, threads=threads, precision=precision)
+                                     runtime=runtime, threads=threads, precision=precision, load=not asked_blockwise)
     work = None
     try:
         parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)

@@ -111,9 +111,10 @@ class OpenVinoRuntime:
         return self._head(batch)
 
 
-def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None, precision: str = "fp32"):
-    """The runtime ``requested`` for the model in ``version_dir``, loaded; ``threads`` defaults to
-    all cores. The returned object is called with a batch and has a ``description``."""
+def plan_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None,
+                 precision: str = "fp32") -> tuple[str, int]:
+    """The runtime that :func:`load_runtime` would load for ``requested``, and its threads, with
+    every check it makes but without loading the model (raises what it would raise)."""
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: give at least 1")
     import torch
@@ -133,7 +134,13 @@ def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | N
         return cpu_supports_bf16()
 
     check_precision(precision, runtime, cpu_has_bf16)
-    threads = threads or all_cores()
+    return runtime, threads or all_cores()
+
+
+def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None, precision: str = "fp32"):
+    """The runtime ``requested`` for the model in ``version_dir``, loaded; ``threads`` defaults to
+    all cores. The returned object is called with a batch and has a ``description``."""
+    runtime, threads = plan_runtime(version_dir, requested, threads=threads, precision=precision)
     if runtime == "openvino":
         return OpenVinoRuntime(version_dir / IR_FILE, threads, precision)
     return TorchScriptRuntime(version_dir / TORCHSCRIPT_FILE, "cuda" if runtime == "cuda" else "cpu", threads)

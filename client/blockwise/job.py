@@ -35,6 +35,15 @@ class Source:
 
 
 @dataclass(frozen=True)
+class StoredAnswers:
+    """Answers instead of a model: a Zarr group of stitched answers, ``vectors`` ``[3, X, Y, Z]``
+    float16 and ``skeleton`` ``[X, Y, Z]`` uint8 (dilated), e.g. a perfect network's; answers
+    smaller than the volume repeat periodically (tests, benchmarks)."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
 class Job:
     """Everything a task needs, by value or by path."""
 
@@ -47,16 +56,13 @@ class Job:
     per_block: tuple[int, int, int]
     reference_borders: bool
     parameters: ModelParameters
-    source: Source
+    source: Source | StoredAnswers
     batch_size: int
     threads: int
     label_halo: tuple[int, int, int]
     vector_halo: tuple[int, int, int]
     mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
     skip_below: float | None = None
-    # Instead of a model: a Zarr group of stitched answers, "vectors" [3, X, Y, Z] float16 and
-    # "skeleton" [X, Y, Z] uint8 (dilated), e.g. a perfect network's (tests, benchmarks).
-    answers: Path | None = None
 
     @property
     def grid(self) -> BlockGrid:

@@ -43,7 +43,7 @@ from .cluster import ClusterError, dask_client, worker_count
 from .equivalence import components, global_order
 from .job import Job, Source
 from .store import FORMAT, BlockStore
-from .worker import release_scratch
+from .worker import release
 
 
 @dataclass
@@ -219,9 +219,9 @@ def segment_blockwise(
                 store.remove()
             raise
         finally:
-            if scheduler is not None:  # workers that outlive this run keep no block buffers
+            if scheduler is not None:  # workers that outlive this run keep no endpoints, models or buffers
                 with contextlib.suppress(Exception):
-                    client.run(release_scratch)
+                    client.run(release)
     store.remove()
     return result
 

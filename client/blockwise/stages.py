@@ -25,9 +25,9 @@ from ..ngff import read_zyx, write_zyx
 from . import sparse
 from .blocks import Block, Region, grow
 from .equivalence import face_pairs
-from .job import Job, Source
+from .job import Job, Source, StoredAnswers
 from .pyramid import verify as verify_region
-from .worker import cached, report, scratch, set_threads
+from .worker import cached, endpoints, report, scratch, set_threads
 
 
 def _endpoints(source: Source) -> list[Any]:
@@ -37,7 +37,7 @@ def _endpoints(source: Source) -> list[Any]:
                                       runtime=source.runtime, threads=source.threads, precision=source.precision)
         return endpoints
 
-    return cached(("endpoints", source), connect)
+    return endpoints(source, connect)
 
 
 def _volume(job: Job) -> Any:
@@ -72,8 +72,8 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     skeleton = scratch("small", _extent(block.region), np.uint8)
     vectors = scratch("vectors", (3, *skeleton.shape), np.float16)
     crops = block.crops
-    if job.answers is not None:
-        skeleton[...], vectors[...] = _stored_answers(job.answers, block.region, job.shape)
+    if isinstance(job.source, StoredAnswers):
+        skeleton[...], vectors[...] = _stored_answers(job.source.path, block.region, job.shape)
     elif block.crops:
         import torch
 

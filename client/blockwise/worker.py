@@ -1,7 +1,8 @@
 """What a blockwise worker process keeps between tasks, and what each task reports back.
 
 Endpoints, the open volume and Zarr handles cannot travel with a task: each worker opens them
-once and keeps them here, with scratch buffers reused across blocks.
+once and keeps them in its :class:`WorkerState`, with scratch buffers reused across blocks, and
+releases them all when a run on a cluster that outlives it ends.
 """
 
 from __future__ import annotations
@@ -12,18 +13,57 @@ import resource
 import socket
 import threading
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-_process: dict[Any, Any] = {}
+@dataclass
+class WorkerState:
+    """What one worker process keeps between the tasks of a run.
+
+    ``opened``: things made once and reused, keyed by what made them (the block grid, the work
+    directory, the input volume, a skip rule, the output array, stored answers); ``endpoints``:
+    what answers crops, one list per model source (server channels, or the model loaded in
+    this process); ``scratch``: reusable buffers per slot and thread (:func:`scratch`).
+    """
+
+    opened: dict[Hashable, Any] = field(default_factory=dict)
+    endpoints: dict[Hashable, list[Any]] = field(default_factory=dict)
+    scratch: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+
+    def release(self) -> None:
+        """Close the endpoints and drop everything: a worker of a joined cluster outlives the run."""
+        endpoints = [endpoint for group in self.endpoints.values() for endpoint in group]
+        self.endpoints.clear()
+        self.opened.clear()
+        self.scratch.clear()
+        for endpoint in endpoints:
+            close = getattr(endpoint, "close", None)
+            if close:
+                close()
 
 
-def cached(key: Any, make: Any) -> Any:
-    """``make()``, made once per worker process for ``key`` and kept."""
-    if key not in _process:
-        _process[key] = make()
-    return _process[key]
+STATE = WorkerState()  # this process's: each Dask worker process has its own
+
+
+def cached(key: Hashable, make: Callable[[], Any]) -> Any:
+    """``make()``, made once per worker process for ``key`` and kept until :func:`release`."""
+    if key not in STATE.opened:
+        STATE.opened[key] = make()
+    return STATE.opened[key]
+
+
+def endpoints(source: Hashable, connect: Callable[[], list[Any]]) -> list[Any]:
+    """The endpoints for ``source``, connected (or loaded) once per worker process."""
+    if source not in STATE.endpoints:
+        STATE.endpoints[source] = connect()
+    return STATE.endpoints[source]
+
+
+def release() -> None:
+    """Release this worker's state (run on every worker when a joined cluster's run ends)."""
+    STATE.release()
 
 
 def scratch(slot: str, shape: Sequence[int], dtype: Any) -> np.ndarray:
@@ -35,20 +75,14 @@ def scratch(slot: str, shape: Sequence[int], dtype: Any) -> np.ndarray:
     caller must not keep the array past its task."""
     dtype = np.dtype(dtype)
     size = math.prod(shape) * dtype.itemsize
-    key = ("scratch", slot, threading.get_ident())
-    buffer = _process.get(key)
+    key = (slot, threading.get_ident())
+    buffer = STATE.scratch.get(key)
     if buffer is None or buffer.nbytes < size:
-        _process.pop(key, None)  # let the old one go before the larger one is made
-        buffer = _process[key] = np.empty(size, np.uint8)
+        STATE.scratch.pop(key, None)  # let the old one go before the larger one is made
+        buffer = STATE.scratch[key] = np.empty(size, np.uint8)
     array = buffer[:size].view(dtype).reshape(tuple(shape))
     array.fill(0)
     return array
-
-
-def release_scratch() -> None:
-    """Drop this worker's scratch buffers (at the end of a run, on a cluster that outlives it)."""
-    for key in [k for k in _process if k[0] == "scratch"]:
-        del _process[key]
 
 
 def set_threads(n: int) -> None:
