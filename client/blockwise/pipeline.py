@@ -138,13 +138,35 @@ class _Stage:
             raise ClusterError(
                 f"Dask workers kept dying on {name} blocks ({e}) — out of memory? Give the workers more memory or pass a smaller --block"
             ) from e
-        except BaseException:
+        except BaseException as e:
             self.client.cancel(list(futures))
+            if isinstance(e, Exception):  # a failure or Cancelled, not Ctrl-C: wait for what the caller will remove
+                _wait_until_stopped(self.client, {future.key for future in futures})
             raise
         self.result.seconds[name] = self.result.seconds.get(name, 0.0) + time.perf_counter() - started
         self.result.done[name] = len(calls)
         self.result.resumed[name] = total - len(calls)
         return results
+
+
+def _executing(dask_worker: Any) -> list[str]:
+    """The keys of the tasks a worker is running, those cancelled but not yet returned included."""
+    return [str(task.key) for task in dask_worker.state.executing]
+
+
+def _wait_until_stopped(client: Any, keys: set[Any], timeout: float = 120.0) -> None:
+    """Wait (at most ``timeout`` seconds) until no worker runs any of ``keys``: Dask cannot stop a
+    task that has started, and one still running would write into a work directory being removed."""
+    keys = {str(k) for k in keys}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing)
+        except Exception:  # noqa: BLE001 - the cluster is gone: nothing runs
+            return
+        if not keys & {k for found in running.values() for k in found}:
+            return
+        time.sleep(0.05)
 
 
 def _still_done(client: Any, job: Job, stage: str, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
