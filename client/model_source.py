@@ -183,7 +183,7 @@ def _status(error: Exception) -> str:
 _NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
 
 
-def _answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
+def answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
     """What is wrong with a server's answer to a batch of ``batch_shape``, or None."""
     for spec, array in zip(specs, answer):
         shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
@@ -371,7 +371,7 @@ class TritonEndpoint:
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
             else:
                 answer = tuple(result.as_numpy(spec.name) for spec in specs)
-                problem = _answer_problem(answer, specs, batch.shape)
+                problem = answer_problem(answer, specs, batch.shape)
                 if problem is None:
                     if timings is not None:
                         timings["serialise"] = serialised - started

@@ -115,7 +115,7 @@ def read_zyx(array: Any, selection_zyx: Sequence[Any]) -> np.ndarray:
     return np.asarray(data).reshape(np.asarray(data).shape[extra:])
 
 
-def _level_data(labels_xyz: np.ndarray, shape_zyx: Sequence[int], z_range: slice) -> np.ndarray:
+def level_data(labels_xyz: np.ndarray, shape_zyx: Sequence[int], z_range: slice) -> np.ndarray:
     """Planes ``z_range`` of the level of shape ``shape_zyx``, as ``[Z, Y, X]``."""
     x, y, z = labels_xyz.shape
     iz = nearest_indices(z, shape_zyx[0])[z_range]
@@ -209,7 +209,7 @@ def write_label_image(path: Path, labels_xyz: np.ndarray, levels: Sequence[Level
         zyx = level.shape[-3:]
         step = array.chunks[-3]
         for z in range(0, zyx[0], step):  # one slab of whole chunks at a time
-            data = _level_data(labels_xyz, zyx, slice(z, z + step))
+            data = level_data(labels_xyz, zyx, slice(z, z + step))
             write_zyx(array, ((z, z + data.shape[0]), (0, zyx[1]), (0, zyx[2])), data)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from skoots_client.errors import InputError, ModelError
-from skoots_client.model_source import EmbeddedModel, Tls, _answer_problem, choose_model, model_kind
+from skoots_client.model_source import EmbeddedModel, Tls, answer_problem, choose_model, model_kind
 from skoots_export.contract.wire import SKELETON, VECTORS
 from skoots_export.model_config import Backend
 
@@ -26,7 +26,7 @@ from skoots_export.model_config import Backend
     ],
 )
 def test_an_answer_must_hold_every_output_asked_for_in_the_batchs_shape(vectors, skeleton, problem) -> None:
-    assert _answer_problem((vectors, skeleton), [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
+    assert answer_problem((vectors, skeleton), [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
 
 
 def test_tls_files_are_checked(tmp_path: Path) -> None:
