@@ -27,6 +27,7 @@ from .blocks import Block, Region, grow
 from .equivalence import face_pairs
 from .job import Job, Source, StoredAnswers
 from .pyramid import verify as verify_region
+from .store import Stage
 from .worker import cached, endpoints, report, scratch, set_threads
 
 
@@ -222,7 +223,7 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     return report(started, labelled=labelled)
 
 
-def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | None = None) -> bool:
+def verify(job: Job, stage: Stage, name: str, checksum: int, array_path: str | None = None) -> bool:
     """Whether a block marked done still holds the data its marker's CRC names (on resume)."""
     try:
         if stage == "pyramid":

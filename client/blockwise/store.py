@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, get_args
 
 import numpy as np
 
@@ -39,7 +39,8 @@ from ..atomic import build_directory, seal, unseal, write_aside
 from ..workdir import FINGERPRINT, check_work_dir, lock_work_dir
 
 FORMAT = "skoots-blockwise/3"  # 3: firsts carry each instance's voxels in the block
-STAGES = ("infer", "assign", "write", "pyramid")
+Stage = Literal["infer", "assign", "write", "pyramid"]  # the stages that mark blocks done
+STAGES: tuple[Stage, ...] = get_args(Stage)
 SPARSE = ("labels", "vectors", "assigned")
 
 
@@ -103,7 +104,7 @@ class BlockStore:
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def done(self, stage: str) -> dict[str, tuple[int, dict[str, Any]]]:
+    def done(self, stage: Stage) -> dict[str, tuple[int, dict[str, Any]]]:
         """Blocks with a valid marker for ``stage``: name → (data CRC, note)."""
         found = {}
         folder = self.path / "done" / stage
@@ -126,7 +127,7 @@ class BlockStore:
         """``(at, values)`` of a block, memory-mapped: a reader touches only the pages it slices."""
         return tuple(np.load(self.path / kind / f"{block}.{part}.npy", mmap_mode="r") for part in ("at", "values"))  # type: ignore[return-value]
 
-    def mark(self, stage: str, block: str, checksum: int, note: dict[str, Any] | None = None) -> None:
+    def mark(self, stage: Stage, block: str, checksum: int, note: dict[str, Any] | None = None) -> None:
         text = _marker_text(checksum, note or {})
         write_aside(self.path / "done" / stage / block, lambda aside: aside.write_bytes(text), durable=True)
 
