@@ -28,6 +28,8 @@ blocks (a worker's ~1.5 GB budget) unless ``--block`` says otherwise.
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import shutil
 import tempfile
@@ -60,16 +62,16 @@ def pattern_answers(folder: Path) -> Path:
 def job_for(folder: Path, answers: Path, shape, block, workers: int):
     from skoots_client import postprocess
     from skoots_client.blockwise.blocks import default_per_block, per_block_from_voxels
-    from skoots_client.blockwise.stages import Job, Source
+    from skoots_client.blockwise.job import Job, StoredAnswers
     from skoots_client.normalize import Normalization
-    from skoots_export.model_config import ModelParameters
+    from skoots_export.contract.wire import ModelParameters
 
     parameters = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=SCALING, embedding_iterations=2)
     lh, vh = postprocess.halo_widths(SCALING, 2)
     per_block = per_block_from_voxels(block, CROP, OVERLAP, shape) if block else default_per_block(shape, CROP, OVERLAP, lh, vh)
     return Job(volume=answers, channel=None, axes=None, normalization=Normalization("dtype"), work=folder / "work", shape=shape, per_block=per_block, reference_borders=False,
-               parameters=parameters, source=Source((), "skoots", folder), batch_size=1, threads=1, label_halo=lh,
-               vector_halo=vh, answers=answers)
+               parameters=parameters, source=StoredAnswers(answers), batch_size=1, threads=1, label_halo=lh,
+               vector_halo=vh)
 
 
 def blockwise(folder: Path, answers: Path, shape, block, workers: int, out_name: str = "labels.zarr"):
@@ -128,12 +130,13 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     """CPU seconds per seed-size crop of the infer stage, its endpoint answering instantly."""
     import zarr
 
-    from skoots_client.blockwise import stages
+    from skoots_client.blockwise import stages, worker
+    from skoots_client.blockwise.job import Source
     from skoots_client.blockwise.store import BlockStore
 
     shape = (280 * 4 + 20, 280 * 2 + 20, 20)  # 4 x 2 x 1 crops: one block of 8 crops
     job = job_for(folder, answers, shape, (2000, 2000, 20), 1)
-    job = type(job)(**{**job.__dict__, "answers": None, "work": folder / "crop-work"})
+    job = dataclasses.replace(job, source=Source((), "skoots", folder), work=folder / "crop-work")
     store = BlockStore(job.work, {"bench": "crops"})
     store.create()
     vectors, skeleton = zarr.open_group(str(answers))["vectors"][:, :300, :300, :20], zarr.open_group(str(answers))["skeleton"][:300, :300, :20]
@@ -147,8 +150,8 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
 
     from skoots_client.volume_io import Volume
 
-    stages._process[("endpoints", job.source)] = [Instant()]
-    stages._process[("volume", job.volume, job.channel, job.axes)] = Volume(np.zeros(shape, np.uint16), job.volume)
+    worker.STATE.endpoints[job.source] = [Instant()]
+    worker.STATE.opened[("volume", job.volume, job.channel, job.axes)] = Volume(np.zeros(shape, np.uint16), job.volume)
     index = job.grid.blocks[0].index
     stages.infer_block(job, index)  # warm up (numba)
     started = time.process_time()
@@ -163,7 +166,7 @@ def one_size(text: str, block) -> None:
     """(a) for one size, in this process: print one JSON line of figures."""
     import json
 
-    from skoots_client.blockwise.stages import peak_rss
+    from skoots_client.blockwise.worker import peak_rss
 
     folder = Path(tempfile.mkdtemp(prefix="blockwise-bench-"))
     try:

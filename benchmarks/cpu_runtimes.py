@@ -42,7 +42,7 @@ def per_crop(crop: tuple[int, int, int], repeats: int, folder: Path) -> None:
     from skoots_export.architecture import build_network
     from skoots_export.head import InferenceHead
     from skoots_export.openvino_ir import convert_head, save_ir
-    from skoots_export.openvino_runtime import OpenVinoHead, cpu_supports_bf16
+    from skoots_export.contract.openvino_runtime import OpenVinoHead, cpu_supports_bf16
     from skoots_export.torchscript import script_head
 
     cfg = skoots_cfg()
@@ -111,7 +111,7 @@ def distance(answer: tuple, reference: tuple) -> tuple[float, float, float]:
 def end_to_end(label: str, repository: Path, volume: Path, truth: Path | None, repeats: int, folder: Path) -> None:
     from skoots_client.evaluate import evaluate
     from skoots_client.run import segment_file
-    from skoots_export.openvino_runtime import cpu_supports_bf16
+    from skoots_export.contract.openvino_runtime import cpu_supports_bf16
     import tifffile
 
     settings = [("torchscript", "fp32"), ("openvino", "fp32")] + ([("openvino", "bf16")] if cpu_supports_bf16() else [])

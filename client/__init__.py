@@ -1,1 +1,21 @@
-"""skoots_client: segment volumes with an exported SKOOTS model, through Triton or in-process."""
+"""skoots_client: segment volumes with an exported SKOOTS model, through Triton or in-process.
+
+>>> import skoots_client as skoots
+>>> result = skoots.segment(volume, model="model_repository")   # doctest: +SKIP
+>>> result.labels, result.table, result.voxel_size, result.summary  # doctest: +SKIP
+
+:func:`segment` and :func:`measure` are what ``skoots-client segment`` and ``measure`` run;
+:class:`Segmentation` is what ``segment`` returns. Errors a user can cause are
+:class:`ClientError` (under :class:`SkootsError`, the root shared with ``skoots_export``);
+:class:`Cancelled` when a run is cancelled.
+"""
+
+from skoots_export.contract.errors import SkootsError
+
+from .api import measure, segment
+from .errors import ClientError
+from .progress import Cancelled
+from .result import Segmentation
+from .volume_io import VoxelSize
+
+__all__ = ["segment", "measure", "Segmentation", "VoxelSize", "SkootsError", "ClientError", "Cancelled"]

@@ -12,7 +12,7 @@ import http.client
 import json
 import urllib.parse
 
-from skoots_export.server import direct_open
+from skoots_export.contract.net import direct_open
 
 from .errors import UrlError
 

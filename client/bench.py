@@ -26,6 +26,9 @@ window's p99 is the largest of its few dozen latencies, which does not settle on
 The pure functions here (:func:`percentile`, :func:`latency_summary`, :func:`server_delta`,
 :func:`is_stable`, :func:`message_bytes`, :func:`summarise`) take numbers and return
 numbers; :func:`measure` owns the clients.
+
+Not split: one measurement (settings, closed-loop clients, windows, the stability rule, the
+server's statistics) read top to bottom; its report formats already live in bench_report.py.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from skoots_export.model_config import INPUT, SKELETON, VECTORS
+from skoots_export.contract.wire import INPUT, SKELETON, VECTORS
 
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
 

@@ -13,9 +13,9 @@ from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
-from skoots_export.cli import TRIPLE_HELP, option_triple  # noqa: E402
-from skoots_export.console import VersionOption, run  # noqa: E402
-from skoots_export.errors import ExportError  # noqa: E402
+from skoots_export.contract.console import VersionOption, run  # noqa: E402
+from skoots_export.contract.errors import SkootsError  # noqa: E402
+from skoots_export.contract.triples import TRIPLE_HELP  # noqa: E402
 
 from .errors import ClientError  # noqa: E402
 
@@ -94,23 +94,17 @@ def segment_command(
     s3_endpoint: Annotated[Optional[str], typer.Option("--s3-endpoint", help="Endpoint of an S3-compatible store that is not AWS (MinIO, Ceph, ...), e.g. http://127.0.0.1:9000, for s3:// input and --out; credentials and region come from the AWS_* variables or ~/.aws.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
-    from .model_source import Tls
-    from .run import segment_file  # heavy imports only when segmenting
+    from .api import segment  # heavy imports only when segmenting
     from .stores import argument, is_store
-    from .volume_io import voxel_size_option
 
     try:
         source = argument(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
-        destination = argument(out, s3_endpoint=s3_endpoint, option="--out") if out is not None else None
         local = Path(source.parent, source.name) if is_store(source) else source
-        crop_xyz, overlap_xyz = option_triple("--crop", crop), option_triple("--overlap", overlap)
-        block_xyz = option_triple("--block", block)
-        if ngff_version not in ("0.4", "0.5"):
-            raise ClientError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
-        summary = segment_file(
+        result = segment(
             source,
-            out=destination if destination is not None or labels_into is not None else default_output(local, level),
-            urls=url or [],
+            out=out if out is not None or labels_into is not None else default_output(local, level),
+            url=url or [],
+            s3_endpoint=s3_endpoint,
             model=model,
             repository=repository,
             overwrite=overwrite,
@@ -120,8 +114,8 @@ def segment_command(
             timeout=timeout,
             retries=retries,
             device=device,
-            crop=crop_xyz,
-            overlap=overlap_xyz,
+            crop=crop,
+            overlap=overlap,
             embedding_iterations=embedding_iterations,
             reference_borders=reference_borders,
             save_intermediates=save_intermediates,
@@ -129,15 +123,19 @@ def segment_command(
             preview=preview,
             resume=resume,
             work_dir=work_dir,
-            tls=Tls(root_cert, private_key, cert_chain) if ssl or root_cert or private_key or cert_chain else None,
+            ssl=ssl,
+            root_cert=root_cert,
+            private_key=private_key,
+            cert_chain=cert_chain,
             blockwise=blockwise,
-            block=block_xyz,
+            block=block,
             workers=workers,
             threads_per_worker=threads_per_worker,
             scheduler=scheduler,
             normalize=normalize,
             axes=axes,
-            voxel_size=voxel_size_option(voxel_size, unit),
+            voxel_size=voxel_size,
+            unit=unit,
             table=table,
             labels_into=labels_into,
             label_name=label_name,
@@ -150,11 +148,11 @@ def segment_command(
             precision=precision,
             level=level,
         )
-    except (ClientError, ExportError) as e:
+    except SkootsError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if not quiet:
-        typer.echo(summary)
+        typer.echo(result.summary)
 
 
 @app.command("measure")
@@ -171,17 +169,15 @@ def measure_command(
     """Measure existing labels: one row per instance with voxel count, volume, centroid and
     bounding box (voxels and physical units), mean/max raw intensity, skeleton length and
     whether it touches the volume border."""
-    from .measure import measure_file
-    from .stores import argument
-    from .volume_io import voxel_size_option
+    from .api import measure
 
     try:
-        line = measure_file(argument(labels), out, raw=None if raw is None else argument(raw, option="--raw"), channel=channel, voxel_size=voxel_size_option(voxel_size, unit),
-                            skeleton=skeleton, overwrite=overwrite, warn=lambda text: typer.echo(f"warning: {text}", err=True))
-    except ClientError as e:
+        table = measure(labels, raw, out=out, overwrite=overwrite, channel=channel, voxel_size=voxel_size, unit=unit,
+                        skeleton=skeleton, warn=lambda text: typer.echo(f"warning: {text}", err=True))
+    except SkootsError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(line)
+    typer.echo(f"{labels}: {len(table['label'])} instances, voxel size {table.voxel_size.describe()} → {out}")
 
 
 @app.command("evaluate")

@@ -1,7 +1,9 @@
 """Errors a user can cause while segmenting; the CLI prints each as one line and exits 2."""
 
+from skoots_export.contract.errors import SkootsError
 
-class ClientError(Exception):
+
+class ClientError(SkootsError):
     """Base class: a problem with input, options, the server or the environment — not a bug."""
 
 

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from skoots_export.model_config import (
+from skoots_export.contract.net import pem_problem
+from skoots_export.contract.wire import (
     INPUT,
     PROBABILITY,
     SKELETON,
@@ -25,7 +26,6 @@ from skoots_export.model_config import (
     contract_problems,
     parameters_from_config,
 )
-from skoots_export.server import pem_problem
 
 from .address import grpc_address, triton_http_service
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
@@ -109,6 +109,34 @@ def repository_configs(repository: Path) -> list[Any]:
     return configs
 
 
+def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInfo, Path]:
+    """The repository's model ``model`` (None: its SKOOTS model, see :func:`choose_model`) with
+    its config checked, and its newest version directory: what :class:`EmbeddedModel` loads,
+    read without loading it."""
+    from .runtimes import IR_FILE, TORCHSCRIPT_FILE
+
+    if model is None:
+        if not Path(repository).is_dir():
+            raise ModelError(f"no model repository at {repository} — run skoots export first, or pass --repository")
+        model = choose_model(repository_configs(repository), f"in repository {repository}")
+    model_dir = Path(repository) / model
+    config_path = model_dir / "config.pbtxt"
+    if not config_path.is_file():
+        found = sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")) if Path(repository).is_dir() else []
+        hint = f"models there: {', '.join(found)}" if found else "run skoots export first"
+        raise ModelError(f"no model '{model}' in repository {repository} ({hint})")
+    try:
+        config = config_from_text(config_path.read_text())
+    except Exception as e:  # protobuf's ParseError and decoding errors
+        raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
+    info = _check_config(config, str(model_dir))
+    exported = (TORCHSCRIPT_FILE, IR_FILE)
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and any((p / f).is_file() for f in exported))
+    if not versions:
+        raise ModelError(f"{model_dir} has no <version>/model.pt or model.xml; re-export the model")
+    return info, model_dir / str(versions[-1])
+
+
 class EmbeddedModel:
     """The exported model run in this process (the default when no ``--url`` is given), on the
     runtime :func:`runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
@@ -126,28 +154,9 @@ class EmbeddedModel:
         precision: str = "fp32",
     ) -> None:
         """``model`` None: the repository's SKOOTS model (see :func:`choose_model`)."""
-        from .runtimes import IR_FILE, TORCHSCRIPT_FILE, load_runtime
+        from .runtimes import load_runtime
 
-        if model is None:
-            if not Path(repository).is_dir():
-                raise ModelError(f"no model repository at {repository} — run skoots export first, or pass --repository")
-            model = choose_model(repository_configs(repository), f"in repository {repository}")
-        model_dir = Path(repository) / model
-        config_path = model_dir / "config.pbtxt"
-        if not config_path.is_file():
-            found = sorted(p.parent.name for p in Path(repository).glob("*/config.pbtxt")) if Path(repository).is_dir() else []
-            hint = f"models there: {', '.join(found)}" if found else "run skoots export first"
-            raise ModelError(f"no model '{model}' in repository {repository} ({hint})")
-        try:
-            config = config_from_text(config_path.read_text())
-        except Exception as e:  # protobuf's ParseError and decoding errors
-            raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
-        self.info = _check_config(config, str(model_dir))
-        exported = (TORCHSCRIPT_FILE, IR_FILE)
-        versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and any((p / f).is_file() for f in exported))
-        if not versions:
-            raise ModelError(f"{model_dir} has no <version>/model.pt or model.xml; re-export the model")
-        version_dir = model_dir / str(versions[-1])
+        self.info, version_dir = embedded_model(repository, model)
         self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
         self.runtime = self._run.description
         self.name = f"embedded:{version_dir}"
@@ -174,7 +183,7 @@ def _status(error: Exception) -> str:
 _NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
 
 
-def _answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
+def answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
     """What is wrong with a server's answer to a batch of ``batch_shape``, or None."""
     for spec, array in zip(specs, answer):
         shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
@@ -362,7 +371,7 @@ class TritonEndpoint:
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
             else:
                 answer = tuple(result.as_numpy(spec.name) for spec in specs)
-                problem = _answer_problem(answer, specs, batch.shape)
+                problem = answer_problem(answer, specs, batch.shape)
                 if problem is None:
                     if timings is not None:
                         timings["serialise"] = serialised - started

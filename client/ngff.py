@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import move_into_place
 from .errors import OutputError
 
 NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
@@ -114,7 +115,7 @@ def read_zyx(array: Any, selection_zyx: Sequence[Any]) -> np.ndarray:
     return np.asarray(data).reshape(np.asarray(data).shape[extra:])
 
 
-def _level_data(labels_xyz: np.ndarray, shape_zyx: Sequence[int], z_range: slice) -> np.ndarray:
+def level_data(labels_xyz: np.ndarray, shape_zyx: Sequence[int], z_range: slice) -> np.ndarray:
     """Planes ``z_range`` of the level of shape ``shape_zyx``, as ``[Z, Y, X]``."""
     x, y, z = labels_xyz.shape
     iz = nearest_indices(z, shape_zyx[0])[z_range]
@@ -208,7 +209,7 @@ def write_label_image(path: Path, labels_xyz: np.ndarray, levels: Sequence[Level
         zyx = level.shape[-3:]
         step = array.chunks[-3]
         for z in range(0, zyx[0], step):  # one slab of whole chunks at a time
-            data = _level_data(labels_xyz, zyx, slice(z, z + step))
+            data = level_data(labels_xyz, zyx, slice(z, z + step))
             write_zyx(array, ((z, z + data.shape[0]), (0, zyx[1]), (0, zyx[2])), data)
 
 
@@ -322,20 +323,7 @@ def install_labels(image: Path, name: str, staged: Path, layout: ImageLayout, *,
     if target.exists() and not overwrite:
         raise OutputError(f"--labels-into {image}: labels/{name} exists; pass --overwrite to replace it, or another --label-name")
     labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
-    if staged.stat().st_dev != image.stat().st_dev:
-        copy = Path(tempfile.mkdtemp(prefix=f".labels-{name}.partial-", dir=image))
-        try:
-            shutil.copytree(staged, copy / name)
-            return install_labels(image, name, copy / name, layout, overwrite=overwrite)
-        finally:
-            shutil.rmtree(copy, ignore_errors=True)
-    if target.exists():
-        old = target.with_name(f".{name}.replaced-{os.getpid()}")
-        target.rename(old)
-        staged.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staged.rename(target)
+    move_into_place(staged, target)  # copied first from another file system
     if layout.version == "0.4":
         listed = list(labels.attrs.get("labels", []))
         labels.attrs["labels"] = listed + ([name] if name not in listed else [])

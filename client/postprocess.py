@@ -3,6 +3,9 @@
 Each function takes arrays and returns arrays; the array module is the input's. On the CPU the
 fused embedding + assignment is a numba kernel, on the GPU a CuPy elementwise kernel: both
 visit each voxel once and hold no full-volume coordinate arrays.
+
+Not split: steps 6-10 are one reference, each the only implementation of its step with its CPU
+and GPU kernels beside it; the blockwise engine maps these same functions over blocks.
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import colorsys
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import staged
 from .errors import OutputError
 from .volume_io import check_destination
 
@@ -107,12 +107,9 @@ def write_preview(path: str | Path, raw_xyz: Any, labels_xyz: np.ndarray, *, tit
         axes.imshow(image, aspect="auto", **style)
         axes.set_axis_off()
         axes.set_title(name if i or not title else f"{title}: {name}", fontsize=10, pad=4)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}.png")
     try:
-        figure.savefig(partial, dpi=dpi, format="png")
-        partial.replace(path)
+        with staged(path) as target:
+            figure.savefig(target, dpi=dpi, format="png")
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        partial.unlink(missing_ok=True)
     return path

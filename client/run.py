@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -10,24 +9,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from skoots_export.model_config import ModelParameters
+from skoots_export.contract.wire import ModelParameters
 
 from . import postprocess
 from .address import grpc_address
-from .errors import ClientError, InputError, ModelError, OutputError
-from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint
+from .endpoints import close_all, open_endpoints
+from .errors import ClientError, InputError, OutputError
+from .in_memory import segment_volume, skip_rule
+from .model_source import ModelInfo, Tls
 from .normalize import Normalization, parse_normalize, resolve_normalization
 from .preview import check_preview_path, write_preview
-from .progress import ProgressLine
+from .progress import Watch
+from .result import Segmentation
 from .sanity import axes_warning, channel_warning, check_something_to_infer, empty_result_warning, intensity_warning, sample_voxels
-from .segment import SegmentResult, SkipRule, segment_volume
+from .summary import describe_run, summary, warn_each, warn_on_stderr
+from .destinations import check_not_input
 from .volume_io import (
     Volume,
     UnitOption,
     VoxelSize,
-    check_not_input,
     check_output_path,
-    describe_channel,
     describe_shape,
     intermediates_path,
     keep_labels,
@@ -38,60 +39,11 @@ from .volume_io import (
     write_intermediates,
     write_labels,
 )
-from .workdir import WorkDir, default_work_dir, file_identity, fingerprint, stale_work_text
-
-
-def open_endpoints(
-    urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None,
-    runtime: str = "auto", threads: int | None = None, precision: str = "fp32",
-) -> tuple[list[Any], ModelInfo]:
-    """Triton endpoints for ``urls``, or the in-process model when there are none (on
-    ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
-
-    ``model`` None: each server's (or the repository's) SKOOTS model, see ``choose_model``.
-
-    All servers must serve the same model constants, or the stitched result would mix models;
-    batches are sized for the smallest ``max_batch_size`` among them.
-    """
-    if not urls:
-        if tls is not None:
-            raise InputError("--ssl and its certificates are for servers: give --url, or drop them to run the model in-process")
-        embedded = EmbeddedModel(repository, model, runtime=runtime, threads=threads, precision=precision)
-        return [embedded], embedded.info
-    endpoints: list[TritonEndpoint] = []
-    try:
-        for url in urls:
-            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries, tls=tls))
-        first = endpoints[0]
-        for endpoint in endpoints[1:]:
-            if endpoint.info.parameters != first.info.parameters:
-                raise ModelError(f"{endpoint.name} and {first.name} serve models with different parameters")
-    except ClientError:
-        close_all(endpoints)
-        raise
-    smallest = min(e.info.max_batch_size for e in endpoints)
-    return list(endpoints), dataclasses.replace(first.info, max_batch_size=smallest)
-
-
-def close_all(endpoints: Sequence[Any]) -> None:
-    for endpoint in endpoints:
-        close = getattr(endpoint, "close", None)
-        if close:
-            close()
-
-
-def warn_on_stderr(text: str) -> None:
-    print(f"warning: {text}", file=sys.stderr)
-
-
-def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
-    for text in found:
-        if text:
-            warn(text)
+from .workdir import WorkDir, default_work_dir, fingerprint, stale_work_text
 
 
 def check_destinations(
-    volume_path: Path,
+    inputs: list[Path],
     out: Path | None,
     overwrite: bool,
     save_intermediates: bool,
@@ -100,10 +52,10 @@ def check_destinations(
     table: Path | None = None,
 ) -> None:
     """Fail before any work if something would be written over the input or cannot be written."""
-    from .measure import check_table_path
+    from .instances import check_table_path
     from .stores import check_destination, is_store
 
-    inputs = [p for p in [volume_path.local if is_store(volume_path) else Path(volume_path)] if p is not None]
+    inputs = [q for q in (p.local if is_store(p) else Path(p) for p in inputs) if q is not None]  # a remote input is never local
     if is_store(out):  # precomputed:// or n5:// (client/stores)
         check_destination(out, overwrite, inputs)
         if save_intermediates:
@@ -130,53 +82,19 @@ def resolve_parameters(info: ModelInfo, **overrides: Any) -> ModelParameters:
         raise InputError(str(e)) from e
 
 
-def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | None, dict[str, Any] | None]:
-    """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
-    if mask is None and skip_below is None:
-        return None, None
-    mask_data = None
-    if mask is not None:
-        try:
-            mask_volume = read_volume(mask)
-        except InputError as e:
-            raise InputError(f"--mask: {e}") from e
-        mask_data = mask_volume.data
-    described = {"mask": None if mask is None else {**file_identity(mask), "shape": list(mask_data.shape)},
-                 "below": skip_below}
-    return SkipRule(mask_data, skip_below), described
+def segment_file(volume_path: Any, *, out: Any, labels_into: Path | None = None, **options: Any) -> str:
+    """``segment`` from a file into ``out`` (or ``labels_into``); returns the summary text. See
+    :func:`run_segment` for the options. Raises ``ClientError``."""
+    if out is None and labels_into is None:
+        raise InputError("nowhere to write the labels: give --out or --labels-into")
+    from .stores import is_store
+
+    source = volume_path if is_store(volume_path) else Path(volume_path)  # N5, precomputed, Zarr by URL stay URLs
+    return run_segment(source, out=out, labels_into=labels_into, **options).summary
 
 
-def describe_run(volume: Volume, out: Path, normalization: Normalization) -> str:
-    """The summary's first lines: what was read (axes named as Fiji and napari show them), how
-    it was normalised, where the labels went."""
-    read_as = {"default": "default reading", "file": "from the file's metadata", "--axes": "from --axes"}[volume.axes_from]
-    return (
-        f"{volume.path} → {out}\n"
-        f"input {describe_shape(volume.shape)}, {volume.dtype.name}, axes {volume.axes} ({read_as}), {describe_channel(volume)}\n"
-        f"normalisation {normalization.describe(volume.dtype)}"
-    )
-
-
-def summary(
-    volume: Volume, out: Path, normalization: Normalization, result: SegmentResult, total: float, xp: Any
-) -> str:
-    """What was segmented, how, and how long it took; axes named as Fiji and napari show them."""
-    voxels = int(np.prod(volume.shape))
-    stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    text = (
-        f"{describe_run(volume, out, normalization)}\n"
-        f"{result.crops} crops, {result.instances} instances\n"
-        f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
-        f"{voxels / total / 1e6:.2f} Mvoxels/s"
-    )
-    if result.skipped:
-        text += (f"\nskipped {result.skipped} of {result.crops} crops (empty by --mask / --skip-below), "
-                 f"saving about {result.seconds_saved:.1f}s ({result.skipped} x the mean time of an inferred crop)")
-    return text
-
-
-def segment_file(
-    volume_path: Path,
+def run_segment(
+    source: Path | Volume,
     *,
     out: Path | None,
     urls: Sequence[str] = (),
@@ -220,8 +138,11 @@ def segment_file(
     memory_available: int | None = None,
     level: int | None = None,
     min_size: int = 0,
-) -> str:
-    """Segment ``volume_path`` into ``out``; returns the summary text. Raises ``ClientError``.
+    watch: Watch | None = None,
+) -> Segmentation:
+    """Segment the volume at ``source`` (a path) or an opened one (an array's, see
+    ``volume_io.volume_from_array``) into ``out``, if given; returns the labels and the summary.
+    Raises ``ClientError``: :class:`Cancelled` when ``watch`` says to stop.
 
     With ``resume`` (or a ``work_dir``) finished crops are kept in a work directory
     (``OUT.work`` by default) as they arrive and taken from it on the next run; it is removed
@@ -231,9 +152,9 @@ def segment_file(
     write over the input is accepted.
 
     ``out`` may be None when ``labels_into`` (an OME-Zarr image) receives the labels instead,
-    in its ``labels/<label_name>``. ``table`` also writes the instance table (client/measure.py);
+    in its ``labels/<label_name>``. ``table`` also writes the instance table (client/instances.py);
     with an OME-Zarr output its rows become the labels' NGFF ``properties``. ``mask`` and
-    ``skip_below`` keep empty crops from being inferred (segment.SkipRule). Instances of fewer
+    ``skip_below`` keep empty crops from being inferred (in_memory.SkipRule). Instances of fewer
     than ``min_size`` voxels become background before renumbering, in both modes alike.
 
     With ``blockwise`` (or when the in-memory mode would need more than ``memory_available``,
@@ -243,43 +164,49 @@ def segment_file(
     ``level`` (``--level N``) segments level N of an OME-Zarr image, as ``IMAGE/PATH`` of
     that level would: with the level's own voxel size.
     """
-    from .measure import label_properties, measure_xyz, write_table
+    from .instances import label_properties, measure_xyz, write_table
     from .ngff import check_labels_into, write_labels_into
     from .stores import is_store, store_of
     from .stores.reader import level as store_level
 
     started = time.perf_counter()
-    store = store_of(volume_path) if level is not None else None
-    if store is not None:  # a precomputed scale, an N5 group's sN (client/stores)
-        volume_path = store_level(store, level)
-    elif level is not None:
-        volume_path = level_path(Path(volume_path), level)
+    watch = watch or Watch(quiet)
+    from_file = not isinstance(source, Volume)
+    volume_path = Path(source.path) if not from_file else source if is_store(source) else Path(source)
+    if level is not None:
+        if not from_file:
+            raise InputError("level= picks a resolution level of an OME-Zarr file: give its path, or pass that level's array")
+        store = store_of(volume_path)
+        # a precomputed scale, an N5 group's sN (client/stores), else an OME-Zarr level
+        volume_path = store_level(store, level) if store is not None else level_path(Path(volume_path), level)
     if window < 1 or retries < 0 or not timeout > 0 or (batch is not None and batch < 1):
         raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
     if urls and (runtime != "auto" or threads is not None or precision != "fp32"):
         raise InputError("--runtime, --threads and --precision choose how the model runs in-process: drop them with --url")
     for url in urls:
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
-    if out is None and labels_into is None:
-        raise InputError("nowhere to write the labels: give --out or --labels-into")
     if min_size < 0:
         raise InputError(f"--min-size {min_size}: give a voxel count of at least 0 (0 keeps every instance)")
     if block is not None and any(b < 1 for b in block):
         raise InputError(f"--block {','.join(map(str, block))}: block sizes must be positive")
     asked_blockwise = blockwise or scheduler is not None
+    if not from_file and (asked_blockwise or resume or work_dir is not None):
+        raise InputError("blockwise, resume and work_dir read the volume again from its file: give the volume as a path")
+    if asked_blockwise and out is None and labels_into is None:
+        raise InputError("blockwise writes the labels block by block and never holds them: give out= or labels_into=")
     if asked_blockwise:
         check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into, out=out)
     work_path = (work_dir or default_work_dir(out or labels_into)) if resume or work_dir is not None else None
-    check_destinations(volume_path, out, overwrite, save_intermediates, preview, work_path, table)
+    check_destinations([volume_path] if from_file else [], out, overwrite, save_intermediates, preview, work_path, table)
     choice = parse_normalize(normalize)
-    volume = read_volume(volume_path, channel, axes)
-    if not asked_blockwise and _too_big_for_memory(volume.shape, memory_available):
+    volume = read_volume(volume_path, channel, axes) if from_file else source
+    if from_file and not asked_blockwise and (out or labels_into) and _too_big_for_memory(volume.shape, memory_available):
         check_blockwise_options(device=device, save_intermediates=save_intermediates, preview=preview, labels_into=labels_into, out=out)
         asked_blockwise = True
     warn_each(warn, channel_warning(volume), axes_warning(volume))
-    if work_path is None and not asked_blockwise:  # blockwise refuses it (blockwise/pipeline.py)
+    if work_path is None and not asked_blockwise and (out or labels_into):  # blockwise refuses it (blockwise/pipeline.py)
         warn_each(warn, stale_work_text(default_work_dir(out or labels_into)))
-    size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path), volume_path, warn)
+    size = resolve_voxel_size(voxel_size, read_voxel_size(volume_path) if from_file else None, volume_path, warn)
     if labels_into is not None:
         check_labels_into(labels_into, label_name, volume.shape, overwrite)
     skip, skip_described = skip_rule(mask, skip_below)
@@ -290,7 +217,7 @@ def segment_file(
     except ValueError as e:
         raise ClientError(str(e)) from e
     endpoints, info = open_endpoints(urls, model, repository, window=window, timeout=timeout, retries=retries, tls=tls,
-                                     runtime=runtime, threads=threads, precision=precision)
+                                     runtime=runtime, threads=threads, precision=precision, load=not asked_blockwise)
     work = None
     try:
         parameters = resolve_parameters(info, crop=crop, overlap=overlap, embedding_iterations=embedding_iterations)
@@ -317,7 +244,7 @@ def segment_file(
             batch_size=batch_size, window=window, timeout=timeout, retries=retries, parameters=parameters,
             reference_borders=reference_borders, quiet=quiet, resume=resume, work_dir=work_dir, tls=tls,
             runtime=runtime, threads=threads, precision=precision, block=block, workers=workers,
-            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started, min_size=min_size,
+            threads_per_worker=threads_per_worker, scheduler=scheduler, started=started, min_size=min_size, watch=watch,
         )
 
     def lost(name: str, error: BaseException) -> None:
@@ -332,7 +259,7 @@ def segment_file(
             xp=xp,
             reference_borders=reference_borders,
             save_intermediates=save_intermediates,
-            progress=ProgressLine(enabled=not quiet),
+            progress=watch.stage("infer", "crops"),
             on_endpoint_lost=lost,
             work=work,
             normalization=normalization,
@@ -366,7 +293,7 @@ def segment_file(
     if work is not None:
         work.remove()
     warn_each(warn, empty_result_warning(result.instances, labels))
-    written = out if out is not None else labels_into / "labels" / label_name
+    written = out if out is not None else labels_into / "labels" / label_name if labels_into is not None else None
     text = summary(volume, written, normalization, result, time.perf_counter() - started, xp)
     text += f"\nvoxel size {size.describe()}" + (f", instance table → {table}" if table is not None else "")
     if not urls:
@@ -382,7 +309,8 @@ def segment_file(
         except Exception as e:  # noqa: BLE001 - the labels are written; say so, in one line
             detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
             raise OutputError(f"cannot write the preview {preview} ({detail}) — the labels were written to {written}") from e
-    return text
+    return Segmentation(summary=text, voxel_size=size, instances=result.instances, labels_xyz=labels, written=written,
+                        table=columns, raw_xyz=volume.data)
 
 
 def _too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> bool:
@@ -415,11 +343,11 @@ def check_blockwise_options(*, device: str, save_intermediates: bool, preview: P
 def _blockwise(volume: Any, *, out: Path | None, urls: Sequence[str], model: str, repository: Path, window: int,
                timeout: float, retries: int, tls: Tls | None, started: float, normalization: Normalization,
                voxel_size: VoxelSize, warn: Callable[[str], None], runtime: str, threads: int | None, precision: str,
-               table: Path | None, skip_described: dict[str, Any] | None, **options: Any) -> str:
+               table: Path | None, skip_described: dict[str, Any] | None, watch: Watch, **options: Any) -> Segmentation:
     """``segment --blockwise``: the in-memory mode's checked options, then the pipeline."""
     from .blockwise.pipeline import blockwise_file
-    from .blockwise.stages import Source
-    from .measure import write_table
+    from .blockwise.job import Source
+    from .instances import write_table
     from .sanity import empty_result_text
 
     parameters, channel, reference_borders = options.pop("parameters"), options["channel"], options["reference_borders"]
@@ -434,7 +362,7 @@ def _blockwise(volume: Any, *, out: Path | None, urls: Sequence[str], model: str
     written = out if out is not None else options["into"][0] / "labels" / options["into"][1]
     result = blockwise_file(volume, out=out, parameters=parameters, source=source, fingerprint=made_of,
                             normalization=normalization, voxel_size=voxel_size, measure=table is not None,
-                            say=None if quiet else (lambda line: print(line, file=sys.stderr)), **options)
+                            say=None if quiet else (lambda line: print(line, file=sys.stderr)), watch=watch, **options)
     if table is not None and result.table is not None:
         try:
             write_table(table, result.table)
@@ -443,9 +371,11 @@ def _blockwise(volume: Any, *, out: Path | None, urls: Sequence[str], model: str
     total = time.perf_counter() - started
     voxels = int(np.prod(volume.shape))
     warn_each(warn, empty_result_text(result.instances, result.labelled / max(1, voxels)))
-    return (
+    text = (
         f"{describe_run(volume, written, normalization)}\n"
         f"{result.crops} crops, {result.instances} instances\n"
         f"time {total:.2f}s, {voxels / total / 1e6:.2f} Mvoxels/s\n{result.summary(voxels)}\n"
         f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else "")
     )
+    return Segmentation(summary=text, voxel_size=voxel_size, instances=result.instances, written=written,
+                        table=result.table, raw_xyz=volume.data)

@@ -99,7 +99,7 @@ class OpenVinoRuntime:
     """The exported IR on the CPU, in FP32 unless asked for BF16."""
 
     def __init__(self, path: Path, threads: int, precision: str) -> None:
-        from skoots_export.openvino_runtime import OpenVinoHead
+        from skoots_export.contract.openvino_runtime import OpenVinoHead
 
         try:
             self._head = OpenVinoHead(str(path), threads=threads, precision=precision)
@@ -111,9 +111,10 @@ class OpenVinoRuntime:
         return self._head(batch)
 
 
-def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None, precision: str = "fp32"):
-    """The runtime ``requested`` for the model in ``version_dir``, loaded; ``threads`` defaults to
-    all cores. The returned object is called with a batch and has a ``description``."""
+def plan_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None,
+                 precision: str = "fp32") -> tuple[str, int]:
+    """The runtime that :func:`load_runtime` would load for ``requested``, and its threads, with
+    every check it makes but without loading the model (raises what it would raise)."""
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: give at least 1")
     import torch
@@ -128,12 +129,18 @@ def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | N
     )
 
     def cpu_has_bf16() -> bool:
-        from skoots_export.openvino_runtime import cpu_supports_bf16
+        from skoots_export.contract.openvino_runtime import cpu_supports_bf16
 
         return cpu_supports_bf16()
 
     check_precision(precision, runtime, cpu_has_bf16)
-    threads = threads or all_cores()
+    return runtime, threads or all_cores()
+
+
+def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None, precision: str = "fp32"):
+    """The runtime ``requested`` for the model in ``version_dir``, loaded; ``threads`` defaults to
+    all cores. The returned object is called with a batch and has a ``description``."""
+    runtime, threads = plan_runtime(version_dir, requested, threads=threads, precision=precision)
     if runtime == "openvino":
         return OpenVinoRuntime(version_dir / IR_FILE, threads, precision)
     return TorchScriptRuntime(version_dir / TORCHSCRIPT_FILE, "cuda" if runtime == "cuda" else "cpu", threads)

@@ -4,6 +4,9 @@ On disk a volume is ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as Fiji and napari name th
 seed's ``[Z, X, Y]``), unless the file or ``--axes`` says otherwise; the runtime works in the
 seed's ``[X, Y, Z]`` (X = rows, docs/AXES.md) and writes labels back as ``[Z, Y, X]``. Reading
 is lazy where the format allows (memory-mapped TIFF, chunked Zarr): crops are cut from a view.
+
+Not split: not yet. Five jobs (length units and voxel sizes, reading, destination checks, staging,
+writers) that issue 19 separates; the unit table already moved to skoots_export.contract.units.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from skoots_export.contract.errors import OptionError
+from skoots_export.contract.units import LENGTH_UNITS, length_unit
+
+from .atomic import staged
+from .destinations import check_destination
 from .errors import InputError, OutputError
+from .voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, ome_zarr_voxel_size
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float16", "float32", "float64")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -54,140 +63,6 @@ class Volume:
         return np.dtype(self.data.dtype)
 
 
-# OME-NGFF unit names (UDUNITS-2) of lengths, with the short symbol used in table headers and
-# ImageJ metadata, and their size in metres (to compare sizes given in different units).
-LENGTH_UNITS = {
-    "angstrom": ("A", 1e-10),
-    "nanometer": ("nm", 1e-9),
-    "micrometer": ("um", 1e-6),
-    "millimeter": ("mm", 1e-3),
-    "centimeter": ("cm", 1e-2),
-    "meter": ("m", 1.0),
-}
-_UNIT_ALIASES = {
-    **{name: name for name in LENGTH_UNITS},
-    **{symbol.lower(): name for name, (symbol, _) in LENGTH_UNITS.items()},
-    "µm": "micrometer", "μm": "micrometer", "\\u00b5m": "micrometer", "micron": "micrometer", "microns": "micrometer",
-    "micrometre": "micrometer", "nanometre": "nanometer", "millimetre": "millimeter", "metre": "meter", "å": "angstrom",
-}
-
-
-def length_unit(text: str, option: str = "--unit") -> str:
-    """The OME-NGFF name of a length unit given as a name or symbol (``um``, ``µm``, ``micron``,
-    ``nm``, ``nanometer``, ...)."""
-    name = _UNIT_ALIASES.get(text.strip().lower())
-    if name is None:
-        raise InputError(f"{option} {text!r} is not a length unit; use one of um, nm, mm, cm, m, angstrom")
-    return name
-
-
-@dataclass(frozen=True)
-class VoxelSize:
-    """The physical size of a voxel along the runtime's X, Y, Z (the file's rows, columns and
-    slices) and its unit, an OME-NGFF unit name. ``unit`` None with sizes 1 means unknown
-    (sizes in voxels, ``px``); ``unit`` None with other sizes is a scale without a unit (an
-    OME-Zarr whose axes have a scale but no ``unit``): scaled values, in no named unit."""
-
-    xyz: tuple[float, float, float]
-    unit: str | None = "micrometer"
-
-    @property
-    def zyx(self) -> tuple[float, float, float]:
-        """Sizes in the file's axis order: slices, rows, columns (NGFF's z, y, x)."""
-        x, y, z = self.xyz
-        return (z, x, y)
-
-    @property
-    def unitless_scale(self) -> bool:
-        return self.unit is None and tuple(self.xyz) != (1.0, 1.0, 1.0)
-
-    @property
-    def symbol(self) -> str:
-        """Short unit for column names and ImageJ: ``um``; ``px`` when unknown; ``units`` for a
-        scale without a unit (its values are scaled, not voxels)."""
-        return LENGTH_UNITS[self.unit][0] if self.unit else "units" if self.unitless_scale else "px"
-
-    def in_metres(self) -> tuple[float, ...]:
-        return tuple(v * LENGTH_UNITS[self.unit][1] for v in self.xyz) if self.unit else self.xyz
-
-    def describe(self) -> str:
-        """As Fiji and napari name the axes: ``z 2, y 0.5, x 0.5 µm``; ``z 0.05, y 0.012,
-        x 0.012 (a scale without a unit; name it with --unit)``."""
-        x, y, z = self.xyz
-        if self.unitless_scale:
-            return f"z {z:g}, y {x:g}, x {y:g} (a scale without a unit; name it with --unit)"
-        return f"z {z:g}, y {x:g}, x {y:g} {self.symbol}"
-
-
-@dataclass(frozen=True)
-class UnitOption:
-    """``--unit`` without ``--voxel-size``: names the unit of the scale the file states."""
-
-    unit: str
-
-
-UNKNOWN_VOXEL_SIZE = VoxelSize((1.0, 1.0, 1.0), None)
-
-
-def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOption | None:
-    """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
-    suffix (``0.5,0.5,2um``); micrometres when neither says. ``--unit`` alone names the unit of
-    the scale the file states (:class:`UnitOption`, resolved by :func:`resolve_voxel_size`)."""
-    from skoots_export.cli import option_triple
-
-    if text is None:
-        return None if unit is None else UnitOption(length_unit(unit))  # type: ignore[return-value]
-    numbers = text.rstrip()
-    suffix = ""
-    while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
-        suffix, numbers = numbers[-1] + suffix, numbers[:-1]
-    named = length_unit(suffix, "--voxel-size") if suffix else None
-    if named and unit is not None and length_unit(unit) != named:
-        raise InputError(f"--voxel-size {text!r} says {suffix} and --unit says {unit}; give the unit once")
-    from skoots_export.errors import ExportError
-
-    try:
-        sizes = option_triple("--voxel-size", numbers, float)
-    except ExportError as e:
-        raise InputError(str(e)) from None
-    if not all(v > 0 and np.isfinite(v) for v in sizes):
-        raise InputError(f"--voxel-size {text!r}: sizes must be positive, e.g. --voxel-size 0.5,0.5,2um")
-    return VoxelSize(tuple(float(v) for v in sizes), named or (length_unit(unit) if unit else "micrometer"))
-
-
-def _ome_zarr_voxel_size(multiscales: Any, level: int = 0) -> VoxelSize | None:
-    """Scale of dataset ``level`` (times any multiscales-wide scale) on the z, y, x axes."""
-    try:
-        first = multiscales[0]
-        axes = [a if isinstance(a, dict) else {"name": a} for a in first["axes"]]
-        scale = np.ones(len(axes))
-        for transforms in (first["datasets"][level].get("coordinateTransformations", []), first.get("coordinateTransformations", [])):
-            for t in transforms:
-                if t.get("type") == "scale":
-                    scale = scale * np.asarray(t["scale"], dtype=float)
-        names = [str(a["name"]).lower() for a in axes]
-        at = {n: names.index(n) for n in "zyx"}
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    units = {axes[i].get("unit") for i in at.values()}
-    unit = units.pop() if len(units) == 1 else None
-    sizes = [float(scale[at[n]]) for n in "yxz"]  # runtime X = rows (y), Y = columns (x), Z
-    if unit is None and len(units) > 0:  # axes in different units: convert to micrometres
-        try:
-            sizes = [s * LENGTH_UNITS[length_unit(str(axes[at[n]].get("unit")))][1] / 1e-6 for s, n in zip(sizes, "yxz")]
-            unit = "micrometer"
-        except InputError:
-            return None
-    elif unit is not None:
-        try:
-            unit = length_unit(str(unit))
-        except InputError:
-            unit = None
-    if unit is None and sizes == [1.0, 1.0, 1.0]:
-        return None
-    return VoxelSize(tuple(sizes), unit)  # type: ignore[arg-type]
-
-
 def _tiff_voxel_size(path: Path) -> VoxelSize | None:
     """OME-TIFF ``PhysicalSize{X,Y,Z}`` (+ unit, default µm), else ImageJ ``spacing`` and
     X/Y resolution tags (pixels per unit) with its ``unit``."""
@@ -206,7 +81,7 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
                 units.add(pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm"))
             try:
                 unit = length_unit(units.pop()) if len(units) == 1 else None
-            except InputError:
+            except OptionError:
                 unit = None
             return VoxelSize(tuple(sizes), unit) if unit else None  # type: ignore[arg-type]
         if tif.is_imagej:
@@ -220,7 +95,7 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
             sizes = (size("YResolution"), size("XResolution"), float(meta.get("spacing", 1.0)))
             try:
                 unit = length_unit(str(meta["unit"])) if "unit" in meta else None
-            except InputError:
+            except OptionError:
                 unit = None
             if unit is None:
                 return None
@@ -290,10 +165,10 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
     attrs = node.attrs.asdict()
     multiscales = _multiscales(attrs)
     if multiscales:
-        return _ome_zarr_voxel_size(multiscales)
+        return ome_zarr_voxel_size(multiscales)
     level = _image_of_level(path) if isinstance(node, zarr.Array) else None
     if level is not None and level[2] is not None:
-        return _ome_zarr_voxel_size(level[1], level[2])
+        return ome_zarr_voxel_size(level[1], level[2])
     if "voxel_size_zyx" in attrs:
         z, x, y = (float(v) for v in attrs["voxel_size_zyx"])
         return VoxelSize((x, y, z), attrs.get("unit"))
@@ -575,6 +450,27 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     """
     path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path)
+    return _as_volume(array, path, file_axes, channel, axes, check_finite)
+
+
+def volume_from_array(array: Any, channel: int | None = None, axes: str | None = None) -> Volume:
+    """A NumPy, Dask or Zarr array (anything with ``shape``, ``dtype`` and slicing) as a
+    single-channel ``[X, Y, Z]`` volume, read as :func:`read_volume` reads a file: ``[Z, Y, X]``
+    or ``[Z, Y, X, C]`` unless ``axes`` says otherwise. Lazy arrays stay lazy: crops are cut
+    from a view. Its ``path`` names the kind of array (``<numpy array>``) for messages.
+
+    >>> import numpy as np
+    >>> volume_from_array(np.zeros((4, 6, 8), np.uint8)).shape  # [X, Y, Z]: rows, columns, slices
+    (6, 8, 4)
+    """
+    if not all(hasattr(array, a) for a in ("shape", "dtype", "__getitem__")):
+        raise InputError(f"cannot segment a {type(array).__name__}: give a NumPy, Dask or Zarr array, or a file path")
+    kind = type(array).__module__.split(".")[0]
+    return _as_volume(array, Path(f"<{kind} array>"), None, channel, axes, True)
+
+
+def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | None, axes: str | None,
+               check_finite: bool) -> Volume:
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
         raise InputError(
@@ -679,41 +575,6 @@ def _finite(volume: Volume, check: bool = True, slab_bytes: int = 64 << 20) -> V
     return volume
 
 
-def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: str) -> None:
-    """Fail before any work if a file of one of ``suffixes`` cannot be written at ``path``
-    (given with ``option``); ``hint`` says what to give instead of another extension."""
-    if not path.name.lower().endswith(suffixes):
-        raise OutputError(f"{option} {path}: {hint}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{option} {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {path}: folder {parent} is not writable")
-
-
-def check_not_input(option: str, path: Path, inputs: Sequence[Path]) -> None:
-    """Refuse a destination that would write over an input, ``--overwrite`` or not: the input
-    itself (same path, a symbolic link to it, a hard link: same device and inode), a path
-    inside an input (a Zarr store is a folder), or a folder that holds an input (replacing it
-    would delete the input)."""
-    target = path.resolve()
-    for source in inputs:
-        if not source.exists():
-            continue
-        origin = source.resolve()
-        same = target == origin
-        if not same and path.exists():
-            mine, theirs = path.stat(), source.stat()
-            same = (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
-        where = (
-            "is the input" if same else
-            "lies inside the input" if origin in target.parents else
-            "holds the input" if target in origin.parents else None
-        )
-        if where:
-            raise OutputError(f"{option} {path} {where} {source}; choose another path (the input is never overwritten, --overwrite or not)")
-
-
 def intermediates_path(out: Path) -> Path:
     """Where ``--save-intermediates`` writes: ``<out stem>_intermediates.zarr`` beside ``out``."""
     return out.with_name(out.name.split(".")[0] + "_intermediates.zarr")
@@ -733,25 +594,11 @@ def _staged(path: Path, overwrite: bool) -> Iterator[Path]:
     Nothing is left at ``path`` or beside it if writing fails.
     """
     check_output_path(path, overwrite)
-    staged = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
-        yield staged / path.name
-        _replace(staged / path.name, path)
+        with staged(path) as target:
+            yield target
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-
-
-def _replace(staged: Path, path: Path) -> None:
-    """Move the finished ``staged`` to ``path``, replacing what is there."""
-    if path.is_dir() and not path.is_symlink():
-        old = path.with_name(f".{path.name}.replaced-{os.getpid()}")
-        path.rename(old)
-        staged.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, path)
 
 
 def write_labels(

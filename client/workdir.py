@@ -24,15 +24,14 @@ import json
 import os
 import queue
 import shutil
-import tempfile
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from .atomic import build_directory, crc, fsync, seal, unseal
 from .errors import OutputError
 from .tiling import Crop
 
@@ -51,14 +50,6 @@ class Piece:
 
     def checksum(self) -> int:
         return crc(self.skeleton, self.vectors, *([] if self.probability is None else [self.probability]))
-
-
-def crc(*arrays: np.ndarray) -> int:
-    """CRC-32 of the arrays' bytes, one after the other: what a done record checks data against."""
-    value = 0
-    for array in arrays:
-        value = zlib.crc32(np.ascontiguousarray(array).data, value)
-    return value
 
 
 def fingerprint(
@@ -124,28 +115,16 @@ def _host(array: Any) -> np.ndarray:
     return np.ascontiguousarray(array.get() if hasattr(array, "get") else array)
 
 
-def _record(index: int, crc: int) -> bytes:
-    body = f"{index} {crc:08x}"
-    return f"{body} {zlib.crc32(body.encode()):08x}\n".encode()
-
-
-def _parse(line: bytes) -> tuple[int, int] | None:
-    """``(index, data crc)`` of a valid record, else None (torn or corrupt)."""
+def parse_record(line: bytes) -> tuple[int, int] | None:
+    """``(crop index, data CRC)`` of a manifest record, or None when it is torn or corrupt."""
+    body = unseal(line)
+    if body is None:
+        return None
     try:
-        index, crc, own = line.decode("ascii").split(" ")
-        if int(own, 16) != zlib.crc32(f"{index} {crc}".encode()):
-            return None
-        return int(index), int(crc, 16)
+        index, checksum = body.split(" ")
+        return int(index), int(checksum, 16)
     except ValueError:
         return None
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check_work_dir(path: Path, fingerprint: dict[str, Any]) -> None:
@@ -220,10 +199,7 @@ class WorkDir:
         import zarr
         from zarr.codecs import ZstdCodec
 
-        for stale in self.path.parent.glob(f".{self.path.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # a run killed while creating it
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
-        try:
+        def build(staging: Path) -> None:
             n, size = len(grid), tuple(grid[0].size)
             shapes = {"skeleton": ((n, *size), "uint8"), "vectors": ((n, 3, *size), "float16")}
             if self._probability:
@@ -238,13 +214,8 @@ class WorkDir:
                 )
             (staging / FINGERPRINT).write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")
             (staging / MANIFEST).write_bytes(b"")
-            for path in [*staging.rglob("*"), staging]:
-                _fsync(path)
-            staging.rename(self.path)
-            _fsync(self.path.parent)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        build_directory(self.path, build)
 
     def _open(self, grid: Sequence[Crop]) -> list[tuple[int, int]]:
         """Open arrays and manifest (created if missing); return the valid records."""
@@ -267,7 +238,7 @@ class WorkDir:
         if len(whole) < len(data):  # a record torn by a kill: drop it before appending after it
             os.ftruncate(fd, len(whole))
             os.fsync(fd)
-        return [r for r in map(_parse, whole.splitlines()) if r is not None]
+        return [r for r in map(parse_record, whole.splitlines()) if r is not None]
 
     # --- reading and writing ----------------------------------------------------------------
 
@@ -357,11 +328,11 @@ class WorkDir:
                 touched.add(self.path / name / array.metadata.encode_chunk_key((crop.index,) + (0,) * (array.ndim - 1)))
         for path in touched:
             with contextlib.suppress(FileNotFoundError):  # all zero: Zarr stores no chunk (reads give 0)
-                _fsync(path)
+                fsync(path)
         for name in self._arrays:
-            _fsync(self.path / name)
+            fsync(self.path / name)
         assert self._manifest_fd is not None
-        os.write(self._manifest_fd, b"".join(_record(crop.index, piece.checksum()) for crop, piece in group))
+        os.write(self._manifest_fd, b"".join(seal(f"{crop.index} {piece.checksum():08x}") for crop, piece in group))
         os.fsync(self._manifest_fd)
 
     def close(self) -> None:

@@ -264,7 +264,7 @@ def write_volume(path: Path, volume: SyntheticVolume) -> tuple[Path, Path]:
 
 def shape_option(text: str) -> tuple[int, int, int]:
     """argparse type for voxel counts, ``X,Y,Z`` or named ``x=..,y=..,z=..`` (napari's letters)."""
-    from skoots_export.model_config import parse_triple
+    from skoots_export.contract.triples import parse_triple
 
     try:
         shape = parse_triple(text, int)
@@ -277,7 +277,7 @@ def shape_option(text: str) -> tuple[int, int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from skoots_client.volume_io import describe_shape
-    from skoots_export.cli import TRIPLE_HELP
+    from skoots_export.contract.triples import TRIPLE_HELP
 
     parser = argparse.ArgumentParser(prog="python -m examples.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="raw volume to write (.tif); labels go to OUT_labels.tif")

@@ -9,10 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .console import VersionOption, run
-from .errors import ExportError, ExportOptionError, ServerError
-from .model_config import INPUT, OUTPUTS, TORCH_VERSION, Backend, Device, parse_triple
-from .model_config import voxel_unit as model_voxel_unit
+from .contract.console import VersionOption, run
+from .contract.errors import SkootsError
+from .contract.net import is_loopback
+from .contract.triples import TRIPLE_HELP, option_triple
+from .contract.units import length_unit
+from .contract.wire import INPUT, OUTPUTS, TORCH_VERSION
+from .errors import ExportOptionError, ServerError
+from .model_config import Backend, Device
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -25,29 +29,6 @@ app = typer.Typer(
 @app.callback()
 def _commands(version: VersionOption = False) -> None:
     """SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them."""
-
-
-# Every option that takes a triple says this in its help (docs/AXES.md tells the whole story).
-TRIPLE_HELP = (
-    "X,Y,Z in the seed's order: X = image rows (napari y), Y = columns (napari x), Z = slices; "
-    "or named as Fiji/napari show the axes, in any order: x=COLUMNS,y=ROWS,z=SLICES."
-)
-
-
-def option_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
-    """Parse a triple option, positional ``X,Y,Z`` (the seed's order) or named ``x=..,y=..,z=..``
-    (napari's letters), to the runtime's ``(X, Y, Z)``; the error names the option and shows both forms."""
-    if text is None:
-        return None
-    try:
-        return parse_triple(text, kind)
-    except ValueError:
-        example = "300,300,20" if kind is int else "60,60,12"
-        named = "y=300,x=300,z=20" if kind is int else "y=60,x=60,z=12"
-        raise ExportOptionError(
-            f"{option} {text!r} needs three {'integers' if kind is int else 'numbers'} X,Y,Z, e.g. {option} {example}, "
-            f"or named as napari shows the axes, e.g. {option} {named}"
-        ) from None
 
 
 class BuildableBackend(str, enum.Enum):
@@ -84,7 +65,7 @@ def export_command(
     dataset_mean: Annotated[Optional[float], typer.Option(help="Normalise input as (x - mean) / std (default: the checkpoint's dataset_mean, else x / dtype range).")] = None,
     dataset_std: Annotated[Optional[float], typer.Option(help="Standard deviation for --dataset-mean.")] = None,
     training_voxel_size: Annotated[Optional[str], typer.Option(help="Voxel size the model was trained at, recorded in the config (unit: --voxel-unit). " + TRIPLE_HELP)] = None,
-    voxel_unit: Annotated[Optional[str], typer.Option(help="Unit of --training-voxel-size: micrometer (um, the default), nanometer (nm), millimeter (mm) or angstrom.")] = None,
+    voxel_unit: Annotated[Optional[str], typer.Option(help="Unit of --training-voxel-size, in any case: micrometer (um, µm, the default), nanometer (nm), millimeter (mm), centimeter (cm), meter (m) or angstrom.")] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:
     """Export a SKOOTS checkpoint to TorchScript in a Triton model repository.
@@ -120,9 +101,9 @@ def export_command(
             dataset_mean=dataset_mean,
             dataset_std=dataset_std,
             training_voxel_size=option_triple("--training-voxel-size", training_voxel_size, float),
-            voxel_unit=None if voxel_unit is None else model_voxel_unit(voxel_unit),
+            voxel_unit=None if voxel_unit is None else length_unit(voxel_unit, "--voxel-unit"),
         )
-    except ExportError as e:
+    except SkootsError as e:
         raise fail(e) from None
     for path, kind in result.models:
         openvino = kind is Backend.openvino  # CPU only, one crop per request: see build_model_config
@@ -152,8 +133,8 @@ def serve_command(
     ssl_root_cert: Annotated[Optional[Path], typer.Option("--ssl-root-cert", help="CA certificate (PEM): clients must present a certificate it signed (mutual TLS).")] = None,
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
-    from .server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback, stop_signals, wait_for_signal
     from .model_backends import plan_models
+    from .server import ServerConfig, ServerTls, TritonServer, find_binary, stop_signals, wait_for_signal
     from .torch_compat import check_repository
 
     try:
@@ -185,7 +166,7 @@ def serve_command(
         )
         server.start(timeout=timeout)
         states = server.model_states()
-    except ExportError as e:
+    except SkootsError as e:
         raise fail(e) from None
     stop = stop_signals()
     plain = server.config.plain_host
@@ -221,7 +202,7 @@ def build_backend_command(
 
     try:
         result = build_pytorch_backend(source, jobs=jobs, force=force, progress=typer.echo)
-    except ExportError as e:
+    except SkootsError as e:
         raise fail(e) from None
     how = "reused the cached build" if result.reused else f"built in {result.seconds:.0f} s"
     typer.echo(f"{how}: {result.backend_dir} — skoots serve loads pytorch_libtorch models with it")

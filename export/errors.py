@@ -1,7 +1,9 @@
 """Errors a user can cause during export; the CLI prints each as one line and exits non-zero."""
 
+from .contract.errors import OptionError, SkootsError
 
-class ExportError(Exception):
+
+class ExportError(SkootsError):
     """Base class: a problem with the user's input, not a bug."""
 
 
@@ -25,7 +27,7 @@ class ModelCardError(ExportError):
     """A model card (in the checkpoint or a YAML sidecar) has an unknown key or a bad value."""
 
 
-class ExportOptionError(ExportError):
+class ExportOptionError(ExportError, OptionError):
     """An export option is out of range."""
 
 

@@ -15,7 +15,8 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError, ExportOptionError
 from .head import InferenceHead
 from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar, resolve, with_unit
-from .model_config import Backend, Device, ModelParameters, build_model_config
+from .contract.wire import ModelParameters
+from .model_config import Backend, Device, build_model_config
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
 from .torchscript import script_head, verify_scripted

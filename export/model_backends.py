@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model_config import config_from_text
+from .contract.wire import config_from_text
 
 BUILD_STEP = "skoots build-backend pytorch"
 
@@ -35,7 +35,7 @@ def _backend_of(config) -> str:
 def repository_models(repository: Path) -> list[RepositoryModel]:
     """The models in ``repository`` with a readable ``config.pbtxt``, by name (a broken config
     is the server's to report)."""
-    from .model_config import pb
+    from .contract.wire import pb
 
     models = []
     for config_path in sorted(Path(repository).glob("*/config.pbtxt")):

@@ -22,7 +22,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from .errors import ExportOptionError, ModelCardError
-from .model_config import VOXEL_UNITS, ModelParameters, voxel_unit
+from .contract.units import LENGTH_UNITS, unit_name
+from .contract.wire import ModelParameters
 
 CARD_KEY = "model_card"
 FOLDER_SIDECAR = "MODEL.yaml"
@@ -65,7 +66,7 @@ def _value(key: str, value: Any, where: str) -> Any:
             return kind(value)
         raise ModelCardError(f"{where}: {key} = {_brief(value)} must be {'an integer' if kind is int else 'a number'}")
     if key == "voxel_unit":
-        allowed, named = tuple(sorted(set(VOXEL_UNITS.values()))), voxel_unit(value) if isinstance(value, str) else None
+        allowed, named = tuple(sorted(LENGTH_UNITS)), unit_name(value) if isinstance(value, str) else None
     else:
         allowed, named = NORMALIZATIONS, value
     if named in allowed:

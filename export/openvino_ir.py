@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
+from .contract.openvino_runtime import OpenVinoHead
+from .contract.wire import INPUT, OUTPUTS
 from .errors import ExportError, VerificationError
 from .head import InferenceHead
-from .model_config import INPUT, OUTPUTS
-from .openvino_runtime import OpenVinoHead
 from .torchscript import Reference, matches_reference
 
 

@@ -17,11 +17,11 @@ from typing import Callable
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from .model_config import config_to_text
+from .contract.wire import config_to_text
 
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 # Beside the Python-backend model.py, which loads it by path when the version holds an IR.
-OPENVINO_RUNTIME = Path(__file__).with_name("openvino_runtime.py")
+OPENVINO_RUNTIME = Path(__file__).parent / "contract" / "openvino_runtime.py"
 
 
 @dataclass(frozen=True)

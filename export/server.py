@@ -5,6 +5,9 @@ wheel (the ``server`` extra). That one only has the Python backend, and its stub
 the running Python, find the wheel's bundled libraries, and take its site-packages from the
 first ``python3`` on PATH — so we lay out a private backend directory and environment for it.
 Triton's PyTorch backend, built here by ``skoots build-backend pytorch``, joins it there.
+
+Not split: one class owns the server process's whole life (argv, environment, start,
+readiness, logs, stop), as PyTriton's does; the functions beside it are its parts.
 """
 
 from __future__ import annotations
@@ -34,12 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Deque, Iterator, Sequence
 
+from .contract.net import direct_open, pem_problem
 from .errors import PortInUseError, ServerError
 
 LOOPBACK = "127.0.0.1"
-
-# urllib without the environment's proxies: probes of a server must reach that server.
-direct_open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
 
 # The three ports: how messages name each, the attribute (and ``skoots serve`` option) that
 # holds it, and how tritonserver's log names the service.
@@ -51,19 +52,6 @@ _LAUNCHES = 3
 
 WORKDIR_PREFIX = "skoots-serve-"
 OWNER_FILE = "owner.pid"
-
-
-def pem_problem(option: str, path: Path | None) -> str | None:
-    """Why the PEM file ``path`` given with ``option`` is unusable (unreadable, not PEM), or None."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_bytes()
-    except OSError as e:
-        return f"cannot read {option} {path}: {e.strerror or e}"
-    if b"-----BEGIN " not in text:
-        return f"{option} {path} is not a PEM file (no -----BEGIN line)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -86,18 +74,6 @@ class ServerTls:
         if self.root_cert is not None:
             args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={self.root_cert}"]
         return args
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` binds this machine only (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from .model_config import TORCH_VERSION, config_from_text
+from .contract.wire import TORCH_VERSION, config_from_text
 
 
 def release(version: str) -> tuple[int, int]:

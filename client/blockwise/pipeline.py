@@ -11,6 +11,9 @@ pay while the last blocks of a stage run, at the cost of a dependency graph per 
 resumed run would have to rebuild. Finished blocks are marked in the work directory; a run
 with ``--resume`` does only the blocks not marked. This process holds the per-block label
 tables and each component's first appearance: O(components + blocks), never a volume.
+
+Not split: the stages in the order they run, with the checks and resume logic around them;
+the per-block work is in stages.py, the cluster in cluster.py.
 """
 
 from __future__ import annotations
@@ -26,20 +29,23 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import postprocess
+from ..atomic import move_into_place
 from ..errors import ClientError, OutputError
-from ..progress import ProgressLine
-from ..measure import label_properties
+from ..progress import Watch
+from ..instances import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
 from ..normalize import Normalization
 from ..stores import is_store
 from ..stores.export import export_labels
-from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, _replace, create_labels_array, write_labels
+from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, create_labels_array, write_labels
 from ..workdir import default_work_dir
 from . import stages
 from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
 from .cluster import ClusterError, dask_client, worker_count
 from .equivalence import components, global_order
+from .job import Job, Source
 from .store import FORMAT, BlockStore
+from .worker import release
 
 
 @dataclass
@@ -109,14 +115,14 @@ def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None) 
 class _Stage:
     """Submit one stage's tasks, draw its progress, gather results and worker peaks."""
 
-    def __init__(self, client: Any, result: BlockwiseResult, quiet: bool) -> None:
-        self.client, self.result, self.quiet = client, result, quiet
+    def __init__(self, client: Any, result: BlockwiseResult, watch: Watch) -> None:
+        self.client, self.result, self.watch = client, result, watch
 
     def run(self, name: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], total: int) -> dict[str, Any]:
         from distributed import KilledWorker, as_completed
 
         started = time.perf_counter()
-        progress = ProgressLine(enabled=not self.quiet, label=f"{name} blocks")
+        progress = self.watch.stage(name, f"{name} blocks")
         done = total - len(calls)
         progress(done, total)
         futures = {self.client.submit(fn, *args, pure=False): key for key, fn, args in calls}
@@ -134,8 +140,10 @@ class _Stage:
             raise ClusterError(
                 f"Dask workers kept dying on {name} blocks ({e}) — out of memory? Give the workers more memory or pass a smaller --block"
             ) from e
-        except BaseException:
+        except BaseException as e:
             self.client.cancel(list(futures))
+            if isinstance(e, Exception):  # a failure or Cancelled, not Ctrl-C: wait for what the caller will remove
+                _wait_until_stopped(self.client, {future.key for future in futures})
             raise
         self.result.seconds[name] = self.result.seconds.get(name, 0.0) + time.perf_counter() - started
         self.result.done[name] = len(calls)
@@ -143,7 +151,27 @@ class _Stage:
         return results
 
 
-def _still_done(client: Any, job: stages.Job, stage: str, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
+def _executing(dask_worker: Any) -> list[str]:
+    """The keys of the tasks a worker is running, those cancelled but not yet returned included."""
+    return [str(task.key) for task in dask_worker.state.executing]
+
+
+def _wait_until_stopped(client: Any, keys: set[Any], timeout: float = 120.0) -> None:
+    """Wait (at most ``timeout`` seconds) until no worker runs any of ``keys``: Dask cannot stop a
+    task that has started, and one still running would write into a work directory being removed."""
+    keys = {str(k) for k in keys}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing)
+        except Exception:  # noqa: BLE001 - the cluster is gone: nothing runs
+            return
+        if not keys & {k for found in running.values() for k in found}:
+            return
+        time.sleep(0.05)
+
+
+def _still_done(client: Any, job: Job, stage: str, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
     """The markers of ``stage`` among ``names`` whose data still checks out (checked on the workers)."""
     marked = {k: v for k, v in store.done(stage).items() if k in set(names)}
     if not marked:
@@ -154,7 +182,7 @@ def _still_done(client: Any, job: stages.Job, stage: str, store: BlockStore, nam
 
 
 def segment_blockwise(
-    job: stages.Job,
+    job: Job,
     out: Path | None,
     *,
     overwrite: bool,
@@ -171,6 +199,7 @@ def segment_blockwise(
     measure: bool = False,
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
+    watch: Watch | None = None,
 ) -> BlockwiseResult:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
     or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
@@ -198,7 +227,7 @@ def segment_blockwise(
         store.create()
         result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
         try:
-            _run(client, job, grid, store, out, result, overwrite=overwrite, quiet=quiet, halos=halos,
+            _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
                  min_size=min_size)
         except BaseException as e:
@@ -214,20 +243,20 @@ def segment_blockwise(
                 store.remove()
             raise
         finally:
-            if scheduler is not None:  # workers that outlive this run keep no block buffers
+            if scheduler is not None:  # workers that outlive this run keep no endpoints, models or buffers
                 with contextlib.suppress(Exception):
-                    client.run(stages.release_scratch)
+                    client.run(release)
     store.remove()
     return result
 
 
 def _run(
-    client: Any, job: stages.Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: BlockwiseResult,
-    *, overwrite: bool, quiet: bool, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
+    client: Any, job: Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: BlockwiseResult,
+    *, overwrite: bool, watch: Watch, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
 ) -> None:
-    stage = _Stage(client, result, quiet)
+    stage = _Stage(client, result, watch)
     names = [b.name for b in grid.blocks]
 
     done = _still_done(client, job, "infer", store, names)
@@ -327,13 +356,7 @@ def _run(
     else:
         if out.exists() and not overwrite:
             raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
-        try:
-            _replace(target, out)
-        except OSError:  # another filesystem: copy, then swap
-            staged = out.with_name(f".{out.name}.partial")
-            shutil.rmtree(staged, ignore_errors=True)
-            shutil.copytree(target, staged)
-            _replace(staged, out)
+        move_into_place(target, out)  # copied first from another file system
     result.seconds["write"] += time.perf_counter() - started
 
 
@@ -347,7 +370,7 @@ def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], m
     return unique[total >= min_size]
 
 
-def _write_pyramid(stage: _Stage, job: stages.Job, store: BlockStore, target: Path, levels: Sequence[Level],
+def _write_pyramid(stage: _Stage, job: Job, store: BlockStore, target: Path, levels: Sequence[Level],
                    chunks_zxy: Sequence[int], size_zxy: Sequence[int]) -> None:
     """The levels above 0 of an ``.ome.zarr`` (as create_labels_array made them), sampled from
     its written level 0 one region of a level's chunks at a time (pyramid.py)."""
@@ -369,7 +392,7 @@ def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, sh
     skeleton length, read from its bounding box in the written labels."""
     import zarr
 
-    from ..measure import PartialStats, instance_table, skeleton_lengths
+    from ..instances import PartialStats, instance_table, skeleton_lengths
 
     parts = [store.load_npz("stats", n) for n in names]
     fields = [f.name for f in dataclasses.fields(PartialStats)]
@@ -380,13 +403,13 @@ def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, sh
 
 
 def blockwise_file(
-    volume: Any, *, out: Path | None, parameters: Any, source: stages.Source, batch_size: int, channel: int | None,
+    volume: Any, *, out: Path | None, parameters: Any, source: Source, batch_size: int, channel: int | None,
     axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
     measure: bool = False, mask: Path | None = None, skip_below: float | None = None,
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
-    into: tuple[Path, str] | None = None, min_size: int = 0,
+    into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None,
 ) -> BlockwiseResult:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
@@ -398,7 +421,7 @@ def blockwise_file(
         per_block = per_block_from_voxels(block, parameters.crop, parameters.overlap, shape)
     else:
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
-    job = stages.Job(
+    job = Job(
         volume=volume.path if is_store(volume.path) else Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
         mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, shape=shape,
         work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(),  # type: ignore[index]
@@ -407,4 +430,4 @@ def blockwise_file(
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size)
+                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch)

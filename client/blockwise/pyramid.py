@@ -18,9 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..atomic import crc
 from ..ngff import Level, nearest_indices, read_zyx, write_zyx
-from .stages import Job, _report
-from .store import crc
+from .job import Job
+from .worker import report
 
 STAGE = "pyramid"
 ZyxRegion = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) along the arrays' z, y, x
@@ -71,7 +72,7 @@ def write_level_region(job: Job, group: str, path: str, region: ZyxRegion, first
     data = read_zyx(full, sampled_indices(full.shape[-3:], level.shape[-3:], region))
     write_zyx(level, region, data)
     job.store.mark(STAGE, region_name(path, region), crc(data))
-    return _report(started)
+    return report(started)
 
 
 def verify(group: str, name: str, checksum: int) -> bool:

@@ -11,155 +11,40 @@ task rerun after its worker died, or by a second run, writes the same bytes.
 
 from __future__ import annotations
 
-import math
-import os
-import resource
-import socket
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from skoots_export.model_config import ModelParameters
-
 from .. import postprocess
-from ..model_source import Tls
+from ..atomic import crc
+from ..endpoints import open_endpoints
+from ..in_memory import infer_pieces, reference_interior, skip_rule
 from ..ngff import read_zyx, write_zyx
-from ..normalize import Normalization
-from ..stores import StoreUrl
 from . import sparse
-from .blocks import Block, BlockGrid, Region, grow
+from .blocks import Block, Region, grow
 from .equivalence import face_pairs
-from .store import BlockStore, crc
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the answers come from: Triton URLs, or the repository's model in-process."""
-
-    urls: tuple[str, ...]
-    model: str
-    repository: Path
-    window: int = 4
-    timeout: float = 120.0
-    retries: int = 5
-    tls: Tls | None = None
-    runtime: str = "auto"  # the in-process model's --runtime, --threads, --precision
-    threads: int | None = None
-    precision: str = "fp32"
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything a task needs, by value or by path."""
-
-    volume: Path | StoreUrl  # a StoreUrl: N5, precomputed, Zarr by URL (client/stores)
-    channel: int | None
-    axes: str | None  # --axes, read on the workers exactly as the client read it
-    normalization: Normalization  # computed once by the client: every block maps intensities alike
-    work: Path
-    shape: tuple[int, int, int]
-    per_block: tuple[int, int, int]
-    reference_borders: bool
-    parameters: ModelParameters
-    source: Source
-    batch_size: int
-    threads: int
-    label_halo: tuple[int, int, int]
-    vector_halo: tuple[int, int, int]
-    mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
-    skip_below: float | None = None
-    # Instead of a model: a Zarr group of stitched answers, "vectors" [3, X, Y, Z] float16 and
-    # "skeleton" [X, Y, Z] uint8 (dilated), e.g. a perfect network's (tests, benchmarks).
-    answers: Path | None = None
-
-    @property
-    def grid(self) -> BlockGrid:
-        return _cached(("grid", self.shape, self.parameters.crop, self.parameters.overlap, self.per_block, self.reference_borders),
-                       lambda: BlockGrid(self.shape, self.parameters.crop, self.parameters.overlap, self.per_block, self.reference_borders))
-
-    @property
-    def store(self) -> BlockStore:
-        return _cached(("store", self.work), lambda: BlockStore(self.work))
-
-
-_process: dict[Any, Any] = {}
-
-
-def _cached(key: Any, make: Any) -> Any:
-    if key not in _process:
-        _process[key] = make()
-    return _process[key]
-
-
-def scratch(slot: str, shape: Sequence[int], dtype: Any) -> np.ndarray:
-    """A zeroed array from a buffer this worker thread keeps for ``slot`` across tasks.
-
-    A block's arrays are hundreds of MB: allocated afresh for every block, the first touch of
-    each page costs more than the work on it (0.13 s against 0.04 s to zero a reused 279 MB).
-    Stages use the same slots, so the buffers never hold more than one stage needs. The
-    caller must not keep the array past its task."""
-    dtype = np.dtype(dtype)
-    size = math.prod(shape) * dtype.itemsize
-    key = ("scratch", slot, threading.get_ident())
-    buffer = _process.get(key)
-    if buffer is None or buffer.nbytes < size:
-        _process.pop(key, None)  # let the old one go before the larger one is made
-        buffer = _process[key] = np.empty(size, np.uint8)
-    array = buffer[:size].view(dtype).reshape(tuple(shape))
-    array.fill(0)
-    return array
-
-
-def release_scratch() -> None:
-    """Drop this worker's scratch buffers (at the end of a run, on a cluster that outlives it)."""
-    for key in [k for k in _process if k[0] == "scratch"]:
-        del _process[key]
-
-
-def _threads(n: int) -> None:
-    """Keep numba (and torch) to the worker's share of the cores."""
-    import numba
-
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-
-
-def peak_rss() -> int:
-    """This process's peak resident set (bytes) since it started its program.
-
-    Linux's ``getrusage`` keeps the high-water mark across ``exec``, so a worker forked from a
-    large process (a client that had a volume in memory) would report that process's peak;
-    ``VmHWM`` is the worker's own."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _report(started: float, **extra: Any) -> dict[str, Any]:
-    return {"seconds": time.perf_counter() - started, "rss": peak_rss(), "process": f"{socket.gethostname()}:{os.getpid()}", **extra}
+from .job import Job, Source, StoredAnswers
+from .pyramid import verify as verify_region
+from .store import Stage
+from .worker import cached, endpoints, report, scratch, set_threads
 
 
 def _endpoints(source: Source) -> list[Any]:
     def connect() -> list[Any]:
-        from ..run import open_endpoints
-
         endpoints, _ = open_endpoints(source.urls, source.model, source.repository, window=source.window,
                                       timeout=source.timeout, retries=source.retries, tls=source.tls,
                                       runtime=source.runtime, threads=source.threads, precision=source.precision)
         return endpoints
 
-    return _cached(("endpoints", source), connect)
+    return endpoints(source, connect)
 
 
 def _volume(job: Job) -> Any:
     from ..volume_io import read_volume
 
-    return _cached(("volume", job.volume, job.channel, job.axes),
+    return cached(("volume", job.volume, job.channel, job.axes),
                    lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False))
 
 
@@ -182,16 +67,14 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     dilated skeleton's own 6-connected labels, kept sparse, with the labels' six boundary planes.
     Crops that ``--mask`` / ``--skip-below`` rule out are not inferred and stay background, as
     in the in-memory mode."""
-    from ..segment import infer_pieces
-
     started = time.perf_counter()
-    _threads(job.threads)
+    set_threads(job.threads)
     block = job.grid.block(index)
     skeleton = scratch("small", _extent(block.region), np.uint8)
     vectors = scratch("vectors", (3, *skeleton.shape), np.float16)
     crops = block.crops
-    if job.answers is not None:
-        skeleton[...], vectors[...] = _stored_answers(job.answers, block.region, job.shape)
+    if isinstance(job.source, StoredAnswers):
+        skeleton[...], vectors[...] = _stored_answers(job.source.path, block.region, job.shape)
     elif block.crops:
         import torch
 
@@ -200,9 +83,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
         torch.set_num_threads(max(1, job.source.threads or job.threads))
         volume = _volume(job)
         if job.mask is not None or job.skip_below is not None:
-            from ..run import skip_rule
-
-            rule = _cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
+            rule = cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
             crops = [crop for crop in crops if not rule.skips(volume, crop)]
         for batch, pieces in infer_pieces(volume, crops, job.parameters, _endpoints(job.source), job.normalization,
                                          batch_size=job.batch_size):
@@ -225,7 +106,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     skipped = len(block.crops) - len(crops)
     store.mark("infer", block.name, crc(at, values, vector_at, vector_values, *faces.values()),
                {"crops": len(block.crops), "skipped": skipped, "count": count})
-    return _report(started, crops=len(block.crops), skipped=skipped, count=count)
+    return report(started, crops=len(block.crops), skipped=skipped, count=count)
 
 
 def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -233,11 +114,11 @@ def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> 
     benchmark can feed a volume too large to store answers for)."""
     import zarr
 
-    answers = _cached(("answers", path), lambda: zarr.open_group(str(path), mode="r"))
+    answers = cached(("answers", path), lambda: zarr.open_group(str(path), mode="r"))
     skeleton, vectors = answers["skeleton"], answers["vectors"]
     if tuple(skeleton.shape) == tuple(shape):
         return skeleton[tuple(slice(lo, hi) for lo, hi in region)], vectors[(slice(None), *(slice(lo, hi) for lo, hi in region))]
-    skeleton, vectors = _cached(("answers-whole", path), lambda: (skeleton[...], vectors[...]))
+    skeleton, vectors = cached(("answers-whole", path), lambda: (skeleton[...], vectors[...]))
     for axis, ((lo, hi), n) in enumerate(zip(region, skeleton.shape)):
         skeleton = np.take(skeleton, np.arange(lo, hi) % n, axis=axis)
         vectors = np.take(vectors, np.arange(lo, hi) % n, axis=axis + 1)
@@ -282,10 +163,8 @@ def assign_block(
 ) -> dict[str, Any]:
     """Steps 8-9 for one block from its halos, in global coordinates; returns each component's
     first appearance in the block. ``halos`` overrides docs/SEMANTICS.md's (tests show they matter)."""
-    from ..segment import reference_interior
-
     started = time.perf_counter()
-    _threads(job.threads)
+    set_threads(job.threads)
     block = job.grid.block(index)
     label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
     labels_at = grow(block.region, label_halo, job.shape)
@@ -310,7 +189,7 @@ def assign_block(
     size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
     job.store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
     job.store.mark("assign", block.name, crc(at, ids), {"labels": int(len(values))})
-    return _report(started, labels=values, at=linear, size=size)
+    return report(started, labels=values, at=linear, size=size)
 
 
 # --- renumber + write ------------------------------------------------------------------------
@@ -330,26 +209,24 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     started = time.perf_counter()
     labels = gather(job, "assigned", region, scratch("out", _extent(region), dtype),
                     lambda _, ids: postprocess.apply_table(ids, keys, values, dtype))
-    array = _cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
+    array = cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
     (x0, x1), (y0, y1), (z0, z1) = region
     write_zyx(array, ((z0, z1), (x0, x1), (y0, y1)), labels.transpose(2, 0, 1))
     if measure:
-        from ..measure import PartialStats
+        from ..instances import PartialStats
 
         raw = np.asarray(_volume(job).data[tuple(slice(lo, hi) for lo, hi in region)]).transpose(2, 0, 1)
         stats = PartialStats.of_block(labels.transpose(2, 0, 1), (z0, x0, y0), raw)
         job.store.save_npz("stats", region_name(region), **vars(stats))
     labelled = int(np.count_nonzero(labels))
     job.store.mark("write", region_name(region), crc(labels), {"labelled": labelled})
-    return _report(started, labelled=labelled)
+    return report(started, labelled=labelled)
 
 
-def verify(job: Job, stage: str, name: str, checksum: int, array_path: str | None = None) -> bool:
+def verify(job: Job, stage: Stage, name: str, checksum: int, array_path: str | None = None) -> bool:
     """Whether a block marked done still holds the data its marker's CRC names (on resume)."""
     try:
         if stage == "pyramid":
-            from .pyramid import verify as verify_region
-
             return verify_region(str(array_path), name, checksum)
         store = job.store
         if stage == "write":

@@ -10,7 +10,7 @@ Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise)::
     faces/B.npz             infer: the block's six boundary planes of its labels (face equivalences)
     assigned/B.*.npy        assign: the volume's skeleton-component id of each assigned voxel
     firsts/B.npz            assign: the block's ids with their smallest linear index over the volume
-    stats/R.npz             with --table: an output block's per-label sums (measure.PartialStats)
+    stats/R.npz             with --table: an output block's per-label sums (instances.PartialStats)
     out/NAME                the output being written (moved into place at the end);
                             an .ome.zarr's levels above 0 are sampled from its level 0 (pyramid.py)
     done/STAGE/B            marker: the CRC-32 of the block's data, a JSON note, and a CRC of
@@ -29,31 +29,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, get_args
 
 import numpy as np
 
 from ..errors import OutputError
-from ..workdir import FINGERPRINT, _fsync, check_work_dir, crc, lock_work_dir
+from ..atomic import build_directory, seal, unseal, write_aside
+from ..workdir import FINGERPRINT, check_work_dir, lock_work_dir
 
 FORMAT = "skoots-blockwise/3"  # 3: firsts carry each instance's voxels in the block
-STAGES = ("infer", "assign", "write", "pyramid")
+Stage = Literal["infer", "assign", "write", "pyramid"]  # the stages that mark blocks done
+STAGES: tuple[Stage, ...] = get_args(Stage)
 SPARSE = ("labels", "vectors", "assigned")
 
 
 def _marker_text(checksum: int, note: dict[str, Any]) -> bytes:
-    body = f"{checksum:08x} {json.dumps(note, sort_keys=True)}"
-    return f"{body}\n{zlib.crc32(body.encode()):08x}\n".encode()
+    return seal(f"{checksum:08x} {json.dumps(note, sort_keys=True)}", "\n")
 
 
 def _parse_marker(data: bytes) -> tuple[int, dict[str, Any]] | None:
+    body = unseal(data, "\n")
+    if body is None:
+        return None
     try:
-        body, own = data.decode().rstrip("\n").rsplit("\n", 1)
-        if int(own, 16) != zlib.crc32(body.encode()):
-            return None
         checksum, note = body.split(" ", 1)
         return int(checksum, 16), json.loads(note)
     except ValueError:
@@ -81,18 +80,16 @@ class BlockStore:
         """Create (or reopen) the directory and lock it against a second run."""
         assert self.fingerprint is not None
         if not self.path.exists():
-            for stale in self.path.parent.glob(f".{self.path.name}.partial-*"):
-                shutil.rmtree(stale, ignore_errors=True)  # a run killed while creating it
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
-            try:
+            fingerprint = self.fingerprint
+
+            def build(staging: Path) -> None:
                 for folder in (*SPARSE, "faces", "firsts", "stats", "out", *(f"done/{s}" for s in STAGES)):
                     (staging / folder).mkdir(parents=True)
-                (staging / FINGERPRINT).write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True) + "\n")
-                _fsync(staging / FINGERPRINT)
-                staging.rename(self.path)
-                _fsync(self.path.parent)
+                (staging / FINGERPRINT).write_text(json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
+
+            try:
+                build_directory(self.path, build)
             except OSError as e:
-                shutil.rmtree(staging, ignore_errors=True)
                 raise OutputError(f"cannot create work directory {self.path}: {e.strerror or e}") from e
         fd = os.open(self.path / FINGERPRINT, os.O_RDONLY)
         lock_work_dir(fd, self.path)
@@ -107,7 +104,7 @@ class BlockStore:
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def done(self, stage: str) -> dict[str, tuple[int, dict[str, Any]]]:
+    def done(self, stage: Stage) -> dict[str, tuple[int, dict[str, Any]]]:
         """Blocks with a valid marker for ``stage``: name → (data CRC, note)."""
         found = {}
         folder = self.path / "done" / stage
@@ -124,26 +121,19 @@ class BlockStore:
     def save_sparse(self, kind: str, block: str, at: np.ndarray, values: np.ndarray) -> None:
         """A block's nonzero voxels of ``kind`` (``at`` ascending, ``values`` ``[..., n]``)."""
         for part, array in (("values", values), ("at", at)):
-            aside = self.path / kind / f".{block}.{part}.{os.getpid()}.npy"
-            np.save(aside, np.ascontiguousarray(array))
-            os.replace(aside, self.path / kind / f"{block}.{part}.npy")
+            write_aside(self.path / kind / f"{block}.{part}.npy", lambda aside: np.save(aside, np.ascontiguousarray(array)))
 
     def load_sparse(self, kind: str, block: str) -> tuple[np.ndarray, np.ndarray]:
         """``(at, values)`` of a block, memory-mapped: a reader touches only the pages it slices."""
         return tuple(np.load(self.path / kind / f"{block}.{part}.npy", mmap_mode="r") for part in ("at", "values"))  # type: ignore[return-value]
 
-    def mark(self, stage: str, block: str, checksum: int, note: dict[str, Any] | None = None) -> None:
-        folder = self.path / "done" / stage
-        aside = folder / f".{block}.{os.getpid()}"
-        aside.write_bytes(_marker_text(checksum, note or {}))
-        _fsync(aside)
-        os.replace(aside, folder / block)
+    def mark(self, stage: Stage, block: str, checksum: int, note: dict[str, Any] | None = None) -> None:
+        text = _marker_text(checksum, note or {})
+        write_aside(self.path / "done" / stage / block, lambda aside: aside.write_bytes(text), durable=True)
 
     def save_npz(self, folder: str, block: str, **arrays: np.ndarray) -> None:
         """Small per-block arrays (faces, instance-table sums), written aside then renamed."""
-        aside = self.path / folder / f".{block}.{os.getpid()}.npz"
-        np.savez(aside, **arrays)
-        os.replace(aside, self.path / folder / f"{block}.npz")
+        write_aside(self.path / folder / f"{block}.npz", lambda aside: np.savez(aside, **arrays))
 
     def load_npz(self, folder: str, block: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         with np.load(self.path / folder / f"{block}.npz") as data:

@@ -33,7 +33,7 @@ def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_pa
     import zarr
 
     from ..errors import OutputError
-    from ..measure import label_properties
+    from ..instances import label_properties
 
     format = output_format(url)
     source = zarr.open_array(array_path, mode="r")

@@ -254,7 +254,7 @@ def read_voxel_size(source: StoreUrl) -> Any:
     """The voxel size the metadata states, or None: N5 ``resolution`` + ``units`` or
     ``pixelResolution`` (the dataset's, else its group's times ``downsamplingFactors``),
     precomputed ``resolution`` (nanometres), OME-NGFF scale and units."""
-    from ..volume_io import _ome_zarr_voxel_size
+    from ..voxel_size import ome_zarr_voxel_size
 
     try:
         opened = open_volume(source)
@@ -266,7 +266,7 @@ def read_voxel_size(source: StoreUrl) -> Any:
         return _size_by_axes(resolution, "XYZ", "nm")
     if meta.get("multiscales"):
         level = 0
-        return _ome_zarr_voxel_size(meta["multiscales"], level)
+        return ome_zarr_voxel_size(meta["multiscales"], level)
     if opened.format == "n5":
         return _n5_voxel_size(opened)
     return None
@@ -309,7 +309,9 @@ def _n5_size(attributes: dict[str, Any], axes: str, factors: Any = None) -> Any:
 
 def _size_by_axes(values: Any, axes: str, unit: str | None) -> Any:
     """A :class:`VoxelSize` from per-axis ``values`` in the stored order named by ``axes``."""
-    from ..volume_io import VoxelSize, length_unit
+    from skoots_export.contract.units import length_unit
+
+    from ..voxel_size import VoxelSize
 
     try:
         by = {a: float(v) for a, v in zip(axes, values)}

@@ -60,7 +60,7 @@ def check_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = (
     OutputError
         One line naming ``--out`` and what to do.
     """
-    from ..volume_io import check_not_input
+    from ..destinations import check_not_input
 
     format = output_format(url)
     if format not in METADATA:
@@ -142,7 +142,7 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
                 "scale_metadata": scale}
     schema: dict[str, Any] = {"domain": {"labels": ["x", "y", "z"]}}
     if voxel_size.unit:
-        from ..volume_io import LENGTH_UNITS
+        from skoots_export.contract.units import LENGTH_UNITS
 
         symbol = LENGTH_UNITS[voxel_size.unit][0]
         x, y, z = voxel_size.xyz
@@ -206,7 +206,7 @@ def add_properties(url: StoreUrl, properties: Sequence[dict[str, Any]] | None) -
 def staged(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
     """Yield a hidden location beside ``url`` to write to; on success publish it at ``url``.
     A failure leaves nothing at ``url`` and removes the staging location."""
-    from ..volume_io import _replace
+    from ..atomic import replace
 
     format = output_format(url)
     if url.local is not None:
@@ -215,7 +215,7 @@ def staged(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
             yield StoreUrl(str(folder / url.name), "file", "", str(folder / url.name), format)
             if url.local.exists() and not overwrite:
                 raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
-            _replace(folder / url.name, url.local)
+            replace(folder / url.name, url.local)
         except OSError as e:
             raise OutputError(f"cannot write {url}: {e.strerror or e}") from e
         finally:
@@ -289,7 +289,7 @@ def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = Fal
     ``layout`` overrides ``chunk``, ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
     import tensorstore as ts
 
-    from ..volume_io import UNKNOWN_VOXEL_SIZE
+    from ..voxel_size import UNKNOWN_VOXEL_SIZE
 
     format = output_format(url)
     check_destination(url, overwrite)

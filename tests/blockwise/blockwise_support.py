@@ -13,11 +13,11 @@ import zarr
 from perfect_network import ideal_outputs
 from skoots_client import postprocess
 from skoots_client.blockwise.pipeline import segment_blockwise
-from skoots_client.blockwise.stages import Job, Source
+from skoots_client.blockwise.job import Job, Source, StoredAnswers
 from skoots_client.normalize import Normalization
-from skoots_client.segment import reference_interior
+from skoots_client.in_memory import reference_interior
 from skoots_client.volume_io import read_labels
-from skoots_export.model_config import ModelParameters
+from skoots_export.contract.wire import ModelParameters
 
 CROP, OVERLAP = (24, 24, 8), (4, 4, 2)  # crop steps 16, 16, 4
 
@@ -50,8 +50,9 @@ def job_for(folder: Path, shape: Sequence[int], parameters: ModelParameters, per
             reference_borders: bool = False) -> Job:
     label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
     return Job(volume=answers or folder, channel=None, axes=None, normalization=Normalization("dtype"), work=folder / "work", shape=tuple(shape), per_block=tuple(per_block),
-               reference_borders=reference_borders, parameters=parameters, source=Source((), "skoots", folder),
-               batch_size=1, threads=1, label_halo=label_halo, vector_halo=vector_halo, answers=answers)
+               reference_borders=reference_borders, parameters=parameters,
+               source=StoredAnswers(answers) if answers is not None else Source((), "skoots", folder),
+               batch_size=1, threads=1, label_halo=label_halo, vector_halo=vector_halo)
 
 
 def blockwise_labels(

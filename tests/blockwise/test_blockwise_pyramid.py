@@ -12,7 +12,7 @@ import zarr
 from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
 from skoots_client.blockwise.pyramid import level_regions, region_name, sampled_indices
 from skoots_client.errors import OutputError
-from skoots_client.ngff import _level_data, pyramid
+from skoots_client.ngff import level_data, pyramid
 from skoots_client.volume_io import VoxelSize, write_labels
 
 SHAPE = (130, 128, 14)  # [X, Y, Z]; Z twice as long: levels (14, 130, 128), (14, 65, 64), then Z halves too: (7, 33, 32)
@@ -41,7 +41,7 @@ def test_level_regions_are_whole_chunks_and_sample_as_the_in_memory_writer(chunk
             built[where] = labels_zxy[np.ix_(*sampled_indices(labels_zxy.shape, level.shape, region))]
             cover[where] += 1
         assert (cover == 1).all()
-        assert np.array_equal(built, _level_data(labels_xyz, level.shape, slice(None)))
+        assert np.array_equal(built, level_data(labels_xyz, level.shape, slice(None)))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import tifffile
 
 from skoots_client.address import grpc_address
 from skoots_client.errors import UrlError
-from skoots_export.console import version_text
+from skoots_export.contract.console import version_text
 
 BIN = Path(sys.executable).parent
 

@@ -171,12 +171,12 @@ ERRORS: list = [
     ("card-wrong-type", ["{bad}/card-type.trch"], r"model_card in card-type\.trch: crop = '24,24,8' must be three integers \[X, Y, Z\]"),
     ("card-not-a-mapping", ["{bad}/card-list.trch"], r"model_card in card-list\.trch must be a mapping of key: value, not list; allowed keys: crop"),
     ("card-mean-alone", ["{bad}/card-mean.trch"], r"model_card in card-mean\.trch: dataset_mean and dataset_std come together"),
-    ("card-unit", ["{bad}/card-unit.trch"], r"voxel_unit = 'parsec' must be one of angstrom, micrometer, millimeter, nanometer"),
+    ("card-unit", ["{bad}/card-unit.trch"], r"voxel_unit = 'parsec' must be one of angstrom, centimeter, meter, micrometer, millimeter, nanometer"),
     ("sidecar-unknown-key", ["{bad}/sidecar/tiny.trch"], r"model card \S+sidecar/tiny\.yaml: unknown key 'dilations'; allowed keys: crop"),
     ("folder-card-not-yaml", ["{bad}/folder/tiny.trch"], r"model card \S+folder/MODEL\.yaml is not valid YAML \(.+\)"),
     ("voxel-unit-alone", [OK, "--voxel-unit", "nm"], r"--voxel-unit needs --training-voxel-size"),
     ("voxel-unit-unknown", [OK, "--training-voxel-size", "1,1,3", "--voxel-unit", "parsec"],
-     r"voxel_unit 'parsec' is not one of angstrom, micrometer, millimeter, nanometer"),
+     r"--voxel-unit 'parsec' is not a length unit; use one of um, nm, mm, cm, m, angstrom"),
     ("voxel-size-negative", [OK, "--training-voxel-size", "1,-1,3"], r"training_voxel_size = \(1\.0, -1\.0, 3\.0\) must be positive on every axis"),
 ]
 

@@ -25,7 +25,7 @@ import torch
 import zarr
 
 from conftest import serving
-from skoots_export.model_config import config_from_text, config_to_text
+from skoots_export.contract.wire import config_from_text, config_to_text
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 SETPRIV = shutil.which("setpriv")

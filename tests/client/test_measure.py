@@ -12,9 +12,10 @@ import pytest
 import tifffile
 
 from skoots_client.errors import InputError, OutputError
-from skoots_client.measure import (
-    PartialStats, check_table_path, label_properties, measure_file, measure_slabs, measure_xyz, skeleton_length, write_table,
+from skoots_client.instances import (
+    PartialStats, check_table_path, label_properties, measure_slabs, measure_xyz, skeleton_length, write_table,
 )
+from skoots_client import measure
 from skoots_client.volume_io import VoxelSize, write_labels
 
 SIZE = VoxelSize((0.5, 0.25, 2.0))  # runtime X (rows, y), Y (columns, x), Z
@@ -123,20 +124,20 @@ def test_table_files_and_ngff_properties(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*"))
 
 
-def test_measure_file_reads_voxel_size_and_raw(tmp_path: Path) -> None:
+def test_measure_reads_voxel_size_and_raw_from_files(tmp_path: Path) -> None:
     labels = random_labels(seed=6, sparse_values=False).astype(np.uint16)
     write_labels(tmp_path / "l.tif", labels, voxel_size=SIZE)
     raw = np.random.default_rng(1).integers(0, 255, size=labels.shape).astype(np.uint8)
     tifffile.imwrite(tmp_path / "raw.tif", raw.transpose(2, 0, 1))
     warnings: list[str] = []
-    line = measure_file(tmp_path / "l.tif", tmp_path / "t.csv", raw=tmp_path / "raw.tif", warn=warnings.append)
-    assert line.endswith(f"→ {tmp_path / 't.csv'}") and "z 2, y 0.5, x 0.25 um" in line and not warnings
+    table = measure(tmp_path / "l.tif", raw=tmp_path / "raw.tif", out=tmp_path / "t.csv", warn=warnings.append)
+    assert table.voxel_size.describe() == "z 2, y 0.5, x 0.25 um" and not warnings
     with open(tmp_path / "t.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     expected = oracle(labels, raw, SIZE)
     assert [int(r["label"]) for r in rows] == expected["label"]
     assert np.allclose([float(r["mean_intensity"]) for r in rows], expected["mean"])
-    measure_file(tmp_path / "l.tif", tmp_path / "t.csv", voxel_size=VoxelSize((1.0, 1.0, 1.0), "nanometer"),
+    measure(tmp_path / "l.tif", out=tmp_path / "t.csv", voxel_size=VoxelSize((1.0, 1.0, 1.0), "nanometer"),
                  overwrite=True, warn=warnings.append, skeleton=False)
     assert len(warnings) == 1 and "differs from" in warnings[0]
     assert "volume_nm3" in open(tmp_path / "t.csv").readline() and "skeleton_length_nm" not in open(tmp_path / "t.csv").readline()
@@ -147,12 +148,12 @@ def test_measure_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     labels[0, 0, 0] = -3
     tifffile.imwrite(tmp_path / "neg.tif", labels.transpose(2, 0, 1))
     with pytest.raises(InputError, match="the labels hold negative values"):
-        measure_file(tmp_path / "neg.tif", tmp_path / "t.csv")
+        measure(tmp_path / "neg.tif", out=tmp_path / "t.csv")
     tifffile.imwrite(tmp_path / "raw.tif", np.zeros((3, 4, 5), np.uint8))
     with pytest.raises(InputError, match=r"--raw is z 3, y 4, x 5, the labels z 17, y 23, x 19"):
-        measure_file(tmp_path / "neg.tif", tmp_path / "t.csv", raw=tmp_path / "raw.tif")
+        measure(tmp_path / "neg.tif", out=tmp_path / "t.csv", raw=tmp_path / "raw.tif")
     with pytest.raises(OutputError, match=r"--out \S+t\.xlsx: unknown table type; use \.csv or \.parquet"):
-        measure_file(tmp_path / "neg.tif", tmp_path / "t.xlsx")
+        measure(tmp_path / "neg.tif", out=tmp_path / "t.xlsx")
     (tmp_path / "t.csv").write_text("")
     with pytest.raises(OutputError, match=r"--table \S+t\.csv exists; pass --overwrite"):
         check_table_path(tmp_path / "t.csv", overwrite=False)

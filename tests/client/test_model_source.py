@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from skoots_client.errors import InputError, ModelError
-from skoots_client.model_source import EmbeddedModel, Tls, _answer_problem, choose_model, model_kind
-from skoots_export.model_config import SKELETON, VECTORS, Backend
+from skoots_client.model_source import EmbeddedModel, Tls, answer_problem, choose_model, model_kind
+from skoots_export.contract.wire import SKELETON, VECTORS
+from skoots_export.model_config import Backend
 
 
 @pytest.mark.parametrize(
@@ -25,7 +26,7 @@ from skoots_export.model_config import SKELETON, VECTORS, Backend
     ],
 )
 def test_an_answer_must_hold_every_output_asked_for_in_the_batchs_shape(vectors, skeleton, problem) -> None:
-    assert _answer_problem((vectors, skeleton), [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
+    assert answer_problem((vectors, skeleton), [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
 
 
 def test_tls_files_are_checked(tmp_path: Path) -> None:
@@ -44,7 +45,8 @@ def test_tls_files_are_checked(tmp_path: Path) -> None:
 
 
 def _config(name: str, backend: Backend | str, **parameters):
-    from skoots_export.model_config import Device, ModelParameters, build_model_config
+    from skoots_export.contract.wire import ModelParameters
+    from skoots_export.model_config import Device, build_model_config
 
     kind = backend if isinstance(backend, Backend) else Backend.python
     config = build_model_config(name, backend=kind, device=Device.cpu, max_batch_size=2,

@@ -21,10 +21,10 @@ from skoots_client.sanity import (
     intensity_warning,
     sample_voxels,
 )
-from skoots_client.volume_io import Volume, check_not_input, describe_shape, read_volume
-from skoots_export.cli import option_triple
-from skoots_export.errors import ExportOptionError
-from skoots_export.model_config import parse_triple
+from skoots_client.destinations import check_not_input
+from skoots_client.volume_io import Volume, describe_shape, read_volume
+from skoots_export.contract.errors import OptionError
+from skoots_export.contract.triples import option_triple, parse_triple
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_triples_take_the_seed_order_or_napari_names(text: str, kind: type, expe
 
 @pytest.mark.parametrize("text", ["300,300", "x=1,y=2", "x=1,y=2,z=3,x=4", "x=1,y=2,w=3", "x=1,2,3"])
 def test_malformed_triples_are_one_line_with_both_forms(text: str) -> None:
-    with pytest.raises(ExportOptionError, match=r"needs three integers X,Y,Z, e\.g\. --overlap 300,300,20, or named as napari shows the axes, e\.g\. --overlap y=300,x=300,z=20"):
+    with pytest.raises(OptionError, match=r"needs three integers X,Y,Z, e\.g\. --overlap 300,300,20, or named as napari shows the axes, e\.g\. --overlap y=300,x=300,z=20"):
         option_triple("--overlap", text)
 
 

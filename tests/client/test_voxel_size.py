@@ -12,9 +12,8 @@ import tifffile
 import zarr
 
 from skoots_client.errors import InputError
-from skoots_client.volume_io import (
-    UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, read_voxel_size, resolve_voxel_size, voxel_size_option, write_labels,
-)
+from skoots_client.volume_io import read_voxel_size, resolve_voxel_size, write_labels
+from skoots_client.voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, voxel_size_option
 
 # Runtime X (file rows), Y (file columns), Z (slices): all different, so a swapped axis shows.
 SIZE = VoxelSize((0.5, 0.25, 2.0), "micrometer")
@@ -149,7 +148,7 @@ def test_option_wins_and_a_conflict_is_one_warning(tmp_path: Path) -> None:
 
 def test_a_scale_without_a_unit_is_neither_pixels_nor_a_unit(tmp_path: Path) -> None:
     """Issue 17 (2): OME-Zarr axes with a scale but no unit: scaled values, in no named unit."""
-    from skoots_client.measure import PartialStats, instance_table
+    from skoots_client.instances import PartialStats, instance_table
 
     unitless = VoxelSize((0.012, 0.012, 0.05), None)
     assert unitless.describe() == "z 0.05, y 0.012, x 0.012 (a scale without a unit; name it with --unit)"

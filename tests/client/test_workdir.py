@@ -12,10 +12,10 @@ import tifffile
 
 from skoots_client.errors import OutputError, ServerUnavailableError
 from skoots_client.model_source import EmbeddedModel
-from skoots_client.segment import segment_volume
+from skoots_client.in_memory import segment_volume
 from skoots_client.tiling import crop_grid
 from skoots_client.volume_io import read_volume
-from skoots_client.workdir import MANIFEST, WorkDir, _parse, fingerprint
+from skoots_client.workdir import MANIFEST, WorkDir, fingerprint, parse_record
 
 
 class FailsAfter:
@@ -74,7 +74,7 @@ def resumed_run(work_path: Path, model: EmbeddedModel, volume_path: Path):
 
 
 def marked(work_path: Path) -> dict[int, int]:
-    return dict(r for r in map(_parse, (work_path / MANIFEST).read_bytes().splitlines()) if r)
+    return dict(r for r in map(parse_record, (work_path / MANIFEST).read_bytes().splitlines()) if r)
 
 
 def test_a_resumed_run_equals_an_undisturbed_one_and_infers_only_what_is_missing(model, volume_path, undisturbed, tmp_path) -> None:

@@ -38,7 +38,7 @@ def test_default_cfg_export_reproduces_upstream_with_reference_thresholds(tmp_pa
     reference_skeleton = (out[:, [-2]].float() * mask).gt(0.8)
     near = (out[:, [-1]] - 0.5).abs().lt(1e-4) | (out[:, [-2]] - 0.8).abs().lt(1e-4)
     assert 0 < int(skeleton.sum()) and 0 < int(mask.sum()) < mask.numel()
-    from skoots_export.openvino_runtime import OpenVinoHead
+    from skoots_export.contract.openvino_runtime import OpenVinoHead
 
     ir = OpenVinoHead(str(tmp_path / "repo" / "skoots" / "1" / "model.xml"))  # FP32
     for vectors, skeleton, prob in [(vectors, skeleton, prob), tuple(torch.from_numpy(o) for o in ir(x.numpy()))]:

@@ -12,7 +12,8 @@ from skoots_export.checkpoint import load_checkpoint
 from skoots_export.errors import ExportOptionError, ModelCardError
 from skoots_export.exporter import export_checkpoint, parameters_for
 from skoots_export.model_card import CARD_KEYS, card_values, find_sidecar
-from skoots_export.model_config import Device, ModelParameters, config_from_text, parameters_from_config
+from skoots_export.contract.wire import ModelParameters, config_from_text, parameters_from_config
+from skoots_export.model_config import Device
 
 CARD = {
     "crop": [32, 32, 16], "overlap": [4, 4, 2], "dilations_3d": 0, "dilations_2d": 0, "skeleton_threshold": 0.6,
@@ -43,7 +44,7 @@ def test_a_voxel_size_without_unit_is_in_micrometres_and_dtype_range_clears_stat
         ({"dilations_3d": True}, r"dilations_3d = True must be an integer"),
         ({"prob_threshold": "0.5"}, r"prob_threshold = '0\.5' must be a number"),
         ({"dataset_mean": float("nan"), "dataset_std": 1.0}, r"dataset_mean = nan must be a number"),
-        ({"voxel_unit": "parsec", "training_voxel_size": [1, 1, 1]}, r"voxel_unit = 'parsec' must be one of angstrom, micrometer"),
+        ({"voxel_unit": "parsec", "training_voxel_size": [1, 1, 1]}, r"voxel_unit = 'parsec' must be one of angstrom, centimeter, meter, micrometer"),
         ({"voxel_unit": "nm"}, r"voxel_unit needs training_voxel_size"),
         ({"normalization": "zscore"}, r"normalization = 'zscore' must be one of dtype_range, mean_std"),
         ({"normalization": "mean_std"}, r"dataset_mean and dataset_std come together"),

@@ -15,15 +15,8 @@ from skoots_export.checkpoint import load_checkpoint
 from skoots_export.errors import VerificationError
 from skoots_export.exporter import export_checkpoint
 from skoots_export.head import InferenceHead
-from skoots_export.model_config import (
-    INPUT,
-    OUTPUTS,
-    Device,
-    ModelParameters,
-    config_from_text,
-    contract_problems,
-    parameters_from_config,
-)
+from skoots_export.contract.wire import INPUT, OUTPUTS, ModelParameters, config_from_text, contract_problems, parameters_from_config
+from skoots_export.model_config import Device
 from skoots_export.torchscript import script_head, verify_scripted
 
 NUMPY_OF = {"TYPE_FP16": torch.float16, "TYPE_UINT8": torch.uint8}
@@ -198,7 +191,7 @@ def test_parameters_refuse_what_no_model_can_run(change: dict, match: str) -> No
 @pytest.mark.parametrize("runtime", ["torchscript", "openvino"])
 def test_a_crops_answer_does_not_depend_on_its_batch(exported_repository: Path, runtime: str) -> None:
     """The dynamic batcher merges requests at will; each crop's answer must be the same alone."""
-    from skoots_export.openvino_runtime import OpenVinoHead
+    from skoots_export.contract.openvino_runtime import OpenVinoHead
 
     version = exported_repository / "skoots" / "1"
     if runtime == "openvino":

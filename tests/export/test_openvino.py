@@ -25,9 +25,10 @@ from skoots_export.architecture import build_network
 from skoots_export.errors import VerificationError
 from skoots_export.exporter import export_checkpoint
 from skoots_export.head import InferenceHead
-from skoots_export.model_config import INPUT, OUTPUTS, Device, config_from_text, contract_problems, parameters_from_config
+from skoots_export.contract.wire import INPUT, OUTPUTS, config_from_text, contract_problems, parameters_from_config
+from skoots_export.model_config import Device
 from skoots_export.openvino_ir import convert_head, save_ir, verify_ir
-from skoots_export.openvino_runtime import OpenVinoHead
+from skoots_export.contract.openvino_runtime import OpenVinoHead
 from skoots_export.torchscript import reference_answer, script_head
 
 # The backend's own parameter keys (openvino.cc ParseParameters); it ignores every other key.
@@ -72,7 +73,13 @@ def test_openvino_fp32_answers_as_torchscript_per_crop(converted) -> None:
         assert e.dtype == g.dtype and e.shape == g.shape
     vectors, skeleton, prob = expected
     assert 0.05 < skeleton.mean() < 0.5, "thresholds split the crop"
-    assert np.abs(vectors.astype(np.float32) - got[0].astype(np.float32)).max() <= 1e-3
+    # Vectors are masked by prob > threshold: a voxel whose probability lies within rounding of
+    # the threshold may flip in or out of the object, like the skeleton's (seen: 1 voxel of 51,200
+    # with kernel 5 / relu, vectors 0.96 apart there, 5e-4 at most elsewhere); elsewhere they agree.
+    inside, inside_ov = (vectors != 0).any(axis=1), (got[0] != 0).any(axis=1)
+    assert (inside != inside_ov).mean() <= 1e-4
+    both = (inside & inside_ov)[:, None].repeat(3, axis=1)
+    assert np.abs(vectors.astype(np.float32) - got[0].astype(np.float32))[both].max() <= 1e-3
     assert (skeleton != got[1]).mean() <= 1e-4
     assert np.abs(prob.astype(np.float32) - got[2].astype(np.float32)).max() <= 1e-3
 

@@ -106,7 +106,7 @@ def test_default_cfg_512x512x64_served_equals_embedded_and_reference(tmp_path: P
 
     assert evaluate(a, tifffile.imread(tmp_path / "torchscript.tif")).adjusted_rand_index >= 0.9999
 
-    from skoots_export.openvino_runtime import OpenVinoHead
+    from skoots_export.contract.openvino_runtime import OpenVinoHead
 
     model = OpenVinoHead(str(repository / "skoots" / "1" / "model.xml"))  # the reference on the runtime that served
 

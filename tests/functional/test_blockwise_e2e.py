@@ -171,13 +171,13 @@ def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: s
     assert f"Dask scheduler {dask_cluster}" in result.stderr
     from distributed import Client
 
-    def scratch_buffers() -> int:  # nested: sent by value, the workers cannot import this file
-        from skoots_client.blockwise import stages
+    def kept() -> int:  # nested: sent by value, the workers cannot import this file
+        from skoots_client.blockwise.worker import STATE
 
-        return sum(1 for key in stages._process if key[0] == "scratch")
+        return len(STATE.opened) + len(STATE.endpoints) + len(STATE.scratch)
 
-    with Client(dask_cluster, timeout="10s") as client:  # the workers outlive the run: they keep no block buffers
-        assert set(client.run(scratch_buffers).values()) == {0}
+    with Client(dask_cluster, timeout="10s") as client:  # the workers outlive the run: they keep no endpoints, models or buffers
+        assert set(client.run(kept).values()) == {0}
 
 
 @pytest.mark.slow

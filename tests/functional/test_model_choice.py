@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 from conftest import serving
-from skoots_export.model_config import config_from_text, config_to_text
+from skoots_export.contract.wire import config_from_text, config_to_text
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 

@@ -20,7 +20,7 @@ from reference_pipeline import same_partition
 from skoots_client.errors import InputError, OutputError
 from skoots_client.model_source import EmbeddedModel
 from skoots_client.run import segment_file
-from skoots_client.segment import SkipRule, segment_volume
+from skoots_client.in_memory import SkipRule, segment_volume
 from skoots_client.tiling import crop_grid
 from skoots_client.volume_io import Volume, VoxelSize, read_volume, read_voxel_size
 from skoots_client.workdir import WorkDir, fingerprint
@@ -132,9 +132,9 @@ def test_table_of_segment_equals_measure_of_its_output(tmp_path: Path, e2e_repos
                         repository=e2e_repository, device="cpu", quiet=True, ngff_version="0.5")
     size = VoxelSize((0.1, 0.2, 0.5))
     assert "voxel size z 0.5, y 0.1, x 0.2 um" in text and read_voxel_size(tmp_path / "l.ome.zarr") == size
-    from skoots_client.measure import measure_file
+    from skoots_client import measure
 
-    measure_file(tmp_path / "l.ome.zarr", tmp_path / "m.csv", raw=tmp_path / "v.tif")
+    measure(tmp_path / "l.ome.zarr", raw=tmp_path / "v.tif", out=tmp_path / "m.csv")
     ours, theirs = (list(csv.DictReader(open(tmp_path / n, newline=""))) for n in ("t.csv", "m.csv"))
     assert ours == theirs and len(ours) >= 3
     labels = zarr.open_array(str(tmp_path / "l.ome.zarr" / "0"), mode="r")[...]
@@ -317,7 +317,7 @@ def test_a_scale_without_a_unit_is_said_so_and_unit_names_it(tmp_path: Path, e2e
     assert len(rows) >= 1 and "volume_units3" in rows[0] and "centroid_z_units" in rows[0] and "skeleton_length_units" in rows[0]
     assert not [c for c in rows[0] if c.endswith(("_px", "_px3"))]
     assert float(rows[0]["volume_units3"]) == pytest.approx(int(rows[0]["voxels"]) * 0.05 * 0.012 * 0.012)
-    from skoots_client.volume_io import UnitOption
+    from skoots_client.voxel_size import UnitOption
 
     text = segment_file(image, out=tmp_path / "n.tif", table=tmp_path / "n.csv", voxel_size=UnitOption("nanometer"), **options)
     assert "voxel size z 0.05, y 0.012, x 0.012 nm" in text

@@ -18,7 +18,7 @@ import tifffile
 from conftest import settled_inferences
 from skoots_client.run import segment_file
 from skoots_client.tiling import crop_grid
-from skoots_client.workdir import MANIFEST, Piece, _parse
+from skoots_client.workdir import MANIFEST, Piece, parse_record
 from test_segment_e2e import CLIENT, blobs_volume
 
 CROP, OVERLAP = (24, 24, 8), (4, 4, 2)
@@ -58,7 +58,7 @@ def small(tmp_path_factory, e2e_repository):
 def marks(work: Path) -> dict[int, int]:
     """Valid manifest records: crop index → CRC of its data."""
     path = work / MANIFEST
-    return dict(r for r in map(_parse, path.read_bytes().splitlines()) if r) if path.exists() else {}
+    return dict(r for r in map(parse_record, path.read_bytes().splitlines()) if r) if path.exists() else {}
 
 
 def assert_every_mark_is_backed_by_its_data(work: Path, volume: Path) -> None:

@@ -23,7 +23,8 @@ import pytest
 import tifffile
 
 from skoots_client.run import segment_file
-from skoots_export.server import ServerConfig, ServerTls, TritonServer, find_binary, is_loopback
+from skoots_export.contract.net import is_loopback
+from skoots_export.server import ServerConfig, ServerTls, TritonServer, find_binary
 from test_segment_e2e import CLIENT, blobs_volume
 from test_serve import SKOOTS, wait_for_line
 

@@ -2,7 +2,7 @@
 
 Needs only NumPy and OpenVINO: export copies this file beside ``model.py`` into a Python-backend
 model's version directory, where it must import nothing from this project, and the embedded
-runtime of ``skoots-client`` imports it as ``skoots_export.openvino_runtime``.
+runtime of ``skoots-client`` imports it as ``skoots_export.contract.openvino_runtime``.
 
 The IR has batch 1 and any crop shape. Each crop runs alone (batch independence, docs/SEMANTICS.md), on
 a model compiled for that exact shape: the CPU plugin is faster on static shapes, and the crop

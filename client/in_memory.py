@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from skoots_export.model_config import ModelParameters
+from skoots_export.contract.wire import ModelParameters
 
 from . import postprocess
 from .dispatch import Endpoint, dispatch
 from .ngff import nearest_indices
 from .normalize import Normalization, model_rule
 from .tiling import Crop, crop_grid
-from .volume_io import Volume, release_pages
-from .workdir import Piece, WorkDir
+from .errors import InputError
+from .volume_io import Volume, read_volume, release_pages
+from .workdir import Piece, WorkDir, file_identity
 
 # The reference assigns instances in 500x500x50 blocks and never writes their outer
 # 50/50/5 voxels; --reference-borders keeps that frame background.
@@ -66,6 +68,22 @@ class SkipRule:
         if self.mask is not None and not mask_window(self.mask, volume.shape, crop.window).any():
             return True
         return self.below is not None and bool(np.asarray(volume.data[crop.window]).max() < self.below)
+
+
+def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | None, dict[str, Any] | None]:
+    """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
+    if mask is None and skip_below is None:
+        return None, None
+    mask_data = None
+    if mask is not None:
+        try:
+            mask_volume = read_volume(mask)
+        except InputError as e:
+            raise InputError(f"--mask: {e}") from e
+        mask_data = mask_volume.data
+    described = {"mask": None if mask is None else {**file_identity(mask), "shape": list(mask_data.shape)},
+                 "below": skip_below}
+    return SkipRule(mask_data, skip_below), described
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ def version_text() -> str:
     try:
         return f"{DISTRIBUTION} {importlib.metadata.version(DISTRIBUTION)}"
     except importlib.metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         text = pyproject.read_text() if pyproject.is_file() else ""
         match = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
         return f"{DISTRIBUTION} {match.group(1)} (not installed)" if match else f"{DISTRIBUTION} (version unknown: not installed)"

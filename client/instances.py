@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .atomic import staged
 from .errors import InputError, OutputError
 from .volume_io import UNKNOWN_VOXEL_SIZE, VoxelSize, check_destination, describe_shape
 
@@ -248,21 +249,19 @@ def check_table_path(path: Path, overwrite: bool, option: str = "--table") -> No
 
 def write_table(path: Path, columns: dict[str, np.ndarray]) -> Path:
     """Write the table as CSV (floats at full precision) or Parquet, atomically."""
-    staged = path.with_name(f".{path.name}.partial")
     try:
-        if path.name.lower().endswith(".parquet"):
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        with staged(path) as target:
+            if path.name.lower().endswith(".parquet"):
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            pq.write_table(pa.table({k: np.asarray(v) for k, v in columns.items()}), staged)
-        else:
-            with open(staged, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(columns))
-                writer.writeheader()
-                writer.writerows(table_rows(columns))
-        staged.replace(path)
+                pq.write_table(pa.table({k: np.asarray(v) for k, v in columns.items()}), target)
+            else:
+                with open(target, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(columns))
+                    writer.writeheader()
+                    writer.writerows(table_rows(columns))
     except OSError as e:
-        staged.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
     return path
 
@@ -289,28 +288,3 @@ def measure_xyz(labels_xyz: Any, voxel_size: VoxelSize, raw_xyz: Any = None, *, 
     if skeleton:
         lengths = skeleton_lengths(stats, lambda b: np.asarray(labels_xyz[b[1], b[2], b[0]]).transpose(2, 0, 1), voxel_size.zyx)
     return instance_table(stats, (z, x, y), voxel_size, lengths)
-
-
-
-def measure_file(
-    labels_path: Path, out: Path, *, raw: Path | None = None, channel: int | None = None,
-    voxel_size: VoxelSize | None = None, skeleton: bool = True, overwrite: bool = False, warn: Callable[[str], None] | None = None,
-) -> str:
-    """``measure``: the instance table of existing labels (and raw intensities), written to ``out``.
-
-    The voxel size is ``voxel_size`` if given, else what the labels' file states, else the raw's.
-    Returns a one-line summary.
-    """
-    from .stores import is_store
-    from .volume_io import check_not_input, open_labels, read_voxel_size, resolve_voxel_size, read_volume
-
-    inputs = [p.local if is_store(p) else p for p in [labels_path, raw] if p is not None]  # a remote volume is never local
-    check_not_input("--out", out, [p for p in inputs if p is not None])
-    check_table_path(out, overwrite, "--out")
-    labels = open_labels(labels_path)
-    raw_volume = read_volume(raw, channel) if raw is not None else None
-    stated = read_voxel_size(labels_path) or (read_voxel_size(raw) if raw is not None else None)
-    size = resolve_voxel_size(voxel_size, stated, labels_path, warn)
-    columns = measure_xyz(labels.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
-    write_table(out, columns)
-    return f"{labels_path}: {len(columns['label'])} instances, voxel size {size.describe()} → {out}"

@@ -1,0 +1,369 @@
+"""The Python API: :func:`segment` and :func:`measure`, what ``skoots-client segment`` and
+``skoots-client measure`` run.
+
+Every option of the command line is a keyword of the same name and default. Where a command
+line option takes a triple as text (``--crop 300,300,20``, ``--voxel-size 0.5,0.5,2um``) the
+keyword takes the same text, or a tuple in the order of the arrays, ``(z, y, x)`` as napari
+names the axes.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import InputError
+from .result import Segmentation
+
+Triple = Union[str, Sequence[float], None]
+Device = Literal["auto", "cpu", "gpu"]
+Runtime = Literal["auto", "openvino", "torchscript", "cuda"]
+Precision = Literal["fp32", "bf16"]
+NgffVersion = Literal["0.4", "0.5"]
+
+NGFF_VERSIONS = ("0.4", "0.5")
+
+
+def segment(
+    volume: Any,
+    *,
+    url: Union[str, Sequence[str], None] = None,
+    model: Union[str, Path, None] = None,
+    repository: Union[str, Path] = "model_repository",
+    out: Union[str, Path, None] = None,
+    overwrite: bool = False,
+    channel: Optional[int] = None,
+    axes: Optional[str] = None,
+    normalize: Optional[str] = None,
+    batch: Optional[int] = None,
+    window: int = 4,
+    timeout: float = 120.0,
+    retries: int = 5,
+    device: Device = "auto",
+    crop: Triple = None,
+    overlap: Triple = None,
+    embedding_iterations: Optional[int] = None,
+    reference_borders: bool = False,
+    save_intermediates: bool = False,
+    quiet: bool = False,
+    preview: Union[str, Path, None] = None,
+    resume: bool = False,
+    work_dir: Union[str, Path, None] = None,
+    ssl: bool = False,
+    root_cert: Union[str, Path, None] = None,
+    private_key: Union[str, Path, None] = None,
+    cert_chain: Union[str, Path, None] = None,
+    blockwise: bool = False,
+    block: Triple = None,
+    workers: Optional[int] = None,
+    threads_per_worker: int = 1,
+    scheduler: Optional[str] = None,
+    voxel_size: Any = None,
+    unit: Optional[str] = None,
+    table: Union[str, Path, None] = None,
+    labels_into: Union[str, Path, None] = None,
+    label_name: str = "skoots",
+    level: Optional[int] = None,
+    ngff_version: NgffVersion = "0.4",
+    mask: Union[str, Path, None] = None,
+    min_size: int = 0,
+    skip_below: Optional[float] = None,
+    runtime: Runtime = "auto",
+    threads: Optional[int] = None,
+    precision: Precision = "fp32",
+    progress: Optional[Callable[[str, int, int], Any]] = None,
+    cancel: Optional[threading.Event] = None,
+    warn: Optional[Callable[[str], None]] = None,
+    s3_endpoint: Optional[str] = None,
+) -> Segmentation:
+    """Segment a 3-D volume into instance labels.
+
+    Runs the model in this process (from ``repository``, or from the repository that ``model``
+    names) or on Triton servers (``url``), then the post-processing of the reference
+    semantics; the labels equal ``skoots-client segment``'s on the same input and options.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray, dask.array.Array, zarr.Array, str or pathlib.Path
+        ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as napari shows it (other orders: ``axes``), or the path
+        of a TIFF, Zarr or OME-Zarr file, or an N5 / Neuroglancer precomputed / Zarr volume by
+        path or URL (``n5://``, ``precomputed://``, ``https://``, ``s3://``...). Lazy arrays are read crop by crop. ``blockwise``,
+        ``resume``, ``work_dir`` and ``level`` need a path.
+    url : str or list of str, optional
+        Triton gRPC address ``HOST:PORT``, or several to spread crops over. Without it the model
+        runs in this process.
+    model : str or pathlib.Path, optional
+        The model's name on the servers / in the repository (default: the SKOOTS model there), or
+        the path of a model repository to run in-process (``model="model_repository"``).
+    repository : str or pathlib.Path
+        Model repository for the in-process mode, when ``model`` does not name one.
+    out : str or pathlib.Path, optional
+        Also write the labels there (``.tif``, ``.zarr`` or ``.ome.zarr``); default: keep them in
+        memory only.
+    voxel_size : str, tuple of 3 floats or VoxelSize, optional
+        ``(z, y, x)`` in ``unit`` (micrometres by default), or the command line's text
+        (``"0.5,0.5,2um"``); default: what the file states.
+    crop, overlap, block : str or tuple of 3 ints, optional
+        Override the model's crop / overlap, or the blockwise block size: ``(z, y, x)`` or the
+        command line's text.
+    progress : callable, optional
+        ``progress(stage, done, total)`` after each batch of crops (stage ``"infer"``) or each
+        block of a blockwise stage; returning ``False`` cancels the run.
+    cancel : threading.Event, optional
+        Set it (from any thread) to stop the run within one batch.
+    warn : callable, optional
+        Receives each warning about the input or the result as one line (default: printed on
+        stderr as ``warning: ...``).
+    s3_endpoint : str, optional
+        Endpoint of an S3-compatible store that is not AWS (``http://127.0.0.1:9000``), for an
+        ``s3://`` volume or ``out``.
+    **other
+        Every other keyword is the ``skoots-client segment`` option of the same name (``--axes``,
+        ``--normalize``, ``--reference-borders``, ``--min-size``, ``--runtime`` ...), with the same
+        default; see ``skoots-client segment --help``.
+
+    Returns
+    -------
+    Segmentation
+        ``.labels`` (``uint32`` ``[Z, Y, X]``; ``np.asarray(result)`` is the same), ``.table``,
+        ``.voxel_size``, ``.summary``.
+
+    Raises
+    ------
+    skoots_client.errors.ClientError
+        A problem with the input, an option, the model or a server (one line that names it);
+        :class:`skoots_client.progress.Cancelled` when cancelled. Nothing is left half-written.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import skoots_client as skoots
+    >>> volume = np.random.default_rng(0).integers(0, 2**16, (16, 40, 40), dtype=np.uint16)  # [Z, Y, X]
+    >>> result = skoots.segment(volume, model="model_repository", quiet=True)
+    >>> result.labels.shape, result.labels.dtype
+    ((16, 40, 40), dtype('uint32'))
+    >>> np.array_equal(np.asarray(result), result.labels)
+    True
+    >>> table = skoots.measure(result.labels, raw=volume, voxel_size=(0.05, 0.012, 0.012))
+    >>> len(table["label"]) == result.labels.max()
+    True
+    """
+    from .model_source import Tls
+    from .progress import Watch
+    from .run import run_segment
+    from .summary import warn_on_stderr
+    from .volume_io import volume_from_array
+
+    if ngff_version not in NGFF_VERSIONS:
+        raise InputError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
+    urls = [url] if isinstance(url, str) else list(url or [])
+    model_name, repository = _model_source(model, Path(repository), bool(urls))
+    source = _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes)
+    return run_segment(
+        source,
+        out=None if out is None else _location(out, s3_endpoint, "--out"),
+        urls=urls,
+        model=model_name,
+        repository=repository,
+        overwrite=overwrite,
+        channel=channel,
+        batch=batch,
+        window=window,
+        timeout=timeout,
+        retries=retries,
+        device=device,
+        crop=triple("--crop", crop),
+        overlap=triple("--overlap", overlap),
+        embedding_iterations=embedding_iterations,
+        reference_borders=reference_borders,
+        save_intermediates=save_intermediates,
+        quiet=quiet,
+        preview=_path(preview),
+        resume=resume,
+        work_dir=_path(work_dir),
+        tls=Tls(_path(root_cert), _path(private_key), _path(cert_chain)) if ssl or root_cert or private_key or cert_chain else None,
+        blockwise=blockwise,
+        block=triple("--block", block),
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        scheduler=scheduler,
+        normalize=normalize,
+        axes=axes,
+        voxel_size=voxel_size_value(voxel_size, unit),
+        table=_path(table),
+        labels_into=_path(labels_into),
+        label_name=label_name,
+        ngff_version=ngff_version,
+        mask=_path(mask),
+        skip_below=skip_below,
+        min_size=min_size,
+        runtime=runtime,
+        threads=threads,
+        precision=precision,
+        level=level,
+        warn=warn or warn_on_stderr,
+        watch=Watch(quiet, progress, cancel),
+    )
+
+
+def measure(
+    labels: Any,
+    raw: Any = None,
+    *,
+    out: Union[str, Path, None] = None,
+    overwrite: bool = False,
+    channel: Optional[int] = None,
+    voxel_size: Any = None,
+    unit: Optional[str] = None,
+    skeleton: bool = True,
+    warn: Optional[Callable[[str], None]] = None,
+    s3_endpoint: Optional[str] = None,
+) -> Any:
+    """Measure instance labels: one row per instance.
+
+    Columns: voxel count, volume, centroid and bounding box (in voxels and in the voxel
+    size's unit), mean and maximum raw intensity (with ``raw``), skeleton length (with
+    ``skeleton``) and whether the instance touches the volume border.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, dask.array.Array, zarr.Array, str or pathlib.Path
+        Labels ``[Z, Y, X]`` (0 is background), e.g. ``segment(...).labels``, or a label file.
+    raw : array or path, optional
+        The volume the labels segment, ``[Z, Y, X]`` (or ``[Z, Y, X, C]`` with ``channel``).
+    out : str or pathlib.Path, optional
+        Also write the table there (``.csv``, or ``.parquet`` with pyarrow).
+    voxel_size : str, tuple of 3 floats or VoxelSize, optional
+        ``(z, y, x)`` in ``unit`` (micrometres by default), or the command line's text; default:
+        what the labels' (or the raw's) file states, else voxels.
+    s3_endpoint : str, optional
+        Endpoint of an S3-compatible store that is not AWS, for ``s3://`` labels or raw.
+
+    Returns
+    -------
+    InstanceTable
+        A ``dict`` of NumPy columns (``.to_pandas()`` gives a DataFrame); ``.voxel_size`` is the
+        voxel size it was measured with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import skoots_client as skoots
+    >>> labels = np.zeros((4, 8, 8), np.uint32)
+    >>> labels[1:3, 2:5, 2:6] = 1
+    >>> table = skoots.measure(labels, voxel_size=(2.0, 0.5, 0.5), skeleton=False)
+    >>> int(table["voxels"][0]), float(table["volume_um3"][0])
+    (24, 12.0)
+    """
+    from .instances import check_table_path, measure_xyz, write_table
+    from .summary import warn_on_stderr
+    from .destinations import check_not_input
+    from .volume_io import open_labels, read_voxel_size, read_volume, resolve_voxel_size, volume_from_array
+
+    from .stores import is_store
+
+    out = _path(out)
+    labels_path = _location(labels, s3_endpoint, "labels") if _is_location(labels) else None
+    raw_path = _location(raw, s3_endpoint, "--raw") if _is_location(raw) else None
+    if out is not None:
+        local = [p.local if is_store(p) else p for p in (labels_path, raw_path) if p is not None]  # a remote volume is never local
+        check_not_input("--out", out, [p for p in local if p is not None])
+        check_table_path(out, overwrite, "--out")
+    opened = open_labels(labels_path) if labels_path is not None else _labels_from_array(labels)
+    raw_volume = None if raw is None else read_volume(raw_path, channel) if raw_path is not None else volume_from_array(raw, channel)
+    stated = (read_voxel_size(labels_path) if labels_path else None) or (read_voxel_size(raw_path) if raw_path else None)
+    size = resolve_voxel_size(voxel_size_value(voxel_size, unit), stated, labels_path or Path("<labels>"), warn or warn_on_stderr)
+    columns = measure_xyz(opened.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
+    columns.voxel_size = size
+    if out is not None:
+        write_table(out, columns)
+    return columns
+
+
+def _labels_from_array(labels: Any) -> Any:
+    from .volume_io import Volume
+
+    if not all(hasattr(labels, a) for a in ("shape", "dtype", "__getitem__")) or len(labels.shape) != 3:
+        raise InputError("labels must be a 3-D array [Z, Y, X] of integers, or the path of a label file")
+    if np.dtype(labels.dtype).kind not in "iub":
+        raise InputError(f"labels hold {np.dtype(labels.dtype).name} values; labels are integers (0 is background)")
+    return Volume(_transposed(labels), Path("<labels>"))
+
+
+class _transposed:
+    """A ``[Z, Y, X]`` array seen as the runtime's ``[X, Y, Z]`` (rows, columns, slices), lazily."""
+
+    def __init__(self, array: Any) -> None:
+        self._array = array
+        z, y, x = array.shape
+        self.shape, self.dtype = (y, x, z), array.dtype
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        sx, sy, sz = key
+        return np.asarray(self._array[sz, sx, sy]).transpose(1, 2, 0)
+
+
+def triple(option: str, value: Triple) -> Optional[tuple]:
+    """A triple keyword in the runtime's ``(X, Y, Z)``: the command line's text as the command
+    line reads it, or a sequence ``(z, y, x)`` in the arrays' order.
+
+    >>> triple("--crop", (20, 300, 280)), triple("--crop", "300,280,20")
+    ((300, 280, 20), (300, 280, 20))
+    """
+    from skoots_export.contract.errors import OptionError
+    from skoots_export.contract.triples import option_triple
+
+    if value is None or isinstance(value, str):
+        try:
+            return option_triple(option, value, float if option == "--voxel-size" else int)
+        except OptionError as e:
+            raise InputError(str(e)) from None
+    values = tuple(value)
+    if len(values) != 3:
+        raise InputError(f"{option.lstrip('-').replace('-', '_')}={values!r} needs three values (z, y, x)")
+    z, y, x = values
+    return (y, x, z)
+
+
+def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
+    """``voxel_size=`` and ``unit=`` as the command line's ``--voxel-size`` and ``--unit``: text,
+    a ``(z, y, x)`` tuple, or a :class:`VoxelSize` as given."""
+    from .voxel_size import VoxelSize, voxel_size_option
+
+    if value is None or isinstance(value, str):
+        return voxel_size_option(value, unit)
+    if isinstance(value, VoxelSize):
+        return value
+    return voxel_size_option(",".join(repr(float(v)) for v in triple("--voxel-size", value)), unit)  # type: ignore[union-attr]
+
+
+def _model_source(model: Union[str, Path, None], repository: Path, served: bool) -> tuple[Optional[str], Path]:
+    """``model`` as a name, or as the repository to run in-process when it is a folder of models."""
+    if model is None or served:
+        return (None if model is None else str(model)), repository
+    path = Path(model)
+    a_model_there = path.name == str(model) and (repository / path.name).is_dir()  # a plain name the repository holds
+    if path.is_dir() and any(path.glob("*/config.pbtxt")) and not a_model_there:
+        return None, path
+    return str(model), repository
+
+
+def _is_location(value: Any) -> bool:
+    """A path or URL (rather than an array)."""
+    from .stores import is_store
+
+    return isinstance(value, (str, Path)) or is_store(value)
+
+
+def _location(value: Any, s3_endpoint: Optional[str], option: str) -> Any:
+    """A local path, or an N5 / precomputed / Zarr store named by URL (``n5://``, ``s3://``, ...)."""
+    from .stores import argument, is_store
+
+    return value if is_store(value) else argument(str(value), s3_endpoint=s3_endpoint, option=option)
+
+
+def _path(value: Union[str, Path, None]) -> Optional[Path]:
+    return None if value is None else Path(value)

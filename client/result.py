@@ -1,0 +1,63 @@
+"""What a segmentation gives back: the labels, their instance table, the voxel size, the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .volume_io import VoxelSize
+
+
+class Segmentation:
+    """The result of :func:`skoots_client.in_memory`.
+
+    ``labels`` is a NumPy ``uint32`` array ``[Z, Y, X]`` (``np.asarray(result)`` is the same):
+    0 is background, instances are numbered ``1..N`` in the order they first appear. A
+    blockwise run never holds the labels: they are read back from where they were written on
+    first use. ``table`` is the instance table (:class:`skoots_client.instances.InstanceTable`),
+    measured on first use unless the run measured it (``table=PATH``). ``voxel_size`` is a
+    :class:`skoots_client.volume_io.VoxelSize` (``.zyx``, ``.unit``); ``summary`` the text the
+    command line prints.
+    """
+
+    def __init__(self, *, summary: str, voxel_size: VoxelSize, instances: int, labels_xyz: Any = None,
+                 written: Path | None = None, table: Any = None, raw_xyz: Any = None) -> None:
+        self.summary = summary
+        self.voxel_size = voxel_size
+        self.instances = instances
+        self.written = written
+        self._labels_xyz = labels_xyz
+        self._labels: np.ndarray | None = None
+        self._table = table
+        self._raw_xyz = raw_xyz
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Instance labels, ``uint32`` ``[Z, Y, X]``."""
+        if self._labels is None:
+            if self._labels_xyz is not None:
+                self._labels = np.ascontiguousarray(np.asarray(self._labels_xyz).transpose(2, 0, 1), dtype=np.uint32)
+            else:
+                from .volume_io import read_labels
+
+                self._labels = np.asarray(read_labels(self.written), dtype=np.uint32)  # type: ignore[arg-type]
+            self._labels_xyz = None
+        return self._labels
+
+    @property
+    def table(self) -> Any:
+        """The instance table (one row per instance), measured on first use with the raw intensities."""
+        if self._table is None:
+            from .instances import measure_xyz
+
+            self._table = measure_xyz(self.labels.transpose(1, 2, 0), self.voxel_size, self._raw_xyz)
+        return self._table
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.labels if dtype is None else self.labels.astype(dtype)
+
+    def __repr__(self) -> str:
+        z, y, x = self.labels.shape if self._labels is not None else ("?", "?", "?")
+        return f"Segmentation({self.instances} instances, [Z, Y, X] = [{z}, {y}, {x}], voxel size {self.voxel_size.describe()})"

@@ -1,0 +1,148 @@
+"""The import graph of ``skoots_client`` and ``skoots_export`` points down only.
+
+Read from the source with ``ast`` (nothing is imported): every ``import`` counts, at module level
+and inside functions alike, since a function-level import is a dependency that only shows up
+late. Checked: no cycles; nothing under ``client/blockwise/`` imports ``client/run.py``; the
+client takes from the export package only its contract (``skoots_export.contract``), and the
+contract takes nothing from the rest of either package; no module is over ~400 lines unless its
+docstring says why.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"skoots_client": ROOT / "client", "skoots_export": ROOT / "export"}
+MAX_LINES = 400
+# A module over MAX_LINES says why it is not split in a docstring line starting with this.
+REASON = "Not split:"
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name → file, for every module of both packages."""
+    found = {}
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join((package, *parts))] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute name a ``from ... import`` names, relative levels resolved."""
+    if node.level == 0:
+        return node.module or ""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
+def _targets(name: str, imported: list[str]) -> set[str]:
+    """Our modules that ``from name import a, b`` loads: ``name`` and its ancestor packages, and
+    each imported name that is itself a module (``from . import postprocess``)."""
+    targets = {name.rsplit(".", i)[0] for i in range(name.count(".") + 1)}
+    targets |= {f"{name}.{item}" for item in imported}
+    return {t for t in targets if t in MODULES}
+
+
+def _edges() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    edges |= _targets(alias.name, [])
+            elif isinstance(node, ast.ImportFrom):
+                edges |= _targets(_resolve(module, path, node), [a.name for a in node.names])
+        own_packages = {module.rsplit(".", i)[0] for i in range(module.count(".") + 1)}
+        graph[module] = edges - own_packages - {module}
+    return graph
+
+
+GRAPH = _edges()
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_the_graph_sees_function_level_and_relative_imports() -> None:
+    assert "skoots_client.errors" in GRAPH["skoots_client.cli"]  # module level, relative
+    assert "skoots_client.api" in GRAPH["skoots_client.cli"]  # inside segment_command
+    assert "skoots_client.run" in GRAPH["skoots_client.api"]  # inside segment
+    assert "skoots_client.postprocess" in GRAPH["skoots_client.blockwise.sparse"]  # from .. import postprocess
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles() -> None:
+    cycle = _cycle(GRAPH)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_blockwise_does_not_import_the_run_module() -> None:
+    offenders = [m for m in GRAPH if m.startswith("skoots_client.blockwise") and "skoots_client.run" in GRAPH[m]]
+    assert not offenders
+
+
+def test_the_client_takes_only_the_contract_from_export() -> None:
+    contract = "skoots_export.contract"
+    edges = {
+        (m, t) for m in GRAPH if m.startswith("skoots_client") for t in GRAPH[m]
+        if t.startswith("skoots_export") and t != "skoots_export" and not (t == contract or t.startswith(contract + "."))
+    }
+    assert not edges
+
+
+def test_the_contract_stands_on_nothing_of_ours() -> None:
+    contract = [m for m in GRAPH if m.startswith("skoots_export.contract")]
+    assert contract
+    outside = {(m, t) for m in contract for t in GRAPH[m] if not t.startswith("skoots_export.contract")}
+    assert not outside
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_long_module_says_why_it_is_not_split(module: str) -> None:
+    path = MODULES[module]
+    lines = len(path.read_text().splitlines())
+    if lines <= MAX_LINES:
+        return
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert REASON in docstring, f"{path.relative_to(ROOT)} has {lines} lines: split it, or say '{REASON} ...' in its docstring"
