@@ -29,6 +29,7 @@ from skoots_export.contract.wire import (
 
 from .address import grpc_address, triton_http_service
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
+from .triton_client import grpc_client, ready_configs, ready_models
 
 
 @dataclass(frozen=True)
@@ -279,15 +280,7 @@ class TritonEndpoint:
         self.name = f"{self.url}/{self.model}"
 
     def _new_client(self) -> Any:
-        try:
-            # No channel_args: passing them drops tritonclient's unlimited message size.
-            tls = self.tls
-            if tls is None:
-                return self._grpc.InferenceServerClient(url=self.url)
-            files = {"root_certificates": tls.root_cert, "private_key": tls.private_key, "certificate_chain": tls.cert_chain}
-            return self._grpc.InferenceServerClient(url=self.url, ssl=True, **{k: str(v) if v else None for k, v in files.items()})
-        except Exception as e:  # bad address syntax
-            raise ServerUnavailableError(f"cannot connect to {self.url}: {e} — give --url HOST:PORT of Triton's gRPC port") from e
+        return grpc_client(self.url, self.tls)
 
     def _reconnect(self, broken: Any) -> None:
         """Replace a channel that saw the server go away: gRPC's own reconnect backoff grows to
@@ -324,21 +317,10 @@ class TritonEndpoint:
         return _check_config(config, f"{self.url}/{self.model}")
 
     def _ready_models(self) -> list[str]:
-        """Names of the models the server has ready (any version)."""
-        try:
-            index = self._client.get_model_repository_index(as_json=True, client_timeout=10)
-        except self._error:
-            return []
-        return sorted({m["name"] for m in index.get("models", []) if m.get("state") == "READY"})
+        return ready_models(self._client)
 
     def _ready_configs(self) -> list[Any]:
-        configs = []
-        for name in self._ready_models():
-            try:
-                configs.append(self._client.get_model_config(name, client_timeout=10).config)
-            except self._error:
-                continue  # unloaded since the index was read
-        return configs
+        return ready_configs(self._client)
 
     def infer(
         self, batch: np.ndarray, probability: bool = False, timings: dict[str, float] | None = None
@@ -398,3 +380,4 @@ class TritonEndpoint:
 
     def close(self) -> None:
         self._client.close()
+

@@ -17,6 +17,15 @@ if _UPSTREAM.is_dir():
 from checkpoints import TINY, skoots_cfg, write_checkpoint  # noqa: E402
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Each phase's report on the test item (``item.rep_call``), which napari's
+    ``make_napari_viewer`` fixture reads to skip its leak check after a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SKOOTS checkpoint in the upstream format with a tiny network."""
