@@ -47,7 +47,10 @@ def test_the_library_finds_torch_and_the_core_by_its_own_runpath(pytorch_backend
         pytest.skip("no readelf")
     assert "[libtritonserver.so]" in readelf.stdout and "[libtorch.so]" in readelf.stdout
     runpath = next(line for line in readelf.stdout.splitlines() if "RUNPATH" in line or "RPATH" in line)
-    assert str(installed_torch().root / "lib") in runpath and "$ORIGIN" in runpath.replace("{ORIGIN}", "ORIGIN")
+    # The torch/lib of the environment that built it: the cache is shared by every environment
+    # with the same torch (version and ABI), and serve puts this environment's torch/lib first
+    # on LD_LIBRARY_PATH, so a build made elsewhere serves here too.
+    assert "/torch/lib" in runpath and "$ORIGIN" in runpath.replace("{ORIGIN}", "ORIGIN")
 
 
 def _skoots(*args: str, cwd: Path, cache: Path, path: str | None = None) -> subprocess.CompletedProcess:
