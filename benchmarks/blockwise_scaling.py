@@ -88,7 +88,7 @@ def blockwise(folder: Path, answers: Path, shape, block, workers: int, out_name:
 def in_memory(folder: Path, answers: Path, shape) -> tuple[float, Path]:
     from skoots_client import postprocess
     from skoots_client.blockwise.stages import _stored_answers
-    from skoots_client.volume_io import write_labels
+    from skoots_client.label_write import write_labels
 
     out = folder / "in_memory.zarr"
     shutil.rmtree(out, ignore_errors=True)
@@ -148,7 +148,7 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
             n = len(batch)
             return np.broadcast_to(vectors, (n, *vectors.shape)), np.broadcast_to(skeleton, (n, 1, *skeleton.shape))
 
-    from skoots_client.volume_io import Volume
+    from skoots_client.volume import Volume
 
     worker.STATE.endpoints[job.source] = [Instant()]
     worker.STATE.opened[("volume", job.volume, job.channel, job.axes)] = Volume(np.zeros(shape, np.uint16), job.volume)
@@ -231,7 +231,7 @@ def main() -> None:
                 runs.append((in_memory(folder, answers, shape), blockwise(folder, answers, shape, block, 2)))
             mem_seconds, mem_out = min((r[0] for r in runs), key=lambda r: r[0])
             seconds, result, job, out = min((r[1] for r in runs), key=lambda r: r[0])
-            from skoots_client.volume_io import read_labels
+            from skoots_client.volume_read import read_labels
 
             assert np.array_equal(read_labels(out), read_labels(mem_out)), "blockwise labels differ from in-memory"
             print(f"\n(b) overhead, {shape} = {np.prod(shape) / 1e6:.0f} Mvoxels, {result.instances} instances, "

@@ -72,7 +72,7 @@ def main() -> None:
     from skoots_client import postprocess
     from skoots_client.in_memory import segment_volume
     from skoots_client.tiling import crop_grid
-    from skoots_client.volume_io import Volume
+    from skoots_client.volume import Volume
     from skoots_export.contract.wire import ModelParameters
     from upstream_seed import allow_upstream_import_without_openai_triton, seed_postprocess
 

@@ -29,7 +29,7 @@ import numpy as np
 from common import blobs  # noqa: F401 - puts tests/ on sys.path
 from skoots_client.stores import parse
 from skoots_client.tiling import crop_grid
-from skoots_client.volume_io import read_volume
+from skoots_client.volume_read import read_volume
 
 CROP, OVERLAP = (300, 300, 20), (10, 10, 5)
 # Inference per 300x300x20 crop, to put reading in proportion: the CPU figure is OpenVINO FP32 on
@@ -74,9 +74,9 @@ def _zarr_python(path: Path) -> Any:
     """The volume at ``path`` read by zarr-python alone (the client's reader before TensorStore)."""
     import zarr
 
-    from skoots_client.volume_io import Volume, _XYZView
+    from skoots_client.volume import Volume, XYZView
 
-    return Volume(_XYZView(zarr.open_array(str(path), mode="r"), (0, 1, 2), {}), path)
+    return Volume(XYZView(zarr.open_array(str(path), mode="r"), (0, 1, 2), {}), path)
 
 
 def read_crops(open_volume: Callable[[], Any], windows: list[Any], reference: np.ndarray | None) -> tuple[float, int]:

@@ -16,6 +16,6 @@ from .api import measure, segment
 from .errors import ClientError
 from .progress import Cancelled
 from .result import Segmentation
-from .volume_io import VoxelSize
+from .voxel_size import VoxelSize
 
 __all__ = ["segment", "measure", "Segmentation", "VoxelSize", "SkootsError", "ClientError", "Cancelled"]

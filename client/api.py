@@ -155,7 +155,7 @@ def segment(
     from .progress import Watch
     from .run import run_segment
     from .summary import warn_on_stderr
-    from .volume_io import volume_from_array
+    from .volume_read import volume_from_array
 
     if ngff_version not in NGFF_VERSIONS:
         raise InputError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
@@ -261,7 +261,8 @@ def measure(
     from .instances import check_table_path, measure_xyz, write_table
     from .summary import warn_on_stderr
     from .destinations import check_not_input
-    from .volume_io import open_labels, read_voxel_size, read_volume, resolve_voxel_size, volume_from_array
+    from .volume_read import open_labels, read_volume, volume_from_array
+    from .voxel_size_read import read_voxel_size, resolve_voxel_size
 
     from .stores import is_store
 
@@ -284,7 +285,7 @@ def measure(
 
 
 def _labels_from_array(labels: Any) -> Any:
-    from .volume_io import Volume
+    from .volume import Volume
 
     if not all(hasattr(labels, a) for a in ("shape", "dtype", "__getitem__")) or len(labels.shape) != 3:
         raise InputError("labels must be a 3-D array [Z, Y, X] of integers, or the path of a label file")

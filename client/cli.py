@@ -224,7 +224,7 @@ def bench_command(
     from .bench import bench, parse_counts
     from .bench_report import format_table, plot as draw, to_csv, to_json
     from .errors import InputError, OutputError
-    from .volume_io import check_destination
+    from .destinations import check_destination
 
     try:
         if as_json and as_csv:

@@ -237,7 +237,7 @@ def evaluate_files(prediction: str | Path, ground_truth: str | Path) -> Scores:
     InputError
         A file is missing or unreadable, holds no integer labels, or the shapes differ.
     """
-    from .volume_io import read_labels
+    from .volume_read import read_labels
 
     pred, true = read_labels(prediction), read_labels(ground_truth)
     if pred.shape != true.shape:

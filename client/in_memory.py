@@ -18,7 +18,8 @@ from .ngff import nearest_indices
 from .normalize import Normalization, model_rule
 from .tiling import Crop, crop_grid
 from .errors import InputError
-from .volume_io import Volume, read_volume, release_pages
+from .volume import Volume, release_pages
+from .volume_read import read_volume
 from .workdir import Piece, WorkDir, file_identity
 
 # The reference assigns instances in 500x500x50 blocks and never writes their outer

@@ -34,7 +34,9 @@ import numpy as np
 
 from .atomic import staged
 from .errors import InputError, OutputError
-from .volume_io import UNKNOWN_VOXEL_SIZE, VoxelSize, check_destination, describe_shape
+from .destinations import check_destination
+from .volume import describe_shape
+from .voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 SLAB_VOXELS = 32 << 20  # voxels per slab of the streaming pass

@@ -18,7 +18,7 @@ import numpy as np
 
 from .atomic import staged
 from .errors import OutputError
-from .volume_io import check_destination
+from .destinations import check_destination
 
 PANEL = 512  # the longer side of each panel, in pixels
 TITLE = 28  # height of the title band, in pixels

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .volume_io import VoxelSize
+from .voxel_size import VoxelSize
 
 
 class Segmentation:
@@ -18,7 +18,7 @@ class Segmentation:
     blockwise run never holds the labels: they are read back from where they were written on
     first use. ``table`` is the instance table (:class:`skoots_client.instances.InstanceTable`),
     measured on first use unless the run measured it (``table=PATH``). ``voxel_size`` is a
-    :class:`skoots_client.volume_io.VoxelSize` (``.zyx``, ``.unit``); ``summary`` the text the
+    :class:`skoots_client.voxel_size.VoxelSize` (``.zyx``, ``.unit``); ``summary`` the text the
     command line prints.
     """
 
@@ -40,7 +40,7 @@ class Segmentation:
             if self._labels_xyz is not None:
                 self._labels = np.ascontiguousarray(np.asarray(self._labels_xyz).transpose(2, 0, 1), dtype=np.uint32)
             else:
-                from .volume_io import read_labels
+                from .volume_read import read_labels
 
                 self._labels = np.asarray(read_labels(self.written), dtype=np.uint32)  # type: ignore[arg-type]
             self._labels_xyz = None

@@ -24,21 +24,12 @@ from .result import Segmentation
 from .sanity import axes_warning, channel_warning, check_something_to_infer, empty_result_warning, intensity_warning, sample_voxels
 from .summary import describe_run, summary, warn_each, warn_on_stderr
 from .destinations import check_not_input
-from .volume_io import (
-    Volume,
-    UnitOption,
-    VoxelSize,
-    check_output_path,
-    describe_shape,
-    intermediates_path,
-    keep_labels,
-    level_path,
-    read_volume,
-    read_voxel_size,
-    resolve_voxel_size,
-    write_intermediates,
-    write_labels,
-)
+from .label_write import check_output_path, intermediates_path, keep_labels, write_intermediates, write_labels
+from .levels import level_path
+from .volume import Volume, describe_shape
+from .volume_read import read_volume
+from .voxel_size import UnitOption, VoxelSize
+from .voxel_size_read import read_voxel_size, resolve_voxel_size
 from .workdir import WorkDir, default_work_dir, fingerprint, stale_work_text
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 from .normalize import Normalization
-from .volume_io import Volume, describe_shape
+from .volume import Volume, describe_shape
 
 SAMPLE_WINDOW = (64, 64, 16)  # [X, Y, Z] voxels per window: a few chunks of a Zarr store at most
 SAMPLE_WINDOWS_PER_AXIS = 4  # at most 4**3 windows, about 4 M voxels

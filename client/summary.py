@@ -10,7 +10,7 @@ import numpy as np
 
 from .in_memory import SegmentResult
 from .normalize import Normalization
-from .volume_io import Volume, describe_channel, describe_shape
+from .volume import Volume, describe_channel, describe_shape
 
 
 def warn_on_stderr(text: str) -> None:

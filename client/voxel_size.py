@@ -1,6 +1,6 @@
 """A voxel size and its unit: what the options say, what an OME-Zarr image states.
 
-The types the readers, the writers and the stores share (volume_io reads TIFF metadata into them;
+The types the readers, the writers and the stores share (voxel_size_read reads TIFF metadata into them;
 client/stores reads N5 and precomputed metadata into them)."""
 
 from __future__ import annotations

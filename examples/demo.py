@@ -58,7 +58,7 @@ def headline(scores: dict) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from skoots_client.volume_io import describe_shape
+    from skoots_client.volume import describe_shape
     from skoots_export.contract.triples import TRIPLE_HELP
 
     parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__.split("\n\n")[0])

@@ -7,7 +7,7 @@ centreline, so its medial line is known exactly: the training targets of SKOOTS 
 probability, skeleton, vectors to the skeleton) come from the same geometry as the labels.
 
 Arrays are ``[X, Y, Z]`` voxels (the runtime's order, docs/AXES.md); files on disk are ``[Z, Y, X]`` TIFF
-stacks, the order the client reads (``skoots_client.volume_io``). Everything but
+stacks, the order the client reads (``skoots_client.volume_read``). Everything but
 :func:`write_volume` and :func:`main` is a pure function: a seed or ``numpy.random.Generator``
 in, arrays out.
 
@@ -276,7 +276,7 @@ def shape_option(text: str) -> tuple[int, int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from skoots_client.volume_io import describe_shape
+    from skoots_client.volume import describe_shape
     from skoots_export.contract.triples import TRIPLE_HELP
 
     parser = argparse.ArgumentParser(prog="python -m examples.synthetic", description=__doc__.split("\n\n")[0])

@@ -37,7 +37,9 @@ from ..ngff import Level, add_label_properties, create_labels_into, image_layout
 from ..normalize import Normalization
 from ..stores import is_store
 from ..stores.export import export_labels
-from ..volume_io import TIFF_SUFFIXES, UNKNOWN_VOXEL_SIZE, VoxelSize, create_labels_array, write_labels
+from ..label_write import create_labels_array, write_labels
+from ..volume import TIFF_SUFFIXES
+from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
 from ..workdir import default_work_dir
 from . import stages
 from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels

@@ -42,7 +42,7 @@ def _endpoints(source: Source) -> list[Any]:
 
 
 def _volume(job: Job) -> Any:
-    from ..volume_io import read_volume
+    from ..volume_read import read_volume
 
     return cached(("volume", job.volume, job.channel, job.axes),
                    lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False))
@@ -78,7 +78,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     elif block.crops:
         import torch
 
-        from ..volume_io import release_pages
+        from ..volume import release_pages
 
         torch.set_num_threads(max(1, job.source.threads or job.threads))
         volume = _volume(job)

@@ -3,9 +3,9 @@ reading by window, wherever they live (local, HTTP, S3, GCS); their axes and vox
 
 TensorStore reads all three formats on every store with its own parallel I/O and a chunk cache,
 which segment's overlapping crops reuse. A local Zarr path stays with zarr-python
-(volume_io.py): it reads OME-NGFF group metadata and is as fast there (benchmarks/RESULTS.md).
+(volume_read.py): it reads OME-NGFF group metadata and is as fast there (benchmarks/RESULTS.md).
 The engines see an array-like of the stored axis order and letters naming its axes, as for
-any other file (volume_io's ``_XYZView``): no format-specific code outside this package.
+any other file (volume.XYZView): no format-specific code outside this package.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ NAMES = {"n5": "N5 dataset", "precomputed": "Neuroglancer precomputed volume", "
 def store_of(source: Any) -> StoreUrl | None:
     """``source`` as a store TensorStore reads: a :class:`StoreUrl`, or a local folder holding
     an N5 dataset (``attributes.json``) or a precomputed volume or scale (``info``). None for
-    everything else (TIFF, a local Zarr: volume_io reads those)."""
+    everything else (TIFF, a local Zarr: volume_read reads those)."""
     if is_store(source):
         return source
     path = Path(source)

@@ -16,7 +16,7 @@ N5: the labels' dtype, 64**3 gzip blocks, ``axes`` x, y, z and ``resolution`` / 
 (TensorStore's N5 attributes, which Neuroglancer and n5-viewer read).
 
 Local outputs are written into a hidden folder beside the destination and renamed into place
-(as volume_io's writers do). On S3 and GCS, which cannot rename, they are written under a
+(as label_write's writers do). On S3 and GCS, which cannot rename, they are written under a
 hidden ``.NAME.partial-XXXX`` prefix beside the destination and copied into place, the
 metadata (``info`` / ``attributes.json``) last: a reader sees no volume until it is whole.
 """

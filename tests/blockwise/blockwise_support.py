@@ -16,7 +16,7 @@ from skoots_client.blockwise.pipeline import segment_blockwise
 from skoots_client.blockwise.job import Job, Source, StoredAnswers
 from skoots_client.normalize import Normalization
 from skoots_client.in_memory import reference_interior
-from skoots_client.volume_io import read_labels
+from skoots_client.volume_read import read_labels
 from skoots_export.contract.wire import ModelParameters
 
 CROP, OVERLAP = (24, 24, 8), (4, 4, 2)  # crop steps 16, 16, 4

@@ -13,7 +13,8 @@ from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_lab
 from skoots_client.blockwise.pyramid import level_regions, region_name, sampled_indices
 from skoots_client.errors import OutputError
 from skoots_client.ngff import level_data, pyramid
-from skoots_client.volume_io import VoxelSize, write_labels
+from skoots_client.label_write import write_labels
+from skoots_client.voxel_size import VoxelSize
 
 SHAPE = (130, 128, 14)  # [X, Y, Z]; Z twice as long: levels (14, 130, 128), (14, 65, 64), then Z halves too: (7, 33, 32)
 SIZE = VoxelSize((1.0, 1.0, 2.0), "micrometer")

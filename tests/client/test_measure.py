@@ -16,7 +16,8 @@ from skoots_client.instances import (
     PartialStats, check_table_path, label_properties, measure_slabs, measure_xyz, skeleton_length, write_table,
 )
 from skoots_client import measure
-from skoots_client.volume_io import VoxelSize, write_labels
+from skoots_client.label_write import write_labels
+from skoots_client.voxel_size import VoxelSize
 
 SIZE = VoxelSize((0.5, 0.25, 2.0))  # runtime X (rows, y), Y (columns, x), Z
 

@@ -22,7 +22,8 @@ from skoots_client.sanity import (
     sample_voxels,
 )
 from skoots_client.destinations import check_not_input
-from skoots_client.volume_io import Volume, describe_shape, read_volume
+from skoots_client.volume import Volume, describe_shape
+from skoots_client.volume_read import read_volume
 from skoots_export.contract.errors import OptionError
 from skoots_export.contract.triples import option_triple, parse_triple
 

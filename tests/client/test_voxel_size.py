@@ -12,7 +12,8 @@ import tifffile
 import zarr
 
 from skoots_client.errors import InputError
-from skoots_client.volume_io import read_voxel_size, resolve_voxel_size, write_labels
+from skoots_client.label_write import write_labels
+from skoots_client.voxel_size_read import read_voxel_size, resolve_voxel_size
 from skoots_client.voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, voxel_size_option
 
 # Runtime X (file rows), Y (file columns), Z (slices): all different, so a swapped axis shows.
@@ -194,7 +195,8 @@ def pyramid_image(path: Path, version: str = "0.4") -> None:
 def test_a_level_of_an_image_has_its_own_voxel_size(tmp_path: Path, version: str) -> None:
     """Issue 17 (6b): IMAGE/s1 and --level 1 read level 1 with its scale (times the image's
     own), not 1 px; a level that is not there is one line naming those that are."""
-    from skoots_client.volume_io import level_path, read_volume
+    from skoots_client.levels import level_path
+    from skoots_client.volume_read import read_volume
 
     image = tmp_path / "img.ome.zarr"
     pyramid_image(image, version)

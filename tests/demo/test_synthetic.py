@@ -15,7 +15,7 @@ from examples.synthetic import SyntheticSpec, generate, labels_path, write_volum
 from examples.train import MODEL_CARD, VECTOR_SCALING, vector_targets
 from skoots_client import postprocess
 from skoots_client.evaluate import evaluate
-from skoots_client.volume_io import read_volume
+from skoots_client.volume_read import read_volume
 
 SMALL = SyntheticSpec(shape=(64, 64, 16))
 REPO = Path(__file__).resolve().parents[2]

@@ -130,7 +130,9 @@ def test_blockwise_ome_zarr_states_the_voxel_size_and_its_table_is_the_in_memory
     the blocks' summed partial statistics equals the in-memory table (floats to rounding)."""
     import csv
 
-    from skoots_client.volume_io import VoxelSize, read_voxel_size
+    from skoots_client.voxel_size import VoxelSize
+
+    from skoots_client.voxel_size_read import read_voxel_size
 
     path, expected = volume
     size = VoxelSize((0.5, 0.25, 2.0), "micrometer")

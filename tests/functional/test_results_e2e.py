@@ -22,7 +22,10 @@ from skoots_client.model_source import EmbeddedModel
 from skoots_client.run import segment_file
 from skoots_client.in_memory import SkipRule, segment_volume
 from skoots_client.tiling import crop_grid
-from skoots_client.volume_io import Volume, VoxelSize, read_volume, read_voxel_size
+from skoots_client.volume import Volume
+from skoots_client.volume_read import read_volume
+from skoots_client.voxel_size import VoxelSize
+from skoots_client.voxel_size_read import read_voxel_size
 from skoots_client.workdir import WorkDir, fingerprint
 from test_segment_e2e import CLIENT, blobs_volume
 
@@ -251,7 +254,7 @@ def test_a_write_failing_after_inference_keeps_the_labels(tmp_path: Path, e2e_re
     appears at --out; --out's folder is removed): the one-line error names where the labels
     are kept, a Zarr array beside the output (or beside the input when the output's folder is
     gone), bitwise the labels of a run that could write."""
-    from skoots_client.volume_io import read_labels
+    from skoots_client.volume_read import read_labels
 
     source, expected = four_channel_labels
     four_channel_tif(tmp_path / "v.tif")
@@ -299,7 +302,7 @@ def test_a_writer_bug_after_inference_keeps_the_labels_as_one_line(tmp_path: Pat
         segment_file(image, out=None, labels_into=image, channel=2, repository=e2e_repository, device="cpu", quiet=True)
     kept = Path(re.search(r"kept in (\S+\.zarr)", str(caught.value)).group(1))
     assert kept.parent == tmp_path and not (image / "labels").exists()
-    from skoots_client.volume_io import read_labels
+    from skoots_client.volume_read import read_labels
 
     assert np.array_equal(read_labels(kept), expected)
     assert read_voxel_size(kept) == VoxelSize((0.5, 0.5, 2.0))
@@ -370,7 +373,7 @@ def test_a_preview_failing_after_the_labels_says_where_they_are(tmp_path: Path, 
 def test_measure_names_a_scale_without_a_unit_and_unit_alone_names_it(tmp_path: Path) -> None:
     """Issue 17 (2), measure on the command line: labels whose OME-Zarr scale has no unit get
     _units columns and say so; --unit nm alone gives _nm columns of the same values."""
-    from skoots_client.volume_io import write_labels
+    from skoots_client.label_write import write_labels
 
     labels = np.zeros((20, 16, 6), np.uint8)
     labels[2:8, 3:9, 1:4] = 1

@@ -197,7 +197,7 @@ def test_a_server_binds_loopback_by_default(triton_server) -> None:
 def test_staged_output_is_private_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
-    from skoots_client import volume_io
+    from skoots_client import label_write
 
     seen = []
     real = tempfile.mkdtemp
@@ -207,7 +207,7 @@ def test_staged_output_is_private_and_leaves_nothing(tmp_path: Path, monkeypatch
         seen.append(stat.S_IMODE(os.stat(path).st_mode))
         return path
 
-    monkeypatch.setattr(volume_io.tempfile, "mkdtemp", spy)
-    volume_io.write_labels(tmp_path / "o.tif", np.ones((4, 4, 4), np.uint8))
+    monkeypatch.setattr(label_write.tempfile, "mkdtemp", spy)
+    label_write.write_labels(tmp_path / "o.tif", np.ones((4, 4, 4), np.uint8))
     assert seen == [0o700]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif"]

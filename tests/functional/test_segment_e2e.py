@@ -20,7 +20,7 @@ from reference_pipeline import reference_segment, same_partition
 from skoots_client.model_source import EmbeddedModel, TritonEndpoint
 from skoots_client.run import segment_file
 from skoots_client.in_memory import segment_volume
-from skoots_client.volume_io import read_volume
+from skoots_client.volume_read import read_volume
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 

@@ -19,7 +19,9 @@ from skoots_client.errors import InputError
 from skoots_client.run import segment_file
 from skoots_client.stores import argument, parse, store_of
 from skoots_client.stores.reader import level
-from skoots_client.volume_io import VoxelSize, read_volume, read_voxel_size
+from skoots_client.volume_read import read_volume
+from skoots_client.voxel_size import VoxelSize
+from skoots_client.voxel_size_read import read_voxel_size
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 

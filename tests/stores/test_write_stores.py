@@ -18,7 +18,8 @@ from .stores_support import expected_labels, cloudvolume_zyx as cloudvolume_at
 from skoots_client.errors import InputError, OutputError
 from skoots_client.run import segment_file
 from skoots_client.stores import parse, writer
-from skoots_client.volume_io import VoxelSize, open_labels
+from skoots_client.volume_read import open_labels
+from skoots_client.voxel_size import VoxelSize
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 NM = VoxelSize((4.0, 8.0, 40.0), "nanometer")  # rows 4 nm, columns 8 nm, slices 40 nm

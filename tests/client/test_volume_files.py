@@ -9,7 +9,8 @@ import zarr
 
 from skoots_client.errors import InputError, OutputError
 from skoots_client.normalize import normalize_crop
-from skoots_client.volume_io import check_output_path, read_volume, write_labels
+from skoots_client.label_write import check_output_path, write_labels
+from skoots_client.volume_read import read_volume
 
 
 def zxy_volume(shape=(6, 10, 8), dtype=np.uint16, seed=0) -> np.ndarray:
