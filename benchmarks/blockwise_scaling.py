@@ -87,13 +87,13 @@ def blockwise(folder: Path, answers: Path, shape, block, workers: int, out_name:
 
 def in_memory(folder: Path, answers: Path, shape) -> tuple[float, Path]:
     from skoots_client import postprocess
-    from skoots_client.blockwise.stages import _stored_answers
+    from skoots_client.blockwise.stages import stored_answers
     from skoots_client.label_write import write_labels
 
     out = folder / "in_memory.zarr"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    skeleton, vectors = _stored_answers(answers, tuple((0, n) for n in shape), shape)
+    skeleton, vectors = stored_answers(answers, tuple((0, n) for n in shape), shape)
     skeleton_labels, _ = postprocess.label_skeleton(skeleton)
     del skeleton
     labels = postprocess.assign_instances(vectors, skeleton_labels, SCALING, 2)

@@ -7,15 +7,19 @@
 :func:`segment` and :func:`measure` are what ``skoots-client segment`` and ``measure`` run;
 :class:`Segmentation` is what ``segment`` returns. Errors a user can cause are
 :class:`ClientError` (under :class:`SkootsError`, the root shared with ``skoots_export``);
-:class:`Cancelled` when a run is cancelled.
+:class:`Cancelled` when a run is cancelled. The closed choices of ``device=``, ``runtime=``,
+``precision=`` and ``ngff_version=`` are the enums :class:`Device`, :class:`Runtime`,
+:class:`Precision` and :class:`NgffVersion` (their text is accepted as well).
 """
 
 from skoots_export.contract.errors import SkootsError
 
 from .api import measure, segment
+from .choices import Device, NgffVersion, Precision, Runtime
 from .errors import ClientError
 from .progress import Cancelled
 from .result import Segmentation
 from .voxel_size import VoxelSize
 
-__all__ = ["segment", "measure", "Segmentation", "VoxelSize", "SkootsError", "ClientError", "Cancelled"]
+__all__ = ["segment", "measure", "Segmentation", "VoxelSize", "Device", "Runtime", "Precision", "NgffVersion",
+           "SkootsError", "ClientError", "Cancelled"]

@@ -15,16 +15,15 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
+from .choices import Device, NgffVersion, Precision, Runtime, choice
 from .errors import InputError
 from .result import Segmentation
 
 Triple = Union[str, Sequence[float], None]
-Device = Literal["auto", "cpu", "gpu"]
-Runtime = Literal["auto", "openvino", "torchscript", "cuda"]
-Precision = Literal["fp32", "bf16"]
-NgffVersion = Literal["0.4", "0.5"]
-
-NGFF_VERSIONS = ("0.4", "0.5")
+DeviceChoice = Union[Device, Literal["auto", "cpu", "gpu"]]
+RuntimeChoice = Union[Runtime, Literal["auto", "openvino", "torchscript", "cuda"]]
+PrecisionChoice = Union[Precision, Literal["fp32", "bf16"]]
+NgffChoice = Union[NgffVersion, Literal["0.4", "0.5"]]
 
 
 def segment(
@@ -42,7 +41,7 @@ def segment(
     window: int = 4,
     timeout: float = 120.0,
     retries: int = 5,
-    device: Device = "auto",
+    device: DeviceChoice = "auto",
     crop: Triple = None,
     overlap: Triple = None,
     embedding_iterations: Optional[int] = None,
@@ -67,13 +66,13 @@ def segment(
     labels_into: Union[str, Path, None] = None,
     label_name: str = "skoots",
     level: Optional[int] = None,
-    ngff_version: NgffVersion = "0.4",
+    ngff_version: NgffChoice = "0.4",
     mask: Union[str, Path, None] = None,
     min_size: int = 0,
     skip_below: Optional[float] = None,
-    runtime: Runtime = "auto",
+    runtime: RuntimeChoice = "auto",
     threads: Optional[int] = None,
-    precision: Precision = "fp32",
+    precision: PrecisionChoice = "fp32",
     progress: Optional[Callable[[str, int, int], Any]] = None,
     cancel: Optional[threading.Event] = None,
     warn: Optional[Callable[[str], None]] = None,
@@ -152,58 +151,37 @@ def segment(
     True
     """
     from .model_source import Tls
+    from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
     from .progress import Watch
     from .run import run_segment
     from .summary import warn_on_stderr
     from .volume_read import volume_from_array
 
-    if ngff_version not in NGFF_VERSIONS:
-        raise InputError(f"--ngff-version {ngff_version!r}: use 0.4 (Zarr v2) or 0.5 (Zarr v3)")
     urls = [url] if isinstance(url, str) else list(url or [])
     model_name, repository = _model_source(model, Path(repository), bool(urls))
-    source = _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes)
+    tls = Tls(_path(root_cert), _path(private_key), _path(cert_chain)) if ssl or root_cert or private_key or cert_chain else None
     return run_segment(
-        source,
-        out=None if out is None else _location(out, s3_endpoint, "--out"),
-        urls=urls,
-        model=model_name,
-        repository=repository,
-        overwrite=overwrite,
-        channel=channel,
-        batch=batch,
-        window=window,
-        timeout=timeout,
-        retries=retries,
-        device=device,
-        crop=triple("--crop", crop),
-        overlap=triple("--overlap", overlap),
-        embedding_iterations=embedding_iterations,
-        reference_borders=reference_borders,
-        save_intermediates=save_intermediates,
-        quiet=quiet,
-        preview=_path(preview),
-        resume=resume,
-        work_dir=_path(work_dir),
-        tls=Tls(_path(root_cert), _path(private_key), _path(cert_chain)) if ssl or root_cert or private_key or cert_chain else None,
-        blockwise=blockwise,
-        block=triple("--block", block),
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        scheduler=scheduler,
-        normalize=normalize,
-        axes=axes,
-        voxel_size=voxel_size_value(voxel_size, unit),
-        table=_path(table),
-        labels_into=_path(labels_into),
-        label_name=label_name,
-        ngff_version=ngff_version,
-        mask=_path(mask),
-        skip_below=skip_below,
-        min_size=min_size,
-        runtime=runtime,
-        threads=threads,
-        precision=precision,
-        level=level,
+        InputSpec(
+            _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes),
+            channel=channel, axes=axes, normalize=normalize, voxel_size=voxel_size_value(voxel_size, unit), level=level,
+            mask=_path(mask), skip_below=skip_below,
+        ),
+        OutputSpec(
+            out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),
+            label_name=label_name, overwrite=overwrite, table=_path(table), preview=_path(preview),
+            save_intermediates=save_intermediates, min_size=min_size,
+            ngff_version=choice(NgffVersion, ngff_version, "--ngff-version", "use 0.4 (Zarr v2) or 0.5 (Zarr v3)"),
+        ),
+        ModelSpec(
+            urls=tuple(urls), model=model_name, repository=repository, tls=tls, window=window, timeout=timeout,
+            retries=retries, batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
+            precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop),
+            overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
+            reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),
+        ),
+        ResumeSpec(resume=resume, work_dir=_path(work_dir)),
+        ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
+                    threads_per_worker=threads_per_worker, scheduler=scheduler),
         warn=warn or warn_on_stderr,
         watch=Watch(quiet, progress, cancel),
     )

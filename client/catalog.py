@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .address import grpc_address
 from .errors import ModelError
-from .model_source import Tls, _check_config, _unreachable, model_kind, repository_configs
+from .model_source import Tls, check_config, unreachable_error, model_kind, repository_configs
 from .triton_client import grpc_client, ready_configs
 
 
@@ -32,14 +32,14 @@ def skoots_models(url: str | None = None, repository: Path | None = None, *, tls
             try:
                 client.is_server_live(client_timeout=10)
             except InferenceServerException as e:
-                raise _unreachable(address, e, tls) from e
+                raise unreachable_error(address, e, tls) from e
             configs = ready_configs(client)
         finally:
             client.close()
     found = []
     for config in configs:
         try:
-            _check_config(config, "")
+            check_config(config, "")
         except ModelError:
             continue
         found.append((config.name, model_kind(config)))

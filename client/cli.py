@@ -17,6 +17,7 @@ from skoots_export.contract.console import VersionOption, run  # noqa: E402
 from skoots_export.contract.errors import SkootsError  # noqa: E402
 from skoots_export.contract.triples import TRIPLE_HELP  # noqa: E402
 
+from .choices import Device, NgffVersion, Precision, Runtime  # noqa: E402
 from .errors import ClientError  # noqa: E402
 
 app = typer.Typer(
@@ -59,7 +60,7 @@ def segment_command(
     window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
     retries: Annotated[int, typer.Option(help="Retries per request when a server is unavailable or times out, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between them; a server still failing after them drops out, and the run fails when none is left.")] = 5,
-    device: Annotated[str, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = "auto",
+    device: Annotated[Device, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = Device.AUTO,
     crop: Annotated[Optional[str], typer.Option(help="Override the model's crop. " + TRIPLE_HELP)] = None,
     overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap. " + TRIPLE_HELP)] = None,
     embedding_iterations: Annotated[Optional[int], typer.Option(help="Override the model's embedding iterations N.")] = None,
@@ -84,13 +85,13 @@ def segment_command(
     labels_into: Annotated[Optional[Path], typer.Option("--labels-into", help="Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written; with --blockwise, written block by block (then without --out).")] = None,
     label_name: Annotated[str, typer.Option("--label-name", help="NAME of the labels group for --labels-into.")] = "skoots",
     level: Annotated[Optional[int], typer.Option("--level", help="Segment resolution level N of an OME-Zarr image, a precomputed volume (its N-th scale) or an N5 group (its dataset sN); 0 = full resolution, with that level's voxel size; the same as giving the level's path.")] = None,
-    ngff_version: Annotated[str, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = "0.4",
+    ngff_version: Annotated[NgffVersion, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = NgffVersion.V0_4,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="Remove instances of fewer than this many voxels (counted over the whole volume, after assignment) before renumbering; the same in the in-memory and blockwise modes. Voxels, not a physical volume: with --voxel-size 0.5,0.5,2um, 0.5 um3 is 1 voxel. Default 0: keep every instance.")] = 0,
     skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
-    runtime: Annotated[str, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = "auto",
+    runtime: Annotated[Runtime, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = Runtime.AUTO,
     threads: Annotated[Optional[int], typer.Option(help="In-process inference threads on the CPU (default: all cores).")] = None,
-    precision: Annotated[str, typer.Option(help="In-process precision: fp32, or bf16 with OpenVINO on CPUs with AVX512_BF16 or AMX (faster; vectors differ by ~1e-2).")] = "fp32",
+    precision: Annotated[Precision, typer.Option(help="In-process precision: fp32, or bf16 with OpenVINO on CPUs with AVX512_BF16 or AMX (faster; vectors differ by ~1e-2).")] = Precision.FP32,
     s3_endpoint: Annotated[Optional[str], typer.Option("--s3-endpoint", help="Endpoint of an S3-compatible store that is not AWS (MinIO, Ceph, ...), e.g. http://127.0.0.1:9000, for s3:// input and --out; credentials and region come from the AWS_* variables or ~/.aws.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -18,6 +18,7 @@ from .ngff import nearest_indices
 from .normalize import Normalization, model_rule
 from .tiling import Crop, crop_grid
 from .errors import InputError
+from .run_stats import RunStats
 from .volume import Volume, release_pages
 from .volume_read import read_volume
 from .workdir import Piece, WorkDir, file_identity
@@ -25,26 +26,6 @@ from .workdir import Piece, WorkDir, file_identity
 # The reference assigns instances in 500x500x50 blocks and never writes their outer
 # 50/50/5 voxels; --reference-borders keeps that frame background.
 REFERENCE_ASSIGN_FRAME = (50, 50, 5)
-
-
-@dataclass
-class SegmentResult:
-    """Labels ``[X, Y, Z]`` (smallest unsigned dtype), their count, and where time went."""
-
-    labels: Any
-    instances: int
-    crops: int
-    seconds: dict[str, float] = field(default_factory=dict)
-    intermediates: dict[str, Any] = field(default_factory=dict)
-    resumed: int = 0  # crops taken from a work directory instead of inferred
-    skipped: int = 0  # crops a SkipRule kept from being inferred (their output is background)
-    inferred: int = 0  # crops sent to the model in this run
-
-    @property
-    def seconds_saved(self) -> float:
-        """Estimated inference time the skipped crops would have cost: skipped crops times the
-        mean time per crop inferred in this run (0 when none was)."""
-        return self.skipped * self.seconds.get("infer+stitch", 0.0) / self.inferred if self.inferred else 0.0
 
 
 def mask_window(mask: Any, shape: Sequence[int], window: Sequence[slice]) -> np.ndarray:
@@ -168,7 +149,7 @@ def segment_volume(
     normalization: Normalization | None = None,
     skip: SkipRule | None = None,
     min_size: int = 0,
-) -> SegmentResult:
+) -> RunStats:
     """Segment ``volume`` with the model behind ``endpoints`` (docs/SEMANTICS.md steps 1-10).
 
     Crops go out in batches of ``batch_size`` in grid order; answers are dilated per crop and
@@ -247,5 +228,5 @@ def segment_volume(
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
-    return SegmentResult(labels, int(count), len(grid), seconds, intermediates, resumed=len(restored),
-                         skipped=skipped, inferred=len(todo))
+    return RunStats(instances=int(count), crops=len(grid), seconds=seconds, skipped=skipped, resumed={"infer": len(restored)},
+                    labels=labels, intermediates=intermediates, inferred=len(todo))

@@ -41,7 +41,8 @@ class ModelInfo:
     max_batch_size: int
 
 
-def _check_config(config: Any, where: str) -> ModelInfo:
+def check_config(config: Any, where: str) -> ModelInfo:
+    """The model's constants from its Triton ``config``, or one line saying how it breaks the contract."""
     problems = contract_problems(config)
     if problems:
         raise ModelError(f"model at {where} does not speak the SKOOTS contract: {'; '.join(problems)} — re-export it with skoots export")
@@ -79,7 +80,7 @@ def choose_model(configs: Sequence[Any], where: str) -> str:
     candidates = []
     for config in configs:
         try:
-            candidates.append((config.name, model_kind(config), _check_config(config, where).parameters))
+            candidates.append((config.name, model_kind(config), check_config(config, where).parameters))
         except ModelError:
             continue
     if not candidates:
@@ -130,7 +131,7 @@ def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInf
         config = config_from_text(config_path.read_text())
     except Exception as e:  # protobuf's ParseError and decoding errors
         raise ModelError(f"cannot parse {config_path}: {str(e).splitlines()[0]}") from e
-    info = _check_config(config, str(model_dir))
+    info = check_config(config, str(model_dir))
     exported = (TORCHSCRIPT_FILE, IR_FILE)
     versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and any((p / f).is_file() for f in exported))
     if not versions:
@@ -214,7 +215,7 @@ class Tls:
                 raise InputError(problem)
 
 
-def _unreachable(url: str, error: Exception, tls: Tls | None) -> ClientError:
+def unreachable_error(url: str, error: Exception, tls: Tls | None) -> ClientError:
     """Say why nothing answered at ``url``; TLS failures all look alike to gRPC (UNAVAILABLE)."""
     message = error.message() if hasattr(error, "message") else str(error)
     detail = message.rsplit(": ", 1)[-1] if "handshake" in message.lower() else ""
@@ -294,7 +295,7 @@ class TritonEndpoint:
         try:
             live = self._client.is_server_live(client_timeout=10)
         except self._error as e:
-            raise _unreachable(self.url, e, self.tls) from e
+            raise unreachable_error(self.url, e, self.tls) from e
         if not live:
             raise ServerUnavailableError(f"Triton at {self.url} is not live yet; retry when it is")
         if self.model is None:
@@ -314,7 +315,7 @@ class TritonEndpoint:
             config = self._client.get_model_config(self.model, client_timeout=10).config
         except self._error as e:
             raise ModelError(f"cannot read the config of '{self.model}' from {self.url}: {e.message()}") from e
-        return _check_config(config, f"{self.url}/{self.model}")
+        return check_config(config, f"{self.url}/{self.model}")
 
     def _ready_models(self) -> list[str]:
         return ready_models(self._client)

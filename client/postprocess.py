@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .choices import Device
+
 try:  # CuPy is the optional `gpu` extra
     import cupy as _cupy
 except ImportError:  # pragma: no cover - depends on the machine
@@ -36,7 +38,7 @@ def _ndimage(xp: Any) -> Any:
     return cupyx.scipy.ndimage
 
 
-def device_array_module(device: str = "auto") -> Any:
+def device_array_module(device: Device | str = Device.AUTO) -> Any:
     """The array module for ``device``: ``cpu`` → NumPy, ``gpu`` → CuPy, ``auto`` → CuPy when
     a GPU is usable, else NumPy.
 
@@ -45,9 +47,11 @@ def device_array_module(device: str = "auto") -> Any:
     ValueError
         ``gpu`` was asked for and CuPy or a GPU is missing, or ``device`` is unknown.
     """
-    if device not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"--device {device!r}: choose auto, cpu or gpu")
-    if device == "cpu":
+    try:
+        device = Device(device)
+    except ValueError:
+        raise ValueError(f"--device {device!r}: choose auto, cpu or gpu") from None
+    if device is Device.CPU:
         return np
     usable = False
     if _cupy is not None:
@@ -57,7 +61,7 @@ def device_array_module(device: str = "auto") -> Any:
             usable = False
     if usable:
         return _cupy
-    if device == "gpu":
+    if device is Device.GPU:
         raise ValueError(
             "--device gpu needs CuPy and an NVIDIA GPU: pip install 'skoots-triton[gpu]' on a GPU machine, or use --device cpu"
         )

@@ -15,10 +15,9 @@ from typing import Callable
 
 import numpy as np
 
+from .choices import Precision, Runtime, choice
 from .errors import DeviceError, InputError, ModelError
 
-RUNTIMES = ("auto", "openvino", "torchscript", "cuda")
-PRECISIONS = ("fp32", "bf16")
 TORCHSCRIPT_FILE = "model.pt"
 IR_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
@@ -34,39 +33,37 @@ def all_cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose_runtime(requested: str, *, cuda: bool, openvino: bool, has_ir: bool, has_torchscript: bool, where: Path) -> str:
+def choose_runtime(requested: Runtime | str, *, cuda: bool, openvino: bool, has_ir: bool, has_torchscript: bool, where: Path) -> Runtime:
     """The runtime to run for ``--runtime requested`` on this machine; raises for one that cannot.
 
     ``cuda``: a CUDA GPU is usable; ``openvino``: the package imports; ``has_ir`` /
     ``has_torchscript``: the model's version directory ``where`` holds ``model.xml`` / ``model.pt``.
     """
-    if requested not in RUNTIMES:
-        raise InputError(f"--runtime {requested!r}: choose {', '.join(RUNTIMES)}")
-    if requested == "auto":
+    requested = choice(Runtime, requested, "--runtime")
+    if requested is Runtime.AUTO:
         if cuda and has_torchscript:
-            return "cuda"
+            return Runtime.CUDA
         if (openvino and has_ir) or not has_torchscript:
-            requested = "openvino"  # or the error that says what is missing
+            requested = Runtime.OPENVINO  # or the error that says what is missing
         else:
-            return "torchscript"
-    if requested == "cuda" and not cuda:
+            return Runtime.TORCHSCRIPT
+    if requested is Runtime.CUDA and not cuda:
         raise DeviceError("--runtime cuda: no usable CUDA GPU here (torch.cuda.is_available() is False) — use --runtime auto")
-    if requested == "openvino" and not has_ir:
+    if requested is Runtime.OPENVINO and not has_ir:
         raise ModelError(f"--runtime openvino: {where} has no {IR_FILE} — re-export the model with skoots export (it writes one)")
-    if requested == "openvino" and not openvino:
+    if requested is Runtime.OPENVINO and not openvino:
         raise ModelError("--runtime openvino: the openvino package is not installed — pip install 'openvino>=2024.4', or use --runtime torchscript")
-    if requested in ("cuda", "torchscript") and not has_torchscript:
+    if requested in (Runtime.CUDA, Runtime.TORCHSCRIPT) and not has_torchscript:
         raise ModelError(f"--runtime {requested}: {where} has no {TORCHSCRIPT_FILE} (an OpenVINO-backend model) — use --runtime openvino")
     return requested
 
 
-def check_precision(precision: str, runtime: str, cpu_has_bf16: Callable[[], bool]) -> None:
+def check_precision(precision: Precision | str, runtime: Runtime | str, cpu_has_bf16: Callable[[], bool]) -> None:
     """BF16 only on OpenVINO, and only on CPUs that compute it natively (AVX512_BF16 or AMX)."""
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision {precision!r}: choose {', '.join(PRECISIONS)}")
-    if precision == "bf16" and runtime != "openvino":
+    precision, runtime = choice(Precision, precision, "--precision"), choice(Runtime, runtime, "--runtime")
+    if precision is Precision.BF16 and runtime is not Runtime.OPENVINO:
         raise InputError(f"--precision bf16 runs on OpenVINO only, not {runtime} — drop it, or use --runtime openvino")
-    if precision == "bf16" and not cpu_has_bf16():
+    if precision is Precision.BF16 and not cpu_has_bf16():
         raise DeviceError("--precision bf16: this CPU has no native BF16 (AVX512_BF16 or AMX) — drop --precision bf16")
 
 
@@ -111,8 +108,8 @@ class OpenVinoRuntime:
         return self._head(batch)
 
 
-def plan_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None,
-                 precision: str = "fp32") -> tuple[str, int]:
+def plan_runtime(version_dir: Path, requested: Runtime | str = Runtime.AUTO, *, threads: int | None = None,
+                 precision: Precision | str = Precision.FP32) -> tuple[Runtime, int]:
     """The runtime that :func:`load_runtime` would load for ``requested``, and its threads, with
     every check it makes but without loading the model (raises what it would raise)."""
     if threads is not None and threads < 1:
@@ -137,10 +134,11 @@ def plan_runtime(version_dir: Path, requested: str = "auto", *, threads: int | N
     return runtime, threads or all_cores()
 
 
-def load_runtime(version_dir: Path, requested: str = "auto", *, threads: int | None = None, precision: str = "fp32"):
+def load_runtime(version_dir: Path, requested: Runtime | str = Runtime.AUTO, *, threads: int | None = None,
+                 precision: Precision | str = Precision.FP32):
     """The runtime ``requested`` for the model in ``version_dir``, loaded; ``threads`` defaults to
     all cores. The returned object is called with a batch and has a ``description``."""
     runtime, threads = plan_runtime(version_dir, requested, threads=threads, precision=precision)
-    if runtime == "openvino":
-        return OpenVinoRuntime(version_dir / IR_FILE, threads, precision)
-    return TorchScriptRuntime(version_dir / TORCHSCRIPT_FILE, "cuda" if runtime == "cuda" else "cpu", threads)
+    if runtime is Runtime.OPENVINO:
+        return OpenVinoRuntime(version_dir / IR_FILE, threads, Precision(precision).value)
+    return TorchScriptRuntime(version_dir / TORCHSCRIPT_FILE, "cuda" if runtime is Runtime.CUDA else "cpu", threads)

@@ -8,9 +8,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .in_memory import SegmentResult
 from .normalize import Normalization
+from .run_stats import RunStats
 from .volume import Volume, describe_channel, describe_shape
+from .voxel_size import VoxelSize
 
 
 def warn_on_stderr(text: str) -> None:
@@ -34,19 +35,16 @@ def describe_run(volume: Volume, out: Path | None, normalization: Normalization)
     )
 
 
-def summary(
-    volume: Volume, out: Path, normalization: Normalization, result: SegmentResult, total: float, xp: Any
-) -> str:
-    """What was segmented, how, and how long it took; axes named as Fiji and napari show them."""
+def summary(volume: Volume, written: Any, normalization: Normalization, stats: RunStats, total: float, *, xp: Any,
+            voxel_size: VoxelSize, table: Path | None, work: Path | None) -> str:
+    """What was segmented, how, where it went and how long it took, in memory or blockwise alike."""
     voxels = int(np.prod(volume.shape))
-    stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items())
-    text = (
-        f"{describe_run(volume, out, normalization)}\n"
-        f"{result.crops} crops, {result.instances} instances\n"
-        f"time {total:.2f}s ({stages}; post-processing on {'GPU' if xp is not np else 'CPU'}), "
-        f"{voxels / total / 1e6:.2f} Mvoxels/s"
-    )
-    if result.skipped:
-        text += (f"\nskipped {result.skipped} of {result.crops} crops (empty by --mask / --skip-below), "
-                 f"saving about {result.seconds_saved:.1f}s ({result.skipped} x the mean time of an inferred crop)")
-    return text
+    lines = [
+        describe_run(volume, written, normalization),
+        f"{stats.crops} crops, {stats.instances} instances",
+        f"time {total:.2f}s{stats.timing('GPU' if xp is not np else 'CPU')}, {voxels / total / 1e6:.2f} Mvoxels/s",
+        *stats.lines(voxels, work),
+        f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else ""),
+        *stats.notes,
+    ]
+    return "\n".join(lines)

@@ -146,3 +146,40 @@ def test_a_long_module_says_why_it_is_not_split(module: str) -> None:
         return
     docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
     assert REASON in docstring, f"{path.relative_to(ROOT)} has {lines} lines: split it, or say '{REASON} ...' in its docstring"
+
+
+def _private_imports() -> set[tuple[str, str]]:
+    """``from <one of our modules> import _name`` in another module: a private name crossing over."""
+    found = set()
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                target = _resolve(module, path, node)
+                if target.split(".")[0] in PACKAGES and target != module:
+                    found |= {(module, f"{target}.{a.name}") for a in node.names if a.name.startswith("_") and not a.name.startswith("__")}
+    return found
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    assert not _private_imports()
+
+
+def test_the_command_line_and_the_plugin_stand_on_the_public_api() -> None:
+    """The CLI's ``segment`` and the napari widget reach the engines only through
+    ``skoots_client.segment``: no second path."""
+    engine_side = {"skoots_client.run", "skoots_client.plan", "skoots_client.engines", "skoots_client.in_memory"}
+    front = [m for m in GRAPH if m == "skoots_client.cli" or m.startswith("skoots_client.napari_plugin")]
+    assert front
+    assert not {(m, t) for m in front for t in GRAPH[m] if t in engine_side or t.startswith("skoots_client.blockwise")}
+
+
+def test_the_engines_sit_below_the_plan_and_the_runner() -> None:
+    """The plan and the engines are used only from above: neither engine's machinery imports them."""
+    below = [m for m in GRAPH if m.startswith("skoots_client.blockwise") or m == "skoots_client.in_memory"]
+    assert not {(m, t) for m in below for t in GRAPH[m] if t in {"skoots_client.plan", "skoots_client.engines", "skoots_client.run"}}
+
+
+def test_one_result_type() -> None:
+    """Both engines return :class:`RunStats`; the engine-specific result types are gone."""
+    classes = {n.name for path in MODULES.values() for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)}
+    assert "RunStats" in classes and not classes & {"SegmentResult", "BlockwiseResult"}

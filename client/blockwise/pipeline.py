@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,6 +31,7 @@ from .. import postprocess
 from ..atomic import move_into_place
 from ..errors import ClientError, OutputError
 from ..progress import Watch
+from ..run_stats import RunStats
 from ..instances import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
 from ..normalize import Normalization
@@ -48,54 +48,6 @@ from .equivalence import components, global_order
 from .job import Job, Source
 from .store import FORMAT, BlockStore
 from .worker import release
-
-
-@dataclass
-class BlockwiseResult:
-    """What a blockwise run did, for the summary."""
-
-    instances: int
-    crops: int
-    blocks: int
-    workers: int
-    seconds: dict[str, float] = field(default_factory=dict)
-    done: dict[str, int] = field(default_factory=dict)  # blocks done per stage in this run
-    resumed: dict[str, int] = field(default_factory=dict)  # blocks taken from the work directory
-    peaks: dict[str, int] = field(default_factory=dict)  # worker process → its peak RSS (bytes)
-    labelled: int = 0  # voxels given an instance
-    skipped: int = 0  # crops --mask / --skip-below kept from being inferred
-    table: dict[str, np.ndarray] | None = None  # the instance table's columns, with measure
-    labels_at: Path | None = None  # the finished labels in the work directory, before they are moved into place
-
-    @property
-    def peak_rss(self) -> int:
-        """The largest worker process's peak RSS."""
-        return max(self.peaks.values(), default=0)
-
-    def summary(self, voxels: int) -> str:
-        """Blocks, workers and each stage's time. A stage taken whole from the work directory
-        says so instead of a time; a rate counts only the share of the volume done in this run,
-        and the worker peak only tasks that ran (none when everything was resumed)."""
-        stages_text = ", ".join(self._stage(k, v, voxels) for k, v in self.seconds.items())
-        peak = f", largest worker peak {self.peak_rss / 2**20:.0f} MiB" if self.peaks else ""
-        text = f"blockwise: {_blocks(self.blocks)} on {self.workers} workers{peak}; {stages_text}"
-        resumed = {k: v for k, v in self.resumed.items() if v}
-        if self.skipped:
-            text += f"\nskipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
-        if resumed:
-            text += "\nresumed " + ", ".join(f"{v} {k}" for k, v in resumed.items()) + " blocks from the work directory"
-        return text
-
-    def _stage(self, name: str, seconds: float, voxels: int) -> str:
-        done, resumed = self.done.get(name), self.resumed.get(name, 0)
-        if done == 0 and resumed:
-            return f"{name} resumed ({_blocks(resumed)})"
-        share = voxels * done / (done + resumed) if done else voxels
-        return f"{name} {seconds:.2f}s ({share / max(seconds, 1e-9) / 1e6:.3g} Mvoxels/s)"
-
-
-def _blocks(n: int) -> str:
-    return f"{n} block{'' if n == 1 else 's'}"
 
 
 def available_memory() -> int:
@@ -117,7 +69,7 @@ def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None) 
 class _Stage:
     """Submit one stage's tasks, draw its progress, gather results and worker peaks."""
 
-    def __init__(self, client: Any, result: BlockwiseResult, watch: Watch) -> None:
+    def __init__(self, client: Any, result: RunStats, watch: Watch) -> None:
         self.client, self.result, self.watch = client, result, watch
 
     def run(self, name: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], total: int) -> dict[str, Any]:
@@ -202,7 +154,7 @@ def segment_blockwise(
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
     watch: Watch | None = None,
-) -> BlockwiseResult:
+) -> RunStats:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
     or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
     with the image's levels, axes and transformations (the in-memory writer's, bitwise).
@@ -227,7 +179,7 @@ def segment_blockwise(
     with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
         grid = job.grid
         store.create()
-        result = BlockwiseResult(0, len(grid.crops), len(grid.blocks), worker_count(client))
+        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client))
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
@@ -253,7 +205,7 @@ def segment_blockwise(
 
 
 def _run(
-    client: Any, job: Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: BlockwiseResult,
+    client: Any, job: Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: RunStats,
     *, overwrite: bool, watch: Watch, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
@@ -412,7 +364,7 @@ def blockwise_file(
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
     into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None,
-) -> BlockwiseResult:
+) -> RunStats:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
     Workers read the input with ``channel`` and ``axes`` as the client did and normalise every

@@ -74,7 +74,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     vectors = scratch("vectors", (3, *skeleton.shape), np.float16)
     crops = block.crops
     if isinstance(job.source, StoredAnswers):
-        skeleton[...], vectors[...] = _stored_answers(job.source.path, block.region, job.shape)
+        skeleton[...], vectors[...] = stored_answers(job.source.path, block.region, job.shape)
     elif block.crops:
         import torch
 
@@ -109,7 +109,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     return report(started, crops=len(block.crops), skipped=skipped, count=count)
 
 
-def _stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """A block of stored answers; answers smaller than the volume repeat periodically (so a
     benchmark can feed a volume too large to store answers for)."""
     import zarr

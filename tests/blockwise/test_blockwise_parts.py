@@ -14,7 +14,8 @@ from skoots_client.blockwise.blocks import (
     BlockGrid, block_peak_bytes, default_per_block, grow, in_memory_bytes, per_block_from_voxels,
 )
 from skoots_client.blockwise.equivalence import components, face_pairs, global_order
-from skoots_client.blockwise.pipeline import BlockwiseResult, check_tiff_fits
+from skoots_client.blockwise.pipeline import check_tiff_fits
+from skoots_client.run_stats import RunStats
 from skoots_client.blockwise import sparse
 from skoots_client.blockwise.store import FORMAT, BlockStore
 from skoots_client.errors import OutputError
@@ -191,13 +192,13 @@ def test_a_resumed_stage_is_reported_resumed_and_rates_count_only_work_done() ->
     """Issue 17: a fully resumed run printed ``infer 0.00s (4.05e+04 Mvoxels/s)`` and a worker
     peak for work it never did."""
     voxels = 25 * 10**6
-    resumed = BlockwiseResult(10, 50, 25, 2, seconds={"infer": 0.0006, "label": 0.5, "assign": 0.0004, "order": 0.01, "write": 0.02},
+    resumed = RunStats(10, 50, blocks=25, workers=2, seconds={"infer": 0.0006, "label": 0.5, "assign": 0.0004, "order": 0.01, "write": 0.02},
                               done={"infer": 0, "label": 25, "assign": 0, "write": 0},
                               resumed={"infer": 25, "label": 0, "assign": 25, "write": 1})
-    assert resumed.summary(voxels).splitlines() == [
+    assert resumed.lines(voxels, None) == [
         "blockwise: 25 blocks on 2 workers; infer resumed (25 blocks), label 0.50s (50 Mvoxels/s), assign resumed (25 blocks), "
         "order 0.01s (2.5e+03 Mvoxels/s), write resumed (1 block)",
         "resumed 25 infer, 25 assign, 1 write blocks from the work directory",
     ]
-    partly = BlockwiseResult(10, 50, 25, 2, seconds={"infer": 2.0}, done={"infer": 5}, resumed={"infer": 20}, peaks={"w:1": 300 << 20})
-    assert partly.summary(voxels).startswith("blockwise: 25 blocks on 2 workers, largest worker peak 300 MiB; infer 2.00s (2.5 Mvoxels/s)")
+    partly = RunStats(10, 50, blocks=25, workers=2, seconds={"infer": 2.0}, done={"infer": 5}, resumed={"infer": 20}, peaks={"w:1": 300 << 20})
+    assert partly.lines(voxels, None)[0].startswith("blockwise: 25 blocks on 2 workers, largest worker peak 300 MiB; infer 2.00s (2.5 Mvoxels/s)")

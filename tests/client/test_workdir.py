@@ -86,7 +86,7 @@ def test_a_resumed_run_equals_an_undisturbed_one_and_infers_only_what_is_missing
 
     result, calls = resumed_run(work_path, model, volume_path)
 
-    assert result.resumed == len(done)
+    assert result.resumed["infer"] == len(done)
     assert calls == -(-(undisturbed.crops - len(done)) // 2), "only the crops not marked are inferred"
     assert np.array_equal(result.labels, undisturbed.labels)
     for key in ("skeleton", "vectors", "probability"):
@@ -111,7 +111,7 @@ def test_torn_records_and_damaged_chunks_are_not_trusted(model, volume_path, und
 
     result, calls = resumed_run(work_path, model, volume_path)
 
-    assert result.resumed == len(done) - 1, "the damaged crop is inferred again"
+    assert result.resumed["infer"] == len(done) - 1, "the damaged crop is inferred again"
     assert np.array_equal(result.labels, undisturbed.labels)
     assert (work_path / MANIFEST).read_bytes().endswith(b"\n"), "the torn record was cut off before appending"
     assert set(marked(work_path)) == {c.index for c in grid}

@@ -188,7 +188,7 @@ def test_cli_labels_into_an_ome_zarr_image_then_measure(tmp_path: Path, e2e_repo
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--ngff-version", "0.6"], r"^error: --ngff-version '0\.6': use 0\.4 \(Zarr v2\) or 0\.5 \(Zarr v3\)$"),
+        (["--ngff-version", "0.6"], r"^error: Invalid value for '--ngff-version': '0\.6' is not one of '0\.4', '0\.5' — see skoots-client segment --help$"),
         (["--unit", "um"], r"^error: --unit needs --voxel-size"),
     ],
 )

@@ -1,0 +1,73 @@
+"""The closed choices of a run (``--device``, ``--runtime``, ``--precision``, ``--ngff-version``)
+as enums: the command line lists them in ``--help`` and refuses others, the API takes a member or
+its text, and the code compares members rather than strings.
+
+Each is a ``str`` enum whose member equals and prints as its text (``Device.GPU == "gpu"``), so
+a value crosses a process boundary, a fingerprint or a message unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar, Union
+
+from .errors import InputError
+
+C = TypeVar("C", bound="Choice")
+
+
+class Choice(str, Enum):
+    """A closed set of option values; prints as its text."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def texts(cls) -> tuple[str, ...]:
+        return tuple(str(m.value) for m in cls)
+
+
+class Device(Choice):
+    """Where post-processing runs: a GPU with CuPy when there is one (``auto``), or as named."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class Runtime(Choice):
+    """What runs the model in-process: the fastest the machine has (``auto``), or as named."""
+
+    AUTO = "auto"
+    OPENVINO = "openvino"
+    TORCHSCRIPT = "torchscript"
+    CUDA = "cuda"
+
+
+class Precision(Choice):
+    """In-process precision: ``bf16`` only with OpenVINO on CPUs that compute it natively."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class NgffVersion(Choice):
+    """OME-NGFF version of an ``.ome.zarr`` output: 0.4 (Zarr v2) or 0.5 (Zarr v3)."""
+
+    V0_4 = "0.4"
+    V0_5 = "0.5"
+
+
+def choice(kind: type[C], value: Union[C, str], option: str, hint: str = "") -> C:
+    """``value`` (a member or its text) as a member of ``kind``; one line naming the choices otherwise.
+
+    >>> choice(Device, "gpu", "--device") is Device.GPU
+    True
+    """
+    try:
+        return kind(value)
+    except ValueError:
+        raise InputError(f"{option} {value!r}: {hint or 'choose ' + ', '.join(kind.texts())}") from None

@@ -1,0 +1,147 @@
+"""The two ways a :class:`~skoots_client.plan.Plan` is run, behind one interface.
+
+:class:`InMemoryEngine` holds the whole volume in this process (the default);
+:class:`BlockwiseEngine` runs it block by block on a Dask cluster (``--blockwise``, or a volume
+too big for memory). Both segment alike (bitwise), write every output the plan names and
+return the same :class:`~skoots_client.run_stats.RunStats`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from .endpoints import close_all
+from .errors import ClientError, OutputError
+from .in_memory import segment_volume
+from .label_write import keep_labels, write_intermediates, write_labels
+from .plan import Plan
+from .preview import write_preview
+from .progress import Watch
+from .run_stats import RunStats
+from .sanity import empty_result_text, empty_result_warning
+from .summary import warn_each
+from .workdir import WorkDir
+
+Warn = Callable[[str], None]
+
+
+class Engine(Protocol):
+    """Runs a plan: segments, writes what the plan names, reports through ``watch`` and ``warn``.
+    Closes ``endpoints``. Raises ``ClientError`` (``Cancelled`` when ``watch`` says to stop)."""
+
+    def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats: ...
+
+
+def engine_for(plan: Plan) -> Engine:
+    return BlockwiseEngine() if plan.blockwise else InMemoryEngine()
+
+
+class InMemoryEngine:
+    """The whole volume in this process: crops through the endpoints as they answer, then the
+    post-processing on ``plan.xp`` (NumPy or CuPy). With a work directory, finished crops are
+    kept as they arrive and taken from it on the next run; it is removed once the labels are
+    written and kept when the run fails. A failure after the labels exist never loses them."""
+
+    def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats:
+        from .instances import label_properties, measure_xyz, write_table
+        from .ngff import write_labels_into
+        from .stores import is_store
+
+        output, volume = plan.output, plan.volume
+        work = None
+
+        def lost(name: str, error: BaseException) -> None:
+            warn(f"{name} dropped out ({error}); carrying on with the others")
+
+        try:
+            if plan.work_path is not None:
+                work = WorkDir(plan.work_path, plan.fingerprint())
+            stats = segment_volume(
+                volume, plan.parameters, endpoints, batch_size=plan.batch_size, xp=plan.xp,
+                reference_borders=plan.model.reference_borders, save_intermediates=output.save_intermediates,
+                progress=watch.stage("infer", "crops"), on_endpoint_lost=lost, work=work,
+                normalization=plan.normalization, skip=plan.skip, min_size=output.min_size,
+            )
+            labels = stats.labels = stats.labels.get() if hasattr(stats.labels, "get") else stats.labels
+            done_at: list[Path] = []  # a failure from here on never loses the labels (keep_labels)
+            try:
+                stats.table = measure_xyz(labels, plan.voxel_size, volume.data) if output.table is not None else None
+                properties = label_properties(stats.table) if stats.table is not None else None
+                if output.out is not None:
+                    done_at.append(write_labels(output.out, labels, overwrite=output.overwrite, voxel_size=plan.voxel_size,
+                                                properties=properties, ngff_version=output.ngff_version.value))
+                if output.labels_into is not None:
+                    done_at.append(write_labels_into(output.labels_into, output.label_name, labels,
+                                                     overwrite=output.overwrite, properties=properties))
+                if stats.table is not None:
+                    write_table(output.table, stats.table)
+                if output.save_intermediates:
+                    write_intermediates(output.destination, stats.intermediates, overwrite=output.overwrite,
+                                        voxel_size=plan.voxel_size)
+            except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
+                location = plan.location
+                folders = [*([work.path] if work is not None else []), location.parent if is_store(location) else Path(location).parent]
+                raise keep_labels(e, labels, plan.voxel_size, [p for p in (output.out, output.labels_into) if p is not None],
+                                  folders, written=done_at) from e
+        except ClientError as e:
+            if work is None or not work.exists:
+                raise
+            work.close()
+            raise type(e)(f"{e} — finished crops are kept in {work.path}; run again with --resume to continue") from e
+        finally:
+            close_all(endpoints)
+        if work is not None:
+            work.remove()
+        warn_each(warn, empty_result_warning(stats.instances, labels))
+        if not plan.model.urls:
+            stats.notes.append(f"inference in-process: {endpoints[0].runtime}")
+        resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
+        if resent:
+            stats.notes.append(f"resent {resent} requests after server faults")
+        if output.preview is not None:
+            try:
+                stats.notes.append(f"preview → {write_preview(output.preview, volume.data, labels)}")
+            except Exception as e:  # noqa: BLE001 - the labels are written; say so, in one line
+                detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+                raise OutputError(f"cannot write the preview {output.preview} ({detail}) — the labels were written to {output.written}") from e
+        return stats
+
+
+class BlockwiseEngine:
+    """Block by block on a Dask cluster: a local one of ``--workers`` processes, or the one at
+    ``--scheduler``. The labels are written block by block and never held; the workers load the
+    model (or reach the servers) themselves, so the client's endpoints are closed first."""
+
+    def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats:
+        from .blockwise.job import Source
+        from .blockwise.pipeline import blockwise_file
+        from .instances import write_table
+
+        close_all(endpoints)
+        model, cluster, output, volume = plan.model, plan.cluster, plan.output, plan.volume
+        # In-process inference on a worker uses its own threads unless --threads says otherwise.
+        threads = model.threads if model.threads is not None else cluster.threads_per_worker
+        source = Source(tuple(model.urls), plan.info.name, Path(model.repository).resolve(), model.window, model.timeout,
+                        model.retries, model.tls, model.runtime, threads, model.precision)
+        stats = blockwise_file(
+            volume, out=output.out, into=None if output.labels_into is None else (output.labels_into, output.label_name),
+            parameters=plan.parameters, source=source, batch_size=plan.batch_size, channel=plan.input.channel,
+            axes=plan.input.axes, normalization=plan.normalization, voxel_size=plan.voxel_size,
+            ngff_version=output.ngff_version.value, measure=output.table is not None, mask=plan.input.mask,
+            skip_below=plan.input.skip_below, reference_borders=model.reference_borders, fingerprint=plan.fingerprint(),
+            block=cluster.block, workers=cluster.workers, threads_per_worker=cluster.threads_per_worker,
+            scheduler=cluster.scheduler, work_dir=plan.resume.work_dir, resume=plan.resume.keeps_work,
+            overwrite=output.overwrite, quiet=watch.quiet, say=None if watch.quiet else (lambda line: print(line, file=sys.stderr)),
+            min_size=output.min_size, watch=watch,
+        )
+        if output.table is not None and stats.table is not None:
+            try:
+                write_table(output.table, stats.table)
+            except ClientError as e:
+                raise type(e)(f"{e} — the labels were written to {output.written}") from e
+        warn_each(warn, empty_result_text(stats.instances, stats.labelled / max(1, int(np.prod(volume.shape)))))
+        return stats

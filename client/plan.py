@@ -1,0 +1,300 @@
+"""A run's options as frozen, typed specs, checked once into a :class:`Plan` that either engine runs.
+
+The specs say what the user asked (the API's keywords, grouped: input, output, model source,
+resume, cluster); :func:`prepare` checks them all before any work, reads the volume lazily,
+decides in memory or blockwise, resolves the voxel size, the normalisation and the model's
+constants, and opens what answers crops. Nothing after it re-checks an option.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from skoots_export.contract.wire import ModelParameters
+
+from . import postprocess
+from .address import grpc_address
+from .choices import Device, NgffVersion, Precision, Runtime
+from .destinations import check_not_input
+from .endpoints import close_all, open_endpoints
+from .errors import ClientError, InputError
+from .in_memory import SkipRule, skip_rule
+from .label_write import check_output_path, intermediates_path
+from .levels import level_path
+from .model_source import ModelInfo, Tls
+from .normalize import Normalization, parse_normalize, resolve_normalization
+from .preview import check_preview_path
+from .sanity import axes_warning, channel_warning, check_something_to_infer, intensity_warning, sample_voxels
+from .summary import warn_each
+from .volume import Volume, describe_shape
+from .volume_read import read_volume
+from .voxel_size import UnitOption, VoxelSize
+from .voxel_size_read import read_voxel_size, resolve_voxel_size
+from .workdir import default_work_dir, fingerprint, stale_work_text
+
+Triple = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What to segment and how to read it: a path or store URL, or an array's opened
+    :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
+    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask`` and ``--skip-below``."""
+
+    source: Any
+    channel: int | None = None
+    axes: str | None = None
+    normalize: str | None = None
+    voxel_size: VoxelSize | UnitOption | None = None
+    level: int | None = None
+    mask: Path | None = None
+    skip_below: float | None = None
+
+    @property
+    def from_file(self) -> bool:
+        return not isinstance(self.source, Volume)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where the labels and what comes with them go; ``out`` and ``labels_into`` both None keeps
+    the labels in memory only."""
+
+    out: Any = None  # a Path, or a StoreUrl (precomputed://, n5://)
+    labels_into: Path | None = None
+    label_name: str = "skoots"
+    overwrite: bool = False
+    table: Path | None = None
+    preview: Path | None = None
+    save_intermediates: bool = False
+    ngff_version: NgffVersion = NgffVersion.V0_4
+    min_size: int = 0
+
+    @property
+    def destination(self) -> Any:
+        """The output a work directory is named after (``OUT.work``)."""
+        return self.out if self.out is not None else self.labels_into
+
+    @property
+    def written(self) -> Any:
+        """Where the labels end up: ``out``, or ``IMAGE/labels/NAME`` with ``labels_into``."""
+        if self.out is not None:
+            return self.out
+        return None if self.labels_into is None else self.labels_into / "labels" / self.label_name
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What answers crops (Triton ``urls``, else the repository's model in-process), how the
+    crops go out, the model constants to override, and where post-processing runs."""
+
+    urls: tuple[str, ...] = ()
+    model: str | None = None
+    repository: Path = Path("model_repository")
+    tls: Tls | None = None
+    window: int = 4
+    timeout: float = 120.0
+    retries: int = 5
+    batch: int | None = None
+    runtime: Runtime = Runtime.AUTO
+    threads: int | None = None
+    precision: Precision = Precision.FP32
+    crop: Triple | None = None
+    overlap: Triple | None = None
+    embedding_iterations: int | None = None
+    reference_borders: bool = False
+    device: Device = Device.AUTO
+
+
+@dataclass(frozen=True)
+class ResumeSpec:
+    """``--resume`` and ``--work-dir`` (which implies it)."""
+
+    resume: bool = False
+    work_dir: Path | None = None
+
+    @property
+    def keeps_work(self) -> bool:
+        return self.resume or self.work_dir is not None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """``--blockwise`` and its Dask cluster; ``memory_available`` (default: the machine's) decides
+    when a run too big for memory goes blockwise by itself."""
+
+    blockwise: bool = False
+    block: Triple | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    scheduler: str | None = None
+    memory_available: int | None = None
+
+    @property
+    def asked(self) -> bool:
+        return self.blockwise or self.scheduler is not None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked run: the specs, and what they resolved to."""
+
+    input: InputSpec
+    output: OutputSpec
+    model: ModelSpec
+    resume: ResumeSpec
+    cluster: ClusterSpec
+    volume: Volume
+    location: Any  # where the volume was read (the level's, with --level); the array's name otherwise
+    blockwise: bool
+    work_path: Path | None
+    voxel_size: VoxelSize
+    normalization: Normalization
+    info: ModelInfo
+    parameters: ModelParameters
+    batch_size: int
+    skip: SkipRule | None
+    skip_described: dict[str, Any] | None
+    xp: Any
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a work directory records of this run: resuming needs all of it to match."""
+        return fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
+                           self.parameters, reference_borders=self.model.reference_borders,
+                           probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
+                           normalization=self.normalization.to_dict(), skip=self.skip_described)
+
+
+def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec) -> None:
+    """Refuse, before anything is read, options that cannot be right or do not go together."""
+    if model.window < 1 or model.retries < 0 or not model.timeout > 0 or (model.batch is not None and model.batch < 1):
+        raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
+    if model.urls and (model.runtime is not Runtime.AUTO or model.threads is not None or model.precision is not Precision.FP32):
+        raise InputError("--runtime, --threads and --precision choose how the model runs in-process: drop them with --url")
+    for url in model.urls:
+        grpc_address(url)  # a --url that cannot be right is refused before the volume is read
+    if output.min_size < 0:
+        raise InputError(f"--min-size {output.min_size}: give a voxel count of at least 0 (0 keeps every instance)")
+    if cluster.block is not None and any(b < 1 for b in cluster.block):
+        raise InputError(f"--block {','.join(map(str, cluster.block))}: block sizes must be positive")
+    if input.level is not None and not input.from_file:
+        raise InputError("level= picks a resolution level of an OME-Zarr file: give its path, or pass that level's array")
+    if not input.from_file and (cluster.asked or resume.keeps_work):
+        raise InputError("blockwise, resume and work_dir read the volume again from its file: give the volume as a path")
+    if cluster.asked and output.destination is None:
+        raise InputError("blockwise writes the labels block by block and never holds them: give out= or labels_into=")
+    if cluster.asked:
+        check_blockwise_options(model, output)
+
+
+def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:
+    """Refuse the options the blockwise mode does not do, naming the in-memory mode."""
+    if model.device is Device.GPU:
+        raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
+    if output.labels_into is not None and output.out is not None:
+        raise InputError("--blockwise writes the labels to one place: give --out or --labels-into, not both")
+    refused = [name for name, given in (("--save-intermediates", output.save_intermediates),
+                                        ("--preview", output.preview is not None)) if given]
+    if refused:
+        one = len(refused) == 1
+        raise InputError(f"{', '.join(refused)} need{'s' if one else ''} the labels in memory, which --blockwise never holds: "
+                         f"drop {'it' if one else 'them'}, or segment without --blockwise on a machine the volume fits in")
+
+
+def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | None) -> None:
+    """Fail before any work if something would be written over the input or cannot be written."""
+    from .instances import check_table_path
+    from .stores import check_destination, is_store
+
+    inputs = [q for q in (p.local if is_store(p) else Path(p) for p in inputs) if q is not None]  # a remote input is never local
+    out = output.out
+    if is_store(out):  # precomputed:// or n5:// (client/stores)
+        check_destination(out, output.overwrite, inputs)
+        if output.save_intermediates:
+            raise InputError(f"--save-intermediates writes beside a local --out, not {out}; drop it, or write to a local path")
+    elif out is not None:
+        check_not_input("--out", out, inputs)
+        check_output_path(out, output.overwrite)
+        if output.save_intermediates:
+            check_not_input("--save-intermediates", intermediates_path(out), inputs)
+    if output.table is not None:
+        check_not_input("--table", output.table, inputs)
+        check_table_path(output.table, output.overwrite)
+    if output.preview is not None:
+        check_not_input("--preview", output.preview, inputs)
+        check_preview_path(output.preview)
+    if work_path is not None:
+        check_not_input("--work-dir", work_path, inputs)
+
+
+def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec,
+            warn: Callable[[str], None]) -> tuple[Plan, list[Any]]:
+    """Check the specs into a :class:`Plan`, and open what answers crops for it: the endpoints
+    (none for a blockwise run's in-process model, which its workers load). What looks wrong
+    about the input goes to ``warn``, one line each. Raises ``ClientError``."""
+    from .ngff import check_labels_into
+    from .stores import is_store, store_of
+    from .stores.reader import level as store_level
+
+    check_options(input, output, model, resume, cluster)
+    location = input.source.path if not input.from_file else input.source if is_store(input.source) else Path(input.source)
+    if input.level is not None:
+        store = store_of(location)
+        # a precomputed scale, an N5 group's sN (client/stores), else an OME-Zarr level
+        location = store_level(store, input.level) if store is not None else level_path(Path(location), input.level)
+    work_path = (resume.work_dir or default_work_dir(output.destination)) if resume.keeps_work else None
+    check_destinations([location] if input.from_file else [], output, work_path)
+    choice = parse_normalize(input.normalize)
+    volume = read_volume(location, input.channel, input.axes) if input.from_file else input.source
+    blockwise = cluster.asked
+    if input.from_file and not blockwise and output.destination is not None and too_big_for_memory(volume.shape, cluster.memory_available):
+        check_blockwise_options(model, output)
+        blockwise = True
+    warn_each(warn, channel_warning(volume), axes_warning(volume))
+    if work_path is None and not blockwise and output.destination is not None:  # blockwise refuses it (blockwise/pipeline.py)
+        warn_each(warn, stale_work_text(default_work_dir(output.destination)))
+    size = resolve_voxel_size(input.voxel_size, read_voxel_size(location) if input.from_file else None, location, warn)
+    if output.labels_into is not None:
+        check_labels_into(output.labels_into, output.label_name, volume.shape, output.overwrite)
+    skip, skip_described = skip_rule(input.mask, input.skip_below)
+    if skip is not None:
+        check_something_to_infer(volume, skip.mask, skip.below)
+    try:
+        xp = postprocess.device_array_module(model.device)
+    except ValueError as e:
+        raise ClientError(str(e)) from e
+    endpoints, info = open_endpoints(model.urls, model.model, model.repository, window=model.window, timeout=model.timeout,
+                                     retries=model.retries, tls=model.tls, runtime=model.runtime, threads=model.threads,
+                                     precision=model.precision, load=not blockwise)
+    try:
+        try:
+            parameters = info.parameters.replace(crop=model.crop, overlap=model.overlap, embedding_iterations=model.embedding_iterations)
+        except ValueError as e:
+            raise InputError(str(e)) from e
+        sample = sample_voxels(volume)
+        normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
+        warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
+    except ClientError:
+        close_all(endpoints)
+        raise
+    batch_size = min(model.batch or info.max_batch_size, info.max_batch_size)
+    plan = Plan(input, output, model, resume, cluster, volume=volume, location=location, blockwise=blockwise,
+                work_path=work_path, voxel_size=size, normalization=normalization, info=info, parameters=parameters,
+                batch_size=batch_size, skip=skip, skip_described=skip_described, xp=xp)
+    return plan, endpoints
+
+
+def too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> bool:
+    """Whether the in-memory mode would need more than the memory available; says so on stderr."""
+    from .blockwise.blocks import in_memory_bytes
+    from .blockwise.pipeline import available_memory
+
+    need, have = in_memory_bytes(shape), memory_available if memory_available is not None else available_memory()
+    if need <= have:
+        return False
+    print(f"note: {describe_shape(shape)} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: segmenting blockwise (--blockwise)",
+          file=sys.stderr)
+    return True

@@ -1,0 +1,92 @@
+"""What a run did, in memory or blockwise: one record both engines fill and one summary reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunStats:
+    """Counts and times of one run.
+
+    Both engines fill ``instances``, ``crops``, ``seconds`` (per stage), ``skipped`` (crops
+    ``--mask`` / ``--skip-below`` kept from being inferred) and ``resumed`` (per stage, what was
+    taken from the work directory: crops in memory, blocks blockwise). The in-memory engine adds
+    the ``labels`` ``[X, Y, Z]``, the ``intermediates`` and the crops ``inferred`` in this run; the
+    blockwise engine its ``blocks``, ``workers``, blocks ``done`` per stage, the workers' RSS
+    ``peaks``, the voxels ``labelled``, the measured ``table`` and ``labels_at`` (the finished
+    labels in the work directory before they are moved into place).
+    """
+
+    instances: int = 0
+    crops: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0
+    resumed: dict[str, int] = field(default_factory=dict)
+    labels: Any = None
+    intermediates: dict[str, Any] = field(default_factory=dict)
+    inferred: int = 0
+    blocks: int = 0
+    workers: int = 0
+    done: dict[str, int] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
+    labelled: int = 0
+    table: Any = None
+    labels_at: Path | None = None
+    notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)
+
+    @property
+    def blockwise(self) -> bool:
+        return self.blocks > 0
+
+    @property
+    def seconds_saved(self) -> float:
+        """Estimated inference time the skipped crops would have cost: skipped crops times the
+        mean time per crop inferred in this run (0 when none was)."""
+        return self.skipped * self.seconds.get("infer+stitch", 0.0) / self.inferred if self.inferred else 0.0
+
+    @property
+    def peak_rss(self) -> int:
+        """The largest worker process's peak RSS."""
+        return max(self.peaks.values(), default=0)
+
+    def timing(self, post_processing_on: str) -> str:
+        """The stages' times, for the summary's ``time`` line (in memory; blockwise: see ``lines``)."""
+        if self.blockwise:
+            return ""
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
+        return f" ({stages}; post-processing on {post_processing_on})"
+
+    def lines(self, voxels: int, work: Path | None) -> list[str]:
+        """The summary's lines about blocks, skipped and resumed work. A blockwise stage taken
+        whole from the work directory says so instead of a time; a rate counts only the share of
+        the volume done in this run, and the worker peak only tasks that ran."""
+        lines = []
+        if self.blockwise:
+            stages_text = ", ".join(self._stage(k, v, voxels) for k, v in self.seconds.items())
+            peak = f", largest worker peak {self.peak_rss / 2**20:.0f} MiB" if self.peaks else ""
+            lines.append(f"blockwise: {_blocks(self.blocks)} on {self.workers} workers{peak}; {stages_text}")
+        if self.skipped:
+            line = f"skipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
+            if not self.blockwise:
+                line += (f", saving about {self.seconds_saved:.1f}s ({self.skipped} x the mean time of an inferred crop)")
+            lines.append(line)
+        resumed = {k: v for k, v in self.resumed.items() if v}
+        if resumed and self.blockwise:
+            lines.append("resumed " + ", ".join(f"{v} {k}" for k, v in resumed.items()) + " blocks from the work directory")
+        elif resumed and work is not None:
+            lines.append(f"resumed {resumed.get('infer', 0)} of {self.crops} crops from {work}")
+        return lines
+
+    def _stage(self, name: str, seconds: float, voxels: int) -> str:
+        done, resumed = self.done.get(name), self.resumed.get(name, 0)
+        if done == 0 and resumed:
+            return f"{name} resumed ({_blocks(resumed)})"
+        share = voxels * done / (done + resumed) if done else voxels
+        return f"{name} {seconds:.2f}s ({share / max(seconds, 1e-9) / 1e6:.3g} Mvoxels/s)"
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block{'' if n == 1 else 's'}"
