@@ -119,7 +119,7 @@ def check_tools() -> None:
         )
 
 
-def _gather_sources(source: Path, into: Path) -> dict[str, Path]:
+def gather_sources(source: Path, into: Path) -> dict[str, Path]:
     """The four checkouts from ``source``: folders named after them, or ``NAME-r24.10.tar.gz``
     archives unpacked into ``into``."""
     found, absent = {}, []
@@ -224,7 +224,7 @@ def build_pytorch_backend(
     log_path = cache / f"{torch_build.key}.build.log"
     log_path.write_text("")
     try:
-        sources = _gather_sources(Path(source), work / "src")
+        sources = gather_sources(Path(source), work / "src")
         build = work / "build"
         build.mkdir()
         progress(f"configuring against torch {torch_build.version} (cxx11 ABI {int(torch_build.cxx11_abi)}), log: {log_path}")

@@ -197,7 +197,9 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _owner_record() -> str:
+def owner_record() -> str:
+    """This process's ``PID START-TIME``, which a later server compares to tell a live owner of a
+    work directory from a reused PID."""
     started = _start_time(os.getpid())
     return f"{os.getpid()} {started}" if started else str(os.getpid())
 
@@ -443,7 +445,7 @@ class TritonServer:
 
     def _launch(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))  # private: mode 0700
-        (self._workdir / OWNER_FILE).write_text(_owner_record())
+        (self._workdir / OWNER_FILE).write_text(owner_record())
         self.logs.clear()
         try:
             self._process = subprocess.Popen(

@@ -90,9 +90,9 @@ class SegmentationWidget(Container):
         self._cancel: threading.Event | None = None
         self._worker: Any = None
         self._bar: Any = None
-        self._relay = _Relay()
-        self._relay.progressed.connect(self._show_progress)
-        self._relay.warned.connect(_notify_warning)
+        self.relay = _Relay()
+        self.relay.progressed.connect(self._show_progress)
+        self.relay.warned.connect(_notify_warning)
         self._temporary: list[Path] = []
         self.last_result: Any = None  # the Segmentation of the last run, for "Save table…"
 
@@ -214,7 +214,7 @@ class SegmentationWidget(Container):
         from .. import api
 
         try:
-            result = api.segment(volume, progress=self._relay.progressed.emit, cancel=cancel, warn=self._relay.warned.emit, **kwargs)
+            result = api.segment(volume, progress=self.relay.progressed.emit, cancel=cancel, warn=self.relay.warned.emit, **kwargs)
             if not kwargs.get("blockwise"):
                 result.labels  # noqa: B018 - materialised here, not in the Qt thread
             result.table  # noqa: B018 - likewise

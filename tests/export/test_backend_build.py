@@ -116,7 +116,7 @@ def test_an_unreadable_archive_is_one_line(tmp_path: Path) -> None:
     for name in backend_build.SOURCES:
         (tmp_path / "src" / f"{name}-r24.10.tar.gz").write_bytes(b"not a tarball")
     with pytest.raises(BackendBuildError, match=r"^cannot unpack .*-r24\.10\.tar\.gz: "):
-        backend_build._gather_sources(tmp_path / "src", tmp_path / "into")
+        backend_build.gather_sources(tmp_path / "src", tmp_path / "into")
 
 
 def test_a_build_that_makes_no_library_is_one_line_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

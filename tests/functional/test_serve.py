@@ -100,7 +100,7 @@ def test_only_folders_of_ended_owners_are_removed(tmp_path: Path) -> None:
 
     gone = folder("gone", f"{ended.pid}")
     reused = folder("reused", f"{os.getpid()} 1")  # our pid, another start time: the owner that had it ended
-    alive = folder("alive", server_module._owner_record())
+    alive = folder("alive", server_module.owner_record())
     alive_pid_only = folder("alive-pid-only", str(os.getpid()))
     being_made = folder("being-made", None)
     half_written = folder("half-written", "")

@@ -160,7 +160,7 @@ def test_cancel_stops_and_leaves_no_layer_thread_or_file(qtbot, viewer_and_widge
     viewer, widget = viewer_and_widget
     before = set(Path(tempfile.gettempdir()).glob("skoots-napari-*"))
     stages: list[tuple[str, int, int]] = []
-    widget._relay.progressed.connect(lambda *a: (stages.append(a), widget.cancel()))
+    widget.relay.progressed.connect(lambda *a: (stages.append(a), widget.cancel()))
     run_and_wait(qtbot, widget)
     assert stages and stages[0][1] < stages[0][2]  # cancelled at the first batch of several
     assert "blobs labels" not in viewer.layers
