@@ -110,16 +110,16 @@ def end_to_end(folder: Path, shape_zxy=(40, 320, 320)) -> tuple[float, float, in
     import tifffile
 
     from conftest import E2E_EXPORT
-    from skoots_client.run import segment_file
+    import skoots_client
 
     repository = common.export_lively(folder / "model", **E2E_EXPORT)
     tifffile.imwrite(folder / "v.tif", common.blobs(shape_zxy, seed=3))
     started = time.perf_counter()
-    segment_file(folder / "v.tif", out=folder / "mem.tif", repository=repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "mem.tif", repository=repository, device="cpu", quiet=True)
     memory = time.perf_counter() - started
     started = time.perf_counter()
-    segment_file(folder / "v.tif", out=folder / "blk.tif", repository=repository, device="cpu", quiet=True, blockwise=True,
-                 block=(160, 160, 40), workers=2)
+    skoots_client.segment(folder / "v.tif", out=folder / "blk.tif", repository=repository, device="cpu", quiet=True, blockwise=True,
+                          block="160,160,40", workers=2)
     blocks = time.perf_counter() - started
     a, b = tifffile.imread(folder / "mem.tif"), tifffile.imread(folder / "blk.tif")
     assert a.dtype == b.dtype and np.array_equal(a, b), "blockwise labels differ from in-memory"

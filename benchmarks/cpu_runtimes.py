@@ -110,7 +110,7 @@ def distance(answer: tuple, reference: tuple) -> tuple[float, float, float]:
 
 def end_to_end(label: str, repository: Path, volume: Path, truth: Path | None, repeats: int, folder: Path) -> None:
     from skoots_client.evaluate import evaluate
-    from skoots_client.run import segment_file
+    import skoots_client
     from skoots_export.contract.openvino_runtime import cpu_supports_bf16
     import tifffile
 
@@ -120,8 +120,8 @@ def end_to_end(label: str, repository: Path, volume: Path, truth: Path | None, r
         for runtime, precision in settings:
             out = folder / f"{runtime}-{precision}.tif"
             started = time.perf_counter()
-            segment_file(volume, out=out, repository=repository, overwrite=True, quiet=True, device="cpu",
-                         runtime=runtime, precision=precision)
+            skoots_client.segment(volume, out=out, repository=repository, overwrite=True, quiet=True, device="cpu",
+                                  runtime=runtime, precision=precision)
             times[f"{runtime} {precision}"].append(time.perf_counter() - started)
     reference = tifffile.imread(folder / "torchscript-fp32.tif")
     print(f"\n{label}: whole embedded segment, median of {repeats} (runtimes interleaved):")

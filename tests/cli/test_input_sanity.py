@@ -2,9 +2,9 @@
 the fix, or a one-line refusal — never a silent wrong answer, never a lost input.
 
 Each case writes a real file of its kind (tifffile, zarr) and segments it with the lively model
-in-process (``segment_file``, the CLI's library call: a return is exit 0, and what it warns is
-collected) or, where the exit code and the one stderr line are the point, through the real
-``skoots-client`` console script. Refusals that fit the bad-input catalogue live there
+in-process (``skoots_client.segment``, the Python API the CLI runs: a return is exit 0, and what
+it warns is collected) or, where the exit code and the one stderr line are the point, through
+the real ``skoots-client`` console script. Refusals that fit the bad-input catalogue live there
 (``test_segment_cli.py``: ``rgb-2-d``, ``float32-0-255``, ``axes-*``, ``normalize-*``).
 """
 
@@ -22,7 +22,7 @@ import zarr
 from scipy import ndimage
 
 from skoots_client.errors import InputError, OutputError
-from skoots_client.run import segment_file
+import skoots_client
 from test_segment_cli import run_client
 
 
@@ -35,8 +35,8 @@ def blobs(shape_zyx=(8, 40, 32), seed: int = 0) -> np.ndarray:
 def segment(path: Path, out: Path, repository: Path, **options) -> tuple[str, list[str], np.ndarray]:
     """Summary, warnings and labels (as written, ``[Z, Y, X]``) of an in-process run."""
     warnings: list[str] = []
-    text = segment_file(path, out=out, repository=repository, device="cpu", quiet=True, overwrite=True,
-                        warn=warnings.append, **options)
+    text = skoots_client.segment(path, out=out, repository=repository, device="cpu", quiet=True, overwrite=True,
+                                 warn=warnings.append, **options).summary
     return text, warnings, tifffile.imread(out)
 
 
@@ -70,8 +70,8 @@ def test_12_bit_data_in_uint16_is_refused_before_inference_until_normalize_is_gi
             "or --normalize dtype to take it as is")
     assert refused.stderr.splitlines() == [f"error: {line}"]
     with pytest.raises(InputError, match=re.escape(line)):
-        segment_file(tmp_path / "c.tif", out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu", quiet=True,
-                     blockwise=True, block=(16, 16, 4), workers=1)
+        skoots_client.segment(tmp_path / "c.tif", out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu", quiet=True,
+                              blockwise=True, block="16,16,4", workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]
     text, warnings, labels = segment(tmp_path / "c.tif", tmp_path / "dtype.tif", e2e_repository, normalize="dtype")
     assert "normalisation dtype (x / 65536)" in text and not any("12-bit" in w for w in warnings), "--normalize dtype insists"
@@ -86,11 +86,11 @@ def test_a_mask_without_foreground_or_skip_below_above_the_maximum_is_refused_be
     tifffile.imwrite(tmp_path / "v.tif", (blobs() * 65535).astype(np.uint16))
     tifffile.imwrite(tmp_path / "m.tif", np.zeros((4, 10, 8), np.uint8))
     options = dict(out=tmp_path / "l.zarr", repository=e2e_repository, device="cpu", quiet=True, resume=True,
-                   blockwise=blockwise, block=(16, 16, 4), workers=1)
+                   blockwise=blockwise, block="16,16,4", workers=1)
     with pytest.raises(InputError, match=r"^--mask has no foreground \(no nonzero voxel\): every crop would be skipped"):
-        segment_file(tmp_path / "v.tif", mask=tmp_path / "m.tif", **options)
+        skoots_client.segment(tmp_path / "v.tif", mask=tmp_path / "m.tif", **options)
     with pytest.raises(InputError, match=r"^--skip-below 70000 is above every voxel of the volume \(its maximum is 65535\)"):
-        segment_file(tmp_path / "v.tif", skip_below=70000, **options)
+        skoots_client.segment(tmp_path / "v.tif", skip_below=70000, **options)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "v.tif"], "no work directory, no output"
 
 
@@ -105,8 +105,8 @@ def test_int16_is_segmented_as_the_same_voxels_shifted_into_uint16(e2e_repositor
     signed, warnings_signed, labels = segment(tmp_path / "s.tif", tmp_path / "s_labels.tif", e2e_repository)
     assert expected.max() >= 1 and np.array_equal(labels, expected) and warnings_signed == warnings
     assert "int16, axes ZYX" in signed and "normalisation dtype ((x + 32768) / 65536), the model's rule" in signed
-    segment_file(tmp_path / "s.tif", out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu", quiet=True,
-                 blockwise=True, block=(16, 16, 4), workers=1)
+    skoots_client.segment(tmp_path / "s.tif", out=tmp_path / "b.zarr", repository=e2e_repository, device="cpu", quiet=True,
+                          blockwise=True, block="16,16,4", workers=1)
     assert np.array_equal(zarr.open_array(str(tmp_path / "b.zarr"), mode="r")[...], expected)
     tifffile.imwrite(tmp_path / "ct.tif", (blobs() * 4095 - 1024).astype(np.int16))
     with pytest.raises(InputError, match=r"^the int16 volume spans only -1024 to 3071 of its range -32768 to 32767"):
@@ -218,7 +218,7 @@ def test_the_input_is_never_overwritten_even_with_overwrite(
     case: str, args: list[str], pattern: str, e2e_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the console script for the plain cases (exit 2, the one line); the others through
-    ``segment_file``, whose ``OutputError`` is that line."""
+    ``skoots_client.segment``, whose ``OutputError`` is that line."""
     data = (blobs() * 65535).astype(np.uint16)
     tifffile.imwrite(tmp_path / "v.tif", data)
     os.link(tmp_path / "v.tif", tmp_path / "hard.tif")
@@ -240,8 +240,8 @@ def test_the_input_is_never_overwritten_even_with_overwrite(
         options = {"--out": "out", "--preview": "preview", "--work-dir": "work_dir"}
         given = {options[args[i]]: Path(args[i + 1]) for i in range(1, len(args) - 1) if args[i] in options}
         with pytest.raises(OutputError) as refused:
-            segment_file(Path(args[0]), repository=e2e_repository, device="cpu", overwrite=True,
-                         save_intermediates="--save-intermediates" in args, **given)
+            skoots_client.segment(Path(args[0]), repository=e2e_repository, device="cpu", overwrite=True,
+                                  save_intermediates="--save-intermediates" in args, **given)
         line = str(refused.value)
     assert re.search(pattern, line), line
     assert line.endswith("; choose another path (the input is never overwritten, --overwrite or not)")

@@ -20,7 +20,7 @@ import tifffile
 import zarr
 
 from conftest import settled_inferences
-from skoots_client.run import segment_file
+import skoots_client
 from test_segment_e2e import blobs_volume, run_client
 
 DASK = str(Path(sys.executable).parent / "dask")
@@ -35,7 +35,7 @@ def volume(tmp_path_factory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
     """A volume, and the in-memory mode's labels of it ([Z, X, Y])."""
     folder = tmp_path_factory.mktemp("blockwise")
     tifffile.imwrite(folder / "v.tif", blobs_volume(SHAPE_ZXY, seed=3))
-    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     expected = tifffile.imread(folder / "expected.tif")
     assert expected.max() >= 5
     return folder / "v.tif", expected
@@ -79,12 +79,15 @@ def dask_cluster(tmp_path_factory):
                 process.kill()
 
 
-def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repository: Path, volume, tmp_path: Path, capsys) -> None:
+def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repository: Path, volume, tmp_path: Path, capsys,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process model, a LocalCluster the client starts and closes; TIFF output."""
     path, expected = volume
     out = tmp_path / "labels.tif"
-    text = segment_file(path, out=out, repository=e2e_repository, device="cpu", quiet=True, memory_available=1000,
-                        block=(16, 16, 4), workers=2)
+    # A machine with less memory than the in-memory mode's estimate (14 B a voxel), yet more
+    # than twice what the TIFF's labels take (4 B a voxel), so that the TIFF is still written.
+    monkeypatch.setattr("skoots_client.blockwise.pipeline.available_memory", lambda: 10 * int(np.prod(SHAPE_ZXY)))
+    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK, workers=2).summary
     assert "segmenting blockwise (--blockwise)" in capsys.readouterr().err
     got = tifffile.imread(out)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
@@ -92,13 +95,15 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     assert not (tmp_path / "labels.tif.work").exists(), "the work directory is removed once the labels are in place"
 
 
-def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_repository: Path, volume, tmp_path: Path) -> None:
+def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_repository: Path, volume, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from skoots_client.errors import ClientError
 
     path, _ = volume
+    monkeypatch.setattr("skoots_client.blockwise.pipeline.available_memory", lambda: 1000)  # a machine too small for the in-memory mode
     with pytest.raises(ClientError, match=re.escape("--preview needs the labels in memory, which --blockwise never holds")):
-        segment_file(path, out=tmp_path / "l.zarr", preview=tmp_path / "p.png", repository=e2e_repository, device="cpu",
-                     quiet=True, memory_available=1000)
+        skoots_client.segment(path, out=tmp_path / "l.zarr", preview=tmp_path / "p.png", repository=e2e_repository, device="cpu",
+                              quiet=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -113,9 +118,9 @@ def test_normalize_axes_and_skip_below_blockwise_equal_in_memory(e2e_repository:
     zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype)[...] = stored
     threshold = 1001.0
     options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ", skip_below=threshold)
-    text = segment_file(path, out=tmp_path / "expected.zarr", **options)
+    text = skoots_client.segment(path, out=tmp_path / "expected.zarr", **options).summary
     assert "percentile" in text
-    got = segment_file(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=(16, 16, 4), workers=2, **options)
+    got = skoots_client.segment(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=BLOCK, workers=2, **options).summary
     expected = labels_of(tmp_path / "expected.zarr")
     assert expected.max() >= 3
     assert "percentile" in got and "from --axes" in got
@@ -137,9 +142,9 @@ def test_blockwise_ome_zarr_states_the_voxel_size_and_its_table_is_the_in_memory
     path, expected = volume
     size = VoxelSize((0.5, 0.25, 2.0), "micrometer")
     options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size=size, ngff_version="0.5")
-    segment_file(path, out=tmp_path / "memory.ome.zarr", table=tmp_path / "memory.csv", **options)
+    skoots_client.segment(path, out=tmp_path / "memory.ome.zarr", table=tmp_path / "memory.csv", **options)
     out = tmp_path / "labels.ome.zarr"
-    text = segment_file(path, out=out, table=tmp_path / "blockwise.csv", blockwise=True, block=(16, 16, 4), workers=2, **options)
+    text = skoots_client.segment(path, out=out, table=tmp_path / "blockwise.csv", blockwise=True, block=BLOCK, workers=2, **options).summary
     assert read_voxel_size(out) == size and "voxel size" in text and "instance table" in text
     group = zarr.open_group(str(out), mode="r")
     assert group.metadata.zarr_format == 3 and group.attrs["ome"]["version"] == "0.5"
@@ -210,11 +215,11 @@ def test_min_size_in_memory_is_the_oracles_and_blockwise_equals_it(e2e_repositor
     oracle[np.isin(runtime, np.flatnonzero(sizes < min_size) + 1)] = 0
     oracle = postprocess.renumber_labels(oracle)[0].transpose(2, 0, 1)
     options = dict(repository=e2e_repository, device="cpu", quiet=True, min_size=min_size)
-    text = segment_file(path, out=tmp_path / "m.tif", **options)
+    text = skoots_client.segment(path, out=tmp_path / "m.tif", **options).summary
     kept = tifffile.imread(tmp_path / "m.tif")
     assert kept.dtype == oracle.dtype and np.array_equal(kept, oracle) and 0 < kept.max() < expected.max()
     assert f"{kept.max()} instances" in text
-    segment_file(path, out=tmp_path / "b.zarr", blockwise=True, block=(16, 16, 4), workers=2, **options)
+    skoots_client.segment(path, out=tmp_path / "b.zarr", blockwise=True, block=BLOCK, workers=2, **options)
     assert np.array_equal(labels_of(tmp_path / "b.zarr"), kept)
     refused = run_client("segment", str(path), "-r", str(e2e_repository), "--min-size", "-1", "--out", str(tmp_path / "n.tif"))
     assert refused.returncode == 2
@@ -252,8 +257,8 @@ def test_options_blockwise_cannot_honour_are_refused(e2e_repository: Path, volum
     path, _ = volume
     options = {k: tmp_path / v if isinstance(v, Path) else v for k, v in options.items()}
     with pytest.raises(ClientError, match=re.escape(message)):
-        segment_file(path, out=tmp_path / "l.zarr", repository=e2e_repository, blockwise=True, quiet=True,
-                     **{"device": "cpu", **options})
+        skoots_client.segment(path, out=tmp_path / "l.zarr", repository=e2e_repository, blockwise=True, quiet=True,
+                              **{"device": "cpu", **options})
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
@@ -335,13 +340,13 @@ def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_an
                 fmt=FormatV04(), scale={"z": 0.05, "y": 0.012, "x": 0.012})
     shutil.copytree(memory, image)
     options = dict(repository=e2e_repository, device="cpu", quiet=True, label_name="cells")
-    segment_file(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
+    skoots_client.segment(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
     (image / "labels").write_text("in the way")
-    blockwise = dict(blockwise=True, block=(16, 16, 4), workers=2, table=tmp_path / "blockwise.csv", **options)
+    blockwise = dict(blockwise=True, block=BLOCK, workers=2, table=tmp_path / "blockwise.csv", **options)
     with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(Zarr; napari and zarr open it\); run again with --resume"):
-        segment_file(image, out=None, labels_into=image, **blockwise)
+        skoots_client.segment(image, out=None, labels_into=image, **blockwise)
     (image / "labels").unlink()
-    text = segment_file(image, out=None, labels_into=image, resume=True, **blockwise)
+    text = skoots_client.segment(image, out=None, labels_into=image, resume=True, **blockwise).summary
     assert f"→ {image / 'labels' / 'cells'}" in text and f"resumed {BLOCKS} infer, {BLOCKS} assign" in text
     assert not (tmp_path / "img.ome.zarr.work").exists()
     ours, theirs = zarr.open_group(str(image / "labels" / "cells"), mode="r"), zarr.open_group(str(memory / "labels" / "cells"), mode="r")

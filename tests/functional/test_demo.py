@@ -56,7 +56,7 @@ def test_a_plain_export_of_the_demo_checkpoint_meets_the_targets(tmp_path: Path)
     card supplies crop, overlap and dilations), then an in-process segment of a held-out volume."""
     from examples.synthetic import SyntheticSpec, generate, write_volume
     from skoots_client.evaluate import evaluate_files
-    from skoots_client.run import segment_file
+    import skoots_client
 
     done = subprocess.run([SKOOTS, "export", str(CHECKPOINT)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -65,7 +65,7 @@ def test_a_plain_export_of_the_demo_checkpoint_meets_the_targets(tmp_path: Path)
         assert re.search(rf"^param +{re.escape(line)}$", done.stdout, re.MULTILINE), line
     volume = generate(HELD_OUT_SEED, dataclasses.replace(SyntheticSpec(), shape=tuple(map(int, SHAPE.split(",")))))
     _, truth = write_volume(tmp_path / "held_out.tif", volume)
-    segment_file(tmp_path / "held_out.tif", out=tmp_path / "labels.tif", repository=tmp_path / "model_repository", device="cpu", quiet=True)
+    skoots_client.segment(tmp_path / "held_out.tif", out=tmp_path / "labels.tif", repository=tmp_path / "model_repository", device="cpu", quiet=True)
     scores = evaluate_files(tmp_path / "labels.tif", truth).to_dict()
     figures = headline(scores)
     for name, target in TARGETS.items():

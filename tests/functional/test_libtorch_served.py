@@ -17,7 +17,7 @@ import pytest
 import tifffile
 
 from conftest import E2E_EXPORT, served_inferences
-from skoots_client.run import segment_file
+import skoots_client
 from test_segment_e2e import blobs_volume  # tests/functional/test_segment_e2e.py
 
 SKOOTS = str(Path(sys.executable).parent / "skoots")
@@ -55,7 +55,7 @@ def volume(tmp_path_factory: pytest.TempPathFactory, cpu_repository: Path) -> tu
     """A volume of many crops, and its labels from the embedded TorchScript run."""
     folder = tmp_path_factory.mktemp("volume")
     tifffile.imwrite(folder / "v.tif", blobs_volume())
-    segment_file(folder / "v.tif", out=folder / "embedded.tif", repository=cpu_repository, runtime="torchscript", device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "embedded.tif", repository=cpu_repository, runtime="torchscript", device="cpu", quiet=True)
     embedded = tifffile.imread(folder / "embedded.tif")
     assert embedded.max() > 5, "the lively model should find many instances"
     return folder / "v.tif", embedded
@@ -78,7 +78,7 @@ def test_the_libtorch_variant_is_ready_on_the_pytorch_backend(both_served) -> No
 @pytest.mark.parametrize("model,batch", [("skoots", 1), ("skoots", 4), ("skoots_python", 4)])
 def test_served_labels_equal_the_embedded_run(both_served, volume, tmp_path: Path, model: str, batch: int) -> None:
     path, embedded = volume
-    segment_file(path, out=tmp_path / "served.tif", urls=[both_served.grpc_url], model=model, batch=batch, device="cpu", quiet=True)
+    skoots_client.segment(path, out=tmp_path / "served.tif", url=[both_served.grpc_url], model=model, batch=batch, device="cpu", quiet=True)
     served = tifffile.imread(tmp_path / "served.tif")
     assert served.dtype == embedded.dtype and np.array_equal(served, embedded)
 
@@ -86,7 +86,7 @@ def test_served_labels_equal_the_embedded_run(both_served, volume, tmp_path: Pat
 def test_without_model_the_client_picks_the_libtorch_variant(both_served, volume, tmp_path: Path) -> None:
     path, embedded = volume
     before = {m: served_inferences(both_served.grpc_url, m) for m in ("skoots", "skoots_python")}
-    segment_file(path, out=tmp_path / "served.tif", urls=[both_served.grpc_url], device="cpu", quiet=True)
+    skoots_client.segment(path, out=tmp_path / "served.tif", url=[both_served.grpc_url], device="cpu", quiet=True)
     after = {m: served_inferences(both_served.grpc_url, m) for m in ("skoots", "skoots_python")}
     assert after["skoots"] > before["skoots"] and after["skoots_python"] == before["skoots_python"]
     assert np.array_equal(tifffile.imread(tmp_path / "served.tif"), embedded)

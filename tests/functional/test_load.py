@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from conftest import serving
-from skoots_client.run import segment_file
+import skoots_client
 from test_segment_e2e import CLIENT
 
 RUNS = 8
@@ -70,7 +70,7 @@ def test_eight_runs_at_once_finish_equal_to_their_solo_runs_and_the_server_does_
     url = fresh_server.grpc_url
     solo = []
     for i, volume in enumerate(volumes):  # one at a time, in this process
-        segment_file(volume, out=tmp_path / f"solo{i}.tif", urls=[url], device="cpu", quiet=True)
+        skoots_client.segment(volume, out=tmp_path / f"solo{i}.tif", url=[url], device="cpu", quiet=True)
         solo.append(tifffile.imread(tmp_path / f"solo{i}.tif"))
     assert all(labels.max() > 10 for labels in solo)
 

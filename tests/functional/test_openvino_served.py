@@ -9,7 +9,7 @@ import numpy as np
 import tifffile
 
 from skoots_client.evaluate import evaluate
-from skoots_client.run import segment_file
+import skoots_client
 from test_segment_e2e import blobs_volume  # tests/functional/test_segment_e2e.py
 
 
@@ -17,8 +17,8 @@ def test_the_python_backend_model_runs_openvino_with_torchscripts_labels(triton_
     assert any("skoots (instance" in line and "runs model.xml with OpenVINO FP32 on CPU" in line for line in triton_server.logs)
     tifffile.imwrite(tmp_path / "v.tif", blobs_volume())
     common = dict(device="cpu", quiet=True)
-    segment_file(tmp_path / "v.tif", out=tmp_path / "served.tif", urls=[triton_server.grpc_url], **common)
-    text = segment_file(tmp_path / "v.tif", out=tmp_path / "ts.tif", repository=e2e_repository, runtime="torchscript", **common)
+    skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "served.tif", url=[triton_server.grpc_url], **common)
+    text = skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "ts.tif", repository=e2e_repository, runtime="torchscript", **common).summary
     assert "inference in-process: TorchScript FP32 on CPU" in text
     served, torchscript = tifffile.imread(tmp_path / "served.tif"), tifffile.imread(tmp_path / "ts.tif")
     assert torchscript.max() > 5, "the lively model should find many instances"

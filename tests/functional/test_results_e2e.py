@@ -19,7 +19,7 @@ import zarr
 from reference_pipeline import same_partition
 from skoots_client.errors import InputError, OutputError
 from skoots_client.model_source import EmbeddedModel
-from skoots_client.run import segment_file
+import skoots_client
 from skoots_client.in_memory import SkipRule, segment_volume
 from skoots_client.tiling import crop_grid
 from skoots_client.volume import Volume
@@ -94,8 +94,8 @@ def test_skip_below_counts_and_summary(tmp_path: Path, e2e_repository: Path) -> 
     grid = crop_grid(volume.shape, (24, 24, 8), (4, 4, 2))
     expected = sum(int(np.asarray(volume.data[c.window]).max() < 1) for c in grid)
     assert 0 < expected < len(grid)
-    text = segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", repository=e2e_repository, device="cpu",
-                        quiet=True, skip_below=1)
+    text = skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", repository=e2e_repository, device="cpu",
+                                 quiet=True, skip_below=1).summary
     assert f"skipped {expected} of {len(grid)} crops (empty by --mask / --skip-below), saving about" in text
     labels = tifffile.imread(tmp_path / "l.tif")
     assert labels.max() > 0
@@ -114,25 +114,23 @@ def test_work_dir_fingerprint_names_the_skip_rule(tmp_path: Path, model: Embedde
         WorkDir(tmp_path / "w", made(None))
 
 
-def test_segment_file_checks_new_options_first(tmp_path: Path, e2e_repository: Path) -> None:
+def test_segment_refuses_a_bad_mask_table_or_labels_into_before_any_work(tmp_path: Path, e2e_repository: Path) -> None:
     tifffile.imwrite(tmp_path / "v.tif", blobs_volume((8, 30, 30)))
     common = dict(repository=e2e_repository, device="cpu", quiet=True)
     with pytest.raises(InputError, match=r"--mask: input not found: \S+nomask\.tif"):
-        segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", mask=tmp_path / "nomask.tif", **common)
-    with pytest.raises(InputError, match="nowhere to write the labels: give --out or --labels-into"):
-        segment_file(tmp_path / "v.tif", out=None, **common)
+        skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", mask=tmp_path / "nomask.tif", **common)
     with pytest.raises(OutputError, match=r"--table \S+t\.txt: unknown table type"):
-        segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", table=tmp_path / "t.txt", **common)
+        skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", table=tmp_path / "t.txt", **common)
     with pytest.raises(OutputError, match=r"--labels-into \S+v\.tif is not an OME-Zarr image"):
-        segment_file(tmp_path / "v.tif", out=None, labels_into=tmp_path / "v.tif", **common)
+        skoots_client.segment(tmp_path / "v.tif", out=None, labels_into=tmp_path / "v.tif", **common)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tif"]
 
 
 def test_table_of_segment_equals_measure_of_its_output(tmp_path: Path, e2e_repository: Path) -> None:
     tifffile.imwrite(tmp_path / "v.tif", blobs_volume(SHAPE_ZXY, seed=0), imagej=True, resolution=(1 / 0.2, 1 / 0.1),
                      metadata={"axes": "ZYX", "spacing": 0.5, "unit": "micron"})
-    text = segment_file(tmp_path / "v.tif", out=tmp_path / "l.ome.zarr", table=tmp_path / "t.csv",
-                        repository=e2e_repository, device="cpu", quiet=True, ngff_version="0.5")
+    text = skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.ome.zarr", table=tmp_path / "t.csv",
+                                 repository=e2e_repository, device="cpu", quiet=True, ngff_version="0.5").summary
     size = VoxelSize((0.1, 0.2, 0.5))
     assert "voxel size z 0.5, y 0.1, x 0.2 um" in text and read_voxel_size(tmp_path / "l.ome.zarr") == size
     from skoots_client import measure
@@ -219,8 +217,8 @@ def test_labels_into_a_tczyx_image_wider_than_a_chunk_with_channel_1(tmp_path: P
     image = tmp_path / "img.ome.zarr"
     raw = np.stack([np.zeros((8, 264, 40), np.uint16), blobs_volume((8, 264, 40), seed=4)])[None]
     ome_zarr_py_image(image, raw, "tczyx")
-    segment_file(image, out=tmp_path / "l.tif", labels_into=image, label_name="cells", channel=1,
-                 repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(image, out=tmp_path / "l.tif", labels_into=image, label_name="cells", channel=1,
+                          repository=e2e_repository, device="cpu", quiet=True)
     expected = tifffile.imread(tmp_path / "l.tif")
     assert expected.max() >= 3
     group = zarr.open_group(str(image / "labels" / "cells"), mode="r")
@@ -244,7 +242,7 @@ def four_channel_tif(path: Path) -> None:
 def four_channel_labels(tmp_path_factory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
     folder = tmp_path_factory.mktemp("keep")
     four_channel_tif(folder / "v.tif")
-    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     return folder / "v.tif", tifffile.imread(folder / "expected.tif")
 
 
@@ -268,7 +266,7 @@ def test_a_write_failing_after_inference_keeps_the_labels(tmp_path: Path, e2e_re
             (tmp_path / "out").rmdir()
 
     with pytest.raises(OutputError) as caught:
-        segment_file(tmp_path / "v.tif", out=out, repository=e2e_repository, device="cpu", quiet=True, warn=meanwhile)
+        skoots_client.segment(tmp_path / "v.tif", out=out, repository=e2e_repository, device="cpu", quiet=True, warn=meanwhile)
     message = str(caught.value)
     assert "\n" not in message
     kept = Path(re.search(r"the labels are kept in (\S+\.zarr) \(a Zarr array \[Z, Y, X\]", message).group(1))
@@ -299,7 +297,7 @@ def test_a_writer_bug_after_inference_keeps_the_labels_as_one_line(tmp_path: Pat
     monkeypatch.setattr(ngff, "write_label_image", broken)
     with pytest.raises(OutputError, match=r"^writing the labels failed \(ValueError: could not broadcast .*\) — the labels are kept in "
                                           r"\S+/img\.partial-\w+\.zarr \(a Zarr array") as caught:
-        segment_file(image, out=None, labels_into=image, channel=2, repository=e2e_repository, device="cpu", quiet=True)
+        skoots_client.segment(image, out=None, labels_into=image, channel=2, repository=e2e_repository, device="cpu", quiet=True)
     kept = Path(re.search(r"kept in (\S+\.zarr)", str(caught.value)).group(1))
     assert kept.parent == tmp_path and not (image / "labels").exists()
     from skoots_client.volume_read import read_labels
@@ -314,15 +312,13 @@ def test_a_scale_without_a_unit_is_said_so_and_unit_names_it(tmp_path: Path, e2e
     image = tmp_path / "img.ome.zarr"
     ome_zarr_py_image(image, blobs_volume((8, 40, 40), seed=5), "zyx", scale={"z": 0.05, "y": 0.012, "x": 0.012}, units=False)
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
-    text = segment_file(image, out=tmp_path / "l.tif", table=tmp_path / "t.csv", **options)
+    text = skoots_client.segment(image, out=tmp_path / "l.tif", table=tmp_path / "t.csv", **options).summary
     assert "voxel size z 0.05, y 0.012, x 0.012 (a scale without a unit; name it with --unit)" in text and " px" not in text
     rows = list(csv.DictReader(open(tmp_path / "t.csv", newline="")))
     assert len(rows) >= 1 and "volume_units3" in rows[0] and "centroid_z_units" in rows[0] and "skeleton_length_units" in rows[0]
     assert not [c for c in rows[0] if c.endswith(("_px", "_px3"))]
     assert float(rows[0]["volume_units3"]) == pytest.approx(int(rows[0]["voxels"]) * 0.05 * 0.012 * 0.012)
-    from skoots_client.voxel_size import UnitOption
-
-    text = segment_file(image, out=tmp_path / "n.tif", table=tmp_path / "n.csv", voxel_size=UnitOption("nanometer"), **options)
+    text = skoots_client.segment(image, out=tmp_path / "n.tif", table=tmp_path / "n.csv", unit="nanometer", **options).summary
     assert "voxel size z 0.05, y 0.012, x 0.012 nm" in text
     named = list(csv.DictReader(open(tmp_path / "n.csv", newline="")))
     assert [float(r["volume_nm3"]) for r in named] == [float(r["volume_units3"]) for r in rows]
@@ -342,10 +338,10 @@ def test_segment_one_level_of_an_image_with_its_voxel_size(tmp_path: Path, e2e_r
     write_image(big, zarr.open_group(str(image), mode="w", zarr_format=2), axes="zyx", fmt=FormatV04(), scaler=Scaler(max_layer=1),
                 scale={"z": 2.0, "y": 0.5, "x": 0.5}, axes_units={a: "micrometer" for a in "zyx"})
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
-    text = segment_file(image, level=1, out=tmp_path / "a.ome.zarr", **options)
+    text = skoots_client.segment(image, level=1, out=tmp_path / "a.ome.zarr", **options).summary
     assert f"{image / 's1'} → " in text and "voxel size z 2, y 1, x 1 um" in text
     assert read_voxel_size(tmp_path / "a.ome.zarr") == VoxelSize((1.0, 1.0, 2.0))
-    segment_file(image / "s1", out=tmp_path / "b.tif", **options)
+    skoots_client.segment(image / "s1", out=tmp_path / "b.tif", **options)
     assert read_voxel_size(tmp_path / "b.tif") == VoxelSize((1.0, 1.0, 2.0))
     labels = tifffile.imread(tmp_path / "b.tif")
     assert labels.shape == (8, 40, 40) and labels.max() >= 1
@@ -365,8 +361,8 @@ def test_a_preview_failing_after_the_labels_says_where_they_are(tmp_path: Path, 
         (tmp_path / "p").rmdir()
 
     with pytest.raises(OutputError, match=r"^cannot write the preview \S+p/p\.png \(.*\) — the labels were written to \S+l\.tif$"):
-        segment_file(tmp_path / "v.tif", out=tmp_path / "l.tif", preview=tmp_path / "p" / "p.png", repository=e2e_repository,
-                     device="cpu", quiet=True, warn=meanwhile)
+        skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", preview=tmp_path / "p" / "p.png", repository=e2e_repository,
+                              device="cpu", quiet=True, warn=meanwhile)
     assert np.array_equal(tifffile.imread(tmp_path / "l.tif"), expected)
 
 

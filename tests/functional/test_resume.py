@@ -16,7 +16,7 @@ import pytest
 import tifffile
 
 from conftest import settled_inferences
-from skoots_client.run import segment_file
+import skoots_client
 from skoots_client.tiling import crop_grid
 from skoots_client.workdir import MANIFEST, Piece, parse_record
 from test_segment_e2e import CLIENT, blobs_volume
@@ -39,7 +39,7 @@ def make_volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path, 
     one, see test_segment_e2e)."""
     folder = tmp_path_factory.mktemp("resume")
     tifffile.imwrite(folder / "v.tif", blobs_volume(shape_zxy, seed=5))
-    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     labels = tifffile.imread(folder / "expected.tif")
     assert labels.max() > 5
     return folder / "v.tif", labels
@@ -177,7 +177,7 @@ def test_a_kill_in_the_middle_of_a_write_never_marks_a_torn_crop(what: str, k: i
     before = marks(work)
     if what == "record":  # issue 17: a plain re-run said nothing of the crops kept beside it
         warnings: list[str] = []
-        segment_file(volume, out=out, repository=e2e_repository, device="cpu", quiet=True, warn=warnings.append)
+        skoots_client.segment(volume, out=out, repository=e2e_repository, device="cpu", quiet=True, warn=warnings.append)
         assert warnings == [f"{work} is a work directory left by an earlier run; this run (without --resume) neither uses "
                             "nor removes it: pass --resume to continue from its finished crops, or remove it"]
         assert marks(work) == before and np.array_equal(tifffile.imread(out), expected)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from skoots_client.run import segment_file
+import skoots_client
 from skoots_export.contract.net import is_loopback
 from skoots_export.server import ServerConfig, ServerTls, TritonServer, find_binary
 from test_segment_e2e import CLIENT, blobs_volume
@@ -58,7 +58,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
     folder = tmp_path_factory.mktemp("tls")
     tifffile.imwrite(folder / "v.tif", blobs_volume((12, 40, 36), seed=4))
-    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     return folder / "v.tif", tifffile.imread(folder / "expected.tif")
 
 

@@ -18,7 +18,7 @@ import zarr
 from conftest import start_server
 from reference_pipeline import reference_segment, same_partition
 from skoots_client.model_source import EmbeddedModel, TritonEndpoint
-from skoots_client.run import segment_file
+import skoots_client
 from skoots_client.in_memory import segment_volume
 from skoots_client.volume_read import read_volume
 
@@ -69,7 +69,7 @@ def test_labels_equal_a_literal_transcription_of_the_reference(e2e_repository: P
 
     volume = tifffile.imread(volume_tif).transpose(1, 2, 0)
     expected = reference_segment(volume, infer, (24, 24, 8), (4, 4, 2), (4.0, 4.0, 2.0), half_widths=(1, 1, 0))
-    segment_file(volume_tif, out=tmp_path / "l.tif", repository=e2e_repository, device="cpu", batch=1, quiet=True)
+    skoots_client.segment(volume_tif, out=tmp_path / "l.tif", repository=e2e_repository, device="cpu", batch=1, quiet=True)
     got = tifffile.imread(tmp_path / "l.tif").transpose(1, 2, 0)
     assert same_partition(got, expected)
     assert len(np.unique(got)) - 1 == got.max()

@@ -20,7 +20,7 @@ import pytest
 import tifffile
 
 from conftest import served_inferences, settled_inferences, start_server
-from skoots_client.run import segment_file
+import skoots_client
 from skoots_client.tiling import crop_grid
 from skoots_export.server import ServerConfig, TritonServer
 from test_resume import CROP, OVERLAP
@@ -35,7 +35,7 @@ WINDOW = 2  # requests in flight per server, one crop each (--batch 1)
 def volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
     folder = tmp_path_factory.mktemp("faults")
     tifffile.imwrite(folder / "v.tif", blobs_volume(SHAPE_ZXY, seed=2))
-    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     return folder / "v.tif", tifffile.imread(folder / "expected.tif")
 
 

@@ -14,7 +14,7 @@ import tifffile
 import torch
 
 from reference_pipeline import same_partition
-from skoots_client.run import segment_file
+import skoots_client
 from upstream_seed import seed_protocol
 
 pytest.importorskip("skoots.lib.flood_fill", reason="install skoots==0.0.5, bism==0.0.6 (--no-deps) and tqdm")
@@ -27,8 +27,8 @@ def test_reference_borders_equal_the_seed_protocol(e2e_seed_repository: Path, tm
 
     volume = blobs_volume(shape_zxy, seed=seed)
     tifffile.imwrite(tmp_path / "v.tif", volume)
-    segment_file(tmp_path / "v.tif", out=tmp_path / "ours.tif", repository=e2e_seed_repository, device="cpu",
-                 reference_borders=True, quiet=True)
+    skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "ours.tif", repository=e2e_seed_repository, device="cpu",
+                          reference_borders=True, quiet=True)
     ours = tifffile.imread(tmp_path / "ours.tif").transpose(1, 2, 0)
     model = torch.jit.load(str(e2e_seed_repository / "skoots" / "1" / "model.pt"))
     theirs = seed_protocol(volume, model, (24, 24, 8), (4, 4, 2), (4.0, 4.0, 2.0))

@@ -16,7 +16,7 @@ def stores_folder(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path
     Zarr v2 array, and the in-memory mode's labels of the TIFF (``expected.tif``)."""
     import zarr
 
-    from skoots_client.run import segment_file
+    import skoots_client
 
     folder = tmp_path_factory.mktemp("stores")
     zyx = blobs(SHAPE_ZYX, seed=3)
@@ -29,7 +29,7 @@ def stores_folder(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path
     image.create_array("0", data=zyx, chunks=(4, 16, 16))
     image.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"],
                                    "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [40, 4, 8]}]}]}]
-    segment_file(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
     assert tifffile.imread(folder / "expected.tif").max() >= 5
     return folder
 

@@ -16,8 +16,8 @@ import tifffile
 
 from .stores_support import expected_labels, free_port, http_server, one_line
 from skoots_client.errors import InputError
-from skoots_client.run import segment_file
-from skoots_client.stores import argument, parse, store_of
+import skoots_client
+from skoots_client.stores import parse, store_of
 from skoots_client.stores.reader import level
 from skoots_client.volume_read import read_volume
 from skoots_client.voxel_size import VoxelSize
@@ -60,7 +60,7 @@ def test_segment_over_http_gives_the_tiff_runs_labels(stores_folder: Path, serve
     expected = expected_labels(stores_folder)
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
     for i, text in enumerate([f"precomputed://{served}/pre", f"{served}/v2.zarr", f"{served}/v.n5/s0"]):
-        summary = segment_file(parse(text), out=tmp_path / f"{i}.tif", level=0 if i == 0 else None, **options)
+        summary = skoots_client.segment(text, out=tmp_path / f"{i}.tif", level=0 if i == 0 else None, **options).summary
         assert np.array_equal(tifffile.imread(tmp_path / f"{i}.tif"), expected), text
         assert summary.startswith(f"{text}/8_4_40 → " if i == 0 else f"{text} → ")  # --level 0: the scale's key
     assert "voxel size z 40, y 4, x 8 nm" in summary
@@ -132,14 +132,14 @@ def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path
     }
     for text, message in cases.items():
         with pytest.raises(InputError, match=message):
-            segment_file(argument(text), out=out / "l.tif", repository=e2e_repository, device="cpu", quiet=True)
+            skoots_client.segment(text, out=out / "l.tif", repository=e2e_repository, device="cpu", quiet=True)
     for source, message in {
         parse(f"precomputed://{stores_folder}/pre"): rf"--level 1: precomputed://{stores_folder}/pre has scales 0 \(8_4_40\); choose one of them",
         stores_folder / "v.n5": rf"--level 1: {stores_folder}/v.n5 has no dataset s1 \(its datasets: s0\)",
         parse(f"{served}/v2.zarr"): rf"--level 1: {served}/v2.zarr is not a precomputed volume or an N5 group of s0, s1, …; point at the level's path instead",
     }.items():
         with pytest.raises(InputError, match=message):
-            segment_file(source, out=out / "l.tif", level=1, repository=e2e_repository)
+            skoots_client.segment(source, out=out / "l.tif", level=1, repository=e2e_repository)
     for text in ["foo://x/y", f"{served}/nothing/here"]:
         result = subprocess.run([CLIENT, "segment", text, "--out", str(out / "l.tif"), "-r", str(e2e_repository)],
                                 capture_output=True, text=True, timeout=120)

@@ -16,8 +16,7 @@ import tifffile
 
 from .stores_support import expected_labels, S3_ENV, cloudvolume_zyx, make_bucket, moto_server, one_line, write_precomputed
 from skoots_client.errors import InputError, OutputError
-from skoots_client.run import segment_file
-from skoots_client.stores import parse
+import skoots_client
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 
@@ -55,13 +54,12 @@ def test_s3_in_and_blockwise_s3_out(stores_folder: Path, e2e_repository: Path, s
     kvstore = {"driver": "s3", "bucket": "data", "path": "raw/", "endpoint": s3, "aws_region": "us-east-1",
                "aws_credentials": {"type": "environment"}}
     write_precomputed(None, tifffile.imread(stores_folder / "v.tif"), kvstore=kvstore)
-    options = dict(repository=e2e_repository, device="cpu", quiet=True)
-    segment_file(parse("precomputed://s3://data/raw", s3_endpoint=s3), out=tmp_path / "a.tif", **options)
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, s3_endpoint=s3)
+    skoots_client.segment("precomputed://s3://data/raw", out=tmp_path / "a.tif", **options)
     assert np.array_equal(tifffile.imread(tmp_path / "a.tif"), expected)
 
-    out = parse("s3://data/labels", s3_endpoint=s3)
-    text = segment_file(stores_folder / "v.n5" / "s0", out=out, table=tmp_path / "t.csv", blockwise=True, block=(16, 16, 4),
-                        workers=2, **options)
+    text = skoots_client.segment(stores_folder / "v.n5" / "s0", out="s3://data/labels", table=tmp_path / "t.csv", blockwise=True,
+                                 block="16,16,4", workers=2, **options).summary
     assert "→ s3://data/labels\n" in text and "export" in text
     assert np.array_equal(cloudvolume_zyx("precomputed://moto://data/labels", s3_endpoint=s3), expected)
     store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": {**kvstore, "path": "labels/"}}).result()
@@ -82,10 +80,10 @@ def test_missing_credentials_are_one_line(stores_folder: Path, e2e_repository: P
     message = ("--out s3://data/labels2: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                "(or AWS_PROFILE with ~/.aws/credentials)")
     with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        segment_file(stores_folder / "v.tif", out=parse("s3://data/labels2", s3_endpoint=s3), repository=e2e_repository, quiet=True)
+        skoots_client.segment(stores_folder / "v.tif", out="s3://data/labels2", s3_endpoint=s3, repository=e2e_repository, quiet=True)
     result = subprocess.run([CLIENT, "segment", str(stores_folder / "v.tif"), "--out", "s3://data/labels2", "--s3-endpoint", s3,
                              "-r", str(e2e_repository)], capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert result.returncode == 2 and one_line(result.stderr) == f"error: {message}"
     assert "labels2/info" not in bucket_keys(s3)
     with pytest.raises(InputError, match=r"^precomputed://s3://data/private: access denied \(.*\); check the credentials \(AWS_\* variables, ~/.aws\) and the bucket's permissions$"):
-        segment_file(parse("precomputed://s3://data/private", s3_endpoint=s3), out=tmp_path / "p.tif", repository=e2e_repository, quiet=True)
+        skoots_client.segment("precomputed://s3://data/private", s3_endpoint=s3, out=tmp_path / "p.tif", repository=e2e_repository, quiet=True)

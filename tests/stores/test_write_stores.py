@@ -16,7 +16,7 @@ import pytest
 
 from .stores_support import expected_labels, cloudvolume_zyx as cloudvolume_at
 from skoots_client.errors import InputError, OutputError
-from skoots_client.run import segment_file
+import skoots_client
 from skoots_client.stores import parse, writer
 from skoots_client.volume_read import open_labels
 from skoots_client.voxel_size import VoxelSize
@@ -39,8 +39,8 @@ def tensorstore_zyx(path: Path, driver: str) -> np.ndarray:
 
 def test_precomputed_out_is_a_segmentation_with_the_tables_properties(stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg"
-    text = segment_file(stores_folder / "v.tif", out=parse(f"precomputed://{out}"), table=tmp_path / "t.csv", voxel_size=NM,
-                        repository=e2e_repository, device="cpu", quiet=True)
+    text = skoots_client.segment(stores_folder / "v.tif", out=f"precomputed://{out}", table=tmp_path / "t.csv", voxel_size=NM,
+                                 repository=e2e_repository, device="cpu", quiet=True).summary
     assert f"→ precomputed://{out}\n" in text
     expected = expected_labels(stores_folder)
     assert np.array_equal(cloudvolume_zyx(out), expected) and np.array_equal(tensorstore_zyx(out, "neuroglancer_precomputed"), expected)
@@ -107,7 +107,7 @@ def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: p
         writer.write_labels(parse(f"precomputed://{tmp_path}/new"), labels_xyz, voxel_size=NM, properties=[{"label-value": 1}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seg"]
     with pytest.raises(InputError, match=rf"--save-intermediates writes beside a local --out, not precomputed://{tmp_path}/i; drop it, or write to a local path"):
-        segment_file(tmp_path / "v.tif", out=parse(f"precomputed://{tmp_path}/i"), save_intermediates=True)
+        skoots_client.segment(tmp_path / "v.tif", out=f"precomputed://{tmp_path}/i", save_intermediates=True)
     for text, message in {
         f"zarr://{tmp_path}/x.zarr": "Zarr is written to a local NAME.zarr or NAME.ome.zarr path; to a URL write precomputed:// or n5://",
         "precomputed://http://127.0.0.1:1/x": "HTTP is read-only; write to a path, s3:// or gs://",
