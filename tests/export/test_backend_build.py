@@ -97,13 +97,18 @@ def test_missing_system_packages_are_named_with_their_apt_names(monkeypatch: pyt
         check_tools()
 
 
-def test_a_failed_build_names_its_log_and_leaves_nothing_in_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    if backend_build.missing_tools():
-        pytest.skip("the build needs cmake, make, g++, rapidjson-dev and googletest")
+def fake_checkouts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cmake: str) -> None:
+    """Four checkouts under ``tmp_path/src`` whose CMakeLists.txt ends with ``cmake``, and a cache of the test's own."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name in backend_build.SOURCES:
         (tmp_path / "src" / name).mkdir(parents=True)
-        (tmp_path / "src" / name / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.17)\nproject(x)\nmessage(FATAL_ERROR \"not the backend\")\n")
+        (tmp_path / "src" / name / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.17)\n" + cmake)
+
+
+def test_a_failed_build_names_its_log_and_leaves_nothing_in_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if backend_build.missing_tools():
+        pytest.skip("the build needs cmake, make, g++, rapidjson-dev and googletest")
+    fake_checkouts(monkeypatch, tmp_path, "project(x)\nmessage(FATAL_ERROR \"not the backend\")\n")
     with pytest.raises(BackendBuildError, match=r"^cmake configure failed \(exit 1\): .* — full log: .*\.build\.log$"):
         build_pytorch_backend(tmp_path / "src")
     backends = tmp_path / "cache" / "skoots-triton" / "backends"
@@ -122,11 +127,7 @@ def test_an_unreadable_archive_is_one_line(tmp_path: Path) -> None:
 def test_a_build_that_makes_no_library_is_one_line_and_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if backend_build.missing_tools():
         pytest.skip("the build needs cmake, make, g++, rapidjson-dev and googletest")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    for name in backend_build.SOURCES:
-        (tmp_path / "src" / name).mkdir(parents=True)
-        (tmp_path / "src" / name / "CMakeLists.txt").write_text(
-            "cmake_minimum_required(VERSION 3.17)\nproject(x NONE)\nadd_custom_target(triton-pytorch-backend)\n")
+    fake_checkouts(monkeypatch, tmp_path, "project(x NONE)\nadd_custom_target(triton-pytorch-backend)\n")
     with pytest.raises(BackendBuildError, match=r"^the build made no libtriton_pytorch\.so — full log: "):
         build_pytorch_backend(tmp_path / "src", jobs=1)
     assert [p.name for p in (tmp_path / "cache" / "skoots-triton" / "backends").iterdir() if p.is_dir()] == []

@@ -80,17 +80,23 @@ def _wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
 
 
 @contextlib.contextmanager
-def http_server(folder: Path) -> Iterator[str]:
-    """``python -m http.server`` serving ``folder`` on 127.0.0.1; yields its base URL."""
+def _listening(command: list[str], what: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``command`` (which takes a free ``{port}``) until the block ends; yields its base URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([c.format(port=port) for c in command], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env)
     try:
-        _wait_for_port(port, process, "http.server")
+        _wait_for_port(port, process, what)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(10)
+
+
+def http_server(folder: Path) -> contextlib.AbstractContextManager[str]:
+    """``python -m http.server`` serving ``folder`` on 127.0.0.1; yields its base URL."""
+    return _listening([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1", "--directory", str(folder)],
+                      "http.server")
 
 
 # CloudFiles (CloudVolume's storage layer) reads AWS_SESSION_TOKEN whenever it takes keys from the environment.
@@ -98,18 +104,9 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
           "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server() -> contextlib.AbstractContextManager[str]:
     """moto's S3 server mode (``moto_server``) on 127.0.0.1; yields its endpoint URL."""
-    port = free_port()
-    process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **S3_ENV})
-    try:
-        _wait_for_port(port, process, "moto_server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    return _listening([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", "{port}"], "moto_server", {**os.environ, **S3_ENV})
 
 
 def make_bucket(endpoint: str, bucket: str) -> None:
