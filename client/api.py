@@ -70,6 +70,7 @@ def segment(
     mask: Union[str, Path, None] = None,
     min_size: int = 0,
     skip_below: Optional[float] = None,
+    fill_missing: bool = False,
     runtime: RuntimeChoice = "auto",
     threads: Optional[int] = None,
     precision: PrecisionChoice = "fp32",
@@ -119,6 +120,9 @@ def segment(
     s3_endpoint : str, optional
         Endpoint of an S3-compatible store that is not AWS (``http://127.0.0.1:9000``), for an
         ``s3://`` volume or ``out``.
+    fill_missing : bool
+        Read chunks missing from an N5, precomputed or Zarr volume as zeros, and say how many
+        through ``warn``; by default a missing chunk (or a chunk read that keeps failing) is an error.
     **other
         Every other keyword is the ``skoots-client segment`` option of the same name (``--axes``,
         ``--normalize``, ``--reference-borders``, ``--min-size``, ``--runtime`` ...), with the same
@@ -164,7 +168,7 @@ def segment(
         InputSpec(
             _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes),
             channel=channel, axes=axes, normalize=normalize, voxel_size=voxel_size_value(voxel_size, unit), level=level,
-            mask=_path(mask), skip_below=skip_below,
+            mask=_path(mask), skip_below=skip_below, fill_missing=fill_missing,
         ),
         OutputSpec(
             out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -17,8 +18,21 @@ def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: 
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{option} {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {path}: folder {parent} is not writable")
+    check_writable(option, path, parent)
+
+
+def check_writable(option: str, path: Path, folder: Path) -> None:
+    """Fail unless a file can really be created (and removed) in ``folder``: permission bits do
+    not say (root ignores them; a read-only mount, a full disk, a pseudo file system refuse
+    root too), so a probe file is written there and deleted."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: folder {folder} is not writable; choose another folder")
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".skoots-write-probe-", dir=folder) as probe:
+            probe.write(b"probe")
+            probe.flush()
+    except OSError as e:
+        raise OutputError(f"{option} {path}: folder {folder} is not writable ({e.strerror or e}); choose another folder") from None
 
 
 def check_not_input(option: str, path: Path, inputs: Sequence[Path]) -> None:

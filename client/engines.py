@@ -23,8 +23,10 @@ from .preview import write_preview
 from .progress import Watch
 from .run_stats import RunStats
 from .sanity import empty_result_text, empty_result_warning
+from .stores.reader import filled_text
 from .summary import warn_each
-from .workdir import WorkDir
+from .volume_read import missing_chunks_warning
+from .workdir import WorkDir, default_work_dir
 
 Warn = Callable[[str], None]
 
@@ -49,7 +51,6 @@ class InMemoryEngine:
     def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats:
         from .instances import label_properties, measure_xyz, write_table
         from .ngff import write_labels_into
-        from .stores import is_store
 
         output, volume = plan.output, plan.volume
         work = None
@@ -83,8 +84,9 @@ class InMemoryEngine:
                     write_intermediates(output.destination, stats.intermediates, overwrite=output.overwrite,
                                         voxel_size=plan.voxel_size)
             except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
-                location = plan.location
-                folders = [*([work.path] if work is not None else []), location.parent if is_store(location) else Path(location).parent]
+                # beside the destination's work directory, never in the input's folder
+                folders = [*([work.path.parent] if work is not None else []),
+                           *([default_work_dir(output.destination).parent] if output.destination is not None else [])]
                 raise keep_labels(e, labels, plan.voxel_size, [p for p in (output.out, output.labels_into) if p is not None],
                                   folders, written=done_at) from e
         except ClientError as e:
@@ -96,7 +98,7 @@ class InMemoryEngine:
             close_all(endpoints)
         if work is not None:
             work.remove()
-        warn_each(warn, empty_result_warning(stats.instances, labels))
+        warn_each(warn, missing_chunks_warning(volume), empty_result_warning(stats.instances, labels))
         if not plan.model.urls:
             stats.notes.append(f"inference in-process: {endpoints[0].runtime}")
         resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
@@ -136,8 +138,9 @@ class BlockwiseEngine:
             block=cluster.block, workers=cluster.workers, threads_per_worker=cluster.threads_per_worker,
             scheduler=cluster.scheduler, work_dir=plan.resume.work_dir, resume=plan.resume.keeps_work,
             overwrite=output.overwrite, quiet=watch.quiet, say=None if watch.quiet else (lambda line: print(line, file=sys.stderr)),
-            min_size=output.min_size, watch=watch,
+            min_size=output.min_size, watch=watch, fill_missing=plan.input.fill_missing,
         )
+        warn_each(warn, filled_text(stats.filled, plan.location))
         if output.table is not None and stats.table is not None:
             try:
                 write_table(output.table, stats.table)

@@ -42,7 +42,7 @@ Triple = tuple[int, int, int]
 class InputSpec:
     """What to segment and how to read it: a path or store URL, or an array's opened
     :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
-    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask`` and ``--skip-below``."""
+    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below`` and ``--fill-missing``."""
 
     source: Any
     channel: int | None = None
@@ -52,6 +52,7 @@ class InputSpec:
     level: int | None = None
     mask: Path | None = None
     skip_below: float | None = None
+    fill_missing: bool = False  # --fill-missing: chunks missing from a chunked store read as zeros, counted
 
     @property
     def from_file(self) -> bool:
@@ -248,7 +249,7 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     work_path = (resume.work_dir or default_work_dir(output.destination)) if resume.keeps_work else None
     check_destinations([location] if input.from_file else [], output, work_path)
     choice = parse_normalize(input.normalize)
-    volume = read_volume(location, input.channel, input.axes) if input.from_file else input.source
+    volume = read_volume(location, input.channel, input.axes, fill_missing=input.fill_missing) if input.from_file else input.source
     blockwise = cluster.asked
     if input.from_file and not blockwise and output.destination is not None and too_big_for_memory(volume.shape, cluster.memory_available):
         check_blockwise_options(model, output)

@@ -24,6 +24,7 @@ class RunStats:
     crops: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: int = 0
+    filled: int = 0  # --fill-missing: missing input chunks read as zeros
     resumed: dict[str, int] = field(default_factory=dict)
     labels: Any = None
     intermediates: dict[str, Any] = field(default_factory=dict)

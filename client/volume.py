@@ -65,6 +65,11 @@ class XYZView:
         kept = sorted(axes)
         self._to_xyz = (kept.index(x), kept.index(y), kept.index(z))
 
+    @property
+    def array(self) -> Any:
+        """The array as stored (e.g. a store's windows, which count the chunks read as zeros)."""
+        return self._array
+
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         sx, sy, sz = key
         index: list[Any] = [slice(None)] * len(self._array.shape)

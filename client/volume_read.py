@@ -83,14 +83,21 @@ def _ome_axes(multiscales: Any) -> str | None:
         return None
 
 
-def _open_zarr(path: Path) -> tuple[Any, str | None]:
+def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str | None]:
+    """A Zarr array, an OME-Zarr image's first level or a group's one array; ``fill_missing``
+    as :func:`~skoots_client.stores.reader.zarr_windows` takes it."""
     import zarr
 
+    if path.is_dir() and not any((path / m).exists() for m in ("zarr.json", ".zarray", ".zattrs", ".zgroup")):
+        raise InputError(_no_metadata(path))
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    from .stores.reader import zarr_windows  # TensorStore reads the windows where installed (client/stores)
+    from .stores.reader import zarr_windows as tensorstore_windows  # TensorStore reads the windows where installed (client/stores)
+
+    def zarr_windows(array: Any) -> Any:
+        return tensorstore_windows(array, fill_missing)
 
     if isinstance(node, zarr.Array):
         level = image_of_level(path)  # IMAGE.ome.zarr/LEVEL: the image names its axes
@@ -102,6 +109,20 @@ def _open_zarr(path: Path) -> tuple[Any, str | None]:
     if len(arrays) == 1:
         return zarr_windows(node[arrays[0]]), None
     raise InputError(f"{path} is a Zarr group with {len(arrays)} arrays and no OME multiscales; point at one array")
+
+
+def _no_metadata(path: Path) -> str:
+    """The line for a folder without any volume's metadata; it names a precomputed volume
+    whose ``info`` is missing (its scales' chunk files are named ``x0-x1_y0-y1_z0-z1``)."""
+    import re
+
+    chunk = re.compile(r"^\d+-\d+_\d+-\d+_\d+-\d+$")
+    scales = [d for d in sorted(path.iterdir())[:64] if d.is_dir() and any(chunk.match(f.name) for f in list(d.iterdir())[:16])]
+    if scales:
+        return (f"{path} looks like a Neuroglancer precomputed volume (scale {scales[0].name}) without its info file; "
+                "restore info (its metadata) from where the volume came from")
+    return (f"{path}: no volume there (no zarr.json / .zarray / .zattrs, attributes.json or info); "
+            "point at a Zarr store, an N5 dataset or a precomputed volume")
 
 
 def _dimension_error(path: Path, shape: tuple[int, ...], axes: str | None) -> InputError:
@@ -168,14 +189,16 @@ def _layout(
     raise _dimension_error(path, shape, axes)
 
 
-def _open(path: Path) -> tuple[Any, str | None]:
+def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None]:
     """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
-    and its axis letters where the file names them."""
+    and its axis letters where the file names them. A chunk missing from a chunked store is an
+    error when read (``fill_missing`` False), zeros counted (True), or background (None: label
+    volumes, whose writers skip chunks of background)."""
     from . import stores
 
     store = stores.store_of(path)
     if store is not None:  # N5, precomputed, Zarr by URL: TensorStore (client/stores)
-        opened = stores.open_volume(store)
+        opened = stores.open_volume(store, fill_missing)
         return opened.array, opened.axes
     if not path.exists():
         level = image_of_level(path)
@@ -191,11 +214,12 @@ def _open(path: Path) -> tuple[Any, str | None]:
             raise InputError(f"cannot read {path}: permission denied")
         return _open_tiff(path)
     if name.endswith(ZARR_SUFFIXES) or path.is_dir():
-        return _open_zarr(path)
+        return _open_zarr(path, fill_missing)
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True) -> Volume:
+def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
+                fill_missing: bool = False) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
     Axes follow the seed (``[Z, Y, X]`` or ``[Z, Y, X, C]`` on disk, in napari's letters) unless
@@ -204,6 +228,9 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
     channel 2 is used (the seed's rule). ``check_finite=False`` skips the pass over float input
     that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
+    A chunk missing from a chunked store (N5, precomputed, Zarr) is an ``InputError`` when it is
+    read, unless ``fill_missing`` (``--fill-missing``): then it reads as zeros, counted
+    (:func:`missing_chunks_warning`).
 
     Raises
     ------
@@ -211,8 +238,21 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
     path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
-    array, file_axes = _open(path)
+    array, file_axes = _open(path, fill_missing)
     return _as_volume(array, path, file_axes, channel, axes, check_finite)
+
+
+def missing_chunks(volume: Volume) -> set[tuple[int, ...]]:
+    """The chunks a ``fill_missing`` volume has read as zeros so far (grid indices); empty for
+    anything but a chunked store."""
+    return set(getattr(getattr(volume.data, "array", None), "filled", ()))
+
+
+def missing_chunks_warning(volume: Volume) -> str | None:
+    """How many missing chunks a ``fill_missing`` volume read as zeros, as a warning; or None."""
+    from .stores.reader import filled_text
+
+    return filled_text(len(missing_chunks(volume)), volume.path)
 
 
 def volume_from_array(array: Any, channel: int | None = None, axes: str | None = None) -> Volume:

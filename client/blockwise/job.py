@@ -64,6 +64,7 @@ class Job:
     vector_halo: tuple[int, int, int]
     mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
     skip_below: float | None = None
+    fill_missing: bool = False  # --fill-missing: the workers read missing chunks as zeros and count them
 
     @property
     def grid(self) -> BlockGrid:

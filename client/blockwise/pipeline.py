@@ -216,6 +216,7 @@ def _run(
     done = _still_done(client, job, "infer", store, names)
     inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
     result.skipped = sum(v[1].get("skipped", 0) for v in done.values()) + sum(v["skipped"] for v in inferred.values())
+    result.filled = sum(v.get("filled", 0) for v in inferred.values())  # --fill-missing: chunks read as zeros
     counts = {**{k: v[1]["count"] for k, v in done.items()}, **{k: v["count"] for k, v in inferred.items()}}
 
     order = {b.index: i for i, b in enumerate(grid.blocks)}
@@ -363,7 +364,7 @@ def blockwise_file(
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
-    into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None,
+    into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None, fill_missing: bool = False,
 ) -> RunStats:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
@@ -381,6 +382,7 @@ def blockwise_file(
         work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(),  # type: ignore[index]
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
         batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
+        fill_missing=fill_missing,
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,

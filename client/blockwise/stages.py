@@ -22,6 +22,7 @@ from ..atomic import crc
 from ..endpoints import open_endpoints
 from ..in_memory import infer_pieces, reference_interior, skip_rule
 from ..ngff import read_zyx, write_zyx
+from ..volume_read import missing_chunks
 from . import sparse
 from .blocks import Block, Region, grow
 from .equivalence import face_pairs
@@ -44,8 +45,8 @@ def _endpoints(source: Source) -> list[Any]:
 def _volume(job: Job) -> Any:
     from ..volume_read import read_volume
 
-    return cached(("volume", job.volume, job.channel, job.axes),
-                   lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False))
+    return cached(("volume", job.volume, job.channel, job.axes, job.fill_missing),
+                   lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False, fill_missing=job.fill_missing))
 
 
 def _local(region: Region, within: Region) -> tuple[slice, slice, slice]:
@@ -72,7 +73,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     block = job.grid.block(index)
     skeleton = scratch("small", _extent(block.region), np.uint8)
     vectors = scratch("vectors", (3, *skeleton.shape), np.float16)
-    crops = block.crops
+    crops, filled = block.crops, 0
     if isinstance(job.source, StoredAnswers):
         skeleton[...], vectors[...] = stored_answers(job.source.path, block.region, job.shape)
     elif block.crops:
@@ -82,6 +83,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
 
         torch.set_num_threads(max(1, job.source.threads or job.threads))
         volume = _volume(job)
+        filled = -len(missing_chunks(volume))
         if job.mask is not None or job.skip_below is not None:
             rule = cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
             crops = [crop for crop in crops if not rule.skips(volume, crop)]
@@ -92,6 +94,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
                 skeleton[where] = piece.skeleton
                 vectors[(slice(None), *where)] = piece.vectors
         release_pages(volume)  # a memory-mapped input's pages read for this block: not this worker's to keep
+        filled += len(missing_chunks(volume))  # chunks this block was first to read as zeros (--fill-missing)
     labels, count = postprocess.label_skeleton(skeleton)  # step 7 within the block, while it is at hand
     del skeleton
     store = job.store
@@ -106,7 +109,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     skipped = len(block.crops) - len(crops)
     store.mark("infer", block.name, crc(at, values, vector_at, vector_values, *faces.values()),
                {"crops": len(block.crops), "skipped": skipped, "count": count})
-    return report(started, crops=len(block.crops), skipped=skipped, count=count)
+    return report(started, crops=len(block.crops), skipped=skipped, count=count, filled=filled)
 
 
 def stored_answers(path: Path, region: Region, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

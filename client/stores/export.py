@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .location import StoreUrl, context, explain
-from .writer import Region, add_properties, open_output, output_format, spec, staged, write_boxes, write_region
+from .writer import Region, add_properties, done, open_output, output_format, spec, staged, write_boxes, write_region
 
 
 def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_pa
     z, x, y = (int(n) for n in source.shape)
     with staged(url, overwrite) as target:
         try:
-            store = ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, **layout), context=context()).result()
+            store = done(ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, **layout), context=context()), url)
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
         boxes = write_boxes((x, y, z), store.chunk_layout.write_chunk.shape)  # whole shards or chunks, up to 64 MiB

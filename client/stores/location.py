@@ -184,6 +184,12 @@ def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[Cli
     text = str(error).split(" [tensorstore_spec=")[0].strip()
     status = text.split(":", 1)[0]
     detail = text.split(":", 1)[-1].strip().splitlines()[0] if text else type(error).__name__
+    if "was ignored by server" in text:  # a byte-range read answered with the whole file
+        return kind(f"{url}: the HTTP server ignores Range requests, which sharded Zarr v3 needs; serve the volume with a "
+                    "server that supports them (nginx, Apache, `npx http-server`, `rclone serve http`; not `python -m http.server`)")
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        host = url.host if isinstance(url, StoreUrl) else str(url)
+        return kind(f"{url}: bucket {host} does not exist; check the name (and --s3-endpoint)")
     if "CURL error" in text or status in ("UNAVAILABLE", "DEADLINE_EXCEEDED") or "Could not resolve" in text:
         curl = re.search(r"CURL error ([^\[]+)", text)
         reason = curl[1].strip() if curl else detail

@@ -10,7 +10,9 @@ any other file (volume.XYZView): no format-specific code outside this package.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,20 +65,47 @@ class Opened:
 
 class WindowArray:
     """A TensorStore seen as a NumPy-like array: ``shape``, ``dtype``, and ``a[key]`` reading
-    that window into memory. A read that fails mid-run (a host gone) is one ``InputError``."""
+    that window into memory. A read that fails mid-run (a host gone, a chunk missing) is one
+    ``InputError``; with ``filler`` (the same volume opened to read missing chunks as zeros,
+    ``--fill-missing``) a missing chunk is read as zeros and counted in ``filled``."""
 
-    def __init__(self, store: Any, url: StoreUrl) -> None:
+    def __init__(self, store: Any, url: StoreUrl, filler: Any = None) -> None:
         self._store = store
-        self._url = url
+        self.url = url
+        self._filler = filler
+        self.filled: set[tuple[int, ...]] = set()  # grid indices of the chunks read as zeros
         self.shape = tuple(int(n) for n in store.shape)
         self.dtype = np.dtype(store.dtype.numpy_dtype)
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        key = self._clipped(key)
         try:
-            return np.asarray(self._store[self._clipped(key)].read().result())
+            return np.asarray(self._store[key].read().result())
         except ValueError as e:
-            raise explain(e, self._url, "data") from e
+            if self._filler is None or not is_missing(e):
+                raise read_error(e, self.url) from e
+        self.filled |= self._missing(key)
+        try:
+            return np.asarray(self._filler[key].read().result())
+        except ValueError as e:
+            raise read_error(e, self.url) from e
+
+    def _missing(self, key: tuple[Any, ...]) -> set[tuple[int, ...]]:
+        """The grid indices of the chunks in ``key``'s window that the store does not hold."""
+        chunk = self._store.chunk_layout.read_chunk.shape
+        box = [(k.start, k.stop) if isinstance(k, slice) else (k, k + 1) for k in key]
+        cells = itertools.product(*(range(lo // c, -(-hi // c)) for (lo, hi), c in zip(box, chunk)))
+        found = set()
+        for cell in cells:
+            window = tuple(slice(max(lo, i * c), min(hi, (i + 1) * c)) for (lo, hi), i, c in zip(box, cell, chunk))
+            try:
+                self._store[window].read().result()
+            except ValueError as e:
+                if not is_missing(e):
+                    raise read_error(e, self.url) from e
+                found.add(cell)
+        return found
 
     def _clipped(self, key: Any) -> tuple[Any, ...]:
         """``key`` as NumPy reads it (TensorStore refuses what NumPy clips): ``...`` expanded,
@@ -97,6 +126,36 @@ class WindowArray:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[...]
         return out if dtype is None else out.astype(dtype)
+
+
+FILL_MISSING = "pass --fill-missing to read missing chunks as zeros"
+
+
+def is_missing(error: BaseException) -> bool:
+    """Whether a TensorStore read failed because a chunk is absent (a file, object or shard
+    entry the store does not hold; an HTTP 404)."""
+    text = str(error)
+    return text.startswith("NOT_FOUND") and "is missing" in text
+
+
+def read_error(error: BaseException, url: StoreUrl) -> InputError:
+    """A failed window read as one line: a missing chunk named with the fix, else
+    :func:`~.location.explain`'s line (a host gone, access denied, a server without Range)."""
+    if is_missing(error):
+        found = re.search(r"chunk (\{[^}]*\}) stored at (?:shard entry \S+ in )?(.*?) is missing", str(error))
+        what = f"chunk {found[1]} ({found[2]})" if found else "a chunk"
+        return InputError(f"{url}: {what} is missing — the volume is incomplete (a failed copy or upload?); "
+                          f"restore it, or {FILL_MISSING}")
+    return explain(error, url, "data")
+
+
+def filled_text(count: int, url: Any = None) -> str | None:
+    """``N missing chunks were read as zeros`` (``--fill-missing``), or None for none."""
+    if not count:
+        return None
+    where = f" of {url}" if url is not None else ""
+    return (f"{count} missing chunk{'s' if count != 1 else ''}{where} {'were' if count != 1 else 'was'} read as zeros "
+            "(--fill-missing): the labels there are background")
 
 
 def _read_json(url: StoreUrl, key: str, kvstore: Any = None) -> dict[str, Any] | None:
@@ -164,10 +223,24 @@ def detect(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]]:
             return _zarr_image(url, attributes or {})
     if wanted in (None, "n5") and _read_json(url.child("s0"), "attributes.json", None) is not None:
         raise InputError(f"{url} is an N5 group, not a dataset; append the dataset's path{_datasets(url)}")
+    _check_bucket(url, kv)
     if wanted is not None:
         raise InputError(f"{url}: no {NAMES[wanted]} there ({_markers(wanted)} not found); check the path")
     raise InputError(f"{url}: no N5, Neuroglancer precomputed or Zarr volume there (no attributes.json, info, zarr.json "
                      "or .zarray); check the path")
+
+
+def _check_bucket(url: StoreUrl, kv: Any) -> None:
+    """Raise when ``url``'s bucket does not exist: S3 and GCS read an object of a missing
+    bucket as absent, which would say "no volume there" (a list of one key says which)."""
+    import tensorstore as ts
+
+    if url.scheme not in ("s3", "gs"):
+        return
+    try:
+        kv.list(ts.KvStore.KeyRange("info", "info\0")).result()
+    except ValueError as e:
+        raise explain(e, url, "store") from e
 
 
 def _markers(format: str) -> str:
@@ -209,26 +282,39 @@ def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUr
     return format, level, {**meta, "multiscales": multiscales}
 
 
-def open_volume(source: StoreUrl) -> Opened:
-    """Open ``source`` for reading by window.
+def open_volume(source: StoreUrl, fill_missing: bool | None = False) -> Opened:
+    """Open ``source`` for reading by window. A chunk the store does not hold is an error when
+    it is read, unless ``fill_missing`` (``--fill-missing``): then it reads as zeros, counted;
+    ``None`` reads it as the fill value, uncounted (label volumes).
 
     Raises
     ------
     InputError
         See :func:`detect`; and data TensorStore cannot decode.
     """
-    import tensorstore as ts
-
     format, url, meta = detect(source)
     spec: dict[str, Any] = {"driver": DRIVERS[format], "kvstore": url.kvstore(), "open": True}
     if format == "precomputed":
         spec["scale_index"] = meta["scale"]
-    try:
-        store = ts.open(spec, read=True, context=context()).result()
-    except ValueError as e:
-        raise explain(e, source, NAMES[format]) from e
-    store = store[ts.d[:].translate_to[0]]  # a precomputed voxel_offset: windows count from the volume's corner
-    return Opened(WindowArray(store, source), _axes(format, store, meta), format, meta, source)
+    store, filler = _open_strict(spec, source, NAMES[format], fill_missing)
+    return Opened(WindowArray(store, source, filler), _axes(format, store, meta), format, meta, source)
+
+
+def _open_strict(spec: dict[str, Any], url: StoreUrl, what: str, fill_missing: bool | None) -> tuple[Any, Any]:
+    """The store of ``spec`` that fails on a missing chunk (TensorStore's drivers read one as
+    the fill value by default: ``fill_missing_data_reads``), and with ``fill_missing`` the
+    one that reads it as zeros; both translated to count windows from the volume's corner
+    (a precomputed ``voxel_offset``). ``None``: one store that reads it as the fill value."""
+    import tensorstore as ts
+
+    opened = []
+    for fill in (True,) if fill_missing is None else (False, True) if fill_missing else (False,):
+        try:
+            store = ts.open({**spec, "fill_missing_data_reads": fill}, read=True, context=context()).result()
+        except ValueError as e:
+            raise explain(e, url, what) from e
+        opened.append(store[ts.d[:].translate_to[0]])
+    return opened[0], opened[1] if fill_missing else None
 
 
 def _axes(format: str, store: Any, meta: dict[str, Any]) -> str | None:
@@ -329,28 +415,32 @@ def _size_by_axes(values: Any, axes: str, unit: str | None) -> Any:
     return VoxelSize(sizes, name)
 
 
-def zarr_windows(array: Any) -> Any:
+def zarr_windows(array: Any, fill_missing: bool | None = False) -> Any:
     """A local zarr-python array read by window through TensorStore instead, when TensorStore
     is installed and opens it alike (same shape and dtype); else ``array`` as it is.
 
     zarr-python keeps finding the array and its metadata (OME-NGFF axes, levels, scale);
     TensorStore reads the crops, 5x faster in segment's pattern: it decodes chunks in
-    parallel and keeps them in its cache for the overlapping crops (benchmarks/RESULTS.md)."""
+    parallel and keeps them in its cache for the overlapping crops (benchmarks/RESULTS.md).
+    A missing chunk is an error as in :func:`open_volume`, read as zeros and counted with
+    ``fill_missing``; ``None`` reads it as the fill value, uncounted (label volumes, whose
+    writers skip chunks of background)."""
     root = getattr(getattr(array, "store", None), "root", None)
     if root is None:
         return array
     try:
-        import tensorstore as ts
+        import tensorstore  # noqa: F401 - installed or not
     except ImportError:
         return array
     path = Path(root) / str(getattr(array, "path", "") or "")
     url = parse(str(path))
     driver = "zarr" if array.metadata.zarr_format == 2 else "zarr3"
+    spec = {"driver": driver, "kvstore": url.kvstore(), "open": True}
     try:
-        store = ts.open({"driver": driver, "kvstore": url.kvstore(), "open": True}, read=True, context=context()).result()
-    except ValueError:  # a codec TensorStore lacks: zarr-python reads it
+        store, filler = _open_strict(spec, url, "Zarr array", fill_missing)
+    except InputError:  # a codec TensorStore lacks: zarr-python reads it
         return array
-    windows = WindowArray(store, url)
+    windows = WindowArray(store, url, filler)
     return windows if windows.shape == tuple(array.shape) and windows.dtype == np.dtype(array.dtype) else array
 
 

@@ -42,6 +42,7 @@ SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see t
 CHUNK = 64  # voxels per chunk side, precomputed and N5
 SHARD_LOG2 = 2  # a shard is 2**2 chunks per axis: 256**3 voxels
 METADATA = {"precomputed": "info", "n5": "attributes.json"}
+DEADLINE = 120.0  # seconds for one metadata request or open of the output, retries included
 Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) per runtime axis X, Y, Z
 
 
@@ -52,7 +53,8 @@ def output_format(url: StoreUrl) -> str:
 
 def check_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
     """Fail before any work if labels cannot be written at ``url``: a format this writes, a
-    writable store (not HTTP), credentials for S3, a folder that exists, not the input, and
+    writable store (not HTTP), credentials for S3, a folder that exists and takes a file, a
+    bucket that exists and takes an object (a probe written and deleted), not the input, and
     ``--overwrite`` for a volume already there.
 
     Raises
@@ -60,7 +62,7 @@ def check_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = (
     OutputError
         One line naming ``--out`` and what to do.
     """
-    from ..destinations import check_not_input
+    from ..destinations import check_not_input, check_writable
 
     format = output_format(url)
     if format not in METADATA:
@@ -77,25 +79,62 @@ def check_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = (
         parent = url.local.parent
         if not parent.is_dir():
             raise OutputError(f"--out {url}: folder {parent} does not exist; create it first")
+        check_writable("--out", url.local, parent)
         if url.local.exists() and not overwrite:
             raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
         return
+    check_bucket(url)
     if _exists(url, format) and not overwrite:
         raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
+
+
+def check_bucket(url: StoreUrl) -> None:
+    """Write a probe object below ``url`` and delete it: the bucket exists and takes objects
+    (and one answer, not a retry loop, says when not).
+
+    Raises
+    ------
+    OutputError
+        No such bucket, access denied, a store that does not answer in :data:`DEADLINE` seconds.
+    """
+    import tensorstore as ts
+
+    kv = _kv(url)
+    key = f".skoots-write-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        done(kv.write(key, b"probe"), url)
+        done(kv.delete_range(ts.KvStore.KeyRange(key, key + "\0")), url)
+    except ValueError as e:
+        if "NoSuchBucket" in str(e):
+            raise OutputError(f"--out {url}: bucket {url.host} does not exist; create it first, or check the name "
+                              "(and --s3-endpoint)") from None
+        raise explain(e, url, "store", OutputError) from None
+
+
+def done(future: Any, url: StoreUrl, seconds: float | None = None) -> Any:
+    """``future``'s result within ``seconds`` (:data:`DEADLINE`); past it the request is
+    cancelled (TensorStore would go on retrying) and the store named in one line."""
+    seconds = DEADLINE if seconds is None else seconds
+    try:
+        return future.result(timeout=seconds)
+    except TimeoutError:
+        future.cancel()
+        raise OutputError(f"--out {url}: the store did not answer within {seconds:.0f} s; check that the bucket exists and "
+                          "the network (and --s3-endpoint)") from None
 
 
 def _kv(url: StoreUrl) -> Any:
     import tensorstore as ts
 
     try:
-        return ts.KvStore.open(url.kvstore(), context=context()).result()
+        return done(ts.KvStore.open(url.kvstore(), context=context()), url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
 
 
 def _exists(url: StoreUrl, format: str) -> bool:
     try:
-        return _kv(url).read(METADATA[format]).result().state == "value"
+        return done(_kv(url).read(METADATA[format]), url).state == "value"
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
 
@@ -156,8 +195,8 @@ def open_output(url: StoreUrl, format: str) -> Any:
     import tensorstore as ts
 
     try:
-        return ts.open({"driver": "neuroglancer_precomputed" if format == "precomputed" else "n5", "kvstore": url.kvstore(),
-                        "open": True}, write=True, context=context()).result()
+        return done(ts.open({"driver": "neuroglancer_precomputed" if format == "precomputed" else "n5", "kvstore": url.kvstore(),
+                             "open": True}, write=True, context=context()), url)
     except ValueError as e:
         raise explain(e, url, "output", OutputError) from e
 
@@ -196,10 +235,10 @@ def add_properties(url: StoreUrl, properties: Sequence[dict[str, Any]] | None) -
     if not properties:
         return
     kv = _kv(url)
-    info = json.loads(bytes(kv.read("info").result().value))
-    kv.write("segment_properties/info", json.dumps(segment_properties(properties)).encode()).result()
+    info = json.loads(bytes(done(kv.read("info"), url).value))
+    done(kv.write("segment_properties/info", json.dumps(segment_properties(properties)).encode()), url)
     info["segment_properties"] = "segment_properties"
-    kv.write("info", json.dumps(info).encode()).result()
+    done(kv.write("info", json.dumps(info).encode()), url)
 
 
 @contextlib.contextmanager
@@ -224,6 +263,7 @@ def staged(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
     parent = url.path.rstrip("/").rsplit("/", 1)[0] if "/" in url.path.strip("/") else ""
     hidden = f"{parent}/.{url.name}.partial-{uuid.uuid4().hex[:8]}".lstrip("/")
     staging = StoreUrl(f"{url.scheme}://{url.host}/{hidden}", url.scheme, url.host, hidden, format, url.s3_endpoint)
+    check_bucket(url)  # a bucket gone since the run began: one line, not TensorStore's create loop on it
     try:
         yield staging
         publish(staging, url, format, overwrite)
@@ -235,7 +275,7 @@ def _delete_all(url: StoreUrl) -> None:
     import tensorstore as ts
 
     with contextlib.suppress(Exception):
-        _kv(url).delete_range(ts.KvStore.KeyRange()).result()
+        done(_kv(url).delete_range(ts.KvStore.KeyRange()), url)
 
 
 def publish(staging: StoreUrl, url: StoreUrl, format: str, overwrite: bool) -> None:
@@ -245,22 +285,22 @@ def publish(staging: StoreUrl, url: StoreUrl, format: str, overwrite: bool) -> N
 
     source, target = _kv(staging), _kv(url)
     try:
-        old = target.read(METADATA[format]).result().state == "value"
+        old = done(target.read(METADATA[format]), url).state == "value"
         if old and not overwrite:
             raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
-        if old or target.list().result():
-            target.delete_range(ts.KvStore.KeyRange(METADATA[format], METADATA[format] + "\0")).result()
-            target.delete_range(ts.KvStore.KeyRange()).result()
-        keys = sorted(source.list().result(), key=lambda k: k.decode() == METADATA[format])
+        if old or done(target.list(), url):
+            done(target.delete_range(ts.KvStore.KeyRange(METADATA[format], METADATA[format] + "\0")), url)
+            done(target.delete_range(ts.KvStore.KeyRange()), url)
+        keys = sorted(done(source.list(), url), key=lambda k: k.decode() == METADATA[format])
         pending = []
         for key in keys:
-            pending.append(target.write(key, source.read(key).result().value))
+            pending.append(target.write(key, done(source.read(key), url).value))
             if len(pending) >= 32 or key.decode() == METADATA[format]:
                 for future in pending:
-                    future.result()
+                    done(future, url)
                 pending = []
         for future in pending:
-            future.result()
+            done(future, url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
 
@@ -295,8 +335,8 @@ def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = Fal
     check_destination(url, overwrite)
     with staged(url, overwrite) as target:
         try:
-            store = ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE, **layout),
-                            context=context()).result()
+            store = done(ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE, **layout),
+                                 context=context()), url)
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
         for region in write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape):

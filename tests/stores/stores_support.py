@@ -16,7 +16,6 @@ from typing import Iterator
 
 import numpy as np
 
-BIN = Path(sys.executable).parent
 
 
 def blobs(shape_zyx: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -106,7 +105,7 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 
 def moto_server() -> contextlib.AbstractContextManager[str]:
     """moto's S3 server mode (``moto_server``) on 127.0.0.1; yields its endpoint URL."""
-    return _listening([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", "{port}"], "moto_server", {**os.environ, **S3_ENV})
+    return _listening([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto_server", {**os.environ, **S3_ENV})
 
 
 def make_bucket(endpoint: str, bucket: str) -> None:
@@ -142,3 +141,119 @@ def expected_labels(folder: Path) -> np.ndarray:
     import tifffile
 
     return tifffile.imread(folder / "expected.tif")
+
+
+class _Served:
+    """What a loopback test server shares with the test: its URL and the requests it answered."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.requests = 0
+
+
+@contextlib.contextmanager
+def _threaded(handler: type, **options: str) -> Iterator[_Served]:
+    """``handler`` (an ``http.server`` handler class, made with ``options``) on 127.0.0.1 in a
+    thread of this process."""
+    import functools
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, **options))
+    served = handler.served = _Served(f"http://127.0.0.1:{server.server_address[1]}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def failing_http_server(folder: Path, healthy: int) -> contextlib.AbstractContextManager[_Served]:
+    """An HTTP server of ``folder`` whose data files turn 404 after ``healthy`` were served
+    (a host whose data goes away mid-run); metadata (``info``, ``*.json``, ``.z*``) stays."""
+    from http.server import SimpleHTTPRequestHandler
+
+    class Handler(SimpleHTTPRequestHandler):
+        served: _Served
+
+        def do_GET(self) -> None:
+            name = self.path.rstrip("/").rsplit("/", 1)[-1]
+            if not (name == "info" or name.endswith(".json") or name.startswith(".z")):
+                self.served.requests += 1
+                if self.served.requests > healthy:
+                    self.send_error(404)
+                    return
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return _threaded(Handler, directory=str(folder))
+
+
+def counting_proxy(target: str) -> contextlib.AbstractContextManager[_Served]:
+    """A loopback HTTP proxy to ``target`` (e.g. a moto server) that counts the requests it
+    forwards: how many a client made."""
+    import http.client
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import urlsplit
+
+    host = urlsplit(target).netloc
+
+    class Handler(BaseHTTPRequestHandler):
+        served: _Served
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            self.served.requests += 1
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            connection = http.client.HTTPConnection(host, timeout=30)
+            connection.request(self.command, self.path, body, dict(self.headers))
+            answer = connection.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            connection.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return _threaded(Handler)
+
+
+@contextlib.contextmanager
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder where writing fails even for root (permission bits do not stop root): a
+    read-only tmpfs mounted on ``tmp_path/ro`` where ``mount`` works, else ``/sys`` (a pseudo
+    file system that refuses new files though ``os.access`` says writable)."""
+    import shutil
+    import tempfile
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = shutil.which("mount") and subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                                                        capture_output=True).returncode == 0
+    try:
+        if not mounted:
+            folder = Path("/sys")
+        try:
+            tempfile.mkdtemp(dir=folder)
+        except OSError:
+            yield folder
+            return
+        import pytest
+
+        pytest.skip("no folder here refuses writes (no mount, /sys writable)")
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(tmp_path / "ro")], capture_output=True)
