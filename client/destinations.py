@@ -21,7 +21,7 @@ def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: 
     check_writable(option, path, parent)
 
 
-def check_writable(option: str, path: Path, folder: Path) -> None:
+def check_writable(option: str, path: object, folder: Path) -> None:
     """Fail unless a file can really be created (and removed) in ``folder``: permission bits do
     not say (root ignores them; a read-only mount, a full disk, a pseudo file system refuse
     root too), so a probe file is written there and deleted."""

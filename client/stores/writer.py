@@ -79,7 +79,7 @@ def check_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = (
         parent = url.local.parent
         if not parent.is_dir():
             raise OutputError(f"--out {url}: folder {parent} does not exist; create it first")
-        check_writable("--out", url.local, parent)
+        check_writable("--out", url, parent)
         if url.local.exists() and not overwrite:
             raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
         return
