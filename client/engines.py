@@ -23,7 +23,7 @@ from .preview import write_preview
 from .progress import Watch
 from .run_stats import RunStats
 from .sanity import empty_result_text, empty_result_warning
-from .stores.reader import filled_text
+from .stores.windows import filled_text
 from .summary import warn_each
 from .volume_read import missing_chunks_warning
 from .workdir import WorkDir, default_work_dir

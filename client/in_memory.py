@@ -59,7 +59,7 @@ def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | N
     mask_data = None
     if mask is not None:
         try:
-            mask_volume = read_volume(mask)
+            mask_volume = read_volume(mask, fill_missing=None)  # a mask is label-like: missing chunks are background
         except InputError as e:
             raise InputError(f"--mask: {e}") from e
         mask_data = mask_volume.data

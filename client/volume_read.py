@@ -219,7 +219,7 @@ def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None
 
 
 def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
-                fill_missing: bool = False) -> Volume:
+                fill_missing: bool | None = False) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
     Axes follow the seed (``[Z, Y, X]`` or ``[Z, Y, X, C]`` on disk, in napari's letters) unless
@@ -230,7 +230,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
     A chunk missing from a chunked store (N5, precomputed, Zarr) is an ``InputError`` when it is
     read, unless ``fill_missing`` (``--fill-missing``): then it reads as zeros, counted
-    (:func:`missing_chunks_warning`).
+    (:func:`missing_chunks_warning`); None reads it as zeros uncounted (a mask: label-like).
 
     Raises
     ------
@@ -250,7 +250,7 @@ def missing_chunks(volume: Volume) -> set[tuple[int, ...]]:
 
 def missing_chunks_warning(volume: Volume) -> str | None:
     """How many missing chunks a ``fill_missing`` volume read as zeros, as a warning; or None."""
-    from .stores.reader import filled_text
+    from .stores.windows import filled_text
 
     return filled_text(len(missing_chunks(volume)), volume.path)
 

@@ -2,7 +2,8 @@
 local or behind HTTP, S3 and GCS, read and written through TensorStore.
 
 ``location`` parses ``[FORMAT://]LOCATION`` text; ``reader`` opens a volume for reading by
-window and reads its voxel size; ``writer`` writes labels as precomputed segmentation or N5,
+window and reads its voxel size; ``windows`` reads the windows (a missing chunk: an error, or
+zeros counted with ``--fill-missing``); ``writer`` writes labels as precomputed segmentation or N5,
 staged and then published; ``export`` does that in parallel from a blockwise run's labels.
 The rest of the client calls only what is named here.
 """

@@ -10,9 +10,7 @@ any other file (volume.XYZView): no format-specific code outside this package.
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from .location import StoreUrl, context, explain, is_store, parse
+from .windows import CheckedZarr, WindowArray
 
 DRIVERS = {"n5": "n5", "precomputed": "neuroglancer_precomputed", "zarr2": "zarr", "zarr3": "zarr3"}
 NAMES = {"n5": "N5 dataset", "precomputed": "Neuroglancer precomputed volume", "zarr2": "Zarr array", "zarr3": "Zarr array",
@@ -61,101 +60,6 @@ class Opened:
     format: str
     attributes: dict[str, Any]
     url: StoreUrl
-
-
-class WindowArray:
-    """A TensorStore seen as a NumPy-like array: ``shape``, ``dtype``, and ``a[key]`` reading
-    that window into memory. A read that fails mid-run (a host gone, a chunk missing) is one
-    ``InputError``; with ``filler`` (the same volume opened to read missing chunks as zeros,
-    ``--fill-missing``) a missing chunk is read as zeros and counted in ``filled``."""
-
-    def __init__(self, store: Any, url: StoreUrl, filler: Any = None) -> None:
-        self._store = store
-        self.url = url
-        self._filler = filler
-        self.filled: set[tuple[int, ...]] = set()  # grid indices of the chunks read as zeros
-        self.shape = tuple(int(n) for n in store.shape)
-        self.dtype = np.dtype(store.dtype.numpy_dtype)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = self._clipped(key)
-        try:
-            return np.asarray(self._store[key].read().result())
-        except ValueError as e:
-            if self._filler is None or not is_missing(e):
-                raise read_error(e, self.url) from e
-        self.filled |= self._missing(key)
-        try:
-            return np.asarray(self._filler[key].read().result())
-        except ValueError as e:
-            raise read_error(e, self.url) from e
-
-    def _missing(self, key: tuple[Any, ...]) -> set[tuple[int, ...]]:
-        """The grid indices of the chunks in ``key``'s window that the store does not hold."""
-        chunk = self._store.chunk_layout.read_chunk.shape
-        box = [(k.start, k.stop) if isinstance(k, slice) else (k, k + 1) for k in key]
-        cells = itertools.product(*(range(lo // c, -(-hi // c)) for (lo, hi), c in zip(box, chunk)))
-        found = set()
-        for cell in cells:
-            window = tuple(slice(max(lo, i * c), min(hi, (i + 1) * c)) for (lo, hi), i, c in zip(box, cell, chunk))
-            try:
-                self._store[window].read().result()
-            except ValueError as e:
-                if not is_missing(e):
-                    raise read_error(e, self.url) from e
-                found.add(cell)
-        return found
-
-    def _clipped(self, key: Any) -> tuple[Any, ...]:
-        """``key`` as NumPy reads it (TensorStore refuses what NumPy clips): ``...`` expanded,
-        slices clipped to the shape, negative indices from the end."""
-        key = key if isinstance(key, tuple) else (key,)
-        if any(k is Ellipsis for k in key):
-            at = next(i for i, k in enumerate(key) if k is Ellipsis)
-            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1 :]
-        out: list[Any] = []
-        for k, n in zip(key + (slice(None),) * (self.ndim - len(key)), self.shape):
-            if isinstance(k, slice):
-                start, stop, step = k.indices(n)
-                out.append(slice(start, max(start, stop), step) if step > 0 else k)
-            else:
-                out.append(int(k) + n if int(k) < 0 else int(k))
-        return tuple(out)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype)
-
-
-FILL_MISSING = "pass --fill-missing to read missing chunks as zeros"
-
-
-def is_missing(error: BaseException) -> bool:
-    """Whether a TensorStore read failed because a chunk is absent (a file, object or shard
-    entry the store does not hold; an HTTP 404)."""
-    text = str(error)
-    return text.startswith("NOT_FOUND") and "is missing" in text
-
-
-def read_error(error: BaseException, url: StoreUrl) -> InputError:
-    """A failed window read as one line: a missing chunk named with the fix, else
-    :func:`~.location.explain`'s line (a host gone, access denied, a server without Range)."""
-    if is_missing(error):
-        found = re.search(r"chunk (\{[^}]*\}) stored at (?:shard entry \S+ in )?(.*?) is missing", str(error))
-        what = f"chunk {found[1]} ({found[2]})" if found else "a chunk"
-        return InputError(f"{url}: {what} is missing — the volume is incomplete (a failed copy or upload?); "
-                          f"restore it, or {FILL_MISSING}")
-    return explain(error, url, "data")
-
-
-def filled_text(count: int, url: Any = None) -> str | None:
-    """``N missing chunks were read as zeros`` (``--fill-missing``), or None for none."""
-    if not count:
-        return None
-    where = f" of {url}" if url is not None else ""
-    return (f"{count} missing chunk{'s' if count != 1 else ''}{where} {'were' if count != 1 else 'was'} read as zeros "
-            "(--fill-missing): the labels there are background")
 
 
 def _read_json(url: StoreUrl, key: str, kvstore: Any = None) -> dict[str, Any] | None:
@@ -428,20 +332,22 @@ def zarr_windows(array: Any, fill_missing: bool | None = False) -> Any:
     root = getattr(getattr(array, "store", None), "root", None)
     if root is None:
         return array
+    path = Path(root) / str(getattr(array, "path", "") or "")
     try:
         import tensorstore  # noqa: F401 - installed or not
     except ImportError:
-        return array
-    path = Path(root) / str(getattr(array, "path", "") or "")
+        return array if fill_missing is None else CheckedZarr(array, path, fill_missing)
     url = parse(str(path))
     driver = "zarr" if array.metadata.zarr_format == 2 else "zarr3"
     spec = {"driver": driver, "kvstore": url.kvstore(), "open": True}
     try:
         store, filler = _open_strict(spec, url, "Zarr array", fill_missing)
-    except InputError:  # a codec TensorStore lacks: zarr-python reads it
-        return array
+    except InputError:  # a codec TensorStore lacks: zarr-python reads it, missing chunks checked
+        return array if fill_missing is None else CheckedZarr(array, path, fill_missing)
     windows = WindowArray(store, url, filler)
-    return windows if windows.shape == tuple(array.shape) and windows.dtype == np.dtype(array.dtype) else array
+    if windows.shape == tuple(array.shape) and windows.dtype == np.dtype(array.dtype):
+        return windows
+    return array if fill_missing is None else CheckedZarr(array, path, fill_missing)
 
 
 def level(source: StoreUrl, index: int) -> StoreUrl:

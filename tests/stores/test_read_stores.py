@@ -90,17 +90,17 @@ def test_a_local_zarrs_crops_are_read_by_tensorstore_unless_it_cannot(tmp_path: 
     import numcodecs
     import zarr
 
-    from skoots_client.stores.reader import WindowArray
+    from skoots_client.stores.reader import CheckedZarr, WindowArray
 
     zyx = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16)
     (tmp_path / "info").write_text("notes, not a precomputed volume")
     zarr.create_array(str(tmp_path / "a.zarr"), data=zyx, chunks=(2, 8, 8), zarr_format=2)
     zarr.create_array(str(tmp_path / "b.zarr"), data=zyx, chunks=(2, 8, 8), zarr_format=2, filters=[numcodecs.Delta(dtype="u2")])
     fast, slow = read_volume(tmp_path / "a.zarr"), read_volume(tmp_path / "b.zarr")  # TensorStore has no Delta filter
-    assert isinstance(fast.data._array, WindowArray) and isinstance(slow.data._array, zarr.Array)
+    assert isinstance(fast.data.array, WindowArray) and isinstance(slow.data.array, CheckedZarr)  # zarr-python, chunks checked
     assert np.array_equal(np.asarray(fast.data), zyx.transpose(1, 2, 0)) and np.array_equal(np.asarray(slow.data), zyx.transpose(1, 2, 0))
     for key in [(slice(0, 100),), (Ellipsis, 1), (-1, slice(None), slice(9, 3)), (slice(1, None, 2),)]:  # read as NumPy reads them
-        assert np.array_equal(fast.data._array[key], zyx[key]), key
+        assert np.array_equal(fast.data.array[key], zyx[key]) and np.array_equal(slow.data.array[key], zyx[key]), key
 
 
 def test_a_host_lost_mid_run_is_one_line(stores_folder: Path) -> None:
