@@ -51,6 +51,7 @@ class InMemoryEngine:
     def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats:
         from .instances import label_properties, measure_xyz, write_table
         from .ngff import write_labels_into
+        from .stores import is_store
 
         output, volume = plan.output, plan.volume
         work = None
@@ -84,9 +85,11 @@ class InMemoryEngine:
                     write_intermediates(output.destination, stats.intermediates, overwrite=output.overwrite,
                                         voxel_size=plan.voxel_size)
             except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
-                # beside the destination's work directory, never in the input's folder
+                # beside the destination's work directory; else beside an input file, never inside an input store
+                location = plan.location
                 folders = [*([work.path.parent] if work is not None else []),
-                           *([default_work_dir(output.destination).parent] if output.destination is not None else [])]
+                           *([default_work_dir(output.destination).parent] if output.destination is not None else []),
+                           *([Path(location).parent] if not is_store(location) and Path(location).is_file() else [])]
                 raise keep_labels(e, labels, plan.voxel_size, [p for p in (output.out, output.labels_into) if p is not None],
                                   folders, written=done_at) from e
         except ClientError as e:

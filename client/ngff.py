@@ -11,7 +11,6 @@ another, and each level is one gather of the full-resolution labels.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atomic import move_into_place
+from .destinations import check_writable
 from .errors import OutputError
 
 NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
@@ -280,8 +280,7 @@ def check_labels_into(image: Path, name: str, shape_xyz: Sequence[int], overwrit
     if layout.shape_zyx != (z, x, y):
         raise OutputError(f"--labels-into {image} holds an image of z {layout.shape_zyx[0]}, y {layout.shape_zyx[1]}, x {layout.shape_zyx[2]}, "
                           f"but the volume segmented is z {z}, y {x}, x {y}; give the image the input came from")
-    if not os.access(image, os.W_OK | os.X_OK):
-        raise OutputError(f"--labels-into {image} is not writable")
+    check_writable("--labels-into", image, image)  # a probe file: root ignores permission bits, a read-only mount does not
     if (image / "labels" / name).exists() and not overwrite:
         raise OutputError(f"--labels-into {image}: labels/{name} exists; pass --overwrite to replace it, or another --label-name")
     return layout

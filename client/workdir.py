@@ -32,6 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .atomic import build_directory, crc, fsync, seal, unseal
+from .destinations import check_writable
 from .errors import OutputError
 from .tiling import Crop
 
@@ -136,8 +137,7 @@ def check_work_dir(path: Path, fingerprint: dict[str, Any]) -> None:
         parent = path.parent
         if not parent.is_dir():
             raise OutputError(f"work directory {path}: folder {parent} does not exist; create it first")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"work directory {path}: folder {parent} is not writable; pass another --work-dir")
+        check_writable("work directory", path, parent)
         return
     try:
         stored = json.loads((path / FINGERPRINT).read_text())
