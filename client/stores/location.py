@@ -181,7 +181,7 @@ def check_credentials(url: StoreUrl, option: str, writing: bool) -> None:
 
 def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[ClientError] = InputError) -> ClientError:
     """A TensorStore failure (``STATUS: detail``) as one line naming ``url`` and the fix."""
-    text = str(error).split(" [tensorstore_spec=")[0].strip()
+    text = re.split(r" \[(?:tensorstore_spec|http_response_body|x-amz[a-z-]*)=", str(error))[0].strip()  # no response bodies
     status = text.split(":", 1)[0]
     detail = text.split(":", 1)[-1].strip().splitlines()[0] if text else type(error).__name__
     if "was ignored by server" in text:  # a byte-range read answered with the whole file
@@ -198,6 +198,8 @@ def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[Cli
         return kind(f"{url}: access denied ({detail}); check the credentials (AWS_* variables, ~/.aws) and the bucket's permissions")
     if status == "NOT_FOUND":
         return kind(f"{url}: no {what} there ({detail}); check the path")
+    if "retry attempts failed" in text:
+        return kind(f"{url}: cannot read {what} ({detail}); the store kept failing after retries: check it, then run again")
     return kind(f"{url}: cannot read {what} ({detail})")
 
 

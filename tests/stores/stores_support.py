@@ -170,9 +170,10 @@ def _threaded(handler: type, **options: str) -> Iterator[_Served]:
         server.server_close()
 
 
-def failing_http_server(folder: Path, healthy: int) -> contextlib.AbstractContextManager[_Served]:
-    """An HTTP server of ``folder`` whose data files turn 404 after ``healthy`` were served
-    (a host whose data goes away mid-run); metadata (``info``, ``*.json``, ``.z*``) stays."""
+def failing_http_server(folder: Path, healthy: int, status: int = 404) -> contextlib.AbstractContextManager[_Served]:
+    """An HTTP server of ``folder`` whose data files answer ``status`` after ``healthy`` were
+    served (404: a host whose data goes away mid-run; 503: one that keeps failing); metadata
+    (``info``, ``*.json``, ``.z*``) stays."""
     from http.server import SimpleHTTPRequestHandler
 
     class Handler(SimpleHTTPRequestHandler):
@@ -183,7 +184,7 @@ def failing_http_server(folder: Path, healthy: int) -> contextlib.AbstractContex
             if not (name == "info" or name.endswith(".json") or name.startswith(".z")):
                 self.served.requests += 1
                 if self.served.requests > healthy:
-                    self.send_error(404)
+                    self.send_error(status)
                     return
             super().do_GET()
 

@@ -110,6 +110,14 @@ def test_a_server_that_starts_answering_404_mid_run_fails_the_run_unless_fill_mi
     assert out.exists()
 
 
+def test_a_chunk_read_that_keeps_failing_is_an_error_even_with_fill_missing(stores_folder: Path) -> None:
+    with failing_http_server(stores_folder, healthy=0, status=503) as server:
+        volume = read_volume(parse(f"precomputed://{server.url}/pre"), fill_missing=True)
+        with pytest.raises(InputError, match=rf"^precomputed://{server.url}/pre: cannot read data \(.*503.*\); the store kept failing after retries"):
+            np.asarray(volume.data)
+        assert 5 <= server.requests <= 5 * 48  # each chunk retried a bounded number of times, then the error
+
+
 @pytest.fixture
 def s3_env() -> None:
     saved = {k: os.environ.get(k) for k in S3_ENV}
