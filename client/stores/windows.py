@@ -50,12 +50,13 @@ class WindowArray:
 
     def _missing(self, key: tuple[Any, ...]) -> set[tuple[int, ...]]:
         """The grid indices of the chunks in ``key``'s window that the store does not hold."""
-        chunk = self._store.chunk_layout.read_chunk.shape
+        layout = self._store.chunk_layout
+        chunk, origin = layout.read_chunk.shape, layout.grid_origin
         box = [(k.start, k.stop) if isinstance(k, slice) else (k, k + 1) for k in key]
-        cells = itertools.product(*(range(lo // c, -(-hi // c)) for (lo, hi), c in zip(box, chunk)))
+        cells = itertools.product(*(range((lo - o) // c, -(-(hi - o) // c)) for (lo, hi), c, o in zip(box, chunk, origin)))
         found = set()
         for cell in cells:
-            window = tuple(slice(max(lo, i * c), min(hi, (i + 1) * c)) for (lo, hi), i, c in zip(box, cell, chunk))
+            window = tuple(slice(max(lo, o + i * c), min(hi, o + (i + 1) * c)) for (lo, hi), i, c, o in zip(box, cell, chunk, origin))
             try:
                 self._store[window].read().result()
             except ValueError as e:
