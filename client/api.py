@@ -77,6 +77,7 @@ def segment(
     cancel: Optional[threading.Event] = None,
     warn: Optional[Callable[[str], None]] = None,
     s3_endpoint: Optional[str] = None,
+    roi: Any = None,
 ) -> Segmentation:
     """Segment a 3-D volume into instance labels.
 
@@ -119,6 +120,11 @@ def segment(
     s3_endpoint : str, optional
         Endpoint of an S3-compatible store that is not AWS (``http://127.0.0.1:9000``), for an
         ``s3://`` volume or ``out``.
+    roi : str or sequence of 3 (start, stop) pairs or slices, optional
+        Segment only this box, in z, y, x from the volume's first voxel: the command line's
+        text (``"0:40,100:612,100:612"`` in voxels, ``"0:2,0:10,0:10um"`` in physical units) or
+        ``((z0, z1), (y0, y1), (x0, x1))`` / ``(slice(z0, z1), ...)`` in voxels. Only the box is
+        read; the output's metadata states where it sits.
     **other
         Every other keyword is the ``skoots-client segment`` option of the same name (``--axes``,
         ``--normalize``, ``--reference-borders``, ``--min-size``, ``--runtime`` ...), with the same
@@ -153,6 +159,7 @@ def segment(
     from .model_source import Tls
     from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
     from .progress import Watch
+    from .roi import parse_roi
     from .run import run_segment
     from .summary import warn_on_stderr
     from .volume_read import volume_from_array
@@ -164,7 +171,7 @@ def segment(
         InputSpec(
             _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes),
             channel=channel, axes=axes, normalize=normalize, voxel_size=voxel_size_value(voxel_size, unit), level=level,
-            mask=_path(mask), skip_below=skip_below,
+            mask=_path(mask), skip_below=skip_below, roi=parse_roi(roi),
         ),
         OutputSpec(
             out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),

@@ -64,6 +64,7 @@ class Job:
     vector_halo: tuple[int, int, int]
     mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
     skip_below: float | None = None
+    roi: tuple[tuple[int, int], ...] | None = None  # --roi: the box of the file that is segmented (runtime X, Y, Z)
 
     @property
     def grid(self) -> BlockGrid:

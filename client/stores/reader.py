@@ -154,11 +154,11 @@ def detect(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]]:
         if meta is not None:
             if meta.get("node_type") == "group":
                 return _zarr_image(url, meta.get("attributes", {}))
-            return "zarr3", url, meta
+            return "zarr3", url, _with_image(url, meta)
     if wanted in (None, "zarr", "zarr2"):
         meta = _read_json(url, ".zarray", kv)
         if meta is not None:
-            return "zarr2", url, {**meta, "attributes": _read_json(url, ".zattrs", kv) or {}}
+            return "zarr2", url, _with_image(url, {**meta, "attributes": _read_json(url, ".zattrs", kv) or {}})
         attributes = _read_json(url, ".zattrs", kv)
         if attributes is not None or _read_json(url, ".zgroup", kv) is not None:
             return _zarr_image(url, attributes or {})
@@ -198,6 +198,36 @@ def _precomputed_scale(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]] | 
     return "precomputed", parent, {"info": info, "scale": keys.index(url.name)}
 
 
+def _parent(url: StoreUrl) -> StoreUrl | None:
+    """The location above ``url``; None at the top of its store."""
+    if "/" not in url.path.strip("/"):
+        return None
+    path = url.path.rstrip("/").rsplit("/", 1)[0] or "/"
+    return StoreUrl(url.text.rstrip("/").rsplit("/", 1)[0], url.scheme, url.host, path, url.format, url.s3_endpoint)
+
+
+def _with_image(url: StoreUrl, meta: dict[str, Any]) -> dict[str, Any]:
+    """A Zarr array's metadata, with ``multiscales`` and ``level`` when it is a level of the
+    OME-NGFF image above it (``IMAGE.ome.zarr/s0`` by URL): the image names its axes, scale
+    and translation, as it does for a local level (levels.image_of_level)."""
+    parent = _parent(url)
+    if parent is None:
+        return meta
+    try:
+        group = _read_json(parent, "zarr.json") or _read_json(parent, ".zattrs") or {}
+    except InputError:
+        return meta
+    multiscales = group.get("multiscales") or group.get("attributes", {}).get("ome", {}).get("multiscales") \
+        or group.get("attributes", {}).get("multiscales")
+    try:
+        paths = [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
+    except (KeyError, IndexError, TypeError):
+        return meta
+    if url.name not in paths:
+        return meta
+    return {**meta, "multiscales": multiscales, "level": paths.index(url.name)}
+
+
 def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUrl, dict[str, Any]]:
     """A Zarr group: an OME-NGFF image's first level (the image names its axes and scale)."""
     multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
@@ -206,7 +236,7 @@ def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUr
     except (KeyError, IndexError, TypeError):
         raise InputError(f"{url} is a Zarr group without OME multiscales; point at one of its arrays") from None
     format, level, meta = detect(url.child(path))
-    return format, level, {**meta, "multiscales": multiscales}
+    return format, level, {**meta, "multiscales": multiscales, "level": 0}
 
 
 def open_volume(source: StoreUrl) -> Opened:
@@ -265,10 +295,33 @@ def read_voxel_size(source: StoreUrl) -> Any:
         resolution = meta["info"]["scales"][meta["scale"]].get("resolution")
         return _size_by_axes(resolution, "XYZ", "nm")
     if meta.get("multiscales"):
-        level = 0
-        return ome_zarr_voxel_size(meta["multiscales"], level)
+        return ome_zarr_voxel_size(meta["multiscales"], meta.get("level", 0))
     if opened.format == "n5":
         return _n5_voxel_size(opened)
+    return None
+
+
+def read_offset(source: StoreUrl) -> Any:
+    """The offset the metadata states (client/origin.py), or None: precomputed ``voxel_offset``
+    of the scale, OME-NGFF ``translation`` of the level, N5 ``offset`` (physical, in the
+    units of ``resolution``, as Paintera and N5-ImageJ write it; voxels without one)."""
+    from ..origin import offset_by_axes, ome_zarr_offset
+
+    try:
+        opened = open_volume(source)
+    except InputError:
+        return None  # reported when the data is read
+    meta = opened.attributes
+    if opened.format == "precomputed":
+        return offset_by_axes(meta["info"]["scales"][meta["scale"]].get("voxel_offset", [0, 0, 0]), "XYZ")
+    if meta.get("multiscales"):
+        return ome_zarr_offset(meta["multiscales"], meta.get("level", 0))
+    if opened.format == "n5" and meta.get("offset") is not None:
+        axes = opened.axes or "XYZ"
+        resolution = meta.get("resolution")
+        if isinstance(meta.get("pixelResolution"), dict):
+            resolution = meta["pixelResolution"].get("dimensions")
+        return offset_by_axes(meta["offset"], axes, resolution or [1.0] * len(axes))
     return None
 
 
