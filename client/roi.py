@@ -58,12 +58,12 @@ def parse_roi(value: Any) -> RoiText | None:
     unit = None
     if suffix:
         try:
-            unit = length_unit(suffix, "--roi")
+            unit = length_unit(suffix, "the unit")
         except OptionError as e:
-            raise InputError(f"--roi {value!r}: {e}; {EXAMPLE}") from None
+            raise InputError(f"--roi {value}: {e}; {EXAMPLE}") from None
     parts = numbers.split(",")
     if len(parts) != 3 or any(p.count(":") != 1 for p in parts):
-        raise InputError(f"--roi {value!r}: give start:stop for z, y and x, separated by commas; {EXAMPLE}")
+        raise InputError(f"--roi {value}: give start:stop for z, y and x, separated by commas; {EXAMPLE}")
     zyx = []
     for part in parts:
         ends = []
@@ -71,7 +71,7 @@ def parse_roi(value: Any) -> RoiText | None:
             try:
                 ends.append(None if end == "" else float(end))
             except ValueError:
-                raise InputError(f"--roi {value!r}: {end!r} is not a number; {EXAMPLE}") from None
+                raise InputError(f"--roi {value}: {end!r} is not a number; {EXAMPLE}") from None
         zyx.append(tuple(ends))
     roi = RoiText(str(value), tuple(zyx), unit)  # type: ignore[arg-type]
     _check_ends(roi)
