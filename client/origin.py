@@ -5,17 +5,14 @@ An offset is counted in voxels along the runtime's ``[X, Y, Z]`` (the file's row
 slices; docs/AXES.md). The formats state it as precomputed ``voxel_offset`` (voxels), OME-NGFF
 ``translation`` (physical, the scale's units) and N5 ``offset`` (physical, in the units of
 ``resolution``: what Paintera and N5-ImageJ write); each writer states it back in its own
-terms (label_write.py, ngff.py, stores/writer.py).
+terms (label_write.py, ngff.py, stores/writer.py). Reading a file's: origin_read.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .levels import image_of_level, multiscales_of
 
 Offset = tuple[float, float, float]  # voxels along the runtime's X (rows), Y (columns), Z
 ZERO: Offset = (0.0, 0.0, 0.0)
@@ -54,32 +51,6 @@ def ome_zarr_offset(multiscales: Any, level: int = 0) -> Offset | None:
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     return offset_by_axes(translation, names, scale)
-
-
-def read_offset(path: Any) -> Offset:
-    """The offset ``path`` states (precomputed ``voxel_offset``, OME-Zarr ``translation``, N5
-    ``offset``; a level named by path or URL takes its image's), else :data:`ZERO`."""
-    from . import stores
-
-    store = stores.store_of(path)
-    if store is not None:
-        return stores.read_offset(store) or ZERO
-    path = Path(path)
-    if path.name.lower().endswith((".tif", ".tiff")):
-        return ZERO
-    try:
-        import zarr
-
-        node = zarr.open(str(path), mode="r")
-        multiscales = multiscales_of(node.attrs.asdict())
-        if multiscales:
-            return ome_zarr_offset(multiscales) or ZERO
-        level = image_of_level(path) if isinstance(node, zarr.Array) else None
-    except Exception:  # noqa: BLE001 - unreadable files are reported when their data is read
-        return ZERO
-    if level is not None and level[2] is not None:
-        return ome_zarr_offset(level[1], level[2]) or ZERO
-    return ZERO
 
 
 def describe_offset(offset: Offset) -> str:

@@ -26,7 +26,8 @@ from .label_write import check_output_path, intermediates_path
 from .levels import level_path
 from .model_source import ModelInfo, Tls
 from .normalize import Normalization, parse_normalize, resolve_normalization
-from .origin import ZERO, Offset, describe_offset, is_integral, read_offset
+from .origin import ZERO, Offset, describe_offset, is_integral
+from .origin_read import read_offset
 from .preview import check_preview_path
 from .roi import Box, RoiText, cut, describe_box, resolve_roi
 from .sanity import axes_warning, channel_warning, check_something_to_infer, intensity_warning, sample_voxels

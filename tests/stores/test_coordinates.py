@@ -14,7 +14,7 @@ import pytest
 import zarr
 
 import skoots_client
-from skoots_client.origin import read_offset
+from skoots_client.origin_read import read_offset
 from skoots_client.stores import parse
 from skoots_client.volume_read import read_volume
 from skoots_client.voxel_size import VoxelSize
