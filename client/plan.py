@@ -278,7 +278,7 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
         refuse_non_finite(volume)  # only the box: a float volume's other voxels are never read
     offset = read_offset(location) if input.from_file else ZERO
     origin = tuple(o + (b[0] if box is not None else 0) for o, b in zip(offset, box or ((0, 0),) * 3))
-    if origin != ZERO and not is_integral(origin) and output.out is not None and is_store(output.out):
+    if not is_integral(origin) and is_store(output.out) and output.out.format in (None, "precomputed"):  # voxel_offset is whole voxels
         warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
     blockwise = cluster.asked
     if input.from_file and not blockwise and output.destination is not None and too_big_for_memory(volume.shape, cluster.memory_available):

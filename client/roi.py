@@ -150,8 +150,8 @@ def describe_box(box: Box) -> str:
 
 
 class Cutout:
-    """A box of an ``[X, Y, Z]`` array-like, seen as an array of the box's shape: slicing reads
-    only the box's part of the parent."""
+    """A box of an ``[X, Y, Z]`` array-like, seen as an array of the box's shape: slicing (by
+    slices or single indices) reads only the box's part of the parent."""
 
     def __init__(self, array: Any, box: Box) -> None:
         self._array = array
@@ -163,12 +163,15 @@ class Cutout:
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (3 - len(key))
-        inner = []
+        inner: list[Any] = []
         for k, n, (lo, _) in zip(key, self.shape, self._box):
-            if not isinstance(k, slice):
-                raise TypeError("a cutout is read by slices")
-            start, stop, step = k.indices(n)
-            inner.append(slice(lo + start, lo + max(start, stop), step))
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                inner.append(slice(lo + start, lo + max(start, stop), step))
+            elif not -n <= int(k) < n:
+                raise IndexError(f"index {k} is outside a cutout axis of {n}")
+            else:
+                inner.append(lo + int(k) % n)
         return np.asarray(self._array[tuple(inner)])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

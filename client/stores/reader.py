@@ -212,26 +212,30 @@ def _parent(url: StoreUrl) -> StoreUrl | None:
     return StoreUrl(url.text.rstrip("/").rsplit("/", 1)[0], url.scheme, url.host, path, url.format, url.s3_endpoint)
 
 
+def _ome_multiscales(url: StoreUrl) -> tuple[Any, list[str]] | None:
+    """The ``multiscales`` of the OME-NGFF image at ``url`` (0.4: ``.zattrs``, 0.5: ``zarr.json``'s
+    ``ome``) and its datasets' paths; None when there is none."""
+    group = _read_json(url, "zarr.json") or _read_json(url, ".zattrs") or {}
+    attributes = group.get("attributes", group)
+    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    try:
+        return multiscales, [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
 def _with_image(url: StoreUrl, meta: dict[str, Any]) -> dict[str, Any]:
     """A Zarr array's metadata, with ``multiscales`` and ``level`` when it is a level of the
     OME-NGFF image above it (``IMAGE.ome.zarr/s0`` by URL): the image names its axes, scale
     and translation, as it does for a local level (levels.image_of_level)."""
     parent = _parent(url)
-    if parent is None:
-        return meta
     try:
-        group = _read_json(parent, "zarr.json") or _read_json(parent, ".zattrs") or {}
+        image = _ome_multiscales(parent) if parent is not None else None
     except InputError:
         return meta
-    multiscales = group.get("multiscales") or group.get("attributes", {}).get("ome", {}).get("multiscales") \
-        or group.get("attributes", {}).get("multiscales")
-    try:
-        paths = [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
-    except (KeyError, IndexError, TypeError):
+    if image is None or url.name not in image[1]:
         return meta
-    if url.name not in paths:
-        return meta
-    return {**meta, "multiscales": multiscales, "level": paths.index(url.name)}
+    return {**meta, "multiscales": image[0], "level": image[1].index(url.name)}
 
 
 def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUrl, dict[str, Any]]:
@@ -313,7 +317,8 @@ def zarr_windows(array: Any) -> Any:
 
 def level(source: StoreUrl, index: int) -> StoreUrl:
     """``--level N`` of a multiscale volume by URL: scale ``N`` of a precomputed volume (its
-    key appended), dataset ``sN`` of an N5 group (the n5-viewer / BigDataViewer layout).
+    key appended), the ``N``-th dataset of an OME-Zarr image, dataset ``sN`` of an N5 group
+    (the n5-viewer / BigDataViewer layout).
 
     Raises
     ------
@@ -326,6 +331,12 @@ def level(source: StoreUrl, index: int) -> StoreUrl:
         if not 0 <= index < len(keys):
             raise InputError(f"--level {index}: {source} has scales {', '.join(f'{i} ({k})' for i, k in enumerate(keys))}; choose one of them")
         return source.child(keys[index])
+    image = _ome_multiscales(source) if source.format in (None, "zarr", "zarr2", "zarr3") else None
+    if image is not None:
+        if not 0 <= index < len(image[1]):
+            raise InputError(f"--level {index}: {source} has levels {', '.join(f'{i} ({p})' for i, p in enumerate(image[1]))}; "
+                             "choose one of them")
+        return source.child(image[1][index])
     attributes = _read_json(source, "attributes.json") if source.format in (None, "n5") else None
     if source.format in (None, "n5") and (attributes is None or "dimensions" not in attributes):
         dataset = source.child(f"s{index}")
@@ -334,5 +345,5 @@ def level(source: StoreUrl, index: int) -> StoreUrl:
             return dataset
         if attributes is not None or _read_json(source.child("s0"), "attributes.json") is not None:
             raise InputError(f"--level {index}: {source} has no dataset s{index}{_datasets(source)}")
-    raise InputError(f"--level {index}: {source} is not a precomputed volume or an N5 group of s0, s1, …; "
+    raise InputError(f"--level {index}: {source} is not a precomputed volume, an OME-Zarr image or an N5 group of s0, s1, …; "
                      "point at the level's path instead")

@@ -15,7 +15,9 @@ import zarr
 
 import skoots_client
 from skoots_client.origin_read import read_offset
+from skoots_client.errors import InputError
 from skoots_client.stores import parse
+from skoots_client.stores.reader import level
 from skoots_client.volume_read import read_volume
 from skoots_client.voxel_size import VoxelSize
 from skoots_client.voxel_size_read import read_voxel_size
@@ -110,9 +112,12 @@ def test_an_ome_zarr_level_by_url_takes_its_images_voxel_size_and_translation(tm
     local = tmp_path / "em.ome.zarr" / "s1"
     assert read_voxel_size(local) == VoxelSize((8.0, 16.0, 40.0), "nanometer")
     with http_server(tmp_path) as served:
-        for level, size, offset in [("s0", NM, (2000.0, 1000.0, 10.0)), ("s1", VoxelSize((8.0, 16.0, 40.0), "nanometer"), (1000.25, 500.25, 10.0))]:
-            url = parse(f"{scheme}://{served}/em.ome.zarr/{level}")
-            assert read_voxel_size(url) == size, level
-            assert read_offset(url) == offset == read_offset(tmp_path / "em.ome.zarr" / level), level
+        for name, size, offset in [("s0", NM, (2000.0, 1000.0, 10.0)), ("s1", VoxelSize((8.0, 16.0, 40.0), "nanometer"), (1000.25, 500.25, 10.0))]:
+            url = parse(f"{scheme}://{served}/em.ome.zarr/{name}")
+            assert read_voxel_size(url) == size, name
+            assert read_offset(url) == offset == read_offset(tmp_path / "em.ome.zarr" / name), name
+        assert level(parse(f"{scheme}://{served}/em.ome.zarr"), 1) == parse(f"{scheme}://{served}/em.ome.zarr/s1")  # --level 1
+        with pytest.raises(InputError, match=r"^--level 2: .*em.ome.zarr has levels 0 \(s0\), 1 \(s1\); choose one of them$"):
+            level(parse(f"{scheme}://{served}/em.ome.zarr"), 2)
         volume = read_volume(parse(f"{scheme}://{served}/em.ome.zarr/s0"))
         assert volume.axes_from == "file" and np.array_equal(np.asarray(volume.data), np.asarray(read_volume(local.parent).data))
