@@ -169,10 +169,11 @@ class Plan:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a work directory records of this run: resuming needs all of it to match."""
-        return ({"roi": [list(b) for b in self.roi]} if self.roi is not None else {}) | fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
-                           self.parameters, reference_borders=self.model.reference_borders,
-                           probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
-                           normalization=self.normalization.to_dict(), skip=self.skip_described)
+        box = {"roi": [list(b) for b in self.roi]} if self.roi is not None else {}  # another box of the same shape is other crops
+        return box | fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
+                                 self.parameters, reference_borders=self.model.reference_borders,
+                                 probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
+                                 normalization=self.normalization.to_dict(), skip=self.skip_described)
 
 
 def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec) -> None:
@@ -276,8 +277,8 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     volume = cut(whole, box)
     if box is not None and input.from_file:
         refuse_non_finite(volume)  # only the box: a float volume's other voxels are never read
-    offset = read_offset(location) if input.from_file else ZERO
-    origin = tuple(o + (b[0] if box is not None else 0) for o, b in zip(offset, box or ((0, 0),) * 3))
+    starts = [lo for lo, _ in box] if box is not None else [0, 0, 0]
+    origin = tuple(o + s for o, s in zip(read_offset(location) if input.from_file else ZERO, starts))
     if not is_integral(origin) and is_store(output.out) and output.out.format in (None, "precomputed"):  # voxel_offset is whole voxels
         warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
     blockwise = cluster.asked
