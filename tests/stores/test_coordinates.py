@@ -121,3 +121,27 @@ def test_an_ome_zarr_level_by_url_takes_its_images_voxel_size_and_translation(tm
             level(parse(f"{scheme}://{served}/em.ome.zarr"), 2)
         volume = read_volume(parse(f"{scheme}://{served}/em.ome.zarr/s0"))
         assert volume.axes_from == "file" and np.array_equal(np.asarray(volume.data), np.asarray(read_volume(local.parent).data))
+
+
+def test_the_blockwise_export_states_the_offset(tmp_path: Path) -> None:
+    """The blockwise run's copy into precomputed (stores/export.py): each task writes its box
+    from the output's corner, and the info states the offset."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImportWarning)
+        from cloudvolume import CloudVolume
+
+    from skoots_client.stores.export import export_labels
+
+    labels_zxy = np.random.default_rng(0).integers(0, 9, (12, 40, 72)).astype(np.uint32)  # the work directory's [Z, X, Y]
+    zarr.create_array(str(tmp_path / "l.zarr"), data=labels_zxy, chunks=(4, 16, 16))
+
+    def serial(stage, calls, total):
+        return {name: task(*args) for name, task, args in calls}
+
+    export_labels(serial, str(tmp_path / "l.zarr"), parse(f"precomputed://{tmp_path}/seg"), voxel_size=NM, table=None,
+                  overwrite=False, offset=(2000.0, 1000.0, 100.0), chunk=16, shard_past=0, shard_log2=1)
+    volume = CloudVolume(f"precomputed://file://{tmp_path}/seg", progress=False)
+    assert list(volume.bounds.minpt) == [1000, 2000, 100] and list(volume.bounds.maxpt) == [1072, 2040, 112]
+    assert np.array_equal(np.asarray(volume[1000:1072, 2000:2040, 100:112])[..., 0].transpose(2, 1, 0), labels_zxy)
