@@ -78,6 +78,7 @@ def segment(
     cancel: Optional[threading.Event] = None,
     warn: Optional[Callable[[str], None]] = None,
     s3_endpoint: Optional[str] = None,
+    roi: Any = None,
 ) -> Segmentation:
     """Segment a 3-D volume into instance labels.
 
@@ -123,6 +124,11 @@ def segment(
     fill_missing : bool
         Read chunks missing from an N5, precomputed or Zarr volume as zeros, and say how many
         through ``warn``; by default a missing chunk (or a chunk read that keeps failing) is an error.
+    roi : str or sequence of 3 (start, stop) pairs or slices, optional
+        Segment only this box, in z, y, x from the volume's first voxel: the command line's
+        text (``"0:40,100:612,100:612"`` in voxels, ``"0:2,0:10,0:10um"`` in physical units) or
+        ``((z0, z1), (y0, y1), (x0, x1))`` / ``(slice(z0, z1), ...)`` in voxels. Only the box is
+        read; the output's metadata states where it sits.
     **other
         Every other keyword is the ``skoots-client segment`` option of the same name (``--axes``,
         ``--normalize``, ``--reference-borders``, ``--min-size``, ``--runtime`` ...), with the same
@@ -157,6 +163,7 @@ def segment(
     from .model_source import Tls
     from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
     from .progress import Watch
+    from .roi import parse_roi
     from .run import run_segment
     from .summary import warn_on_stderr
     from .volume_read import volume_from_array
@@ -168,7 +175,7 @@ def segment(
         InputSpec(
             _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes),
             channel=channel, axes=axes, normalize=normalize, voxel_size=voxel_size_value(voxel_size, unit), level=level,
-            mask=_path(mask), skip_below=skip_below, fill_missing=fill_missing,
+            mask=_path(mask), skip_below=skip_below, fill_missing=fill_missing, roi=parse_roi(roi),
         ),
         OutputSpec(
             out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),

@@ -93,6 +93,7 @@ def segment_command(
     runtime: Annotated[Runtime, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = Runtime.AUTO,
     threads: Annotated[Optional[int], typer.Option(help="In-process inference threads on the CPU (default: all cores).")] = None,
     precision: Annotated[Precision, typer.Option(help="In-process precision: fp32, or bf16 with OpenVINO on CPUs with AVX512_BF16 or AMX (faster; vectors differ by ~1e-2).")] = Precision.FP32,
+    roi: Annotated[Optional[str], typer.Option("--roi", help="Segment only this box of the volume, in z, y, x order from its first voxel: z0:z1,y0:y1,x0:x1 in voxels (half open; an empty side is the volume's edge: :,100:612,:), or with a unit after the last number in physical units of the voxel size (0:2,0:10,0:10um; widened to whole voxels). Only the box is read; the labels are the box's, and their metadata states where it sits (the input's offset + the box's start).")] = None,
     s3_endpoint: Annotated[Optional[str], typer.Option("--s3-endpoint", help="Endpoint of an S3-compatible store that is not AWS (MinIO, Ceph, ...), e.g. http://127.0.0.1:9000, for s3:// input and --out; credentials and region come from the AWS_* variables or ~/.aws.")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
@@ -150,6 +151,7 @@ def segment_command(
             threads=threads,
             precision=precision,
             level=level,
+            roi=roi,
         )
     except SkootsError as e:
         typer.echo(f"error: {e}", err=True)

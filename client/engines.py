@@ -75,7 +75,8 @@ class InMemoryEngine:
                 properties = label_properties(stats.table) if stats.table is not None else None
                 if output.out is not None:
                     done_at.append(write_labels(output.out, labels, overwrite=output.overwrite, voxel_size=plan.voxel_size,
-                                                properties=properties, ngff_version=output.ngff_version.value))
+                                                properties=properties, ngff_version=output.ngff_version.value,
+                                                offset=plan.origin))
                 if output.labels_into is not None:
                     done_at.append(write_labels_into(output.labels_into, output.label_name, labels,
                                                      overwrite=output.overwrite, properties=properties))
@@ -141,7 +142,7 @@ class BlockwiseEngine:
             block=cluster.block, workers=cluster.workers, threads_per_worker=cluster.threads_per_worker,
             scheduler=cluster.scheduler, work_dir=plan.resume.work_dir, resume=plan.resume.keeps_work,
             overwrite=output.overwrite, quiet=watch.quiet, say=None if watch.quiet else (lambda line: print(line, file=sys.stderr)),
-            min_size=output.min_size, watch=watch, fill_missing=plan.input.fill_missing,
+            min_size=output.min_size, watch=watch, fill_missing=plan.input.fill_missing, roi=plan.roi, offset=plan.origin,
         )
         warn_each(warn, filled_text(stats.filled, plan.location))
         if output.table is not None and stats.table is not None:

@@ -50,7 +50,7 @@ def _staged(path: Path, overwrite: bool) -> Iterator[Path]:
 
 def write_labels(
     path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
-    properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4",
+    properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
 ) -> Path:
     """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
@@ -59,24 +59,36 @@ def write_labels(
     uint32 (ImageJ format has no 32-bit integers). ``.ome.zarr``: an OME-NGFF label image with a
     multiscale pyramid, scale and units (napari opens it as labels), NGFF ``ngff_version``, with
     ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
-    voxel size in its attributes. Planes are transposed one slab at a time.
+    voxel size in its attributes. Planes are transposed one slab at a time. ``offset`` (voxels
+    along the runtime's X, Y, Z; client/origin.py) is where the labels' first voxel sits: an
+    NGFF translation on every level, precomputed ``voxel_offset``, N5 ``offset``.
     """
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
     if stores.is_store(path):  # precomputed:// or n5:// (client/stores)
-        return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties)
+        return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
+                                   offset=offset)
     path = Path(path)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
             _write_tiff(target, labels_xyz, size)
         elif path.name.lower().endswith(".ome.zarr"):
-            write_label_image(target, labels_xyz, pyramid(_zxy_shape(labels_xyz), size.zyx), spatial_axes(size.unit),
+            write_label_image(target, labels_xyz, pyramid(_zxy_shape(labels_xyz), size.zyx, offset_zyx=_zyx(offset)),
+                              spatial_axes(size.unit),
                               version=ngff_version, properties=properties)
         else:
             _write_zarr(target, labels_xyz, size)
     return path
+
+
+def _zyx(offset_xyz: Sequence[float] | None) -> tuple[float, float, float] | None:
+    """An offset along the runtime's X, Y, Z in the file's order (slices, rows, columns)."""
+    if offset_xyz is None:
+        return None
+    x, y, z = offset_xyz
+    return (z, x, y)
 
 
 def _zxy_shape(labels_xyz: np.ndarray) -> tuple[int, int, int]:
@@ -156,12 +168,12 @@ def keep_labels(error: BaseException, labels_xyz: np.ndarray, voxel_size: VoxelS
 
 def create_labels_array(
     path: Path, shape_zxy: tuple[int, int, int], dtype: Any, chunks: tuple[int, int, int], *,
-    voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
+    voxel_size: VoxelSize | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
 ) -> Any:
     """An empty ``[Z, X, Y]`` label array at ``path`` for writing block by block, stating its
     voxel size as :func:`write_labels` does: a plain Zarr array (``voxel_size_attrs``), or for
     ``.ome.zarr`` an NGFF ``ngff_version`` label image with :func:`write_labels`'s levels, scales
-    and translations, whose level ``0`` is returned. Every level is chunked by ``chunks``
+    and translations (``offset`` as there), whose level ``0`` is returned. Every level is chunked by ``chunks``
     (capped by its shape), so the coarser levels can be filled region by region from level 0
     once it is written (blockwise/pyramid.py)."""
     from .ngff import create_label_image, pyramid, spatial_axes
@@ -173,7 +185,7 @@ def create_labels_array(
         array = zarr.open_array(str(path), mode="w", shape=shape_zxy, chunks=chunks, dtype=dtype)
         array.attrs.update(voxel_size_attrs(size))
         return array
-    return create_label_image(path, pyramid(shape_zxy, size.zyx), spatial_axes(size.unit), dtype,
+    return create_label_image(path, pyramid(shape_zxy, size.zyx, offset_zyx=_zyx(offset)), spatial_axes(size.unit), dtype,
                               version=ngff_version, chunks_zyx=chunks)[0]
 
 

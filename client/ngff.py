@@ -66,15 +66,20 @@ def nearest_indices(n_from: int, n_to: int, start: int = 0, stop: int | None = N
     return (2 * np.arange(start, n_to if stop is None else stop, dtype=np.int64) + 1) * n_from // (2 * n_to)
 
 
-def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent: int = MIN_EXTENT) -> list[Level]:
-    """Levels of a label pyramid for a ``[Z, Y, X]`` volume.
+def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent: int = MIN_EXTENT,
+            offset_zyx: Sequence[float] | None = None) -> list[Level]:
+    """Levels of a label pyramid for a ``[Z, Y, X]`` volume whose first voxel sits at
+    ``offset_zyx`` voxels (client/origin.py; none: at the origin).
 
     Each level halves Y and X (rounding up), and Z too once the Z voxel is no longer than the
     in-plane ones (an anisotropic stack keeps its slices until the levels are near isotropic).
     Levels are added while the smaller in-plane side stays ``>= min_extent``: a 128x128 plane
-    gets three levels, a 2048x2048 one five.
+    gets three levels, a 2048x2048 one five. Every level is translated by the offset (in
+    level 0's units) on top of its own half-voxel shift.
     """
-    levels = [Level("0", tuple(int(n) for n in shape_zyx), tuple(float(s) for s in scale_zyx))]
+    shift = [float(o) * float(s) for o, s in zip(offset_zyx or (0, 0, 0), scale_zyx)]
+    levels = [Level("0", tuple(int(n) for n in shape_zyx), tuple(float(s) for s in scale_zyx),
+                    tuple(shift) if any(shift) else None)]
     while len(levels) < MAX_LEVELS:
         (z, y, x), (sz, sy, sx) = levels[-1].shape, levels[-1].scale
         if min(-(-y // 2), -(-x // 2)) < min_extent:
@@ -83,7 +88,7 @@ def pyramid(shape_zyx: Sequence[int], scale_zyx: Sequence[float], *, min_extent:
         shape = (-(-z // fz), -(-y // 2), -(-x // 2))
         scale = (sz * z / shape[0], sy * y / shape[1], sx * x / shape[2])
         first = levels[0].scale
-        levels.append(Level(str(len(levels)), shape, scale, tuple((s - s0) / 2 for s, s0 in zip(scale, first))))
+        levels.append(Level(str(len(levels)), shape, scale, tuple((s - s0) / 2 + t for s, s0, t in zip(scale, first, shift))))
     return levels
 
 

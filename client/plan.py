@@ -26,11 +26,14 @@ from .label_write import check_output_path, intermediates_path
 from .levels import level_path
 from .model_source import ModelInfo, Tls
 from .normalize import Normalization, parse_normalize, resolve_normalization
+from .origin import ZERO, Offset, describe_offset, is_integral
+from .origin_read import read_offset
 from .preview import check_preview_path
+from .roi import Box, RoiText, cut, describe_box, resolve_roi
 from .sanity import axes_warning, channel_warning, check_something_to_infer, intensity_warning, sample_voxels
 from .summary import warn_each
 from .volume import Volume, describe_shape
-from .volume_read import read_volume
+from .volume_read import read_volume, refuse_non_finite
 from .voxel_size import UnitOption, VoxelSize
 from .voxel_size_read import read_voxel_size, resolve_voxel_size
 from .workdir import default_work_dir, fingerprint, stale_work_text
@@ -42,7 +45,7 @@ Triple = tuple[int, int, int]
 class InputSpec:
     """What to segment and how to read it: a path or store URL, or an array's opened
     :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
-    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below`` and ``--fill-missing``."""
+    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
 
     source: Any
     channel: int | None = None
@@ -53,6 +56,7 @@ class InputSpec:
     mask: Path | None = None
     skip_below: float | None = None
     fill_missing: bool = False  # --fill-missing: chunks missing from a chunked store read as zeros, counted
+    roi: RoiText | None = None
 
     @property
     def from_file(self) -> bool:
@@ -160,13 +164,17 @@ class Plan:
     skip: SkipRule | None
     skip_described: dict[str, Any] | None
     xp: Any
+    roi_of: tuple[int, int, int] | None = None  # the whole input's shape, with a roi
+    roi: Box | None = None  # the box of the input segmented (--roi), along the runtime's X, Y, Z
+    origin: Offset = ZERO  # where the labels' first voxel sits in the input's voxel grid (its offset + the box's start)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a work directory records of this run: resuming needs all of it to match."""
-        return fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
-                           self.parameters, reference_borders=self.model.reference_borders,
-                           probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
-                           normalization=self.normalization.to_dict(), skip=self.skip_described)
+        box = {"roi": [list(b) for b in self.roi]} if self.roi is not None else {}  # another box of the same shape is other crops
+        return box | fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
+                                 self.parameters, reference_borders=self.model.reference_borders,
+                                 probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
+                                 normalization=self.normalization.to_dict(), skip=self.skip_described)
 
 
 def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec) -> None:
@@ -189,6 +197,21 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
         raise InputError("blockwise writes the labels block by block and never holds them: give out= or labels_into=")
     if cluster.asked:
         check_blockwise_options(model, output)
+    if input.roi is not None and output.labels_into is not None:
+        raise InputError(f"--roi {input.roi.text}: --labels-into writes labels the size of the whole image; "
+                         "write the cutout with --out (it states where it sits), or drop --roi")
+    if input.roi is not None and input.mask is not None:
+        raise InputError(f"--roi {input.roi.text}: --mask covers the whole volume; drop one of them")
+
+
+def describe_region(plan: Plan) -> str | None:
+    """The summary's line on where the labels sit: the box segmented and the offset written."""
+    parts = []
+    if plan.roi is not None:
+        parts.append(f"roi {describe_box(plan.roi)} of {describe_shape(plan.roi_of)}")
+    if plan.origin != ZERO:
+        parts.append(f"offset {describe_offset(plan.origin)} (written to the output's metadata)")
+    return ", ".join(parts) or None
 
 
 def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:
@@ -249,7 +272,16 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     work_path = (resume.work_dir or default_work_dir(output.destination)) if resume.keeps_work else None
     check_destinations([location] if input.from_file else [], output, work_path)
     choice = parse_normalize(input.normalize)
-    volume = read_volume(location, input.channel, input.axes, fill_missing=input.fill_missing) if input.from_file else input.source
+    whole = read_volume(location, input.channel, input.axes, check_finite=input.roi is None, fill_missing=input.fill_missing) if input.from_file else input.source
+    size = resolve_voxel_size(input.voxel_size, read_voxel_size(location) if input.from_file else None, location, warn)
+    box = resolve_roi(input.roi, whole.shape, size) if input.roi is not None else None
+    volume = cut(whole, box)
+    if box is not None and input.from_file:
+        refuse_non_finite(volume)  # only the box: a float volume's other voxels are never read
+    starts = [lo for lo, _ in box] if box is not None else [0, 0, 0]
+    origin = tuple(o + s for o, s in zip(read_offset(location) if input.from_file else ZERO, starts))
+    if not is_integral(origin) and is_store(output.out) and output.out.format in (None, "precomputed"):  # voxel_offset is whole voxels
+        warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
     blockwise = cluster.asked
     if input.from_file and not blockwise and output.destination is not None and too_big_for_memory(volume.shape, cluster.memory_available):
         check_blockwise_options(model, output)
@@ -257,7 +289,6 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     warn_each(warn, channel_warning(volume), axes_warning(volume))
     if work_path is None and not blockwise and output.destination is not None:  # blockwise refuses it (blockwise/pipeline.py)
         warn_each(warn, stale_work_text(default_work_dir(output.destination)))
-    size = resolve_voxel_size(input.voxel_size, read_voxel_size(location) if input.from_file else None, location, warn)
     if output.labels_into is not None:
         check_labels_into(output.labels_into, output.label_name, volume.shape, output.overwrite)
     skip, skip_described = skip_rule(input.mask, input.skip_below)
@@ -284,7 +315,8 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     batch_size = min(model.batch or info.max_batch_size, info.max_batch_size)
     plan = Plan(input, output, model, resume, cluster, volume=volume, location=location, blockwise=blockwise,
                 work_path=work_path, voxel_size=size, normalization=normalization, info=info, parameters=parameters,
-                batch_size=batch_size, skip=skip, skip_described=skip_described, xp=xp)
+                batch_size=batch_size, skip=skip, skip_described=skip_described, xp=xp, roi=box,
+                roi_of=whole.shape if box is not None else None, origin=origin)  # type: ignore[arg-type]
     return plan, endpoints
 
 

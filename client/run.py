@@ -6,7 +6,7 @@ import time
 from typing import Callable
 
 from .engines import engine_for
-from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec, prepare
+from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec, describe_region, prepare
 from .progress import Watch
 from .result import Segmentation
 from .summary import summary
@@ -20,6 +20,9 @@ def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: 
     started = time.perf_counter()
     plan, endpoints = prepare(input, output, model, resume, cluster, warn)
     stats = engine_for(plan).run(plan, endpoints, watch, warn)
+    region = describe_region(plan)
+    if region is not None:
+        stats.notes.insert(0, region)
     text = summary(plan.volume, output.written, plan.normalization, stats, time.perf_counter() - started, xp=plan.xp,
                    voxel_size=plan.voxel_size, table=output.table, work=plan.work_path)
     return Segmentation(summary=text, voxel_size=plan.voxel_size, instances=stats.instances, labels_xyz=stats.labels,

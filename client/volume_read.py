@@ -290,7 +290,7 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return _finite(Volume(XYZView(array, spatial, fixed), path, **read_as), check_finite)
+        return refuse_non_finite(Volume(XYZView(array, spatial, fixed), path, **read_as), check_finite)
     channels = shape[channel_axis]
     channel_from = "--channel" if channel is not None else "only" if channels == 1 else "default"
     if channel is None:
@@ -303,7 +303,7 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
     view = XYZView(array, spatial, {**fixed, channel_axis: channel})
-    return _finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
+    return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -359,7 +359,7 @@ def open_labels(path: str | Path) -> Volume:
     return Volume(XYZView(array, spatial, {i: 0 for i in range(len(shape)) if i not in spatial}), path)
 
 
-def _finite(volume: Volume, check: bool = True, slab_bytes: int = 64 << 20) -> Volume:
+def refuse_non_finite(volume: Volume, check: bool = True, slab_bytes: int = 64 << 20) -> Volume:
     """Refuse float volumes holding NaN or infinity before any crop is sent: the network would
     turn them into NaN vectors and garbage labels. One pass over the volume, a slab at a time."""
     if volume.dtype.kind != "f" or not check:

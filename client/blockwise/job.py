@@ -65,6 +65,7 @@ class Job:
     mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
     skip_below: float | None = None
     fill_missing: bool = False  # --fill-missing: the workers read missing chunks as zeros and count them
+    roi: tuple[tuple[int, int], ...] | None = None  # --roi: the box of the file that is segmented (runtime X, Y, Z)
 
     @property
     def grid(self) -> BlockGrid:

@@ -154,6 +154,7 @@ def segment_blockwise(
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
     watch: Watch | None = None,
+    offset: Sequence[float] | None = None,
 ) -> RunStats:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
     or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
@@ -183,7 +184,7 @@ def segment_blockwise(
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
-                 min_size=min_size)
+                 min_size=min_size, offset=offset)
         except BaseException as e:
             store.close()
             if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
@@ -209,6 +210,7 @@ def _run(
     *, overwrite: bool, watch: Watch, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
+    offset: Sequence[float] | None = None,
 ) -> None:
     stage = _Stage(client, result, watch)
     names = [b.name for b in grid.blocks]
@@ -255,10 +257,11 @@ def _run(
     tiff = layout is None and name.lower().endswith(TIFF_SUFFIXES)
     target = store.path / "out" / ("labels.zarr" if tiff else name)
     ome = layout is not None or (not tiff and name.lower().endswith(".ome.zarr"))
-    levels = layout.levels if layout is not None else pyramid(shape_zxy, voxel_size.zyx)
+    offset_zxy = None if offset is None else (offset[2], offset[0], offset[1])
+    levels = layout.levels if layout is not None else pyramid(shape_zxy, voxel_size.zyx, offset_zyx=offset_zxy)
     array_path = str(target / levels[0].path) if ome else str(target)
     made = store.path / "out" / ".made"
-    made_as = f"{out_dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout} min-size {min_size}"
+    made_as = f"{out_dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout} min-size {min_size} offset {offset}"
     if (made.read_text() if made.exists() else "") != made_as:
         shutil.rmtree(target, ignore_errors=True)
         for marker in [*(store.path / "done" / "write").glob("*"), *(store.path / "done" / "pyramid").glob("*")]:
@@ -266,7 +269,8 @@ def _run(
         if layout is not None:
             create_labels_into(target, layout, out_dtype, chunks_zxy)
         else:
-            create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version)
+            create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version,
+                                offset=offset)
         made.write_text(made_as)
     regions = grid.write_regions()
     region_names = [stages.region_name(r) for r in regions]
@@ -302,7 +306,7 @@ def _run(
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
     elif is_store(out):  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr (client/stores)
-        export_labels(stage.run, array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite)
+        export_labels(stage.run, array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite, offset=offset)
     elif tiff:
         import zarr
 
@@ -365,11 +369,13 @@ def blockwise_file(
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
     into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None, fill_missing: bool = False,
+    roi: Sequence[tuple[int, int]] | None = None, offset: Sequence[float] | None = None,
 ) -> RunStats:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
-    Workers read the input with ``channel`` and ``axes`` as the client did and normalise every
-    crop by the client's ``normalization``."""
+    Workers read the input with ``channel`` and ``axes`` as the client did, only its ``roi`` box
+    when given (``volume`` is then that cutout), and normalise every crop by the client's
+    ``normalization``. The output's first voxel sits at ``offset`` (client/origin.py)."""
     shape = volume.shape
     label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
     if block is not None:
@@ -383,7 +389,9 @@ def blockwise_file(
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
         batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
         fill_missing=fill_missing,
+        roi=None if roi is None else tuple(tuple(int(v) for v in b) for b in roi),
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch)
+                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch,
+                             offset=offset)

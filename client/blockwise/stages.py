@@ -45,8 +45,10 @@ def _endpoints(source: Source) -> list[Any]:
 def _volume(job: Job) -> Any:
     from ..volume_read import read_volume
 
-    return cached(("volume", job.volume, job.channel, job.axes, job.fill_missing),
-                   lambda: read_volume(job.volume, job.channel, job.axes, check_finite=False, fill_missing=job.fill_missing))
+    from ..roi import cut
+
+    return cached(("volume", job.volume, job.channel, job.axes, job.fill_missing, job.roi),
+                  lambda: cut(read_volume(job.volume, job.channel, job.axes, check_finite=False, fill_missing=job.fill_missing), job.roi))
 
 
 def _local(region: Region, within: Region) -> tuple[slice, slice, slice]:

@@ -9,7 +9,8 @@ The rest of the client calls only what is named here.
 """
 
 from .location import StoreUrl, argument, check_credentials, has_scheme, is_store, parse
-from .reader import open_volume, read_voxel_size, store_of
+from .metadata import read_offset, read_voxel_size
+from .reader import open_volume, store_of
 from .writer import check_destination, write_labels
 
-__all__ = ["StoreUrl", "argument", "check_credentials", "check_destination", "has_scheme", "is_store", "open_volume", "parse", "read_voxel_size", "store_of", "write_labels"]
+__all__ = ["StoreUrl", "argument", "check_credentials", "check_destination", "has_scheme", "is_store", "open_volume", "parse", "read_offset", "read_voxel_size", "store_of", "write_labels"]

@@ -6,12 +6,12 @@ is done."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .location import StoreUrl, context, explain
-from .writer import Region, add_properties, done, open_output, output_format, spec, staged, write_boxes, write_region
+from .writer import Region, add_offset, add_properties, done, open_output, output_format, spec, staged, write_boxes, write_region
 
 
 def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:
@@ -25,10 +25,10 @@ def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) 
 
 
 def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_path: str, url: StoreUrl, *, voxel_size: Any,
-                  table: dict[str, np.ndarray] | None, overwrite: bool, **layout: Any) -> None:
+                  table: dict[str, np.ndarray] | None, overwrite: bool, offset: Sequence[float] | None = None, **layout: Any) -> None:
     """Write the labels at ``array_path`` to ``url`` through ``run`` (a blockwise stage: maps
-    the tasks over the cluster), staged then published; the table's rows become precomputed
-    ``segment_properties``."""
+    the tasks over the cluster), staged then published, their first voxel at ``offset``
+    (runtime X, Y, Z voxels); the table's rows become precomputed ``segment_properties``."""
     import tensorstore as ts
     import zarr
 
@@ -40,10 +40,11 @@ def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_pa
     z, x, y = (int(n) for n in source.shape)
     with staged(url, overwrite) as target:
         try:
-            store = done(ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, **layout), context=context()), url)
+            store = done(ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, offset=offset, **layout), context=context()), url)
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
         boxes = write_boxes((x, y, z), store.chunk_layout.write_chunk.shape)  # whole shards or chunks, up to 64 MiB
         run("export", [(".".join(str(lo) for lo, _ in box), copy_region, (array_path, target, format, box)) for box in boxes], len(boxes))
+        add_offset(target, format, offset, voxel_size)
         if format == "precomputed" and table is not None:
             add_properties(target, label_properties(dict(table)))

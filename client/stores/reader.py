@@ -5,7 +5,8 @@ TensorStore reads all three formats on every store with its own parallel I/O and
 which segment's overlapping crops reuse. A local Zarr path stays with zarr-python
 (volume_read.py): it reads OME-NGFF group metadata and is as fast there (benchmarks/RESULTS.md).
 The engines see an array-like of the stored axis order and letters naming its axes, as for
-any other file (volume.XYZView): no format-specific code outside this package.
+any other file (volume.XYZView): no format-specific code outside this package. What the
+metadata says of the voxel size and offset: metadata.py.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ def _read_json(url: StoreUrl, key: str, kvstore: Any = None) -> dict[str, Any] |
     return value
 
 
+def read_json(url: StoreUrl, key: str) -> dict[str, Any] | None:
+    """The JSON object at ``key`` below ``url`` (metadata.py reads a group's attributes); None when there is none."""
+    return _read_json(url, key)
+
+
 def detect(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]]:
     """The format at ``url`` (``n5``, ``precomputed``, ``zarr2``, ``zarr3``), the location of
     the array to open (a Zarr image's first level) and the metadata that says so.
@@ -117,11 +123,11 @@ def detect(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]]:
         if meta is not None:
             if meta.get("node_type") == "group":
                 return _zarr_image(url, meta.get("attributes", {}))
-            return "zarr3", url, meta
+            return "zarr3", url, _with_image(url, meta)
     if wanted in (None, "zarr", "zarr2"):
         meta = _read_json(url, ".zarray", kv)
         if meta is not None:
-            return "zarr2", url, {**meta, "attributes": _read_json(url, ".zattrs", kv) or {}}
+            return "zarr2", url, _with_image(url, {**meta, "attributes": _read_json(url, ".zattrs", kv) or {}})
         attributes = _read_json(url, ".zattrs", kv)
         if attributes is not None or _read_json(url, ".zgroup", kv) is not None:
             return _zarr_image(url, attributes or {})
@@ -175,6 +181,40 @@ def _precomputed_scale(url: StoreUrl) -> tuple[str, StoreUrl, dict[str, Any]] | 
     return "precomputed", parent, {"info": info, "scale": keys.index(url.name)}
 
 
+def _parent(url: StoreUrl) -> StoreUrl | None:
+    """The location above ``url``; None at the top of its store."""
+    if "/" not in url.path.strip("/"):
+        return None
+    path = url.path.rstrip("/").rsplit("/", 1)[0] or "/"
+    return StoreUrl(url.text.rstrip("/").rsplit("/", 1)[0], url.scheme, url.host, path, url.format, url.s3_endpoint)
+
+
+def _ome_multiscales(url: StoreUrl) -> tuple[Any, list[str]] | None:
+    """The ``multiscales`` of the OME-NGFF image at ``url`` (0.4: ``.zattrs``, 0.5: ``zarr.json``'s
+    ``ome``) and its datasets' paths; None when there is none."""
+    group = _read_json(url, "zarr.json") or _read_json(url, ".zattrs") or {}
+    attributes = group.get("attributes", group)
+    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    try:
+        return multiscales, [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _with_image(url: StoreUrl, meta: dict[str, Any]) -> dict[str, Any]:
+    """A Zarr array's metadata, with ``multiscales`` and ``level`` when it is a level of the
+    OME-NGFF image above it (``IMAGE.ome.zarr/s0`` by URL): the image names its axes, scale
+    and translation, as it does for a local level (levels.image_of_level)."""
+    parent = _parent(url)
+    try:
+        image = _ome_multiscales(parent) if parent is not None else None
+    except InputError:
+        return meta
+    if image is None or url.name not in image[1]:
+        return meta
+    return {**meta, "multiscales": image[0], "level": image[1].index(url.name)}
+
+
 def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUrl, dict[str, Any]]:
     """A Zarr group: an OME-NGFF image's first level (the image names its axes and scale)."""
     multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
@@ -183,7 +223,7 @@ def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUr
     except (KeyError, IndexError, TypeError):
         raise InputError(f"{url} is a Zarr group without OME multiscales; point at one of its arrays") from None
     format, level, meta = detect(url.child(path))
-    return format, level, {**meta, "multiscales": multiscales}
+    return format, level, {**meta, "multiscales": multiscales, "level": 0}
 
 
 def open_volume(source: StoreUrl, fill_missing: bool | None = False) -> Opened:
@@ -240,85 +280,6 @@ def _axes(format: str, store: Any, meta: dict[str, Any]) -> str | None:
     return None
 
 
-def read_voxel_size(source: StoreUrl) -> Any:
-    """The voxel size the metadata states, or None: N5 ``resolution`` + ``units`` or
-    ``pixelResolution`` (the dataset's, else its group's times ``downsamplingFactors``),
-    precomputed ``resolution`` (nanometres), OME-NGFF scale and units."""
-    from ..voxel_size import ome_zarr_voxel_size
-
-    try:
-        opened = open_volume(source)
-    except InputError:
-        return None  # reported when the data is read
-    meta = opened.attributes
-    if opened.format == "precomputed":
-        resolution = meta["info"]["scales"][meta["scale"]].get("resolution")
-        return _size_by_axes(resolution, "XYZ", "nm")
-    if meta.get("multiscales"):
-        level = 0
-        return ome_zarr_voxel_size(meta["multiscales"], level)
-    if opened.format == "n5":
-        return _n5_voxel_size(opened)
-    return None
-
-
-def _n5_voxel_size(opened: Opened) -> Any:
-    meta, axes = opened.attributes, opened.axes or "XYZ"
-    size = _n5_size(meta, axes)
-    if size is not None:
-        return size
-    url = opened.url
-    if "/" not in url.path.strip("/"):
-        return None
-    parent = StoreUrl(url.text.rsplit("/", 1)[0], url.scheme, url.host, url.path.rstrip("/").rsplit("/", 1)[0], "n5", url.s3_endpoint)
-    try:
-        group = _read_json(parent, "attributes.json") or {}
-    except InputError:
-        return None
-    factors = meta.get("downsamplingFactors") or [1] * len(axes)
-    return _n5_size(group, axes, factors)
-
-
-def _n5_size(attributes: dict[str, Any], axes: str, factors: Any = None) -> Any:
-    factors = list(factors or [1] * len(axes))
-    if isinstance(attributes.get("pixelResolution"), dict):
-        found = attributes["pixelResolution"]
-        values, unit = found.get("dimensions"), found.get("unit")
-    else:
-        values, unit = attributes.get("resolution"), attributes.get("units")
-    if values is None:
-        return None
-    if isinstance(unit, list):
-        unit = unit[0] if len(set(unit)) == 1 else None
-    try:
-        values = [float(v) * float(f) for v, f in zip(values, factors + [1] * (len(values) - len(factors)))]
-    except (TypeError, ValueError):
-        return None
-    return _size_by_axes(values, axes, unit)
-
-
-def _size_by_axes(values: Any, axes: str, unit: str | None) -> Any:
-    """A :class:`VoxelSize` from per-axis ``values`` in the stored order named by ``axes``."""
-    from skoots_export.contract.units import length_unit
-
-    from ..voxel_size import VoxelSize
-
-    try:
-        by = {a: float(v) for a, v in zip(axes, values)}
-        sizes = (by["Y"], by["X"], by["Z"])  # runtime X = rows (file y), Y = columns (file x), Z
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not all(s > 0 and np.isfinite(s) for s in sizes):
-        return None
-    try:
-        name = length_unit(str(unit)) if unit else None
-    except InputError:
-        name = None
-    if name is None and sizes == (1.0, 1.0, 1.0):
-        return None
-    return VoxelSize(sizes, name)
-
-
 def zarr_windows(array: Any, fill_missing: bool | None = False) -> Any:
     """A local zarr-python array read by window through TensorStore instead, when TensorStore
     is installed and opens it alike (same shape and dtype); else ``array`` as it is.
@@ -352,7 +313,8 @@ def zarr_windows(array: Any, fill_missing: bool | None = False) -> Any:
 
 def level(source: StoreUrl, index: int) -> StoreUrl:
     """``--level N`` of a multiscale volume by URL: scale ``N`` of a precomputed volume (its
-    key appended), dataset ``sN`` of an N5 group (the n5-viewer / BigDataViewer layout).
+    key appended), the ``N``-th dataset of an OME-Zarr image, dataset ``sN`` of an N5 group
+    (the n5-viewer / BigDataViewer layout).
 
     Raises
     ------
@@ -365,6 +327,12 @@ def level(source: StoreUrl, index: int) -> StoreUrl:
         if not 0 <= index < len(keys):
             raise InputError(f"--level {index}: {source} has scales {', '.join(f'{i} ({k})' for i, k in enumerate(keys))}; choose one of them")
         return source.child(keys[index])
+    image = _ome_multiscales(source) if source.format in (None, "zarr", "zarr2", "zarr3") else None
+    if image is not None:
+        if not 0 <= index < len(image[1]):
+            raise InputError(f"--level {index}: {source} has levels {', '.join(f'{i} ({p})' for i, p in enumerate(image[1]))}; "
+                             "choose one of them")
+        return source.child(image[1][index])
     attributes = _read_json(source, "attributes.json") if source.format in (None, "n5") else None
     if source.format in (None, "n5") and (attributes is None or "dimensions" not in attributes):
         dataset = source.child(f"s{index}")
@@ -373,5 +341,5 @@ def level(source: StoreUrl, index: int) -> StoreUrl:
             return dataset
         if attributes is not None or _read_json(source.child("s0"), "attributes.json") is not None:
             raise InputError(f"--level {index}: {source} has no dataset s{index}{_datasets(source)}")
-    raise InputError(f"--level {index}: {source} is not a precomputed volume or an N5 group of s0, s1, …; "
+    raise InputError(f"--level {index}: {source} is not a precomputed volume, an OME-Zarr image or an N5 group of s0, s1, …; "
                      "point at the level's path instead")

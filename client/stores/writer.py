@@ -165,15 +165,17 @@ def _nanometres(voxel_size: Any) -> list[float]:
 
 
 def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel_size: Any, *, chunk: int = CHUNK,
-         shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST) -> dict[str, Any]:
-    """The TensorStore spec that creates the output at ``url``, in file order (x, y, z[, c])."""
+         shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST, offset: Sequence[float] | None = None) -> dict[str, Any]:
+    """The TensorStore spec that creates the output at ``url``, in file order (x, y, z[, c]);
+    a precomputed output's ``voxel_offset`` is ``offset`` (runtime X, Y, Z voxels) rounded to
+    whole voxels (an N5 output gets it from :func:`add_offset`)."""
     size = _file_order(shape_xyz)
     chunks = [min(chunk, n) for n in size]
     dtype = np.dtype(np.uint64 if np.dtype(dtype).itemsize > 4 else np.uint32) if format == "precomputed" else np.dtype(dtype)
     if format == "precomputed":
         scale: dict[str, Any] = {"size": size, "resolution": _nanometres(voxel_size), "encoding": "compressed_segmentation",
                                  "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
-                                 "voxel_offset": [0, 0, 0]}
+                                 "voxel_offset": [int(round(v)) for v in _file_order(offset or (0, 0, 0))]}
         if math.prod(size) > shard_past:
             scale["sharding"] = sharding([math.ceil(n / c) for n, c in zip(size, chunks)], shard_log2)
         return {"driver": "neuroglancer_precomputed", "kvstore": url.kvstore(), "create": True,
@@ -190,13 +192,33 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
             "metadata": {"dimensions": size, "blockSize": chunks, "dataType": dtype.name, "compression": {"type": "gzip"}}}
 
 
+def _file_order_values(values_xyz: Sequence[float]) -> list[float]:
+    x, y, z = (float(v) for v in values_xyz)
+    return [y, x, z]
+
+
+def add_offset(url: StoreUrl, format: str, offset: Sequence[float] | None, voxel_size: Any) -> None:
+    """State ``offset`` (runtime X, Y, Z voxels) in an N5 output's ``attributes.json`` as
+    ``offset``: physical, x, y, z, in the units of its ``resolution`` (voxels without one), the
+    convention Paintera and N5-ImageJ read. Precomputed outputs carry it in :func:`spec`."""
+    if format != "n5" or offset is None or not any(offset):
+        return
+    kv = _kv(url)
+    attributes = json.loads(bytes(kv.read("attributes.json").result().value))
+    sizes = _file_order_values(voxel_size.xyz) if voxel_size is not None and voxel_size.unit else [1.0, 1.0, 1.0]
+    attributes["offset"] = [float(f"{o * s:.12g}") for o, s in zip(_file_order_values(offset), sizes)]
+    kv.write("attributes.json", json.dumps(attributes).encode()).result()
+
+
 def open_output(url: StoreUrl, format: str) -> Any:
-    """The output at ``url`` (being written) in file order, for writing regions into."""
+    """The output at ``url`` (being written) in file order, for writing regions into; indices
+    count from its first voxel (a precomputed ``voxel_offset`` is metadata only)."""
     import tensorstore as ts
 
     try:
-        return done(ts.open({"driver": "neuroglancer_precomputed" if format == "precomputed" else "n5", "kvstore": url.kvstore(),
+        store = done(ts.open({"driver": "neuroglancer_precomputed" if format == "precomputed" else "n5", "kvstore": url.kvstore(),
                              "open": True}, write=True, context=context()), url)
+        return store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
     except ValueError as e:
         raise explain(e, url, "output", OutputError) from e
 
@@ -324,9 +346,11 @@ def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int 
 
 
 def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
-                 properties: Sequence[dict[str, Any]] | None = None, **layout: Any) -> StoreUrl:
-    """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published.
-    ``layout`` overrides ``chunk``, ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
+                 properties: Sequence[dict[str, Any]] | None = None, offset: Sequence[float] | None = None,
+                 **layout: Any) -> StoreUrl:
+    """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published,
+    their first voxel at ``offset`` (runtime X, Y, Z voxels). ``layout`` overrides ``chunk``,
+    ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
     import tensorstore as ts
 
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
@@ -335,12 +359,14 @@ def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = Fal
     check_destination(url, overwrite)
     with staged(url, overwrite) as target:
         try:
-            store = done(ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE, **layout),
-                                 context=context()), url)
+            store = done(ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE,
+                                      offset=offset, **layout), context=context()), url)
+            store = store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
         for region in write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
             write_region(store, region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
+        add_offset(target, format, offset, voxel_size)
         if format == "precomputed":
             add_properties(target, properties)
     return url

@@ -59,6 +59,15 @@ def test_pyramid_halves_in_plane_and_z_once_near_isotropic() -> None:
     assert len(pyramid((8, 128, 128), (1, 1, 1))) == 3 and len(pyramid((8, 40, 40), (1, 1, 1))) == 1
 
 
+def test_pyramid_levels_carry_the_offset_on_top_of_their_half_voxel_shift() -> None:
+    plain, shifted = pyramid((40, 512, 300), (2.0, 0.5, 0.5)), pyramid((40, 512, 300), (2.0, 0.5, 0.5), offset_zyx=(10, 2000, 1000))
+    assert plain[0].translation is None and shifted[0].translation == (20.0, 1000.0, 500.0)
+    assert len(shifted) == len(plain) == 4
+    for a, b in zip(plain[1:], shifted[1:]):
+        assert a.shape == b.shape and a.scale == b.scale
+        assert b.translation == tuple(t + o for t, o in zip(a.translation, (20.0, 1000.0, 500.0)))
+
+
 def test_nearest_indices_match_the_centre_rule() -> None:
     for n_from, n_to in [(5, 3), (130, 65), (130, 32), (7, 7), (3, 8)]:
         expected = [int((j + 0.5) * n_from / n_to) for j in range(n_to)]

@@ -136,7 +136,7 @@ def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path
     for source, message in {
         parse(f"precomputed://{stores_folder}/pre"): rf"--level 1: precomputed://{stores_folder}/pre has scales 0 \(8_4_40\); choose one of them",
         stores_folder / "v.n5": rf"--level 1: {stores_folder}/v.n5 has no dataset s1 \(its datasets: s0\)",
-        parse(f"{served}/v2.zarr"): rf"--level 1: {served}/v2.zarr is not a precomputed volume or an N5 group of s0, s1, …; point at the level's path instead",
+        parse(f"{served}/v2.zarr"): rf"--level 1: {served}/v2.zarr is not a precomputed volume, an OME-Zarr image or an N5 group of s0, s1, …; point at the level's path instead",
     }.items():
         with pytest.raises(InputError, match=message):
             skoots_client.segment(source, out=out / "l.tif", level=1, repository=e2e_repository)
