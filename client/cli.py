@@ -17,7 +17,7 @@ from skoots_export.contract.console import VersionOption, run  # noqa: E402
 from skoots_export.contract.errors import SkootsError  # noqa: E402
 from skoots_export.contract.triples import TRIPLE_HELP  # noqa: E402
 
-from .choices import Device, NgffVersion, Precision, Runtime  # noqa: E402
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime  # noqa: E402
 from .errors import ClientError  # noqa: E402
 
 app = typer.Typer(
@@ -88,6 +88,7 @@ def segment_command(
     ngff_version: Annotated[NgffVersion, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = NgffVersion.V0_4,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="Remove instances of fewer than this many voxels (counted over the whole volume, after assignment) before renumbering; the same in the in-memory and blockwise modes. Voxels, not a physical volume: with --voxel-size 0.5,0.5,2um, 0.5 um3 is 1 voxel. Default 0: keep every instance.")] = 0,
+    labels_dtype: Annotated[LabelsDtype, typer.Option("--labels-dtype", help="The labels' type in every output format (TIFF, Zarr, OME-Zarr, N5, precomputed): uint32 (past 2**32 - 1 instances uint64, with a note), or uint64 (what Paintera and most EM tools expect in N5 and Zarr).")] = LabelsDtype.UINT32,
     skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
     runtime: Annotated[Runtime, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = Runtime.AUTO,
     threads: Annotated[Optional[int], typer.Option(help="In-process inference threads on the CPU (default: all cores).")] = None,
@@ -144,6 +145,7 @@ def segment_command(
             mask=mask,
             skip_below=skip_below,
             min_size=min_size,
+            labels_dtype=labels_dtype,
             runtime=runtime,
             threads=threads,
             precision=precision,

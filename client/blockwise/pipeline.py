@@ -154,6 +154,7 @@ def segment_blockwise(
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
     watch: Watch | None = None,
+    labels_dtype: str = "uint32",
 ) -> RunStats:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
     or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
@@ -165,7 +166,8 @@ def segment_blockwise(
     ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
     ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
     (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). Instances of
-    fewer than ``min_size`` voxels, summed over the blocks they cross, become background. A
+    fewer than ``min_size`` voxels, summed over the blocks they cross, become background. The
+    labels are ``postprocess.labels_dtype(instances, labels_dtype)``, as in memory. A
     failure once the labels are complete keeps the work directory, resume or not, and says
     where the labels are: a run with ``--resume`` finishes writing them.
     """
@@ -183,7 +185,7 @@ def segment_blockwise(
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
-                 min_size=min_size)
+                 min_size=min_size, labels_dtype=labels_dtype)
         except BaseException as e:
             store.close()
             if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
@@ -209,6 +211,7 @@ def _run(
     *, overwrite: bool, watch: Watch, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
+    labels_dtype: str = "uint32",
 ) -> None:
     stage = _Stage(client, result, watch)
     names = [b.name for b in grid.blocks]
@@ -246,7 +249,8 @@ def _run(
         surviving.append((labels[keep], at[keep]))
     keys, ranks = global_order(surviving)
     result.instances = len(keys)
-    out_dtype = postprocess.smallest_unsigned_dtype(len(keys))
+    out_dtype = postprocess.labels_dtype(len(keys), labels_dtype)
+    result.notes += [note for note in [postprocess.labels_dtype_note(len(keys), labels_dtype)] if note]
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
     chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
     layout = image_layout(into[0]) if into is not None else None
@@ -363,7 +367,7 @@ def blockwise_file(
     reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
-    into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None,
+    into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None, labels_dtype: str = "uint32",
 ) -> RunStats:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
     rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
@@ -384,4 +388,5 @@ def blockwise_file(
     )
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch)
+                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch,
+                             labels_dtype=labels_dtype)
