@@ -185,8 +185,8 @@ def measure_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    prediction: Annotated[Path, typer.Argument(help="Predicted labels (TIFF, Zarr), e.g. the output of segment.")],
-    ground_truth: Annotated[Path, typer.Argument(help="Ground-truth labels of the same volume, same shape and axis order.")],
+    prediction: Annotated[str, typer.Argument(help="Predicted labels (TIFF, Zarr, OME-Zarr; N5, precomputed or Zarr by path or URL), e.g. the output of segment.")],
+    ground_truth: Annotated[str, typer.Argument(help="Ground-truth labels of the same volume (any of those formats), same shape.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the scores as JSON instead of a table.")] = False,
 ) -> None:
     """Score predicted instance labels against ground truth: precision, recall, F1 and AP at
