@@ -181,7 +181,7 @@ def segment_blockwise(
     with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
         grid = job.grid
         store.create()
-        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client))
+        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest)
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
