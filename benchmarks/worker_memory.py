@@ -2,7 +2,7 @@
 ``segment --blockwise`` without ``--block`` costs a worker, against the block estimate
 (``client/blockwise/blocks.py``) and the ``--block`` help's claim.
 
-    python benchmarks/worker_memory.py [--shape 100,1680,1680] [--workers 2] [--crop 300,300,20] [--overlap 10,10,5]
+    python benchmarks/worker_memory.py [--shape 100,560,560] [--workers 1] [--crop 300,300,20] [--overlap 10,10,5]
 
 A uint16 blobs TIFF ``[Z, X, Y]`` (blobs of 512x512 tiled in X and Y, as benchmarks/peak_memory.py)
 is segmented by the real CLI, ``--blockwise`` on a LocalCluster of ``--workers`` processes,
@@ -41,8 +41,8 @@ def segment(client: str, volume: Path, out: Path, repository: Path, workers: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", default="100,1680,1680", help="volume Z,X,Y (X and Y multiples of 512 or below it)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shape", default="100,560,560", help="volume Z,X,Y (X and Y multiples of 512 or below it)")
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--crop", default="300,300,20")
     parser.add_argument("--overlap", default="10,10,5")
     args = parser.parse_args()

@@ -75,7 +75,7 @@ def segment_command(
     private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
     cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
     blockwise: Annotated[bool, typer.Option("--blockwise", help="Segment block by block on a Dask cluster (same labels): for volumes larger than memory, or to spread the client's work over processes and machines. Chosen by itself when the volume would not fit in memory.")] = False,
-    block: Annotated[Optional[str], typer.Option("--block", help="Block size X,Y,Z in voxels for --blockwise, rounded to whole crop steps (default: what keeps a worker near 1.5 GB).")] = None,
+    block: Annotated[Optional[str], typer.Option("--block", help="Block size X,Y,Z in voxels for --blockwise, rounded to whole crop steps (default: the largest blocks whose estimated work fits 1.5 GB; measured, a worker then peaks near 1.5 GB with a small model in-process and ~0.8 GB with none; a large model in-process adds its weights and activations). The summary says the block used.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes of the local Dask cluster for --blockwise (default: the cores).")] = None,
     threads_per_worker: Annotated[int, typer.Option("--threads-per-worker", help="Threads per Dask worker process for --blockwise.")] = 1,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Join the Dask cluster at tcp://HOST:PORT instead of starting a local one (implies --blockwise; workers must see the input, the work directory and the output's folder).")] = None,
