@@ -250,7 +250,9 @@ def _run(
     keys, ranks = global_order(surviving)
     result.instances = len(keys)
     out_dtype = postprocess.labels_dtype(len(keys), labels_dtype)
-    result.notes += [note for note in [postprocess.labels_dtype_note(len(keys), labels_dtype)] if note]
+    widened = postprocess.labels_dtype_note(len(keys), labels_dtype)
+    if widened:
+        result.notes.append(widened)
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
     chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
     layout = image_layout(into[0]) if into is not None else None
