@@ -56,10 +56,10 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None) -> None:
+def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None, labels_dtype: str = "uint32") -> None:
     """A TIFF is written from labels in memory: refuse one that would not fit (naming .zarr)."""
     if out.name.lower().endswith(TIFF_SUFFIXES):
-        need = 4 * int(np.prod(shape))
+        need = np.dtype(labels_dtype).itemsize * int(np.prod(shape))
         if need > (memory if memory is not None else available_memory()) // 2:
             raise OutputError(
                 f"--out {out}: a TIFF is written from labels held in memory ({need / 2**30:.1f} GiB) — use --out NAME.zarr or NAME.ome.zarr"
@@ -172,7 +172,7 @@ def segment_blockwise(
     where the labels are: a run with ``--resume`` finishes writing them.
     """
     if out is not None:
-        check_tiff_fits(out, job.shape)
+        check_tiff_fits(out, job.shape, labels_dtype=labels_dtype)
     destination = out if out is not None else into[0]  # type: ignore[index]
     store = BlockStore(work_dir or default_work_dir(destination), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
     store.check()
