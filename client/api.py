@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from .choices import Device, NgffVersion, Precision, Runtime, choice
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, choice
 from .errors import InputError
 from .result import Segmentation
 
@@ -24,6 +24,7 @@ DeviceChoice = Union[Device, Literal["auto", "cpu", "gpu"]]
 RuntimeChoice = Union[Runtime, Literal["auto", "openvino", "torchscript", "cuda"]]
 PrecisionChoice = Union[Precision, Literal["fp32", "bf16"]]
 NgffChoice = Union[NgffVersion, Literal["0.4", "0.5"]]
+LabelsDtypeChoice = Union[LabelsDtype, Literal["uint32", "uint64"]]
 
 
 def segment(
@@ -69,6 +70,7 @@ def segment(
     ngff_version: NgffChoice = "0.4",
     mask: Union[str, Path, None] = None,
     min_size: int = 0,
+    labels_dtype: LabelsDtypeChoice = "uint32",
     skip_below: Optional[float] = None,
     fill_missing: bool = False,
     runtime: RuntimeChoice = "auto",
@@ -107,6 +109,9 @@ def segment(
     voxel_size : str, tuple of 3 floats or VoxelSize, optional
         ``(z, y, x)`` in ``unit`` (micrometres by default), or the command line's text
         (``"0.5,0.5,2um"``); default: what the file states.
+    labels_dtype : {"uint32", "uint64"}
+        The labels' type in memory and in every output format: ``uint32`` (the default; ``uint64``
+        with a note in the summary if the instances do not fit it), or ``uint64`` (Paintera's).
     crop, overlap, block : str or tuple of 3 ints, optional
         Override the model's crop / overlap, or the blockwise block size: ``(z, y, x)`` or the
         command line's text.
@@ -137,7 +142,7 @@ def segment(
     Returns
     -------
     Segmentation
-        ``.labels`` (``uint32`` ``[Z, Y, X]``; ``np.asarray(result)`` is the same), ``.table``,
+        ``.labels`` (``uint32`` ``[Z, Y, X]``, or ``labels_dtype``; ``np.asarray(result)`` is the same), ``.table``,
         ``.voxel_size``, ``.summary``.
 
     Raises
@@ -181,6 +186,7 @@ def segment(
             out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),
             label_name=label_name, overwrite=overwrite, table=_path(table), preview=_path(preview),
             save_intermediates=save_intermediates, min_size=min_size,
+            labels_dtype=choice(LabelsDtype, labels_dtype, "--labels-dtype"),
             ngff_version=choice(NgffVersion, ngff_version, "--ngff-version", "use 0.4 (Zarr v2) or 0.5 (Zarr v3)"),
         ),
         ModelSpec(

@@ -1,4 +1,5 @@
-"""The closed choices of a run (``--device``, ``--runtime``, ``--precision``, ``--ngff-version``)
+"""The closed choices of a run (``--device``, ``--runtime``, ``--precision``, ``--ngff-version``,
+``--labels-dtype``)
 as enums: the command line lists them in ``--help`` and refuses others, the API takes a member or
 its text, and the code compares members rather than strings.
 
@@ -59,6 +60,15 @@ class NgffVersion(Choice):
 
     V0_4 = "0.4"
     V0_5 = "0.5"
+
+
+class LabelsDtype(Choice):
+    """The labels' integer type in every output format: ``uint32`` (the default; ``uint64`` past
+    2**32 - 1 instances, see :func:`skoots_client.postprocess.labels_dtype`) or ``uint64``
+    (what Paintera and most EM tools expect in N5 and Zarr)."""
+
+    UINT32 = "uint32"
+    UINT64 = "uint64"
 
 
 def choice(kind: type[C], value: Union[C, str], option: str, hint: str = "") -> C:

@@ -17,7 +17,7 @@ from skoots_export.contract.console import VersionOption, run  # noqa: E402
 from skoots_export.contract.errors import SkootsError  # noqa: E402
 from skoots_export.contract.triples import TRIPLE_HELP  # noqa: E402
 
-from .choices import Device, NgffVersion, Precision, Runtime  # noqa: E402
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime  # noqa: E402
 from .errors import ClientError  # noqa: E402
 
 app = typer.Typer(
@@ -75,7 +75,7 @@ def segment_command(
     private_key: Annotated[Optional[Path], typer.Option("--private-key", help="Client key (PEM), for servers that require client certificates; with --cert-chain.")] = None,
     cert_chain: Annotated[Optional[Path], typer.Option("--cert-chain", help="Client certificate chain (PEM) for --private-key.")] = None,
     blockwise: Annotated[bool, typer.Option("--blockwise", help="Segment block by block on a Dask cluster (same labels): for volumes larger than memory, or to spread the client's work over processes and machines. Chosen by itself when the volume would not fit in memory.")] = False,
-    block: Annotated[Optional[str], typer.Option("--block", help="Block size X,Y,Z in voxels for --blockwise, rounded to whole crop steps (default: what keeps a worker near 1.5 GB).")] = None,
+    block: Annotated[Optional[str], typer.Option("--block", help="Block size X,Y,Z in voxels for --blockwise, rounded to whole crop steps (default: the largest blocks whose estimated work fits 1.5 GB; measured, a worker then peaks near 1.5 GB with a small model in-process and ~0.8 GB with none; a large model in-process adds its weights and activations). The summary says the block used.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes of the local Dask cluster for --blockwise (default: the cores).")] = None,
     threads_per_worker: Annotated[int, typer.Option("--threads-per-worker", help="Threads per Dask worker process for --blockwise.")] = 1,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Join the Dask cluster at tcp://HOST:PORT instead of starting a local one (implies --blockwise; workers must see the input, the work directory and the output's folder).")] = None,
@@ -88,6 +88,7 @@ def segment_command(
     ngff_version: Annotated[NgffVersion, typer.Option("--ngff-version", help="OME-NGFF version of an .ome.zarr --out: 0.4 (Zarr v2) or 0.5 (Zarr v3). --labels-into follows the image's.")] = NgffVersion.V0_4,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Foreground mask volume (nonzero = foreground), any resolution, same axes as the input: crops whose whole window holds no foreground are not inferred and stay background.")] = None,
     min_size: Annotated[int, typer.Option("--min-size", help="Remove instances of fewer than this many voxels (counted over the whole volume, after assignment) before renumbering; the same in the in-memory and blockwise modes. Voxels, not a physical volume: with --voxel-size 0.5,0.5,2um, 0.5 um3 is 1 voxel. Default 0: keep every instance.")] = 0,
+    labels_dtype: Annotated[LabelsDtype, typer.Option("--labels-dtype", help="The labels' type in every output format (TIFF, Zarr, OME-Zarr, N5, precomputed): uint32 (past 2**32 - 1 instances uint64, with a note), or uint64 (what Paintera and most EM tools expect in N5 and Zarr).")] = LabelsDtype.UINT32,
     skip_below: Annotated[Optional[float], typer.Option("--skip-below", help="Do not infer crops whose raw maximum (input units, before normalising) is below this value; they stay background.")] = None,
     fill_missing: Annotated[bool, typer.Option("--fill-missing", help="Read chunks missing from an N5, precomputed or Zarr input as zeros (and say how many), instead of failing: a missing chunk is an error by default.")] = False,
     runtime: Annotated[Runtime, typer.Option(help="In-process (no --url) inference runtime: auto (a CUDA GPU with TorchScript, else OpenVINO on the CPU when the model has its IR, else TorchScript on the CPU), openvino, torchscript or cuda.")] = Runtime.AUTO,
@@ -147,6 +148,7 @@ def segment_command(
             skip_below=skip_below,
             fill_missing=fill_missing,
             min_size=min_size,
+            labels_dtype=labels_dtype,
             runtime=runtime,
             threads=threads,
             precision=precision,
@@ -187,8 +189,8 @@ def measure_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    prediction: Annotated[Path, typer.Argument(help="Predicted labels (TIFF, Zarr), e.g. the output of segment.")],
-    ground_truth: Annotated[Path, typer.Argument(help="Ground-truth labels of the same volume, same shape and axis order.")],
+    prediction: Annotated[str, typer.Argument(help="Predicted labels (TIFF, Zarr, OME-Zarr; N5, precomputed or Zarr by path or URL), e.g. the output of segment.")],
+    ground_truth: Annotated[str, typer.Argument(help="Ground-truth labels of the same volume (any of those formats), same shape.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print the scores as JSON instead of a table.")] = False,
 ) -> None:
     """Score predicted instance labels against ground truth: precision, recall, F1 and AP at

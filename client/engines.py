@@ -67,6 +67,7 @@ class InMemoryEngine:
                 reference_borders=plan.model.reference_borders, save_intermediates=output.save_intermediates,
                 progress=watch.stage("infer", "crops"), on_endpoint_lost=lost, work=work,
                 normalization=plan.normalization, skip=plan.skip, min_size=output.min_size,
+                labels_dtype=output.labels_dtype.value,
             )
             labels = stats.labels = stats.labels.get() if hasattr(stats.labels, "get") else stats.labels
             done_at: list[Path] = []  # a failure from here on never loses the labels (keep_labels)
@@ -143,6 +144,7 @@ class BlockwiseEngine:
             scheduler=cluster.scheduler, work_dir=plan.resume.work_dir, resume=plan.resume.keeps_work,
             overwrite=output.overwrite, quiet=watch.quiet, say=None if watch.quiet else (lambda line: print(line, file=sys.stderr)),
             min_size=output.min_size, watch=watch, fill_missing=plan.input.fill_missing, roi=plan.roi, offset=plan.origin,
+            labels_dtype=output.labels_dtype.value,
         )
         warn_each(warn, filled_text(stats.filled, plan.location))
         if output.table is not None and stats.table is not None:

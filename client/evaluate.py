@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .volume import describe_shape
 
 IOU_THRESHOLDS = (0.5, 0.75)
 
@@ -229,20 +230,38 @@ def evaluate(pred: np.ndarray, true: np.ndarray, thresholds: tuple[float, ...] =
     )
 
 
-def evaluate_files(prediction: str | Path, ground_truth: str | Path) -> Scores:
-    """Read two label volumes (TIFF, Zarr) and score the first against the second.
+def evaluate_files(prediction: Any, ground_truth: Any) -> Scores:
+    """Read two label volumes and score the first against the second: whatever ``segment``
+    reads and writes (TIFF, Zarr, OME-Zarr images and label groups; N5, precomputed and Zarr v3
+    by path or URL such as ``n5:///data/labels.n5``), each in the axis order its file names, as
+    ``measure`` reads labels (volume_read.open_labels).
 
     Raises
     ------
     InputError
-        A file is missing or unreadable, holds no integer labels, or the shapes differ.
+        A volume is missing or unreadable, holds no integer labels or negative ones, or the
+        two differ in shape (named as z, y, x).
     """
-    from .volume_read import read_labels
-
-    pred, true = read_labels(prediction), read_labels(ground_truth)
+    pred, true = _labels(prediction, "prediction"), _labels(ground_truth, "ground truth")
     if pred.shape != true.shape:
-        raise InputError(f"{prediction} has shape {pred.shape} but {ground_truth} has {true.shape}; evaluate labels of the same volume")
-    return evaluate(pred, true)
+        raise InputError(f"{pred.path} is {describe_shape(pred.shape)} but {true.path} is {describe_shape(true.shape)}; "
+                         "evaluate labels of the same volume")
+    return evaluate(_whole(pred), _whole(true))
+
+
+def _labels(location: Any, option: str) -> Any:
+    """A label volume ``[X, Y, Z]`` named by a path, a URL's text or a StoreUrl."""
+    from .stores import argument, is_store
+    from .volume_read import open_labels
+
+    return open_labels(location if is_store(location) or isinstance(location, Path) else argument(str(location), option=option))
+
+
+def _whole(volume: Any) -> np.ndarray:
+    labels = np.asarray(volume.data)
+    if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+        raise InputError(f"{volume.path} holds negative labels; labels are 0 (background) or positive")
+    return labels
 
 
 def format_table(scores: Scores) -> str:

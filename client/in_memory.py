@@ -149,6 +149,7 @@ def segment_volume(
     normalization: Normalization | None = None,
     skip: SkipRule | None = None,
     min_size: int = 0,
+    labels_dtype: str = "uint32",
 ) -> RunStats:
     """Segment ``volume`` with the model behind ``endpoints`` (docs/SEMANTICS.md steps 1-10).
 
@@ -158,7 +159,8 @@ def segment_volume(
     ``skip``, crops it rules out are not sent: their owned region stays background (zero
     skeleton and vectors), and crops that are inferred are stitched exactly as without it.
     ``normalization`` defaults to the model's rule (``parameters``' mean/std, else the dtype's).
-    Instances of fewer than ``min_size`` voxels become background before renumbering.
+    Instances of fewer than ``min_size`` voxels become background before renumbering; the
+    labels are ``postprocess.labels_dtype(instances, labels_dtype)``.
     """
     if normalization is None:
         normalization = model_rule(parameters.dataset_mean, parameters.dataset_std)
@@ -224,9 +226,10 @@ def segment_volume(
             labels[...] = 0
             labels[interior] = kept
     with _timed(seconds, "renumber"):
-        labels, count = postprocess.renumber_labels(postprocess.remove_small_instances(labels, min_size))
+        labels, count = postprocess.renumber_labels(postprocess.remove_small_instances(labels, min_size), labels_dtype)
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
+    note = postprocess.labels_dtype_note(int(count), labels_dtype)
     return RunStats(instances=int(count), crops=len(grid), seconds=seconds, skipped=skipped, resumed={"infer": len(restored)},
-                    labels=labels, intermediates=intermediates, inferred=len(todo))
+                    labels=labels, intermediates=intermediates, inferred=len(todo), notes=[note] if note else [])

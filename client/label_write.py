@@ -56,7 +56,8 @@ def write_labels(
 
     ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX, spacing, resolution and
     unit, so Fiji shows physical sizes) for uint8/uint16, an OME-TIFF (``PhysicalSize*``) for
-    uint32 (ImageJ format has no 32-bit integers). ``.ome.zarr``: an OME-NGFF label image with a
+    uint32 (ImageJ format has no 32-bit integers), a plain TIFF with the voxel size in tifffile's
+    JSON description for uint64 (OME has no 64-bit integers). ``.ome.zarr``: an OME-NGFF label image with a
     multiscale pyramid, scale and units (napari opens it as labels), NGFF ``ngff_version``, with
     ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
     voxel size in its attributes. Planes are transposed one slab at a time. ``offset`` (voxels
@@ -96,13 +97,17 @@ def _zxy_shape(labels_xyz: np.ndarray) -> tuple[int, int, int]:
     return (z, x, y)
 
 
-def _tiff_size_metadata(size: VoxelSize, imagej: bool) -> dict[str, Any]:
-    """tifffile arguments stating ``size``: ImageJ spacing/unit + resolution, or OME sizes."""
+def _tiff_size_metadata(size: VoxelSize, imagej: bool, ome: bool = True) -> dict[str, Any]:
+    """tifffile arguments stating ``size``: ImageJ spacing/unit + resolution, OME sizes, or
+    (``ome`` False: uint64, which neither ImageJ nor OME holds) resolution + tifffile's JSON
+    description with :func:`voxel_size_attrs`."""
     if size.unit is None:
         return {"metadata": {"axes": "ZYX"}}
     x, y, z = size.xyz  # file columns are the runtime's Y: TIFF X resolution is 1 / Y size
     if imagej:
         return {"resolution": (1 / y, 1 / x), "metadata": {"axes": "ZYX", "spacing": z, "unit": size.symbol}}
+    if not ome:
+        return {"resolution": (1 / y, 1 / x), "metadata": {"axes": "ZYX", **voxel_size_attrs(size)}}
     unit = "µm" if size.unit == "micrometer" else size.symbol.replace("A", "Å")
     return {"ome": True, "metadata": {"axes": "ZYX", "PhysicalSizeX": y, "PhysicalSizeY": x, "PhysicalSizeZ": z,
                                       **{f"PhysicalSize{a}Unit": unit for a in "XYZ"}}}
@@ -120,7 +125,7 @@ def _write_tiff(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
         imagej=imagej,
         compression="zlib",
         photometric="minisblack",
-        **_tiff_size_metadata(size, imagej),
+        **_tiff_size_metadata(size, imagej, ome=labels_xyz.dtype.itemsize <= 4),
     )
 
 

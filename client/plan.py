@@ -17,7 +17,7 @@ from skoots_export.contract.wire import ModelParameters
 
 from . import postprocess
 from .address import grpc_address
-from .choices import Device, NgffVersion, Precision, Runtime
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
 from .destinations import check_not_input
 from .endpoints import close_all, open_endpoints
 from .errors import ClientError, InputError
@@ -77,6 +77,7 @@ class OutputSpec:
     save_intermediates: bool = False
     ngff_version: NgffVersion = NgffVersion.V0_4
     min_size: int = 0
+    labels_dtype: LabelsDtype = LabelsDtype.UINT32
 
     @property
     def destination(self) -> Any:

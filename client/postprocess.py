@@ -380,27 +380,42 @@ def assign_window(
     return _assign_cpu(vectors, vectors_at, skeleton_labels, labels_at, region, shape, vector_scaling, iterations, out)
 
 
-def smallest_unsigned_dtype(maximum: int) -> np.dtype:
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if maximum <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    raise ValueError(f"{maximum} labels do not fit 64 bits")
+def labels_dtype(count: int, asked: str = "uint32") -> np.dtype:
+    """The labels' dtype for ``count`` instances, in every output format and in memory: the
+    ``asked`` one (``--labels-dtype``; ``uint32`` by default), or ``uint64`` when ``count`` does
+    not fit it. The one place the labels' dtype is chosen (docs/SEMANTICS.md, step 10).
+
+    >>> labels_dtype(70_000), labels_dtype(3, "uint64"), labels_dtype(2**32)
+    (dtype('uint32'), dtype('uint64'), dtype('uint64'))
+    """
+    for dtype in (np.dtype(asked), np.dtype(np.uint64)):
+        if count <= np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(f"{count} labels do not fit 64 bits")
 
 
-def renumber_labels(labels: Any) -> tuple[Any, int]:
-    """Relabel to ``1..K`` in order of first appearance (0 stays background), in the smallest
-    unsigned dtype that holds ``K``."""
+def labels_dtype_note(count: int, asked: str = "uint32") -> str | None:
+    """The summary's note when :func:`labels_dtype` had to widen the ``asked`` dtype, else None."""
+    chosen = labels_dtype(count, asked)
+    if chosen == np.dtype(asked):
+        return None
+    return f"labels are {chosen.name}: {count} instances do not fit {np.dtype(asked).name} (--labels-dtype {np.dtype(asked).name})"
+
+
+def renumber_labels(labels: Any, asked: str = "uint32") -> tuple[Any, int]:
+    """Relabel to ``1..K`` in order of first appearance (0 stays background), as
+    :func:`labels_dtype` ``(K, asked)``."""
     xp = array_module(labels)
     if xp is np:
         import fastremap
 
         renumbered, mapping = fastremap.renumber(labels, preserve_zero=True, in_place=True)
         count = len(mapping) - (1 if 0 in mapping else 0)
-        return renumbered.astype(smallest_unsigned_dtype(count), copy=False), count
+        return renumbered.astype(labels_dtype(count, asked), copy=False), count
     values, inverse = xp.unique(labels.ravel(), return_inverse=True)
     offset = 0 if int(values[0]) == 0 else 1
     count = int(values.size) - (1 - offset)
-    dtype = smallest_unsigned_dtype(count)
+    dtype = labels_dtype(count, asked)
     return (inverse.astype(dtype) + dtype.type(offset)).reshape(labels.shape), count
 
 

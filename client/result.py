@@ -13,7 +13,7 @@ from .voxel_size import VoxelSize
 class Segmentation:
     """The result of :func:`skoots_client.in_memory`.
 
-    ``labels`` is a NumPy ``uint32`` array ``[Z, Y, X]`` (``np.asarray(result)`` is the same):
+    ``labels`` is a NumPy ``uint32`` (or ``labels_dtype=``) array ``[Z, Y, X]`` (``np.asarray(result)`` is the same):
     0 is background, instances are numbered ``1..N`` in the order they first appear. A
     blockwise run never holds the labels: they are read back from where they were written on
     first use. ``table`` is the instance table (:class:`skoots_client.instances.InstanceTable`),
@@ -35,14 +35,13 @@ class Segmentation:
 
     @property
     def labels(self) -> np.ndarray:
-        """Instance labels, ``uint32`` ``[Z, Y, X]``."""
+        """Instance labels ``[Z, Y, X]`` in the dtype they were written in (``uint32`` by default)."""
         if self._labels is None:
-            if self._labels_xyz is not None:
-                self._labels = np.ascontiguousarray(np.asarray(self._labels_xyz).transpose(2, 0, 1), dtype=np.uint32)
-            else:
-                from .volume_read import read_labels
+            if self._labels_xyz is None:  # blockwise: read back whatever format and axis order it was written in
+                from .volume_read import open_labels
 
-                self._labels = np.asarray(read_labels(self.written), dtype=np.uint32)  # type: ignore[arg-type]
+                self._labels_xyz = np.asarray(open_labels(self.written).data)  # type: ignore[arg-type]
+            self._labels = np.ascontiguousarray(np.asarray(self._labels_xyz).transpose(2, 0, 1))
             self._labels_xyz = None
         return self._labels
 

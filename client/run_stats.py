@@ -16,8 +16,8 @@ class RunStats:
     taken from the work directory: crops in memory, blocks blockwise). The in-memory engine adds
     the ``labels`` ``[X, Y, Z]``, the ``intermediates`` and the crops ``inferred`` in this run; the
     blockwise engine its ``blocks``, ``workers``, blocks ``done`` per stage, the workers' RSS
-    ``peaks``, the voxels ``labelled``, the measured ``table`` and ``labels_at`` (the finished
-    labels in the work directory before they are moved into place).
+    ``peaks``, the voxels ``labelled``, the measured ``table``, ``labels_at`` (the finished
+    labels in the work directory before they are moved into place) and its largest ``block``.
     """
 
     instances: int = 0
@@ -36,6 +36,7 @@ class RunStats:
     labelled: int = 0
     table: Any = None
     labels_at: Path | None = None
+    block: tuple[int, int, int] | None = None  # blockwise: the largest block, voxels [X, Y, Z]
     notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)
 
     @property

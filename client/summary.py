@@ -44,6 +44,7 @@ def summary(volume: Volume, written: Any, normalization: Normalization, stats: R
         f"{stats.crops} crops, {stats.instances} instances",
         f"time {total:.2f}s{stats.timing('GPU' if xp is not np else 'CPU')}, {voxels / total / 1e6:.2f} Mvoxels/s",
         *stats.lines(voxels, work),
+        *([f"blocks of at most {describe_shape(stats.block)} voxels"] if stats.block else []),
         f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else ""),
         *stats.notes,
     ]

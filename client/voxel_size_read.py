@@ -20,7 +20,8 @@ from .voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, ome_zarr_voxe
 
 def _tiff_voxel_size(path: Path) -> VoxelSize | None:
     """OME-TIFF ``PhysicalSize{X,Y,Z}`` (+ unit, default µm), else ImageJ ``spacing`` and
-    X/Y resolution tags (pixels per unit) with its ``unit``."""
+    X/Y resolution tags (pixels per unit) with its ``unit``, else the ``voxel_size_zyx`` and
+    ``unit`` of tifffile's JSON description (our uint64 labels)."""
     import xml.etree.ElementTree as ElementTree
 
     import tifffile
@@ -55,6 +56,10 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
             if unit is None:
                 return None
             return VoxelSize(sizes, unit)
+        meta = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
+        if "voxel_size_zyx" in meta:  # ours for uint64 labels (label_write): as a plain Zarr's attributes
+            z, x, y = (float(v) for v in meta["voxel_size_zyx"])
+            return VoxelSize((x, y, z), meta.get("unit"))
     return None
 
 

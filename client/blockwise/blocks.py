@@ -107,6 +107,11 @@ class BlockGrid:
         ]
 
     @property
+    def largest(self) -> Triple:
+        """The longest block along each axis, in voxels (:func:`largest_block`)."""
+        return tuple(max(hi - lo for lo, hi in zip(a.bounds, a.bounds[1:])) for a in self.axes)  # type: ignore[return-value]
+
+    @property
     def chunks(self) -> Triple:
         return tuple(a.chunk for a in self.axes)  # type: ignore[return-value]
 
@@ -152,27 +157,34 @@ def block_peak_bytes(extent: Sequence[int], label_halo: Sequence[int], vector_ha
     return BLOCK_BYTES_PER_VOXEL * inner + 4 * labels + 6 * vectors
 
 
+def largest_block(shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int], per_block: Sequence[int],
+                  reference_borders: bool = False) -> Triple:
+    """The longest block along each axis of :class:`BlockGrid` ``(shape, crop, overlap, per_block)``:
+    more than ``per_block`` crop steps where the first block takes the near edge and the last
+    the far edge and a snapped last crop (a volume of 840 voxels in 300-voxel crops is one block
+    of 840 at two crops a block, not 560)."""
+    axes = [_axis(n, c, o, k, reference_borders) for n, c, o, k in zip(shape, crop, overlap, per_block)]
+    return tuple(max(hi - lo for lo, hi in zip(a.bounds, a.bounds[1:])) for a in axes)  # type: ignore[return-value]
+
+
 def default_per_block(
     shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int], label_halo: Sequence[int],
     vector_halo: Sequence[int], budget: int = DEFAULT_WORKER_BUDGET,
 ) -> Triple:
-    """Crops per block along each axis that keep :func:`block_peak_bytes` within ``budget``:
-    the shortest block axis grows first (cubic blocks carry the least halo), one crop at a time."""
-    steps = [min(c, n) - 2 * o for c, n, o in zip(crop, shape, overlap)]
+    """Crops per block along each axis that keep :func:`block_peak_bytes` of the grid's largest
+    block (:func:`largest_block`) within ``budget``: the shortest block axis grows first (cubic
+    blocks carry the least halo), one crop at a time."""
     counts = [len(tile_starts(n, c, o)) for n, c, o in zip(shape, crop, overlap)]
     k = [1, 1, 1]
-
-    def extent(ks: Sequence[int]) -> list[int]:
-        return [min(n, kk * max(s, 1)) for n, kk, s in zip(shape, ks, steps)]
-
     while True:
         growable = [a for a in range(3) if k[a] < counts[a]]
         if not growable:
             return tuple(k)  # type: ignore[return-value]
-        axis = min(growable, key=lambda a: extent(k)[a])
+        extent = largest_block(shape, crop, overlap, k)
+        axis = min(growable, key=lambda a: extent[a])
         trial = list(k)
         trial[axis] += 1
-        if block_peak_bytes(extent(trial), label_halo, vector_halo) > budget:
+        if block_peak_bytes(largest_block(shape, crop, overlap, trial), label_halo, vector_halo) > budget:
             return tuple(k)  # type: ignore[return-value]
         k = trial
 

@@ -56,10 +56,10 @@ def available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None) -> None:
+def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None, labels_dtype: str = "uint32") -> None:
     """A TIFF is written from labels in memory: refuse one that would not fit (naming .zarr)."""
     if out.name.lower().endswith(TIFF_SUFFIXES):
-        need = 4 * int(np.prod(shape))
+        need = np.dtype(labels_dtype).itemsize * int(np.prod(shape))
         if need > (memory if memory is not None else available_memory()) // 2:
             raise OutputError(
                 f"--out {out}: a TIFF is written from labels held in memory ({need / 2**30:.1f} GiB) — use --out NAME.zarr or NAME.ome.zarr"
@@ -155,6 +155,7 @@ def segment_blockwise(
     min_size: int = 0,
     watch: Watch | None = None,
     offset: Sequence[float] | None = None,
+    labels_dtype: str = "uint32",
 ) -> RunStats:
     """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
     or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
@@ -166,12 +167,13 @@ def segment_blockwise(
     ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
     ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
     (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). Instances of
-    fewer than ``min_size`` voxels, summed over the blocks they cross, become background. A
+    fewer than ``min_size`` voxels, summed over the blocks they cross, become background. The
+    labels are ``postprocess.labels_dtype(instances, labels_dtype)``, as in memory. A
     failure once the labels are complete keeps the work directory, resume or not, and says
     where the labels are: a run with ``--resume`` finishes writing them.
     """
     if out is not None:
-        check_tiff_fits(out, job.shape)
+        check_tiff_fits(out, job.shape, labels_dtype=labels_dtype)
     destination = out if out is not None else into[0]  # type: ignore[index]
     store = BlockStore(work_dir or default_work_dir(destination), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
     store.check()
@@ -180,11 +182,11 @@ def segment_blockwise(
     with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
         grid = job.grid
         store.create()
-        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client))
+        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest)
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
-                 min_size=min_size, offset=offset)
+                 min_size=min_size, offset=offset, labels_dtype=labels_dtype)
         except BaseException as e:
             store.close()
             if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
@@ -211,6 +213,7 @@ def _run(
     into: tuple[Path, str] | None = None,
     min_size: int = 0,
     offset: Sequence[float] | None = None,
+    labels_dtype: str = "uint32",
 ) -> None:
     stage = _Stage(client, result, watch)
     names = [b.name for b in grid.blocks]
@@ -249,7 +252,10 @@ def _run(
         surviving.append((labels[keep], at[keep]))
     keys, ranks = global_order(surviving)
     result.instances = len(keys)
-    out_dtype = postprocess.smallest_unsigned_dtype(len(keys))
+    out_dtype = postprocess.labels_dtype(len(keys), labels_dtype)
+    widened = postprocess.labels_dtype_note(len(keys), labels_dtype)
+    if widened:
+        result.notes.append(widened)
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
     chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
     layout = image_layout(into[0]) if into is not None else None
@@ -369,6 +375,7 @@ def blockwise_file(
     threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
     overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
     into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None, fill_missing: bool = False,
+    labels_dtype: str = "uint32",
     roi: Sequence[tuple[int, int]] | None = None, offset: Sequence[float] | None = None,
 ) -> RunStats:
     """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
@@ -394,4 +401,4 @@ def blockwise_file(
     return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
                              scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
                              ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch,
-                             offset=offset)
+                             offset=offset, labels_dtype=labels_dtype)

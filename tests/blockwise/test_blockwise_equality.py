@@ -58,7 +58,7 @@ def test_a_volume_without_objects(local_cluster, tmp_path: Path) -> None:
     path = answers_store(tmp_path, vectors, skeleton)
     got, result = blockwise_labels(tmp_path, path, shape, PARAMETERS, (1, 1, 1), scheduler=local_cluster.scheduler_address)
     expected = in_memory_labels(vectors, skeleton, PARAMETERS)
-    assert result.instances == 0 and got.dtype == expected.dtype == np.uint8 and not got.any()
+    assert result.instances == 0 and got.dtype == expected.dtype == np.uint32 and not got.any()
 
 
 def test_min_size_removes_the_same_instances_blockwise_with_sizes_summed_across_blocks(local_cluster, answers, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ across faces, the work directory's markers, and the memory arithmetic."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from skoots_client import postprocess
 from skoots_client.blockwise.blocks import (
-    BlockGrid, block_peak_bytes, default_per_block, grow, in_memory_bytes, per_block_from_voxels,
+    DEFAULT_WORKER_BUDGET, BlockGrid, block_peak_bytes, default_per_block, grow, in_memory_bytes, largest_block, per_block_from_voxels,
 )
 from skoots_client.blockwise.equivalence import components, face_pairs, global_order
 from skoots_client.blockwise.pipeline import check_tiff_fits
@@ -67,6 +68,19 @@ def test_default_blocks_keep_a_worker_within_its_budget() -> None:
         assert block_peak_bytes(extent, *halos) <= budget or k == (1, 1, 1)
     assert default_per_block(shape, crop, overlap, *halos, budget=1) == (1, 1, 1)
     assert default_per_block((100, 100, 20), crop, overlap, *halos) == (1, 1, 1)  # one crop: one block
+
+
+@pytest.mark.parametrize("shape", [(840, 840, 100), (1680, 1680, 100), (850, 5000, 37), (20000, 20000, 2000)])
+def test_the_largest_default_block_is_within_the_budget(shape) -> None:
+    """Edge blocks take the volume's edges and a snapped last crop: the estimate is of the
+    grid's largest block (840 in 300-voxel crops is one 840-voxel block at 2 crops a block)."""
+    halos = postprocess.halo_widths((60.0, 60.0, 12.0), 2)
+    crop, overlap = (300, 300, 20), (10, 10, 5)
+    assert BlockGrid((840, 840, 100), crop, overlap, (2, 2, 9)).largest == (840, 840, 100)
+    k = default_per_block(shape, crop, overlap, *halos)
+    if math.prod(shape) < 1e9:
+        assert BlockGrid(shape, crop, overlap, k).largest == largest_block(shape, crop, overlap, k)
+    assert block_peak_bytes(largest_block(shape, crop, overlap, k), *halos) <= DEFAULT_WORKER_BUDGET or k == (1, 1, 1)
 
 
 def test_grow_clamps_to_the_volume() -> None:

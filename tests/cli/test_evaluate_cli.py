@@ -82,7 +82,7 @@ def _text(path: Path) -> Path:
     "make_pred,match",
     [
         (lambda d: d / "missing.tif", "input not found: .*missing.tif"),
-        (lambda d: _write(d / "small.tif", np.zeros((4, 10, 11), np.uint16)), r"has shape \(4, 10, 11\) but .*true.tif has \(4, 10, 12\); evaluate labels of the same volume"),
+        (lambda d: _write(d / "small.tif", np.zeros((4, 10, 11), np.uint16)), r"small.tif is z 4, y 10, x 11 but .*true.tif is z 4, y 10, x 12; evaluate labels of the same volume"),
         (lambda d: _write(d / "float.tif", np.zeros((4, 10, 12), np.float32)), "holds float32 values; a label volume holds integers"),
         (lambda d: _write(d / "flat.tif", np.zeros((10, 12), np.uint16)), "has 2 dimensions"),
         (lambda d: _write(d / "negative.tif", np.full((4, 10, 12), -3, np.int16)), "negative labels"),
@@ -96,3 +96,57 @@ def test_user_errors_are_one_line(pair: tuple[Path, Path], tmp_path: Path, make_
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert re.search(match, lines[0]), lines[0]
+
+
+# ------------------------------------------------- the tool's own outputs, in every format it writes
+
+SHAPE_ZYX = (12, 40, 56)  # not square, so a transposed read would not even match in shape
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory, e2e_repository: Path) -> Path:
+    """One segmentation written by ``segment`` as TIFF, N5, precomputed and OME-Zarr, and a
+    ground truth (TIFF) that differs from it: two objects merged, one split."""
+    from scipy import ndimage
+
+    import skoots_client
+
+    folder = tmp_path_factory.mktemp("outputs")
+    field = ndimage.gaussian_filter(np.random.default_rng(1).random(SHAPE_ZYX), sigma=(1, 3, 3))
+    tifffile.imwrite(folder / "v.tif", ((field - field.min()) / np.ptp(field) * 65535).astype(np.uint16))
+    labels = None
+    for out in ["l.tif", f"n5://{folder}/l.n5", f"precomputed://{folder}/pre", "l.ome.zarr"]:
+        result = skoots_client.segment(folder / "v.tif", out=out if "://" in out else folder / out, repository=e2e_repository,
+                                       device="cpu", quiet=True)
+        labels = result.labels
+    assert labels is not None and labels.max() >= 4
+    truth = labels.astype(np.uint16)
+    largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    x = np.nonzero(labels == largest)[2]
+    truth[(labels == largest) & (np.arange(SHAPE_ZYX[2]) >= np.median(x))] = 500  # split
+    truth[truth == (2 if largest != 2 else 3)] = 1 if largest != 1 else 4  # merged
+    tifffile.imwrite(folder / "truth.tif", truth)
+    return folder
+
+
+def test_own_outputs_in_every_format_score_as_the_tiff(outputs: Path) -> None:
+    """N5 and precomputed by path and by URL (n5:///…, precomputed:///…), OME-Zarr: the TIFF's scores."""
+    tiff = json.loads(client("evaluate", outputs / "l.tif", outputs / "truth.tif", "--json").stdout)
+    assert tiff["vi_merge"] > 0 and tiff["vi_split"] > 0 and tiff["matches"][0]["fp"] > 0
+    forms = [outputs / "l.n5", f"n5://{outputs}/l.n5", outputs / "pre", f"precomputed://{outputs}/pre", outputs / "l.ome.zarr"]
+    for form in forms:
+        done = client("evaluate", form, outputs / "truth.tif", "--json")
+        assert done.returncode == 0, f"{form}: {done.stderr}"
+        scores = json.loads(done.stdout)
+        assert {k: v for k, v in scores.items() if k != "prediction"} == {k: v for k, v in tiff.items() if k != "prediction"}, form
+    swapped = json.loads(client("evaluate", outputs / "truth.tif", f"n5://{outputs}/l.n5", "--json").stdout)
+    assert swapped["matches"][0]["tp"] == tiff["matches"][0]["tp"] and swapped["vi_split"] == pytest.approx(tiff["vi_merge"])
+
+
+def test_a_shape_mismatch_names_z_y_x(outputs: Path, tmp_path: Path) -> None:
+    """A precomputed volume's shape is said as z, y, x, not in its x, y, z, channel storage order."""
+    tifffile.imwrite(tmp_path / "narrow.tif", np.zeros((12, 40, 50), np.uint16))
+    done = client("evaluate", f"precomputed://{outputs}/pre", tmp_path / "narrow.tif")
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(r"error: precomputed://\S+/pre is z 12, y 40, x 56 but \S+narrow.tif is z 12, y 40, x 50; "
+                        r"evaluate labels of the same volume\n", done.stderr), done.stderr

@@ -135,14 +135,29 @@ def test_ideal_network_outputs_give_back_the_instances(xp, iterations) -> None:
     assert same_partition(result, instances)
 
 
-@pytest.mark.parametrize("maximum,dtype", [(255, np.uint8), (256, np.uint16), (65535, np.uint16), (65536, np.uint32)])
-def test_renumbering_picks_the_smallest_dtype(xp, maximum, dtype) -> None:
+@pytest.mark.parametrize("asked,dtype", [("uint32", np.uint32), ("uint64", np.uint64)])
+@pytest.mark.parametrize("maximum", [255, 256, 65536])
+def test_renumbering_gives_the_asked_dtype_with_the_same_values(xp, maximum, asked, dtype) -> None:
+    """uint32 by default whatever the count (not the smallest type that holds it), uint64 when asked."""
     labels = np.zeros(maximum + 10, np.uint32)
     labels[10:] = np.arange(1, maximum + 1, dtype=np.uint32) * 7
-    out, count = pp.renumber_labels(xp.asarray(labels.reshape(-1, 1, 1)))
+    out, count = pp.renumber_labels(xp.asarray(labels.reshape(-1, 1, 1)), asked)
     out = host(out)
     assert count == maximum and out.dtype == dtype
-    assert out[:10].max() == 0 and sorted(np.unique(out[10:]).tolist()) == list(range(1, maximum + 1))
+    assert out[:10].max() == 0 and np.array_equal(out.ravel()[10:], np.arange(1, maximum + 1))
+    assert host(pp.renumber_labels(xp.asarray(labels.reshape(-1, 1, 1)))[0]).dtype == np.uint32
+
+
+def test_the_labels_dtype_rule() -> None:
+    """uint32 unless the instances do not fit it (then uint64, with a note); uint64 when asked.
+    A count past 2**32 - 1 cannot be produced here: the rule is tested as a function."""
+    assert pp.labels_dtype(0) == pp.labels_dtype(2**32 - 1) == np.uint32
+    assert pp.labels_dtype(2**32) == pp.labels_dtype(0, "uint64") == pp.labels_dtype(2**64 - 1, "uint32") == np.uint64
+    assert pp.labels_dtype_note(2**32 - 1) is None and pp.labels_dtype_note(2**40, "uint64") is None
+    note = pp.labels_dtype_note(2**32)
+    assert note is not None and "uint64" in note and str(2**32) in note and "--labels-dtype uint32" in note
+    with pytest.raises(ValueError, match="do not fit 64 bits"):
+        pp.labels_dtype(2**64)
 
 
 def test_device_choice() -> None:
