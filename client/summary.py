@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,6 +22,14 @@ def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
     for text in found:
         if text:
             warn(text)
+
+
+def served_by(info: Any, endpoints: Sequence[Any]) -> str:
+    """The summary's line for a run on servers: the model that answered, what runs it (libtorch,
+    openvino or python: the Triton backend) and where, and why the client chose it when it did."""
+    servers = ", ".join(getattr(e, "url", str(e)) for e in endpoints)
+    why = next((e.choice for e in endpoints if getattr(e, "choice", "")), "")
+    return f"model {info.name} ({info.kind} backend) on {servers}" + (f"; {why}" if why else "")
 
 
 def describe_run(volume: Volume, out: Path | None, normalization: Normalization) -> str:

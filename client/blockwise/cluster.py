@@ -50,6 +50,9 @@ def dask_client(
                 # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
                 # bokeh is installed): a second cluster on the machine must not collide with it.
                 host="127.0.0.1", silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0",
+                # Ctrl-C in a terminal reaches every process of the group: the workers ignore
+                # it (each would print its own traceback); this process stops the run in one line.
+                preload=["skoots_client.blockwise.quiet_worker"],
             )
             client = Client(cluster)
         except (OSError, TimeoutError) as e:
@@ -65,6 +68,21 @@ def dask_client(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def worker_losses(client: Any, since: float) -> tuple[int, int]:
+    """Workers that died (not retired) since ``since`` (``time.time()``) and the tasks that were
+    running or held on them, which the scheduler ran again: from the scheduler's event log."""
+    try:
+        events = client.get_events("all")
+    except Exception:  # noqa: BLE001 - the scheduler is gone (a failure, Ctrl-C): nothing to add
+        return 0, 0
+    lost = rerun = 0
+    for stamp, event in events:
+        if stamp >= since and isinstance(event, dict) and event.get("action") == "remove-worker" and not event.get("expected"):
+            lost += 1
+            rerun += len(event.get("processing-tasks", ())) + len(event.get("lost-computed-tasks", ()))
+    return lost, rerun
 
 
 def worker_count(client: Any) -> int:
