@@ -1,4 +1,4 @@
-"""A Dask worker preload for the local cluster: the worker process ignores SIGINT.
+"""A Dask worker preload for the local cluster: the worker process ignores SIGINT once it runs.
 
 Ctrl-C in a terminal signals the whole foreground process group, workers included; each would
 print its own traceback. The client process takes the interrupt alone, stops the run with one
