@@ -28,6 +28,8 @@ from skoots_export.contract.wire import (
 )
 
 from .address import grpc_address, triton_http_service
+from .answers import answer_problem, answer_size_problem
+from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, model_kind, on_cpu_only
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
 from .triton_client import grpc_client, ready_configs, ready_models
 
@@ -52,30 +54,6 @@ def check_config(config: Any, where: str) -> ModelInfo:
     except ValueError as e:
         raise ModelError(f"model at {where}: {e} — re-export it with skoots export") from e
     return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)), model_kind(config))
-
-
-# When one export is served as several variants, which to use: libtorch runs model.pt natively
-# (GPU servers), OpenVINO is the next fastest on CPUs, the Python backend is the fallback.
-KIND_PREFERENCE = ("libtorch", "openvino", "python")
-# On a server whose models all run on the CPU, libtorch is the slowest: the Python-backend model
-# runs the exported IR with OpenVINO there (2.08 against 0.86 crops/s measured on two cores).
-CPU_KIND_PREFERENCE = ("openvino", "python", "libtorch")
-
-
-def on_cpu_only(configs: Sequence[Any]) -> bool:
-    """Whether every instance group of ``configs`` (as a server reports them, kinds resolved)
-    runs on the CPU: a server without GPUs, or one told to use none."""
-    groups = [group for config in configs for group in config.instance_group]
-    return bool(groups) and all(group.kind == group.KIND_CPU for group in groups)
-
-
-def model_kind(config: Any) -> str:
-    """``libtorch``, ``openvino`` or ``python``: what runs the model, from its config."""
-    if config.platform == "pytorch_libtorch" or config.backend == "pytorch":
-        return "libtorch"
-    if "openvino" in (config.platform, config.backend) or config.name.endswith("_openvino"):
-        return "openvino"
-    return "python"
 
 
 def choose_model(configs: Sequence[Any], where: str, preference: Sequence[str] = KIND_PREFERENCE) -> str:
@@ -195,44 +173,6 @@ def _status(error: Exception) -> str:
     status = getattr(error, "status", None)
     text = str(status() if callable(status) else status or "")
     return text.replace("StatusCode.", "")
-
-
-_NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
-
-
-def answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
-    """What is wrong with a server's answer to a batch of ``batch_shape``, or None."""
-    for spec, array in zip(specs, answer):
-        shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
-        if array is None:
-            return f"no {spec.name} in the answer"
-        if array.shape != shape or array.dtype != _NUMPY_TYPES[spec.data_type]:
-            return f"{spec.name} of {array.dtype} {list(array.shape)} instead of {np.dtype(_NUMPY_TYPES[spec.data_type])} {list(shape)}"
-    return None
-
-
-_WIRE_TYPES = {"TYPE_FP16": "FP16", "TYPE_UINT8": "UINT8"}
-
-
-def answer_size_problem(response: Any, specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
-    """What is wrong with the bytes of a server's answer (a gRPC ``ModelInferResponse``) to a
-    batch of ``batch_shape``, checked before anything is decoded, or None.
-
-    An output whose bytes do not fill the shape the contract promises is not an answer: a
-    Python-backend stub whose environment has NumPy 2 answers with the right shapes and zero
-    bytes, which would otherwise surface as a reshape error deep in the client."""
-    raw = list(response.raw_output_contents)
-    for index, output in enumerate(response.outputs):
-        spec = next((s for s in specs if s.name == output.name), None)
-        if spec is None:
-            continue
-        shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
-        expected = int(np.prod(shape)) * np.dtype(_NUMPY_TYPES[spec.data_type]).itemsize
-        got = len(raw[index]) if index < len(raw) else 0
-        if output.datatype != _WIRE_TYPES[spec.data_type] or got != expected:
-            return (f"{spec.name} of {got:,} bytes ({output.datatype} {list(output.shape)}) where "
-                    f"{_WIRE_TYPES[spec.data_type]} {list(shape)} needs {expected:,}")
-    return None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from skoots_client.errors import InputError, ModelError
-from skoots_client.model_source import (
-    CPU_KIND_PREFERENCE, EmbeddedModel, Tls, answer_problem, answer_size_problem, choose_model, model_kind, on_cpu_only,
-)
+from skoots_client.answers import answer_problem, answer_size_problem
+from skoots_client.model_source import EmbeddedModel, Tls, choose_model
+from skoots_client.variants import CPU_KIND_PREFERENCE, model_kind, on_cpu_only
 from skoots_export.contract.wire import SKELETON, VECTORS
 from skoots_export.model_config import Backend
 
