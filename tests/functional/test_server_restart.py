@@ -91,7 +91,7 @@ def wait_for_answers(url: str, count: int, client: subprocess.Popen) -> int:
 def test_a_server_killed_and_restarted_mid_run_changes_nothing(server: Server, volume, tmp_path: Path) -> None:
     path, expected = volume
     before = settled_inferences(server.url)
-    client = start_client(path, tmp_path / "o.tif", "--url", server.url, "--retries", "8")
+    client = start_client(path, tmp_path / "o.tif", "--url", server.url)  # the default --retry-for outlasts a restart
     answered = wait_for_answers(server.url, before + CROPS // 4, client) - before
     server.kill()
     server.restart()  # a fresh process: its statistics start at zero
