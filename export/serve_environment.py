@@ -48,11 +48,12 @@ def environment_problem(python: str | Path) -> str | None:
         report = json.loads(done.stdout)
     except (OSError, subprocess.TimeoutExpired, ValueError) as e:
         return f"cannot run the server's Python {python} to check its packages ({type(e).__name__}: {e}) — put a working python3 first on PATH"
+    problems = [numpy_problem(report["numpy"], python) if report["numpy"] else None]
     missing = [name for name, found in report["found"].items() if not found]
     if missing:
-        return (f"the server's Python ({python}) lacks {', '.join(missing)}, which the Python-backend model imports — "
-                f"install skoots-triton[server] into that environment, or run skoots serve from the one that has it")
-    return numpy_problem(report["numpy"], python)
+        problems.append(f"the server's Python ({python}) lacks {', '.join(missing)}, which the Python-backend model imports — "
+                        f"install skoots-triton[server] into that environment, or run skoots serve from the one that has it")
+    return "; ".join(p for p in problems if p) or None
 
 
 def stub_python(path: str) -> Path | None:
