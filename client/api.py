@@ -41,7 +41,8 @@ def segment(
     batch: Optional[int] = None,
     window: int = 4,
     timeout: float = 120.0,
-    retries: int = 5,
+    retries: Optional[int] = None,
+    retry_for: float = 60.0,
     device: DeviceChoice = "auto",
     crop: Triple = None,
     overlap: Triple = None,
@@ -191,7 +192,7 @@ def segment(
         ),
         ModelSpec(
             urls=tuple(urls), model=model_name, repository=repository, tls=tls, window=window, timeout=timeout,
-            retries=retries, batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
+            retries=retries, retry_for=retry_for, batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
             precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop),
             overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
             reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),

@@ -59,7 +59,8 @@ def segment_command(
     batch: Annotated[Optional[int], typer.Option(help="Crops per request (default and maximum: the model's max_batch_size).")] = None,
     window: Annotated[int, typer.Option(help="Requests in flight per server.")] = 4,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it is retried.")] = 120.0,
-    retries: Annotated[int, typer.Option(help="Retries per request when a server is unavailable or times out, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between them; a server still failing after them drops out, and the run fails when none is left.")] = 5,
+    retries: Annotated[Optional[int], typer.Option(help="At most this many resends per request (default: as many as --retry-for allows).")] = None,
+    retry_for: Annotated[float, typer.Option("--retry-for", help="Seconds a request that fails (server unavailable, past --timeout, an answer missing outputs) is sent again, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between tries; longer than a server restart. A server still failing after them drops out, and the run fails when none is left.")] = 60.0,
     device: Annotated[Device, typer.Option(help="Post-processing device: auto (GPU with CuPy when present), cpu or gpu.")] = Device.AUTO,
     crop: Annotated[Optional[str], typer.Option(help="Override the model's crop. " + TRIPLE_HELP)] = None,
     overlap: Annotated[Optional[str], typer.Option(help="Override the model's overlap. " + TRIPLE_HELP)] = None,
@@ -117,6 +118,7 @@ def segment_command(
             window=window,
             timeout=timeout,
             retries=retries,
+            retry_for=retry_for,
             device=device,
             crop=crop,
             overlap=overlap,
@@ -156,8 +158,10 @@ def segment_command(
             roi=roi,
         )
     except SkootsError as e:
+        from .errors import Interrupted
+
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(130 if isinstance(e, Interrupted) else 2) from None
     if not quiet:
         typer.echo(result.summary)
 

@@ -12,7 +12,8 @@ from .runtimes import plan_runtime
 
 
 def open_endpoints(
-    urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int, tls: Tls | None = None,
+    urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int | None,
+    retry_for: float = 60.0, tls: Tls | None = None,
     runtime: str = "auto", threads: int | None = None, precision: str = "fp32", load: bool = True,
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none (on
@@ -38,7 +39,8 @@ def open_endpoints(
     endpoints: list[TritonEndpoint] = []
     try:
         for url in urls:
-            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries, tls=tls))
+            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries,
+                                            retry_for=retry_for, tls=tls))
         first = endpoints[0]
         for endpoint in endpoints[1:]:
             if endpoint.info.parameters != first.info.parameters:

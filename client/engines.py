@@ -133,7 +133,7 @@ class BlockwiseEngine:
         # In-process inference on a worker uses its own threads unless --threads says otherwise.
         threads = model.threads if model.threads is not None else cluster.threads_per_worker
         source = Source(tuple(model.urls), plan.info.name, Path(model.repository).resolve(), model.window, model.timeout,
-                        model.retries, model.tls, model.runtime, threads, model.precision)
+                        model.retries, model.tls, model.runtime, threads, model.precision, model.retry_for)
         stats = blockwise_file(
             volume, out=output.out, into=None if output.labels_into is None else (output.labels_into, output.label_name),
             parameters=plan.parameters, source=source, batch_size=plan.batch_size, channel=plan.input.channel,

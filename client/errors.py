@@ -33,3 +33,7 @@ class InferenceTimeoutError(ClientError):
 
 class DeviceError(ClientError):
     """The requested compute device is not available."""
+
+
+class Interrupted(ClientError):
+    """The user interrupted the run (Ctrl-C); the CLI exits 130."""

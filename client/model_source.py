@@ -28,6 +28,8 @@ from skoots_export.contract.wire import (
 )
 
 from .address import grpc_address, triton_http_service
+from .answers import answer_problem, answer_size_problem
+from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, model_kind, on_cpu_only
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
 from .triton_client import grpc_client, ready_configs, ready_models
 
@@ -39,6 +41,7 @@ class ModelInfo:
     name: str
     parameters: ModelParameters
     max_batch_size: int
+    kind: str = "python"  # what runs it: libtorch, openvino or python (model_kind)
 
 
 def check_config(config: Any, where: str) -> ModelInfo:
@@ -50,26 +53,13 @@ def check_config(config: Any, where: str) -> ModelInfo:
         parameters = parameters_from_config(config)
     except ValueError as e:
         raise ModelError(f"model at {where}: {e} — re-export it with skoots export") from e
-    return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)))
+    return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)), model_kind(config))
 
 
-# When one export is served as several variants, which to use: libtorch runs model.pt natively
-# (GPU servers), OpenVINO is the next fastest on CPUs, the Python backend is the fallback.
-KIND_PREFERENCE = ("libtorch", "openvino", "python")
-
-
-def model_kind(config: Any) -> str:
-    """``libtorch``, ``openvino`` or ``python``: what runs the model, from its config."""
-    if config.platform == "pytorch_libtorch" or config.backend == "pytorch":
-        return "libtorch"
-    if "openvino" in (config.platform, config.backend) or config.name.endswith("_openvino"):
-        return "openvino"
-    return "python"
-
-
-def choose_model(configs: Sequence[Any], where: str) -> str:
+def choose_model(configs: Sequence[Any], where: str, preference: Sequence[str] = KIND_PREFERENCE) -> str:
     """The model to use when none was named: among ``configs``, those that speak the contract;
-    one, or the variants of one export (equal parameters) by :data:`KIND_PREFERENCE`.
+    one, or the variants of one export (equal parameters) by ``preference`` (kinds, best first:
+    :data:`KIND_PREFERENCE`, or :data:`CPU_KIND_PREFERENCE` for a server without GPUs).
 
     Raises
     ------
@@ -89,8 +79,8 @@ def choose_model(configs: Sequence[Any], where: str) -> str:
             f"no SKOOTS model {where}" + (f" (models there: {names})" if names else "")
             + " — export one with skoots export" + (", or pass --model" if names else "")
         )
-    rank = min(KIND_PREFERENCE.index(kind) for _, kind, _ in candidates)
-    best = [c for c in candidates if KIND_PREFERENCE.index(c[1]) == rank]
+    rank = min(preference.index(kind) for _, kind, _ in candidates)
+    best = [c for c in candidates if preference.index(c[1]) == rank]
     if len({parameters for _, _, parameters in candidates}) == 1 and len(best) == 1:
         return best[0][0]
     listed = ", ".join(f"{name} ({kind})" for name, kind, _ in sorted(candidates))
@@ -170,6 +160,9 @@ class EmbeddedModel:
 
 # Seconds between retries double from TritonEndpoint.backoff up to this (then jittered ±50 %).
 MAX_BACKOFF = 30.0
+# How long a failing request is retried by default: longer than a Triton restart (11-25 s
+# measured here, model load included), so a restarted server costs a pause, not the run.
+RETRY_FOR = 60.0
 
 # NOT_FOUND too: the model was ready when we connected, so a server answering "unknown model"
 # is unloading it on shutdown or has not loaded it yet after a restart.
@@ -180,20 +173,6 @@ def _status(error: Exception) -> str:
     status = getattr(error, "status", None)
     text = str(status() if callable(status) else status or "")
     return text.replace("StatusCode.", "")
-
-
-_NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
-
-
-def answer_problem(answer: tuple[Any, ...], specs: list[Any], batch_shape: tuple[int, ...]) -> str | None:
-    """What is wrong with a server's answer to a batch of ``batch_shape``, or None."""
-    for spec, array in zip(specs, answer):
-        shape = (batch_shape[0], spec.dims[0], *batch_shape[2:])
-        if array is None:
-            return f"no {spec.name} in the answer"
-        if array.shape != shape or array.dtype != _NUMPY_TYPES[spec.data_type]:
-            return f"{spec.name} of {array.dtype} {list(array.shape)} instead of {np.dtype(_NUMPY_TYPES[spec.data_type])} {list(shape)}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -245,7 +224,8 @@ def unreachable_error(url: str, error: Exception, tls: Tls | None) -> ClientErro
 
 class TritonEndpoint:
     """One Triton server over gRPC (over TLS with ``tls``), with a per-request deadline and
-    retries with backoff."""
+    retries with backoff: a failing request is sent again until ``retry_for`` seconds have
+    passed since its first failure (at least once), or ``retries`` times when that is given."""
 
     def __init__(
         self,
@@ -254,7 +234,8 @@ class TritonEndpoint:
         *,
         concurrency: int = 4,
         timeout: float = 120.0,
-        retries: int = 5,
+        retries: int | None = None,
+        retry_for: float = RETRY_FOR,
         backoff: float = 0.5,
         tls: Tls | None = None,
     ) -> None:
@@ -271,6 +252,7 @@ class TritonEndpoint:
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
+        self.retry_for = retry_for
         self.resent = 0  # requests sent again after a failure or a deadline (for the summary)
         self.backoff = backoff
         self._grpc = grpcclient
@@ -298,8 +280,15 @@ class TritonEndpoint:
             raise unreachable_error(self.url, e, self.tls) from e
         if not live:
             raise ServerUnavailableError(f"Triton at {self.url} is not live yet; retry when it is")
+        self.choice = ""  # why this model, when the client chose it (for the summary)
         if self.model is None:
-            self.model = choose_model(self._ready_configs(), f"ready on {self.url}")
+            configs = self._ready_configs()
+            where = f"ready on {self.url}"
+            self.model = choose_model(configs, where, CPU_KIND_PREFERENCE if on_cpu_only(configs) else KIND_PREFERENCE)
+            usual = choose_model(configs, where)
+            if usual != self.model:
+                self.choice = (f"chosen over {usual} (libtorch): the server runs its models on the CPU, where the "
+                               "Python-backend model (OpenVINO IR) and OpenVINO are faster")
         try:
             ready = self._client.is_model_ready(self.model, client_timeout=10)
         except self._error:
@@ -338,6 +327,7 @@ class TritonEndpoint:
         outputs = [self._grpc.InferRequestedOutput(spec.name) for spec in specs]
         serialised = time.perf_counter()
         attempt = 0
+        give_up_at = None  # set at the first failure: the retry budget runs from there
         while True:
             client = self._client
             try:
@@ -349,10 +339,17 @@ class TritonEndpoint:
                     raise ModelError(f"{self.name} refused a request: {e.message()}") from e
                 if status == "UNAVAILABLE":
                     self._reconnect(client)
-                if attempt >= self.retries:
+                give_up_at = give_up_at or time.monotonic() + self.retry_for
+                if self._out_of_retries(attempt, give_up_at):
                     kind = InferenceTimeoutError if status == "DEADLINE_EXCEEDED" else ServerUnavailableError
-                    raise kind(f"{self.name}: {status} after {attempt + 1} attempts — check the server, or raise --timeout/--retries") from e
+                    raise kind(f"{self.name}: {status} after {attempt + 1} attempts in {self._failing_for(give_up_at):.1f}s — "
+                               "check the server, or raise --timeout/--retry-for") from e
             else:
+                short = answer_size_problem(result.get_response(), specs, batch.shape)
+                if short is not None:  # a broken server, not a fault that passes: no retry
+                    raise ModelError(f"{self.name} answered with {short} — its model is broken; a Python-backend model "
+                                     "answers with empty outputs when its environment has NumPy 2: check the server's "
+                                     "log, or restart it with skoots serve (which checks its environment)")
                 answer = tuple(result.as_numpy(spec.name) for spec in specs)
                 problem = answer_problem(answer, specs, batch.shape)
                 if problem is None:
@@ -363,12 +360,22 @@ class TritonEndpoint:
                     return answer
                 # Seen from the Python backend after a stall: a response without its outputs.
                 # The request is sent again; a server that keeps doing it is broken.
-                if attempt >= self.retries:
+                give_up_at = give_up_at or time.monotonic() + self.retry_for
+                if self._out_of_retries(attempt, give_up_at):
                     raise ModelError(f"{self.name} answered {attempt + 1} times with {problem} — check the server's log")
-            time.sleep(min(self.backoff * 2**attempt, MAX_BACKOFF) * (0.5 + random.random()))
+            pause = min(self.backoff * 2**attempt, MAX_BACKOFF) * (0.5 + random.random())
+            time.sleep(max(0.0, min(pause, give_up_at - time.monotonic())))
             attempt += 1
             with self._lock:
                 self.resent += 1
+
+    def _out_of_retries(self, attempt: int, give_up_at: float) -> bool:
+        if self.retries is not None:
+            return attempt >= self.retries
+        return attempt > 0 and time.monotonic() >= give_up_at
+
+    def _failing_for(self, give_up_at: float) -> float:
+        return time.monotonic() - give_up_at + self.retry_for
 
     def inference_statistics(self) -> list[dict[str, Any]]:
         """The server's cumulative statistics for this model, one entry per loaded version

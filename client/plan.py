@@ -103,7 +103,8 @@ class ModelSpec:
     tls: Tls | None = None
     window: int = 4
     timeout: float = 120.0
-    retries: int = 5
+    retries: int | None = None  # a cap on resends; None: --retry-for alone bounds them
+    retry_for: float = 60.0
     batch: int | None = None
     runtime: Runtime = Runtime.AUTO
     threads: int | None = None
@@ -180,8 +181,9 @@ class Plan:
 
 def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec) -> None:
     """Refuse, before anything is read, options that cannot be right or do not go together."""
-    if model.window < 1 or model.retries < 0 or not model.timeout > 0 or (model.batch is not None and model.batch < 1):
-        raise InputError("--window and --batch must be at least 1, --retries at least 0, --timeout positive")
+    if (model.window < 1 or (model.retries is not None and model.retries < 0) or not model.timeout > 0 or not model.retry_for >= 0
+            or (model.batch is not None and model.batch < 1)):
+        raise InputError("--window and --batch must be at least 1, --retries and --retry-for at least 0, --timeout positive")
     if model.urls and (model.runtime is not Runtime.AUTO or model.threads is not None or model.precision is not Precision.FP32):
         raise InputError("--runtime, --threads and --precision choose how the model runs in-process: drop them with --url")
     for url in model.urls:
@@ -300,7 +302,7 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     except ValueError as e:
         raise ClientError(str(e)) from e
     endpoints, info = open_endpoints(model.urls, model.model, model.repository, window=model.window, timeout=model.timeout,
-                                     retries=model.retries, tls=model.tls, runtime=model.runtime, threads=model.threads,
+                                     retries=model.retries, retry_for=model.retry_for, tls=model.tls, runtime=model.runtime, threads=model.threads,
                                      precision=model.precision, load=not blockwise)
     try:
         try:

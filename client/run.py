@@ -9,7 +9,7 @@ from .engines import engine_for
 from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec, describe_region, prepare
 from .progress import Watch
 from .result import Segmentation
-from .summary import summary
+from .summary import served_by, summary
 
 
 def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec, *,
@@ -23,6 +23,8 @@ def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: 
     region = describe_region(plan)
     if region is not None:
         stats.notes.insert(0, region)
+    if model.urls:
+        stats.notes.insert(0, served_by(plan.info, endpoints))
     text = summary(plan.volume, output.written, plan.normalization, stats, time.perf_counter() - started, xp=plan.xp,
                    voxel_size=plan.voxel_size, table=output.table, work=plan.work_path)
     return Segmentation(summary=text, voxel_size=plan.voxel_size, instances=stats.instances, labels_xyz=stats.labels,

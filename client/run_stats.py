@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .volume import describe_shape
+
 
 @dataclass
 class RunStats:
@@ -37,6 +39,8 @@ class RunStats:
     table: Any = None
     labels_at: Path | None = None
     block: tuple[int, int, int] | None = None  # blockwise: the largest block, voxels [X, Y, Z]
+    workers_lost: int = 0  # blockwise: workers that died during the run
+    rerun: int = 0  # blockwise: tasks the scheduler ran again because their worker died
     notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)
 
     @property
@@ -69,7 +73,11 @@ class RunStats:
         if self.blockwise:
             stages_text = ", ".join(self._stage(k, v, voxels) for k, v in self.seconds.items())
             peak = f", largest worker peak {self.peak_rss / 2**20:.0f} MiB" if self.peaks else ""
-            lines.append(f"blockwise: {_blocks(self.blocks)} on {self.workers} workers{peak}; {stages_text}")
+            size = f" of at most {describe_shape(self.block)} voxels" if self.block else ""
+            lines.append(f"blockwise: {_blocks(self.blocks)}{size} on {self.workers} workers{peak}; {stages_text}")
+            if self.workers_lost or self.rerun:
+                lines.append(f"lost {self.workers_lost} worker{'' if self.workers_lost == 1 else 's'}; "
+                             f"{self.rerun} task{'' if self.rerun == 1 else 's'} ran again on the others")
         if self.skipped:
             line = f"skipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
             if not self.blockwise:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -22,6 +22,14 @@ def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
     for text in found:
         if text:
             warn(text)
+
+
+def served_by(info: Any, endpoints: Sequence[Any]) -> str:
+    """The summary's line for a run on servers: the model that answered, what runs it (libtorch,
+    openvino or python: the Triton backend) and where, and why the client chose it when it did."""
+    servers = ", ".join(getattr(e, "url", str(e)) for e in endpoints)
+    why = next((e.choice for e in endpoints if getattr(e, "choice", "")), "")
+    return f"model {info.name} ({info.kind} backend) on {servers}" + (f"; {why}" if why else "")
 
 
 def describe_run(volume: Volume, out: Path | None, normalization: Normalization) -> str:
@@ -44,7 +52,6 @@ def summary(volume: Volume, written: Any, normalization: Normalization, stats: R
         f"{stats.crops} crops, {stats.instances} instances",
         f"time {total:.2f}s{stats.timing('GPU' if xp is not np else 'CPU')}, {voxels / total / 1e6:.2f} Mvoxels/s",
         *stats.lines(voxels, work),
-        *([f"blocks of at most {describe_shape(stats.block)} voxels"] if stats.block else []),
         f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else ""),
         *stats.notes,
     ]

@@ -427,6 +427,7 @@ class TritonServer:
             raise ServerError(f"model repository {self.config.repository} does not exist; run skoots export first")
         if self.config.tls is not None:
             self.config.tls.check()
+        self._check_python_environment()
         remove_stale_workdirs()
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
@@ -442,6 +443,19 @@ class TritonServer:
                 if getattr(self.config, taken.attribute) or launches == _LAUNCHES:
                     raise self._port_in_use(taken.attribute) from None
                 self._process = None  # a port we picked was taken in the meantime: pick again
+
+    def _check_python_environment(self) -> None:
+        """Refuse to start (one line, the fix) when the Python the wheel's stub will use cannot
+        run the repository's Python-backend models: it would report them READY and answer with
+        empty outputs (serve_environment.py)."""
+        from .serve_environment import environment_problem, serves_python_models, stub_python
+
+        if self.binary.stubs is None or not serves_python_models(self.config.repository, tuple(self.config.models)):
+            return
+        python = stub_python(self.environment()["PATH"])
+        problem = environment_problem(python) if python is not None else "no python3 on PATH for the Python-backend stub"
+        if problem:
+            raise ServerError(problem)
 
     def _launch(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))  # private: mode 0700

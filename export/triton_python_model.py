@@ -52,8 +52,21 @@ def _check_torch_version(args):
         )
 
 
+def numpy_problem(version):
+    """Why NumPy ``version`` cannot run under the wheel's Python-backend stub, or None; as
+    serve_environment.numpy_problem in the export package, which this file cannot import."""
+    major = version.split(".", 1)[0]
+    if major.isdigit() and int(major) >= 2:
+        return (f"NumPy {version} in the server's Python: the Triton Python-backend stub works with NumPy 1.x only "
+                "(this model would answer with empty outputs) — pip install 'numpy<2' in the environment that serves")
+    return None
+
+
 class TritonPythonModel:
     def initialize(self, args):
+        problem = numpy_problem(np.__version__)
+        if problem:
+            raise RuntimeError(f"model '{args['model_name']}': {problem}")
         _check_torch_version(args)
         gpu = args["model_instance_kind"] == "GPU"
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")

@@ -7,6 +7,8 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
+import threading
 from typing import Any, Callable, Iterator
 
 from ..errors import ClientError
@@ -33,7 +35,7 @@ def dask_client(
 
     if workers is not None and workers < 1 or threads_per_worker < 1:
         raise ClusterError("--workers and --threads-per-worker must be at least 1")
-    cluster = None
+    cluster = client = None
     dashboard = scheduler is not None or importlib.util.find_spec("bokeh") is not None
     if scheduler is not None:
         try:
@@ -43,28 +45,62 @@ def dask_client(
                 f"no Dask scheduler at {scheduler} ({str(e).splitlines()[0] if str(e) else type(e).__name__}) — "
                 "start one (dask scheduler) or fix --scheduler"
             ) from e
-    else:
-        try:
-            cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
-                # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
-                # bokeh is installed): a second cluster on the machine must not collide with it.
-                host="127.0.0.1", silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0",
-            )
-            client = Client(cluster)
-        except (OSError, TimeoutError) as e:
-            if cluster is not None:
-                cluster.close()
-            raise ClusterError(f"cannot start a local Dask cluster: {e}") from e
     try:
+        if scheduler is None:
+            try:
+                with _interrupts_held():
+                    cluster = LocalCluster(
+                        n_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
+                        # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
+                        # bokeh is installed): a second cluster on the machine must not collide with it.
+                        host="127.0.0.1", silence_logs=logging.CRITICAL, dashboard_address="127.0.0.1:0",
+                        # Ctrl-C in a terminal signals the whole process group: the workers ignore
+                        # it (each would print its own traceback); this process stops the run in one line.
+                        preload=["skoots_client.blockwise.quiet_worker"],
+                    )
+                    client = Client(cluster)
+            except (OSError, TimeoutError) as e:
+                raise ClusterError(f"cannot start a local Dask cluster: {e}") from e
         if say is not None:
             link = f"; dashboard {client.dashboard_link}" if dashboard else ""
             say(f"Dask scheduler {client.scheduler.address}, {worker_count(client)} workers{link}")
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C back (SIGINT blocked: kept pending, not lost) while the local cluster starts:
+    an interrupt in the middle of its start leaves it half made, and closing that prints
+    tracebacks. One that came meanwhile arrives as soon as the cluster and its client exist, and
+    they are closed in order."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def worker_losses(client: Any, since: float) -> tuple[int, int]:
+    """Workers that died (not retired) since ``since`` (``time.time()``) and the tasks that were
+    running or held on them, which the scheduler ran again: from the scheduler's event log."""
+    try:
+        events = client.get_events("all")
+    except Exception:  # noqa: BLE001 - the scheduler is gone (a failure, Ctrl-C): nothing to add
+        return 0, 0
+    lost = rerun = 0
+    for stamp, event in events:
+        if stamp >= since and isinstance(event, dict) and event.get("action") == "remove-worker" and not event.get("expected"):
+            lost += 1
+            rerun += len(event.get("processing-tasks", ())) + len(event.get("lost-computed-tasks", ()))
+    return lost, rerun
 
 
 def worker_count(client: Any) -> int:

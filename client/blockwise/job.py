@@ -28,11 +28,12 @@ class Source:
     repository: Path
     window: int = 4
     timeout: float = 120.0
-    retries: int = 5
+    retries: int | None = None
     tls: Tls | None = None
     runtime: str = "auto"  # the in-process model's --runtime, --threads, --precision
     threads: int | None = None
     precision: str = "fp32"
+    retry_for: float = 60.0
 
 
 @dataclass(frozen=True)

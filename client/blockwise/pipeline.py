@@ -29,8 +29,8 @@ import numpy as np
 
 from .. import postprocess
 from ..atomic import move_into_place
-from ..errors import ClientError, OutputError
-from ..progress import Watch
+from ..errors import ClientError, Interrupted, OutputError
+from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
 from ..instances import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
@@ -43,11 +43,11 @@ from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
 from ..workdir import default_work_dir
 from . import stages
 from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
-from .cluster import ClusterError, dask_client, worker_count
+from .cluster import ClusterError, dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job, Source
 from .store import FORMAT, BlockStore
-from .worker import release
+from .worker import release, run_task
 
 
 def available_memory() -> int:
@@ -79,7 +79,7 @@ class _Stage:
         progress = self.watch.stage(name, f"{name} blocks")
         done = total - len(calls)
         progress(done, total)
-        futures = {self.client.submit(fn, *args, pure=False): key for key, fn, args in calls}
+        futures = {self.client.submit(run_task, fn, *args, key=_task_key(fn)): key for key, fn, args in calls}
         results: dict[str, Any] = {}
         try:
             for future, value in as_completed(futures, with_results=True):
@@ -103,6 +103,13 @@ class _Stage:
         self.result.done[name] = len(calls)
         self.result.resumed[name] = total - len(calls)
         return results
+
+
+def _task_key(fn: Callable[..., Any]) -> str:
+    """A unique task key named after the stage's function (what the dashboard shows)."""
+    import uuid
+
+    return f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex}"
 
 
 def _executing(dask_worker: Any) -> list[str]:
@@ -130,7 +137,8 @@ def _still_done(client: Any, job: Job, stage: str, store: BlockStore, names: Seq
     marked = {k: v for k, v in store.done(stage).items() if k in set(names)}
     if not marked:
         return {}
-    futures = {client.submit(stages.verify, job, stage, k, v[0], array_path, pure=False): k for k, v in marked.items()}
+    futures = {client.submit(run_task, stages.verify, job, stage, k, v[0], array_path, key=_task_key(stages.verify)): k
+               for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))
     return {k: v for k, v in marked.items() if ok[k]}
 
@@ -183,23 +191,28 @@ def segment_blockwise(
         grid = job.grid
         store.create()
         result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest)
+        since = time.time()
         try:
             _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
                  voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
                  min_size=min_size, offset=offset, labels_dtype=labels_dtype)
         except BaseException as e:
             store.close()
-            if result.labels_at is not None and isinstance(e, Exception):  # never lose finished labels
-                reason = str(e) if isinstance(e, ClientError) else f"writing the labels failed ({type(e).__name__}: {e})"
+            error = Interrupted("interrupted") if isinstance(e, KeyboardInterrupt) else e  # Ctrl-C: one line, no traceback
+            if result.labels_at is not None and isinstance(error, Exception):  # never lose finished labels
+                reason = str(error) if isinstance(error, ClientError) else f"writing the labels failed ({type(error).__name__}: {error})"
                 raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (Zarr; napari and zarr open it); "
                                   f"run again with --resume to finish writing them from {store.path}") from e
             if resume:
-                if isinstance(e, ClientError):
-                    raise type(e)(f"{e} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
+                if isinstance(error, ClientError):
+                    raise type(error)(f"{error} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
             else:
                 store.remove()
+                if isinstance(error, ClientError) and not isinstance(error, Cancelled):
+                    raise type(error)(f"{error} — with --resume a run keeps its finished blocks and a rerun continues from them") from e
             raise
         finally:
+            result.workers_lost, result.rerun = worker_losses(client, since)  # (0, 0) when the scheduler cannot say
             if scheduler is not None:  # workers that outlive this run keep no endpoints, models or buffers
                 with contextlib.suppress(Exception):
                     client.run(release)

@@ -35,7 +35,7 @@ from .worker import cached, endpoints, report, scratch, set_threads
 def _endpoints(source: Source) -> list[Any]:
     def connect() -> list[Any]:
         endpoints, _ = open_endpoints(source.urls, source.model, source.repository, window=source.window,
-                                      timeout=source.timeout, retries=source.retries, tls=source.tls,
+                                      timeout=source.timeout, retries=source.retries, retry_for=source.retry_for, tls=source.tls,
                                       runtime=source.runtime, threads=source.threads, precision=source.precision)
         return endpoints
 

@@ -108,3 +108,22 @@ def peak_rss() -> int:
 def report(started: float, **extra: Any) -> dict[str, Any]:
     """A task's answer: its seconds, this worker's peak memory and name, and ``extra``."""
     return {"seconds": time.perf_counter() - started, "rss": peak_rss(), "process": f"{socket.gethostname()}:{os.getpid()}", **extra}
+
+
+def run_task(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` as a Dask task whose user errors come back to the client as themselves.
+
+    Dask pickles a task's exception with its causes (tblib); a ``ClientError`` raised from a
+    tritonclient or gRPC error drags along a cause that cannot be unpickled, and then reaches
+    the client as a bare ``Exception`` with a traceback instead of the one-line error it is.
+    So the error is raised again here without its causes (bugs keep theirs)."""
+    from ..errors import ClientError
+
+    try:
+        return fn(*args)
+    except ClientError as e:
+        try:
+            error = type(e)(*e.args)
+        except Exception:  # noqa: BLE001 - a subclass with other constructor arguments
+            error = ClientError(str(e))
+    raise error  # outside the except block: no __context__ either

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from skoots_client.errors import InputError, ModelError
-from skoots_client.model_source import EmbeddedModel, Tls, answer_problem, choose_model, model_kind
+from skoots_client.answers import answer_problem, answer_size_problem
+from skoots_client.model_source import EmbeddedModel, Tls, choose_model
+from skoots_client.variants import CPU_KIND_PREFERENCE, model_kind, on_cpu_only
 from skoots_export.contract.wire import SKELETON, VECTORS
 from skoots_export.model_config import Backend
 
@@ -27,6 +29,33 @@ from skoots_export.model_config import Backend
 )
 def test_an_answer_must_hold_every_output_asked_for_in_the_batchs_shape(vectors, skeleton, problem) -> None:
     assert answer_problem((vectors, skeleton), [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
+
+
+def _response(*outputs: tuple[str, str, list[int], bytes]):
+    """A gRPC ModelInferResponse as a server sends it: outputs and their raw bytes."""
+    from tritonclient.grpc import service_pb2
+
+    response = service_pb2.ModelInferResponse(model_name="skoots")
+    for name, datatype, shape, raw in outputs:
+        response.outputs.add(name=name, datatype=datatype, shape=shape)
+        response.raw_output_contents.append(raw)
+    return response
+
+
+@pytest.mark.parametrize(
+    "vectors,problem",
+    [
+        (("FP16", [2, 3, 8, 8, 4], bytes(2 * 3 * 8 * 8 * 4 * 2)), None),
+        (("FP16", [2, 3, 8, 8, 4], b""), "vectors__0 of 0 bytes (FP16 [2, 3, 8, 8, 4]) where FP16 [2, 3, 8, 8, 4] needs 3,072"),
+        (("FP16", [2, 3, 8, 8, 2], bytes(1536)), "vectors__0 of 1,536 bytes (FP16 [2, 3, 8, 8, 2]) where FP16 [2, 3, 8, 8, 4] needs 3,072"),
+        (("FP32", [2, 3, 8, 8, 4], bytes(3072)), "vectors__0 of 3,072 bytes (FP32 [2, 3, 8, 8, 4]) where FP16 [2, 3, 8, 8, 4] needs 3,072"),
+    ],
+    ids=["whole", "empty", "short", "other-type"],
+)
+def test_an_answers_bytes_must_fill_the_shape_before_anything_is_decoded(vectors, problem) -> None:
+    """What a Python-backend stub with NumPy 2 sends: the right shapes, zero bytes."""
+    response = _response(("vectors__0", *vectors), ("skeleton__1", "UINT8", [2, 1, 8, 8, 4], bytes(512)))
+    assert answer_size_problem(response, [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
 
 
 def test_tls_files_are_checked(tmp_path: Path) -> None:
@@ -92,3 +121,15 @@ def test_in_process_picks_the_libtorch_variant_of_the_repositorys_export(exporte
     assert sorted(p.name for p in exported_repository.iterdir()) == ["skoots", "skoots_python"]
     assert EmbeddedModel(exported_repository).info.name == "skoots"
     assert EmbeddedModel(exported_repository, "skoots_python").info.name == "skoots_python"
+
+
+def test_on_a_cpu_only_server_the_python_and_openvino_variants_come_before_libtorch() -> None:
+    variants = [_config("skoots_python", Backend.python), _config("skoots", Backend.libtorch)]
+    assert on_cpu_only(variants)  # exported with Device.cpu: KIND_CPU groups
+    assert choose_model(variants, "here", CPU_KIND_PREFERENCE) == "skoots_python"
+    with_openvino = [*variants, _config("skoots_openvino", "openvino")]
+    assert choose_model(with_openvino, "here", CPU_KIND_PREFERENCE) == "skoots_openvino"
+    assert choose_model(variants[1:], "here", CPU_KIND_PREFERENCE) == "skoots"  # the only one there is
+    gpu = _config("skoots", Backend.libtorch)
+    gpu.instance_group[0].kind = gpu.instance_group[0].KIND_GPU
+    assert not on_cpu_only([variants[0], gpu]) and not on_cpu_only([])

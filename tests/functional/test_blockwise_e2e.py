@@ -91,7 +91,7 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     assert "segmenting blockwise (--blockwise)" in capsys.readouterr().err
     got = tifffile.imread(out)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
-    assert f"blockwise: {BLOCKS} blocks on 2 workers" in text
+    assert re.search(rf"^blockwise: {BLOCKS} blocks of at most z \d+, y \d+, x \d+ voxels on 2 workers", text, re.MULTILINE), text
     assert not (tmp_path / "labels.tif.work").exists(), "the work directory is removed once the labels are in place"
 
 
@@ -174,7 +174,8 @@ def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: s
     assert result.returncode == 0, result.stderr
     got = labels_of(out)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
-    assert f"blockwise: {BLOCKS} blocks on 2 workers" in result.stdout
+    assert re.search(rf"^blockwise: {BLOCKS} blocks of at most z \d+, y \d+, x \d+ voxels on 2 workers", result.stdout, re.MULTILINE)
+    assert f"model skoots (python backend) on {url}, {url}" in result.stdout.splitlines()
     assert f"Dask scheduler {dask_cluster}" in result.stderr
     from distributed import Client
 

@@ -91,7 +91,7 @@ def wait_for_answers(url: str, count: int, client: subprocess.Popen) -> int:
 def test_a_server_killed_and_restarted_mid_run_changes_nothing(server: Server, volume, tmp_path: Path) -> None:
     path, expected = volume
     before = settled_inferences(server.url)
-    client = start_client(path, tmp_path / "o.tif", "--url", server.url, "--retries", "8")
+    client = start_client(path, tmp_path / "o.tif", "--url", server.url)  # the default --retry-for outlasts a restart
     answered = wait_for_answers(server.url, before + CROPS // 4, client) - before
     server.kill()
     server.restart()  # a fresh process: its statistics start at zero
@@ -214,8 +214,8 @@ def test_when_retries_run_out_the_run_fails_in_one_line_and_keeps_its_work(serve
     assert time.monotonic() - killed < 20, "one retry after 0.5 s (±50 %), not minutes"
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
-    assert lines[0] == (f"error: {server.url}/skoots: UNAVAILABLE after 2 attempts — check the server, or raise "
-                        f"--timeout/--retries — finished crops are kept in {work}; run again with --resume to continue")
+    assert re.fullmatch(rf"error: {re.escape(server.url)}/skoots: UNAVAILABLE after 2 attempts in \d+\.\ds — check the server, or raise "
+                        rf"--timeout/--retry-for — finished crops are kept in {re.escape(str(work))}; run again with --resume to continue", lines[0])
     assert len(marks(work)) >= 10 and not out.exists()
 
     server.restart()
@@ -224,3 +224,36 @@ def test_when_retries_run_out_the_run_fails_in_one_line_and_keeps_its_work(serve
     assert resumed.returncode == 0, stderr
     assert np.array_equal(tifffile.imread(out), expected)
     assert not work.exists()
+
+
+@pytest.mark.slow
+def test_blockwise_a_server_down_past_the_retry_budget_is_one_line_and_resume_gives_the_undisturbed_labels(
+    server: Server, volume, tmp_path: Path
+) -> None:
+    """Issue 26: the server SIGKILLed for longer than --retry-for, in a blockwise run on a local
+    cluster. The task's error comes back from the worker as the one-line error it is (it used to
+    come back as a bare Exception with a traceback: its gRPC cause cannot be unpickled)."""
+    path, expected = volume
+    out, work = tmp_path / "labels.tif", tmp_path / "labels.tif.work"
+    args = ("--url", server.url, "--retry-for", "2", "--resume", "--blockwise", "--block", "40,40,16", "--workers", "1")
+    before = settled_inferences(server.url)
+    client = start_client(path, out, *args)
+    wait_for_answers(server.url, before + 10, client)
+    server.kill()  # and kept down past the 2 s budget
+    killed = time.monotonic()
+    _, stderr = client.communicate(timeout=300)
+    assert client.returncode == 2, stderr
+    assert time.monotonic() - killed < 60, "two seconds of retries, then the run stops"
+    assert re.fullmatch(rf"error: {re.escape(server.url)}/skoots: UNAVAILABLE after \d+ attempts in [2-9]\.\ds — check the server, "
+                        rf"or raise --timeout/--retry-for — finished blocks are kept in {re.escape(str(work))}; run again with "
+                        r"--resume to continue\n", stderr), stderr
+    assert work.is_dir() and not out.exists()
+
+    server.restart()
+    resumed = start_client(path, out, *args, "--summary")
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr
+    assert np.array_equal(tifffile.imread(out), expected)
+    assert not work.exists()
+    assert f"model skoots (python backend) on {server.url}" in stdout.splitlines()
+    assert re.search(r"^blockwise: 4 blocks of at most z 20, y 36, x 36 voxels on 1 workers", stdout, re.MULTILINE), stdout
