@@ -13,16 +13,23 @@ from .location import StoreUrl
 from .reader import Opened, open_volume, read_json
 
 
+def _opened(source: StoreUrl) -> Opened | None:
+    """``source`` opened for its metadata; None when it cannot be (reported when its data is read)."""
+    try:
+        return open_volume(source)
+    except InputError:
+        return None
+
+
 def read_voxel_size(source: StoreUrl) -> Any:
     """The voxel size the metadata states, or None: N5 ``resolution`` + ``units`` or
     ``pixelResolution`` (the dataset's, else its group's times ``downsamplingFactors``),
     precomputed ``resolution`` (nanometres), OME-NGFF scale and units."""
     from ..voxel_size import ome_zarr_voxel_size
 
-    try:
-        opened = open_volume(source)
-    except InputError:
-        return None  # reported when the data is read
+    opened = _opened(source)
+    if opened is None:
+        return None
     meta = opened.attributes
     if opened.format == "precomputed":
         resolution = meta["info"]["scales"][meta["scale"]].get("resolution")
@@ -40,10 +47,9 @@ def read_offset(source: StoreUrl) -> Any:
     units of ``resolution``, as Paintera and N5-ImageJ write it; voxels without one)."""
     from ..origin import offset_by_axes, ome_zarr_offset
 
-    try:
-        opened = open_volume(source)
-    except InputError:
-        return None  # reported when the data is read
+    opened = _opened(source)
+    if opened is None:
+        return None
     meta = opened.attributes
     if opened.format == "precomputed":
         return offset_by_axes(meta["info"]["scales"][meta["scale"]].get("voxel_offset", [0, 0, 0]), "XYZ")
