@@ -154,7 +154,7 @@ class Cutout:
     slices or single indices) reads only the box's part of the parent."""
 
     def __init__(self, array: Any, box: Box) -> None:
-        self._array = array
+        self.array = array  # the whole volume's view (its store's windows count the chunks read as zeros)
         self._box = box
         self.shape = tuple(hi - lo for lo, hi in box)
         self.dtype = array.dtype
@@ -172,7 +172,7 @@ class Cutout:
                 raise IndexError(f"index {k} is outside a cutout axis of {n}")
             else:
                 inner.append(lo + int(k) % n)
-        return np.asarray(self._array[tuple(inner)])
+        return np.asarray(self.array[tuple(inner)])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:, :, :]

@@ -245,7 +245,10 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
 def missing_chunks(volume: Volume) -> set[tuple[int, ...]]:
     """The chunks a ``fill_missing`` volume has read as zeros so far (grid indices); empty for
     anything but a chunked store."""
-    return set(getattr(getattr(volume.data, "array", None), "filled", ()))
+    data = volume.data
+    while data is not None and not hasattr(data, "filled"):  # through a --roi cutout and the [X, Y, Z] view
+        data = getattr(data, "array", None)
+    return set(getattr(data, "filled", ()))
 
 
 def missing_chunks_warning(volume: Volume) -> str | None:

@@ -234,7 +234,8 @@ def _run(
     done = _still_done(client, job, "infer", store, names)
     inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
     result.skipped = sum(v[1].get("skipped", 0) for v in done.values()) + sum(v["skipped"] for v in inferred.values())
-    result.filled = sum(v.get("filled", 0) for v in inferred.values())  # --fill-missing: chunks read as zeros
+    # --fill-missing: chunks read as zeros, each once however many blocks (on however many workers) read it
+    result.filled = len({tuple(chunk) for v in inferred.values() for chunk in v.get("filled", ())})
     counts = {**{k: v[1]["count"] for k, v in done.items()}, **{k: v["count"] for k, v in inferred.items()}}
 
     order = {b.index: i for i, b in enumerate(grid.blocks)}

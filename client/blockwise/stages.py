@@ -75,7 +75,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     block = job.grid.block(index)
     skeleton = scratch("small", _extent(block.region), np.uint8)
     vectors = scratch("vectors", (3, *skeleton.shape), np.float16)
-    crops, filled = block.crops, 0
+    crops, filled = block.crops, []
     if isinstance(job.source, StoredAnswers):
         skeleton[...], vectors[...] = stored_answers(job.source.path, block.region, job.shape)
     elif block.crops:
@@ -85,7 +85,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
 
         torch.set_num_threads(max(1, job.source.threads or job.threads))
         volume = _volume(job)
-        filled = -len(missing_chunks(volume))
+        before = missing_chunks(volume)
         if job.mask is not None or job.skip_below is not None:
             rule = cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
             crops = [crop for crop in crops if not rule.skips(volume, crop)]
@@ -96,7 +96,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
                 skeleton[where] = piece.skeleton
                 vectors[(slice(None), *where)] = piece.vectors
         release_pages(volume)  # a memory-mapped input's pages read for this block: not this worker's to keep
-        filled += len(missing_chunks(volume))  # chunks this block was first to read as zeros (--fill-missing)
+        filled = sorted(missing_chunks(volume) - before)  # chunks this block read as zeros (--fill-missing), by grid index
     labels, count = postprocess.label_skeleton(skeleton)  # step 7 within the block, while it is at hand
     del skeleton
     store = job.store

@@ -199,3 +199,17 @@ def test_a_server_without_range_and_a_precomputed_folder_without_info_are_one_cl
     (tmp_path / "pre" / "info").unlink()
     with pytest.raises(InputError, match=rf"^{tmp_path}/pre looks like a Neuroglancer precomputed volume \(scale 8_4_40\) without its info file"):
         read_volume(tmp_path / "pre")
+
+
+@pytest.mark.parametrize("blockwise", [False, True], ids=["in memory", "blockwise"])
+def test_a_roi_counts_the_missing_chunks_it_read_as_zeros(blockwise: bool, stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
+    """The count reaches through the --roi cutout, and a chunk read by several blocks counts once."""
+    (tmp_path / "in").mkdir()
+    path, missing = _copy_without_a_chunk(stores_folder, tmp_path / "in", "precomputed")
+    z, y, x = tifffile.imread(stores_folder / "v.tif").shape
+    warnings: list[str] = []
+    options = dict(blockwise=True, block="24,24,8", workers=1) if blockwise else {}
+    skoots_client.segment(path, out=tmp_path / "labels.zarr", roi=f"0:{z},0:{y},0:{x - 1}", fill_missing=True, repository=e2e_repository,
+                          device="cpu", quiet=True, warn=warnings.append, **options)
+    assert [w for w in warnings if "read as zeros" in w] == [
+        f"{missing} missing chunk of {path} was read as zeros (--fill-missing): the labels there are background"], warnings
