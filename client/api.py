@@ -89,6 +89,11 @@ def segment(
     names) or on Triton servers (``url``), then the post-processing of the reference
     semantics; the labels equal ``skoots-client segment``'s on the same input and options.
 
+    Every keyword not listed under Parameters is the ``skoots-client segment`` option of the
+    same name (``axes`` is ``--axes``, ``reference_borders`` is ``--reference-borders``; also
+    ``normalize``, ``min_size``, ``runtime`` ...), with the same default; see
+    ``skoots-client segment --help``.
+
     Parameters
     ----------
     volume : numpy.ndarray, dask.array.Array, zarr.Array, str or pathlib.Path
@@ -135,10 +140,6 @@ def segment(
         text (``"0:40,100:612,100:612"`` in voxels, ``"0:2,0:10,0:10um"`` in physical units) or
         ``((z0, z1), (y0, y1), (x0, x1))`` / ``(slice(z0, z1), ...)`` in voxels. Only the box is
         read; the output's metadata states where it sits.
-    **other
-        Every other keyword is the ``skoots-client segment`` option of the same name (``--axes``,
-        ``--normalize``, ``--reference-borders``, ``--min-size``, ``--runtime`` ...), with the same
-        default; see ``skoots-client segment --help``.
 
     Returns
     -------
