@@ -3,12 +3,15 @@ joined by its scheduler's address (``dask scheduler`` / ``dask worker``, dask-jo
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import logging
 import os
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import ClientError
@@ -29,7 +32,8 @@ def dask_client(
     Raises
     ------
     ClusterError
-        Nothing answers at ``scheduler``, or the local cluster cannot start.
+        Nothing answers at ``scheduler``, or the local cluster cannot start, or would re-run
+        the calling script in each worker (:func:`check_main_guard`).
     """
     from distributed import Client, LocalCluster
 
@@ -47,6 +51,7 @@ def dask_client(
             ) from e
     try:
         if scheduler is None:
+            check_main_guard()
             try:
                 with _interrupts_held():
                     cluster = LocalCluster(
@@ -70,6 +75,48 @@ def dask_client(
             client.close()
         if cluster is not None:
             cluster.close()
+
+
+def check_main_guard() -> None:
+    """Refuse, in one line, to start local worker processes from a script's top-level code.
+
+    Dask starts a local cluster's workers with the ``spawn`` method, which imports the main
+    script in each of them: a script whose ``segment(..., blockwise=True)`` call is not under
+    ``if __name__ == "__main__":`` runs it again there, and every worker dies in pages of
+    multiprocessing tracebacks ("Nanny failed to start"). Found from the call stack: the main
+    module's top-level frame, and whether its current line sits under that guard in its source.
+    """
+    import dask
+
+    method = dask.config.get("distributed.worker.multiprocessing-method", "spawn")
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if method == "fork" or main is None or not path or not Path(path).is_file():
+        return  # an interactive session or notebook: nothing for the workers to re-run
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return  # not called from the main script's code (a thread, a callback)
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return
+    if not any(_is_main_guard(node) and node.body[0].lineno <= frame.f_lineno <= (node.body[-1].end_lineno or node.lineno)
+               for node in ast.walk(tree)):
+        raise ClusterError(
+            f"blockwise starts worker processes, which re-run your script {Path(path).name}: put the call under "
+            '`if __name__ == "__main__":` (or pass scheduler=... to use a running Dask cluster)'
+        )
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (either side of the ``==``)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.comparators) != 1:
+        return False
+    sides = [node.test.left, node.test.comparators[0]]
+    return isinstance(node.test.ops[0], ast.Eq) and any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
 
 
 @contextlib.contextmanager
