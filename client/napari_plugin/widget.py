@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +24,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
+from ..api import voxel_size_value
 from ..errors import ClientError
 from ..instances import write_table
 from ..catalog import skoots_models
@@ -32,7 +33,8 @@ from ..progress import Cancelled
 FROM_FOLDER, FROM_SERVER = "repository folder", "server URL"
 AUTOMATIC = "(automatic)"
 UNITS = ("um", "nm", "mm")
-# What napari calls a layer's length unit -> the runtime's spelling (pixels: no voxel size).
+PIXELS, UNKNOWN = "pixels", "unknown"  # no voxel size; a scale in no named unit (a layer's scale without units)
+# What napari calls a layer's length unit -> the runtime's spelling.
 _NAPARI_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm"}
 MODEL_METADATA = "skoots_model"  # an image layer's metadata key naming the repository to use (the demo sample)
 
@@ -73,7 +75,7 @@ class SegmentationWidget(Container):
         self.voxel = [FloatSpinBox(min=0.0, max=1e6, step=0.001, value=1.0, label=f"voxel {axis}") for axis in "zyx"]
         for box in self.voxel:
             box.native.setDecimals(6)  # nanometre-scale sizes in micrometres
-        self.unit = ComboBox(choices=["pixels", *UNITS], value="pixels", label="unit")
+        self.unit = ComboBox(choices=[PIXELS, UNKNOWN, *UNITS], value=PIXELS, label="unit")
         self.blockwise = CheckBox(text="large volume: blockwise on Dask", value=False)
         self.destination = FileEdit(mode="w", filter="*.ome.zarr", label="labels to (.ome.zarr)")
         self.scheduler = LineEdit(label="scheduler (empty: local)", value="")
@@ -118,15 +120,18 @@ class SegmentationWidget(Container):
         self.destination.visible = self.scheduler.visible = self.blockwise.value
 
     def _take_layer(self, *_: Any) -> None:
-        """Fill the voxel size, unit and model from the chosen image layer."""
+        """Fill the voxel size, unit and model from the chosen image layer. A scale without
+        units (napari's default unit is "pixel") is kept as a scale in no named unit, never
+        dropped: the table is then in scaled units, as the layer shows it."""
         layer = self.image.value
         if layer is None:
             return
-        for box, size in zip(self.voxel, tuple(layer.scale)[-3:]):
-            box.value = float(size)
+        scale = tuple(float(size) for size in tuple(layer.scale)[-3:])
+        for box, size in zip(self.voxel, scale):
+            box.value = size
         units = getattr(layer, "units", None)
         name = str(units[-1]) if units else "pixel"
-        self.unit.value = _NAPARI_UNITS.get(name, "pixels")
+        self.unit.value = _NAPARI_UNITS.get(name, PIXELS if all(size == 1.0 for size in scale) else UNKNOWN)
         model = layer.metadata.get(MODEL_METADATA) if hasattr(layer, "metadata") else None
         if model:
             self.source.value, self.repository.value = FROM_FOLDER, Path(model)
@@ -158,8 +163,11 @@ class SegmentationWidget(Container):
             kwargs["normalize"] = self.normalize.value
         if self.channel.value >= 0:
             kwargs["channel"] = self.channel.value
-        if self.unit.value != "pixels":
-            kwargs["voxel_size"], kwargs["unit"] = tuple(box.value for box in self.voxel), self.unit.value
+        sizes = tuple(box.value for box in self.voxel)
+        if self.unit.value == UNKNOWN:
+            kwargs["voxel_size"] = replace(voxel_size_value(sizes, "um"), unit=None)  # the scale, in no named unit
+        elif self.unit.value != PIXELS:
+            kwargs["voxel_size"], kwargs["unit"] = sizes, self.unit.value
         if self.blockwise.value:
             kwargs["blockwise"] = True
             kwargs["out"] = Path(self.destination.value)

@@ -237,3 +237,28 @@ def _png(path: Path) -> np.ndarray:
     import matplotlib.image
 
     return (matplotlib.image.imread(path) * 255).astype(np.uint8)
+
+
+def test_a_scale_without_units_is_kept_as_a_scale_in_no_unit(qtbot, viewer_and_widget, volume) -> None:
+    """napari's usual layer: a scale, units left at "pixel". The scale is kept (unit "unknown"),
+    the table in scaled units, never px with the scale dropped."""
+    viewer, widget = viewer_and_widget
+    viewer.add_image(volume[1], name="scaled", scale=SCALE)  # no units
+    widget.reset_choices()
+    widget.image.value = viewer.layers["scaled"]
+    assert widget.unit.value == "unknown" and [b.value for b in widget.voxel] == pytest.approx(SCALE)
+    size = widget.options()["voxel_size"]
+    assert size.zyx == pytest.approx(SCALE) and size.unit is None
+    run_and_wait(qtbot, widget)
+    features = viewer.layers["scaled labels"].features
+    assert "volume_units3" in features and not [c for c in features.columns if c.endswith("px") or "_px" in c]
+    assert np.allclose(features["volume_units3"], features["voxels"] * np.prod(SCALE))
+    assert tuple(viewer.layers["scaled labels"].scale) == pytest.approx(SCALE)
+
+
+def test_a_layer_without_scale_or_units_stays_in_pixels(viewer_and_widget, volume) -> None:
+    viewer, widget = viewer_and_widget
+    viewer.add_image(volume[1], name="plain")
+    widget.reset_choices()
+    widget.image.value = viewer.layers["plain"]
+    assert widget.unit.value == "pixels" and "voxel_size" not in widget.options()
