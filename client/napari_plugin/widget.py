@@ -147,6 +147,8 @@ class SegmentationWidget(Container):
             return
         names = [name for name, _ in found]
         self.model.choices = [AUTOMATIC, *names]
+        if self.source.value == FROM_FOLDER:  # what each would run on here, as the run reports it
+            found = [(name, runs_here(Path(self.repository.value), name, self.runtime.value)) for name in names]
         show_info(f"SKOOTS models: {', '.join(f'{n} ({k})' for n, k in found)}" if found else "no SKOOTS model there")
 
     def options(self) -> dict[str, Any]:
@@ -314,6 +316,24 @@ class SegmentationWidget(Container):
         for folder in self._temporary:
             shutil.rmtree(folder, ignore_errors=True)
         self._temporary.clear()
+
+
+_RUNS_ON = {"openvino": "OpenVINO on CPU", "torchscript": "TorchScript on CPU", "cuda": "TorchScript on CUDA GPU"}
+
+
+def runs_here(repository: Path, model: str, runtime: str) -> str:
+    """What ``model`` of ``repository`` runs on in this process with ``runtime`` (``auto``: the
+    fastest this machine has), e.g. ``OpenVINO on CPU``; not the backend it was exported for,
+    which only a Triton server runs. A model that cannot run here says why."""
+    from ..model_source import embedded_model
+    from ..runtimes import plan_runtime
+
+    try:
+        _, version_dir = embedded_model(repository, model)
+        chosen, _ = plan_runtime(version_dir, runtime)
+    except ClientError as e:
+        return f"cannot run here: {e}"
+    return _RUNS_ON[chosen.value]
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:

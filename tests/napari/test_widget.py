@@ -262,3 +262,20 @@ def test_a_layer_without_scale_or_units_stays_in_pixels(viewer_and_widget, volum
     widget.reset_choices()
     widget.image.value = viewer.layers["plain"]
     assert widget.unit.value == "pixels" and "voxel_size" not in widget.options()
+
+
+def test_list_models_names_the_runtime_the_model_runs_on_here(viewer_and_widget, notifications, e2e_repository: Path) -> None:
+    """A Python-backend export with an OpenVINO IR and TorchScript runs in-process on the runtime
+    auto picks (OpenVINO on this CPU machine): the list says so, as the run's summary will, not
+    the Triton backend it was exported for."""
+    from skoots_client.runtimes import plan_runtime
+
+    _, widget = viewer_and_widget
+    widget.list_models.clicked.emit()
+    shown = notifications.messages[-1]
+    chosen, _ = plan_runtime(e2e_repository / "skoots" / "1", "auto")
+    expected = {"openvino": "OpenVINO on CPU", "torchscript": "TorchScript on CPU", "cuda": "TorchScript on CUDA GPU"}
+    assert "(python)" not in shown and f"skoots ({expected[chosen.value]})" in shown, shown
+    widget.runtime.value = "torchscript"
+    widget.list_models.clicked.emit()
+    assert "skoots (TorchScript on CPU)" in notifications.messages[-1]
