@@ -37,6 +37,7 @@ PIXELS, UNKNOWN = "pixels", "unknown"  # no voxel size; a scale in no named unit
 # What napari calls a layer's length unit -> the runtime's spelling.
 _NAPARI_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm"}
 MODEL_METADATA = "skoots_model"  # an image layer's metadata key naming the repository to use (the demo sample)
+MODEL_READY_METADATA = "skoots_model_ready"  # and a Future done once that repository is written (the demo's export)
 
 
 class _Relay(QObject):
@@ -206,7 +207,11 @@ class SegmentationWidget(Container):
         self._bar = napari_progress(total=0, desc="SKOOTS: starting")
         self.run_button.enabled, self.cancel_button.enabled, self.save_table.enabled = False, True, False
         self.status.value = "running…"
-        self._worker = create_worker(self._segment, volume, kwargs, self._cancel, _start_thread=False)
+        ready = layer.metadata.get(MODEL_READY_METADATA) if self.source.value == FROM_FOLDER else None
+        if ready is not None and not ready.done():
+            self.status.value = "waiting for the demo model's export…"
+            self._bar.set_description("SKOOTS: waiting for the demo model's export")
+        self._worker = create_worker(self._segment, volume, kwargs, self._cancel, ready, _start_thread=False)
         self._worker.returned.connect(lambda outcome: self._show_outcome(layer, outcome))
         self._worker.finished.connect(self._finish)
         self._worker.start()
@@ -217,13 +222,20 @@ class SegmentationWidget(Container):
             self._cancel.set()
             self.status.value = "cancelling…"
 
-    def _segment(self, volume: Any, kwargs: dict[str, Any], cancel: threading.Event) -> _Outcome:
+    def _segment(self, volume: Any, kwargs: dict[str, Any], cancel: threading.Event, ready: Any = None) -> _Outcome:
         """Runs in the worker thread: the segmentation, its labels and table, nothing of Qt. A
         user's mistake or a cancel comes back as the outcome's error: napari would show an
-        exception leaving a worker with its traceback; a bug does leave it, traceback and all."""
+        exception leaving a worker with its traceback; a bug does leave it, traceback and all.
+        ``ready`` (a Future, the demo sample's export) is waited for first, Cancel heeded."""
         from .. import api
 
         try:
+            while ready is not None and not ready.done():
+                if cancel.is_set():
+                    raise Cancelled("cancelled while the model was being exported")
+                cancel.wait(0.1)
+            if ready is not None and ready.exception() is not None:
+                return _Outcome(error=ClientError(f"the demo model could not be exported: {ready.exception()}"))
             result = api.segment(volume, progress=self.relay.progressed.emit, cancel=cancel, warn=self.relay.warned.emit, **kwargs)
             if not kwargs.get("blockwise"):
                 result.labels  # noqa: B018 - materialised here, not in the Qt thread

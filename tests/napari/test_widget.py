@@ -279,3 +279,27 @@ def test_list_models_names_the_runtime_the_model_runs_on_here(viewer_and_widget,
     widget.runtime.value = "torchscript"
     widget.list_models.clicked.emit()
     assert "skoots (TorchScript on CPU)" in notifications.messages[-1]
+
+
+def test_the_demo_sample_opens_at_once_and_run_waits_for_its_export(qtbot, make_napari_viewer, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first open returns the volume without waiting for the model's export (which runs in
+    a worker thread); Run, clicked before the export ends, waits for it and segments."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    viewer = make_napari_viewer()
+    started = time.perf_counter()
+    viewer.open_sample("skoots-triton", "demo")
+    opened = time.perf_counter() - started
+    layer = viewer.layers["SKOOTS demo"]
+    ready = layer.metadata["skoots_model_ready"]
+    print(f"demo sample opened in {opened:.1f} s; export done then: {ready.done()}")
+    assert not ready.done()  # the export is still running: it did not block the open
+    widget = SegmentationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.reset_choices()
+    widget.image.value = layer
+    widget.run_button.clicked.emit()
+    assert "waiting" in widget.status.value
+    qtbot.waitUntil(lambda: not widget.running, timeout=600_000)
+    assert ready.done() and ready.exception() is None
+    assert np.asarray(viewer.layers["SKOOTS demo labels"].data).max() > 0
