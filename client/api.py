@@ -334,6 +334,12 @@ def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
         return voxel_size_option(value, unit)
     if isinstance(value, VoxelSize):
         return value
+    try:
+        sizes = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        sizes = ()  # refused below, as the command line's text would be
+    if len(sizes) == 3 and not all(v > 0 and np.isfinite(v) for v in sizes):
+        raise InputError(f"voxel_size={sizes!r} (z, y, x): sizes must be positive, e.g. voxel_size=(2.0, 0.5, 0.5)")
     return voxel_size_option(",".join(repr(float(v)) for v in triple("--voxel-size", value)), unit)  # type: ignore[union-attr]
 
 
