@@ -274,7 +274,6 @@ def measure(
     stated = (read_voxel_size(labels_path) if labels_path else None) or (read_voxel_size(raw_path) if raw_path else None)
     size = resolve_voxel_size(voxel_size_value(voxel_size, unit), stated, labels_path or Path("<labels>"), warn or warn_on_stderr)
     columns = measure_xyz(opened.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
-    columns.voxel_size = size
     if out is not None:
         write_table(out, columns)
     return columns

@@ -183,7 +183,10 @@ class InstanceTable(dict):
 
     A plain ``dict`` of arrays, so measuring needs no pandas (whose newest releases pull NumPy 2
     over the ``numpy<2`` the server extra pins); :meth:`to_pandas` gives the DataFrame.
+    ``voxel_size`` is the :class:`~skoots_client.voxel_size.VoxelSize` its physical columns are in.
     """
+
+    voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE
 
     def to_pandas(self) -> Any:
         """The table as a ``pandas.DataFrame`` (``pip install 'skoots-triton[pandas]'``)."""
@@ -222,7 +225,9 @@ def instance_table(stats: PartialStats, shape_zyx: Sequence[int], voxel_size: Vo
         columns[f"skeleton_length_{u}"] = lengths
     shape = np.asarray(shape_zyx)
     columns["touches_border"] = ((stats.lo == 0) | (stats.hi == shape - 1)).any(axis=1)
-    return InstanceTable(columns)
+    table = InstanceTable(columns)
+    table.voxel_size = voxel_size
+    return table
 
 
 def table_rows(columns: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
