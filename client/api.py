@@ -350,6 +350,12 @@ def _model_source(model: Union[str, Path, None], repository: Path, served: bool)
     a_model_there = path.name == str(model) and (repository / path.name).is_dir()  # a plain name the repository holds
     if path.is_dir() and any(path.glob("*/config.pbtxt")) and not a_model_there:
         return None, path
+    if not a_model_there and (isinstance(model, Path) or path.name != str(model) or path.is_dir()):  # a path, not a name
+        from .errors import ModelError
+
+        why = "it holds no exported model: no */config.pbtxt" if path.is_dir() else "no such folder"
+        raise ModelError(f"no model repository at {model} ({why}); give a folder written by skoots export, "
+                         f"or a model's name in repository={str(repository)!r}")
     return str(model), repository
 
 
