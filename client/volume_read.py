@@ -362,7 +362,8 @@ def _is_store(path: Any) -> bool:
 def _label_dtype(path: Path, array: Any) -> np.dtype:
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "ui":
-        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background): "
+                         "give labels (e.g. segment's output), not an intensity image")
     return dtype
 
 
