@@ -282,18 +282,13 @@ def volume_from_array(array: Any, channel: int | None = None, axes: str | None =
     return _as_volume(array, Path(f"<{kind} array>"), None, channel, axes, True)
 
 
-MAX_CHANNELS = 8
-"""The most channels a last axis is read as without axis names: a longer one (``(2, 48, 384,
-384)``: two channels or time points first) is the image's X, not hundreds of channels."""
+MAX_CHANNELS = 8  # a longer last axis without axis names is X: (2, 48, 384, 384) has 2 channels or time points first
 
 
 def _many_channels(path: Path, shape: tuple[int, ...]) -> InputError:
-    """The line for a 4-D array whose last axis is too long to be channels."""
     fix = 'axes="CZYX" (or "TZYX")' if str(path).startswith("<") else "--axes CZYX (or TZYX; axes= in the API)"
-    return InputError(
-        f"{path} of shape {shape} would read as [Z, Y, X, C] with {shape[-1]} channels (more than {MAX_CHANNELS}); "
-        f"name its axes, e.g. {fix}"
-    )
+    return InputError(f"{path} of shape {shape} would read as [Z, Y, X, C] with {shape[-1]} channels "
+                      f"(more than {MAX_CHANNELS}); name its axes, e.g. {fix}")
 
 
 def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | None, axes: str | None,
