@@ -109,7 +109,7 @@ OPTION_CASES = [
     ("normalize-unknown", None, ["--normalize", "zscore"], r"--normalize 'zscore': choose auto, dtype, minmax, percentile\[:LOW,HIGH\] or mean-std:M,S"),
     ("normalize-percentiles-reversed", None, ["--normalize", "percentile:99,1"], r"--normalize 'percentile:99,1': give two percentiles LOW < HIGH within 0\.\.100, e\.g\. percentile:1,99\.8"),
     ("normalize-std-zero", None, ["--normalize", "mean-std:100,0"], r"--normalize 'mean-std:100,0': give the mean and a positive standard deviation"),
-    ("crop-zero", None, ["--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
+    ("crop-zero", None, ["--crop", "0,24,8"], r"crop z 8, y 0, x 24 must be positive on every axis"),
     ("embedding-iterations", None, ["--embedding-iterations", "0"], r"embedding_iterations = 0 must be at least 1"),
     ("batch-zero", None, ["--batch", "0"], r"--window and --batch must be at least 1, --retries and --retry-for at least 0, --timeout positive"),
     ("window-zero", None, ["--window", "0"], r"--window and --batch must be at least 1"),
