@@ -275,7 +275,6 @@ def measure(
     stated = (read_voxel_size(labels_path) if labels_path else None) or (read_voxel_size(raw_path) if raw_path else None)
     size = resolve_voxel_size(voxel_size_value(voxel_size, unit), stated, labels_path or Path("<labels>"), warn or warn_on_stderr)
     columns = measure_xyz(opened.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
-    columns.voxel_size = size
     if out is not None:
         write_table(out, columns)
     return columns
@@ -335,6 +334,12 @@ def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
         return voxel_size_option(value, unit)
     if isinstance(value, VoxelSize):
         return value
+    try:
+        sizes = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        sizes = ()  # refused below, as the command line's text would be
+    if len(sizes) == 3 and not all(v > 0 and np.isfinite(v) for v in sizes):
+        raise InputError(f"voxel_size={sizes!r} (z, y, x): sizes must be positive, e.g. voxel_size=(2.0, 0.5, 0.5)")
     return voxel_size_option(",".join(repr(float(v)) for v in triple("--voxel-size", value)), unit)  # type: ignore[union-attr]
 
 
@@ -346,6 +351,12 @@ def _model_source(model: Union[str, Path, None], repository: Path, served: bool)
     a_model_there = path.name == str(model) and (repository / path.name).is_dir()  # a plain name the repository holds
     if path.is_dir() and any(path.glob("*/config.pbtxt")) and not a_model_there:
         return None, path
+    if not a_model_there and (isinstance(model, Path) or path.name != str(model) or path.is_dir()):  # a path, not a name
+        from .errors import ModelError
+
+        why = "it holds no exported model: no */config.pbtxt" if path.is_dir() else "no such folder"
+        raise ModelError(f"no model repository at {model} ({why}); give a folder written by skoots export, "
+                         f"or a model's name in repository={str(repository)!r}")
     return str(model), repository
 
 

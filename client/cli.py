@@ -47,7 +47,7 @@ def default_output(volume: Path, level: int | None = None) -> Path:
 
 @app.command("segment")
 def segment_command(
-    volume: Annotated[str, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image; or an N5 dataset, Neuroglancer precomputed volume or Zarr array by path or URL ([n5:// | precomputed:// | zarr://] then a path, http(s)://, s3:// or gs://; see docs/data-stores.md).")],
+    volume: Annotated[str, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image; or an N5 dataset, Neuroglancer precomputed volume or Zarr array by path or URL (\\[n5:// | precomputed:// | zarr://] then a path, http(s)://, s3:// or gs://; see docs/data-stores.md).")],
     url: Annotated[Optional[list[str]], typer.Option("--url", help="Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name on the server / in the repository (default: the SKOOTS model there; of one export's variants the libtorch, then OpenVINO, then Python-backend one).")] = None,
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository for the in-process (no --url) mode.")] = Path("model_repository"),

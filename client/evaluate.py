@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -230,7 +230,7 @@ def evaluate(pred: np.ndarray, true: np.ndarray, thresholds: tuple[float, ...] =
     )
 
 
-def evaluate_files(prediction: Any, ground_truth: Any) -> Scores:
+def evaluate_files(prediction: Any, ground_truth: Any, warn: Callable[[str], None] | None = None) -> Scores:
     """Read two label volumes and score the first against the second: whatever ``segment``
     reads and writes (TIFF, Zarr, OME-Zarr images and label groups; N5, precomputed and Zarr v3
     by path or URL such as ``n5:///data/labels.n5``), each in the axis order its file names, as
@@ -241,20 +241,57 @@ def evaluate_files(prediction: Any, ground_truth: Any) -> Scores:
     InputError
         A volume is missing or unreadable, holds no integer labels or negative ones, or the
         two differ in shape (named as z, y, x).
+
+    An integer volume that looks like intensities (:func:`intensity_like`) is scored with a
+    ``warn`` (default: a ``warning:`` line on stderr): scores of a raw image are meaningless.
     """
+    from .summary import warn_on_stderr
+
     pred, true = _labels(prediction, "prediction"), _labels(ground_truth, "ground truth")
     if pred.shape != true.shape:
         raise InputError(f"{pred.path} is {describe_shape(pred.shape)} but {true.path} is {describe_shape(true.shape)}; "
                          "evaluate labels of the same volume")
-    return evaluate(_whole(pred), _whole(true))
+    arrays = {"prediction": _whole(pred), "ground truth": _whole(true)}
+    for (name, array), volume in zip(arrays.items(), (pred, true)):
+        if intensity_like(array):
+            (warn or warn_on_stderr)(f"the {name} {volume.path} looks like an intensity image, not labels (most neighbouring voxels "
+                                     f"differ); its scores mean nothing — give its label volume (e.g. segment's output)")
+    return evaluate(arrays["prediction"], arrays["ground truth"])
+
+
+INTENSITY_EQUAL_NEIGHBOURS = 0.25
+"""Labels are piecewise constant: an instance ``w`` voxels wide along x gives ``(w - 1) / (w + 1)``
+equal neighbour pairs (3 wide: a half; below a quarter, under 2 wide on average). Intensities
+rarely repeat: measured 0.0003 on smooth uint16 blobs, 0.06 as uint8, 0.13 for dim Poisson
+uint8 noise; 0.84 for their labels."""
+
+
+def intensity_like(labels: np.ndarray) -> bool:
+    """Whether an integer volume looks like an intensity image rather than labels: fewer than
+    :data:`INTENSITY_EQUAL_NEIGHBOURS` of its voxels equal their neighbour along the last axis,
+    among voxels that are not both background.
+
+    >>> intensity_like(np.repeat(np.arange(4), 5).reshape(1, 2, 10)), intensity_like(np.arange(20).reshape(1, 2, 10))
+    (False, True)
+    """
+    if labels.ndim < 1 or labels.shape[-1] < 2:
+        return False
+    left, right = labels[..., :-1], labels[..., 1:]
+    pairs = (left != 0) | (right != 0)
+    counted = int(np.count_nonzero(pairs))
+    return counted > 0 and np.count_nonzero((left == right) & pairs) < INTENSITY_EQUAL_NEIGHBOURS * counted
 
 
 def _labels(location: Any, option: str) -> Any:
-    """A label volume ``[X, Y, Z]`` named by a path, a URL's text or a StoreUrl."""
+    """A label volume ``[X, Y, Z]`` named by a path, a URL's text or a StoreUrl; a refusal
+    names which argument it is."""
     from .stores import argument, is_store
     from .volume_read import open_labels
 
-    return open_labels(location if is_store(location) or isinstance(location, Path) else argument(str(location), option=option))
+    try:
+        return open_labels(location if is_store(location) or isinstance(location, Path) else argument(str(location), option=option))
+    except InputError as e:
+        raise InputError(f"{option}: {e}") from None
 
 
 def _whole(volume: Any) -> np.ndarray:

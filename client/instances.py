@@ -178,21 +178,30 @@ def skeleton_lengths(stats: PartialStats, window: Callable[[tuple[slice, slice, 
     return out
 
 
+PANDAS = "pandas>=2.1,<3"
+PYARROW = "pyarrow>=14,<19"
+"""What to install for ``to_pandas`` and Parquet tables: the pandas and parquet extras' bounds,
+named directly (skoots-triton is installed from its source, not from the package index)."""
+
+
 class InstanceTable(dict):
     """The instance table as columns: name → NumPy array, one row per instance, in order.
 
     A plain ``dict`` of arrays, so measuring needs no pandas (whose newest releases pull NumPy 2
     over the ``numpy<2`` the server extra pins); :meth:`to_pandas` gives the DataFrame.
+    ``voxel_size`` is the :class:`~skoots_client.voxel_size.VoxelSize` its physical columns are in.
     """
 
+    voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE
+
     def to_pandas(self) -> Any:
-        """The table as a ``pandas.DataFrame`` (``pip install 'skoots-triton[pandas]'``)."""
+        """The table as a ``pandas.DataFrame`` (``pip install "pandas>=2.1,<3"``, the pandas extra's bounds)."""
         try:
             import pandas
         except ImportError as e:
             raise ImportError(
-                "InstanceTable.to_pandas needs pandas: pip install 'skoots-triton[pandas]' "
-                "(pandas<3, which keeps the NumPy 1.x the server extra pins)"
+                f"InstanceTable.to_pandas needs pandas: pip install \"{PANDAS}\" "
+                "(below 3, which keeps the NumPy 1.x the server extra pins)"
             ) from e
         return pandas.DataFrame({name: np.asarray(values) for name, values in self.items()})
 
@@ -222,7 +231,9 @@ def instance_table(stats: PartialStats, shape_zyx: Sequence[int], voxel_size: Vo
         columns[f"skeleton_length_{u}"] = lengths
     shape = np.asarray(shape_zyx)
     columns["touches_border"] = ((stats.lo == 0) | (stats.hi == shape - 1)).any(axis=1)
-    return InstanceTable(columns)
+    table = InstanceTable(columns)
+    table.voxel_size = voxel_size
+    return table
 
 
 def table_rows(columns: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
@@ -245,7 +256,7 @@ def check_table_path(path: Path, overwrite: bool, option: str = "--table") -> No
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError as e:  # missing, or built for another NumPy
-            raise OutputError(f"{option} {path}: Parquet needs pyarrow (pip install 'skoots-triton[parquet]'; "
+            raise OutputError(f"{option} {path}: Parquet needs pyarrow (pip install \"{PYARROW}\"; "
                               f"{str(e).splitlines()[0] if str(e) else 'not importable'}); or write .csv") from None
 
 

@@ -191,7 +191,7 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
     if output.min_size < 0:
         raise InputError(f"--min-size {output.min_size}: give a voxel count of at least 0 (0 keeps every instance)")
     if cluster.block is not None and any(b < 1 for b in cluster.block):
-        raise InputError(f"--block {','.join(map(str, cluster.block))}: block sizes must be positive")
+        raise InputError(f"block {describe_shape(cluster.block)}: block sizes must be positive")
     if input.level is not None and not input.from_file:
         raise InputError("level= picks a resolution level of an OME-Zarr file: give its path, or pass that level's array")
     if not input.from_file and (cluster.asked or resume.keeps_work):
@@ -306,6 +306,7 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
                                      precision=model.precision, load=not blockwise)
     try:
         try:
+            refuse_bad_crop(model.crop or info.parameters.crop, model.overlap or info.parameters.overlap, info.parameters.minimum_size)
             parameters = info.parameters.replace(crop=model.crop, overlap=model.overlap, embedding_iterations=model.embedding_iterations)
         except ValueError as e:
             raise InputError(str(e)) from e
@@ -321,6 +322,22 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
                 batch_size=batch_size, skip=skip, skip_described=skip_described, xp=xp, roi=box,
                 roi_of=whole.shape if box is not None else None, origin=origin)  # type: ignore[arg-type]
     return plan, endpoints
+
+
+def refuse_bad_crop(crop: tuple[int, int, int], overlap: tuple[int, int, int], minimum: int) -> None:
+    """Crop and overlap (runtime ``X, Y, Z``) checked as the model's parameters check them, but
+    named as the user names axes (``crop z 4, y 8, x 8``), not in the runtime's order."""
+    named = f"crop {describe_shape(crop)}"
+    if any(c < 1 for c in crop):
+        raise InputError(f"{named} must be positive on every axis")
+    if any(o < 0 for o in overlap):
+        raise InputError(f"overlap {describe_shape(overlap)} must not be negative")
+    if any(c - 2 * o <= 0 for c, o in zip(crop, overlap)):
+        raise InputError(f"{named} with overlap {describe_shape(overlap)} keeps nothing of a crop: "
+                         "each crop size must exceed twice its overlap")
+    if any(c < minimum for c in crop):
+        raise InputError(f"{named} is below the network's minimum of {minimum} voxels per axis; "
+                         f"choose a crop of at least {minimum} on every axis")
 
 
 def too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> bool:

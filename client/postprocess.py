@@ -63,7 +63,7 @@ def device_array_module(device: Device | str = Device.AUTO) -> Any:
         return _cupy
     if device is Device.GPU:
         raise ValueError(
-            "--device gpu needs CuPy and an NVIDIA GPU: pip install 'skoots-triton[gpu]' on a GPU machine, or use --device cpu"
+            "--device gpu needs CuPy and an NVIDIA GPU: pip install \"cupy-cuda12x>=13\" (the gpu extra's CuPy) on a GPU machine, or use --device cpu"
         )
     return np
 

@@ -58,5 +58,13 @@ class Segmentation:
         return self.labels if dtype is None else self.labels.astype(dtype)
 
     def __repr__(self) -> str:
-        z, y, x = self.labels.shape if self._labels is not None else ("?", "?", "?")
-        return f"Segmentation({self.instances} instances, [Z, Y, X] = [{z}, {y}, {x}], voxel size {self.voxel_size.describe()})"
+        """Never reads the labels: a blockwise run's are read from where they were written on first use."""
+        if self._labels is not None:
+            z, y, x = self._labels.shape
+            labels = f"[Z, Y, X] = [{z}, {y}, {x}]"
+        elif self._labels_xyz is not None:
+            x, y, z = self._labels_xyz.shape  # the runtime's X, Y, Z: rows, columns, slices
+            labels = f"labels [Z, Y, X] = [{z}, {x}, {y}] not yet read"
+        else:
+            labels = f"labels not yet read (from {self.written} on first use of .labels)"
+        return f"Segmentation({self.instances} instances, {labels}, voxel size {self.voxel_size.describe()})"

@@ -226,7 +226,8 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     ``axes`` declares them (``--axes``: ``XYZ``, ``ZCYX``, ...) or the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
-    channel 2 is used (the seed's rule). ``check_finite=False`` skips the pass over float input
+    channel 2 is used (the seed's rule); a last axis of more than :data:`MAX_CHANNELS` "channels"
+    in the default reading is refused (it is X: ``axes`` names the order). ``check_finite=False`` skips the pass over float input
     that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
     A chunk missing from a chunked store (N5, precomputed, Zarr) is an ``InputError`` when it is
     read, unless ``fill_missing`` (``--fill-missing``): then it reads as zeros, counted
@@ -261,7 +262,9 @@ def missing_chunks_warning(volume: Volume) -> str | None:
 def volume_from_array(array: Any, channel: int | None = None, axes: str | None = None) -> Volume:
     """A NumPy, Dask or Zarr array (anything with ``shape``, ``dtype`` and slicing) as a
     single-channel ``[X, Y, Z]`` volume, read as :func:`read_volume` reads a file: ``[Z, Y, X]``
-    or ``[Z, Y, X, C]`` unless ``axes`` says otherwise. Lazy arrays stay lazy: crops are cut
+    or ``[Z, Y, X, C]`` unless ``axes`` says otherwise. An array has no file's metadata to
+    vouch for its channels: more than 3 need ``channel``, and a last axis longer than
+    :data:`MAX_CHANNELS` is refused (it is X; name the axes). Lazy arrays stay lazy: crops are cut
     from a view. Its ``path`` names the kind of array (``<numpy array>``) for messages.
 
     >>> import numpy as np
@@ -271,7 +274,21 @@ def volume_from_array(array: Any, channel: int | None = None, axes: str | None =
     if not all(hasattr(array, a) for a in ("shape", "dtype", "__getitem__")):
         raise InputError(f"cannot segment a {type(array).__name__}: give a NumPy, Dask or Zarr array, or a file path")
     kind = type(array).__module__.split(".")[0]
+    shape = tuple(int(n) for n in array.shape)
+    if axes is None and channel is None and len(shape) == 4 and 3 < shape[3] <= MAX_CHANNELS:
+        raise InputError(
+            f"<{kind} array> of shape {shape} has {shape[3]} channels (last axis); choose one with channel=0..{shape[3] - 1}"
+        )
     return _as_volume(array, Path(f"<{kind} array>"), None, channel, axes, True)
+
+
+MAX_CHANNELS = 8  # a longer last axis without axis names is X: (2, 48, 384, 384) has 2 channels or time points first
+
+
+def _many_channels(path: Path, shape: tuple[int, ...]) -> InputError:
+    fix = 'axes="CZYX" (or "TZYX")' if str(path).startswith("<") else "--axes CZYX (or TZYX; axes= in the API)"
+    return InputError(f"{path} of shape {shape} would read as [Z, Y, X, C] with {shape[-1]} channels "
+                      f"(more than {MAX_CHANNELS}); name its axes, e.g. {fix}")
 
 
 def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | None, axes: str | None,
@@ -290,6 +307,8 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     axes_from = "--axes" if declared else "file" if _named(axes, shape) else "default"
     read_as = dict(axes_from=axes_from, axes=axes if axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC")
     fixed = {i: 0 for i in range(len(shape)) if i not in spatial and i != channel_axis}
+    if axes_from == "default" and channel_axis is not None and shape[channel_axis] > MAX_CHANNELS:
+        raise _many_channels(path, shape)
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
@@ -338,7 +357,8 @@ def _is_store(path: Any) -> bool:
 def _label_dtype(path: Path, array: Any) -> np.dtype:
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "ui":
-        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background)")
+        raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background): "
+                         "give labels (e.g. segment's output), not an intensity image")
     return dtype
 
 

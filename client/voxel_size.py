@@ -27,6 +27,11 @@ class VoxelSize:
     xyz: tuple[float, float, float]
     unit: str | None = "micrometer"
 
+    def __repr__(self) -> str:
+        """In the users' axis order, z, y, x (``xyz`` is the runtime's: rows, columns, slices)."""
+        z, y, x = self.zyx
+        return f"VoxelSize(z={z!r}, y={y!r}, x={x!r}, unit={self.unit!r})"
+
     @property
     def zyx(self) -> tuple[float, float, float]:
         """Sizes in the file's axis order: slices, rows, columns (NGFF's z, y, x)."""

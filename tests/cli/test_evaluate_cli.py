@@ -150,3 +150,24 @@ def test_a_shape_mismatch_names_z_y_x(outputs: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     assert re.fullmatch(r"error: precomputed://\S+/pre is z 12, y 40, x 56 but \S+narrow.tif is z 12, y 40, x 50; "
                         r"evaluate labels of the same volume\n", done.stderr), done.stderr
+
+
+def test_an_intensity_image_is_scored_with_a_warning(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """Issue 27 (8): a raw uint16 image given as the ground truth was scored without a word."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(np.random.default_rng(0).random((4, 10, 12)), sigma=(1, 3, 3))
+    tifffile.imwrite(tmp_path / "raw.tif", ((field - field.min()) / np.ptp(field) * 65535).astype(np.uint16))
+    done = client("evaluate", pair[0], tmp_path / "raw.tif")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"warning: the ground truth {tmp_path / 'raw.tif'} looks like an intensity image, not labels (most neighbouring "
+                           "voxels differ); its scores mean nothing — give its label volume (e.g. segment's output)\n")
+    assert client("evaluate", *pair).stderr == ""  # real labels, small instances: no warning
+
+
+def test_a_float_image_is_refused_naming_the_argument(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "raw.tif", np.random.default_rng(0).random((4, 10, 12)).astype(np.float32))
+    done = client("evaluate", tmp_path / "raw.tif", pair[1])
+    assert done.returncode == 2
+    assert done.stderr == (f"error: prediction: {tmp_path / 'raw.tif'} holds float32 values; a label volume holds integers "
+                           "(0 = background): give labels (e.g. segment's output), not an intensity image\n")

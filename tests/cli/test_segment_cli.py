@@ -102,14 +102,14 @@ INPUT_CASES = [
 ]
 
 OPTION_CASES = [
-    ("crop-keeps-nothing", None, ["--crop", "8,8,8", "--overlap", "4,4,4"], r"crop \(8, 8, 8\) with overlap \(4, 4, 4\) keeps nothing of a crop: each crop size must exceed twice its overlap"),
-    ("overlap-keeps-nothing", None, ["--overlap", "12,4,2"], r"crop \(24, 24, 8\) with overlap \(12, 4, 2\) keeps nothing"),
+    ("crop-keeps-nothing", None, ["--crop", "8,8,8", "--overlap", "4,4,4"], r"crop z 8, y 8, x 8 with overlap z 4, y 4, x 4 keeps nothing of a crop: each crop size must exceed twice its overlap"),
+    ("overlap-keeps-nothing", None, ["--overlap", "12,4,2"], r"crop z 8, y 24, x 24 with overlap z 2, y 12, x 4 keeps nothing"),
     ("crop-two-values", None, ["--crop", "8,8"], r"--crop '8,8' needs three integers X,Y,Z, e\.g\. --crop 300,300,20"),
     ("crop-named-twice", None, ["--crop", "x=24,x=24,z=8"], r"--crop 'x=24,x=24,z=8' needs three integers X,Y,Z, e\.g\. --crop 300,300,20, or named as napari shows the axes, e\.g\. --crop y=300,x=300,z=20"),
     ("normalize-unknown", None, ["--normalize", "zscore"], r"--normalize 'zscore': choose auto, dtype, minmax, percentile\[:LOW,HIGH\] or mean-std:M,S"),
     ("normalize-percentiles-reversed", None, ["--normalize", "percentile:99,1"], r"--normalize 'percentile:99,1': give two percentiles LOW < HIGH within 0\.\.100, e\.g\. percentile:1,99\.8"),
     ("normalize-std-zero", None, ["--normalize", "mean-std:100,0"], r"--normalize 'mean-std:100,0': give the mean and a positive standard deviation"),
-    ("crop-zero", None, ["--crop", "0,24,8"], r"crop \(0, 24, 8\) must be positive on every axis"),
+    ("crop-zero", None, ["--crop", "0,24,8"], r"crop z 8, y 0, x 24 must be positive on every axis"),
     ("embedding-iterations", None, ["--embedding-iterations", "0"], r"embedding_iterations = 0 must be at least 1"),
     ("batch-zero", None, ["--batch", "0"], r"--window and --batch must be at least 1, --retries and --retry-for at least 0, --timeout positive"),
     ("window-zero", None, ["--window", "0"], r"--window and --batch must be at least 1"),

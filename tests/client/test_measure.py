@@ -15,7 +15,7 @@ from skoots_client.errors import InputError, OutputError
 from skoots_client.instances import (
     PartialStats, check_table_path, label_properties, measure_slabs, measure_xyz, skeleton_length, write_table,
 )
-from skoots_client import measure
+from skoots_client import instances, measure
 from skoots_client.label_write import write_labels
 from skoots_client.voxel_size import VoxelSize
 
@@ -159,7 +159,7 @@ def test_measure_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(OutputError, match=r"--table \S+t\.csv exists; pass --overwrite"):
         check_table_path(tmp_path / "t.csv", overwrite=False)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(OutputError, match=r"Parquet needs pyarrow \(pip install 'skoots-triton\[parquet\]'; .*\); or write \.csv"):
+    with pytest.raises(OutputError, match=r'Parquet needs pyarrow \(pip install "pyarrow>=14,<19"; .*\); or write \.csv'):
         check_table_path(tmp_path / "t.parquet", overwrite=False)
 
 
@@ -176,7 +176,7 @@ def test_the_table_is_a_dict_of_columns_and_a_dataframe_on_request(monkeypatch: 
     for name, values in table.items():
         assert frame[name].dtype == values.dtype and np.array_equal(frame[name].to_numpy(), values)
     monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(ImportError, match=r"^InstanceTable\.to_pandas needs pandas: pip install 'skoots-triton\[pandas\]'"):
+    with pytest.raises(ImportError, match=r'^InstanceTable\.to_pandas needs pandas: pip install "pandas>=2\.1,<3" \(below 3'):
         table.to_pandas()
 
 
@@ -190,3 +190,12 @@ def test_measure_slabs_reads_only_slabs() -> None:
 
     measure_slabs(read, labels.shape, slab_voxels=labels.shape[1] * labels.shape[2] * 4)
     assert asked == [(z, min(z + 4, labels.shape[0])) for z in range(0, labels.shape[0], 4)]
+
+
+def test_install_hints_name_what_the_index_has() -> None:
+    """Issue 27 (6): the hints named skoots-triton[pandas], a distribution the package index
+    does not have; they name the extras' own requirements, which it has."""
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["pandas"] == [instances.PANDAS] and extras["parquet"] == [instances.PYARROW]

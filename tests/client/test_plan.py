@@ -54,7 +54,7 @@ def test_specs_and_plans_are_frozen(volume_tif: Path, e2e_repository: Path) -> N
      r"--preview needs the labels in memory, which --blockwise never holds"),
     ({"cluster": ClusterSpec(scheduler="tcp://127.0.0.1:9"), "output": OutputSpec(out=Path("l.zarr")), "model": ModelSpec(device=Device.GPU)},
      r"--blockwise post-processes on the workers' CPUs; drop --device gpu"),
-    ({"cluster": ClusterSpec(block=(0, 8, 8))}, r"--block 0,8,8: block sizes must be positive"),
+    ({"cluster": ClusterSpec(block=(0, 8, 8))}, r"block z 8, y 0, x 8: block sizes must be positive"),
 ])
 def test_options_are_checked_once_before_anything_is_read(change: dict, match: str) -> None:
     """The volume does not even exist: every refusal comes before it is opened."""

@@ -200,3 +200,32 @@ def test_normalisation_into_a_batch_slot_equals_the_plain_formula(dtype, mean_st
     normalize_crop(crop, dataset_mean=mean, dataset_std=std, out=batch[1, 0])
     assert np.array_equal(batch[1, 0], expected) and not batch[0].any()
     assert np.array_equal(normalize_crop(crop, dataset_mean=mean, dataset_std=std), expected)
+
+
+def test_a_long_last_axis_is_not_read_as_channels(tmp_path: Path) -> None:
+    """Issue 27 (1): a (2, 48, 384, 384) array, two channels first, was read as [Z, Y, X, C]
+    with 384 channels (channel 2 taken). An array or a plain TIFF whose last axis is longer than
+    8 is refused with the axes fix; a declared order reads it; real channel stacks still read."""
+    from skoots_client.volume_read import volume_from_array
+
+    stack = np.zeros((2, 6, 16, 16), np.uint8)
+    with pytest.raises(InputError, match=r'^<numpy array> of shape \(2, 6, 16, 16\) would read as \[Z, Y, X, C\] with 16 channels \(more than 8\); name its axes, e.g. axes="CZYX" \(or "TZYX"\)$'):
+        volume_from_array(stack)
+    assert volume_from_array(stack, channel=1, axes="CZYX").shape == (16, 16, 6)
+    tifffile.imwrite(tmp_path / "czyx.tif", stack)
+    with pytest.raises(InputError, match=r"with 16 channels \(more than 8\); name its axes, e.g. --axes CZYX"):
+        read_volume(tmp_path / "czyx.tif")
+    assert read_volume(tmp_path / "czyx.tif", channel=0, axes="CZYX").shape == (16, 16, 6)
+    tifffile.imwrite(tmp_path / "c8.tif", np.zeros((4, 16, 16, 8), np.uint8))
+    assert read_volume(tmp_path / "c8.tif").channel == 2  # a file's 8 channels: the seed's default, warned
+
+
+def test_an_array_with_more_than_3_channels_needs_a_channel() -> None:
+    """Issue 27 (1): an array's channel 2 of 4 was taken silently; now channel= is asked for."""
+    from skoots_client.volume_read import volume_from_array
+
+    data = np.zeros((4, 16, 16, 5), np.uint8)
+    with pytest.raises(InputError, match=r"^<numpy array> of shape \(4, 16, 16, 5\) has 5 channels \(last axis\); choose one with channel=0\.\.4$"):
+        volume_from_array(data)
+    assert volume_from_array(data, channel=4).channel == 4
+    assert volume_from_array(np.zeros((4, 16, 16, 1), np.uint8)).channels == 1

@@ -239,7 +239,7 @@ def test_unreachable_scheduler_is_one_line_and_writes_nothing(e2e_repository: Pa
 def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) -> None:
     path, _ = volume
     result = run_client("segment", str(path), "-r", str(e2e_repository), "--blockwise", "--block", "0,16,4", "--out", str(tmp_path / "l.zarr"))
-    assert result.returncode == 2 and result.stderr == "error: --block 0,16,4: block sizes must be positive\n"
+    assert result.returncode == 2 and result.stderr == "error: block z 4, y 0, x 16: block sizes must be positive\n"
     assert list(tmp_path.iterdir()) == []
 
 
