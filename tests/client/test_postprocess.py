@@ -168,7 +168,7 @@ def test_device_choice() -> None:
         import cupy  # noqa: F401
     except ImportError:
         assert pp.device_array_module("auto") is np
-        with pytest.raises(ValueError, match=r"skoots-triton\[gpu\]"):
+        with pytest.raises(ValueError, match=r'pip install "cupy-cuda12x>=13"'):
             pp.device_array_module("gpu")
 
 

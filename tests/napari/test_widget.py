@@ -285,21 +285,29 @@ def test_the_demo_sample_opens_at_once_and_run_waits_for_its_export(qtbot, make_
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The first open returns the volume without waiting for the model's export (which runs in
     a worker thread); Run, clicked before the export ends, waits for it and segments."""
+    import threading
+
+    import skoots_examples.napari_sample as sample  # the module napari.yaml names
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    release = threading.Event()  # holds the real export until the test has seen the open return
+    export = sample.demo_repository
+    monkeypatch.setattr(sample, "demo_repository", lambda cache=None: release.wait(600) and export(cache))
     viewer = make_napari_viewer()
     started = time.perf_counter()
     viewer.open_sample("skoots-triton", "demo")
     opened = time.perf_counter() - started
     layer = viewer.layers["SKOOTS demo"]
     ready = layer.metadata["skoots_model_ready"]
-    print(f"demo sample opened in {opened:.1f} s; export done then: {ready.done()}")
-    assert not ready.done()  # the export is still running: it did not block the open
+    print(f"demo sample opened in {opened:.1f} s with its export held")
+    assert not ready.done()  # the open returned while the export was still running: it did not wait for it
     widget = SegmentationWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.reset_choices()
     widget.image.value = layer
     widget.run_button.clicked.emit()
     assert "waiting" in widget.status.value
+    release.set()
     qtbot.waitUntil(lambda: not widget.running, timeout=600_000)
     assert ready.done() and ready.exception() is None
     assert np.asarray(viewer.layers["SKOOTS demo labels"].data).max() > 0
