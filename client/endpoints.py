@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ClientError, InputError, ModelError
-from .model_source import EmbeddedModel, ModelInfo, Tls, TritonEndpoint, embedded_model
+from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint, embedded_model
 from .runtimes import plan_runtime
+from .specs import ModelSpec
 
 
-def open_endpoints(
-    urls: Sequence[str], model: str | None, repository: Path, *, window: int, timeout: float, retries: int | None,
-    retry_for: float = 60.0, tls: Tls | None = None,
-    runtime: str = "auto", threads: int | None = None, precision: str = "fp32", load: bool = True,
-) -> tuple[list[Any], ModelInfo]:
-    """Triton endpoints for ``urls``, or the in-process model when there are none (on
-    ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
+def open_endpoints(spec: ModelSpec, *, load: bool = True) -> tuple[list[Any], ModelInfo]:
+    """Triton endpoints for the spec's ``urls``, or the in-process model when there are none (on
+    its ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
 
     ``model`` None: each server's (or the repository's) SKOOTS model, see ``choose_model``.
 
@@ -27,6 +23,8 @@ def open_endpoints(
     ``load`` False (a blockwise run, whose workers load the model): the in-process model is
     checked and its constants read, but not loaded; no endpoints are returned for it.
     """
+    urls, model, repository, tls = spec.urls, spec.model, spec.repository, spec.tls
+    runtime, threads, precision = spec.runtime, spec.threads, spec.precision
     if not urls:
         if tls is not None:
             raise InputError("--ssl and its certificates are for servers: give --url, or drop them to run the model in-process")
@@ -39,8 +37,8 @@ def open_endpoints(
     endpoints: list[TritonEndpoint] = []
     try:
         for url in urls:
-            endpoints.append(TritonEndpoint(url, model, concurrency=window, timeout=timeout, retries=retries,
-                                            retry_for=retry_for, tls=tls))
+            endpoints.append(TritonEndpoint(url, model, concurrency=spec.window, timeout=spec.timeout, retries=spec.retries,
+                                            retry_for=spec.retry_for, tls=tls))
         first = endpoints[0]
         for endpoint in endpoints[1:]:
             if endpoint.info.parameters != first.info.parameters:
@@ -57,3 +55,16 @@ def close_all(endpoints: Sequence[Any]) -> None:
         close = getattr(endpoint, "close", None)
         if close:
             close()
+
+
+def read_model(spec: ModelSpec) -> tuple[ModelInfo, str | None]:
+    """The model's info (its constants, its batch limit), read without keeping anything open or
+    loading the model: from the servers' configs (connected, read, closed) or the repository's.
+    With servers, also the summary's line on what serves it."""
+    from .summary import served_by
+
+    endpoints, info = open_endpoints(spec, load=False)
+    try:
+        return info, served_by(info, endpoints) if spec.urls else None
+    finally:
+        close_all(endpoints)

@@ -8,34 +8,30 @@ return the same :class:`~skoots_client.run_stats.RunStats`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from .endpoints import close_all
+from .endpoints import close_all, open_endpoints
 from .errors import ClientError, OutputError
 from .in_memory import segment_volume
 from .label_write import keep_labels, write_intermediates, write_labels
-from .plan import Plan
+from .specs import Plan
 from .preview import write_preview
 from .progress import Watch
 from .run_stats import RunStats
 from .sanity import empty_result_text, empty_result_warning
 from .stores.windows import filled_text
-from .summary import warn_each
 from .volume_read import missing_chunks_warning
 from .workdir import WorkDir, default_work_dir
 
-Warn = Callable[[str], None]
-
-
 class Engine(Protocol):
-    """Runs a plan: segments, writes what the plan names, reports through ``watch`` and ``warn``.
-    Closes ``endpoints``. Raises ``ClientError`` (``Cancelled`` when ``watch`` says to stop)."""
+    """Runs a plan: opens what answers crops and closes it, segments, writes what the plan names,
+    and says everything through ``watch``. Raises ``ClientError`` (``Cancelled`` when ``watch``
+    says to stop)."""
 
-    def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats: ...
+    def run(self, plan: Plan, watch: Watch) -> RunStats: ...
 
 
 def engine_for(plan: Plan) -> Engine:
@@ -48,26 +44,21 @@ class InMemoryEngine:
     kept as they arrive and taken from it on the next run; it is removed once the labels are
     written and kept when the run fails. A failure after the labels exist never loses them."""
 
-    def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats:
+    def run(self, plan: Plan, watch: Watch) -> RunStats:
         from .instances import label_properties, measure_xyz, write_table
         from .ngff import write_labels_into
         from .stores import is_store
 
         output, volume = plan.output, plan.volume
         work = None
-
-        def lost(name: str, error: BaseException) -> None:
-            warn(f"{name} dropped out ({error}); carrying on with the others")
-
+        endpoints, _ = open_endpoints(plan.model)
         try:
             if plan.work_path is not None:
                 work = WorkDir(plan.work_path, plan.fingerprint())
             stats = segment_volume(
                 volume, plan.parameters, endpoints, batch_size=plan.batch_size, xp=plan.xp,
-                reference_borders=plan.model.reference_borders, save_intermediates=output.save_intermediates,
-                progress=watch.stage("infer", "crops"), on_endpoint_lost=lost, work=work,
-                normalization=plan.normalization, skip=plan.skip, min_size=output.min_size,
-                labels_dtype=output.labels_dtype.value,
+                reference_borders=plan.model.reference_borders, output=output, watch=watch, work=work,
+                normalization=plan.normalization, skip=plan.skip,
             )
             labels = stats.labels = stats.labels.get() if hasattr(stats.labels, "get") else stats.labels
             done_at: list[Path] = []  # a failure from here on never loses the labels (keep_labels)
@@ -103,7 +94,8 @@ class InMemoryEngine:
             close_all(endpoints)
         if work is not None:
             work.remove()
-        warn_each(warn, missing_chunks_warning(volume), empty_result_warning(stats.instances, labels))
+        watch.warn(missing_chunks_warning(volume))
+        watch.warn(empty_result_warning(stats.instances, labels))
         if not plan.model.urls:
             stats.notes.append(f"inference in-process: {endpoints[0].runtime}")
         resent = sum(getattr(endpoint, "resent", 0) for endpoint in endpoints)
@@ -121,36 +113,20 @@ class InMemoryEngine:
 class BlockwiseEngine:
     """Block by block on a Dask cluster: a local one of ``--workers`` processes, or the one at
     ``--scheduler``. The labels are written block by block and never held; the workers load the
-    model (or reach the servers) themselves, so the client's endpoints are closed first."""
+    model (or reach the servers) themselves: this process opens no endpoint."""
 
-    def run(self, plan: Plan, endpoints: Sequence[Any], watch: Watch, warn: Warn) -> RunStats:
-        from .blockwise.job import Source
-        from .blockwise.pipeline import blockwise_file
+    def run(self, plan: Plan, watch: Watch) -> RunStats:
+        from .blockwise.job import Job
+        from .blockwise.pipeline import segment_job
         from .instances import write_table
 
-        close_all(endpoints)
-        model, cluster, output, volume = plan.model, plan.cluster, plan.output, plan.volume
-        # In-process inference on a worker uses its own threads unless --threads says otherwise.
-        threads = model.threads if model.threads is not None else cluster.threads_per_worker
-        source = Source(tuple(model.urls), plan.info.name, Path(model.repository).resolve(), model.window, model.timeout,
-                        model.retries, model.tls, model.runtime, threads, model.precision, model.retry_for)
-        stats = blockwise_file(
-            volume, out=output.out, into=None if output.labels_into is None else (output.labels_into, output.label_name),
-            parameters=plan.parameters, source=source, batch_size=plan.batch_size, channel=plan.input.channel,
-            axes=plan.input.axes, normalization=plan.normalization, voxel_size=plan.voxel_size,
-            ngff_version=output.ngff_version.value, measure=output.table is not None, mask=plan.input.mask,
-            skip_below=plan.input.skip_below, reference_borders=model.reference_borders, fingerprint=plan.fingerprint(),
-            block=cluster.block, workers=cluster.workers, threads_per_worker=cluster.threads_per_worker,
-            scheduler=cluster.scheduler, work_dir=plan.resume.work_dir, resume=plan.resume.keeps_work,
-            overwrite=output.overwrite, quiet=watch.quiet, say=None if watch.quiet else (lambda line: print(line, file=sys.stderr)),
-            min_size=output.min_size, watch=watch, fill_missing=plan.input.fill_missing, roi=plan.roi, offset=plan.origin,
-            labels_dtype=output.labels_dtype.value,
-        )
-        warn_each(warn, filled_text(stats.filled, plan.location))
+        output = plan.output
+        stats = segment_job(Job.from_plan(plan), watch)
+        watch.warn(filled_text(stats.filled, plan.location))
         if output.table is not None and stats.table is not None:
             try:
                 write_table(output.table, stats.table)
             except ClientError as e:
                 raise type(e)(f"{e} — the labels were written to {output.written}") from e
-        warn_each(warn, empty_result_text(stats.instances, stats.labelled / max(1, int(np.prod(volume.shape)))))
+        watch.warn(empty_result_text(stats.instances, stats.labelled / max(1, int(np.prod(plan.volume.shape)))))
         return stats

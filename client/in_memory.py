@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -14,58 +12,18 @@ from skoots_export.contract.wire import ModelParameters
 
 from . import postprocess
 from .dispatch import Endpoint, dispatch
-from .ngff import nearest_indices
 from .normalize import Normalization, model_rule
+from .progress import Watch
 from .tiling import Crop, crop_grid
-from .errors import InputError
 from .run_stats import RunStats
 from .volume import Volume, release_pages
-from .volume_read import read_volume
-from .workdir import Piece, WorkDir, file_identity
+from .skip import SkipRule
+from .specs import OutputSpec
+from .workdir import Piece, WorkDir
 
 # The reference assigns instances in 500x500x50 blocks and never writes their outer
 # 50/50/5 voxels; --reference-borders keeps that frame background.
 REFERENCE_ASSIGN_FRAME = (50, 50, 5)
-
-
-def mask_window(mask: Any, shape: Sequence[int], window: Sequence[slice]) -> np.ndarray:
-    """``mask`` (any ``[X, Y, Z]`` shape) scaled to a volume of ``shape`` by nearest neighbour,
-    over ``window`` of that volume. Reads only the mask voxels the window samples' bounding box."""
-    picks = [nearest_indices(m, n, w.start, w.stop) for m, n, w in zip(mask.shape, shape, window)]
-    lows = [int(p[0]) for p in picks]
-    block = np.asarray(mask[tuple(slice(lo, int(p[-1]) + 1) for lo, p in zip(lows, picks))])
-    return block[np.ix_(*(p - lo for p, lo in zip(picks, lows)))]
-
-
-@dataclass(frozen=True)
-class SkipRule:
-    """Crops not worth inferring: those whose whole window (margins included) holds no
-    foreground of ``mask`` (nonzero, nearest-neighbour scaled to the volume), or whose raw
-    maximum over the window is below ``below`` (in the input's own units, before normalising)."""
-
-    mask: Any = None
-    below: float | None = None
-
-    def skips(self, volume: Volume, crop: Crop) -> bool:
-        if self.mask is not None and not mask_window(self.mask, volume.shape, crop.window).any():
-            return True
-        return self.below is not None and bool(np.asarray(volume.data[crop.window]).max() < self.below)
-
-
-def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | None, dict[str, Any] | None]:
-    """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
-    if mask is None and skip_below is None:
-        return None, None
-    mask_data = None
-    if mask is not None:
-        try:
-            mask_volume = read_volume(mask, fill_missing=None)  # a mask is label-like: missing chunks are background
-        except InputError as e:
-            raise InputError(f"--mask: {e}") from e
-        mask_data = mask_volume.data
-    described = {"mask": None if mask is None else {**file_identity(mask), "shape": list(mask_data.shape)},
-                 "below": skip_below}
-    return SkipRule(mask_data, skip_below), described
 
 
 @contextlib.contextmanager
@@ -134,6 +92,13 @@ def infer_pieces(
         yield batch, pieces
 
 
+def _warn_lost(watch: Watch) -> Callable[[str, BaseException], None]:
+    def lost(name: str, error: BaseException) -> None:
+        watch.warn(f"{name} dropped out ({error}); carrying on with the others")
+
+    return lost
+
+
 def segment_volume(
     volume: Volume,
     parameters: ModelParameters,
@@ -142,14 +107,11 @@ def segment_volume(
     batch_size: int,
     xp: Any = np,
     reference_borders: bool = False,
-    save_intermediates: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
+    output: OutputSpec = OutputSpec(),
+    watch: Watch | None = None,
     work: WorkDir | None = None,
     normalization: Normalization | None = None,
     skip: SkipRule | None = None,
-    min_size: int = 0,
-    labels_dtype: str = "uint32",
 ) -> RunStats:
     """Segment ``volume`` with the model behind ``endpoints`` (docs/SEMANTICS.md steps 1-10).
 
@@ -159,9 +121,13 @@ def segment_volume(
     ``skip``, crops it rules out are not sent: their owned region stays background (zero
     skeleton and vectors), and crops that are inferred are stitched exactly as without it.
     ``normalization`` defaults to the model's rule (``parameters``' mean/std, else the dtype's).
-    Instances of fewer than ``min_size`` voxels become background before renumbering; the
-    labels are ``postprocess.labels_dtype(instances, labels_dtype)``.
+    Of ``output``: instances of fewer than ``min_size`` voxels become background before
+    renumbering; the labels are ``postprocess.labels_dtype(instances, labels_dtype)``; with
+    ``save_intermediates`` the stitched answers are kept (``intermediates``). ``watch`` gets the
+    crops' progress (stage ``"infer"``) and a warning for each server that drops out.
     """
+    save_intermediates, min_size, labels_dtype = output.save_intermediates, output.min_size, output.labels_dtype.value
+    progress = watch.stage("infer", "crops") if watch is not None else None
     if normalization is None:
         normalization = model_rule(parameters.dataset_mean, parameters.dataset_std)
     seconds: dict[str, float] = {}
@@ -192,7 +158,7 @@ def segment_volume(
     for crops, pieces in infer_pieces(
         volume, todo, parameters, endpoints, normalization,
         batch_size=batch_size, xp=xp, probability=save_intermediates,
-        on_endpoint_lost=on_endpoint_lost,
+        on_endpoint_lost=_warn_lost(watch) if watch is not None else None,
     ):
         for crop, piece in zip(crops, pieces):
             skeleton[crop.source] = piece.skeleton

@@ -1,182 +1,44 @@
-"""A run's options as frozen, typed specs, checked once into a :class:`Plan` that either engine runs.
+"""A run's specs checked once into a [`Plan`][skoots_client.specs.Plan] that either engine runs.
 
-The specs say what the user asked (the API's keywords, grouped: input, output, model source,
-resume, cluster); :func:`prepare` checks them all before any work, reads the volume lazily,
-decides in memory or blockwise, resolves the voxel size, the normalisation and the model's
-constants, and opens what answers crops. Nothing after it re-checks an option.
+The specs (client/specs.py) say what the user asked; [`prepare`][skoots_client.plan.prepare]
+checks them all before any work, reads the volume lazily, decides in memory or blockwise,
+resolves the voxel size, the normalisation and the model's constants (read, not loaded), and
+names the work directory. The plan is data: each engine opens what answers crops itself.
+Nothing after it re-checks an option.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from skoots_export.contract.wire import ModelParameters
-
-from . import postprocess
+from . import memory, postprocess
 from .address import grpc_address
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .choices import Device, Precision, Runtime
 from .destinations import check_not_input
-from .endpoints import close_all, open_endpoints
+from .endpoints import read_model
 from .errors import ClientError, InputError
-from .in_memory import SkipRule, skip_rule
 from .label_write import check_output_path, intermediates_path
 from .levels import level_path
-from .model_source import ModelInfo, Tls
-from .normalize import Normalization, parse_normalize, resolve_normalization
-from .origin import ZERO, Offset, describe_offset, is_integral
+from .memory import in_memory_bytes
+from .normalize import parse_normalize, resolve_normalization
+from .origin import ZERO, describe_offset, is_integral
 from .origin_read import read_offset
 from .preview import check_preview_path
-from .roi import Box, RoiText, cut, describe_box, resolve_roi
+from .progress import Watch
+from .roi import cut, describe_box, resolve_roi
 from .sanity import axes_warning, channel_warning, check_something_to_infer, intensity_warning, sample_voxels
-from .summary import warn_each
-from .volume import Volume, describe_shape
+from .skip import skip_rule
+from .specs import ClusterSpec, InputSpec, ModelSpec, OutputSpec, Plan, ResumeSpec
+from .volume import describe_shape
 from .volume_read import read_volume, refuse_non_finite
-from .voxel_size import UnitOption, VoxelSize
 from .voxel_size_read import read_voxel_size, resolve_voxel_size
-from .workdir import default_work_dir, fingerprint, stale_work_text
+from .workdir import default_work_dir, stale_work_text
 
-Triple = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What to segment and how to read it: a path or store URL, or an array's opened
-    :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
-    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
-
-    source: Any
-    channel: int | None = None
-    axes: str | None = None
-    normalize: str | None = None
-    voxel_size: VoxelSize | UnitOption | None = None
-    level: int | None = None
-    mask: Path | None = None
-    skip_below: float | None = None
-    fill_missing: bool = False  # --fill-missing: chunks missing from a chunked store read as zeros, counted
-    roi: RoiText | None = None
-
-    @property
-    def from_file(self) -> bool:
-        return not isinstance(self.source, Volume)
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """Where the labels and what comes with them go; ``out`` and ``labels_into`` both None keeps
-    the labels in memory only."""
-
-    out: Any = None  # a Path, or a StoreUrl (precomputed://, n5://)
-    labels_into: Path | None = None
-    label_name: str = "skoots"
-    overwrite: bool = False
-    table: Path | None = None
-    preview: Path | None = None
-    save_intermediates: bool = False
-    ngff_version: NgffVersion = NgffVersion.V0_4
-    min_size: int = 0
-    labels_dtype: LabelsDtype = LabelsDtype.UINT32
-
-    @property
-    def destination(self) -> Any:
-        """The output a work directory is named after (``OUT.work``)."""
-        return self.out if self.out is not None else self.labels_into
-
-    @property
-    def written(self) -> Any:
-        """Where the labels end up: ``out``, or ``IMAGE/labels/NAME`` with ``labels_into``."""
-        if self.out is not None:
-            return self.out
-        return None if self.labels_into is None else self.labels_into / "labels" / self.label_name
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What answers crops (Triton ``urls``, else the repository's model in-process), how the
-    crops go out, the model constants to override, and where post-processing runs."""
-
-    urls: tuple[str, ...] = ()
-    model: str | None = None
-    repository: Path = Path("model_repository")
-    tls: Tls | None = None
-    window: int = 4
-    timeout: float = 120.0
-    retries: int | None = None  # a cap on resends; None: --retry-for alone bounds them
-    retry_for: float = 60.0
-    batch: int | None = None
-    runtime: Runtime = Runtime.AUTO
-    threads: int | None = None
-    precision: Precision = Precision.FP32
-    crop: Triple | None = None
-    overlap: Triple | None = None
-    embedding_iterations: int | None = None
-    reference_borders: bool = False
-    device: Device = Device.AUTO
-
-
-@dataclass(frozen=True)
-class ResumeSpec:
-    """``--resume`` and ``--work-dir`` (which implies it)."""
-
-    resume: bool = False
-    work_dir: Path | None = None
-
-    @property
-    def keeps_work(self) -> bool:
-        return self.resume or self.work_dir is not None
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """``--blockwise`` and its Dask cluster; ``memory_available`` (default: the machine's) decides
-    when a run too big for memory goes blockwise by itself."""
-
-    blockwise: bool = False
-    block: Triple | None = None
-    workers: int | None = None
-    threads_per_worker: int = 1
-    scheduler: str | None = None
-    memory_available: int | None = None
-
-    @property
-    def asked(self) -> bool:
-        return self.blockwise or self.scheduler is not None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A checked run: the specs, and what they resolved to."""
-
-    input: InputSpec
-    output: OutputSpec
-    model: ModelSpec
-    resume: ResumeSpec
-    cluster: ClusterSpec
-    volume: Volume
-    location: Any  # where the volume was read (the level's, with --level); the array's name otherwise
-    blockwise: bool
-    work_path: Path | None
-    voxel_size: VoxelSize
-    normalization: Normalization
-    info: ModelInfo
-    parameters: ModelParameters
-    batch_size: int
-    skip: SkipRule | None
-    skip_described: dict[str, Any] | None
-    xp: Any
-    roi_of: tuple[int, int, int] | None = None  # the whole input's shape, with a roi
-    roi: Box | None = None  # the box of the input segmented (--roi), along the runtime's X, Y, Z
-    origin: Offset = ZERO  # where the labels' first voxel sits in the input's voxel grid (its offset + the box's start)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What a work directory records of this run: resuming needs all of it to match."""
-        box = {"roi": [list(b) for b in self.roi]} if self.roi is not None else {}  # another box of the same shape is other crops
-        return box | fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
-                                 self.parameters, reference_borders=self.model.reference_borders,
-                                 probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
-                                 normalization=self.normalization.to_dict(), skip=self.skip_described)
+__all__ = [
+    "ClusterSpec", "InputSpec", "ModelSpec", "OutputSpec", "Plan", "ResumeSpec", "check_blockwise_options", "check_destinations",
+    "check_options", "describe_region", "prepare", "refuse_bad_crop", "too_big_for_memory",
+]
 
 
 def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec) -> None:
@@ -258,10 +120,11 @@ def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | 
 
 
 def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec,
-            warn: Callable[[str], None]) -> tuple[Plan, list[Any]]:
-    """Check the specs into a :class:`Plan`, and open what answers crops for it: the endpoints
-    (none for a blockwise run's in-process model, which its workers load). What looks wrong
-    about the input goes to ``warn``, one line each. Raises ``ClientError``."""
+            watch: Watch) -> Plan:
+    """Check the specs into a [`Plan`][skoots_client.specs.Plan]: data only, nothing left open.
+    The model's constants are read from the servers' configs or the repository's (the model is
+    not loaded: the engine opens what answers crops). What looks wrong about the input goes to
+    ``watch.warn``, one line each; the switch to blockwise to ``watch.note``. Raises ``ClientError``."""
     from .ngff import check_labels_into
     from .stores import is_store, store_of
     from .stores.reader import level as store_level
@@ -272,11 +135,11 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
         store = store_of(location)
         # a precomputed scale, an N5 group's sN (client/stores), else an OME-Zarr level
         location = store_level(store, input.level) if store is not None else level_path(Path(location), input.level)
-    work_path = (resume.work_dir or default_work_dir(output.destination)) if resume.keeps_work else None
-    check_destinations([location] if input.from_file else [], output, work_path)
+    kept_work = (resume.work_dir or default_work_dir(output.destination)) if resume.keeps_work else None
+    check_destinations([location] if input.from_file else [], output, kept_work)
     choice = parse_normalize(input.normalize)
     whole = read_volume(location, input.channel, input.axes, check_finite=input.roi is None, fill_missing=input.fill_missing) if input.from_file else input.source
-    size = resolve_voxel_size(input.voxel_size, read_voxel_size(location) if input.from_file else None, location, warn)
+    size = resolve_voxel_size(input.voxel_size, read_voxel_size(location) if input.from_file else None, location, watch.warn)
     box = resolve_roi(input.roi, whole.shape, size) if input.roi is not None else None
     volume = cut(whole, box)
     if box is not None and input.from_file:
@@ -284,14 +147,18 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     starts = [lo for lo, _ in box] if box is not None else [0, 0, 0]
     origin = tuple(o + s for o, s in zip(read_offset(location) if input.from_file else ZERO, starts))
     if not is_integral(origin) and is_store(output.out) and output.out.format in (None, "precomputed"):  # voxel_offset is whole voxels
-        warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
+        watch.warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
     blockwise = cluster.asked
-    if input.from_file and not blockwise and output.destination is not None and too_big_for_memory(volume.shape, cluster.memory_available):
-        check_blockwise_options(model, output)
-        blockwise = True
-    warn_each(warn, channel_warning(volume), axes_warning(volume))
-    if work_path is None and not blockwise and output.destination is not None:  # blockwise refuses it (blockwise/pipeline.py)
-        warn_each(warn, stale_work_text(default_work_dir(output.destination)))
+    if input.from_file and not blockwise and output.destination is not None:
+        too_big = too_big_for_memory(volume.shape, cluster.memory_available)
+        if too_big is not None:
+            watch.note(too_big)
+            check_blockwise_options(model, output)
+            blockwise = True
+    watch.warn(channel_warning(volume))
+    watch.warn(axes_warning(volume))
+    if kept_work is None and not blockwise and output.destination is not None:  # blockwise refuses it (blockwise/pipeline.py)
+        watch.warn(stale_work_text(default_work_dir(output.destination)))
     if output.labels_into is not None:
         check_labels_into(output.labels_into, output.label_name, volume.shape, output.overwrite)
     skip, skip_described = skip_rule(input.mask, input.skip_below)
@@ -301,27 +168,22 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
         xp = postprocess.device_array_module(model.device)
     except ValueError as e:
         raise ClientError(str(e)) from e
-    endpoints, info = open_endpoints(model.urls, model.model, model.repository, window=model.window, timeout=model.timeout,
-                                     retries=model.retries, retry_for=model.retry_for, tls=model.tls, runtime=model.runtime, threads=model.threads,
-                                     precision=model.precision, load=not blockwise)
+    info, served_by = read_model(model)
     try:
-        try:
-            refuse_bad_crop(model.crop or info.parameters.crop, model.overlap or info.parameters.overlap, info.parameters.minimum_size)
-            parameters = info.parameters.replace(crop=model.crop, overlap=model.overlap, embedding_iterations=model.embedding_iterations)
-        except ValueError as e:
-            raise InputError(str(e)) from e
-        sample = sample_voxels(volume)
-        normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
-        warn_each(warn, intensity_warning(sample, volume.dtype, normalization, choice.explicit))
-    except ClientError:
-        close_all(endpoints)
-        raise
+        refuse_bad_crop(model.crop or info.parameters.crop, model.overlap or info.parameters.overlap, info.parameters.minimum_size)
+        parameters = info.parameters.replace(crop=model.crop, overlap=model.overlap, embedding_iterations=model.embedding_iterations)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    sample = sample_voxels(volume)
+    normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
+    watch.warn(intensity_warning(sample, volume.dtype, normalization, choice.explicit))
     batch_size = min(model.batch or info.max_batch_size, info.max_batch_size)
-    plan = Plan(input, output, model, resume, cluster, volume=volume, location=location, blockwise=blockwise,
+    # the one place the work directory is named: kept with resume, and always a blockwise run's
+    work_path = kept_work or (default_work_dir(output.destination) if blockwise else None)
+    return Plan(input, output, model, resume, cluster, volume=volume, location=location, blockwise=blockwise,
                 work_path=work_path, voxel_size=size, normalization=normalization, info=info, parameters=parameters,
                 batch_size=batch_size, skip=skip, skip_described=skip_described, xp=xp, roi=box,
-                roi_of=whole.shape if box is not None else None, origin=origin)  # type: ignore[arg-type]
-    return plan, endpoints
+                roi_of=whole.shape if box is not None else None, origin=origin, served_by=served_by)  # type: ignore[arg-type]
 
 
 def refuse_bad_crop(crop: tuple[int, int, int], overlap: tuple[int, int, int], minimum: int) -> None:
@@ -340,14 +202,11 @@ def refuse_bad_crop(crop: tuple[int, int, int], overlap: tuple[int, int, int], m
                          f"choose a crop of at least {minimum} on every axis")
 
 
-def too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> bool:
-    """Whether the in-memory mode would need more than the memory available; says so on stderr."""
-    from .blockwise.blocks import in_memory_bytes
-    from .blockwise.pipeline import available_memory
-
-    need, have = in_memory_bytes(shape), memory_available if memory_available is not None else available_memory()
+def too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> str | None:
+    """The note saying the in-memory mode would need more than the memory available (so the run
+    goes blockwise), or None when it fits."""
+    need, have = in_memory_bytes(shape), memory_available if memory_available is not None else memory.available_memory()
     if need <= have:
-        return False
-    print(f"note: {describe_shape(shape)} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: segmenting blockwise (--blockwise)",
-          file=sys.stderr)
-    return True
+        return None
+    return (f"note: {describe_shape(shape)} needs ~{need / 2**30:.1f} GiB in memory, {have / 2**30:.1f} GiB are available: "
+            "segmenting blockwise (--blockwise)")

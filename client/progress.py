@@ -1,5 +1,6 @@
-"""Progress of a run: a one-line display on stderr (crops done, crops/s, ETA), the caller's
-callback, and cancelling."""
+"""What a run says while it runs, through one channel (:class:`Watch`): progress (a one-line
+display on stderr, crops done, crops/s, ETA, and the caller's callback), notes, warnings, and
+cancelling."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from typing import Any, Callable, TextIO
 
 from .errors import ClientError
+from .summary import warn_on_stderr
 
 
 class ProgressLine:
@@ -47,18 +49,38 @@ class Cancelled(ClientError):
 
 
 class Watch:
-    """How one run reports progress and learns it should stop.
+    """How one run reports what it does and learns it should stop: the one channel of its output.
 
     ``line`` draws the terminal progress line (unless ``quiet``); ``progress(stage, done,
     total)`` is the caller's callback, after each batch of crops (stage ``"infer"``) or block of
     a blockwise stage (``"infer"``, ``"label"``, ``"assign"``, ``"write"``, ``"pyramid"``); it
     cancels the run by returning ``False`` (``None`` carries on). ``cancel`` cancels it when set,
     from any thread. Either is checked at each report: the run stops within one batch.
+
+    ``warn`` receives each warning about the input or the result as one line (default: printed
+    on stderr as ``warning: ...``, quiet or not). ``note`` receives each note on how the run goes
+    (it went blockwise, the Dask cluster it uses); without it a note is printed on stderr unless
+    ``quiet``.
     """
 
     def __init__(self, quiet: bool = False, progress: Callable[[str, int, int], Any] | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, warn: Callable[[str], Any] | None = None,
+                 note: Callable[[str], Any] | None = None) -> None:
         self.quiet, self.progress, self.cancel = quiet, progress, cancel
+        self.on_warn, self.on_note = warn, note
+
+    def warn(self, text: str | None) -> None:
+        """Say ``text`` (one line; None or empty: nothing) as a warning."""
+        if not text:
+            return
+        (self.on_warn or warn_on_stderr)(text)
+
+    def note(self, text: str) -> None:
+        """Say ``text`` (one line) as a note: to ``note``, else on stderr unless ``quiet``."""
+        if self.on_note is not None:
+            self.on_note(text)
+        elif not self.quiet:
+            print(text, file=sys.stderr)
 
     def stage(self, name: str, label: str | None = None) -> Callable[[int, int], None]:
         """The ``(done, total)`` reporter of stage ``name``; raises :class:`Cancelled` when asked to stop."""

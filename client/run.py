@@ -9,22 +9,25 @@ from .engines import engine_for
 from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec, describe_region, prepare
 from .progress import Watch
 from .result import Segmentation
-from .summary import served_by, summary
+from .summary import summary
 
 
 def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec, *,
-                warn: Callable[[str], None], watch: Watch) -> Segmentation:
-    """Segment as the specs say: everything is checked before any work (:func:`~skoots_client.plan.prepare`),
-    then the plan's engine segments and writes. Raises ``ClientError``; :class:`Cancelled` when
-    ``watch`` says to stop."""
+                watch: Watch, warn: Callable[[str], None] | None = None) -> Segmentation:
+    """Segment as the specs say: everything is checked before any work
+    ([`prepare`][skoots_client.plan.prepare]), then the plan's engine segments and writes.
+    Everything the run says goes through ``watch`` (``warn``, when given, becomes its warning
+    callback). Raises ``ClientError``; ``Cancelled`` when ``watch`` says to stop."""
+    if warn is not None:
+        watch.on_warn = warn
     started = time.perf_counter()
-    plan, endpoints = prepare(input, output, model, resume, cluster, warn)
-    stats = engine_for(plan).run(plan, endpoints, watch, warn)
+    plan = prepare(input, output, model, resume, cluster, watch)
+    stats = engine_for(plan).run(plan, watch)
     region = describe_region(plan)
     if region is not None:
         stats.notes.insert(0, region)
-    if model.urls:
-        stats.notes.insert(0, served_by(plan.info, endpoints))
+    if plan.served_by is not None:
+        stats.notes.insert(0, plan.served_by)
     text = summary(plan.volume, output.written, plan.normalization, stats, time.perf_counter() - started, xp=plan.xp,
                    voxel_size=plan.voxel_size, table=output.table, work=plan.work_path)
     return Segmentation(summary=text, voxel_size=plan.voxel_size, instances=stats.instances, labels_xyz=stats.labels,

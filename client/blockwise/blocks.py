@@ -193,8 +193,3 @@ def per_block_from_voxels(block: Sequence[int], crop: Sequence[int], overlap: Se
     """``--block X,Y,Z`` (voxels) rounded to whole crop steps, at least one."""
     steps = [max(1, min(c, n) - 2 * o) for c, n, o in zip(crop, shape, overlap)]
     return tuple(max(1, round(b / s)) for b, s in zip(block, steps))  # type: ignore[return-value]
-
-
-def in_memory_bytes(shape: Sequence[int]) -> int:
-    """The in-memory mode's peak for a volume (benchmarks/RESULTS.md (d): ~14 B per voxel)."""
-    return 14 * math.prod(shape)

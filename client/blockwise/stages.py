@@ -20,7 +20,8 @@ import numpy as np
 from .. import postprocess
 from ..atomic import crc
 from ..endpoints import open_endpoints
-from ..in_memory import infer_pieces, reference_interior, skip_rule
+from ..in_memory import infer_pieces, reference_interior
+from ..skip import skip_rule
 from ..ngff import read_zyx, write_zyx
 from ..volume_read import missing_chunks
 from . import sparse

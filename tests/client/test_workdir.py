@@ -13,6 +13,7 @@ import tifffile
 from skoots_client.errors import OutputError, ServerUnavailableError
 from skoots_client.model_source import EmbeddedModel
 from skoots_client.in_memory import segment_volume
+from skoots_client.specs import OutputSpec
 from skoots_client.tiling import crop_grid
 from skoots_client.volume_read import read_volume
 from skoots_client.workdir import MANIFEST, WorkDir, fingerprint, parse_record
@@ -46,7 +47,7 @@ def volume_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def undisturbed(model: EmbeddedModel, volume_path: Path):
-    return segment_volume(read_volume(volume_path), model.info.parameters, [model], batch_size=2, save_intermediates=True)
+    return segment_volume(read_volume(volume_path), model.info.parameters, [model], batch_size=2, output=OutputSpec(save_intermediates=True))
 
 
 def made_of(volume_path: Path, model: EmbeddedModel, **changes) -> dict:
@@ -59,7 +60,7 @@ def interrupted_run(work_path: Path, model: EmbeddedModel, volume_path: Path, ba
     work = WorkDir(work_path, made_of(volume_path, model))
     with pytest.raises(ServerUnavailableError):
         segment_volume(read_volume(volume_path), model.info.parameters, [FailsAfter(model, batches)], batch_size=2,
-                       save_intermediates=True, work=work)
+                       output=OutputSpec(save_intermediates=True), work=work)
     work.close()
     return work
 
@@ -68,7 +69,7 @@ def resumed_run(work_path: Path, model: EmbeddedModel, volume_path: Path):
     counting = FailsAfter(model)
     work = WorkDir(work_path, made_of(volume_path, model))
     result = segment_volume(read_volume(volume_path), model.info.parameters, [counting], batch_size=2,
-                            save_intermediates=True, work=work)
+                            output=OutputSpec(save_intermediates=True), work=work)
     work.close()
     return result, counting.calls
 

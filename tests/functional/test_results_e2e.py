@@ -20,7 +20,9 @@ from reference_pipeline import same_partition
 from skoots_client.errors import InputError, OutputError
 from skoots_client.model_source import EmbeddedModel
 import skoots_client
-from skoots_client.in_memory import SkipRule, segment_volume
+from skoots_client.in_memory import segment_volume
+from skoots_client.specs import OutputSpec
+from skoots_client.skip import SkipRule
 from skoots_client.tiling import crop_grid
 from skoots_client.volume import Volume
 from skoots_client.volume_read import read_volume
@@ -40,7 +42,7 @@ def model(e2e_repository: Path) -> EmbeddedModel:
 @pytest.fixture(scope="module")
 def unmasked(model: EmbeddedModel):
     volume = Volume(blobs_volume(SHAPE_ZXY, seed=2).transpose(1, 2, 0), Path("blobs"))
-    return volume, segment_volume(volume, model.info.parameters, [model], batch_size=4, save_intermediates=True)
+    return volume, segment_volume(volume, model.info.parameters, [model], batch_size=4, output=OutputSpec(save_intermediates=True))
 
 
 def upscaled(mask_xyz: np.ndarray, shape) -> np.ndarray:
@@ -54,7 +56,7 @@ def test_masked_run_equals_unmasked_on_inferred_crops(model: EmbeddedModel, unma
     mask = np.zeros((15, 13, 5), np.uint8)  # a quarter of the resolution, [X, Y, Z]
     mask[2:6, 1:5, 1:3] = 1
     mask[10:12, 9:12, 3:5] = 7
-    masked = segment_volume(volume, model.info.parameters, [model], batch_size=4, save_intermediates=True,
+    masked = segment_volume(volume, model.info.parameters, [model], batch_size=4, output=OutputSpec(save_intermediates=True),
                             skip=SkipRule(mask))
     parameters = model.info.parameters
     grid = crop_grid(volume.shape, parameters.crop, parameters.overlap)

@@ -1,0 +1,168 @@
+"""What a run was asked and what it resolved to, as frozen data: the specs (the API's keywords,
+grouped: input, output, model source, resume, cluster) and the checked [`Plan`][skoots_client.specs.Plan].
+
+Data only, below both engines: a plan holds no open endpoint, and the blockwise job carries the
+[`ModelSpec`][skoots_client.specs.ModelSpec] to its Dask workers as it is (frozen, picklable).
+[`prepare`][skoots_client.plan.prepare] makes the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skoots_export.contract.wire import ModelParameters
+
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .model_source import ModelInfo, Tls
+from .normalize import Normalization
+from .origin import ZERO, Offset
+from .roi import Box, RoiText
+from .skip import SkipRule
+from .volume import Volume
+from .voxel_size import UnitOption, VoxelSize
+from .workdir import fingerprint
+
+Triple = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What to segment and how to read it: a path or store URL, or an array's opened
+    :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
+    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
+
+    source: Any
+    channel: int | None = None
+    axes: str | None = None
+    normalize: str | None = None
+    voxel_size: VoxelSize | UnitOption | None = None
+    level: int | None = None
+    mask: Path | None = None
+    skip_below: float | None = None
+    fill_missing: bool = False  # --fill-missing: chunks missing from a chunked store read as zeros, counted
+    roi: RoiText | None = None
+
+    @property
+    def from_file(self) -> bool:
+        return not isinstance(self.source, Volume)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where the labels and what comes with them go; ``out`` and ``labels_into`` both None keeps
+    the labels in memory only."""
+
+    out: Any = None  # a Path, or a StoreUrl (precomputed://, n5://)
+    labels_into: Path | None = None
+    label_name: str = "skoots"
+    overwrite: bool = False
+    table: Path | None = None
+    preview: Path | None = None
+    save_intermediates: bool = False
+    ngff_version: NgffVersion = NgffVersion.V0_4
+    min_size: int = 0
+    labels_dtype: LabelsDtype = LabelsDtype.UINT32
+
+    @property
+    def destination(self) -> Any:
+        """The output a work directory is named after (``OUT.work``)."""
+        return self.out if self.out is not None else self.labels_into
+
+    @property
+    def written(self) -> Any:
+        """Where the labels end up: ``out``, or ``IMAGE/labels/NAME`` with ``labels_into``."""
+        if self.out is not None:
+            return self.out
+        return None if self.labels_into is None else self.labels_into / "labels" / self.label_name
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What answers crops (Triton ``urls``, else the repository's model in-process), how the
+    crops go out, the model constants to override, and where post-processing runs."""
+
+    urls: tuple[str, ...] = ()
+    model: str | None = None
+    repository: Path = Path("model_repository")
+    tls: Tls | None = None
+    window: int = 4
+    timeout: float = 120.0
+    retries: int | None = None  # a cap on resends; None: --retry-for alone bounds them
+    retry_for: float = 60.0
+    batch: int | None = None
+    runtime: Runtime = Runtime.AUTO
+    threads: int | None = None
+    precision: Precision = Precision.FP32
+    crop: Triple | None = None
+    overlap: Triple | None = None
+    embedding_iterations: int | None = None
+    reference_borders: bool = False
+    device: Device = Device.AUTO
+
+
+@dataclass(frozen=True)
+class ResumeSpec:
+    """``--resume`` and ``--work-dir`` (which implies it)."""
+
+    resume: bool = False
+    work_dir: Path | None = None
+
+    @property
+    def keeps_work(self) -> bool:
+        return self.resume or self.work_dir is not None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """``--blockwise`` and its Dask cluster; ``memory_available`` (default: the machine's) decides
+    when a run too big for memory goes blockwise by itself."""
+
+    blockwise: bool = False
+    block: Triple | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    scheduler: str | None = None
+    memory_available: int | None = None
+
+    @property
+    def asked(self) -> bool:
+        return self.blockwise or self.scheduler is not None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked run: the specs, and what they resolved to. Data only: nothing in it is open.
+    ``work_path`` is the run's work directory, named once: with ``--resume`` / ``--work-dir``,
+    and always for a blockwise run."""
+
+    input: InputSpec
+    output: OutputSpec
+    model: ModelSpec
+    resume: ResumeSpec
+    cluster: ClusterSpec
+    volume: Volume
+    location: Any  # where the volume was read (the level's, with --level); the array's name otherwise
+    blockwise: bool
+    work_path: Path | None
+    voxel_size: VoxelSize
+    normalization: Normalization
+    info: ModelInfo
+    parameters: ModelParameters
+    batch_size: int
+    skip: SkipRule | None
+    skip_described: dict[str, Any] | None
+    xp: Any
+    roi_of: tuple[int, int, int] | None = None  # the whole input's shape, with a roi
+    roi: Box | None = None  # the box of the input segmented (--roi), along the runtime's X, Y, Z
+    origin: Offset = ZERO  # where the labels' first voxel sits in the input's voxel grid (its offset + the box's start)
+    served_by: str | None = None  # the summary's line on the servers that answer (client/summary.py), read by prepare
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a work directory records of this run: resuming needs all of it to match."""
+        box = {"roi": [list(b) for b in self.roi]} if self.roi is not None else {}  # another box of the same shape is other crops
+        return box | fingerprint(self.location, self.volume.shape, self.volume.dtype, self.input.channel, self.info.name,
+                                 self.parameters, reference_borders=self.model.reference_borders,
+                                 probability=self.output.save_intermediates and not self.blockwise, axes=self.volume.axes,
+                                 normalization=self.normalization.to_dict(), skip=self.skip_described)
