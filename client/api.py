@@ -80,6 +80,7 @@ def segment(
     progress: Optional[Callable[[str, int, int], Any]] = None,
     cancel: Optional[threading.Event] = None,
     warn: Optional[Callable[[str], None]] = None,
+    note: Optional[Callable[[str], None]] = None,
     s3_endpoint: Optional[str] = None,
     roi: Any = None,
 ) -> Segmentation:
@@ -129,6 +130,9 @@ def segment(
     warn : callable, optional
         Receives each warning about the input or the result as one line (default: printed on
         stderr as ``warning: ...``).
+    note : callable, optional
+        Receives each note on how the run goes as one line (it went blockwise because the volume
+        does not fit in memory, the Dask cluster it uses); default: printed on stderr unless ``quiet``.
     s3_endpoint : str, optional
         Endpoint of an S3-compatible store that is not AWS (``http://127.0.0.1:9000``), for an
         ``s3://`` volume or ``out``.
@@ -202,7 +206,7 @@ def segment(
         ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
                     threads_per_worker=threads_per_worker, scheduler=scheduler),
         warn=warn or warn_on_stderr,
-        watch=Watch(quiet, progress, cancel),
+        watch=Watch(quiet, progress, cancel, note=note),
     )
 
 

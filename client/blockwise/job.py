@@ -1,39 +1,30 @@
-"""What a blockwise task is given: the job (by value or by path) and where its answers come from.
+"""What a blockwise run is given: the job, built from the plan (:meth:`Job.from_plan`), and where
+its answers come from.
 
-Both are frozen and picklable: the Dask layer sends them to every task. What cannot travel
-(the block grid's tables, the work directory's store) is rebuilt once per worker process.
+Both are frozen and picklable: the Dask layer sends the job to every task. It carries the
+plan's [`ModelSpec`][skoots_client.specs.ModelSpec] as it is (its enums, the model's resolved
+name and repository), from which each worker opens its endpoints. What cannot travel (the block
+grid's tables, the work directory's store) is rebuilt once per worker process.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from skoots_export.contract.wire import ModelParameters
 
-from ..model_source import Tls
+from .. import postprocess
 from ..normalize import Normalization
-from ..stores import StoreUrl
-from .blocks import BlockGrid
+from ..origin import Offset
+from ..specs import ModelSpec, OutputSpec, Plan
+from ..stores import StoreUrl, is_store
+from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
+from .blocks import BlockGrid, default_per_block, per_block_from_voxels
 from .store import BlockStore
 from .worker import cached
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the answers come from: Triton URLs, or the repository's model in-process."""
-
-    urls: tuple[str, ...]
-    model: str
-    repository: Path
-    window: int = 4
-    timeout: float = 120.0
-    retries: int | None = None
-    tls: Tls | None = None
-    runtime: str = "auto"  # the in-process model's --runtime, --threads, --precision
-    threads: int | None = None
-    precision: str = "fp32"
-    retry_for: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -47,18 +38,19 @@ class StoredAnswers:
 
 @dataclass(frozen=True)
 class Job:
-    """Everything a task needs, by value or by path."""
+    """Everything a task needs, by value or by path; and, read by this process only, where the
+    labels go and how the run goes (``output`` to ``workers``)."""
 
     volume: Path | StoreUrl  # a StoreUrl: N5, precomputed, Zarr by URL (client/stores)
     channel: int | None
     axes: str | None  # --axes, read on the workers exactly as the client read it
     normalization: Normalization  # computed once by the client: every block maps intensities alike
-    work: Path
+    work: Path  # the plan's work_path, resolved
     shape: tuple[int, int, int]
     per_block: tuple[int, int, int]
     reference_borders: bool
     parameters: ModelParameters
-    source: Source | StoredAnswers
+    source: ModelSpec | StoredAnswers  # the plan's model spec (name and repository resolved, the workers' threads)
     batch_size: int
     threads: int
     label_halo: tuple[int, int, int]
@@ -67,6 +59,44 @@ class Job:
     skip_below: float | None = None
     fill_missing: bool = False  # --fill-missing: the workers read missing chunks as zeros and count them
     roi: tuple[tuple[int, int], ...] | None = None  # --roi: the box of the file that is segmented (runtime X, Y, Z)
+    output: OutputSpec = OutputSpec()  # where the labels (and the instance table, with output.table) go
+    voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE  # stated by the output
+    offset: Offset | None = None  # where the labels' first voxel sits in the input (client/origin.py)
+    fingerprint: dict[str, Any] = field(default_factory=dict, compare=False)  # the work directory's
+    resume: bool = False  # a failed run keeps its finished blocks
+    scheduler: str | None = None  # --scheduler, else a local cluster of ``workers`` processes
+    workers: int | None = None
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> Job:
+        """The job of a blockwise plan: its blocks (``--block`` voxels rounded to whole crop steps,
+        or what keeps a worker near its memory budget) and halos, and the plan's model spec
+        for the workers (in-process inference uses a worker's threads unless ``--threads`` says)."""
+        model, cluster, parameters, shape = plan.model, plan.cluster, plan.parameters, plan.volume.shape
+        assert plan.work_path is not None, "a blockwise plan names its work directory"
+        label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
+        if cluster.block is not None:
+            per_block = per_block_from_voxels(cluster.block, parameters.crop, parameters.overlap, shape)
+        else:
+            per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
+        threads = model.threads if model.threads is not None else cluster.threads_per_worker
+        source = dataclasses.replace(model, model=plan.info.name, repository=Path(model.repository).resolve(), threads=threads)
+        path = plan.volume.path
+        return cls(
+            volume=path if is_store(path) else Path(path).resolve(), channel=plan.input.channel, axes=plan.input.axes,
+            normalization=plan.normalization, work=plan.work_path.resolve(), shape=shape, per_block=per_block,
+            reference_borders=model.reference_borders, parameters=parameters, source=source, batch_size=plan.batch_size,
+            threads=cluster.threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
+            mask=None if plan.input.mask is None else Path(plan.input.mask).resolve(), skip_below=plan.input.skip_below,
+            fill_missing=plan.input.fill_missing, roi=None if plan.roi is None else tuple(tuple(int(v) for v in b) for b in plan.roi),
+            output=plan.output, voxel_size=plan.voxel_size, offset=plan.origin, fingerprint=plan.fingerprint(),
+            resume=plan.resume.keeps_work, scheduler=cluster.scheduler, workers=cluster.workers,
+        )
+
+    @property
+    def into(self) -> tuple[Path, str] | None:
+        """``--labels-into IMAGE --label-name NAME``: the image the labels go into, and their name."""
+        return None if self.output.labels_into is None else (self.output.labels_into, self.output.label_name)
 
     @property
     def grid(self) -> BlockGrid:

@@ -22,55 +22,49 @@ import contextlib
 import dataclasses
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import postprocess
+from .. import memory as host, postprocess
 from ..atomic import move_into_place
 from ..errors import ClientError, Interrupted, OutputError
 from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
 from ..instances import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
-from ..normalize import Normalization
 from ..stores import is_store
 from ..stores.export import export_labels
 from ..label_write import create_labels_array, write_labels
 from ..volume import TIFF_SUFFIXES
-from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
-from ..workdir import default_work_dir
+from ..voxel_size import VoxelSize
 from . import stages
-from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
+from .blocks import grow
 from .cluster import ClusterError, dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
-from .job import Job, Source
-from .store import FORMAT, BlockStore
+from .job import Job
+from .store import FORMAT, BlockStore, Stage
 from .worker import release, run_task
-
-
-def available_memory() -> int:
-    import psutil
-
-    return int(psutil.virtual_memory().available)
 
 
 def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None, labels_dtype: str = "uint32") -> None:
     """A TIFF is written from labels in memory: refuse one that would not fit (naming .zarr)."""
     if out.name.lower().endswith(TIFF_SUFFIXES):
         need = np.dtype(labels_dtype).itemsize * int(np.prod(shape))
-        if need > (memory if memory is not None else available_memory()) // 2:
+        if need > (memory if memory is not None else host.available_memory()) // 2:
             raise OutputError(
                 f"--out {out}: a TIFF is written from labels held in memory ({need / 2**30:.1f} GiB) — use --out NAME.zarr or NAME.ome.zarr"
             )
 
 
 class _Stage:
-    """Submit one stage's tasks, draw its progress, gather results and worker peaks."""
+    """Submit one stage's tasks, draw its progress, gather results and worker peaks; with what
+    every stage works on (the job, its work directory's store, the run's result)."""
 
-    def __init__(self, client: Any, result: RunStats, watch: Watch) -> None:
-        self.client, self.result, self.watch = client, result, watch
+    def __init__(self, client: Any, job: Job, store: BlockStore, result: RunStats, watch: Watch) -> None:
+        self.client, self.job, self.store, self.result, self.watch = client, job, store, result, watch
 
     def run(self, name: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]], total: int) -> dict[str, Any]:
         from distributed import KilledWorker, as_completed
@@ -132,70 +126,49 @@ def _wait_until_stopped(client: Any, keys: set[Any], timeout: float = 120.0) -> 
         time.sleep(0.05)
 
 
-def _still_done(client: Any, job: Job, stage: str, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
-    """The markers of ``stage`` among ``names`` whose data still checks out (checked on the workers)."""
-    marked = {k: v for k, v in store.done(stage).items() if k in set(names)}
+def _still_done(stage: _Stage, name: Stage, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The markers of stage ``name`` among ``names`` whose data still checks out (checked on the workers)."""
+    marked = {k: v for k, v in stage.store.done(name).items() if k in set(names)}
     if not marked:
         return {}
-    futures = {client.submit(run_task, stages.verify, job, stage, k, v[0], array_path, key=_task_key(stages.verify)): k
+    client = stage.client
+    futures = {client.submit(run_task, stages.verify, stage.job, name, k, v[0], array_path, key=_task_key(stages.verify)): k
                for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))
     return {k: v for k, v in marked.items() if ok[k]}
 
 
-def segment_blockwise(
-    job: Job,
-    out: Path | None,
-    *,
-    overwrite: bool,
-    fingerprint: dict[str, Any],
-    work_dir: Path | None = None,
-    resume: bool = False,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    quiet: bool = False,
-    say: Callable[[str], None] | None = None,
-    halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
-    voxel_size: VoxelSize | None = None,
-    ngff_version: str = "0.4",
-    measure: bool = False,
-    into: tuple[Path, str] | None = None,
-    min_size: int = 0,
-    watch: Watch | None = None,
-    offset: Sequence[float] | None = None,
-    labels_dtype: str = "uint32",
-) -> RunStats:
-    """Segment ``job.volume`` block by block on a Dask cluster and write the labels to ``out``,
-    or with ``into`` (``--labels-into IMAGE --label-name NAME``) into ``IMAGE/labels/NAME``
-    with the image's levels, axes and transformations (the in-memory writer's, bitwise).
+def segment_job(job: Job, watch: Watch) -> RunStats:
+    """Segment ``job.volume`` block by block on a Dask cluster and write the labels to
+    ``job.output``'s ``out``, or with ``labels_into`` into ``IMAGE/labels/NAME`` with the
+    image's levels, axes and transformations (the in-memory writer's, bitwise). The one entry
+    point of the blockwise engine: the stages in order, one function each.
 
-    The work directory (``OUT.work`` unless ``work_dir``) is removed once the labels are in
-    place; after a failure it is kept with ``resume`` (its finished blocks are reused by the next
-    run with ``--resume``) and removed without. The output states ``voxel_size`` (an
-    ``.ome.zarr`` one as NGFF ``ngff_version``) as the in-memory writer does. Raises
-    ``ClientError`` subclasses. With ``measure`` the instance table is measured block by block
+    The work directory (``job.work``) is removed once the labels are in place; after a failure
+    it is kept with ``job.resume`` (its finished blocks are reused by the next run with
+    ``--resume``) and removed without. The output states ``job.voxel_size`` (an ``.ome.zarr``
+    one as NGFF ``ngff_version``) as the in-memory writer does. Raises ``ClientError``
+    subclasses. With ``output.table`` the instance table is measured block by block
     (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). Instances of
     fewer than ``min_size`` voxels, summed over the blocks they cross, become background. The
-    labels are ``postprocess.labels_dtype(instances, labels_dtype)``, as in memory. A
-    failure once the labels are complete keeps the work directory, resume or not, and says
-    where the labels are: a run with ``--resume`` finishes writing them.
+    labels are ``postprocess.labels_dtype(instances, labels_dtype)``, as in memory. A failure
+    once the labels are complete keeps the work directory, resume or not, and says where the
+    labels are: a run with ``--resume`` finishes writing them. What the run says goes to ``watch``.
     """
-    if out is not None:
-        check_tiff_fits(out, job.shape, labels_dtype=labels_dtype)
-    destination = out if out is not None else into[0]  # type: ignore[index]
-    store = BlockStore(work_dir or default_work_dir(destination), {**fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
+    output = job.output
+    if output.out is not None:
+        check_tiff_fits(output.out, job.shape, labels_dtype=output.labels_dtype.value)
+    store = BlockStore(job.work, {**job.fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
     store.check()
-    if not resume and store.path.exists():
+    if not job.resume and store.path.exists():
         raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
-    with dask_client(scheduler, workers=workers, threads_per_worker=job.threads, say=say) as client:
+    with dask_client(job.scheduler, workers=job.workers, threads_per_worker=job.threads, say=watch.note) as client:
         grid = job.grid
         store.create()
         result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest)
         since = time.time()
         try:
-            _run(client, job, grid, store, out, result, overwrite=overwrite, watch=watch or Watch(quiet), halos=halos,
-                 voxel_size=voxel_size or UNKNOWN_VOXEL_SIZE, ngff_version=ngff_version, measure=measure, into=into,
-                 min_size=min_size, offset=offset, labels_dtype=labels_dtype)
+            _stages(_Stage(client, job, store, result, watch))
         except BaseException as e:
             store.close()
             error = Interrupted("interrupted") if isinstance(e, KeyboardInterrupt) else e  # Ctrl-C: one line, no traceback
@@ -203,7 +176,7 @@ def segment_blockwise(
                 reason = str(error) if isinstance(error, ClientError) else f"writing the labels failed ({type(error).__name__}: {error})"
                 raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (Zarr; napari and zarr open it); "
                                   f"run again with --resume to finish writing them from {store.path}") from e
-            if resume:
+            if job.resume:
                 if isinstance(error, ClientError):
                     raise type(error)(f"{error} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
             else:
@@ -213,52 +186,89 @@ def segment_blockwise(
             raise
         finally:
             result.workers_lost, result.rerun = worker_losses(client, since)  # (0, 0) when the scheduler cannot say
-            if scheduler is not None:  # workers that outlive this run keep no endpoints, models or buffers
+            if job.scheduler is not None:  # workers that outlive this run keep no endpoints, models or buffers
                 with contextlib.suppress(Exception):
                     client.run(release)
     store.remove()
     return result
 
 
-def _run(
-    client: Any, job: Job, grid: BlockGrid, store: BlockStore, out: Path | None, result: RunStats,
-    *, overwrite: bool, watch: Watch, halos: Any, voxel_size: VoxelSize, ngff_version: str, measure: bool = False,
-    into: tuple[Path, str] | None = None,
-    min_size: int = 0,
-    offset: Sequence[float] | None = None,
-    labels_dtype: str = "uint32",
-) -> None:
-    stage = _Stage(client, result, watch)
-    names = [b.name for b in grid.blocks]
+def _stages(stage: _Stage) -> None:
+    """The stages in the order they run, each one's results feeding the next."""
+    counts = _infer(stage)
+    tables, dtype = _label(stage, counts)
+    firsts = _assign(stage, tables, dtype)
+    numbering = _order(stage, firsts)
+    target = _create_target(stage, numbering.dtype)
+    _write(stage, target, firsts, numbering)
+    if target.ome:
+        _write_pyramid(stage, target)
+    stage.result.labels_at = target.path
+    _deliver(stage, target)
 
-    done = _still_done(client, job, "infer", store, names)
-    inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in grid.blocks if b.name not in done], len(names))
+
+def _infer(stage: _Stage) -> dict[str, int]:
+    """Infer every block not finished (and label it within); the count of its own labels per block."""
+    job, result = stage.job, stage.result
+    names = [b.name for b in job.grid.blocks]
+    done = _still_done(stage, "infer", names)
+    inferred = stage.run("infer", [(b.name, stages.infer_block, (job, b.index)) for b in job.grid.blocks if b.name not in done], len(names))
     result.skipped = sum(v[1].get("skipped", 0) for v in done.values()) + sum(v["skipped"] for v in inferred.values())
     # --fill-missing: chunks read as zeros, each once however many blocks (on however many workers) read it
     result.filled = len({tuple(chunk) for v in inferred.values() for chunk in v.get("filled", ())})
-    counts = {**{k: v[1]["count"] for k, v in done.items()}, **{k: v["count"] for k, v in inferred.items()}}
+    return {**{k: v[1]["count"] for k, v in done.items()}, **{k: v["count"] for k, v in inferred.items()}}
 
+
+def _label(stage: _Stage, counts: dict[str, int]) -> tuple[list[np.ndarray], np.dtype]:
+    """Join the blocks' labels across their faces: each block's table to the volume's components,
+    and the dtype that holds them."""
+    grid = stage.job.grid
+    names = [b.name for b in grid.blocks]
     order = {b.index: i for i, b in enumerate(grid.blocks)}
-    pairs = stage.run("label", [(b.name, stages.block_pairs, (job, b.index)) for b in grid.blocks], len(names))
+    pairs = stage.run("label", [(b.name, stages.block_pairs, (stage.job, b.index)) for b in grid.blocks], len(names))
     started = time.perf_counter()
     edges = [(order[b.index], order[after], p) for b in grid.blocks for after, p in pairs[b.name] if len(p)]
     tables, count = components([counts[n] for n in names], edges)
-    dtype = np.dtype(np.uint32 if count < 2**32 else np.uint64)
-    result.seconds["label"] += time.perf_counter() - started
+    stage.result.seconds["label"] += time.perf_counter() - started
+    return tables, np.dtype(np.uint32 if count < 2**32 else np.uint64)
 
-    done = _still_done(client, job, "assign", store, names)
-    firsts = {n: tuple(store.load_npz("firsts", n, ["labels", "at", "size"]).values()) for n in done}
+
+Firsts = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # per block: its components, where each first appears, its size
+
+
+def _assign(stage: _Stage, tables: list[np.ndarray], dtype: np.dtype) -> Firsts:
+    """Assign every block not finished; each block's components' first appearances."""
+    job, grid = stage.job, stage.job.grid
+    names = [b.name for b in grid.blocks]
+    order = {b.index: i for i, b in enumerate(grid.blocks)}
+    done = _still_done(stage, "assign", names)
+    firsts = {n: tuple(stage.store.load_npz("firsts", n, ["labels", "at", "size"]).values()) for n in done}
     calls = []
     for b in grid.blocks:
         if b.name in done:
             continue
-        reach = [nb.index for nb in grid.overlapping(grow(b.region, (halos or (job.label_halo,))[0], job.shape))]
-        calls.append((b.name, stages.assign_block, (job, b.index, {i: tables[order[i]] for i in reach}, dtype, halos)))
+        reach = [nb.index for nb in grid.overlapping(grow(b.region, job.label_halo, job.shape))]
+        calls.append((b.name, stages.assign_block, (job, b.index, {i: tables[order[i]] for i in reach}, dtype)))
     for name, value in stage.run("assign", calls, len(names)).items():
         firsts[name] = (value["labels"], value["at"], value["size"])
+    return firsts  # type: ignore[return-value]
 
+
+@dataclass(frozen=True)
+class _Numbering:
+    """The surviving components in the volume's order of first appearance, and the labels' dtype."""
+
+    keys: np.ndarray
+    ranks: np.ndarray
+    dtype: np.dtype
+
+
+def _order(stage: _Stage, firsts: Firsts) -> _Numbering:
+    """Number the components that survive ``--min-size`` in the volume's order of first appearance."""
+    job, result = stage.job, stage.result
     started = time.perf_counter()
-    kept = _large_enough([firsts[n] for n in names], min_size)
+    names = [b.name for b in job.grid.blocks]
+    kept = _large_enough([firsts[n] for n in names], job.output.min_size)
     surviving = []
     for name in names:
         labels, at, _ = firsts[name]
@@ -266,37 +276,68 @@ def _run(
         surviving.append((labels[keep], at[keep]))
     keys, ranks = global_order(surviving)
     result.instances = len(keys)
-    out_dtype = postprocess.labels_dtype(len(keys), labels_dtype)
+    labels_dtype = job.output.labels_dtype.value
     widened = postprocess.labels_dtype_note(len(keys), labels_dtype)
     if widened:
         result.notes.append(widened)
+    result.seconds["order"] = time.perf_counter() - started
+    return _Numbering(keys, ranks, postprocess.labels_dtype(len(keys), labels_dtype))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The Zarr the labels are written into, in the work directory, before they go to the output."""
+
+    path: Path
+    array_path: str  # level 0's array
+    name: str
+    layout: Any  # the image's (with --labels-into), else None
+    levels: Sequence[Level]
+    chunks_zxy: tuple[int, int, int]
+    ome: bool
+    tiff: bool
+
+
+def _create_target(stage: _Stage, dtype: np.dtype) -> _Target:
+    """The labels' Zarr in the work directory, made again unless an earlier run made it alike."""
+    job, store, grid = stage.job, stage.store, stage.job.grid
+    output, voxel_size, offset, into = job.output, job.voxel_size, job.offset, job.into
     shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
     chunks_zxy = (grid.chunks[2], grid.chunks[0], grid.chunks[1])
     layout = image_layout(into[0]) if into is not None else None
-    name = into[1] if into is not None else out.name  # type: ignore[union-attr]
+    name = into[1] if into is not None else output.out.name
     tiff = layout is None and name.lower().endswith(TIFF_SUFFIXES)
-    target = store.path / "out" / ("labels.zarr" if tiff else name)
+    path = store.path / "out" / ("labels.zarr" if tiff else name)
     ome = layout is not None or (not tiff and name.lower().endswith(".ome.zarr"))
     offset_zxy = None if offset is None else (offset[2], offset[0], offset[1])
     levels = layout.levels if layout is not None else pyramid(shape_zxy, voxel_size.zyx, offset_zyx=offset_zxy)
-    array_path = str(target / levels[0].path) if ome else str(target)
+    ngff_version = output.ngff_version.value
     made = store.path / "out" / ".made"
-    made_as = f"{out_dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout} min-size {min_size} offset {offset}"
+    made_as = f"{dtype.name} {name} {voxel_size.zyx} {voxel_size.unit} {ngff_version} {layout} min-size {output.min_size} offset {offset}"
     if (made.read_text() if made.exists() else "") != made_as:
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
         for marker in [*(store.path / "done" / "write").glob("*"), *(store.path / "done" / "pyramid").glob("*")]:
             marker.unlink()
         if layout is not None:
-            create_labels_into(target, layout, out_dtype, chunks_zxy)
+            create_labels_into(path, layout, dtype, chunks_zxy)
         else:
-            create_labels_array(target, shape_zxy, out_dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version,
-                                offset=offset)
+            create_labels_array(path, shape_zxy, dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version, offset=offset)
         made.write_text(made_as)
+    array_path = str(path / levels[0].path) if ome else str(path)
+    return _Target(path, array_path, name, layout, levels, chunks_zxy, ome, tiff)
+
+
+def _write(stage: _Stage, target: _Target, firsts: Firsts, numbering: _Numbering) -> None:
+    """Renumber and write every write region not finished (measured too, with a table)."""
+    job, result, grid = stage.job, stage.result, stage.job.grid
+    started = time.perf_counter()
+    measure = job.output.table is not None
+    keys, ranks = numbering.keys, numbering.ranks
     regions = grid.write_regions()
     region_names = [stages.region_name(r) for r in regions]
-    done = _still_done(client, job, "write", store, region_names, array_path)
+    done = _still_done(stage, "write", region_names, target.array_path)
     if measure:  # a block written by a run without --table is written again, and measured
-        done = {k: v for k, v in done.items() if (store.path / "stats" / f"{k}.npz").exists()}
+        done = {k: v for k, v in done.items() if (stage.store.path / "stats" / f"{k}.npz").exists()}
     result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
     calls = []
     for region, name in zip(regions, region_names):
@@ -305,37 +346,43 @@ def _run(
         present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
         at = np.minimum(np.searchsorted(keys, present), max(len(keys) - 1, 0))
         numbers = np.where(np.isin(present, keys), ranks[at] if len(keys) else 0, 0)  # removed by --min-size: 0
-        calls.append((name, stages.write_block, (job, region, present, numbers, out_dtype, array_path, measure)))
-    result.seconds["order"] = time.perf_counter() - started
+        calls.append((name, stages.write_block, (job, region, present, numbers, numbering.dtype, target.array_path, measure)))
+    result.seconds["order"] += time.perf_counter() - started
     result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
-    if ome:
-        _write_pyramid(stage, job, store, target, levels, chunks_zxy, (grid.axes[2].write, grid.axes[0].write, grid.axes[1].write))
-    result.labels_at = target
 
+
+def _deliver(stage: _Stage, target: _Target) -> None:
+    """The instance table (with ``--table``), then the labels to their output: into the image,
+    exported to a store, read into a TIFF, or moved into place."""
+    job, result = stage.job, stage.result
+    output, voxel_size, out, overwrite = job.output, job.voxel_size, job.output.out, job.output.overwrite
     started = time.perf_counter()
-    if measure:
-        result.table = _instance_table(store, region_names, array_path, shape_zxy, voxel_size)
-        if ome:
-            add_label_properties(target, label_properties(result.table))
+    if output.table is not None:
+        regions = [stages.region_name(r) for r in job.grid.write_regions()]
+        shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
+        result.table = _instance_table(stage.store, regions, target.array_path, shape_zxy, voxel_size)
+        if target.ome:
+            add_label_properties(target.path, label_properties(result.table))
         result.seconds["measure"] = time.perf_counter() - started
         started = time.perf_counter()
-    if layout is not None:
-        image, label_name = into  # type: ignore[misc]
+    if target.layout is not None:
+        image, label_name = job.into  # type: ignore[misc]
         try:
-            install_labels(image, label_name, target, layout, overwrite=overwrite)
+            install_labels(image, label_name, target.path, target.layout, overwrite=overwrite)
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
     elif is_store(out):  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr (client/stores)
-        export_labels(stage.run, array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite, offset=offset)
-    elif tiff:
+        export_labels(stage.run, target.array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite,
+                      offset=job.offset)
+    elif target.tiff:
         import zarr
 
-        write_labels(out, zarr.open_array(array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite,
+        write_labels(out, zarr.open_array(target.array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite,
                      voxel_size=voxel_size)
     else:
         if out.exists() and not overwrite:
             raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
-        move_into_place(target, out)  # copied first from another file system
+        move_into_place(target.path, out)  # copied first from another file system
     result.seconds["write"] += time.perf_counter() - started
 
 
@@ -349,18 +396,19 @@ def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], m
     return unique[total >= min_size]
 
 
-def _write_pyramid(stage: _Stage, job: Job, store: BlockStore, target: Path, levels: Sequence[Level],
-                   chunks_zxy: Sequence[int], size_zxy: Sequence[int]) -> None:
+def _write_pyramid(stage: _Stage, target: _Target) -> None:
     """The levels above 0 of an ``.ome.zarr`` (as create_labels_array made them), sampled from
     its written level 0 one region of a level's chunks at a time (pyramid.py)."""
     from .pyramid import level_regions, region_name, write_level_region
 
-    regions = level_regions(levels, chunks_zxy, size_zxy)
+    axes = stage.job.grid.axes
+    levels = target.levels
+    regions = level_regions(levels, target.chunks_zxy, (axes[2].write, axes[0].write, axes[1].write))
     if not regions:
         return
     names = [region_name(path, region) for path, region in regions]
-    done = _still_done(stage.client, job, "pyramid", store, names, str(target))
-    stage.run("pyramid", [(name, write_level_region, (job, str(target), path, region, levels[0].path))
+    done = _still_done(stage, "pyramid", names, str(target.path))
+    stage.run("pyramid", [(name, write_level_region, (stage.job, str(target.path), path, region, levels[0].path))
                           for name, (path, region) in zip(names, regions) if name not in done], len(names))
 
 
@@ -379,40 +427,3 @@ def _instance_table(store: BlockStore, names: Sequence[str], array_path: str, sh
     labels = zarr.open_array(array_path, mode="r")
     lengths = skeleton_lengths(stats, lambda box: read_zyx(labels, box), voxel_size.zyx)
     return instance_table(stats, shape_zxy, voxel_size, lengths)
-
-
-def blockwise_file(
-    volume: Any, *, out: Path | None, parameters: Any, source: Source, batch_size: int, channel: int | None,
-    axes: str | None, normalization: Normalization, voxel_size: VoxelSize | None = None, ngff_version: str = "0.4",
-    measure: bool = False, mask: Path | None = None, skip_below: float | None = None,
-    reference_borders: bool, fingerprint: dict[str, Any], block: Sequence[int] | None = None, workers: int | None = None,
-    threads_per_worker: int = 1, scheduler: str | None = None, work_dir: Path | None = None, resume: bool = False,
-    overwrite: bool = False, quiet: bool = False, say: Callable[[str], None] | None = None,
-    into: tuple[Path, str] | None = None, min_size: int = 0, watch: Watch | None = None, fill_missing: bool = False,
-    labels_dtype: str = "uint32",
-    roi: Sequence[tuple[int, int]] | None = None, offset: Sequence[float] | None = None,
-) -> RunStats:
-    """``segment --blockwise`` for an opened ``volume``: choose the blocks (``--block`` voxels
-    rounded to whole crop steps, or what keeps a worker near its memory budget), then run.
-    Workers read the input with ``channel`` and ``axes`` as the client did, only its ``roi`` box
-    when given (``volume`` is then that cutout), and normalise every crop by the client's
-    ``normalization``. The output's first voxel sits at ``offset`` (client/origin.py)."""
-    shape = volume.shape
-    label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
-    if block is not None:
-        per_block = per_block_from_voxels(block, parameters.crop, parameters.overlap, shape)
-    else:
-        per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
-    job = Job(
-        volume=volume.path if is_store(volume.path) else Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
-        mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, shape=shape,
-        work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(),  # type: ignore[index]
-        per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,
-        batch_size=batch_size, threads=threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
-        fill_missing=fill_missing,
-        roi=None if roi is None else tuple(tuple(int(v) for v in b) for b in roi),
-    )
-    return segment_blockwise(job, out, overwrite=overwrite, fingerprint=fingerprint, work_dir=job.work, resume=resume,
-                             scheduler=scheduler, workers=workers, quiet=quiet, say=say, voxel_size=voxel_size,
-                             ngff_version=ngff_version, measure=measure, into=into, min_size=min_size, watch=watch,
-                             offset=offset, labels_dtype=labels_dtype)

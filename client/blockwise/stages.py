@@ -22,23 +22,21 @@ from ..atomic import crc
 from ..endpoints import open_endpoints
 from ..in_memory import infer_pieces, reference_interior
 from ..skip import skip_rule
+from ..specs import ModelSpec
 from ..ngff import read_zyx, write_zyx
 from ..volume_read import missing_chunks
 from . import sparse
 from .blocks import Block, Region, grow
 from .equivalence import face_pairs
-from .job import Job, Source, StoredAnswers
+from .job import Job, StoredAnswers
 from .pyramid import verify as verify_region
 from .store import Stage
 from .worker import cached, endpoints, report, scratch, set_threads
 
 
-def _endpoints(source: Source) -> list[Any]:
+def _endpoints(source: ModelSpec) -> list[Any]:
     def connect() -> list[Any]:
-        endpoints, _ = open_endpoints(source.urls, source.model, source.repository, window=source.window,
-                                      timeout=source.timeout, retries=source.retries, retry_for=source.retry_for, tls=source.tls,
-                                      runtime=source.runtime, threads=source.threads, precision=source.precision)
-        return endpoints
+        return open_endpoints(source)[0]
 
     return endpoints(source, connect)
 

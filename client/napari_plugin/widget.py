@@ -236,7 +236,8 @@ class SegmentationWidget(Container):
                 cancel.wait(0.1)
             if ready is not None and ready.exception() is not None:
                 return _Outcome(error=ClientError(f"the demo model could not be exported: {ready.exception()}"))
-            result = api.segment(volume, progress=self.relay.progressed.emit, cancel=cancel, warn=self.relay.warned.emit, **kwargs)
+            result = api.segment(volume, progress=self.relay.progressed.emit, cancel=cancel, warn=self.relay.warned.emit,
+                                 note=self.relay.warned.emit, **kwargs)
             if not kwargs.get("blockwise"):
                 result.labels  # noqa: B018 - materialised here, not in the Qt thread
             result.table  # noqa: B018 - likewise

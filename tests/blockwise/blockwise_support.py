@@ -12,10 +12,15 @@ import zarr
 
 from perfect_network import ideal_outputs
 from skoots_client import postprocess
-from skoots_client.blockwise.pipeline import segment_blockwise
-from skoots_client.blockwise.job import Job, Source, StoredAnswers
+import dataclasses
+
+from skoots_client.blockwise.pipeline import segment_job
+from skoots_client.blockwise.job import Job, StoredAnswers
+from skoots_client.choices import LabelsDtype, NgffVersion
 from skoots_client.normalize import Normalization
 from skoots_client.in_memory import reference_interior
+from skoots_client.progress import Watch
+from skoots_client.specs import ModelSpec, OutputSpec
 from skoots_client.volume_read import read_labels
 from skoots_export.contract.wire import ModelParameters
 
@@ -51,7 +56,7 @@ def job_for(folder: Path, shape: Sequence[int], parameters: ModelParameters, per
     label_halo, vector_halo = postprocess.halo_widths(parameters.vector_scaling, parameters.embedding_iterations)
     return Job(volume=answers or folder, channel=None, axes=None, normalization=Normalization("dtype"), work=folder / "work", shape=tuple(shape), per_block=tuple(per_block),
                reference_borders=reference_borders, parameters=parameters,
-               source=StoredAnswers(answers) if answers is not None else Source((), "skoots", folder),
+               source=StoredAnswers(answers) if answers is not None else ModelSpec(model="skoots", repository=folder),
                batch_size=1, threads=1, label_halo=label_halo, vector_halo=vector_halo)
 
 
@@ -63,9 +68,22 @@ def blockwise_labels(
     """Labels ``[X, Y, Z]`` of a blockwise run on the answers, and the run's result."""
     out = folder / out_name
     job = job_for(folder, shape, parameters, per_block, answers, reference_borders)
-    result = segment_blockwise(job, out, overwrite=overwrite, fingerprint={"test": str(answers)}, work_dir=job.work,
-                               scheduler=scheduler, quiet=True, halos=halos, **options)
+    watch = options.pop("watch", None) or Watch(quiet=True)
+    job = run_options(job, out, overwrite=overwrite, fingerprint={"test": str(answers)}, scheduler=scheduler, **options)
+    if halos is not None:
+        job = dataclasses.replace(job, label_halo=halos[0], vector_halo=halos[1])
+    result = segment_job(job, watch)
     return read_labels(out).transpose(1, 2, 0), result
+
+
+def run_options(job: Job, out: Path, *, overwrite: bool = False, fingerprint: dict[str, Any] | None = None, scheduler: str | None = None,
+                voxel_size: Any = None, ngff_version: str = "0.4", min_size: int = 0, labels_dtype: str = "uint32",
+                table: Path | None = None) -> Job:
+    """``job`` with where its labels go and the run's options (what the plan gives a real run)."""
+    output = OutputSpec(out=out, overwrite=overwrite, min_size=min_size, ngff_version=NgffVersion(ngff_version),
+                        labels_dtype=LabelsDtype(labels_dtype), table=table)
+    extra = {"voxel_size": voxel_size} if voxel_size is not None else {}
+    return dataclasses.replace(job, output=output, fingerprint=fingerprint or {}, scheduler=scheduler, **extra)
 
 
 @pytest.fixture(scope="session")

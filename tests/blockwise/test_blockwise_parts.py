@@ -160,16 +160,17 @@ def test_first_appearances_and_tables() -> None:
 
 
 def test_a_work_directory_left_behind_needs_resume(tmp_path: Path) -> None:
-    from blockwise_support import PARAMETERS_FOR_TESTS, job_for
-    from skoots_client.blockwise.pipeline import segment_blockwise
+    from blockwise_support import PARAMETERS_FOR_TESTS, job_for, run_options
+    from skoots_client.blockwise.pipeline import segment_job
+    from skoots_client.progress import Watch
 
     job = job_for(tmp_path, (40, 40, 12), PARAMETERS_FOR_TESTS, (1, 1, 1))
     job.work.mkdir()
     with pytest.raises(OutputError, match="is not a segment work directory"):
-        segment_blockwise(job, tmp_path / "l.zarr", overwrite=False, fingerprint={}, work_dir=job.work, scheduler="tcp://127.0.0.1:9")
+        segment_job(run_options(job, tmp_path / "l.zarr", scheduler="tcp://127.0.0.1:9"), Watch(quiet=True))
     (job.work / "fingerprint.json").write_text(json.dumps({"f": 1, "format": FORMAT, "blocks": [1, 1, 1]}))
     with pytest.raises(OutputError, match="left from an earlier run; pass --resume"):
-        segment_blockwise(job, tmp_path / "l.zarr", overwrite=False, fingerprint={"f": 1}, work_dir=job.work, scheduler="tcp://127.0.0.1:9")
+        segment_job(run_options(job, tmp_path / "l.zarr", fingerprint={"f": 1}, scheduler="tcp://127.0.0.1:9"), Watch(quiet=True))
 
 
 def test_sparse_blocks_rebuild_any_window() -> None:

@@ -12,7 +12,6 @@ import tifffile
 
 import skoots_client as skoots
 from skoots_client.choices import Device, NgffVersion, Precision, Runtime, choice
-from skoots_client.endpoints import close_all
 from skoots_client.engines import BlockwiseEngine, InMemoryEngine, engine_for
 from skoots_client.errors import InputError
 from skoots_client.plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, Plan, ResumeSpec, check_options, prepare
@@ -39,10 +38,9 @@ def test_specs_and_plans_are_frozen(volume_tif: Path, e2e_repository: Path) -> N
     spec = ModelSpec()
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.window = 8  # type: ignore[misc]
-    plan, endpoints = prepare(*specs(volume_tif, e2e_repository), warn=print)
+    plan = prepare(*specs(volume_tif, e2e_repository), Watch(warn=print))
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.blockwise = True  # type: ignore[misc]
-    close_all(endpoints)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -66,24 +64,49 @@ def test_options_are_checked_once_before_anything_is_read(change: dict, match: s
 
 def test_the_plan_picks_the_engine_and_both_engines_return_the_same_record(volume_tif: Path, e2e_repository: Path,
                                                                             tmp_path: Path) -> None:
-    memory_plan, endpoints = prepare(*specs(volume_tif, e2e_repository, tmp_path / "m.tif"), warn=print)
-    assert isinstance(memory_plan, Plan) and not memory_plan.blockwise and len(endpoints) == 1
+    memory_plan = prepare(*specs(volume_tif, e2e_repository, tmp_path / "m.tif"), Watch(warn=print))
+    assert isinstance(memory_plan, Plan) and not memory_plan.blockwise and memory_plan.work_path is None
     assert isinstance(engine_for(memory_plan), InMemoryEngine)
-    in_memory = engine_for(memory_plan).run(memory_plan, endpoints, Watch(quiet=True), print)
+    in_memory = engine_for(memory_plan).run(memory_plan, Watch(quiet=True, warn=print))
 
     # Too big for the memory it is told of: the same specs go blockwise by themselves, and the
-    # in-process model is left for the workers to load (no endpoint is opened here).
-    block_plan, endpoints = prepare(*specs(volume_tif, e2e_repository, tmp_path / "b.zarr", memory_available=1000,
-                                           block=(16, 16, 4), workers=2), warn=print)
-    assert block_plan.blockwise and endpoints == []
+    # in-process model is left for the workers to load; the plan names the work directory once.
+    block_plan = prepare(*specs(volume_tif, e2e_repository, tmp_path / "b.zarr", memory_available=1000,
+                                block=(16, 16, 4), workers=2), Watch(quiet=True, warn=print))
+    assert block_plan.blockwise and block_plan.work_path == tmp_path / "b.zarr.work"
     assert isinstance(engine_for(block_plan), BlockwiseEngine)
-    blockwise = engine_for(block_plan).run(block_plan, endpoints, Watch(quiet=True), print)
+    blockwise = engine_for(block_plan).run(block_plan, Watch(quiet=True, warn=print))
 
     assert type(in_memory) is type(blockwise) is RunStats
     assert in_memory.instances == blockwise.instances > 0 and in_memory.crops == blockwise.crops
     assert not in_memory.blockwise and blockwise.blockwise and blockwise.blocks > 1
     assert memory_plan.fingerprint() == block_plan.fingerprint(), "a work directory records the same run alike"
     assert np.array_equal(read_labels(tmp_path / "m.tif"), read_labels(tmp_path / "b.zarr"))
+
+
+def test_a_plan_is_data_and_holds_nothing_open(volume_tif: Path, e2e_repository: Path, tmp_path: Path) -> None:
+    """The plan pickles (nothing open, no loaded model in it); its model info is the repository's."""
+    import pickle
+
+    plan = prepare(*specs(volume_tif, e2e_repository, tmp_path / "m.tif"), Watch(warn=print))
+    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan) if f.name not in ("xp", "volume")}
+    assert pickle.loads(pickle.dumps(fields))["info"] == plan.info
+    assert not any(hasattr(value, "close") for value in fields.values())
+
+
+def test_the_switch_to_blockwise_is_a_note_through_the_watch(volume_tif: Path, e2e_repository: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    """Quiet silences it; a note callback gets it (napari shows it); warnings stay apart."""
+    given = specs(volume_tif, e2e_repository, tmp_path / "b.zarr", memory_available=1000)
+    warnings: list[str] = []
+    assert prepare(*given, Watch(quiet=True, warn=warnings.append)).blockwise
+    assert capsys.readouterr().err == ""
+    notes: list[str] = []
+    prepare(*given, Watch(quiet=True, warn=warnings.append, note=notes.append))
+    assert len(notes) == 1 and notes[0].endswith("GiB are available: segmenting blockwise (--blockwise)")
+    assert not any("blockwise" in w for w in warnings) and capsys.readouterr().err == ""
+    prepare(*given, Watch(warn=warnings.append))
+    assert capsys.readouterr().err == notes[0] + "\n"
 
 
 def test_choices_are_enums_that_read_and_print_as_their_text() -> None:

@@ -86,9 +86,12 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     out = tmp_path / "labels.tif"
     # A machine with less memory than the in-memory mode's estimate (14 B a voxel), yet more
     # than twice what the TIFF's labels take (4 B a voxel), so that the TIFF is still written.
-    monkeypatch.setattr("skoots_client.blockwise.pipeline.available_memory", lambda: 10 * int(np.prod(SHAPE_ZXY)))
-    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK, workers=2).summary
-    assert "segmenting blockwise (--blockwise)" in capsys.readouterr().err
+    monkeypatch.setattr("skoots_client.memory.available_memory", lambda: 10 * int(np.prod(SHAPE_ZXY)))
+    notes: list[str] = []
+    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK, workers=2,
+                                 note=notes.append).summary
+    assert "segmenting blockwise (--blockwise)" in notes[0] and notes[1].startswith("Dask scheduler tcp://127.0.0.1:")
+    assert "segmenting blockwise" not in capsys.readouterr().err, "quiet: notes go to the callback, not stderr"
     got = tifffile.imread(out)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
     assert re.search(rf"^blockwise: {BLOCKS} blocks of at most z \d+, y \d+, x \d+ voxels on 2 workers", text, re.MULTILINE), text
@@ -100,7 +103,7 @@ def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_r
     from skoots_client.errors import ClientError
 
     path, _ = volume
-    monkeypatch.setattr("skoots_client.blockwise.pipeline.available_memory", lambda: 1000)  # a machine too small for the in-memory mode
+    monkeypatch.setattr("skoots_client.memory.available_memory", lambda: 1000)  # a machine too small for the in-memory mode
     with pytest.raises(ClientError, match=re.escape("--preview needs the labels in memory, which --blockwise never holds")):
         skoots_client.segment(path, out=tmp_path / "l.zarr", preview=tmp_path / "p.png", repository=e2e_repository, device="cpu",
                               quiet=True)
