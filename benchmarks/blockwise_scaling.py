@@ -75,13 +75,16 @@ def job_for(folder: Path, answers: Path, shape, block, workers: int):
 
 
 def blockwise(folder: Path, answers: Path, shape, block, workers: int, out_name: str = "labels.zarr"):
-    from skoots_client.blockwise.pipeline import segment_blockwise
+    from skoots_client.blockwise.pipeline import segment_job
+    from skoots_client.progress import Watch
+    from skoots_client.specs import OutputSpec
 
-    job = job_for(folder, answers, shape, block, workers)
     out = folder / out_name
+    job = dataclasses.replace(job_for(folder, answers, shape, block, workers), output=OutputSpec(out=out, overwrite=True),
+                              fingerprint={"bench": str(shape)}, workers=workers)
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    result = segment_blockwise(job, out, overwrite=True, fingerprint={"bench": str(shape)}, work_dir=job.work, workers=workers, quiet=True)
+    result = segment_job(job, Watch(quiet=True))
     return time.perf_counter() - started, result, job, out
 
 
@@ -131,12 +134,12 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     import zarr
 
     from skoots_client.blockwise import stages, worker
-    from skoots_client.blockwise.job import Source
+    from skoots_client.specs import ModelSpec
     from skoots_client.blockwise.store import BlockStore
 
     shape = (280 * 4 + 20, 280 * 2 + 20, 20)  # 4 x 2 x 1 crops: one block of 8 crops
     job = job_for(folder, answers, shape, (2000, 2000, 20), 1)
-    job = dataclasses.replace(job, source=Source((), "skoots", folder), work=folder / "crop-work")
+    job = dataclasses.replace(job, source=ModelSpec(model="skoots", repository=folder), work=folder / "crop-work")
     store = BlockStore(job.work, {"bench": "crops"})
     store.create()
     vectors, skeleton = zarr.open_group(str(answers))["vectors"][:, :300, :300, :20], zarr.open_group(str(answers))["skeleton"][:300, :300, :20]

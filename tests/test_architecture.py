@@ -183,3 +183,55 @@ def test_one_result_type() -> None:
     """Both engines return :class:`RunStats`; the engine-specific result types are gone."""
     classes = {n.name for path in MODULES.values() for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)}
     assert "RunStats" in classes and not classes & {"SegmentResult", "BlockwiseResult"}
+
+
+MAX_PARAMETERS = 12
+# The front door takes every option as a keyword of its own: the CLI's command and the API's call.
+MANY_PARAMETERS_ALLOWED = {"skoots_client.cli", "skoots_client.api"}
+# Over the limit in files outside issue 27's plan/engine work, left to their owners (see its report).
+MANY_PARAMETERS_KNOWN = {("skoots_client.bench", "measure")}
+
+
+def _parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Every parameter a caller can pass (``self`` and ``cls`` not counted)."""
+    a = node.args
+    names = [*a.posonlyargs, *a.args, *a.kwonlyargs]
+    own = 1 if names and names[0].arg in ("self", "cls") else 0
+    return len(names) - own + (a.vararg is not None) + (a.kwarg is not None)
+
+
+def _long_signatures() -> set[tuple[str, str]]:
+    found = set()
+    for module, path in MODULES.items():
+        if not module.startswith("skoots_client") or module in MANY_PARAMETERS_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _parameter_count(node) > MAX_PARAMETERS:
+                found.add((module, node.name))
+    return found
+
+
+def test_the_parameter_counter_counts_what_a_caller_passes() -> None:
+    counted = ast.parse("def f(self, a, /, b, *c, d, e=1, **f): ...").body[0]
+    assert isinstance(counted, ast.FunctionDef) and _parameter_count(counted) == 6
+
+
+def test_no_function_outside_the_front_door_takes_more_than_a_dozen_parameters() -> None:
+    """A function past ~12 parameters is taking a run apart: pass the plan, the job or a spec instead."""
+    assert _long_signatures() <= MANY_PARAMETERS_KNOWN, sorted(_long_signatures() - MANY_PARAMETERS_KNOWN)
+
+
+def test_no_module_above_the_engines_imports_from_them() -> None:
+    """The plan hands over data only: the plan and the specs take nothing from the in-memory
+    engine or the blockwise package; what they share with the engines (the skip rule, the memory
+    estimate, opening endpoints) sits below them. Only the runner picks an engine."""
+    engines = {"skoots_client.in_memory", "skoots_client.engines"}
+    above = ["skoots_client.plan", "skoots_client.specs", "skoots_client.skip", "skoots_client.memory", "skoots_client.endpoints"]
+    assert all(m in GRAPH for m in above)
+    assert not {(m, t) for m in above for t in GRAPH[m] if t in engines or t.startswith("skoots_client.blockwise")}
+
+
+def test_the_engines_sit_below_the_plan_module_but_above_the_specs() -> None:
+    """The blockwise job is built from the plan's data (client/specs.py), never from prepare's module."""
+    assert "skoots_client.specs" in GRAPH["skoots_client.blockwise.job"]
+    assert "skoots_client.plan" not in GRAPH["skoots_client.blockwise.job"]
