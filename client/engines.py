@@ -26,6 +26,7 @@ from .stores.windows import filled_text
 from .volume_read import missing_chunks_warning
 from .workdir import WorkDir, default_work_dir
 
+
 class Engine(Protocol):
     """Runs a plan: opens what answers crops and closes it, segments, writes what the plan names,
     and says everything through ``watch``. Raises ``ClientError`` (``Cancelled`` when ``watch``
