@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -16,12 +16,6 @@ from .voxel_size import VoxelSize
 
 def warn_on_stderr(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr)
-
-
-def warn_each(warn: Callable[[str], None], *found: str | None) -> None:
-    for text in found:
-        if text:
-            warn(text)
 
 
 def served_by(info: Any, endpoints: Sequence[Any]) -> str:
