@@ -249,7 +249,7 @@ class WorkDir:
         skipped: it is inferred again.
         """
         records = dict(self._open(grid))  # the last record of a crop wins
-        for index, crc in sorted(records.items()):
+        for index, checksum in sorted(records.items()):
             if not 0 <= index < len(grid):
                 continue
             crop = grid[index]
@@ -257,7 +257,7 @@ class WorkDir:
                 piece = self._read(crop)
             except Exception:  # noqa: BLE001 - any unreadable chunk means: infer this crop again
                 continue
-            if piece.checksum() == crc:
+            if piece.checksum() == checksum:
                 yield crop, piece
 
     def _read(self, crop: Crop) -> Piece:
