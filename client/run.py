@@ -6,9 +6,10 @@ import time
 from typing import Callable
 
 from .engines import engine_for
-from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec, describe_region, prepare
+from .plan import describe_region, prepare
 from .progress import Watch
 from .result import Segmentation
+from .specs import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
 from .summary import summary
 
 

@@ -15,7 +15,7 @@ from skoots_client.blockwise.blocks import (
     DEFAULT_WORKER_BUDGET, BlockGrid, block_peak_bytes, default_per_block, grow, largest_block, per_block_from_voxels,
 )
 from skoots_client.blockwise.equivalence import components, face_pairs, global_order
-from skoots_client.blockwise.pipeline import check_tiff_fits
+from skoots_client.blockwise.output import check_tiff_fits
 from skoots_client.memory import in_memory_bytes
 from skoots_client.run_stats import RunStats
 from skoots_client.blockwise import sparse
