@@ -100,11 +100,11 @@ def segment_command(
 ) -> None:
     """Segment a volume into instance labels."""
     from .api import segment  # heavy imports only when segmenting
-    from .stores import argument, is_store
+    from .stores import Location
 
     try:
-        source = argument(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
-        local = Path(source.parent, source.name) if is_store(source) else source
+        location = Location.parse(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
+        source, local = location.target, location.parent / location.name
         result = segment(
             source,
             out=out if out is not None or labels_into is not None else default_output(local, level),

@@ -67,8 +67,8 @@ def write_labels(
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
-    if stores.is_store(path):  # precomputed:// or n5:// (client/stores)
-        return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
+    if (url := stores.Location.of(path).url) is not None:  # precomputed:// or n5:// (client/stores)
+        return stores.write_labels(url, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
                                    offset=offset)
     path = Path(path)
     size = voxel_size or UNKNOWN_VOXEL_SIZE

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .levels import image_of_level, level_names, multiscales_of
+from .stores import Location
 from .volume import SUPPORTED_DTYPES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, XYZView, describe_shape
 
 
@@ -94,7 +95,7 @@ def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str 
         node = zarr.open(str(path), mode="r")
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    from .stores.reader import zarr_windows as tensorstore_windows  # TensorStore reads the windows where installed (client/stores)
+    from .stores import zarr_windows as tensorstore_windows  # TensorStore reads the windows where installed (client/stores)
 
     def zarr_windows(array: Any) -> Any:
         return tensorstore_windows(array, fill_missing)
@@ -238,7 +239,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     InputError
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
-    path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
+    path = Location.of(path).target  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path, fill_missing)
     return _as_volume(array, path, file_axes, channel, axes, check_finite)
 
@@ -254,7 +255,7 @@ def missing_chunks(volume: Volume) -> set[tuple[int, ...]]:
 
 def missing_chunks_warning(volume: Volume) -> str | None:
     """How many missing chunks a ``fill_missing`` volume read as zeros, as a warning; or None."""
-    from .stores.windows import filled_text
+    from .stores import filled_text
 
     return filled_text(len(missing_chunks(volume)), volume.path)
 
@@ -336,7 +337,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     InputError
         Missing or unreadable file, not 3-D, or not integer labels.
     """
-    path = path if _is_store(path) else Path(path)
+    path = Location.of(path).target
     array, _ = _open(path)
     dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
@@ -345,13 +346,6 @@ def read_labels(path: str | Path) -> np.ndarray:
     if dtype.kind == "i" and labels.size and labels.min() < 0:
         raise InputError(f"{path} holds negative labels; labels are 0 (background) or positive")
     return labels
-
-
-def _is_store(path: Any) -> bool:
-    """Whether ``path`` is a :class:`~skoots_client.stores.StoreUrl` (N5, precomputed, Zarr by URL)."""
-    from .stores import is_store
-
-    return is_store(path)
 
 
 def _label_dtype(path: Path, array: Any) -> np.dtype:
@@ -372,7 +366,7 @@ def open_labels(path: str | Path) -> Volume:
     InputError
         Missing or unreadable file, not one 3-D volume, or not integer labels.
     """
-    path = path if _is_store(path) else Path(path)
+    path = Location.of(path).target
     array, axes = _open(path)
     _label_dtype(path, array)
     shape = tuple(int(n) for n in array.shape)

@@ -35,8 +35,7 @@ from ..run_stats import RunStats
 from ..instances import label_properties
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
 from ..normalize import Normalization
-from ..stores import is_store
-from ..stores.export import export_labels
+from ..stores import Location, export_labels
 from ..label_write import create_labels_array, write_labels
 from ..volume import TIFF_SUFFIXES
 from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
@@ -325,8 +324,8 @@ def _run(
             install_labels(image, label_name, target, layout, overwrite=overwrite)
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
-    elif is_store(out):  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr (client/stores)
-        export_labels(stage.run, array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite, offset=offset)
+    elif (url := Location.of(out).url) is not None:  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr
+        export_labels(stage.run, array_path, url, voxel_size=voxel_size, table=result.table, overwrite=overwrite, offset=offset)
     elif tiff:
         import zarr
 
@@ -404,7 +403,7 @@ def blockwise_file(
     else:
         per_block = default_per_block(shape, parameters.crop, parameters.overlap, label_halo, vector_halo)
     job = Job(
-        volume=volume.path if is_store(volume.path) else Path(volume.path).resolve(), channel=channel, axes=axes, normalization=normalization,
+        volume=Location.of(volume.path).resolved(), channel=channel, axes=axes, normalization=normalization,
         mask=None if mask is None else Path(mask).resolve(), skip_below=skip_below, shape=shape,
         work=(work_dir or default_work_dir(out if out is not None else into[0])).resolve(),  # type: ignore[index]
         per_block=per_block, reference_borders=reference_borders, parameters=parameters, source=source,

@@ -8,9 +8,13 @@ staged and then published; ``export`` does that in parallel from a blockwise run
 The rest of the client calls only what is named here.
 """
 
-from .location import StoreUrl, argument, check_credentials, has_scheme, is_store, parse
+from .location import Location, StoreUrl, argument, check_credentials, has_scheme, is_store, parse
 from .metadata import read_offset, read_voxel_size
-from .reader import open_volume, store_of
+from .export import export_labels
+from .reader import level, open_volume, store_of, zarr_windows
+from .windows import filled_text
 from .writer import check_destination, write_labels
 
-__all__ = ["StoreUrl", "argument", "check_credentials", "check_destination", "has_scheme", "is_store", "open_volume", "parse", "read_offset", "read_voxel_size", "store_of", "write_labels"]
+__all__ = ["Location", "StoreUrl", "argument", "check_credentials", "check_destination", "export_labels", "filled_text", "has_scheme",
+           "is_store", "level", "open_volume", "parse", "read_offset", "read_voxel_size", "store_of", "write_labels",
+           "zarr_windows"]
