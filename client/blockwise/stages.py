@@ -55,10 +55,6 @@ def _local(region: Region, within: Region) -> tuple[slice, slice, slice]:
     return tuple(slice(lo - o, hi - o) for (lo, hi), (o, _) in zip(region, within))  # type: ignore[return-value]
 
 
-def _intersection(a: Region, b: Region) -> Region:
-    return tuple((max(p, r), max(max(p, r), min(q, s))) for (p, q), (r, s) in zip(a, b))  # type: ignore[return-value]
-
-
 def _extent(region: Region) -> tuple[int, ...]:
     return tuple(hi - lo for lo, hi in region)
 
@@ -184,9 +180,7 @@ def assign_block(
                                     out=scratch("out", _extent(block.region), dtype))
     del vectors, components
     if job.reference_borders:  # the reference's unwritten frame stays background
-        keep = np.zeros(out.shape, bool)
-        keep[_local(_intersection(block.region, reference_interior(job.shape)), block.region)] = True
-        out[~keep] = 0
+        postprocess.clear_outside(out, block.region, reference_interior(job.shape))
     at, ids = sparse.to_sparse(out)
     del out
     job.store.save_sparse("assigned", block.name, at, ids)
