@@ -25,7 +25,7 @@ window's p99 is the largest of its few dozen latencies, which does not settle on
 
 The pure functions here (:func:`percentile`, :func:`latency_summary`, :func:`server_delta`,
 :func:`is_stable`, :func:`message_bytes`, :func:`summarise`) take numbers and return
-numbers; :func:`measure` owns the clients.
+numbers; :func:`measure_throughput` owns the clients.
 
 Not split: one measurement (settings, closed-loop clients, windows, the stability rule, the
 server's statistics) read top to bottom; its report formats already live in bench_report.py.
@@ -433,7 +433,7 @@ class _Clients:
                 worker.join(timeout=5)
 
 
-def measure(
+def measure_throughput(
     url: str,
     model: str,
     *,
@@ -577,7 +577,7 @@ def bench(
                         )
 
                 result.measurements.append(
-                    measure(
+                    measure_throughput(
                         url, model, batch=b, concurrency=c, crop=crop, statistics=endpoint.inference_statistics,
                         duration=duration, warmup=warmup, processes=processes, tolerance=tolerance,
                         max_windows=max_windows, timeout=timeout, on_window=report,

@@ -234,12 +234,12 @@ def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:
 def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | None) -> None:
     """Fail before any work if something would be written over the input or cannot be written."""
     from .instances import check_table_path
-    from .stores import Location, check_destination
+    from .stores import Location, check_store_destination
 
     inputs = [q for q in (Location.of(p).local for p in inputs) if q is not None]  # a remote input is never local
     out = output.out
     if out is not None and (url := Location.of(out).url) is not None:  # precomputed:// or n5:// (client/stores)
-        check_destination(url, output.overwrite, inputs)
+        check_store_destination(url, output.overwrite, inputs)
         if output.save_intermediates:
             raise InputError(f"--save-intermediates writes beside a local --out, not {out}; drop it, or write to a local path")
     elif out is not None:

@@ -352,12 +352,12 @@ def _write_pyramid(stage: _Stage, job: Job, store: BlockStore, target: Path, lev
                    chunks_zxy: Sequence[int], size_zxy: Sequence[int]) -> None:
     """The levels above 0 of an ``.ome.zarr`` (as create_labels_array made them), sampled from
     its written level 0 one region of a level's chunks at a time (pyramid.py)."""
-    from .pyramid import level_regions, region_name, write_level_region
+    from .pyramid import level_region_name, level_regions, write_level_region
 
     regions = level_regions(levels, chunks_zxy, size_zxy)
     if not regions:
         return
-    names = [region_name(path, region) for path, region in regions]
+    names = [level_region_name(path, region) for path, region in regions]
     done = _still_done(stage.client, job, "pyramid", store, names, str(target))
     stage.run("pyramid", [(name, write_level_region, (job, str(target), path, region, levels[0].path))
                           for name, (path, region) in zip(names, regions) if name not in done], len(names))

@@ -21,7 +21,7 @@ def _opened(source: StoreUrl) -> Opened | None:
         return None
 
 
-def read_voxel_size(source: StoreUrl) -> Any:
+def read_store_voxel_size(source: StoreUrl) -> Any:
     """The voxel size the metadata states, or None: N5 ``resolution`` + ``units`` or
     ``pixelResolution`` (the dataset's, else its group's times ``downsamplingFactors``),
     precomputed ``resolution`` (nanometres), OME-NGFF scale and units."""
