@@ -45,7 +45,7 @@ from .blocks import BlockGrid, default_per_block, grow, per_block_from_voxels
 from .cluster import ClusterError, dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job, Source
-from .store import FORMAT, BlockStore
+from .store import FORMAT, BlockStore, Stage
 from .worker import release, run_task
 
 
@@ -131,12 +131,13 @@ def _wait_until_stopped(client: Any, keys: set[Any], timeout: float = 120.0) -> 
         time.sleep(0.05)
 
 
-def _still_done(client: Any, job: Job, stage: str, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
+def _still_done(client: Any, job: Job, stage: Stage, store: BlockStore, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
     """The markers of ``stage`` among ``names`` whose data still checks out (checked on the workers)."""
     marked = {k: v for k, v in store.done(stage).items() if k in set(names)}
     if not marked:
         return {}
-    futures = {client.submit(run_task, stages.verify, job, stage, k, v[0], array_path, key=_task_key(stages.verify)): k
+    verify = stages.VERIFIERS[stage]
+    futures = {client.submit(run_task, verify, job, k, v[0], array_path, key=_task_key(verify)): k
                for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))
     return {k: v for k, v in marked.items() if ok[k]}
