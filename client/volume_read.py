@@ -86,7 +86,7 @@ def _ome_axes(multiscales: Any) -> str | None:
 
 def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str | None]:
     """A Zarr array, an OME-Zarr image's first level or a group's one array; ``fill_missing``
-    as :func:`~skoots_client.stores.reader.zarr_windows` takes it."""
+    as [`zarr_windows`][skoots_client.stores.zarr_windows] takes it."""
     import zarr
 
     if path.is_dir() and not any((path / m).exists() for m in ("zarr.json", ".zarray", ".zattrs", ".zgroup")):

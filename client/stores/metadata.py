@@ -41,7 +41,7 @@ def read_store_voxel_size(source: StoreUrl) -> Any:
     return None
 
 
-def read_offset(source: StoreUrl) -> Any:
+def read_store_offset(source: StoreUrl) -> Any:
     """The offset the metadata states (client/origin.py), or None: precomputed ``voxel_offset``
     of the scale, OME-NGFF ``translation`` of the level, N5 ``offset`` (physical, in the
     units of ``resolution``, as Paintera and N5-ImageJ write it; voxels without one)."""
