@@ -201,7 +201,7 @@ def evaluate_command(
     IoU 0.5 and 0.75, adjusted Rand index, variation of information (split, merge), counts."""
     import json
 
-    from .evaluate import evaluate_files, format_table
+    from .evaluate import evaluate_files, format_scores
 
     try:
         scores = evaluate_files(prediction, ground_truth)
@@ -211,7 +211,7 @@ def evaluate_command(
     if json_output:
         typer.echo(json.dumps({"prediction": str(prediction), "ground_truth": str(ground_truth), **scores.to_dict()}, indent=2))
     else:
-        typer.echo(f"{prediction} against {ground_truth}\n{format_table(scores)}")
+        typer.echo(f"{prediction} against {ground_truth}\n{format_scores(scores)}")
 
 
 @app.command("bench")

@@ -300,7 +300,7 @@ def _whole(volume: Any) -> np.ndarray:
     return labels
 
 
-def format_table(scores: Scores) -> str:
+def format_scores(scores: Scores) -> str:
     """The scores as a small plain-text table for a terminal."""
     lines = [
         f"instances   predicted {scores.pred_instances}, ground truth {scores.true_instances}",

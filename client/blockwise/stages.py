@@ -185,7 +185,7 @@ def assign_block(
     at, ids = sparse.to_sparse(out)
     del out
     job.store.save_sparse("assigned", block.name, at, ids)
-    values, linear = sparse.first_appearances(at, ids, block.region, job.shape)
+    values, linear = sparse.volume_first_appearances(at, ids, block.region, job.shape)
     size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
     job.store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
     job.store.mark("assign", block.name, crc(at, ids), {"labels": int(len(values))})

@@ -221,7 +221,7 @@ def test_sparse_first_appearances_are_global_linear_indices() -> None:
     labels = np.zeros((4, 5, 6), np.uint32)
     labels[1, 2, 3], labels[2, 0, 0], labels[3, 4, 5] = 7, 3, 7
     block = ((10, 14), (20, 25), (0, 6))
-    values, at = sparse.first_appearances(*sparse.to_sparse(labels), block, (30, 40, 6))
+    values, at = sparse.volume_first_appearances(*sparse.to_sparse(labels), block, (30, 40, 6))
     assert dict(zip(values.tolist(), at.tolist())) == {
         3: np.ravel_multi_index((12, 20, 0), (30, 40, 6)), 7: np.ravel_multi_index((11, 22, 3), (30, 40, 6))}
 
