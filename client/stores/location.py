@@ -145,7 +145,7 @@ class Location:
         """
         if isinstance(value, (Location, StoreUrl, Path)):
             return Location.of(value)
-        return Location(argument(os.fspath(value), s3_endpoint=s3_endpoint, option=option))
+        return Location(argument(str(value), s3_endpoint=s3_endpoint, option=option))
 
     @staticmethod
     def names(value: Any) -> bool:
