@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .levels import image_of_level, level_names, multiscales_of
-from .stores import Location
+from .stores import Location, StoreUrl
 from .volume import SUPPORTED_DTYPES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, XYZView, describe_shape
 
 
@@ -219,7 +219,7 @@ def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
+def read_volume(path: str | Path | StoreUrl, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
                 fill_missing: bool | None = False) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
@@ -329,7 +329,7 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
 
 
-def read_labels(path: str | Path) -> np.ndarray:
+def read_labels(path: str | Path | StoreUrl) -> np.ndarray:
     """Read a 3-D label volume whole, in its stored axis order (``[Z, X, Y]`` for our outputs).
 
     Raises
@@ -356,7 +356,7 @@ def _label_dtype(path: Path, array: Any) -> np.dtype:
     return dtype
 
 
-def open_labels(path: str | Path) -> Volume:
+def open_labels(path: str | Path | StoreUrl) -> Volume:
     """A label volume as a lazy ``[X, Y, Z]`` view: ``[Z, X, Y]`` on disk, or the axes a file
     names (an NGFF label image's single time point is taken as is). Negative labels are found
     by whoever reads the data.
