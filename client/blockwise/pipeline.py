@@ -325,7 +325,7 @@ def _run(
             install_labels(image, label_name, target, layout, overwrite=overwrite)
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
-    elif (url := Location.of(out).url) is not None:  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr
+    elif out is not None and (url := Location.of(out).url) is not None:  # precomputed://, n5://: shard-aligned tasks
         export_labels(stage.run, array_path, url, voxel_size=voxel_size, table=result.table, overwrite=overwrite, offset=offset)
     elif tiff:
         import zarr
