@@ -265,13 +265,13 @@ def measure(
     from .volume_read import open_labels, read_volume, volume_from_array
     from .voxel_size_read import read_voxel_size, resolve_voxel_size
 
-    from .stores import is_store
+    from .stores import Location
 
     out = _path(out)
     labels_path = _location(labels, s3_endpoint, "labels") if _is_location(labels) else None
     raw_path = _location(raw, s3_endpoint, "--raw") if _is_location(raw) else None
     if out is not None:
-        local = [p.local if is_store(p) else p for p in (labels_path, raw_path) if p is not None]  # a remote volume is never local
+        local = [Location.of(p).local for p in (labels_path, raw_path) if p is not None]  # a remote volume is never local
         check_not_input("--out", out, [p for p in local if p is not None])
         check_table_path(out, overwrite, "--out")
     opened = open_labels(labels_path) if labels_path is not None else _labels_from_array(labels)
@@ -366,16 +366,16 @@ def _model_source(model: Union[str, Path, None], repository: Path, served: bool)
 
 def _is_location(value: Any) -> bool:
     """A path or URL (rather than an array)."""
-    from .stores import is_store
+    from .stores import Location
 
-    return isinstance(value, (str, Path)) or is_store(value)
+    return Location.names(value)
 
 
 def _location(value: Any, s3_endpoint: Optional[str], option: str) -> Any:
     """A local path, or an N5 / precomputed / Zarr store named by URL (``n5://``, ``s3://``, ...)."""
-    from .stores import argument, is_store
+    from .stores import Location
 
-    return value if is_store(value) else argument(str(value), s3_endpoint=s3_endpoint, option=option)
+    return Location.parse(value, s3_endpoint=s3_endpoint, option=option).target
 
 
 def _path(value: Union[str, Path, None]) -> Optional[Path]:

@@ -25,7 +25,7 @@ window's p99 is the largest of its few dozen latencies, which does not settle on
 
 The pure functions here (:func:`percentile`, :func:`latency_summary`, :func:`server_delta`,
 :func:`is_stable`, :func:`message_bytes`, :func:`summarise`) take numbers and return
-numbers; :func:`measure` owns the clients.
+numbers; :func:`measure_throughput` owns the clients.
 
 Not split: one measurement (settings, closed-loop clients, windows, the stability rule, the
 server's statistics) read top to bottom; its report formats already live in bench_report.py.
@@ -433,7 +433,19 @@ class _Clients:
                 worker.join(timeout=5)
 
 
-def measure(
+@dataclass(frozen=True)
+class LoadSettings:
+    """How each setting is loaded and judged: the bench's options other than the settings."""
+
+    duration: float = 5.0
+    warmup: float = 2.0
+    processes: int = 1
+    tolerance: float = 0.1
+    max_windows: int = 10
+    timeout: float = 120.0
+
+
+def measure_throughput(
     url: str,
     model: str,
     *,
@@ -441,12 +453,7 @@ def measure(
     concurrency: int,
     crop: Sequence[int],
     statistics: Callable[[], list[dict[str, Any]]],
-    duration: float = 5.0,
-    warmup: float = 2.0,
-    processes: int = 1,
-    tolerance: float = 0.1,
-    max_windows: int = 10,
-    timeout: float = 120.0,
+    load: LoadSettings = LoadSettings(),
     on_window: Callable[[int, Window], None] | None = None,
 ) -> Measurement:
     """Load ``model`` at ``url`` with one setting until it is stable (see the module's notes).
@@ -454,16 +461,16 @@ def measure(
     ``statistics()`` returns the server's ``model_stats`` for the model (one snapshot).
     Raises ``ClientError`` when a client cannot connect or a request fails.
     """
-    clients = _Clients(url, model, batch, concurrency, processes, timeout)
+    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout)
     try:
-        clients.wait_ready(limit=60 + timeout)
-        clients.collect_until(time.monotonic() + warmup)
-        windows, counted, few = measure_windows(clients, statistics, begin=time.monotonic(), duration=duration,
-                                                tolerance=tolerance, max_windows=max_windows, on_window=on_window)
+        clients.wait_ready(limit=60 + load.timeout)
+        clients.collect_until(time.monotonic() + load.warmup)
+        windows, counted, few = measure_windows(clients, statistics, begin=time.monotonic(), duration=load.duration,
+                                                tolerance=load.tolerance, max_windows=load.max_windows, on_window=on_window)
     finally:
         clients.close()
-    return summarise(windows, batch=batch, concurrency=concurrency, processes=processes, crop=crop,
-                     stable=not few and is_stable(windows, tolerance), measured=counted, few_requests=few)
+    return summarise(windows, batch=batch, concurrency=concurrency, processes=load.processes, crop=crop,
+                     stable=not few and is_stable(windows, load.tolerance), measured=counted, few_requests=few)
 
 
 def measure_windows(
@@ -555,6 +562,7 @@ def bench(
             f"--duration and --timeout must be positive, --warmup not negative, --processes at least 1, "
             f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
         )
+    load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout)
     endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
     model = endpoint.model  # the one picked when none was named: every client process loads it
     try:
@@ -577,10 +585,9 @@ def bench(
                         )
 
                 result.measurements.append(
-                    measure(
+                    measure_throughput(
                         url, model, batch=b, concurrency=c, crop=crop, statistics=endpoint.inference_statistics,
-                        duration=duration, warmup=warmup, processes=processes, tolerance=tolerance,
-                        max_windows=max_windows, timeout=timeout, on_window=report,
+                        load=load, on_window=report,
                     )
                 )
     finally:

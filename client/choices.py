@@ -9,34 +9,13 @@ a value crosses a process boundary, a fingerprint or a message unchanged.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TypeVar, Union
+
+from skoots_export.contract.choices import Choice, Device  # one Device for export and client
 
 from .errors import InputError
 
 C = TypeVar("C", bound="Choice")
-
-
-class Choice(str, Enum):
-    """A closed set of option values; prints as its text."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
-
-    @classmethod
-    def texts(cls) -> tuple[str, ...]:
-        return tuple(str(m.value) for m in cls)
-
-
-class Device(Choice):
-    """Where post-processing runs: a GPU with CuPy when there is one (``auto``), or as named."""
-
-    AUTO = "auto"
-    CPU = "cpu"
-    GPU = "gpu"
 
 
 class Runtime(Choice):

@@ -100,11 +100,11 @@ def segment_command(
 ) -> None:
     """Segment a volume into instance labels."""
     from .api import segment  # heavy imports only when segmenting
-    from .stores import argument, is_store
+    from .stores import Location
 
     try:
-        source = argument(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
-        local = Path(source.parent, source.name) if is_store(source) else source
+        location = Location.parse(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
+        source, local = location.target, location.parent / location.name
         result = segment(
             source,
             out=out if out is not None or labels_into is not None else default_output(local, level),
@@ -201,7 +201,7 @@ def evaluate_command(
     IoU 0.5 and 0.75, adjusted Rand index, variation of information (split, merge), counts."""
     import json
 
-    from .evaluate import evaluate_files, format_table
+    from .evaluate import evaluate_files, format_scores
 
     try:
         scores = evaluate_files(prediction, ground_truth)
@@ -211,7 +211,7 @@ def evaluate_command(
     if json_output:
         typer.echo(json.dumps({"prediction": str(prediction), "ground_truth": str(ground_truth), **scores.to_dict()}, indent=2))
     else:
-        typer.echo(f"{prediction} against {ground_truth}\n{format_table(scores)}")
+        typer.echo(f"{prediction} against {ground_truth}\n{format_scores(scores)}")
 
 
 @app.command("bench")

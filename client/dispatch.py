@@ -26,7 +26,6 @@ class Endpoint(Protocol):
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]: ...
 
 
-_DONE = object()
 _POLL = 0.05
 
 

@@ -22,7 +22,7 @@ from .preview import write_preview
 from .progress import Watch
 from .run_stats import RunStats
 from .sanity import empty_result_text, empty_result_warning
-from .stores.windows import filled_text
+from .stores import filled_text
 from .volume_read import missing_chunks_warning
 from .workdir import WorkDir, default_work_dir
 
@@ -48,7 +48,7 @@ class InMemoryEngine:
     def run(self, plan: Plan, watch: Watch) -> RunStats:
         from .instances import label_properties, measure_xyz, write_table
         from .ngff import write_labels_into
-        from .stores import is_store
+        from .stores import Location
 
         output, volume = plan.output, plan.volume
         work = None
@@ -80,10 +80,10 @@ class InMemoryEngine:
                                         voxel_size=plan.voxel_size)
             except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
                 # beside the destination's work directory; else beside an input file, never inside an input store
-                location = plan.location
+                location = Location.of(plan.location)
                 folders = [*([work.path.parent] if work is not None else []),
                            *([default_work_dir(output.destination).parent] if output.destination is not None else []),
-                           *([Path(location).parent] if not is_store(location) and Path(location).is_file() else [])]
+                           *([location.parent] if location.is_file else [])]
                 raise keep_labels(e, labels, plan.voxel_size, [p for p in (output.out, output.labels_into) if p is not None],
                                   folders, written=done_at) from e
         except ClientError as e:

@@ -25,7 +25,6 @@ Label 0 is background in both volumes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -285,11 +284,11 @@ def intensity_like(labels: np.ndarray) -> bool:
 def _labels(location: Any, option: str) -> Any:
     """A label volume ``[X, Y, Z]`` named by a path, a URL's text or a StoreUrl; a refusal
     names which argument it is."""
-    from .stores import argument, is_store
+    from .stores import Location
     from .volume_read import open_labels
 
     try:
-        return open_labels(location if is_store(location) or isinstance(location, Path) else argument(str(location), option=option))
+        return open_labels(Location.parse(location, option=option).target)
     except InputError as e:
         raise InputError(f"{option}: {e}") from None
 
@@ -301,7 +300,7 @@ def _whole(volume: Any) -> np.ndarray:
     return labels
 
 
-def format_table(scores: Scores) -> str:
+def format_scores(scores: Scores) -> str:
     """The scores as a small plain-text table for a terminal."""
     lines = [
         f"instances   predicted {scores.pred_instances}, ground truth {scores.true_instances}",

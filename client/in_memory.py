@@ -187,10 +187,7 @@ def segment_volume(
         if not save_intermediates:
             del vectors
         if reference_borders:
-            interior = tuple(slice(lo, hi) for lo, hi in reference_interior(shape))
-            kept = labels[interior].copy()
-            labels[...] = 0
-            labels[interior] = kept
+            postprocess.clear_outside(labels, [(0, n) for n in shape], reference_interior(shape))
     with _timed(seconds, "renumber"):
         labels, count = postprocess.renumber_labels(postprocess.remove_small_instances(labels, min_size), labels_dtype)
     intermediates = {}

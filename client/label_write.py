@@ -35,7 +35,7 @@ def check_output_path(path: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def _staged(path: Path, overwrite: bool) -> Iterator[Path]:
+def _staged_output(path: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a private path beside ``path`` to write to; on success move it into place.
 
     Nothing is left at ``path`` or beside it if writing fails.
@@ -67,12 +67,12 @@ def write_labels(
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
-    if stores.is_store(path):  # precomputed:// or n5:// (client/stores)
-        return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
+    if (url := stores.Location.of(path).url) is not None:  # precomputed:// or n5:// (client/stores)
+        return stores.write_store_labels(url, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
                                    offset=offset)
     path = Path(path)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
-    with _staged(path, overwrite) as target:
+    with _staged_output(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
             _write_tiff(target, labels_xyz, size)
         elif path.name.lower().endswith(".ome.zarr"):
@@ -204,7 +204,7 @@ def write_intermediates(out: Path, arrays: dict[str, Any], *, overwrite: bool = 
     import zarr
 
     path = intermediates_path(out)
-    with _staged(path, overwrite) as target:
+    with _staged_output(path, overwrite) as target:
         group = zarr.open_group(str(target), mode="w")
         for key, array in arrays.items():
             host = array.get() if hasattr(array, "get") else np.asarray(array)

@@ -9,7 +9,20 @@ from .errors import InputError
 
 
 def multiscales_of(attrs: dict[str, Any]) -> Any:
+    """The OME-NGFF ``multiscales`` of a group's attributes: top level in 0.4, under ``ome`` in
+    0.5; None when there are none. The one place that knows where NGFF keeps them."""
     return attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+
+
+def dataset_paths(multiscales: Any) -> list[str]:
+    """The paths of the first multiscale's datasets (its levels, full resolution first).
+
+    Raises
+    ------
+    KeyError, IndexError, TypeError
+        ``multiscales`` is missing or malformed.
+    """
+    return [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
 
 
 def image_of_level(path: Path) -> tuple[Path, Any, int | None] | None:
@@ -23,7 +36,7 @@ def image_of_level(path: Path) -> tuple[Path, Any, int | None] | None:
             continue
         try:
             multiscales = multiscales_of(zarr.open_group(str(image), mode="r").attrs.asdict())
-            paths = [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
+            paths = dataset_paths(multiscales)
         except Exception:  # noqa: BLE001 - not an image: the path is read as it is
             continue
         inside = path.relative_to(image).as_posix()

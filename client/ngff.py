@@ -22,6 +22,7 @@ import numpy as np
 from .atomic import move_into_place
 from .destinations import check_writable
 from .errors import OutputError
+from .levels import multiscales_of
 
 NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
 MIN_EXTENT = 32  # a level is added while its smaller in-plane side stays at least this long
@@ -236,11 +237,13 @@ class ImageLayout:
         return self.levels[0].shape[-3:]  # type: ignore[return-value]
 
 
-def _ome(attrs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    if "ome" in attrs:
-        return attrs["ome"].get("version"), attrs["ome"]
-    multiscales = attrs.get("multiscales") or [{}]
-    return multiscales[0].get("version"), attrs
+def _multiscale(attrs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """An image's NGFF version as it states it (0.5: ``ome.version``, 0.4: the multiscale's),
+    and its first multiscale."""
+    multiscales = multiscales_of(attrs)
+    if not multiscales:
+        raise KeyError("multiscales")
+    return (attrs["ome"] if "ome" in attrs else multiscales[0]).get("version"), multiscales[0]
 
 
 def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
@@ -249,8 +252,7 @@ def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
 
     try:
         group = zarr.open_group(str(image), mode="r")
-        version, ome = _ome(group.attrs.asdict())
-        multiscale = ome["multiscales"][0]
+        version, multiscale = _multiscale(group.attrs.asdict())
         axes = [a if isinstance(a, dict) else {"name": a} for a in multiscale["axes"]]
         names = [str(a["name"]).lower() for a in axes]
         if names[-3:] != ["z", "y", "x"]:

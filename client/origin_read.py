@@ -17,7 +17,7 @@ def read_offset(path: Any) -> Offset:
 
     store = stores.store_of(path)
     if store is not None:
-        return stores.read_offset(store) or ZERO
+        return stores.read_store_offset(store) or ZERO
     path = Path(path)
     if path.name.lower().endswith((".tif", ".tiff")):
         return ZERO

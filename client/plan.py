@@ -96,12 +96,12 @@ def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:
 def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | None) -> None:
     """Fail before any work if something would be written over the input or cannot be written."""
     from .instances import check_table_path
-    from .stores import check_destination, is_store
+    from .stores import Location, check_store_destination
 
-    inputs = [q for q in (p.local if is_store(p) else Path(p) for p in inputs) if q is not None]  # a remote input is never local
+    inputs = [q for q in (Location.of(p).local for p in inputs) if q is not None]  # a remote input is never local
     out = output.out
-    if is_store(out):  # precomputed:// or n5:// (client/stores)
-        check_destination(out, output.overwrite, inputs)
+    if out is not None and (url := Location.of(out).url) is not None:  # precomputed:// or n5:// (client/stores)
+        check_store_destination(url, output.overwrite, inputs)
         if output.save_intermediates:
             raise InputError(f"--save-intermediates writes beside a local --out, not {out}; drop it, or write to a local path")
     elif out is not None:
@@ -126,11 +126,11 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     not loaded: the engine opens what answers crops). What looks wrong about the input goes to
     ``watch.warn``, one line each; the switch to blockwise to ``watch.note``. Raises ``ClientError``."""
     from .ngff import check_labels_into
-    from .stores import is_store, store_of
-    from .stores.reader import level as store_level
+    from .stores import Location, store_of
+    from .stores import level as store_level
 
     check_options(input, output, model, resume, cluster)
-    location = input.source.path if not input.from_file else input.source if is_store(input.source) else Path(input.source)
+    location = Location.of(input.source).target if input.from_file else input.source.path
     if input.level is not None:
         store = store_of(location)
         # a precomputed scale, an N5 group's sN (client/stores), else an OME-Zarr level
@@ -146,7 +146,8 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
         refuse_non_finite(volume)  # only the box: a float volume's other voxels are never read
     starts = [lo for lo, _ in box] if box is not None else [0, 0, 0]
     origin = tuple(o + s for o, s in zip(read_offset(location) if input.from_file else ZERO, starts))
-    if not is_integral(origin) and is_store(output.out) and output.out.format in (None, "precomputed"):  # voxel_offset is whole voxels
+    out_url = Location.of(output.out).url if output.out is not None else None
+    if not is_integral(origin) and out_url is not None and out_url.format in (None, "precomputed"):  # voxel_offset is whole voxels
         watch.warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
     blockwise = cluster.asked
     if input.from_file and not blockwise and output.destination is not None:

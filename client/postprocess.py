@@ -445,6 +445,24 @@ def remove_small_instances(labels: Any, min_size: int) -> Any:
     return labels
 
 
+def clear_outside(labels: Any, region: Sequence[tuple[int, int]], keep: Sequence[tuple[int, int]]) -> Any:
+    """``labels``, the box ``region`` (``[lo, hi)`` per axis, in the volume's voxels) of a
+    volume, with every voxel outside the box ``keep`` set to background, in place (NumPy or
+    CuPy): ``--reference-borders``' unwritten frame, for the whole volume or one block.
+
+    Examples
+    --------
+    >>> clear_outside(np.ones((2, 4), np.uint8), [(0, 2), (2, 6)], [(1, 2), (3, 9)]).tolist()
+    [[0, 0, 0, 0], [0, 1, 1, 1]]
+    """
+    for axis, ((lo, hi), (first, last)) in enumerate(zip(region, keep, strict=True)):
+        start = min(max(first - lo, 0), hi - lo)
+        stop = min(max(last - lo, start), hi - lo)
+        for outside in (slice(0, start), slice(stop, None)):
+            labels[(slice(None),) * axis + (outside,)] = 0
+    return labels
+
+
 def instance_sizes(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """How many voxels of ``values`` (a block's assigned ids) hold each of ``labels``: what a
     block adds to each instance's size, summed over blocks before ``--min-size`` applies. CPU."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from skoots_export.contract.choices import Backend
+
 # When one export is served as several variants, which to use: libtorch runs model.pt natively
 # (GPU servers), OpenVINO is the next fastest on CPUs, the Python backend is the fallback.
-KIND_PREFERENCE = ("libtorch", "openvino", "python")
+KIND_PREFERENCE = (Backend.LIBTORCH, Backend.OPENVINO, Backend.PYTHON)
 # On a server whose models all run on the CPU, libtorch is the slowest: the Python-backend model
 # runs the exported IR with OpenVINO there (2.08 against 0.86 crops/s measured on two cores).
-CPU_KIND_PREFERENCE = ("openvino", "python", "libtorch")
+CPU_KIND_PREFERENCE = (Backend.OPENVINO, Backend.PYTHON, Backend.LIBTORCH)
 
 
 def on_cpu_only(configs: Sequence[Any]) -> bool:
@@ -20,10 +22,10 @@ def on_cpu_only(configs: Sequence[Any]) -> bool:
     return bool(groups) and all(group.kind == group.KIND_CPU for group in groups)
 
 
-def model_kind(config: Any) -> str:
+def model_kind(config: Any) -> Backend:
     """``libtorch``, ``openvino`` or ``python``: what runs the model, from its config."""
     if config.platform == "pytorch_libtorch" or config.backend == "pytorch":
-        return "libtorch"
+        return Backend.LIBTORCH
     if "openvino" in (config.platform, config.backend) or config.name.endswith("_openvino"):
-        return "openvino"
-    return "python"
+        return Backend.OPENVINO
+    return Backend.PYTHON

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .levels import image_of_level, level_names, multiscales_of
+from .stores import Location, StoreUrl
 from .volume import SUPPORTED_DTYPES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, XYZView, describe_shape
 
 
@@ -85,7 +86,7 @@ def _ome_axes(multiscales: Any) -> str | None:
 
 def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str | None]:
     """A Zarr array, an OME-Zarr image's first level or a group's one array; ``fill_missing``
-    as :func:`~skoots_client.stores.reader.zarr_windows` takes it."""
+    as [`zarr_windows`][skoots_client.stores.zarr_windows] takes it."""
     import zarr
 
     if path.is_dir() and not any((path / m).exists() for m in ("zarr.json", ".zarray", ".zattrs", ".zgroup")):
@@ -94,7 +95,7 @@ def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str 
         node = zarr.open(str(path), mode="r")
     except Exception as e:  # zarr raises several kinds for a non-store
         raise InputError(f"cannot open Zarr store {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    from .stores.reader import zarr_windows as tensorstore_windows  # TensorStore reads the windows where installed (client/stores)
+    from .stores import zarr_windows as tensorstore_windows  # TensorStore reads the windows where installed (client/stores)
 
     def zarr_windows(array: Any) -> Any:
         return tensorstore_windows(array, fill_missing)
@@ -218,7 +219,7 @@ def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
+def read_volume(path: str | Path | StoreUrl, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
                 fill_missing: bool | None = False) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
@@ -238,7 +239,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     InputError
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
-    path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
+    path = Location.of(path).target  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path, fill_missing)
     return _as_volume(array, path, file_axes, channel, axes, check_finite)
 
@@ -254,7 +255,7 @@ def missing_chunks(volume: Volume) -> set[tuple[int, ...]]:
 
 def missing_chunks_warning(volume: Volume) -> str | None:
     """How many missing chunks a ``fill_missing`` volume read as zeros, as a warning; or None."""
-    from .stores.windows import filled_text
+    from .stores import filled_text
 
     return filled_text(len(missing_chunks(volume)), volume.path)
 
@@ -328,7 +329,7 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
 
 
-def read_labels(path: str | Path) -> np.ndarray:
+def read_labels(path: str | Path | StoreUrl) -> np.ndarray:
     """Read a 3-D label volume whole, in its stored axis order (``[Z, X, Y]`` for our outputs).
 
     Raises
@@ -336,7 +337,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     InputError
         Missing or unreadable file, not 3-D, or not integer labels.
     """
-    path = path if _is_store(path) else Path(path)
+    path = Location.of(path).target
     array, _ = _open(path)
     dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
@@ -347,13 +348,6 @@ def read_labels(path: str | Path) -> np.ndarray:
     return labels
 
 
-def _is_store(path: Any) -> bool:
-    """Whether ``path`` is a :class:`~skoots_client.stores.StoreUrl` (N5, precomputed, Zarr by URL)."""
-    from .stores import is_store
-
-    return is_store(path)
-
-
 def _label_dtype(path: Path, array: Any) -> np.dtype:
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "ui":
@@ -362,7 +356,7 @@ def _label_dtype(path: Path, array: Any) -> np.dtype:
     return dtype
 
 
-def open_labels(path: str | Path) -> Volume:
+def open_labels(path: str | Path | StoreUrl) -> Volume:
     """A label volume as a lazy ``[X, Y, Z]`` view: ``[Z, X, Y]`` on disk, or the axes a file
     names (an NGFF label image's single time point is taken as is). Negative labels are found
     by whoever reads the data.
@@ -372,7 +366,7 @@ def open_labels(path: str | Path) -> Volume:
     InputError
         Missing or unreadable file, not one 3-D volume, or not integer labels.
     """
-    path = path if _is_store(path) else Path(path)
+    path = Location.of(path).target
     array, axes = _open(path)
     _label_dtype(path, array)
     shape = tuple(int(n) for n in array.shape)

@@ -72,7 +72,7 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
 
     store = stores.store_of(path)
     if store is not None:  # N5, precomputed, Zarr by URL: their own metadata (client/stores)
-        return stores.read_voxel_size(store)
+        return stores.read_store_voxel_size(store)
     path = Path(path)
     try:
         if path.name.lower().endswith(TIFF_SUFFIXES):

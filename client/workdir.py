@@ -83,11 +83,12 @@ def fingerprint(
 
 def file_identity(path: Path) -> dict[str, Any]:
     """A file (or folder) as a fingerprint names it: resolved path, size and modification time."""
-    from .stores import is_store
+    from .stores import Location
 
-    if is_store(path):  # a volume by URL: its URL (a local store: its folder)
-        return {"path": str(path), "size": None, "mtime_ns": None} if path.local is None else file_identity(path.local)
-    path = Path(path).resolve()
+    local = Location.of(path).local  # a volume by URL: its URL (a local store: its folder)
+    if local is None:
+        return {"path": str(path), "size": None, "mtime_ns": None}
+    path = local.resolve()
     stat = path.stat()
     return {"path": str(path), "size": stat.st_size if path.is_file() else None,
             "mtime_ns": stat.st_mtime_ns if path.is_file() else None}
@@ -95,11 +96,9 @@ def file_identity(path: Path) -> dict[str, Any]:
 
 def default_work_dir(out: Path) -> Path:
     """``labels.tif`` → ``labels.tif.work`` beside it (for ``s3://…/labels``: ``labels.work`` here)."""
-    from .stores import is_store
+    from .stores import Location
 
-    if is_store(out):
-        return out.parent / (out.name + ".work")
-    return out.with_name(out.name + ".work")
+    return Location.of(out).work_dir
 
 
 def stale_work_text(path: Path) -> str | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
+from .contract.choices import Backend, Device
 from .contract.console import VersionOption, run
 from .contract.errors import SkootsError
 from .contract.net import is_loopback
@@ -16,7 +17,6 @@ from .contract.triples import TRIPLE_HELP, option_triple
 from .contract.units import length_unit
 from .contract.wire import INPUT, OUTPUTS, TORCH_VERSION
 from .errors import ExportOptionError, ServerError
-from .model_config import Backend, Device
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -49,7 +49,7 @@ def export_command(
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
     name: Annotated[str, typer.Option(help="Model name in the repository; with several variants the Python-backend copy is NAME_python and the OpenVINO-backend one NAME_openvino.")] = "skoots",
     backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python) or all. Every variant but openvino also holds the OpenVINO IR beside model.pt.")] = "all",
-    device: Annotated[Device, typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = Device.gpu,
+    device: Annotated[Literal["gpu", "cpu"], typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = "gpu",  # Device, never auto
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
@@ -84,7 +84,7 @@ def export_command(
             repository=repository,
             name=name,
             backend=backend,
-            device=device,
+            device=Device(device),
             max_batch_size=max_batch,
             version=version,
             instances=instances,
@@ -106,8 +106,8 @@ def export_command(
     except SkootsError as e:
         raise fail(e) from None
     for path, kind in result.models:
-        openvino = kind is Backend.openvino  # CPU only, one crop per request: see build_model_config
-        batch, where = (1, Device.cpu) if openvino else (result.max_batch_size, result.device)
+        openvino = kind is Backend.OPENVINO  # CPU only, one crop per request: see build_model_config
+        batch, where = (1, Device.CPU) if openvino else (result.max_batch_size, result.device)
         typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/{VARIANT_FILES[kind][0]} ({kind.value} backend, {where.value}, max_batch_size {batch})")
     typer.echo(f"input   {INPUT.name} {INPUT.data_type} [B, {', '.join(map(str, INPUT.dims))}]")
     for spec in OUTPUTS:

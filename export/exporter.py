@@ -16,7 +16,8 @@ from .errors import ExportError, ExportOptionError
 from .head import InferenceHead
 from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar, resolve, with_unit
 from .contract.wire import ModelParameters
-from .model_config import Backend, Device, build_model_config
+from .contract.choices import Backend, Device
+from .model_config import build_model_config
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
 from .torchscript import script_head, verify_scripted
@@ -26,19 +27,19 @@ PYTHON_SUFFIX = "_python"
 OPENVINO_SUFFIX = "_openvino"
 # --backend choices; "both" (libtorch + python) predates the OpenVINO model and keeps its meaning.
 BACKENDS = {
-    "libtorch": [Backend.libtorch],
-    "python": [Backend.python],
-    "openvino": [Backend.openvino],
-    "both": [Backend.libtorch, Backend.python],
-    "all": [Backend.libtorch, Backend.python, Backend.openvino],
+    "libtorch": [Backend.LIBTORCH],
+    "python": [Backend.PYTHON],
+    "openvino": [Backend.OPENVINO],
+    "both": [Backend.LIBTORCH, Backend.PYTHON],
+    "all": [Backend.LIBTORCH, Backend.PYTHON, Backend.OPENVINO],
 }
 IR_FILES = ("model.xml", "model.bin")
 # What each variant's version directory holds. The IR sits beside model.pt too: the embedded
 # runtime and the Python-backend model run it on CPUs, and Triton's libtorch backend ignores it.
 VARIANT_FILES = {
-    Backend.libtorch: ("model.pt", *IR_FILES),
-    Backend.python: ("model.pt", *IR_FILES),
-    Backend.openvino: IR_FILES,
+    Backend.LIBTORCH: ("model.pt", *IR_FILES),
+    Backend.PYTHON: ("model.pt", *IR_FILES),
+    Backend.OPENVINO: IR_FILES,
 }
 
 
@@ -110,7 +111,7 @@ def export_checkpoint(
     repository: Path = Path("model_repository"),
     name: str = "skoots",
     backend: str = "all",
-    device: Device = Device.gpu,
+    device: Device = Device.GPU,
     max_batch_size: int = 8,
     version: int = 1,
     instances: int = 1,
@@ -125,6 +126,8 @@ def export_checkpoint(
     """
     if not _MODEL_NAME.match(name):
         raise ExportOptionError(f"model name {name!r} may hold only letters, digits, '_', '.', '-'")
+    if device not in (Device.GPU, Device.CPU):
+        raise ExportOptionError(f"--device {device}: an exported model runs on gpu or cpu")
     if max_batch_size < 1 or version < 1 or instances < 1:
         raise ExportOptionError("--max-batch, --version and --instances must be at least 1")
     backends = BACKENDS.get(backend)
@@ -143,7 +146,7 @@ def export_checkpoint(
     cfg_yaml = cfg_to_yaml(checkpoint.cfg)
     variants = []
     for kind in backends:
-        suffix = {Backend.python: PYTHON_SUFFIX, Backend.openvino: OPENVINO_SUFFIX}.get(kind, "")
+        suffix = {Backend.PYTHON: PYTHON_SUFFIX, Backend.OPENVINO: OPENVINO_SUFFIX}.get(kind, "")
         model_name = name + suffix if len(backends) > 1 else name
         config = build_model_config(
             model_name,
@@ -155,7 +158,7 @@ def export_checkpoint(
             instances=instances,
             torch_version=str(torch.__version__),
         )
-        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.python, files=VARIANT_FILES[kind]))
+        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.PYTHON, files=VARIANT_FILES[kind]))
 
     def save_files(folder: Path) -> None:
         torch.jit.save(scripted, str(folder / "model.pt"))

@@ -3,23 +3,12 @@ built around the wire contract of :mod:`skoots_export.contract.wire`."""
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
+from .contract.choices import Backend, Device
 from .contract.wire import INPUT, OUTPUTS, TORCH_VERSION, ModelParameters, TensorSpec
-
-
-class Backend(str, enum.Enum):
-    libtorch = "libtorch"
-    python = "python"
-    openvino = "openvino"
-
-
-class Device(str, enum.Enum):
-    gpu = "gpu"
-    cpu = "cpu"
 
 
 def _tensor(spec: TensorSpec, message: Any) -> None:
@@ -45,7 +34,7 @@ def build_model_config(
     ``max_batch_size`` (TorchScript re-optimises for every new input shape). ``torch_version``
     is the torch that wrote ``model.pt``: a runtime older than it may not load the file.
 
-    ``Device.gpu`` gives the Python-backend model ``KIND_AUTO``: Triton places it on a GPU where
+    ``Device.GPU`` gives the Python-backend model ``KIND_AUTO``: Triton places it on a GPU where
     there is one, else on the CPU (a ``KIND_GPU`` group fails to load on a machine without one).
 
     Triton's ``openvino`` backend runs the IR on the CPU only, and compiles it for a batch of
@@ -53,10 +42,10 @@ def build_model_config(
     them and runs the padded batch as one): its model takes ``max_batch_size`` 1, so every crop
     runs alone as on the other runtimes ("Batch independence" in docs/SEMANTICS.md), and needs no batcher.
     """
-    if backend is Backend.openvino:
-        max_batch_size, device = 1, Device.cpu
+    if backend is Backend.OPENVINO:
+        max_batch_size, device = 1, Device.CPU
     config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if backend is Backend.libtorch:
+    if backend is Backend.LIBTORCH:
         config.platform = "pytorch_libtorch"
         config.parameters["INFERENCE_MODE"].string_value = "true"
     else:
@@ -66,15 +55,15 @@ def build_model_config(
         _tensor(spec, config.output.add())
     group = config.instance_group.add()
     group.count = instances
-    if device is Device.cpu:
+    if device is Device.CPU:
         group.kind = pb.ModelInstanceGroup.KIND_CPU
-    elif backend is Backend.python:
+    elif backend is Backend.PYTHON:
         # On the GPU where the server has one, else on the CPU (running the IR): so a default
         # export loads on the CPU-only server that the nvidia-pytriton wheel carries.
         group.kind = pb.ModelInstanceGroup.KIND_AUTO
     else:
         group.kind = pb.ModelInstanceGroup.KIND_GPU
-    if backend is not Backend.openvino:
+    if backend is not Backend.OPENVINO:
         config.dynamic_batching.max_queue_delay_microseconds = 1000
     for batch in sorted({1, max_batch_size}):
         warmup = config.model_warmup.add()

@@ -36,14 +36,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def exported_repository(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
     """Both variants of the tiny checkpoint, CPU instances, crop 24x24x8."""
     from skoots_export.exporter import export_checkpoint
-    from skoots_export.model_config import Device
+    from skoots_export.contract.choices import Device
 
     repository = tmp_path_factory.mktemp("repo") / "model_repository"
     export_checkpoint(
         tiny_checkpoint,
         repository=repository,
         backend="both",
-        device=Device.cpu,
+        device=Device.CPU,
         max_batch_size=4,
         crop=(24, 24, 8),
         overlap=(4, 4, 2),
@@ -66,11 +66,11 @@ def lively_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def e2e_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
     """The lively model as a Python-backend model named ``skoots`` (what the CPU server runs)."""
     from skoots_export.exporter import export_checkpoint
-    from skoots_export.model_config import Device
+    from skoots_export.contract.choices import Device
 
     repository = tmp_path_factory.mktemp("e2e") / "model_repository"
     export_checkpoint(
-        lively_checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=4, **E2E_EXPORT
+        lively_checkpoint, repository=repository, backend="python", device=Device.CPU, max_batch_size=4, **E2E_EXPORT
     )
     return repository
 
@@ -128,11 +128,11 @@ def triton_server(e2e_repository: Path):
 def e2e_seed_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
     """The lively model with the seed's dilations (1 x 3x3x3, 3 x 3x3x1), for upstream comparisons."""
     from skoots_export.exporter import export_checkpoint
-    from skoots_export.model_config import Device
+    from skoots_export.contract.choices import Device
 
     repository = tmp_path_factory.mktemp("seed") / "model_repository"
     export = {**E2E_EXPORT, "dilations_3d": 1, "dilations_2d": 3}
-    export_checkpoint(lively_checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=4, **export)
+    export_checkpoint(lively_checkpoint, repository=repository, backend="python", device=Device.CPU, max_batch_size=4, **export)
     return repository
 
 

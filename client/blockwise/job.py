@@ -20,7 +20,7 @@ from .. import postprocess
 from ..normalize import Normalization
 from ..origin import Offset
 from ..specs import ModelSpec, OutputSpec, Plan
-from ..stores import StoreUrl, is_store
+from ..stores import Location, StoreUrl
 from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
 from .blocks import BlockGrid, default_per_block, per_block_from_voxels
 from .store import BlockStore
@@ -83,7 +83,7 @@ class Job:
         source = dataclasses.replace(model, model=plan.info.name, repository=Path(model.repository).resolve(), threads=threads)
         path = plan.volume.path
         return cls(
-            volume=path if is_store(path) else Path(path).resolve(), channel=plan.input.channel, axes=plan.input.axes,
+            volume=Location.of(path).resolved(), channel=plan.input.channel, axes=plan.input.axes,
             normalization=plan.normalization, work=plan.work_path.resolve(), shape=shape, per_block=per_block,
             reference_borders=model.reference_borders, parameters=parameters, source=source, batch_size=plan.batch_size,
             threads=cluster.threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,

@@ -20,8 +20,7 @@ from ..errors import OutputError
 from ..instances import label_properties
 from ..label_write import create_labels_array, write_labels
 from ..ngff import Level, add_label_properties, create_labels_into, image_layout, install_labels, pyramid, read_zyx
-from ..stores import is_store
-from ..stores.export import export_labels
+from ..stores import Location, export_labels
 from ..volume import TIFF_SUFFIXES
 from ..voxel_size import VoxelSize
 from . import stages
@@ -102,8 +101,8 @@ def deliver(stage: StageRunner, target: Target) -> None:
             install_labels(image, label_name, target.path, target.layout, overwrite=overwrite)
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
-    elif is_store(out):  # precomputed:// or n5://: shard-aligned tasks from the finished Zarr (client/stores)
-        export_labels(stage.run, target.array_path, out, voxel_size=voxel_size, table=result.table, overwrite=overwrite,
+    elif out is not None and (url := Location.of(out).url) is not None:  # precomputed://, n5://: shard-aligned tasks
+        export_labels(stage.run, target.array_path, url, voxel_size=voxel_size, table=result.table, overwrite=overwrite,
                       offset=job.offset)
     elif target.tiff:
         import zarr

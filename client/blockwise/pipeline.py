@@ -225,14 +225,14 @@ def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], m
 def _write_pyramid(stage: StageRunner, target: Target) -> None:
     """The levels above 0 of an ``.ome.zarr`` (as create_labels_array made them), sampled from
     its written level 0 one region of a level's chunks at a time (pyramid.py)."""
-    from .pyramid import level_regions, region_name, write_level_region
+    from .pyramid import level_region_name, level_regions, write_level_region
 
     axes = stage.job.grid.axes
     levels = target.levels
     regions = level_regions(levels, target.chunks_zxy, (axes[2].write, axes[0].write, axes[1].write))
     if not regions:
         return
-    names = [region_name(path, region) for path, region in regions]
+    names = [level_region_name(path, region) for path, region in regions]
     done = still_done(stage, "pyramid", names, str(target.path))
     stage.run("pyramid", [(name, write_level_region, (stage.job, str(target.path), path, region, levels[0].path))
                           for name, (path, region) in zip(names, regions) if name not in done], len(names))

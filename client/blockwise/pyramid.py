@@ -47,7 +47,7 @@ def sampled_indices(shape0: Sequence[int], shape: Sequence[int], region: ZyxRegi
     return tuple(nearest_indices(n0, n, lo, hi) for n0, n, (lo, hi) in zip(shape0, shape, region))
 
 
-def region_name(path: str, region: ZyxRegion) -> str:
+def level_region_name(path: str, region: ZyxRegion) -> str:
     """The region's done-marker name: ``LEVEL.z0-z1.y0-y1.x0-x1``."""
     return ".".join([path, *(f"{lo}-{hi}" for lo, hi in region)])
 
@@ -71,7 +71,7 @@ def write_level_region(job: Job, group: str, path: str, region: ZyxRegion, first
     full, level = zarr.open_array(f"{group}/{first}", mode="r"), zarr.open_array(f"{group}/{path}", mode="r+")
     data = read_zyx(full, sampled_indices(full.shape[-3:], level.shape[-3:], region))
     write_zyx(level, region, data)
-    job.store.mark(STAGE, region_name(path, region), crc(data))
+    job.store.mark(STAGE, level_region_name(path, region), crc(data))
     return report(started)
 
 

@@ -113,7 +113,7 @@ def _numba_scatter() -> Any:
     return scatter
 
 
-def first_appearances(at: np.ndarray, values: np.ndarray, block: Region, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def volume_first_appearances(at: np.ndarray, values: np.ndarray, block: Region, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Each distinct nonzero value of a sparse block (in order of first appearance) and the
     smallest linear index over the volume of ``shape`` (C order) where it appears: what a block
     adds to the volume's order of first appearance. ``at`` ascending in the block is ascending

@@ -89,7 +89,8 @@ def still_done(stage: StageRunner, name: Stage, names: Sequence[str], array_path
     if not marked:
         return {}
     client = stage.client
-    futures = {client.submit(run_task, stages.verify, stage.job, name, k, v[0], array_path, key=_task_key(stages.verify)): k
+    verify = stages.VERIFIERS[name]
+    futures = {client.submit(run_task, verify, stage.job, k, v[0], array_path, key=_task_key(verify)): k
                for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))
     return {k: v for k, v in marked.items() if ok[k]}

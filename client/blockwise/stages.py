@@ -11,6 +11,7 @@ task rerun after its worker died, or by a second run, writes the same bytes.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -52,10 +53,6 @@ def _volume(job: Job) -> Any:
 
 def _local(region: Region, within: Region) -> tuple[slice, slice, slice]:
     return tuple(slice(lo - o, hi - o) for (lo, hi), (o, _) in zip(region, within))  # type: ignore[return-value]
-
-
-def _intersection(a: Region, b: Region) -> Region:
-    return tuple((max(p, r), max(max(p, r), min(q, s))) for (p, q), (r, s) in zip(a, b))  # type: ignore[return-value]
 
 
 def _extent(region: Region) -> tuple[int, ...]:
@@ -183,13 +180,11 @@ def assign_block(
                                     out=scratch("out", _extent(block.region), dtype))
     del vectors, components
     if job.reference_borders:  # the reference's unwritten frame stays background
-        keep = np.zeros(out.shape, bool)
-        keep[_local(_intersection(block.region, reference_interior(job.shape)), block.region)] = True
-        out[~keep] = 0
+        postprocess.clear_outside(out, block.region, reference_interior(job.shape))
     at, ids = sparse.to_sparse(out)
     del out
     job.store.save_sparse("assigned", block.name, at, ids)
-    values, linear = sparse.first_appearances(at, ids, block.region, job.shape)
+    values, linear = sparse.volume_first_appearances(at, ids, block.region, job.shape)
     size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
     job.store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
     job.store.mark("assign", block.name, crc(at, ids), {"labels": int(len(values))})
@@ -227,24 +222,54 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
     return report(started, labelled=labelled)
 
 
-def verify(job: Job, stage: Stage, name: str, checksum: int, array_path: str | None = None) -> bool:
-    """Whether a block marked done still holds the data its marker's CRC names (on resume)."""
-    try:
-        if stage == "pyramid":
-            return verify_region(str(array_path), name, checksum)
-        store = job.store
-        if stage == "write":
-            import zarr
+# --- resume: whether a block marked done still holds what its marker's CRC names ---------------
 
-            x, y, z = (int(v) for v in name.split("."))
-            region = next(r for r in job.grid.write_regions() if (r[0][0], r[1][0], r[2][0]) == (x, y, z))
-            (x0, x1), (y0, y1), (z0, z1) = region
-            labels = read_zyx(zarr.open_array(array_path, mode="r"), (slice(z0, z1), slice(x0, x1), slice(y0, y1))).transpose(1, 2, 0)
-            return crc(labels) == checksum
-        if stage == "infer":
-            faces = store.load_npz("faces", name)
-            return crc(*store.load_sparse("labels", name), *store.load_sparse("vectors", name), *faces.values()) == checksum
-        store.load_npz("firsts", name)  # read back by the client when it resumes
-        return crc(*store.load_sparse("assigned", name)) == checksum
-    except Exception:  # noqa: BLE001 - anything unreadable means: do this block again
-        return False
+Verifier = Callable[[Job, str, int, "str | None"], bool]
+
+
+def _unreadable_is_undone(check: Verifier) -> Verifier:
+    """A stage's check, where anything unreadable means: do this block again."""
+    @functools.wraps(check)
+    def verify(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
+        try:
+            return check(job, name, checksum, array_path)
+        except Exception:  # noqa: BLE001 - anything unreadable means: do this block again
+            return False
+    return verify
+
+
+@_unreadable_is_undone
+def verify_infer(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
+    """An inferred block: its sparse labels and vectors and its faces."""
+    store = job.store
+    faces = store.load_npz("faces", name)
+    return crc(*store.load_sparse("labels", name), *store.load_sparse("vectors", name), *faces.values()) == checksum
+
+
+@_unreadable_is_undone
+def verify_assign(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
+    """An assigned block: its ids, and its first appearances (read back by the client when it resumes)."""
+    job.store.load_npz("firsts", name)
+    return crc(*job.store.load_sparse("assigned", name)) == checksum
+
+
+@_unreadable_is_undone
+def verify_write(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
+    """A written output block: the labels in the output array at ``array_path``."""
+    import zarr
+
+    x, y, z = (int(v) for v in name.split("."))
+    region = next(r for r in job.grid.write_regions() if (r[0][0], r[1][0], r[2][0]) == (x, y, z))
+    (x0, x1), (y0, y1), (z0, z1) = region
+    labels = read_zyx(zarr.open_array(array_path, mode="r"), (slice(z0, z1), slice(x0, x1), slice(y0, y1))).transpose(1, 2, 0)
+    return crc(labels) == checksum
+
+
+@_unreadable_is_undone
+def verify_pyramid(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
+    """A region of a lower resolution level of the output image at ``array_path``."""
+    return verify_region(str(array_path), name, checksum)
+
+
+VERIFIERS: dict[Stage, Verifier] = {"infer": verify_infer, "assign": verify_assign, "write": verify_write,
+                                    "pyramid": verify_pyramid}

@@ -358,11 +358,10 @@ def _lazy_levels(path: Path) -> list[Any]:
     import dask.array as da
     import zarr
 
+    from ..levels import dataset_paths, multiscales_of
+
     group = zarr.open_group(str(path), mode="r")
-    attributes = group.attrs.asdict()
-    multiscales = attributes.get("ome", attributes).get("multiscales")
-    paths = [d["path"] for d in multiscales[0]["datasets"]]
-    return [da.from_zarr(group[p]) for p in paths]
+    return [da.from_zarr(group[p]) for p in dataset_paths(multiscales_of(group.attrs.asdict()))]
 
 
 def _notify_warning(text: str) -> None:

@@ -8,9 +8,12 @@ staged and then published; ``export`` does that in parallel from a blockwise run
 The rest of the client calls only what is named here.
 """
 
-from .location import StoreUrl, argument, check_credentials, has_scheme, is_store, parse
-from .metadata import read_offset, read_voxel_size
-from .reader import open_volume, store_of
-from .writer import check_destination, write_labels
+from .location import Location, StoreUrl, parse
+from .metadata import read_store_offset, read_store_voxel_size
+from .export import export_labels
+from .reader import level, open_volume, store_of, zarr_windows
+from .windows import filled_text
+from .writer import check_store_destination, write_store_labels
 
-__all__ = ["StoreUrl", "argument", "check_credentials", "check_destination", "has_scheme", "is_store", "open_volume", "parse", "read_offset", "read_voxel_size", "store_of", "write_labels"]
+__all__ = ["Location", "StoreUrl", "check_store_destination", "export_labels", "filled_text", "level", "open_volume",
+           "parse", "read_store_offset", "read_store_voxel_size", "store_of", "write_store_labels", "zarr_windows"]

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .location import StoreUrl, context, explain
-from .writer import Region, add_offset, add_properties, done, open_output, output_format, spec, staged, write_boxes, write_region
+from .writer import Region, add_offset, add_properties, done, open_output, output_format, spec, staged_store, write_boxes, write_region
 
 
 def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_pa
     format = output_format(url)
     source = zarr.open_array(array_path, mode="r")
     z, x, y = (int(n) for n in source.shape)
-    with staged(url, overwrite) as target:
+    with staged_store(url, overwrite) as target:
         try:
             store = done(ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, offset=offset, **layout), context=context()), url)
         except ValueError as e:

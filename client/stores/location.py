@@ -112,6 +112,99 @@ def is_store(value: Any) -> bool:
     return isinstance(value, StoreUrl)
 
 
+@dataclass(frozen=True)
+class Location:
+    """Where a volume (or an output) is: a local path, or a store by URL (a ``StoreUrl``:
+    N5, precomputed, Zarr on disk, HTTP, S3, GCS), with what callers ask of either: its
+    ``name``, the local ``parent`` folder beside it, whether it ``exists``, its ``local``
+    folder (None when remote) and the work directory beside it.
+
+    ``target`` is the path or the ``StoreUrl`` itself, what the readers and writers open.
+    """
+
+    target: Path | StoreUrl
+
+    @staticmethod
+    def of(value: str | os.PathLike[str] | StoreUrl | Location) -> Location:
+        """``value`` as a location: a ``StoreUrl`` as it is, anything else as a path (text is
+        not parsed for a scheme; see ``parse``)."""
+        if isinstance(value, Location):
+            return value
+        return Location(value if isinstance(value, (StoreUrl, Path)) else Path(value))
+
+    @staticmethod
+    def parse(value: str | os.PathLike[str] | StoreUrl | Location, *, s3_endpoint: str | None = None,
+              option: str = "input") -> Location:
+        """A path, or ``SCHEME://...`` text as a store URL (``argument``); a ``StoreUrl`` or a
+        ``Path`` as it is.
+
+        Raises
+        ------
+        InputError
+            An unknown scheme, or a URL without a host or bucket.
+        """
+        if isinstance(value, (Location, StoreUrl, Path)):
+            return Location.of(value)
+        return Location(argument(str(value), s3_endpoint=s3_endpoint, option=option))
+
+    @staticmethod
+    def names(value: Any) -> bool:
+        """Whether ``value`` names a location (text, a path, a ``StoreUrl``) rather than being
+        data (an array)."""
+        return isinstance(value, (str, os.PathLike, StoreUrl, Location))
+
+    @property
+    def url(self) -> StoreUrl | None:
+        """The store URL, None for a plain path (whose format its name or contents tell)."""
+        return self.target if isinstance(self.target, StoreUrl) else None
+
+    @property
+    def local(self) -> Path | None:
+        """The local path (a ``file`` store's folder), None for a remote store."""
+        return self.target.local if isinstance(self.target, StoreUrl) else self.target
+
+    @property
+    def remote(self) -> bool:
+        """Whether it is behind HTTP, S3 or GCS."""
+        return self.local is None
+
+    @property
+    def name(self) -> str:
+        """The last path component (``labels`` of ``s3://bucket/run/labels``)."""
+        return self.target.name
+
+    @property
+    def parent(self) -> Path:
+        """The local folder beside it: the path's parent, the current folder for a remote
+        store (where its work directory and kept labels go)."""
+        return self.target.parent
+
+    @property
+    def exists(self) -> bool:
+        """Whether the local path exists; a remote store is not asked here (False)."""
+        return self.local is not None and self.local.exists()
+
+    @property
+    def is_file(self) -> bool:
+        """Whether it is a local file (not a folder, not a store)."""
+        return self.local is not None and self.local.is_file()
+
+    @property
+    def work_dir(self) -> Path:
+        """The work directory beside it: ``labels.tif`` → ``labels.tif.work``, for
+        ``s3://…/labels`` ``labels.work`` in the current folder."""
+        if isinstance(self.target, StoreUrl):
+            return self.target.parent / (self.target.name + ".work")
+        return self.target.with_name(self.target.name + ".work")
+
+    def resolved(self) -> Path | StoreUrl:
+        """The target with a path made absolute (a ``StoreUrl`` is absolute already)."""
+        return self.target if isinstance(self.target, StoreUrl) else self.target.resolve()
+
+    def __str__(self) -> str:
+        return str(self.target)
+
+
 def has_scheme(text: str) -> bool:
     """Whether ``text`` is a URL (``SCHEME://...``) rather than a path."""
     return _SCHEME.match(str(text)) is not None

@@ -21,7 +21,7 @@ def _opened(source: StoreUrl) -> Opened | None:
         return None
 
 
-def read_voxel_size(source: StoreUrl) -> Any:
+def read_store_voxel_size(source: StoreUrl) -> Any:
     """The voxel size the metadata states, or None: N5 ``resolution`` + ``units`` or
     ``pixelResolution`` (the dataset's, else its group's times ``downsamplingFactors``),
     precomputed ``resolution`` (nanometres), OME-NGFF scale and units."""
@@ -41,7 +41,7 @@ def read_voxel_size(source: StoreUrl) -> Any:
     return None
 
 
-def read_offset(source: StoreUrl) -> Any:
+def read_store_offset(source: StoreUrl) -> Any:
     """The offset the metadata states (client/origin.py), or None: precomputed ``voxel_offset``
     of the scale, OME-NGFF ``translation`` of the level, N5 ``offset`` (physical, in the
     units of ``resolution``, as Paintera and N5-ImageJ write it; voxels without one)."""

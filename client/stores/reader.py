@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..levels import dataset_paths, multiscales_of
 from .location import StoreUrl, context, explain, is_store, parse
 from .windows import CheckedZarr, WindowArray
 
@@ -194,9 +195,9 @@ def _ome_multiscales(url: StoreUrl) -> tuple[Any, list[str]] | None:
     ``ome``) and its datasets' paths; None when there is none."""
     group = _read_json(url, "zarr.json") or _read_json(url, ".zattrs") or {}
     attributes = group.get("attributes", group)
-    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    multiscales = multiscales_of(attributes)
     try:
-        return multiscales, [str(d["path"]).strip("/") for d in multiscales[0]["datasets"]]
+        return multiscales, dataset_paths(multiscales)
     except (KeyError, IndexError, TypeError):
         return None
 
@@ -217,9 +218,9 @@ def _with_image(url: StoreUrl, meta: dict[str, Any]) -> dict[str, Any]:
 
 def _zarr_image(url: StoreUrl, attributes: dict[str, Any]) -> tuple[str, StoreUrl, dict[str, Any]]:
     """A Zarr group: an OME-NGFF image's first level (the image names its axes and scale)."""
-    multiscales = attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+    multiscales = multiscales_of(attributes)
     try:
-        path = str(multiscales[0]["datasets"][0]["path"]).strip("/")
+        path = dataset_paths(multiscales)[0]
     except (KeyError, IndexError, TypeError):
         raise InputError(f"{url} is a Zarr group without OME multiscales; point at one of its arrays") from None
     format, level, meta = detect(url.child(path))

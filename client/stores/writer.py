@@ -51,7 +51,7 @@ def output_format(url: StoreUrl) -> str:
     return url.format or "precomputed"
 
 
-def check_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+def check_store_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
     """Fail before any work if labels cannot be written at ``url``: a format this writes, a
     writable store (not HTTP), credentials for S3, a folder that exists and takes a file, a
     bucket that exists and takes an object (a probe written and deleted), not the input, and
@@ -264,7 +264,7 @@ def add_properties(url: StoreUrl, properties: Sequence[dict[str, Any]] | None) -
 
 
 @contextlib.contextmanager
-def staged(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
+def staged_store(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
     """Yield a hidden location beside ``url`` to write to; on success publish it at ``url``.
     A failure leaves nothing at ``url`` and removes the staging location."""
     from ..atomic import replace
@@ -345,7 +345,7 @@ def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int 
     return regions(shape_xyz, step)
 
 
-def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
+def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
                  properties: Sequence[dict[str, Any]] | None = None, offset: Sequence[float] | None = None,
                  **layout: Any) -> StoreUrl:
     """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published,
@@ -356,8 +356,8 @@ def write_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = Fal
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
 
     format = output_format(url)
-    check_destination(url, overwrite)
-    with staged(url, overwrite) as target:
+    check_store_destination(url, overwrite)
+    with staged_store(url, overwrite) as target:
         try:
             store = done(ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE,
                                       offset=offset, **layout), context=context()), url)

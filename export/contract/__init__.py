@@ -4,6 +4,7 @@ client may import.
 Export writes models and the client runs them; what both must agree on lives here and nowhere
 else, so the client never reaches into the export package's command line or server:
 
+* :mod:`.choices` — ``Device`` and ``Backend``, the closed choices both sides name;
 * :mod:`.wire` — the tensors on the wire and the model parameters a config carries;
 * :mod:`.units` — the one table of length units (``um``, ``µm``, ``micrometer``, ...);
 * :mod:`.triples` — ``X,Y,Z`` options, positional or named, parsed the same on both commands;

@@ -119,6 +119,30 @@ def test_a_torn_or_altered_marker_is_ignored(tmp_path: Path) -> None:
         BlockStore(tmp_path / "w", {"a": 2}).check()
 
 
+def test_each_stage_has_its_verifier_and_a_block_checks_out_only_as_marked(tmp_path: Path) -> None:
+    """On resume a block marked done is reused only while its data still has the marked CRC;
+    a block whose files are gone is done again (False), never an error."""
+    from types import SimpleNamespace
+
+    from skoots_client.atomic import crc
+    from skoots_client.blockwise import stages
+    from skoots_client.blockwise.store import STAGES
+
+    assert set(stages.VERIFIERS) == set(STAGES)
+    store = BlockStore(tmp_path / "w", {"a": 1})
+    store.create()
+    job = SimpleNamespace(store=store)
+    at, ids = np.array([1, 5], np.int64), np.array([7, 9], np.uint32)
+    store.save_sparse("assigned", "0.0.0", at, ids)
+    store.save_npz("firsts", "0.0.0", labels=ids)
+    assert stages.VERIFIERS["assign"](job, "0.0.0", crc(at, ids))
+    assert not stages.verify_assign(job, "0.0.0", crc(at, ids) + 1)  # altered
+    assert not stages.verify_assign(job, "0.0.1", crc(at, ids))  # gone
+    assert not stages.verify_infer(job, "0.0.0", crc(at, ids))  # the infer stage checks its own files
+    assert not stages.verify_pyramid(job, "1.0-2.0-2.0-2", 0, str(tmp_path / "none.zarr"))
+    store.close()
+
+
 def test_memory_estimates() -> None:
     assert in_memory_bytes((1000, 1000, 100)) == 14 * 10**8
     check_tiff_fits(Path("l.zarr"), (10**4, 10**4, 10**3), memory=1)
@@ -199,7 +223,7 @@ def test_sparse_first_appearances_are_global_linear_indices() -> None:
     labels = np.zeros((4, 5, 6), np.uint32)
     labels[1, 2, 3], labels[2, 0, 0], labels[3, 4, 5] = 7, 3, 7
     block = ((10, 14), (20, 25), (0, 6))
-    values, at = sparse.first_appearances(*sparse.to_sparse(labels), block, (30, 40, 6))
+    values, at = sparse.volume_first_appearances(*sparse.to_sparse(labels), block, (30, 40, 6))
     assert dict(zip(values.tolist(), at.tolist())) == {
         3: np.ravel_multi_index((12, 20, 0), (30, 40, 6)), 7: np.ravel_multi_index((11, 22, 3), (30, 40, 6))}
 

@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
-from skoots_client.blockwise.pyramid import level_regions, region_name, sampled_indices
+from skoots_client.blockwise.pyramid import level_region_name, level_regions, sampled_indices
 from skoots_client.errors import OutputError
 from skoots_client.ngff import level_data, pyramid
 from skoots_client.label_write import write_labels
@@ -29,7 +29,7 @@ def test_level_regions_are_whole_chunks_and_sample_as_the_in_memory_writer(chunk
     assert len(levels) == 3
     labels_zxy = labels_xyz.transpose(2, 0, 1)
     regions = level_regions(levels, chunks, size)
-    assert len({region_name(path, region) for path, region in regions}) == len(regions)
+    assert len({level_region_name(path, region) for path, region in regions}) == len(regions)
     for level in levels[1:]:
         built, cover = np.zeros(level.shape, labels_xyz.dtype), np.zeros(level.shape, np.int32)
         for path, region in regions:

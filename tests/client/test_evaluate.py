@@ -12,7 +12,7 @@ from skoots_client.evaluate import (
     adjusted_rand_index,
     contingency_table,
     evaluate,
-    format_table,
+    format_scores,
     match_instances,
     variation_of_information,
 )
@@ -177,7 +177,7 @@ def test_split_and_merge_are_told_apart() -> None:
 
 
 def test_format_table_shows_every_score() -> None:
-    text = format_table(evaluate(np.array([[1, 1, 0]]), np.array([[1, 1, 0]])))
+    text = format_scores(evaluate(np.array([[1, 1, 0]]), np.array([[1, 1, 0]])))
     for word in ("predicted 1", "0.50", "0.75", "precision", "F1", "AP", "adjusted Rand index 1.0000", "split 0.0000"):
         assert word in text
 

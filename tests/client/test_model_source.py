@@ -13,7 +13,7 @@ from skoots_client.answers import answer_problem, answer_size_problem
 from skoots_client.model_source import EmbeddedModel, Tls, choose_model
 from skoots_client.variants import CPU_KIND_PREFERENCE, model_kind, on_cpu_only
 from skoots_export.contract.wire import SKELETON, VECTORS
-from skoots_export.model_config import Backend
+from skoots_export.contract.choices import Backend
 
 
 @pytest.mark.parametrize(
@@ -75,10 +75,11 @@ def test_tls_files_are_checked(tmp_path: Path) -> None:
 
 def _config(name: str, backend: Backend | str, **parameters):
     from skoots_export.contract.wire import ModelParameters
-    from skoots_export.model_config import Device, build_model_config
+    from skoots_export.contract.choices import Device
+    from skoots_export.model_config import build_model_config
 
-    kind = backend if isinstance(backend, Backend) else Backend.python
-    config = build_model_config(name, backend=kind, device=Device.cpu, max_batch_size=2,
+    kind = backend if isinstance(backend, Backend) else Backend.PYTHON
+    config = build_model_config(name, backend=kind, device=Device.CPU, max_batch_size=2,
                                 parameters=ModelParameters().replace(**parameters), cfg_yaml="")
     if backend == "openvino":
         config.backend = "openvino"
@@ -86,7 +87,7 @@ def _config(name: str, backend: Backend | str, **parameters):
 
 
 def test_one_exports_variants_pick_libtorch_then_openvino_then_python() -> None:
-    variants = [_config("skoots_python", Backend.python), _config("skoots_openvino", "openvino"), _config("skoots", Backend.libtorch)]
+    variants = [_config("skoots_python", Backend.PYTHON), _config("skoots_openvino", "openvino"), _config("skoots", Backend.LIBTORCH)]
     assert choose_model(variants, "here") == "skoots"
     assert choose_model(variants[:2], "here") == "skoots_openvino"
     assert choose_model(variants[:1], "here") == "skoots_python"
@@ -94,9 +95,9 @@ def test_one_exports_variants_pick_libtorch_then_openvino_then_python() -> None:
 
 
 def test_models_outside_the_contract_are_not_candidates() -> None:
-    other = _config("resnet", Backend.python)
+    other = _config("resnet", Backend.PYTHON)
     other.input[0].name = "INPUT0"
-    assert choose_model([other, _config("mito", Backend.python)], "here") == "mito"
+    assert choose_model([other, _config("mito", Backend.PYTHON)], "here") == "mito"
     with pytest.raises(ModelError, match=r"^no SKOOTS model here \(models there: resnet\) — export one with skoots export, or pass --model$"):
         choose_model([other], "here")
     with pytest.raises(ModelError, match=r"^no SKOOTS model here — export one with skoots export$"):
@@ -106,9 +107,9 @@ def test_models_outside_the_contract_are_not_candidates() -> None:
 @pytest.mark.parametrize(
     "configs,listed",
     [
-        ([_config("a", Backend.python), _config("b", Backend.python, crop=(64, 64, 16))], "a (python), b (python)"),
-        ([_config("a", Backend.python), _config("b", Backend.python)], "a (python), b (python)"),  # a tie: no rule to break it
-        ([_config("a", Backend.libtorch), _config("b", Backend.python, overlap=(2, 2, 1))], "a (libtorch), b (python)"),
+        ([_config("a", Backend.PYTHON), _config("b", Backend.PYTHON, crop=(64, 64, 16))], "a (python), b (python)"),
+        ([_config("a", Backend.PYTHON), _config("b", Backend.PYTHON)], "a (python), b (python)"),  # a tie: no rule to break it
+        ([_config("a", Backend.LIBTORCH), _config("b", Backend.PYTHON, overlap=(2, 2, 1))], "a (libtorch), b (python)"),
     ],
     ids=["different-parameters", "same-kind", "libtorch-of-another-export"],
 )
@@ -124,12 +125,12 @@ def test_in_process_picks_the_libtorch_variant_of_the_repositorys_export(exporte
 
 
 def test_on_a_cpu_only_server_the_python_and_openvino_variants_come_before_libtorch() -> None:
-    variants = [_config("skoots_python", Backend.python), _config("skoots", Backend.libtorch)]
-    assert on_cpu_only(variants)  # exported with Device.cpu: KIND_CPU groups
+    variants = [_config("skoots_python", Backend.PYTHON), _config("skoots", Backend.LIBTORCH)]
+    assert on_cpu_only(variants)  # exported with Device.CPU: KIND_CPU groups
     assert choose_model(variants, "here", CPU_KIND_PREFERENCE) == "skoots_python"
     with_openvino = [*variants, _config("skoots_openvino", "openvino")]
     assert choose_model(with_openvino, "here", CPU_KIND_PREFERENCE) == "skoots_openvino"
     assert choose_model(variants[1:], "here", CPU_KIND_PREFERENCE) == "skoots"  # the only one there is
-    gpu = _config("skoots", Backend.libtorch)
+    gpu = _config("skoots", Backend.LIBTORCH)
     gpu.instance_group[0].kind = gpu.instance_group[0].KIND_GPU
     assert not on_cpu_only([variants[0], gpu]) and not on_cpu_only([])

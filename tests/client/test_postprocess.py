@@ -186,3 +186,20 @@ def test_remove_small_instances_equals_a_naive_loop(dtype, min_size: int) -> Non
     assert not pp.remove_small_instances(np.zeros((0, 3, 3), dtype), 5).size
     with pytest.raises(ValueError, match="min_size -1 must not be negative"):
         pp.remove_small_instances(labels, -1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_clear_outside_keeps_exactly_the_voxels_inside_the_box(xp, seed: int) -> None:
+    """One block (or the whole volume) keeps what lies inside ``keep``, also where ``keep``
+    misses the block or is empty (--reference-borders on a volume smaller than its frame)."""
+    rng = np.random.default_rng(seed)
+    shape = rng.integers(1, 12, 3)
+    region = [(int(lo), int(lo + n)) for lo, n in zip(rng.integers(0, 8, 3), shape, strict=True)]
+    keep = [(int(a), int(a + b)) for a, b in zip(rng.integers(0, 14, 3), rng.integers(0, 8, 3), strict=True)]
+    labels = rng.integers(1, 9, tuple(shape)).astype(np.uint32)
+    inside = np.ones(labels.shape, bool)
+    for axis, ((lo, _), (first, last)) in enumerate(zip(region, keep, strict=True)):
+        at = np.arange(labels.shape[axis]) + lo
+        inside &= ((at >= first) & (at < last)).reshape([-1 if a == axis else 1 for a in range(3)])
+    out = host(pp.clear_outside(xp.asarray(labels), region, keep))
+    np.testing.assert_array_equal(out, np.where(inside, labels, 0))

@@ -13,7 +13,7 @@ from examples.synthetic import SyntheticSpec, generate
 from examples.train import MODEL_CARD, VECTOR_SCALING, sample_batch, train, vector_targets
 from skoots_export.checkpoint import load_checkpoint
 from skoots_export.exporter import export_checkpoint
-from skoots_export.model_config import Device
+from skoots_export.contract.choices import Device
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = SyntheticSpec(shape=(48, 48, 16))
@@ -49,7 +49,7 @@ def test_a_short_training_writes_an_upstream_checkpoint_that_exports(tmp_path: P
     assert len(raw["avg_epoch_loss"]) == len(raw["avg_val_loss"]) == 3  # upstream's sentinel, steps 2 and 3
     checkpoint = load_checkpoint(out)  # the allow-listed loader: nothing but tensors and a CfgNode inside
     assert checkpoint.cfg.MODEL.ARCHITECTURE == "bism_unext" and checkpoint.card == MODEL_CARD
-    result = export_checkpoint(out, repository=tmp_path / "repo", backend="python", device=Device.cpu, crop=(32, 32, 16))
+    result = export_checkpoint(out, repository=tmp_path / "repo", backend="python", device=Device.CPU, crop=(32, 32, 16))
     assert result.parameters.vector_scaling == VECTOR_SCALING
     assert result.parameters.overlap == tuple(MODEL_CARD["overlap"]) and result.sources["overlap"] == "checkpoint card"
 

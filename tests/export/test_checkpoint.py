@@ -95,7 +95,7 @@ def test_checkpoint_of_upstream_cfg_and_model_exports(tmp_path: Path) -> None:
     config = pytest.importorskip("skoots.config", reason="install skoots==0.0.5 and bism==0.0.6 with --no-deps")
     utils = pytest.importorskip("skoots.lib.utils")
     from skoots_export.exporter import export_checkpoint
-    from skoots_export.model_config import Device
+    from skoots_export.contract.choices import Device
 
     cfg = config.get_cfg_defaults()
     cfg.MODEL.DIMS, cfg.MODEL.DEPTHS, cfg.MODEL.KERNEL_SIZE, cfg.MODEL.OUT_CHANNELS = [4, 8, 16, 8, 4], [1, 1, 1, 1, 1], 3, 8
@@ -108,7 +108,7 @@ def test_checkpoint_of_upstream_cfg_and_model_exports(tmp_path: Path) -> None:
     path = tmp_path / "upstream.trch"
     torch.save({"cfg": cfg, "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(), **losses}, path)
 
-    result = export_checkpoint(path, repository=tmp_path / "repo", device=Device.cpu, crop=(32, 32, 16), overlap=(4, 4, 2))
+    result = export_checkpoint(path, repository=tmp_path / "repo", device=Device.CPU, crop=(32, 32, 16), overlap=(4, 4, 2))
     assert result.parameters.vector_scaling == tuple(float(v) for v in cfg.SKOOTS.VECTOR_SCALING)
     scripted = torch.jit.load(str(tmp_path / "repo" / "skoots" / "1" / "model.pt"))
     x = torch.rand(1, 1, 32, 32, 16).half()

@@ -10,7 +10,7 @@ import torch
 
 from checkpoints import skoots_cfg, write_checkpoint
 from skoots_export.exporter import export_checkpoint
-from skoots_export.model_config import Device
+from skoots_export.contract.choices import Device
 
 upstream_utils = pytest.importorskip(
     "skoots.lib.utils", reason="install skoots==0.0.5 and bism==0.0.6 with --no-deps"
@@ -21,7 +21,7 @@ upstream_utils = pytest.importorskip(
 def test_default_cfg_export_reproduces_upstream_with_reference_thresholds(tmp_path: Path) -> None:
     cfg = skoots_cfg()  # upstream defaults: dims 32-64-128-64-32, kernel 7
     checkpoint = write_checkpoint(tmp_path / "default.trch", cfg, seed=5)
-    export_checkpoint(checkpoint, repository=tmp_path / "repo", device=Device.cpu)
+    export_checkpoint(checkpoint, repository=tmp_path / "repo", device=Device.CPU)
     model = torch.jit.load(str(tmp_path / "repo" / "skoots" / "1" / "model.pt"))
 
     upstream = upstream_utils.cfg_to_bism_model(cfg)

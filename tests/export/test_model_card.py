@@ -13,7 +13,7 @@ from skoots_export.errors import ExportOptionError, ModelCardError
 from skoots_export.exporter import export_checkpoint, parameters_for
 from skoots_export.model_card import CARD_KEYS, card_values, find_sidecar
 from skoots_export.contract.wire import ModelParameters, config_from_text, parameters_from_config
-from skoots_export.model_config import Device
+from skoots_export.contract.choices import Device
 
 CARD = {
     "crop": [32, 32, 16], "overlap": [4, 4, 2], "dilations_3d": 0, "dilations_2d": 0, "skeleton_threshold": 0.6,
@@ -116,7 +116,7 @@ def test_the_card_rides_in_a_checkpoint_that_weights_only_loading_reads(carded: 
 
 
 def test_export_round_trip_through_config_pbtxt(carded: Path, tmp_path: Path) -> None:
-    result = export_checkpoint(carded, repository=tmp_path / "repo", device=Device.cpu, dilations_2d=1)
+    result = export_checkpoint(carded, repository=tmp_path / "repo", device=Device.CPU, dilations_2d=1)
     config = config_from_text((tmp_path / "repo" / "skoots" / "config.pbtxt").read_text())
     read_back = parameters_from_config(config)
     assert read_back == result.parameters

@@ -16,7 +16,7 @@ from skoots_export.errors import VerificationError
 from skoots_export.exporter import export_checkpoint
 from skoots_export.head import InferenceHead
 from skoots_export.contract.wire import INPUT, OUTPUTS, ModelParameters, config_from_text, contract_problems, parameters_from_config
-from skoots_export.model_config import Device
+from skoots_export.contract.choices import Device
 from skoots_export.torchscript import script_head, verify_scripted
 
 NUMPY_OF = {"TYPE_FP16": torch.float16, "TYPE_UINT8": torch.uint8}
@@ -107,7 +107,7 @@ def test_parameters_carry_seed_defaults_checkpoint_constants_and_overrides(tmp_p
     cfg.SKOOTS.ANISOTROPY = (1.0, 1.0, 4.0)
     checkpoint = write_checkpoint(tmp_path / "c.trch", cfg, dataset_mean=torch.tensor(0.25), dataset_std=0.1)
     export_checkpoint(
-        checkpoint, repository=tmp_path / "repo", device=Device.cpu, crop=(16, 16, 8), overlap=(2, 2, 1),
+        checkpoint, repository=tmp_path / "repo", device=Device.CPU, crop=(16, 16, 8), overlap=(2, 2, 1),
         embedding_iterations=10, dilations_2d=2,
     )
     config = read_config(tmp_path / "repo" / "skoots")

@@ -26,7 +26,7 @@ from skoots_export.errors import VerificationError
 from skoots_export.exporter import export_checkpoint
 from skoots_export.head import InferenceHead
 from skoots_export.contract.wire import INPUT, OUTPUTS, config_from_text, contract_problems, parameters_from_config
-from skoots_export.model_config import Device
+from skoots_export.contract.choices import Device
 from skoots_export.openvino_ir import convert_head, save_ir, verify_ir
 from skoots_export.contract.openvino_runtime import OpenVinoHead
 from skoots_export.torchscript import reference_answer, script_head
@@ -123,7 +123,7 @@ def test_verification_refuses_an_ir_of_other_weights(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def every_variant(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
     repository = tmp_path_factory.mktemp("all") / "model_repository"
-    export_checkpoint(tiny_checkpoint, repository=repository, device=Device.cpu, max_batch_size=4, crop=(24, 24, 8), overlap=(4, 4, 2))
+    export_checkpoint(tiny_checkpoint, repository=repository, device=Device.CPU, max_batch_size=4, crop=(24, 24, 8), overlap=(4, 4, 2))
     return repository
 
 

@@ -24,7 +24,7 @@ import torch
 from checkpoints import skoots_cfg, write_checkpoint
 from reference_pipeline import reference_segment, same_partition
 from skoots_export.exporter import export_checkpoint
-from skoots_export.model_config import Device
+from skoots_export.contract.choices import Device
 
 BIN = Path(sys.executable).parent
 
@@ -64,7 +64,7 @@ def test_default_cfg_512x512x64_served_equals_embedded_and_reference(tmp_path: P
     tifffile.imwrite(volume, blobs_volume((64, 512, 512), seed=4))
     checkpoint = calibrated_checkpoint(tmp_path / "default.trch", tifffile.imread(volume)[:20, :300, :300].transpose(1, 2, 0))
     repository = tmp_path / "model_repository"
-    export_checkpoint(checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=2)
+    export_checkpoint(checkpoint, repository=repository, backend="python", device=Device.CPU, max_batch_size=2)
 
     serve = subprocess.Popen([str(BIN / "skoots"), "serve", str(repository)], stdout=subprocess.PIPE, text=True)
     try:

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 
-import skoots_client
-from test_segment_e2e import CLIENT, blobs_volume
+from test_segment_e2e import CLIENT, volume_and_labels
 
 SHAPE_ZXY = (20, 72, 60)  # 64 crops of the e2e model: 4 blocks of 36x36x20 with --block 40,40,16
 ARGS = ("--device", "cpu", "--blockwise", "--block", "40,40,16", "--workers", "2", "--batch", "1")
@@ -24,10 +23,7 @@ ARGS = ("--device", "cpu", "--blockwise", "--block", "40,40,16", "--workers", "2
 
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
-    folder = tmp_path_factory.mktemp("faults")
-    tifffile.imwrite(folder / "v.tif", blobs_volume(SHAPE_ZXY, seed=3))
-    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
-    return folder / "v.tif", tifffile.imread(folder / "expected.tif")
+    return volume_and_labels(tmp_path_factory.mktemp("faults"), e2e_repository, SHAPE_ZXY, seed=3)
 
 
 def start(volume: Path, out: Path, repository: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -27,10 +27,10 @@ SKOOTS = str(Path(sys.executable).parent / "skoots")
 def cpu_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
     """The lively model's libtorch and Python variants, KIND_CPU, up to 4 crops per request."""
     from skoots_export.exporter import export_checkpoint
-    from skoots_export.model_config import Device
+    from skoots_export.contract.choices import Device
 
     repository = tmp_path_factory.mktemp("libtorch") / "model_repository"
-    export_checkpoint(lively_checkpoint, repository=repository, backend="both", device=Device.cpu, max_batch_size=4, **E2E_EXPORT)
+    export_checkpoint(lively_checkpoint, repository=repository, backend="both", device=Device.CPU, max_batch_size=4, **E2E_EXPORT)
     return repository
 
 

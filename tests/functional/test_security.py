@@ -15,17 +15,15 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-import skoots_client
 from skoots_export.contract.net import is_loopback
 from skoots_export.server import ServerConfig, ServerTls, TritonServer, find_binary
-from test_segment_e2e import CLIENT, blobs_volume
+from test_segment_e2e import CLIENT, volume_and_labels
 from test_serve import SKOOTS, wait_for_line
 
 OPENSSL = shutil.which("openssl")
@@ -56,10 +54,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
-    folder = tmp_path_factory.mktemp("tls")
-    tifffile.imwrite(folder / "v.tif", blobs_volume((12, 40, 36), seed=4))
-    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
-    return folder / "v.tif", tifffile.imread(folder / "expected.tif")
+    return volume_and_labels(tmp_path_factory.mktemp("tls"), e2e_repository, (12, 40, 36), seed=4)
 
 
 def segment(volume: Path, out: Path, url: str, *args: str | Path) -> subprocess.CompletedProcess:

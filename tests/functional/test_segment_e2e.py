@@ -36,6 +36,14 @@ def blobs_volume(shape_zxy=(20, 60, 52), seed=0, dtype=np.uint16) -> np.ndarray:
     return (field * top).astype(dtype)
 
 
+def volume_and_labels(folder: Path, repository: Path, shape_zxy: tuple[int, int, int], seed: int) -> tuple[Path, np.ndarray]:
+    """A blobs volume written to ``folder/v.tif`` and the labels of an undisturbed in-memory run
+    of it, which a run disturbed by a fault must equal (the fault tests' ``volume`` fixture)."""
+    tifffile.imwrite(folder / "v.tif", blobs_volume(shape_zxy, seed=seed))
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=repository, device="cpu", quiet=True)
+    return folder / "v.tif", tifffile.imread(folder / "expected.tif")
+
+
 @pytest.fixture(scope="module")
 def volume_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("vol") / "blobs.tif"

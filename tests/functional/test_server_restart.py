@@ -20,11 +20,10 @@ import pytest
 import tifffile
 
 from conftest import served_inferences, settled_inferences, start_server
-import skoots_client
 from skoots_client.tiling import crop_grid
 from skoots_export.server import ServerConfig, TritonServer
 from test_resume import CROP, OVERLAP
-from test_segment_e2e import CLIENT, blobs_volume
+from test_segment_e2e import CLIENT, volume_and_labels
 
 SHAPE_ZXY = (20, 72, 60)
 CROPS = len(crop_grid(SHAPE_ZXY[1:] + SHAPE_ZXY[:1], CROP, OVERLAP))  # 64
@@ -33,10 +32,7 @@ WINDOW = 2  # requests in flight per server, one crop each (--batch 1)
 
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
-    folder = tmp_path_factory.mktemp("faults")
-    tifffile.imwrite(folder / "v.tif", blobs_volume(SHAPE_ZXY, seed=2))
-    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
-    return folder / "v.tif", tifffile.imread(folder / "expected.tif")
+    return volume_and_labels(tmp_path_factory.mktemp("faults"), e2e_repository, SHAPE_ZXY, seed=2)
 
 
 class Server:

@@ -64,14 +64,14 @@ def test_precomputed_out_is_a_segmentation_with_the_tables_properties(stores_fol
 
 def test_sharded_precomputed_and_n5_read_back_equal(tmp_path: Path) -> None:
     labels_xyz = np.random.default_rng(1).integers(0, 300, (40, 56, 12)).astype(np.uint32)
-    writer.write_labels(parse(f"precomputed://{tmp_path}/sharded"), labels_xyz, voxel_size=NM, chunk=8, shard_log2=1, shard_past=0)
+    writer.write_store_labels(parse(f"precomputed://{tmp_path}/sharded"), labels_xyz, voxel_size=NM, chunk=8, shard_log2=1, shard_past=0)
     scale = json.loads((tmp_path / "sharded" / "info").read_text())["scales"][0]
     assert scale["sharding"]["@type"] == "neuroglancer_uint64_sharded_v1"
     assert sorted(p.suffix for p in (tmp_path / "sharded" / scale["key"]).iterdir()) == [".shard"] * 12  # 2x2x2 chunks each
     zyx = labels_xyz.transpose(2, 0, 1)
     assert np.array_equal(cloudvolume_zyx(tmp_path / "sharded"), zyx)
     assert np.array_equal(tensorstore_zyx(tmp_path / "sharded", "neuroglancer_precomputed"), zyx)
-    writer.write_labels(parse(f"n5://{tmp_path}/l.n5"), labels_xyz.astype(np.uint16), voxel_size=NM)
+    writer.write_store_labels(parse(f"n5://{tmp_path}/l.n5"), labels_xyz.astype(np.uint16), voxel_size=NM)
     attributes = json.loads((tmp_path / "l.n5" / "attributes.json").read_text())
     assert attributes["dimensions"] == [56, 40, 12] and attributes["axes"] == ["x", "y", "z"]
     assert attributes["resolution"] == [8.0, 4.0, 40.0] and attributes["units"] == ["nm"] * 3 and attributes["dataType"] == "uint16"
@@ -93,10 +93,10 @@ def test_default_shards_are_256_cubes_and_one_export_box_each(tmp_path: Path) ->
 def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     labels_xyz = np.ones((8, 8, 4), np.uint32)
     url = parse(f"precomputed://{tmp_path}/seg")
-    writer.write_labels(url, labels_xyz, voxel_size=NM)
+    writer.write_store_labels(url, labels_xyz, voxel_size=NM)
     with pytest.raises(OutputError, match=rf"--out precomputed://{tmp_path}/seg exists; pass --overwrite to replace it"):
-        writer.write_labels(url, labels_xyz, voxel_size=NM)
-    writer.write_labels(url, 2 * labels_xyz, voxel_size=NM, overwrite=True)
+        writer.write_store_labels(url, labels_xyz, voxel_size=NM)
+    writer.write_store_labels(url, 2 * labels_xyz, voxel_size=NM, overwrite=True)
     assert cloudvolume_zyx(tmp_path / "seg").max() == 2
 
     def broken(*args, **kwargs):
@@ -104,7 +104,7 @@ def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(writer, "add_properties", broken)
     with pytest.raises(OutputError, match="disk full"):
-        writer.write_labels(parse(f"precomputed://{tmp_path}/new"), labels_xyz, voxel_size=NM, properties=[{"label-value": 1}])
+        writer.write_store_labels(parse(f"precomputed://{tmp_path}/new"), labels_xyz, voxel_size=NM, properties=[{"label-value": 1}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seg"]
     with pytest.raises(InputError, match=rf"--save-intermediates writes beside a local --out, not precomputed://{tmp_path}/i; drop it, or write to a local path"):
         skoots_client.segment(tmp_path / "v.tif", out=f"precomputed://{tmp_path}/i", save_intermediates=True)
@@ -114,7 +114,7 @@ def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: p
         f"n5://{tmp_path}/no/such/x.n5": f"folder {tmp_path}/no/such does not exist; create it first",
     }.items():
         with pytest.raises(OutputError, match=f"--out {text}: {message}"):
-            writer.check_destination(parse(text), overwrite=False)
+            writer.check_store_destination(parse(text), overwrite=False)
 
 
 def test_segment_writes_n5_from_the_command_line(stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
