@@ -557,6 +557,7 @@ def bench(
         )
     endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
     model = endpoint.model  # the one picked when none was named: every client process loads it
+    assert model is not None  # connecting picked one
     try:
         info = endpoint.info
         batches = list(batch) if batch else [info.max_batch_size]

@@ -173,8 +173,8 @@ def skeleton_lengths(stats: PartialStats, window: Callable[[tuple[slice, slice, 
     """Skeleton length of every instance in ``stats``; ``window(slices)`` reads labels there."""
     out = np.zeros(stats.labels.size)
     for i, label in enumerate(stats.labels):
-        box = tuple(slice(int(a), int(b) + 1) for a, b in zip(stats.lo[i], stats.hi[i]))
-        out[i] = skeleton_length(np.asarray(window(box)) == label, spacing_zyx)
+        s0, s1, s2 = (slice(int(a), int(b) + 1) for a, b in zip(stats.lo[i], stats.hi[i]))
+        out[i] = skeleton_length(np.asarray(window((s0, s1, s2))) == label, spacing_zyx)
     return out
 
 

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .destinations import check_destination
 from .errors import OutputError
 from .volume import TIFF_SUFFIXES, ZARR_SUFFIXES
 from .voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
+
+if TYPE_CHECKING:
+    from .stores import StoreUrl
 
 
 def intermediates_path(out: Path) -> Path:
@@ -49,9 +52,9 @@ def _staged(path: Path, overwrite: bool) -> Iterator[Path]:
 
 
 def write_labels(
-    path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
+    path: str | Path | StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
     properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
-) -> Path:
+) -> Path | StoreUrl:
     """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
     ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX, spacing, resolution and
@@ -67,7 +70,7 @@ def write_labels(
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
-    if stores.is_store(path):  # precomputed:// or n5:// (client/stores)
+    if isinstance(path, stores.StoreUrl):  # precomputed:// or n5:// (client/stores)
         return stores.write_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
                                    offset=offset)
     path = Path(path)

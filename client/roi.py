@@ -96,7 +96,7 @@ def _pairs(value: Any) -> RoiText:
     if len(zyx) != 3:
         raise InputError(f"roi={value!r}: give three (start, stop) pairs or slices in z, y, x, or the --roi text")
     text = ",".join(":".join("" if v is None else f"{v:g}" for v in pair) for pair in zyx)
-    roi = RoiText(text, tuple(zyx))  # type: ignore[arg-type]
+    roi = RoiText(text, tuple(zyx))
     _check_ends(roi)
     return roi
 

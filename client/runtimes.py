@@ -89,7 +89,7 @@ class TorchScriptRuntime:
     def __call__(self, batch: np.ndarray) -> Outputs:
         with self._torch.inference_mode():
             outputs = self._module(self._torch.from_numpy(batch).to(self._device))
-        return tuple(o.cpu().numpy() for o in outputs)  # type: ignore[return-value]
+        return tuple(o.cpu().numpy() for o in outputs)
 
 
 class OpenVinoRuntime:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from pathlib import Path
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .stores import StoreUrl
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float16", "float32", "float64")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -32,7 +35,7 @@ class Volume:
     """
 
     data: Any
-    path: Path
+    path: Path | StoreUrl
     axes: str = "ZYX"
     axes_from: str = "default"
     channel: int = 0

@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .levels import image_of_level, level_names, multiscales_of
+from .stores import StoreUrl
 from .volume import SUPPORTED_DTYPES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, XYZView, describe_shape
 
 
@@ -58,6 +59,7 @@ def _open_tiff(path: Path) -> tuple[Any, str | None]:
                 axes = str(tif.series[0].axes)
         except Exception:  # noqa: BLE001 - a corrupt file is reported below, when its data is read
             axes = None
+        array: np.ndarray | None
         try:
             array = tifffile.memmap(path, mode="r")
         except (ValueError, OSError, IndexError):
@@ -125,14 +127,14 @@ def _no_metadata(path: Path) -> str:
             "point at a Zarr store, an N5 dataset or a precomputed volume")
 
 
-def _dimension_error(path: Path, shape: tuple[int, ...], axes: str | None) -> InputError:
+def _dimension_error(path: Path | StoreUrl, shape: tuple[int, ...], axes: str | None) -> InputError:
     named = f" (axes {axes})" if axes else ""
     return InputError(
         f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, Y, X] or [Z, Y, X, C]"
     )
 
 
-def parse_axes(text: str, shape: Sequence[int], path: Path) -> str:
+def parse_axes(text: str, shape: Sequence[int], path: Path | StoreUrl) -> str:
     """``--axes`` checked against the array: the letters Z, Y, X once each, C and T at most once,
     one letter per dimension. Returns the letters in upper case."""
     axes = text.strip().upper()
@@ -154,7 +156,7 @@ def _named(axes: str | None, shape: tuple[int, ...]) -> bool:
 
 
 def _layout(
-    path: Path, shape: tuple[int, ...], axes: str | None, declared: bool = False
+    path: Path | StoreUrl, shape: tuple[int, ...], axes: str | None, declared: bool = False
 ) -> tuple[tuple[int, int, int], int | None]:
     """The array axes of Z, X, Y and of the channel (or None), from metadata where it names them.
 
@@ -189,7 +191,7 @@ def _layout(
     raise _dimension_error(path, shape, axes)
 
 
-def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None]:
+def _open(path: Path | StoreUrl, fill_missing: bool | None = None) -> tuple[Any, str | None]:
     """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
     and its axis letters where the file names them. A chunk missing from a chunked store is an
     error when read (``fill_missing`` False), zeros counted (True), or background (None: label
@@ -200,6 +202,7 @@ def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None
     if store is not None:  # N5, precomputed, Zarr by URL: TensorStore (client/stores)
         opened = stores.open_volume(store, fill_missing)
         return opened.array, opened.axes
+    assert isinstance(path, Path)  # store_of took every StoreUrl
     if not path.exists():
         level = image_of_level(path)
         if level is not None:
@@ -218,7 +221,7 @@ def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None
     raise InputError(f"{path}: unknown input format; use a .tif/.tiff file or a .zarr store")
 
 
-def read_volume(path: str | Path, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
+def read_volume(path: str | Path | StoreUrl, channel: int | None = None, axes: str | None = None, *, check_finite: bool = True,
                 fill_missing: bool | None = False) -> Volume:
     """Open ``path`` (TIFF, Zarr array, OME-Zarr image) as a single-channel ``[X, Y, Z]`` volume.
 
@@ -238,7 +241,7 @@ def read_volume(path: str | Path, channel: int | None = None, axes: str | None =
     InputError
         Missing, unreadable or corrupt file; unsupported dimensionality, dtype or channel; bad ``axes``.
     """
-    path = path if _is_store(path) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
+    path = path if isinstance(path, StoreUrl) else Path(path)  # a StoreUrl: N5, precomputed, Zarr by URL
     array, file_axes = _open(path, fill_missing)
     return _as_volume(array, path, file_axes, channel, axes, check_finite)
 
@@ -285,13 +288,13 @@ def volume_from_array(array: Any, channel: int | None = None, axes: str | None =
 MAX_CHANNELS = 8  # a longer last axis without axis names is X: (2, 48, 384, 384) has 2 channels or time points first
 
 
-def _many_channels(path: Path, shape: tuple[int, ...]) -> InputError:
+def _many_channels(path: Path | StoreUrl, shape: tuple[int, ...]) -> InputError:
     fix = 'axes="CZYX" (or "TZYX")' if str(path).startswith("<") else "--axes CZYX (or TZYX; axes= in the API)"
     return InputError(f"{path} of shape {shape} would read as [Z, Y, X, C] with {shape[-1]} channels "
                       f"(more than {MAX_CHANNELS}); name its axes, e.g. {fix}")
 
 
-def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | None, axes: str | None,
+def _as_volume(array: Any, path: Path | StoreUrl, file_axes: str | None, channel: int | None, axes: str | None,
                check_finite: bool) -> Volume:
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
@@ -305,14 +308,14 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     axes = parse_axes(axes, shape, path) if axes is not None else file_axes
     spatial, channel_axis = _layout(path, shape, axes, declared)
     axes_from = "--axes" if declared else "file" if _named(axes, shape) else "default"
-    read_as = dict(axes_from=axes_from, axes=axes if axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC")
+    read_axes = axes if axes is not None and axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC"
     fixed = {i: 0 for i in range(len(shape)) if i not in spatial and i != channel_axis}
     if axes_from == "default" and channel_axis is not None and shape[channel_axis] > MAX_CHANNELS:
         raise _many_channels(path, shape)
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return refuse_non_finite(Volume(XYZView(array, spatial, fixed), path, **read_as), check_finite)
+        return refuse_non_finite(Volume(XYZView(array, spatial, fixed), path, axes=read_axes, axes_from=axes_from), check_finite)
     channels = shape[channel_axis]
     channel_from = "--channel" if channel is not None else "only" if channels == 1 else "default"
     if channel is None:
@@ -325,10 +328,10 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
     view = XYZView(array, spatial, {**fixed, channel_axis: channel})
-    return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
+    return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, axes=read_axes, axes_from=axes_from), check_finite)
 
 
-def read_labels(path: str | Path) -> np.ndarray:
+def read_labels(path: str | Path | StoreUrl) -> np.ndarray:
     """Read a 3-D label volume whole, in its stored axis order (``[Z, X, Y]`` for our outputs).
 
     Raises
@@ -336,7 +339,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     InputError
         Missing or unreadable file, not 3-D, or not integer labels.
     """
-    path = path if _is_store(path) else Path(path)
+    path = path if isinstance(path, StoreUrl) else Path(path)
     array, _ = _open(path)
     dtype = _label_dtype(path, array)
     if len(array.shape) != 3:
@@ -347,14 +350,7 @@ def read_labels(path: str | Path) -> np.ndarray:
     return labels
 
 
-def _is_store(path: Any) -> bool:
-    """Whether ``path`` is a :class:`~skoots_client.stores.StoreUrl` (N5, precomputed, Zarr by URL)."""
-    from .stores import is_store
-
-    return is_store(path)
-
-
-def _label_dtype(path: Path, array: Any) -> np.dtype:
+def _label_dtype(path: Path | StoreUrl, array: Any) -> np.dtype:
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "ui":
         raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background): "
@@ -362,7 +358,7 @@ def _label_dtype(path: Path, array: Any) -> np.dtype:
     return dtype
 
 
-def open_labels(path: str | Path) -> Volume:
+def open_labels(path: str | Path | StoreUrl) -> Volume:
     """A label volume as a lazy ``[X, Y, Z]`` view: ``[Z, X, Y]`` on disk, or the axes a file
     names (an NGFF label image's single time point is taken as is). Negative labels are found
     by whoever reads the data.
@@ -372,7 +368,7 @@ def open_labels(path: str | Path) -> Volume:
     InputError
         Missing or unreadable file, not one 3-D volume, or not integer labels.
     """
-    path = path if _is_store(path) else Path(path)
+    path = path if isinstance(path, StoreUrl) else Path(path)
     array, axes = _open(path)
     _label_dtype(path, array)
     shape = tuple(int(n) for n in array.shape)

@@ -57,12 +57,10 @@ class ExportResult:
 def _triple(section: Mapping[str, Any], key: str) -> tuple[float, float, float]:
     value = section[key]
     try:
-        triple = tuple(float(v) for v in value)
+        x, y, z = (float(v) for v in value)
     except (TypeError, ValueError):
-        triple = ()
-    if len(triple) != 3:
-        raise ExportOptionError(f"cfg.SKOOTS.{key} = {value!r} must hold three numbers (X, Y, Z)")
-    return triple  # type: ignore[return-value]
+        raise ExportOptionError(f"cfg.SKOOTS.{key} = {value!r} must hold three numbers (X, Y, Z)") from None
+    return x, y, z
 
 
 def parameters_for(

@@ -487,10 +487,12 @@ class TritonServer:
     def ended(self, during: str) -> str:
         """One line: how the process ended ``during`` starting or serving, and why, from its log."""
         code = self.poll()
-        try:
-            how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
-        except ValueError:
-            how = f"ended by signal {-code}"
+        how = f"exited with code {code}"
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"ended by signal {-code}"
         lines = list(self.logs)
         reason = log_reason(lines)
         why = reason or f"its log names no error; its last line: {_last_words(lines)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ def verify_scripted(
     eager answer, for checking other compiled forms against it.
     """
     reference = reference or reference_answer(eager, crop, seed)
-    raw_scripted = scripted.network(reference.crop.float())
+    raw_scripted = cast(nn.Module, scripted.network)(reference.crop.float())
     difference = float((reference.raw - raw_scripted).abs().max())
     if not difference <= _RAW_TOLERANCE:
         raise VerificationError(
