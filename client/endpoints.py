@@ -17,7 +17,7 @@ def open_endpoints(
     runtime: str = "auto", threads: int | None = None, precision: str = "fp32", load: bool = True,
 ) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for ``urls``, or the in-process model when there are none (on
-    ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
+    ``runtime`` with ``threads`` and ``precision``: see `EmbeddedModel`).
 
     ``model`` None: each server's (or the repository's) SKOOTS model, see ``choose_model``.
 

@@ -1,8 +1,8 @@
 """Per-instance statistics of a label volume: the instance table.
 
 One streaming pass over the labels, slab by slab along Z, gathers per-label partial sums
-(:class:`PartialStats`: voxel counts, coordinate sums, bounding boxes, raw intensity sum and
-maximum). Partials of disjoint parts of a volume merge exactly (:meth:`PartialStats.merge`), so
+(`PartialStats`: voxel counts, coordinate sums, bounding boxes, raw intensity sum and
+maximum). Partials of disjoint parts of a volume merge exactly (`PartialStats.merge`), so
 a blockwise run can measure each block and sum the partials. Each slab is measured by
 ``cc3d.statistics`` (counts, bounding boxes and centroids in one C++ pass) after
 ``fastremap.renumber`` makes its labels dense; intensities by ``numpy.bincount`` and
@@ -188,8 +188,8 @@ class InstanceTable(dict):
     """The instance table as columns: name → NumPy array, one row per instance, in order.
 
     A plain ``dict`` of arrays, so measuring needs no pandas (whose newest releases pull NumPy 2
-    over the ``numpy<2`` the server extra pins); :meth:`to_pandas` gives the DataFrame.
-    ``voxel_size`` is the :class:`~skoots_client.voxel_size.VoxelSize` its physical columns are in.
+    over the ``numpy<2`` the server extra pins); `to_pandas` gives the DataFrame.
+    ``voxel_size`` is the [`VoxelSize`][skoots_client.VoxelSize] its physical columns are in.
     """
 
     voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE

@@ -1,7 +1,7 @@
-"""A run's options as frozen, typed specs, checked once into a :class:`Plan` that either engine runs.
+"""A run's options as frozen, typed specs, checked once into a `Plan` that either engine runs.
 
 The specs say what the user asked (the API's keywords, grouped: input, output, model source,
-resume, cluster); :func:`prepare` checks them all before any work, reads the volume lazily,
+resume, cluster); `prepare` checks them all before any work, reads the volume lazily,
 decides in memory or blockwise, resolves the voxel size, the normalisation and the model's
 constants, and opens what answers crops. Nothing after it re-checks an option.
 """
@@ -44,7 +44,7 @@ Triple = tuple[int, int, int]
 @dataclass(frozen=True)
 class InputSpec:
     """What to segment and how to read it: a path or store URL, or an array's opened
-    :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
+    `Volume`; ``--channel``, ``--axes``, ``--normalize``,
     ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
 
     source: Any
@@ -259,7 +259,7 @@ def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | 
 
 def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec,
             warn: Callable[[str], None]) -> tuple[Plan, list[Any]]:
-    """Check the specs into a :class:`Plan`, and open what answers crops for it: the endpoints
+    """Check the specs into a `Plan`, and open what answers crops for it: the endpoints
     (none for a blockwise run's in-process model, which its workers load). What looks wrong
     about the input goes to ``warn``, one line each. Raises ``ClientError``."""
     from .ngff import check_labels_into

@@ -65,7 +65,7 @@ def stretch(image: np.ndarray) -> np.ndarray:
 
 
 def panel_size(shape_xy: tuple[int, int]) -> tuple[int, int]:
-    """``(width, height)`` in pixels of one panel: the longer side :data:`PANEL`, the aspect kept."""
+    """``(width, height)`` in pixels of one panel: the longer side `PANEL`, the aspect kept."""
     x, y = shape_xy
     scale = PANEL / max(x, y)
     return max(1, round(y * scale)), max(1, round(x * scale))

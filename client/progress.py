@@ -61,7 +61,7 @@ class Watch:
         self.quiet, self.progress, self.cancel = quiet, progress, cancel
 
     def stage(self, name: str, label: str | None = None) -> Callable[[int, int], None]:
-        """The ``(done, total)`` reporter of stage ``name``; raises :class:`Cancelled` when asked to stop."""
+        """The ``(done, total)`` reporter of stage ``name``; raises [`Cancelled`][skoots_client.Cancelled] when asked to stop."""
         line = ProgressLine(enabled=not self.quiet, label=label or name)
 
         def report(done: int, total: int) -> None:
@@ -74,6 +74,6 @@ class Watch:
         return report
 
     def check(self) -> None:
-        """Raise :class:`Cancelled` if the ``cancel`` event is set."""
+        """Raise [`Cancelled`][skoots_client.Cancelled] if the ``cancel`` event is set."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("cancelled")

@@ -7,7 +7,7 @@ length unit after the last number (``0:2,0:10,0:10um``) in physical units of the
 widened to whole voxels (start rounded down, stop rounded up). The API takes the same text, or
 three ``(start, stop)`` pairs or slices in z, y, x (voxels).
 
-Only the box is ever read: the cutout is a view (:class:`Cutout`), and blockwise workers cut
+Only the box is ever read: the cutout is a view (`Cutout`), and blockwise workers cut
 the same box (blockwise/stages.py). The labels equal segmenting the cutout on its own, and
 their metadata carries the input's offset plus the box's start (client/origin.py).
 """
@@ -43,7 +43,7 @@ class RoiText:
 
 def parse_roi(value: Any) -> RoiText | None:
     """``--roi`` text (or the API's pairs / slices in z, y, x) checked for its form only: the
-    volume and voxel size it needs come later (:func:`resolve_roi`).
+    volume and voxel size it needs come later (`resolve_roi`).
 
     >>> parse_roi("0:8,10:50,:").zyx
     ((0.0, 8.0), (10.0, 50.0), (None, None))

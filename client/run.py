@@ -14,8 +14,8 @@ from .summary import served_by, summary
 
 def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec, *,
                 warn: Callable[[str], None], watch: Watch) -> Segmentation:
-    """Segment as the specs say: everything is checked before any work (:func:`~skoots_client.plan.prepare`),
-    then the plan's engine segments and writes. Raises ``ClientError``; :class:`Cancelled` when
+    """Segment as the specs say: everything is checked before any work (`prepare`),
+    then the plan's engine segments and writes. Raises ``ClientError``; [`Cancelled`][skoots_client.Cancelled] when
     ``watch`` says to stop."""
     started = time.perf_counter()
     plan, endpoints = prepare(input, output, model, resume, cluster, warn)

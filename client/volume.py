@@ -4,7 +4,7 @@ array holds, and how it was read.
 On disk a volume is ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as Fiji and napari name the axes (the
 seed's ``[Z, X, Y]``), unless the file or ``--axes`` says otherwise; the runtime works in the
 seed's ``[X, Y, Z]`` (X = rows, docs/AXES.md). Reading is lazy where the format allows: crops are
-cut from a view (:class:`XYZView`). Opening files is volume_read.py's job, writing label_write.py's.
+cut from a view (`XYZView`). Opening files is volume_read.py's job, writing label_write.py's.
 """
 
 from __future__ import annotations

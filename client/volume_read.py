@@ -87,7 +87,7 @@ def _ome_axes(multiscales: Any) -> str | None:
 
 def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str | None]:
     """A Zarr array, an OME-Zarr image's first level or a group's one array; ``fill_missing``
-    as :func:`~skoots_client.stores.reader.zarr_windows` takes it."""
+    as `zarr_windows` takes it."""
     import zarr
 
     if path.is_dir() and not any((path / m).exists() for m in ("zarr.json", ".zarray", ".zattrs", ".zgroup")):
@@ -229,12 +229,12 @@ def read_volume(path: str | Path | StoreUrl, channel: int | None = None, axes: s
     ``axes`` declares them (``--axes``: ``XYZ``, ``ZCYX``, ...) or the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
-    channel 2 is used (the seed's rule); a last axis of more than :data:`MAX_CHANNELS` "channels"
+    channel 2 is used (the seed's rule); a last axis of more than `MAX_CHANNELS` "channels"
     in the default reading is refused (it is X: ``axes`` names the order). ``check_finite=False`` skips the pass over float input
     that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
     A chunk missing from a chunked store (N5, precomputed, Zarr) is an ``InputError`` when it is
     read, unless ``fill_missing`` (``--fill-missing``): then it reads as zeros, counted
-    (:func:`missing_chunks_warning`); None reads it as zeros uncounted (a mask: label-like).
+    (`missing_chunks_warning`); None reads it as zeros uncounted (a mask: label-like).
 
     Raises
     ------
@@ -264,10 +264,10 @@ def missing_chunks_warning(volume: Volume) -> str | None:
 
 def volume_from_array(array: Any, channel: int | None = None, axes: str | None = None) -> Volume:
     """A NumPy, Dask or Zarr array (anything with ``shape``, ``dtype`` and slicing) as a
-    single-channel ``[X, Y, Z]`` volume, read as :func:`read_volume` reads a file: ``[Z, Y, X]``
+    single-channel ``[X, Y, Z]`` volume, read as `read_volume` reads a file: ``[Z, Y, X]``
     or ``[Z, Y, X, C]`` unless ``axes`` says otherwise. An array has no file's metadata to
     vouch for its channels: more than 3 need ``channel``, and a last axis longer than
-    :data:`MAX_CHANNELS` is refused (it is X; name the axes). Lazy arrays stay lazy: crops are cut
+    `MAX_CHANNELS` is refused (it is X; name the axes). Lazy arrays stay lazy: crops are cut
     from a view. Its ``path`` names the kind of array (``<numpy array>``) for messages.
 
     >>> import numpy as np

@@ -73,7 +73,7 @@ UNKNOWN_VOXEL_SIZE = VoxelSize((1.0, 1.0, 1.0), None)
 def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOption | None:
     """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
     suffix (``0.5,0.5,2um``); micrometres when neither says. ``--unit`` alone names the unit of
-    the scale the file states (:class:`UnitOption`, resolved by :func:`resolve_voxel_size`)."""
+    the scale the file states (`UnitOption`, resolved by `resolve_voxel_size`)."""
     try:
         if text is None:
             return None if unit is None else UnitOption(length_unit(unit))

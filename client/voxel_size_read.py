@@ -99,7 +99,7 @@ def resolve_voxel_size(
 ) -> VoxelSize:
     """The voxel size to use: ``--voxel-size`` wins over what ``path`` states; a disagreement
     is reported through ``warn`` (one line). Unknown when neither says. ``--unit`` alone
-    (:class:`UnitOption`) names the unit of a scale ``path`` states without one."""
+    (`UnitOption`) names the unit of a scale ``path`` states without one."""
     if isinstance(option, UnitOption):
         symbol = LENGTH_UNITS[option.unit][0]
         if stated is None:

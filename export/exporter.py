@@ -115,7 +115,7 @@ def export_checkpoint(
     trust_checkpoint: bool = False,
     **parameter_overrides: Any,
 ) -> ExportResult:
-    """Export a SKOOTS checkpoint; ``backend`` is a key of :data:`BACKENDS` (default ``all``).
+    """Export a SKOOTS checkpoint; ``backend`` is a key of `BACKENDS` (default ``all``).
 
     With several variants the libtorch model is ``name``, the Python-backend model
     ``name + "_python"`` and the OpenVINO-backend model ``name + "_openvino"``; a single variant

@@ -57,7 +57,7 @@ def save_ir(model: openvino.Model, xml_path: Path) -> None:
 
 
 def verify_ir(reference: Reference, xml_path: Path) -> None:
-    """Run the saved IR (FP32) on the reference crop; raise :class:`VerificationError` unless its
+    """Run the saved IR (FP32) on the reference crop; raise `VerificationError` unless its
     thresholded outputs match the eager head's as closely as TorchScript's must."""
     outputs = OpenVinoHead(str(xml_path), precision="fp32")(reference.crop.numpy())
     if not matches_reference(reference, tuple(torch.from_numpy(o) for o in outputs)):

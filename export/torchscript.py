@@ -65,7 +65,7 @@ def matches_reference(reference: Reference, outputs: tuple[torch.Tensor, ...]) -
 def verify_scripted(
     eager: InferenceHead, scripted: nn.Module, crop: tuple[int, int, int], seed: int = 0, reference: Reference | None = None
 ) -> Reference:
-    """Run both on one random crop; raise :class:`VerificationError` if they disagree.
+    """Run both on one random crop; raise `VerificationError` if they disagree.
 
     Raw network outputs must agree within 1e-4 and every thresholded output must be equal,
     except at voxels whose raw value lies within that tolerance of a threshold. Returns the

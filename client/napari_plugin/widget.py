@@ -1,6 +1,6 @@
 """The "SKOOTS segmentation" dock widget: segment the open image in one click.
 
-A thin GUI over :func:`skoots_client.segment`: the widget turns its fields into the API's
+A thin GUI over [`segment`][skoots_client.segment]: the widget turns its fields into the API's
 keywords, runs the call in a worker thread (the Qt event loop only draws and relays progress)
 and turns the result into a Labels layer with the image's scale and the instance table as its
 features. A user mistake is one napari notification; Cancel stops the run within one batch and
@@ -154,7 +154,7 @@ class SegmentationWidget(Container):
         show_info(f"SKOOTS models: {', '.join(f'{n} ({k})' for n, k in found)}" if found else "no SKOOTS model there")
 
     def options(self) -> dict[str, Any]:
-        """The keywords of :func:`skoots_client.segment` the fields give (the volume aside)."""
+        """The keywords of [`segment`][skoots_client.segment] the fields give (the volume aside)."""
         kwargs: dict[str, Any] = {"quiet": True, "device": self.device.value}
         if self.model.value != AUTOMATIC:
             kwargs["model"] = self.model.value

@@ -62,7 +62,7 @@ def option_triple(option: str, text: str | None, kind: Callable[[str], T]) -> tu
 def option_triple(option: str, text: str | None) -> tuple[int, int, int] | None: ...
 def option_triple(option: str, text: str | None, kind: Callable[[str], Any] = int) -> tuple[Any, Any, Any] | None:
     """Parse a triple option, positional ``X,Y,Z`` (the seed's order) or named ``x=..,y=..,z=..``
-    (napari's letters), to the runtime's ``(X, Y, Z)``; :class:`OptionError` names the option and
+    (napari's letters), to the runtime's ``(X, Y, Z)``; `OptionError` names the option and
     shows both forms."""
     if text is None:
         return None
