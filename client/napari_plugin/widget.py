@@ -73,7 +73,8 @@ class SegmentationWidget(Container):
         self.device = ComboBox(choices=["auto", "cpu", "gpu"], value="auto", label="post-processing on")
         self.normalize = ComboBox(choices=["auto", "dtype", "minmax", "percentile"], value="auto", label="normalise")
         self.channel = SpinBox(min=-1, max=64, value=-1, label="channel (-1: auto)")
-        self.mask = cast(ComboBox, create_widget(annotation=Optional[Labels], label="mask (optional)"))
+        # typing.Optional: the annotation magicgui reads for a layer picker with an empty choice
+        self.mask = cast(ComboBox, create_widget(annotation=Optional[Labels], label="mask (optional)"))  # noqa: UP045
         self.voxel = [FloatSpinBox(min=0.0, max=1e6, step=0.001, value=1.0, label=f"voxel {axis}") for axis in "zyx"]
         for box in self.voxel:
             box.native.setDecimals(6)  # nanometre-scale sizes in micrometres
