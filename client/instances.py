@@ -111,15 +111,19 @@ class PartialStats:
             return out
 
         big = np.iinfo(np.int64).max
-        with_intensity = self.intensity_sum is not None and other.intensity_sum is not None
+        sums = maxima = None
+        if self.intensity_sum is not None and other.intensity_sum is not None:
+            assert self.intensity_max is not None and other.intensity_max is not None  # kept with the sums
+            sums = add(self.intensity_sum, other.intensity_sum)
+            maxima = reduce(np.maximum, self.intensity_max, other.intensity_max, -np.inf)
         return PartialStats(
             labels.astype(np.uint64),
             add(self.count, other.count),
             add(self.coord_sum, other.coord_sum),
             reduce(np.minimum, self.lo, other.lo, big),
             reduce(np.maximum, self.hi, other.hi, -1),
-            add(self.intensity_sum, other.intensity_sum) if with_intensity else None,  # type: ignore[arg-type]
-            reduce(np.maximum, self.intensity_max, other.intensity_max, -np.inf) if with_intensity else None,  # type: ignore[arg-type]
+            sums,
+            maxima,
         )
 
 

@@ -345,9 +345,9 @@ def halo_widths(vector_scaling: Sequence[float], iterations: int) -> tuple[tuple
     >>> halo_widths((60.0, 60.0, 12.0), 2)
     ((121, 121, 25), (61, 61, 13))
     """
-    labels = tuple(math.ceil(iterations * abs(s)) + 1 for s in vector_scaling)
-    vectors = tuple(math.ceil((iterations - 1) * abs(s)) + 1 for s in vector_scaling)
-    return labels, vectors  # type: ignore[return-value]
+    lx, ly, lz = (math.ceil(iterations * abs(s)) + 1 for s in vector_scaling)
+    vx, vy, vz = (math.ceil((iterations - 1) * abs(s)) + 1 for s in vector_scaling)
+    return (lx, ly, lz), (vx, vy, vz)
 
 
 def assign_window(

@@ -40,7 +40,8 @@ class Segmentation:
             if self._labels_xyz is None:  # blockwise: read back whatever format and axis order it was written in
                 from .volume_read import open_labels
 
-                self._labels_xyz = np.asarray(open_labels(self.written).data)  # type: ignore[arg-type]
+                assert self.written is not None  # a run that kept no labels in memory wrote them
+                self._labels_xyz = np.asarray(open_labels(self.written).data)
             self._labels = np.ascontiguousarray(np.asarray(self._labels_xyz).transpose(2, 0, 1))
             self._labels_xyz = None
         return self._labels

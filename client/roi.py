@@ -15,7 +15,7 @@ their metadata carries the input's offset plus the box's start (client/origin.py
 from __future__ import annotations
 
 import math
-import re
+import string
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -29,6 +29,7 @@ from .volume import Volume
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) along the runtime's X, Y, Z
 EXAMPLE = "e.g. --roi 0:40,100:612,100:612 (z, y, x voxels) or --roi 0:2,0:10,0:10um"
+_UNIT_LETTERS = string.ascii_letters + "µμå"  # a unit suffix: the trailing run of these
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ def parse_roi(value: Any) -> RoiText | None:
     if not isinstance(value, str):
         return _pairs(value)
     text = value.strip().replace(" ", "")
-    match = re.fullmatch(r"(.*?)([a-zA-Zµμå]*)", text)
-    numbers, suffix = match.group(1), match.group(2)  # type: ignore[union-attr]
+    numbers = text.rstrip(_UNIT_LETTERS)
+    suffix = text[len(numbers):]
     unit = None
     if suffix:
         try:
@@ -64,16 +65,16 @@ def parse_roi(value: Any) -> RoiText | None:
     parts = numbers.split(",")
     if len(parts) != 3 or any(p.count(":") != 1 for p in parts):
         raise InputError(f"--roi {value}: give start:stop for z, y and x, separated by commas; {EXAMPLE}")
-    zyx = []
+    zyx: list[tuple[float | None, float | None]] = []
     for part in parts:
-        ends = []
+        ends: list[float | None] = []
         for end in part.split(":"):
             try:
                 ends.append(None if end == "" else float(end))
             except ValueError:
                 raise InputError(f"--roi {value}: {end!r} is not a number; {EXAMPLE}") from None
-        zyx.append(tuple(ends))
-    roi = RoiText(str(value), tuple(zyx), unit)  # type: ignore[arg-type]
+        zyx.append((ends[0], ends[1]))  # one ":" per part, checked above
+    roi = RoiText(str(value), tuple(zyx), unit)
     _check_ends(roi)
     return roi
 

@@ -44,7 +44,8 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+        x, y, z = (int(n) for n in self.data.shape)
+        return x, y, z
 
     @property
     def dtype(self) -> np.dtype:
