@@ -109,7 +109,8 @@ def main() -> None:
     upstream_s, theirs = best_of(args.repeat, upstream)
     rows = []
     for name, xp in backends:
-        seconds, result = best_of(args.repeat, lambda: segment_volume(volume, p, [Replay(our_answers)], batch_size=1, xp=xp, reference_borders=True))
+        seconds, result = best_of(args.repeat, lambda xp=xp: segment_volume(volume, p, [Replay(our_answers)], batch_size=1, xp=xp,
+                                                                           reference_borders=True))
         labels = result.labels.get() if hasattr(result.labels, "get") else result.labels
         if not same_partition(labels, theirs):
             raise SystemExit(f"error: our labels ({name}) differ from upstream's; no timings reported")

@@ -4,12 +4,12 @@
 >>> result = skoots.segment(volume, model="model_repository")   # doctest: +SKIP
 >>> result.labels, result.table, result.voxel_size, result.summary  # doctest: +SKIP
 
-:func:`segment` and :func:`measure` are what ``skoots-client segment`` and ``measure`` run;
-:class:`Segmentation` is what ``segment`` returns. Errors a user can cause are
-:class:`ClientError` (under :class:`SkootsError`, the root shared with ``skoots_export``);
-:class:`Cancelled` when a run is cancelled. The closed choices of ``device=``, ``runtime=``,
-``precision=`` and ``ngff_version=`` are the enums :class:`Device`, :class:`Runtime`,
-:class:`Precision` and :class:`NgffVersion` (their text is accepted as well).
+[`segment`][skoots_client.segment] and [`measure`][skoots_client.measure] are what ``skoots-client segment`` and ``measure`` run;
+[`Segmentation`][skoots_client.Segmentation] is what ``segment`` returns. Errors a user can cause are
+[`ClientError`][skoots_client.ClientError] (under `SkootsError`, the root shared with ``skoots_export``);
+[`Cancelled`][skoots_client.Cancelled] when a run is cancelled. The closed choices of ``device=``, ``runtime=``,
+``precision=`` and ``ngff_version=`` are the enums `Device`, [`Runtime`][skoots_client.Runtime],
+[`Precision`][skoots_client.Precision] and [`NgffVersion`][skoots_client.NgffVersion] (their text is accepted as well).
 """
 
 from skoots_export.contract.errors import SkootsError

@@ -1,4 +1,4 @@
-"""The Python API: :func:`segment` and :func:`measure`, what ``skoots-client segment`` and
+"""The Python API: [`segment`][skoots_client.segment] and [`measure`][skoots_client.measure], what ``skoots-client segment`` and
 ``skoots-client measure`` run.
 
 Every option of the command line is a keyword of the same name and default. Where a command
@@ -155,7 +155,7 @@ def segment(
     ------
     skoots_client.errors.ClientError
         A problem with the input, an option, the model or a server (one line that names it);
-        :class:`skoots_client.progress.Cancelled` when cancelled. Nothing is left half-written.
+        [`Cancelled`][skoots_client.Cancelled] when cancelled. Nothing is left half-written.
 
     Examples
     --------
@@ -331,7 +331,7 @@ def triple(option: str, value: Triple) -> Optional[tuple]:
 
 def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
     """``voxel_size=`` and ``unit=`` as the command line's ``--voxel-size`` and ``--unit``: text,
-    a ``(z, y, x)`` tuple, or a :class:`VoxelSize` as given."""
+    a ``(z, y, x)`` tuple, or a [`VoxelSize`][skoots_client.VoxelSize] as given."""
     from .voxel_size import VoxelSize, voxel_size_option
 
     if value is None or isinstance(value, str):

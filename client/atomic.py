@@ -61,7 +61,7 @@ def replace(source: Path, path: Path) -> None:
 
 
 def move_into_place(source: Path, path: Path) -> None:
-    """:func:`replace`, copying ``source`` beside ``path`` first when a rename cannot move it
+    """`replace`, copying ``source`` beside ``path`` first when a rename cannot move it
     (another file system)."""
     try:
         replace(source, path)
@@ -127,7 +127,7 @@ def crc(*arrays: np.ndarray) -> int:
 
 def seal(body: str, separator: str = " ") -> bytes:
     """``body``, ``separator`` and the CRC-32 of ``body``, then a newline: a record that
-    :func:`unseal` tells apart from one torn by a kill or corrupted.
+    `unseal` tells apart from one torn by a kill or corrupted.
 
     >>> seal("7 0000abcd")
     b'7 0000abcd af67289d\\n'
@@ -138,7 +138,7 @@ def seal(body: str, separator: str = " ") -> bytes:
 
 
 def unseal(data: bytes, separator: str = " ") -> str | None:
-    """The body of a record :func:`seal` wrote, or None when its CRC does not match."""
+    """The body of a record `seal` wrote, or None when its CRC does not match."""
     try:
         body, own = data.decode().rstrip("\n").rsplit(separator, 1)
         return body if int(own, 16) == zlib.crc32(body.encode()) else None

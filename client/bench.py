@@ -10,7 +10,7 @@ deserialise times. The server's queue and compute times come from the difference
 
 Stability, as perf_analyzer decides it: time is cut into measurement windows of about
 ``duration`` seconds. Each window runs from one answer to the first answer at least
-``duration`` later (and at least :data:`MIN_REQUESTS` answers later), so it spans whole
+``duration`` later (and at least `MIN_REQUESTS` answers later), so it spans whole
 request periods: with slow requests, a window cut at a fixed time would count one answer more
 or less than its share, an error of up to one request in a few. A setting's result is the last three windows, merged, once
 their throughputs and their average latencies each lie within ``tolerance`` of the three
@@ -23,9 +23,9 @@ three answers — stability cannot be judged: every answer measured is reported,
 setting is marked as having too few requests. Average latency, not p99, judges stability (perf_analyzer's default too): a
 window's p99 is the largest of its few dozen latencies, which does not settle on a shared CPU.
 
-The pure functions here (:func:`percentile`, :func:`latency_summary`, :func:`server_delta`,
-:func:`is_stable`, :func:`message_bytes`, :func:`summarise`) take numbers and return
-numbers; :func:`measure_throughput` owns the clients.
+The pure functions here (`percentile`, `latency_summary`, `server_delta`,
+`is_stable`, `message_bytes`, `summarise`) take numbers and return
+numbers; `measure_throughput` owns the clients.
 
 Not split: one measurement (settings, closed-loop clients, windows, the stability rule, the
 server's statistics) read top to bottom; its report formats already live in bench_report.py.
@@ -259,7 +259,7 @@ def summarise(
     measured: int,
     few_requests: bool = False,
 ) -> Measurement:
-    """Merge the counted ``windows`` of a setting into one :class:`Measurement`."""
+    """Merge the counted ``windows`` of a setting into one `Measurement`."""
     records = [r for w in windows for r in w.records]
     seconds = sum(w.seconds for w in windows)
     crops = sum(r.crops for r in records)
@@ -488,7 +488,7 @@ def measure_windows(
     of its warm-up) runs out; see the module's notes.
 
     ``answers`` gives answers in order of their end (``take_answer(after, deadline)``,
-    ``take_until(end)``: :class:`_Clients`). Returns the windows to report, how many whole
+    ``take_until(end)``: `_Clients`). Returns the windows to report, how many whole
     windows were measured, and whether too few answers fit in the time to judge stability
     (then every window, the one the time cut included, is reported).
     """
@@ -565,6 +565,7 @@ def bench(
     load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout)
     endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
     model = endpoint.model  # the one picked when none was named: every client process loads it
+    assert model is not None  # connecting picked one
     try:
         info = endpoint.info
         batches = list(batch) if batch else [info.max_batch_size]

@@ -67,7 +67,7 @@ def _plain(value: Any) -> Any:
 
 
 def to_dict(result: BenchResult) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "url": result.url,
         "model": result.model,
         "crop": list(result.crop),

@@ -43,7 +43,7 @@ class NgffVersion(Choice):
 
 class LabelsDtype(Choice):
     """The labels' integer type in every output format: ``uint32`` (the default; ``uint64`` past
-    2**32 - 1 instances, see :func:`skoots_client.postprocess.labels_dtype`) or ``uint64``
+    2**32 - 1 instances, see `skoots_client.postprocess.labels_dtype`) or ``uint64``
     (what Paintera and most EM tools expect in N5 and Zarr)."""
 
     UINT32 = "uint32"

@@ -13,7 +13,7 @@ from .specs import ModelSpec
 
 def open_endpoints(spec: ModelSpec, *, load: bool = True) -> tuple[list[Any], ModelInfo]:
     """Triton endpoints for the spec's ``urls``, or the in-process model when there are none (on
-    its ``runtime`` with ``threads`` and ``precision``: see :class:`EmbeddedModel`).
+    its ``runtime`` with ``threads`` and ``precision``: see `EmbeddedModel`).
 
     ``model`` None: each server's (or the repository's) SKOOTS model, see ``choose_model``.
 

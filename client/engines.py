@@ -1,9 +1,9 @@
-"""The two ways a :class:`~skoots_client.plan.Plan` is run, behind one interface.
+"""The two ways a `Plan` is run, behind one interface.
 
-:class:`InMemoryEngine` holds the whole volume in this process (the default);
-:class:`BlockwiseEngine` runs it block by block on a Dask cluster (``--blockwise``, or a volume
+`InMemoryEngine` holds the whole volume in this process (the default);
+`BlockwiseEngine` runs it block by block on a Dask cluster (``--blockwise``, or a volume
 too big for memory). Both segment alike (bitwise), write every output the plan names and
-return the same :class:`~skoots_client.run_stats.RunStats`.
+return the same `RunStats`.
 """
 
 from __future__ import annotations

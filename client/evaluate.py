@@ -241,7 +241,7 @@ def evaluate_files(prediction: Any, ground_truth: Any, warn: Callable[[str], Non
         A volume is missing or unreadable, holds no integer labels or negative ones, or the
         two differ in shape (named as z, y, x).
 
-    An integer volume that looks like intensities (:func:`intensity_like`) is scored with a
+    An integer volume that looks like intensities (`intensity_like`) is scored with a
     ``warn`` (default: a ``warning:`` line on stderr): scores of a raw image are meaningless.
     """
     from .summary import warn_on_stderr
@@ -267,7 +267,7 @@ uint8 noise; 0.84 for their labels."""
 
 def intensity_like(labels: np.ndarray) -> bool:
     """Whether an integer volume looks like an intensity image rather than labels: fewer than
-    :data:`INTENSITY_EQUAL_NEIGHBOURS` of its voxels equal their neighbour along the last axis,
+    `INTENSITY_EQUAL_NEIGHBOURS` of its voxels equal their neighbour along the last axis,
     among voxels that are not both background.
 
     >>> intensity_like(np.repeat(np.arange(4), 5).reshape(1, 2, 10)), intensity_like(np.arange(20).reshape(1, 2, 10))

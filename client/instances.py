@@ -1,8 +1,8 @@
 """Per-instance statistics of a label volume: the instance table.
 
 One streaming pass over the labels, slab by slab along Z, gathers per-label partial sums
-(:class:`PartialStats`: voxel counts, coordinate sums, bounding boxes, raw intensity sum and
-maximum). Partials of disjoint parts of a volume merge exactly (:meth:`PartialStats.merge`), so
+(`PartialStats`: voxel counts, coordinate sums, bounding boxes, raw intensity sum and
+maximum). Partials of disjoint parts of a volume merge exactly (`PartialStats.merge`), so
 a blockwise run can measure each block and sum the partials. Each slab is measured by
 ``cc3d.statistics`` (counts, bounding boxes and centroids in one C++ pass) after
 ``fastremap.renumber`` makes its labels dense; intensities by ``numpy.bincount`` and
@@ -111,15 +111,19 @@ class PartialStats:
             return out
 
         big = np.iinfo(np.int64).max
-        with_intensity = self.intensity_sum is not None and other.intensity_sum is not None
+        sums = maxima = None
+        if self.intensity_sum is not None and other.intensity_sum is not None:
+            assert self.intensity_max is not None and other.intensity_max is not None  # kept with the sums
+            sums = add(self.intensity_sum, other.intensity_sum)
+            maxima = reduce(np.maximum, self.intensity_max, other.intensity_max, -np.inf)
         return PartialStats(
             labels.astype(np.uint64),
             add(self.count, other.count),
             add(self.coord_sum, other.coord_sum),
             reduce(np.minimum, self.lo, other.lo, big),
             reduce(np.maximum, self.hi, other.hi, -1),
-            add(self.intensity_sum, other.intensity_sum) if with_intensity else None,  # type: ignore[arg-type]
-            reduce(np.maximum, self.intensity_max, other.intensity_max, -np.inf) if with_intensity else None,  # type: ignore[arg-type]
+            sums,
+            maxima,
         )
 
 
@@ -173,8 +177,8 @@ def skeleton_lengths(stats: PartialStats, window: Callable[[tuple[slice, slice, 
     """Skeleton length of every instance in ``stats``; ``window(slices)`` reads labels there."""
     out = np.zeros(stats.labels.size)
     for i, label in enumerate(stats.labels):
-        box = tuple(slice(int(a), int(b) + 1) for a, b in zip(stats.lo[i], stats.hi[i]))
-        out[i] = skeleton_length(np.asarray(window(box)) == label, spacing_zyx)
+        s0, s1, s2 = (slice(int(a), int(b) + 1) for a, b in zip(stats.lo[i], stats.hi[i]))
+        out[i] = skeleton_length(np.asarray(window((s0, s1, s2))) == label, spacing_zyx)
     return out
 
 
@@ -188,8 +192,8 @@ class InstanceTable(dict):
     """The instance table as columns: name → NumPy array, one row per instance, in order.
 
     A plain ``dict`` of arrays, so measuring needs no pandas (whose newest releases pull NumPy 2
-    over the ``numpy<2`` the server extra pins); :meth:`to_pandas` gives the DataFrame.
-    ``voxel_size`` is the :class:`~skoots_client.voxel_size.VoxelSize` its physical columns are in.
+    over the ``numpy<2`` the server extra pins); `to_pandas` gives the DataFrame.
+    ``voxel_size`` is the [`VoxelSize`][skoots_client.VoxelSize] its physical columns are in.
     """
 
     voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .destinations import check_destination
 from .errors import OutputError
 from .volume import TIFF_SUFFIXES, ZARR_SUFFIXES
 from .voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
+
+if TYPE_CHECKING:
+    from .stores import StoreUrl
 
 
 def intermediates_path(out: Path) -> Path:
@@ -49,9 +52,9 @@ def _staged_output(path: Path, overwrite: bool) -> Iterator[Path]:
 
 
 def write_labels(
-    path: str | Path, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
+    path: str | Path | StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
     properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
-) -> Path:
+) -> Path | StoreUrl:
     """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
     ``.tif``: zlib-compressed; ImageJ hyperstack metadata (axes ZYX, spacing, resolution and
@@ -100,7 +103,7 @@ def _zxy_shape(labels_xyz: np.ndarray) -> tuple[int, int, int]:
 def _tiff_size_metadata(size: VoxelSize, imagej: bool, ome: bool = True) -> dict[str, Any]:
     """tifffile arguments stating ``size``: ImageJ spacing/unit + resolution, OME sizes, or
     (``ome`` False: uint64, which neither ImageJ nor OME holds) resolution + tifffile's JSON
-    description with :func:`voxel_size_attrs`."""
+    description with `voxel_size_attrs`."""
     if size.unit is None:
         return {"metadata": {"axes": "ZYX"}}
     x, y, z = size.xyz  # file columns are the runtime's Y: TIFF X resolution is 1 / Y size
@@ -176,8 +179,8 @@ def create_labels_array(
     voxel_size: VoxelSize | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
 ) -> Any:
     """An empty ``[Z, X, Y]`` label array at ``path`` for writing block by block, stating its
-    voxel size as :func:`write_labels` does: a plain Zarr array (``voxel_size_attrs``), or for
-    ``.ome.zarr`` an NGFF ``ngff_version`` label image with :func:`write_labels`'s levels, scales
+    voxel size as `write_labels` does: a plain Zarr array (``voxel_size_attrs``), or for
+    ``.ome.zarr`` an NGFF ``ngff_version`` label image with `write_labels`'s levels, scales
     and translations (``offset`` as there), whose level ``0`` is returned. Every level is chunked by ``chunks``
     (capped by its shape), so the coarser levels can be filled region by region from level 0
     once it is written (blockwise/pyramid.py)."""

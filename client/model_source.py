@@ -59,7 +59,7 @@ def check_config(config: Any, where: str) -> ModelInfo:
 def choose_model(configs: Sequence[Any], where: str, preference: Sequence[str] = KIND_PREFERENCE) -> str:
     """The model to use when none was named: among ``configs``, those that speak the contract;
     one, or the variants of one export (equal parameters) by ``preference`` (kinds, best first:
-    :data:`KIND_PREFERENCE`, or :data:`CPU_KIND_PREFERENCE` for a server without GPUs).
+    `KIND_PREFERENCE`, or `CPU_KIND_PREFERENCE` for a server without GPUs).
 
     Raises
     ------
@@ -102,8 +102,8 @@ def repository_configs(repository: Path) -> list[Any]:
 
 
 def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInfo, Path]:
-    """The repository's model ``model`` (None: its SKOOTS model, see :func:`choose_model`) with
-    its config checked, and its newest version directory: what :class:`EmbeddedModel` loads,
+    """The repository's model ``model`` (None: its SKOOTS model, see `choose_model`) with
+    its config checked, and its newest version directory: what `EmbeddedModel` loads,
     read without loading it."""
     from .runtimes import IR_FILE, TORCHSCRIPT_FILE
 
@@ -131,7 +131,7 @@ def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInf
 
 class EmbeddedModel:
     """The exported model run in this process (the default when no ``--url`` is given), on the
-    runtime :func:`runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
+    runtime `runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
     cuda; ``threads`` (default: all cores) and ``precision`` (fp32, or bf16 on OpenVINO)."""
 
     concurrency = 1
@@ -145,7 +145,7 @@ class EmbeddedModel:
         threads: int | None = None,
         precision: str = "fp32",
     ) -> None:
-        """``model`` None: the repository's SKOOTS model (see :func:`choose_model`)."""
+        """``model`` None: the repository's SKOOTS model (see `choose_model`)."""
         from .runtimes import load_runtime
 
         self.info, version_dir = embedded_model(repository, model)

@@ -40,7 +40,7 @@ class Level:
     translation: tuple[float, ...] | None = None
 
     def transformations(self) -> list[dict[str, Any]]:
-        """NGFF ``coordinateTransformations``, without float noise (:func:`clean_numbers`)."""
+        """NGFF ``coordinateTransformations``, without float noise (`clean_numbers`)."""
         scale = [{"type": "scale", "scale": clean_numbers(self.scale)}]
         if self.translation is None:
             return scale
@@ -210,7 +210,7 @@ def add_label_properties(path: Path, properties: Sequence[dict[str, Any]]) -> No
 def write_label_image(path: Path, labels_xyz: np.ndarray, levels: Sequence[Level], axes: Sequence[dict[str, str]],
                       **metadata: Any) -> None:
     """Write runtime ``[X, Y, Z]`` labels as an NGFF label image (a new group at ``path``);
-    ``metadata`` as :func:`create_label_image` takes it."""
+    ``metadata`` as `create_label_image` takes it."""
     for level, array in zip(levels, create_label_image(path, levels, axes, labels_xyz.dtype, **metadata)):
         zyx = level.shape[-3:]
         step = array.chunks[-3]
@@ -314,7 +314,7 @@ def write_labels_into(
 
 def create_labels_into(path: Path, layout: ImageLayout, dtype: Any, chunks_zyx: Sequence[int]) -> list[Any]:
     """An empty label image at ``path`` (a staging place) with ``layout``'s levels, axes and
-    transformations, to be filled block by block and then installed by :func:`install_labels`."""
+    transformations, to be filled block by block and then installed by `install_labels`."""
     return create_label_image(path, layout.levels, layout.axes, dtype, version=layout.version, source_image="../../",
                               transformations=layout.transformations, chunks_zyx=chunks_zyx)
 

@@ -1,7 +1,7 @@
 """Step 1 of the reference semantics: bring raw voxels to the network's input range, as FP16.
 
 The model's rule (its dataset mean/std, else the seed's dtype range) is the default; ``segment
---normalize`` chooses another at segment time (:func:`parse_normalize`, :func:`resolve_normalization`).
+--normalize`` chooses another at segment time (`parse_normalize`, `resolve_normalization`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class NormalizeChoice:
 
 
 def parse_normalize(text: str | None) -> NormalizeChoice:
-    """``--normalize`` text → :class:`NormalizeChoice`; ``InputError`` naming the forms otherwise."""
+    """``--normalize`` text → `NormalizeChoice`; ``InputError`` naming the forms otherwise."""
     if text is None:
         return NormalizeChoice()
     rule, _, rest = text.strip().lower().partition(":")
@@ -138,7 +138,7 @@ def resolve_normalization(
     choice: NormalizeChoice, dataset_mean: float | None, dataset_std: float | None, sample: np.ndarray
 ) -> Normalization:
     """The rule ``choice`` means for this model and volume. ``sample`` (finite voxels of the
-    volume, e.g. :func:`sanity.sample_voxels`) gives ``minmax`` and ``percentile`` their numbers."""
+    volume, e.g. `sanity.sample_voxels`) gives ``minmax`` and ``percentile`` their numbers."""
     if choice.rule == "auto":
         return model_rule(dataset_mean, dataset_std)
     if choice.rule == "dtype":

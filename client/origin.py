@@ -19,7 +19,7 @@ ZERO: Offset = (0.0, 0.0, 0.0)
 
 
 def offset_by_axes(values: Any, axes: str, divide_by: Any = None) -> Offset | None:
-    """An :data:`Offset` from per-axis ``values`` in the stored order that ``axes`` names
+    """An `Offset` from per-axis ``values`` in the stored order that ``axes`` names
     (letters ``X``, ``Y``, ``Z`` of the file), divided by ``divide_by`` (a physical offset over
     the voxel size) where given. None when they do not name the three spatial axes."""
     try:

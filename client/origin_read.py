@@ -12,7 +12,7 @@ from .origin import ZERO, Offset, ome_zarr_offset
 
 def read_offset(path: Any) -> Offset:
     """The offset ``path`` states (precomputed ``voxel_offset``, OME-Zarr ``translation``, N5
-    ``offset``; a level named by path or URL takes its image's), else :data:`ZERO`."""
+    ``offset``; a level named by path or URL takes its image's), else `ZERO`."""
     from . import stores
 
     store = stores.store_of(path)

@@ -1,6 +1,6 @@
-"""A run's specs checked once into a [`Plan`][skoots_client.specs.Plan] that either engine runs.
+"""A run's specs checked once into a `Plan` that either engine runs.
 
-The specs (client/specs.py) say what the user asked; [`prepare`][skoots_client.plan.prepare]
+The specs (client/specs.py) say what the user asked; `prepare`
 checks them all before any work, reads the volume lazily, decides in memory or blockwise,
 resolves the voxel size, the normalisation and the model's constants (read, not loaded), and
 names the work directory. The plan is data: each engine opens what answers crops itself.
@@ -121,7 +121,7 @@ def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | 
 
 def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec,
             watch: Watch) -> Plan:
-    """Check the specs into a [`Plan`][skoots_client.specs.Plan]: data only, nothing left open.
+    """Check the specs into a `Plan`: data only, nothing left open.
     The model's constants are read from the servers' configs or the repository's (the model is
     not loaded: the engine opens what answers crops). What looks wrong about the input goes to
     ``watch.warn``, one line each; the switch to blockwise to ``watch.note``. Raises ``ClientError``."""

@@ -345,9 +345,9 @@ def halo_widths(vector_scaling: Sequence[float], iterations: int) -> tuple[tuple
     >>> halo_widths((60.0, 60.0, 12.0), 2)
     ((121, 121, 25), (61, 61, 13))
     """
-    labels = tuple(math.ceil(iterations * abs(s)) + 1 for s in vector_scaling)
-    vectors = tuple(math.ceil((iterations - 1) * abs(s)) + 1 for s in vector_scaling)
-    return labels, vectors  # type: ignore[return-value]
+    lx, ly, lz = (math.ceil(iterations * abs(s)) + 1 for s in vector_scaling)
+    vx, vy, vz = (math.ceil((iterations - 1) * abs(s)) + 1 for s in vector_scaling)
+    return (lx, ly, lz), (vx, vy, vz)
 
 
 def assign_window(
@@ -361,10 +361,10 @@ def assign_window(
     iterations: int,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`assign_instances` for the voxels of ``region`` (``[lo, hi)`` per axis) of a volume
+    """`assign_instances` for the voxels of ``region`` (``[lo, hi)`` per axis) of a volume
     of ``shape``, from windows of it: ``vectors`` starting at voxel ``vectors_at`` and
     ``skeleton_labels`` at ``labels_at``. Coordinates, rounding and clamping are the whole
-    volume's, so with windows that reach :func:`halo_widths` beyond ``region`` (clamped to the
+    volume's, so with windows that reach `halo_widths` beyond ``region`` (clamped to the
     volume) the result equals the whole volume's assignment restricted to ``region``. CPU only.
     ``out`` (the region's shape, the labels' dtype) is filled and returned when given.
     """
@@ -395,7 +395,7 @@ def labels_dtype(count: int, asked: str = "uint32") -> np.dtype:
 
 
 def labels_dtype_note(count: int, asked: str = "uint32") -> str | None:
-    """The summary's note when :func:`labels_dtype` had to widen the ``asked`` dtype, else None."""
+    """The summary's note when `labels_dtype` had to widen the ``asked`` dtype, else None."""
     chosen = labels_dtype(count, asked)
     if chosen == np.dtype(asked):
         return None
@@ -404,7 +404,7 @@ def labels_dtype_note(count: int, asked: str = "uint32") -> str | None:
 
 def renumber_labels(labels: Any, asked: str = "uint32") -> tuple[Any, int]:
     """Relabel to ``1..K`` in order of first appearance (0 stays background), as
-    :func:`labels_dtype` ``(K, asked)``."""
+    `labels_dtype` ``(K, asked)``."""
     xp = array_module(labels)
     if xp is np:
         import fastremap

@@ -65,7 +65,7 @@ def stretch(image: np.ndarray) -> np.ndarray:
 
 
 def panel_size(shape_xy: tuple[int, int]) -> tuple[int, int]:
-    """``(width, height)`` in pixels of one panel: the longer side :data:`PANEL`, the aspect kept."""
+    """``(width, height)`` in pixels of one panel: the longer side `PANEL`, the aspect kept."""
     x, y = shape_xy
     scale = PANEL / max(x, y)
     return max(1, round(y * scale)), max(1, round(x * scale))
@@ -93,11 +93,12 @@ def write_preview(path: str | Path, raw_xyz: Any, labels_xyz: np.ndarray, *, tit
     check_preview_path(path)
     projection, label = project(raw_xyz, labels_xyz)
     instances = int(np.count_nonzero(np.unique(labels_xyz)))
-    width, height = panel_size(projection.shape)
-    total_width, total_height = preview_size(projection.shape)
+    shape_xy = (projection.shape[0], projection.shape[1])
+    width, height = panel_size(shape_xy)
+    total_width, total_height = preview_size(shape_xy)
     dpi = 100
     figure = Figure(figsize=(total_width / dpi, total_height / dpi), dpi=dpi, facecolor="white")
-    panels = (
+    panels: tuple[tuple[np.ndarray, dict[str, Any], str], ...] = (
         (stretch(projection), {"cmap": "gray", "vmin": 0.0, "vmax": 1.0, "interpolation": "antialiased"}, "raw, max projection over Z"),
         (colour_labels(label), {"interpolation": "nearest"}, f"labels, {instances} instances"),
     )

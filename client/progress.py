@@ -1,4 +1,4 @@
-"""What a run says while it runs, through one channel (:class:`Watch`): progress (a one-line
+"""What a run says while it runs, through one channel (`Watch`): progress (a one-line
 display on stderr, crops done, crops/s, ETA, and the caller's callback), notes, warnings, and
 cancelling."""
 
@@ -83,7 +83,7 @@ class Watch:
             print(text, file=sys.stderr)
 
     def stage(self, name: str, label: str | None = None) -> Callable[[int, int], None]:
-        """The ``(done, total)`` reporter of stage ``name``; raises :class:`Cancelled` when asked to stop."""
+        """The ``(done, total)`` reporter of stage ``name``; raises [`Cancelled`][skoots_client.Cancelled] when asked to stop."""
         line = ProgressLine(enabled=not self.quiet, label=label or name)
 
         def report(done: int, total: int) -> None:
@@ -96,6 +96,6 @@ class Watch:
         return report
 
     def check(self) -> None:
-        """Raise :class:`Cancelled` if the ``cancel`` event is set."""
+        """Raise [`Cancelled`][skoots_client.Cancelled] if the ``cancel`` event is set."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("cancelled")

@@ -11,14 +11,14 @@ from .voxel_size import VoxelSize
 
 
 class Segmentation:
-    """The result of :func:`skoots_client.in_memory`.
+    """The result of [`segment`][skoots_client.segment].
 
     ``labels`` is a NumPy ``uint32`` (or ``labels_dtype=``) array ``[Z, Y, X]`` (``np.asarray(result)`` is the same):
     0 is background, instances are numbered ``1..N`` in the order they first appear. A
     blockwise run never holds the labels: they are read back from where they were written on
-    first use. ``table`` is the instance table (:class:`skoots_client.instances.InstanceTable`),
+    first use. ``table`` is the instance table (`skoots_client.instances.InstanceTable`),
     measured on first use unless the run measured it (``table=PATH``). ``voxel_size`` is a
-    :class:`skoots_client.voxel_size.VoxelSize` (``.zyx``, ``.unit``); ``summary`` the text the
+    [`VoxelSize`][skoots_client.VoxelSize] (``.zyx``, ``.unit``); ``summary`` the text the
     command line prints.
     """
 
@@ -40,7 +40,8 @@ class Segmentation:
             if self._labels_xyz is None:  # blockwise: read back whatever format and axis order it was written in
                 from .volume_read import open_labels
 
-                self._labels_xyz = np.asarray(open_labels(self.written).data)  # type: ignore[arg-type]
+                assert self.written is not None  # a run that kept no labels in memory wrote them
+                self._labels_xyz = np.asarray(open_labels(self.written).data)
             self._labels = np.ascontiguousarray(np.asarray(self._labels_xyz).transpose(2, 0, 1))
             self._labels_xyz = None
         return self._labels

@@ -7,7 +7,7 @@ length unit after the last number (``0:2,0:10,0:10um``) in physical units of the
 widened to whole voxels (start rounded down, stop rounded up). The API takes the same text, or
 three ``(start, stop)`` pairs or slices in z, y, x (voxels).
 
-Only the box is ever read: the cutout is a view (:class:`Cutout`), and blockwise workers cut
+Only the box is ever read: the cutout is a view (`Cutout`), and blockwise workers cut
 the same box (blockwise/stages.py). The labels equal segmenting the cutout on its own, and
 their metadata carries the input's offset plus the box's start (client/origin.py).
 """
@@ -15,7 +15,7 @@ their metadata carries the input's offset plus the box's start (client/origin.py
 from __future__ import annotations
 
 import math
-import re
+import string
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -29,6 +29,7 @@ from .volume import Volume
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) along the runtime's X, Y, Z
 EXAMPLE = "e.g. --roi 0:40,100:612,100:612 (z, y, x voxels) or --roi 0:2,0:10,0:10um"
+_UNIT_LETTERS = string.ascii_letters + "µμå"  # a unit suffix: the trailing run of these
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class RoiText:
 
 def parse_roi(value: Any) -> RoiText | None:
     """``--roi`` text (or the API's pairs / slices in z, y, x) checked for its form only: the
-    volume and voxel size it needs come later (:func:`resolve_roi`).
+    volume and voxel size it needs come later (`resolve_roi`).
 
     >>> parse_roi("0:8,10:50,:").zyx
     ((0.0, 8.0), (10.0, 50.0), (None, None))
@@ -53,8 +54,8 @@ def parse_roi(value: Any) -> RoiText | None:
     if not isinstance(value, str):
         return _pairs(value)
     text = value.strip().replace(" ", "")
-    match = re.fullmatch(r"(.*?)([a-zA-Zµμå]*)", text)
-    numbers, suffix = match.group(1), match.group(2)  # type: ignore[union-attr]
+    numbers = text.rstrip(_UNIT_LETTERS)
+    suffix = text[len(numbers):]
     unit = None
     if suffix:
         try:
@@ -64,16 +65,16 @@ def parse_roi(value: Any) -> RoiText | None:
     parts = numbers.split(",")
     if len(parts) != 3 or any(p.count(":") != 1 for p in parts):
         raise InputError(f"--roi {value}: give start:stop for z, y and x, separated by commas; {EXAMPLE}")
-    zyx = []
+    zyx: list[tuple[float | None, float | None]] = []
     for part in parts:
-        ends = []
+        ends: list[float | None] = []
         for end in part.split(":"):
             try:
                 ends.append(None if end == "" else float(end))
             except ValueError:
                 raise InputError(f"--roi {value}: {end!r} is not a number; {EXAMPLE}") from None
-        zyx.append(tuple(ends))
-    roi = RoiText(str(value), tuple(zyx), unit)  # type: ignore[arg-type]
+        zyx.append((ends[0], ends[1]))  # one ":" per part, checked above
+    roi = RoiText(str(value), tuple(zyx), unit)
     _check_ends(roi)
     return roi
 
@@ -96,7 +97,7 @@ def _pairs(value: Any) -> RoiText:
     if len(zyx) != 3:
         raise InputError(f"roi={value!r}: give three (start, stop) pairs or slices in z, y, x, or the --roi text")
     text = ",".join(":".join("" if v is None else f"{v:g}" for v in pair) for pair in zyx)
-    roi = RoiText(text, tuple(zyx))  # type: ignore[arg-type]
+    roi = RoiText(text, tuple(zyx))
     _check_ends(roi)
     return roi
 

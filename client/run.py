@@ -16,7 +16,7 @@ from .summary import summary
 def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec, *,
                 watch: Watch, warn: Callable[[str], None] | None = None) -> Segmentation:
     """Segment as the specs say: everything is checked before any work
-    ([`prepare`][skoots_client.plan.prepare]), then the plan's engine segments and writes.
+    (`prepare`), then the plan's engine segments and writes.
     Everything the run says goes through ``watch`` (``warn``, when given, becomes its warning
     callback). Raises ``ClientError``; ``Cancelled`` when ``watch`` says to stop."""
     if warn is not None:

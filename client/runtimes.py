@@ -89,7 +89,7 @@ class TorchScriptRuntime:
     def __call__(self, batch: np.ndarray) -> Outputs:
         with self._torch.inference_mode():
             outputs = self._module(self._torch.from_numpy(batch).to(self._device))
-        return tuple(o.cpu().numpy() for o in outputs)  # type: ignore[return-value]
+        return tuple(o.cpu().numpy() for o in outputs)
 
 
 class OpenVinoRuntime:
@@ -110,7 +110,7 @@ class OpenVinoRuntime:
 
 def plan_runtime(version_dir: Path, requested: Runtime | str = Runtime.AUTO, *, threads: int | None = None,
                  precision: Precision | str = Precision.FP32) -> tuple[Runtime, int]:
-    """The runtime that :func:`load_runtime` would load for ``requested``, and its threads, with
+    """The runtime that `load_runtime` would load for ``requested``, and its threads, with
     every check it makes but without loading the model (raises what it would raise)."""
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: give at least 1")

@@ -140,7 +140,7 @@ def empty_result_warning(instances: int, labels: np.ndarray) -> str | None:
 
 
 def empty_result_text(instances: int, covered: float) -> str | None:
-    """:func:`empty_result_warning` from the fraction of voxels labelled (a blockwise run's sum)."""
+    """`empty_result_warning` from the fraction of voxels labelled (a blockwise run's sum)."""
     if instances and covered >= EMPTY_FRACTION:
         return None
     found = "no instances found" if not instances else f"{instances} instances cover only {covered:.4%} of the volume"

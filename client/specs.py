@@ -1,9 +1,9 @@
 """What a run was asked and what it resolved to, as frozen data: the specs (the API's keywords,
-grouped: input, output, model source, resume, cluster) and the checked [`Plan`][skoots_client.specs.Plan].
+grouped: input, output, model source, resume, cluster) and the checked `Plan`.
 
 Data only, below both engines: a plan holds no open endpoint, and the blockwise job carries the
-[`ModelSpec`][skoots_client.specs.ModelSpec] to its Dask workers as it is (frozen, picklable).
-[`prepare`][skoots_client.plan.prepare] makes the plan.
+`ModelSpec` to its Dask workers as it is (frozen, picklable).
+`prepare` makes the plan.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ Triple = tuple[int, int, int]
 @dataclass(frozen=True)
 class InputSpec:
     """What to segment and how to read it: a path or store URL, or an array's opened
-    :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
+    `Volume`; ``--channel``, ``--axes``, ``--normalize``,
     ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
 
     source: Any

@@ -72,29 +72,32 @@ class Crop:
     @property
     def source(self) -> tuple[slice, slice, slice]:
         """Slices of the owned region in the volume."""
-        return tuple(slice(*bounds) for bounds in self.owned)  # type: ignore[return-value]
+        x, y, z = self.owned
+        return slice(*x), slice(*y), slice(*z)
 
     @property
     def local(self) -> tuple[slice, slice, slice]:
         """Slices of the owned region inside the crop."""
-        return tuple(slice(lo - s, hi - s) for (lo, hi), s in zip(self.owned, self.start))  # type: ignore[return-value]
+        x, y, z = (slice(lo - s, hi - s) for (lo, hi), s in zip(self.owned, self.start))
+        return x, y, z
 
     @property
     def window(self) -> tuple[slice, slice, slice]:
         """Slices of the whole crop in the volume."""
-        return tuple(slice(s, s + c) for s, c in zip(self.start, self.size))  # type: ignore[return-value]
+        x, y, z = (slice(s, s + c) for s, c in zip(self.start, self.size))
+        return x, y, z
 
 
 def crop_grid(shape: Triple, crop: Triple, overlap: Triple, reference_borders: bool = False) -> list[Crop]:
     """All crops of an ``[X, Y, Z]`` volume, x-outer and z-inner (the reference's order)."""
     if len(shape) != 3 or len(crop) != 3 or len(overlap) != 3:
         raise ValueError("shape, crop and overlap need three values (X, Y, Z)")
-    per_axis = []
+    per_axis: list[list[tuple[int, tuple[int, int]]]] = []
     for length, c, o in zip(shape, crop, overlap):
         starts = tile_starts(length, c, o)
         per_axis.append(list(zip(starts, owned_intervals(starts, c, o, length, reference_borders))))
-    size = tuple(min(c, n) for c, n in zip(crop, shape))
+    sx, sy, sz = (min(c, n) for c, n in zip(crop, shape))
     return [
-        Crop(index=i, start=(x[0], y[0], z[0]), size=size, owned=(x[1], y[1], z[1]))  # type: ignore[arg-type]
+        Crop(index=i, start=(x[0], y[0], z[0]), size=(sx, sy, sz), owned=(x[1], y[1], z[1]))
         for i, (x, y, z) in enumerate(itertools.product(*per_axis))
     ]

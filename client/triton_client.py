@@ -10,7 +10,7 @@ from .errors import ServerUnavailableError
 
 def grpc_client(url: str, tls: Any = None) -> Any:
     """A tritonclient gRPC client for ``url`` (``HOST:PORT``), over TLS with ``tls`` (a
-    :class:`skoots_client.model_source.Tls`: its root certificate, key and chain)."""
+    `skoots_client.model_source.Tls`: its root certificate, key and chain)."""
     import tritonclient.grpc as grpcclient
 
     try:

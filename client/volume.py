@@ -4,17 +4,20 @@ array holds, and how it was read.
 On disk a volume is ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as Fiji and napari name the axes (the
 seed's ``[Z, X, Y]``), unless the file or ``--axes`` says otherwise; the runtime works in the
 seed's ``[X, Y, Z]`` (X = rows, docs/AXES.md). Reading is lazy where the format allows: crops are
-cut from a view (:class:`XYZView`). Opening files is volume_read.py's job, writing label_write.py's.
+cut from a view (`XYZView`). Opening files is volume_read.py's job, writing label_write.py's.
 """
 
 from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from pathlib import Path
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .stores import StoreUrl
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float16", "float32", "float64")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -32,7 +35,7 @@ class Volume:
     """
 
     data: Any
-    path: Path
+    path: Path | StoreUrl
     axes: str = "ZYX"
     axes_from: str = "default"
     channel: int = 0
@@ -41,7 +44,8 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+        x, y, z = (int(n) for n in self.data.shape)
+        return x, y, z
 
     @property
     def dtype(self) -> np.dtype:

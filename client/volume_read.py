@@ -59,6 +59,7 @@ def _open_tiff(path: Path) -> tuple[Any, str | None]:
                 axes = str(tif.series[0].axes)
         except Exception:  # noqa: BLE001 - a corrupt file is reported below, when its data is read
             axes = None
+        array: np.ndarray | None
         try:
             array = tifffile.memmap(path, mode="r")
         except (ValueError, OSError, IndexError):
@@ -86,7 +87,7 @@ def _ome_axes(multiscales: Any) -> str | None:
 
 def _open_zarr(path: Path, fill_missing: bool | None = False) -> tuple[Any, str | None]:
     """A Zarr array, an OME-Zarr image's first level or a group's one array; ``fill_missing``
-    as [`zarr_windows`][skoots_client.stores.zarr_windows] takes it."""
+    as `zarr_windows` takes it."""
     import zarr
 
     if path.is_dir() and not any((path / m).exists() for m in ("zarr.json", ".zarray", ".zattrs", ".zgroup")):
@@ -126,14 +127,14 @@ def _no_metadata(path: Path) -> str:
             "point at a Zarr store, an N5 dataset or a precomputed volume")
 
 
-def _dimension_error(path: Path, shape: tuple[int, ...], axes: str | None) -> InputError:
+def _dimension_error(path: Path | StoreUrl, shape: tuple[int, ...], axes: str | None) -> InputError:
     named = f" (axes {axes})" if axes else ""
     return InputError(
         f"{path} has {len(shape)} dimensions {shape}{named}; expected a 3-D stack [Z, Y, X] or [Z, Y, X, C]"
     )
 
 
-def parse_axes(text: str, shape: Sequence[int], path: Path) -> str:
+def parse_axes(text: str, shape: Sequence[int], path: Path | StoreUrl) -> str:
     """``--axes`` checked against the array: the letters Z, Y, X once each, C and T at most once,
     one letter per dimension. Returns the letters in upper case."""
     axes = text.strip().upper()
@@ -155,7 +156,7 @@ def _named(axes: str | None, shape: tuple[int, ...]) -> bool:
 
 
 def _layout(
-    path: Path, shape: tuple[int, ...], axes: str | None, declared: bool = False
+    path: Path | StoreUrl, shape: tuple[int, ...], axes: str | None, declared: bool = False
 ) -> tuple[tuple[int, int, int], int | None]:
     """The array axes of Z, X, Y and of the channel (or None), from metadata where it names them.
 
@@ -190,7 +191,7 @@ def _layout(
     raise _dimension_error(path, shape, axes)
 
 
-def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None]:
+def _open(path: Path | StoreUrl, fill_missing: bool | None = None) -> tuple[Any, str | None]:
     """The array stored at ``path`` (TIFF, Zarr array, OME-Zarr image), lazily where possible,
     and its axis letters where the file names them. A chunk missing from a chunked store is an
     error when read (``fill_missing`` False), zeros counted (True), or background (None: label
@@ -201,6 +202,7 @@ def _open(path: Path, fill_missing: bool | None = None) -> tuple[Any, str | None
     if store is not None:  # N5, precomputed, Zarr by URL: TensorStore (client/stores)
         opened = stores.open_volume(store, fill_missing)
         return opened.array, opened.axes
+    assert isinstance(path, Path)  # store_of took every StoreUrl
     if not path.exists():
         level = image_of_level(path)
         if level is not None:
@@ -227,12 +229,12 @@ def read_volume(path: str | Path | StoreUrl, channel: int | None = None, axes: s
     ``axes`` declares them (``--axes``: ``XYZ``, ``ZCYX``, ...) or the file names them
     (ImageJ/OME TIFF, OME-Zarr), in which case the named channel and Z axes are used. ``channel``
     picks a channel; by default a single channel is taken as is, and with more than 3 channels
-    channel 2 is used (the seed's rule); a last axis of more than :data:`MAX_CHANNELS` "channels"
+    channel 2 is used (the seed's rule); a last axis of more than `MAX_CHANNELS` "channels"
     in the default reading is refused (it is X: ``axes`` names the order). ``check_finite=False`` skips the pass over float input
     that refuses NaN (a blockwise worker's: the client checked it, and each crop is checked too).
     A chunk missing from a chunked store (N5, precomputed, Zarr) is an ``InputError`` when it is
     read, unless ``fill_missing`` (``--fill-missing``): then it reads as zeros, counted
-    (:func:`missing_chunks_warning`); None reads it as zeros uncounted (a mask: label-like).
+    (`missing_chunks_warning`); None reads it as zeros uncounted (a mask: label-like).
 
     Raises
     ------
@@ -262,10 +264,10 @@ def missing_chunks_warning(volume: Volume) -> str | None:
 
 def volume_from_array(array: Any, channel: int | None = None, axes: str | None = None) -> Volume:
     """A NumPy, Dask or Zarr array (anything with ``shape``, ``dtype`` and slicing) as a
-    single-channel ``[X, Y, Z]`` volume, read as :func:`read_volume` reads a file: ``[Z, Y, X]``
+    single-channel ``[X, Y, Z]`` volume, read as `read_volume` reads a file: ``[Z, Y, X]``
     or ``[Z, Y, X, C]`` unless ``axes`` says otherwise. An array has no file's metadata to
     vouch for its channels: more than 3 need ``channel``, and a last axis longer than
-    :data:`MAX_CHANNELS` is refused (it is X; name the axes). Lazy arrays stay lazy: crops are cut
+    `MAX_CHANNELS` is refused (it is X; name the axes). Lazy arrays stay lazy: crops are cut
     from a view. Its ``path`` names the kind of array (``<numpy array>``) for messages.
 
     >>> import numpy as np
@@ -286,13 +288,13 @@ def volume_from_array(array: Any, channel: int | None = None, axes: str | None =
 MAX_CHANNELS = 8  # a longer last axis without axis names is X: (2, 48, 384, 384) has 2 channels or time points first
 
 
-def _many_channels(path: Path, shape: tuple[int, ...]) -> InputError:
+def _many_channels(path: Path | StoreUrl, shape: tuple[int, ...]) -> InputError:
     fix = 'axes="CZYX" (or "TZYX")' if str(path).startswith("<") else "--axes CZYX (or TZYX; axes= in the API)"
     return InputError(f"{path} of shape {shape} would read as [Z, Y, X, C] with {shape[-1]} channels "
                       f"(more than {MAX_CHANNELS}); name its axes, e.g. {fix}")
 
 
-def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | None, axes: str | None,
+def _as_volume(array: Any, path: Path | StoreUrl, file_axes: str | None, channel: int | None, axes: str | None,
                check_finite: bool) -> Volume:
     dtype = np.dtype(array.dtype)
     if dtype.name not in SUPPORTED_DTYPES:
@@ -306,14 +308,14 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     axes = parse_axes(axes, shape, path) if axes is not None else file_axes
     spatial, channel_axis = _layout(path, shape, axes, declared)
     axes_from = "--axes" if declared else "file" if _named(axes, shape) else "default"
-    read_as = dict(axes_from=axes_from, axes=axes if axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC")
+    read_axes = axes if axes is not None and axes_from != "default" else "ZYX" if channel_axis is None else "ZYXC"
     fixed = {i: 0 for i in range(len(shape)) if i not in spatial and i != channel_axis}
     if axes_from == "default" and channel_axis is not None and shape[channel_axis] > MAX_CHANNELS:
         raise _many_channels(path, shape)
     if channel_axis is None:
         if channel not in (None, 0):
             raise InputError(f"--channel {channel} is out of range: {path} has one channel")
-        return refuse_non_finite(Volume(XYZView(array, spatial, fixed), path, **read_as), check_finite)
+        return refuse_non_finite(Volume(XYZView(array, spatial, fixed), path, axes=read_axes, axes_from=axes_from), check_finite)
     channels = shape[channel_axis]
     channel_from = "--channel" if channel is not None else "only" if channels == 1 else "default"
     if channel is None:
@@ -326,7 +328,7 @@ def _as_volume(array: Any, path: Path, file_axes: str | None, channel: int | Non
     if not 0 <= channel < channels:
         raise InputError(f"--channel {channel} is out of range: {path} has channels 0..{channels - 1}")
     view = XYZView(array, spatial, {**fixed, channel_axis: channel})
-    return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, **read_as), check_finite)
+    return refuse_non_finite(Volume(view, path, channel=channel, channels=channels, channel_from=channel_from, axes=read_axes, axes_from=axes_from), check_finite)
 
 
 def read_labels(path: str | Path | StoreUrl) -> np.ndarray:

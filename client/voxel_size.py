@@ -73,10 +73,10 @@ UNKNOWN_VOXEL_SIZE = VoxelSize((1.0, 1.0, 1.0), None)
 def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOption | None:
     """``--voxel-size X,Y,Z`` (the same axis order as ``--crop``) with ``--unit`` or a unit
     suffix (``0.5,0.5,2um``); micrometres when neither says. ``--unit`` alone names the unit of
-    the scale the file states (:class:`UnitOption`, resolved by :func:`resolve_voxel_size`)."""
+    the scale the file states (`UnitOption`, resolved by `resolve_voxel_size`)."""
     try:
         if text is None:
-            return None if unit is None else UnitOption(length_unit(unit))  # type: ignore[return-value]
+            return None if unit is None else UnitOption(length_unit(unit))
         numbers = text.rstrip()
         suffix = ""
         while numbers and (numbers[-1].isalpha() or numbers[-1] in "µμå"):
@@ -90,7 +90,7 @@ def voxel_size_option(text: str | None, unit: str | None) -> VoxelSize | UnitOpt
         raise InputError(str(e)) from None
     if not all(v > 0 and np.isfinite(v) for v in sizes):
         raise InputError(f"--voxel-size {text!r}: sizes must be positive, e.g. --voxel-size 0.5,0.5,2um")
-    return VoxelSize(tuple(float(v) for v in sizes), named or default_unit)
+    return VoxelSize(sizes, named or default_unit)
 
 
 def ome_zarr_voxel_size(multiscales: Any, level: int = 0) -> VoxelSize | None:
@@ -123,4 +123,4 @@ def ome_zarr_voxel_size(multiscales: Any, level: int = 0) -> VoxelSize | None:
             unit = None
     if unit is None and sizes == [1.0, 1.0, 1.0]:
         return None
-    return VoxelSize(tuple(sizes), unit)  # type: ignore[arg-type]
+    return VoxelSize((sizes[0], sizes[1], sizes[2]), unit)

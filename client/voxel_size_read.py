@@ -31,15 +31,14 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
             pixels = next((e for e in ElementTree.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Pixels")), None)
             if pixels is None or "PhysicalSizeX" not in pixels.attrib:
                 return None
-            sizes, units = [], set()
-            for axis in "YXZ":  # runtime X = rows (OME Y), Y = columns (OME X), Z
-                sizes.append(float(pixels.attrib.get(f"PhysicalSize{axis}", 1.0)))
-                units.add(pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm"))
+            # runtime X = rows (OME Y), Y = columns (OME X), Z
+            rows, columns, slices = (float(pixels.attrib.get(f"PhysicalSize{axis}", 1.0)) for axis in "YXZ")
+            units = {pixels.attrib.get(f"PhysicalSize{axis}Unit", "µm") for axis in "YXZ"}
             try:
                 unit = length_unit(units.pop()) if len(units) == 1 else None
             except OptionError:
                 unit = None
-            return VoxelSize(tuple(sizes), unit) if unit else None  # type: ignore[arg-type]
+            return VoxelSize((rows, columns, slices), unit) if unit else None
         if tif.is_imagej:
             meta = tif.imagej_metadata or {}
             tags = tif.pages[0].tags
@@ -82,7 +81,7 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
         node = zarr.open(str(path), mode="r")
     except Exception:  # noqa: BLE001 - unreadable files are reported when their data is read
         return None
-    attrs = node.attrs.asdict()
+    attrs: dict[str, Any] = node.attrs.asdict()  # JSON as the file states it, checked where read
     multiscales = multiscales_of(attrs)
     if multiscales:
         return ome_zarr_voxel_size(multiscales)
@@ -100,7 +99,7 @@ def resolve_voxel_size(
 ) -> VoxelSize:
     """The voxel size to use: ``--voxel-size`` wins over what ``path`` states; a disagreement
     is reported through ``warn`` (one line). Unknown when neither says. ``--unit`` alone
-    (:class:`UnitOption`) names the unit of a scale ``path`` states without one."""
+    (`UnitOption`) names the unit of a scale ``path`` states without one."""
     if isinstance(option, UnitOption):
         symbol = LENGTH_UNITS[option.unit][0]
         if stated is None:

@@ -167,7 +167,7 @@ class WorkDir:
     """Finished crops of one segmentation, on disk.
 
     Construct with the run's ``fingerprint`` (a JSON-able dict): an existing directory made for
-    anything else is refused, and nothing is written until :meth:`restore` is called with the
+    anything else is refused, and nothing is written until `restore` is called with the
     crop grid — so a run that fails its checks leaves no work directory behind.
     """
 

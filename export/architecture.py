@@ -36,7 +36,7 @@ def _choice(model: Mapping[str, Any], key: str, allowed: tuple[str, ...] | list[
 def _positive_ints(model: Mapping[str, Any], key: str) -> list[int]:
     value = model.get(key)
     try:
-        ints = [int(v) for v in value]  # type: ignore[union-attr]
+        ints = [int(v) for v in value] if value is not None else []
     except (TypeError, ValueError):
         ints = []
     if not ints or any(v <= 0 for v in ints):

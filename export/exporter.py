@@ -58,12 +58,10 @@ class ExportResult:
 def _triple(section: Mapping[str, Any], key: str) -> tuple[float, float, float]:
     value = section[key]
     try:
-        triple = tuple(float(v) for v in value)
+        x, y, z = (float(v) for v in value)
     except (TypeError, ValueError):
-        triple = ()
-    if len(triple) != 3:
-        raise ExportOptionError(f"cfg.SKOOTS.{key} = {value!r} must hold three numbers (X, Y, Z)")
-    return triple  # type: ignore[return-value]
+        raise ExportOptionError(f"cfg.SKOOTS.{key} = {value!r} must hold three numbers (X, Y, Z)") from None
+    return x, y, z
 
 
 def parameters_for(
@@ -118,7 +116,7 @@ def export_checkpoint(
     trust_checkpoint: bool = False,
     **parameter_overrides: Any,
 ) -> ExportResult:
-    """Export a SKOOTS checkpoint; ``backend`` is a key of :data:`BACKENDS` (default ``all``).
+    """Export a SKOOTS checkpoint; ``backend`` is a key of `BACKENDS` (default ``all``).
 
     With several variants the libtorch model is ``name``, the Python-backend model
     ``name + "_python"`` and the OpenVINO-backend model ``name + "_openvino"``; a single variant

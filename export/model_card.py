@@ -1,7 +1,7 @@
 """Model cards: the inference constants a checkpoint says it should run with.
 
 A card is a plain mapping (only ``str``, numbers and lists, so the checkpoint's allow-listed
-unpickler and ``weights_only`` loading read it) with any of :data:`CARD_KEYS`. It lives in the
+unpickler and ``weights_only`` loading read it) with any of `CARD_KEYS`. It lives in the
 checkpoint dict under ``model_card`` and/or in a YAML sidecar beside the checkpoint:
 ``<checkpoint name without .trch>.yaml`` (for one checkpoint), else ``MODEL.yaml`` in its
 folder (for every checkpoint there). Export resolves each constant from layers, highest first:
@@ -54,7 +54,7 @@ def _number(value: Any, kind: type) -> bool:
 
 
 def _value(key: str, value: Any, where: str) -> Any:
-    """``value`` checked and converted for ``key``; :class:`ModelCardError` naming both."""
+    """``value`` checked and converted for ``key``; `ModelCardError` naming both."""
     if key in _TRIPLES:
         kind = _TRIPLES[key]
         if isinstance(value, (list, tuple)) and len(value) == 3 and all(_number(v, kind) for v in value):
@@ -75,7 +75,7 @@ def _value(key: str, value: Any, where: str) -> Any:
 
 
 def card_values(card: Any, where: str) -> dict[str, Any]:
-    """The fields of :class:`ModelParameters` that ``card`` sets, checked.
+    """The fields of `ModelParameters` that ``card`` sets, checked.
 
     ``normalization: dtype_range`` clears a dataset mean/std set by a lower layer;
     ``dataset_mean`` and ``dataset_std`` come together, and a ``training_voxel_size`` without
@@ -84,7 +84,7 @@ def card_values(card: Any, where: str) -> dict[str, Any]:
     Raises
     ------
     ModelCardError
-        ``card`` is not a mapping, has a key outside :data:`CARD_KEYS` or a value of the wrong
+        ``card`` is not a mapping, has a key outside `CARD_KEYS` or a value of the wrong
         type; the message names the key and what is allowed.
     """
     if not isinstance(card, Mapping):
@@ -135,7 +135,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
 def resolve(layers: Sequence[Layer]) -> tuple[ModelParameters, dict[str, str]]:
     """Merge ``layers`` (lowest first) over the seed defaults; also say where each field came from.
 
-    The sources map has every field of :class:`ModelParameters` and ``normalization`` (from
+    The sources map has every field of `ModelParameters` and ``normalization`` (from
     whichever layer set the dataset mean/std, or cleared them).
     """
     seed = ModelParameters()

@@ -1,5 +1,5 @@
 """The Triton model config of one exported variant (backend, device, batching, warm-up),
-built around the wire contract of :mod:`skoots_export.contract.wire`."""
+built around the wire contract of `skoots_export.contract.wire`."""
 
 from __future__ import annotations
 

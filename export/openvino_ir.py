@@ -10,6 +10,7 @@ Weights stay FP32 (``save_model`` would halve them to FP16 by default).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from .contract.wire import INPUT, OUTPUTS
 from .errors import ExportError, VerificationError
 from .head import InferenceHead
 from .torchscript import Reference, matches_reference
+
+if TYPE_CHECKING:
+    import openvino
 
 
 def _openvino():
@@ -30,7 +34,7 @@ def _openvino():
     return openvino
 
 
-def convert_head(head: InferenceHead, minimum_size: int) -> "openvino.Model":  # noqa: F821
+def convert_head(head: InferenceHead, minimum_size: int) -> openvino.Model:
     """Trace ``head`` at batch 1 into an OpenVINO model with dynamic spatial axes.
 
     The trace runs on the smallest crop the network accepts (``minimum_size`` per axis): the
@@ -47,13 +51,13 @@ def convert_head(head: InferenceHead, minimum_size: int) -> "openvino.Model":  #
     return model
 
 
-def save_ir(model: "openvino.Model", xml_path: Path) -> None:  # noqa: F821
+def save_ir(model: openvino.Model, xml_path: Path) -> None:
     """``model.xml`` + ``model.bin`` beside it, weights in FP32."""
     _openvino().save_model(model, str(xml_path), compress_to_fp16=False)
 
 
 def verify_ir(reference: Reference, xml_path: Path) -> None:
-    """Run the saved IR (FP32) on the reference crop; raise :class:`VerificationError` unless its
+    """Run the saved IR (FP32) on the reference crop; raise `VerificationError` unless its
     thresholded outputs match the eager head's as closely as TorchScript's must."""
     outputs = OpenVinoHead(str(xml_path), precision="fp32")(reference.crop.numpy())
     if not matches_reference(reference, tuple(torch.from_numpy(o) for o in outputs)):

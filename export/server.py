@@ -35,7 +35,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .contract.net import direct_open, pem_problem
 from .errors import PortInUseError, ServerError
@@ -291,7 +291,7 @@ class TritonServer:
     def __init__(self, config: ServerConfig, binary: _Binary | None = None) -> None:
         self.config = config
         self.binary = binary or find_binary()
-        self.logs: Deque[str] = collections.deque(maxlen=400)
+        self.logs: collections.deque[str] = collections.deque(maxlen=400)
         self.server_id = f"skoots-{os.getpid()}-{secrets.token_hex(4)}"
         self._process: subprocess.Popen[str] | None = None
         self._pump_thread: threading.Thread | None = None
@@ -487,10 +487,12 @@ class TritonServer:
     def ended(self, during: str) -> str:
         """One line: how the process ended ``during`` starting or serving, and why, from its log."""
         code = self.poll()
-        try:
-            how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
-        except ValueError:
-            how = f"ended by signal {-code}"
+        how = f"exited with code {code}"
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"ended by signal {-code}"
         lines = list(self.logs)
         reason = log_reason(lines)
         why = reason or f"its log names no error; its last line: {_last_words(lines)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -64,14 +65,14 @@ def matches_reference(reference: Reference, outputs: tuple[torch.Tensor, ...]) -
 def verify_scripted(
     eager: InferenceHead, scripted: nn.Module, crop: tuple[int, int, int], seed: int = 0, reference: Reference | None = None
 ) -> Reference:
-    """Run both on one random crop; raise :class:`VerificationError` if they disagree.
+    """Run both on one random crop; raise `VerificationError` if they disagree.
 
     Raw network outputs must agree within 1e-4 and every thresholded output must be equal,
     except at voxels whose raw value lies within that tolerance of a threshold. Returns the
     eager answer, for checking other compiled forms against it.
     """
     reference = reference or reference_answer(eager, crop, seed)
-    raw_scripted = scripted.network(reference.crop.float())
+    raw_scripted = cast(nn.Module, scripted.network)(reference.crop.float())
     difference = float((reference.raw - raw_scripted).abs().max())
     if not difference <= _RAW_TOLERANCE:
         raise VerificationError(

@@ -108,7 +108,7 @@ class BlockGrid:
 
     @property
     def largest(self) -> Triple:
-        """The longest block along each axis, in voxels (:func:`largest_block`)."""
+        """The longest block along each axis, in voxels (`largest_block`)."""
         return tuple(max(hi - lo for lo, hi in zip(a.bounds, a.bounds[1:])) for a in self.axes)  # type: ignore[return-value]
 
     @property
@@ -159,7 +159,7 @@ def block_peak_bytes(extent: Sequence[int], label_halo: Sequence[int], vector_ha
 
 def largest_block(shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int], per_block: Sequence[int],
                   reference_borders: bool = False) -> Triple:
-    """The longest block along each axis of :class:`BlockGrid` ``(shape, crop, overlap, per_block)``:
+    """The longest block along each axis of `BlockGrid` ``(shape, crop, overlap, per_block)``:
     more than ``per_block`` crop steps where the first block takes the near edge and the last
     the far edge and a snapped last crop (a volume of 840 voxels in 300-voxel crops is one block
     of 840 at two crops a block, not 560)."""
@@ -171,8 +171,8 @@ def default_per_block(
     shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int], label_halo: Sequence[int],
     vector_halo: Sequence[int], budget: int = DEFAULT_WORKER_BUDGET,
 ) -> Triple:
-    """Crops per block along each axis that keep :func:`block_peak_bytes` of the grid's largest
-    block (:func:`largest_block`) within ``budget``: the shortest block axis grows first (cubic
+    """Crops per block along each axis that keep `block_peak_bytes` of the grid's largest
+    block (`largest_block`) within ``budget``: the shortest block axis grows first (cubic
     blocks carry the least halo), one crop at a time."""
     counts = [len(tile_starts(n, c, o)) for n, c, o in zip(shape, crop, overlap)]
     k = [1, 1, 1]

@@ -33,7 +33,7 @@ def dask_client(
     ------
     ClusterError
         Nothing answers at ``scheduler``, or the local cluster cannot start, or would re-run
-        the calling script in each worker (:func:`check_main_guard`).
+        the calling script in each worker (`check_main_guard`).
     """
     from distributed import Client, LocalCluster
 

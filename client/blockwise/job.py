@@ -1,8 +1,8 @@
-"""What a blockwise run is given: the job, built from the plan (:meth:`Job.from_plan`), and where
+"""What a blockwise run is given: the job, built from the plan (`Job.from_plan`), and where
 its answers come from.
 
 Both are frozen and picklable: the Dask layer sends the job to every task. It carries the
-plan's [`ModelSpec`][skoots_client.specs.ModelSpec] as it is (its enums, the model's resolved
+plan's `ModelSpec` as it is (its enums, the model's resolved
 name and repository), from which each worker opens its endpoints. What cannot travel (the block
 grid's tables, the work directory's store) is rebuilt once per worker process.
 """

@@ -1,5 +1,5 @@
 """Where a blockwise run's labels go: the Zarr they are written into in the work directory
-([`Target`][skoots_client.blockwise.output.Target]), and from it, once every block is written,
+(`Target`), and from it, once every block is written,
 the output the user named (an image's labels, a store, a TIFF, a Zarr moved into place) and
 the instance table."""
 
@@ -102,7 +102,8 @@ def deliver(stage: StageRunner, target: Target) -> None:
         except OSError as e:
             raise OutputError(f"cannot write {image / 'labels' / label_name}: {e.strerror or e}") from e
     elif out is not None and (url := Location.of(out).url) is not None:  # precomputed://, n5://: shard-aligned tasks
-        export_labels(stage.run, target.array_path, url, voxel_size=voxel_size, table=result.table, overwrite=overwrite,
+        properties = label_properties(dict(result.table)) if result.table is not None else None
+        export_labels(stage.run, target.array_path, url, voxel_size=voxel_size, properties=properties, overwrite=overwrite,
                       offset=job.offset)
     elif target.tiff:
         import zarr

@@ -12,8 +12,8 @@ resumed run would have to rebuild. Finished blocks are marked in the work direct
 with ``--resume`` does only the blocks not marked. This process holds the per-block label
 tables and each component's first appearance: O(components + blocks), never a volume.
 
-One entry point, [`segment_job`][skoots_client.blockwise.pipeline.segment_job], with the job
-built from the plan ([`Job.from_plan`][skoots_client.blockwise.job.Job.from_plan]); one
+One entry point, `segment_job`, with the job
+built from the plan (`Job.from_plan`); one
 function per stage after it. The per-block work is in stages.py, running a stage on the
 cluster in stage_runner.py, the cluster in cluster.py, where the labels go in output.py.
 """

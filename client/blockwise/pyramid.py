@@ -1,7 +1,7 @@
 """The pyramid stage of a blockwise ``.ome.zarr``: its levels above ``0`` filled region by region
 from the written level ``0``, equal to the in-memory writer's (ngff.write_label_image).
 
-A coarse voxel is the level-0 voxel under its centre, one :func:`ngff.nearest_indices` per axis,
+A coarse voxel is the level-0 voxel under its centre, one `ngff.nearest_indices` per axis,
 so a region of a level needs only the level-0 planes, rows and columns its own indices name:
 one orthogonal selection, which decodes just the chunks holding them. Each level is sampled
 from level 0 itself, never from the level before it (sampling twice picks other voxels). A
@@ -30,7 +30,7 @@ ZyxRegion = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, 
 def level_regions(levels: Sequence[Level], chunks_zyx: Sequence[int], size_zyx: Sequence[int]) -> list[tuple[str, ZyxRegion]]:
     """``(level path, region)`` for every level above ``0``: along each axis, runs of ``size_zyx``
     voxels from 0 rounded down to whole chunks (at least one) of the level, whose chunks are
-    ``chunks_zyx`` capped by its shape as :func:`ngff.create_label_image` makes them."""
+    ``chunks_zyx`` capped by its shape as `ngff.create_label_image` makes them."""
     regions = []
     for level in levels[1:]:
         per_axis = []

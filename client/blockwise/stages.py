@@ -3,7 +3,7 @@ from the work directory, call the step functions of ``postprocess.py``, write th
 Intermediates are sparse (store.py, sparse.py): a block's halos are rebuilt from its
 neighbours' nonzero voxels.
 
-Every function here is a plain function of a picklable :class:`Job` and a block index; the
+Every function here is a plain function of a picklable `Job` and a block index; the
 Dask layer (pipeline.py) only maps them. What cannot travel (endpoints, the open volume, Zarr
 handles) is opened once per worker process and cached. A task's writes are idempotent, so a
 task rerun after its worker died, or by a second run, writes the same bytes.

@@ -62,7 +62,7 @@ def _parse_marker(data: bytes) -> tuple[int, dict[str, Any]] | None:
 class BlockStore:
     """The work directory of one blockwise run, usable from the client and from workers.
 
-    Only the client creates and locks it (:meth:`create`); workers read and write files by path.
+    Only the client creates and locks it (`create`); workers read and write files by path.
     """
 
     def __init__(self, path: Path, fingerprint: dict[str, Any] | None = None) -> None:

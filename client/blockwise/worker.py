@@ -1,7 +1,7 @@
 """What a blockwise worker process keeps between tasks, and what each task reports back.
 
 Endpoints, the open volume and Zarr handles cannot travel with a task: each worker opens them
-once and keeps them in its :class:`WorkerState`, with scratch buffers reused across blocks, and
+once and keeps them in its `WorkerState`, with scratch buffers reused across blocks, and
 releases them all when a run on a cluster that outlives it ends.
 """
 
@@ -25,7 +25,7 @@ class WorkerState:
     ``opened``: things made once and reused, keyed by what made them (the block grid, the work
     directory, the input volume, a skip rule, the output array, stored answers); ``endpoints``:
     what answers crops, one list per model source (server channels, or the model loaded in
-    this process); ``scratch``: reusable buffers per slot and thread (:func:`scratch`).
+    this process); ``scratch``: reusable buffers per slot and thread (`scratch`).
     """
 
     opened: dict[Hashable, Any] = field(default_factory=dict)
@@ -48,7 +48,7 @@ STATE = WorkerState()  # this process's: each Dask worker process has its own
 
 
 def cached(key: Hashable, make: Callable[[], Any]) -> Any:
-    """``make()``, made once per worker process for ``key`` and kept until :func:`release`."""
+    """``make()``, made once per worker process for ``key`` and kept until `release`."""
     if key not in STATE.opened:
         STATE.opened[key] = make()
     return STATE.opened[key]

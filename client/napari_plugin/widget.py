@@ -1,6 +1,6 @@
 """The "SKOOTS segmentation" dock widget: segment the open image in one click.
 
-A thin GUI over :func:`skoots_client.segment`: the widget turns its fields into the API's
+A thin GUI over [`segment`][skoots_client.segment]: the widget turns its fields into the API's
 keywords, runs the call in a worker thread (the Qt event loop only draws and relays progress)
 and turns the result into a Labels layer with the image's scale and the instance table as its
 features. A user mistake is one napari notification; Cancel stops the run within one batch and
@@ -14,9 +14,10 @@ import tempfile
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, create_widget
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
@@ -62,9 +63,9 @@ class SegmentationWidget(Container):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.image = create_widget(annotation=Image, label="image")
+        self.image = cast(ComboBox, create_widget(annotation=Image, label="image"))  # napari's layer picker
         self.source = ComboBox(choices=[FROM_FOLDER, FROM_SERVER], value=FROM_FOLDER, label="model from")
-        self.repository = FileEdit(mode="d", label="repository", value=Path("model_repository"))
+        self.repository = FileEdit(mode=FileDialogMode.EXISTING_DIRECTORY, label="repository", value=Path("model_repository"))
         self.url = LineEdit(label="server URL", value="127.0.0.1:8001")
         self.model = ComboBox(choices=[AUTOMATIC], value=AUTOMATIC, label="model")
         self.list_models = PushButton(text="List models")
@@ -72,18 +73,19 @@ class SegmentationWidget(Container):
         self.device = ComboBox(choices=["auto", "cpu", "gpu"], value="auto", label="post-processing on")
         self.normalize = ComboBox(choices=["auto", "dtype", "minmax", "percentile"], value="auto", label="normalise")
         self.channel = SpinBox(min=-1, max=64, value=-1, label="channel (-1: auto)")
-        self.mask = create_widget(annotation=Optional[Labels], label="mask (optional)")
+        # typing.Optional: the annotation magicgui reads for a layer picker with an empty choice
+        self.mask = cast(ComboBox, create_widget(annotation=Optional[Labels], label="mask (optional)"))  # noqa: UP045
         self.voxel = [FloatSpinBox(min=0.0, max=1e6, step=0.001, value=1.0, label=f"voxel {axis}") for axis in "zyx"]
         for box in self.voxel:
             box.native.setDecimals(6)  # nanometre-scale sizes in micrometres
         self.unit = ComboBox(choices=[PIXELS, UNKNOWN, *UNITS], value=PIXELS, label="unit")
         self.blockwise = CheckBox(text="large volume: blockwise on Dask", value=False)
-        self.destination = FileEdit(mode="w", filter="*.ome.zarr", label="labels to (.ome.zarr)")
+        self.destination = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.ome.zarr", label="labels to (.ome.zarr)")
         self.scheduler = LineEdit(label="scheduler (empty: local)", value="")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.save_table = PushButton(text="Save table…", enabled=False)
-        self.table_path = FileEdit(mode="w", filter="*.csv *.parquet", label="table file")
+        self.table_path = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.csv *.parquet", label="table file")
         self.status = Label(value="")
         self.extend([self.image, self.source, self.repository, self.url, self.model, self.list_models, self.runtime,
                      self.device, self.normalize, self.channel, self.mask, *self.voxel, self.unit, self.blockwise,
@@ -142,18 +144,18 @@ class SegmentationWidget(Container):
             if self.source.value == FROM_SERVER:
                 found = skoots_models(url=self.url.value.strip())
             else:
-                found = skoots_models(repository=Path(self.repository.value))
+                found = skoots_models(repository=_path(self.repository))
         except ClientError as e:
             show_error(str(e))
             return
         names = [name for name, _ in found]
         self.model.choices = [AUTOMATIC, *names]
         if self.source.value == FROM_FOLDER:  # what each would run on here, as the run reports it
-            found = [(name, runs_here(Path(self.repository.value), name, self.runtime.value)) for name in names]
+            found = [(name, runs_here(_path(self.repository), name, self.runtime.value)) for name in names]
         show_info(f"SKOOTS models: {', '.join(f'{n} ({k})' for n, k in found)}" if found else "no SKOOTS model there")
 
     def options(self) -> dict[str, Any]:
-        """The keywords of :func:`skoots_client.segment` the fields give (the volume aside)."""
+        """The keywords of [`segment`][skoots_client.segment] the fields give (the volume aside)."""
         kwargs: dict[str, Any] = {"quiet": True, "device": self.device.value}
         if self.model.value != AUTOMATIC:
             kwargs["model"] = self.model.value
@@ -291,7 +293,7 @@ class SegmentationWidget(Container):
     def _save_table(self, *_: Any) -> None:
         if self.last_result is None:
             return
-        path = Path(self.table_path.value)
+        path = _path(self.table_path)
         if path.suffix.lower() not in (".csv", ".parquet") or path.is_dir():
             show_error(f"table file {path}: name a .csv or .parquet file")
             return
@@ -347,6 +349,12 @@ def runs_here(repository: Path, model: str, runtime: str) -> str:
     except ClientError as e:
         return f"cannot run here: {e}"
     return _RUNS_ON[chosen.value]
+
+
+def _path(edit: FileEdit) -> Path:
+    """The path a field names: one Path for a field that is neither nullable nor multi-file
+    (magicgui types a FileEdit's value for all its modes)."""
+    return cast(Path, edit.value)
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:

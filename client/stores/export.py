@@ -25,15 +25,15 @@ def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) 
 
 
 def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_path: str, url: StoreUrl, *, voxel_size: Any,
-                  table: dict[str, np.ndarray] | None, overwrite: bool, offset: Sequence[float] | None = None, **layout: Any) -> None:
+                  properties: Sequence[dict[str, Any]] | None, overwrite: bool, offset: Sequence[float] | None = None, **layout: Any) -> None:
     """Write the labels at ``array_path`` to ``url`` through ``run`` (a blockwise stage: maps
     the tasks over the cluster), staged then published, their first voxel at ``offset``
-    (runtime X, Y, Z voxels); the table's rows become precomputed ``segment_properties``."""
+    (runtime X, Y, Z voxels); ``properties`` (the instance table's, `label_properties`) become
+    precomputed ``segment_properties``."""
     import tensorstore as ts
     import zarr
 
     from ..errors import OutputError
-    from ..instances import label_properties
 
     format = output_format(url)
     source = zarr.open_array(array_path, mode="r")
@@ -46,5 +46,5 @@ def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_pa
         boxes = write_boxes((x, y, z), store.chunk_layout.write_chunk.shape)  # whole shards or chunks, up to 64 MiB
         run("export", [(".".join(str(lo) for lo, _ in box), copy_region, (array_path, target, format, box)) for box in boxes], len(boxes))
         add_offset(target, format, offset, voxel_size)
-        if format == "precomputed" and table is not None:
-            add_properties(target, label_properties(dict(table)))
+        if format == "precomputed" and properties is not None:
+            add_properties(target, properties)

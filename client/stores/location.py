@@ -1,4 +1,4 @@
-"""Where a volume lives: ``FORMAT://LOCATION`` text parsed into a :class:`StoreUrl`, and the
+"""Where a volume lives: ``FORMAT://LOCATION`` text parsed into a `StoreUrl`, and the
 TensorStore key-value store, context and error messages for it.
 
 The syntax is Neuroglancer's and CloudVolume's: an optional format (``n5://``,
@@ -211,7 +211,7 @@ def has_scheme(text: str) -> bool:
 
 
 def parse(text: str, *, s3_endpoint: str | None = None, option: str = "input") -> StoreUrl:
-    """``[FORMAT://]LOCATION`` as a :class:`StoreUrl`; a bare path becomes ``file``.
+    """``[FORMAT://]LOCATION`` as a `StoreUrl`; a bare path becomes ``file``.
 
     Raises
     ------
@@ -297,6 +297,6 @@ def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[Cli
 
 
 def argument(text: str, *, s3_endpoint: str | None = None, option: str = "input") -> Path | StoreUrl:
-    """A command-line volume or ``--out``: a :class:`StoreUrl` for ``SCHEME://...`` text, else
+    """A command-line volume or ``--out``: a `StoreUrl` for ``SCHEME://...`` text, else
     the path as given (format detected later)."""
     return parse(text, s3_endpoint=s3_endpoint, option=option) if has_scheme(text) else Path(text)

@@ -100,7 +100,7 @@ def _n5_size(attributes: dict[str, Any], axes: str, factors: Any = None) -> Any:
 
 
 def _size_by_axes(values: Any, axes: str, unit: str | None) -> Any:
-    """A :class:`VoxelSize` from per-axis ``values`` in the stored order named by ``axes``."""
+    """A [`VoxelSize`][skoots_client.VoxelSize] from per-axis ``values`` in the stored order named by ``axes``."""
     from skoots_export.contract.units import length_unit
 
     from ..voxel_size import VoxelSize

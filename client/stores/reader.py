@@ -29,7 +29,7 @@ NAMES = {"n5": "N5 dataset", "precomputed": "Neuroglancer precomputed volume", "
 
 
 def store_of(source: Any) -> StoreUrl | None:
-    """``source`` as a store TensorStore reads: a :class:`StoreUrl`, or a local folder holding
+    """``source`` as a store TensorStore reads: a `StoreUrl`, or a local folder holding
     an N5 dataset (``attributes.json``) or a precomputed volume or scale (``info``). None for
     everything else (TIFF, a local Zarr: volume_read reads those)."""
     if is_store(source):
@@ -235,7 +235,7 @@ def open_volume(source: StoreUrl, fill_missing: bool | None = False) -> Opened:
     Raises
     ------
     InputError
-        See :func:`detect`; and data TensorStore cannot decode.
+        See `detect`; and data TensorStore cannot decode.
     """
     format, url, meta = detect(source)
     spec: dict[str, Any] = {"driver": DRIVERS[format], "kvstore": url.kvstore(), "open": True}
@@ -288,7 +288,7 @@ def zarr_windows(array: Any, fill_missing: bool | None = False) -> Any:
     zarr-python keeps finding the array and its metadata (OME-NGFF axes, levels, scale);
     TensorStore reads the crops, 5x faster in segment's pattern: it decodes chunks in
     parallel and keeps them in its cache for the overlapping crops (benchmarks/RESULTS.md).
-    A missing chunk is an error as in :func:`open_volume`, read as zeros and counted with
+    A missing chunk is an error as in `open_volume`, read as zeros and counted with
     ``fill_missing``; ``None`` reads it as the fill value, uncounted (label volumes, whose
     writers skip chunks of background)."""
     root = getattr(getattr(array, "store", None), "root", None)

@@ -108,7 +108,7 @@ def _missing_line(url: Any, what: str) -> str:
 
 class CheckedZarr:
     """A local zarr-python array (one TensorStore cannot open) whose window reads fail on a
-    missing chunk file, as :class:`WindowArray`'s do: zarr-python reads one as the fill value.
+    missing chunk file, as `WindowArray`'s do: zarr-python reads one as the fill value.
     With ``fill_missing`` it is read so and counted in ``filled``."""
 
     def __init__(self, array: Any, folder: Path, fill_missing: bool) -> None:
@@ -131,7 +131,7 @@ class CheckedZarr:
 
 def read_error(error: BaseException, url: StoreUrl) -> InputError:
     """A failed window read as one line: a missing chunk named with the fix, else
-    :func:`~.location.explain`'s line (a host gone, access denied, a server without Range)."""
+    `explain`'s line (a host gone, access denied, a server without Range)."""
     if is_missing(error):
         found = re.search(r"chunk (\{[^}]*\}) stored at (?:shard entry \S+ in )?(.*?) is missing", str(error))
         return InputError(_missing_line(url, f"chunk {found[1]} ({found[2]})" if found else "a chunk"))

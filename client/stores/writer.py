@@ -5,7 +5,7 @@ Precomputed: ``uint32`` (``uint64`` past 2**32 instances), ``compressed_segmenta
 encoding (8x8x8 blocks, what Neuroglancer and Igneous write for labels), 64**3 chunks,
 ``resolution`` in nanometres from the voxel size, and ``segment_properties`` from the instance
 table so Neuroglancer lists each object's volume and length. It is sharded past
-:data:`SHARD_PAST` voxels: an unsharded volume is one object per chunk, 4096 per Gvoxel, so
+`SHARD_PAST` voxels: an unsharded volume is one object per chunk, 4096 per Gvoxel, so
 a 10**11-10**12 voxel volume would be 0.4-4 million objects (slow to list, copy and delete,
 and a PUT each on S3); a shard of 4x4x4 chunks (256**3 voxels) makes those 6000-60000 files.
 A shard is what one blockwise export task holds (64 MiB of uint32, and its copy in file order),
@@ -95,7 +95,7 @@ def check_bucket(url: StoreUrl) -> None:
     Raises
     ------
     OutputError
-        No such bucket, access denied, a store that does not answer in :data:`DEADLINE` seconds.
+        No such bucket, access denied, a store that does not answer in `DEADLINE` seconds.
     """
     import tensorstore as ts
 
@@ -112,7 +112,7 @@ def check_bucket(url: StoreUrl) -> None:
 
 
 def done(future: Any, url: StoreUrl, seconds: float | None = None) -> Any:
-    """``future``'s result within ``seconds`` (:data:`DEADLINE`); past it the request is
+    """``future``'s result within ``seconds`` (`DEADLINE`); past it the request is
     cancelled (TensorStore would go on retrying) and the store named in one line."""
     seconds = DEADLINE if seconds is None else seconds
     try:
@@ -168,7 +168,7 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
          shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST, offset: Sequence[float] | None = None) -> dict[str, Any]:
     """The TensorStore spec that creates the output at ``url``, in file order (x, y, z[, c]);
     a precomputed output's ``voxel_offset`` is ``offset`` (runtime X, Y, Z voxels) rounded to
-    whole voxels (an N5 output gets it from :func:`add_offset`)."""
+    whole voxels (an N5 output gets it from `add_offset`)."""
     size = _file_order(shape_xyz)
     chunks = [min(chunk, n) for n in size]
     dtype = np.dtype(np.uint64 if np.dtype(dtype).itemsize > 4 else np.uint32) if format == "precomputed" else np.dtype(dtype)
@@ -200,7 +200,7 @@ def _file_order_values(values_xyz: Sequence[float]) -> list[float]:
 def add_offset(url: StoreUrl, format: str, offset: Sequence[float] | None, voxel_size: Any) -> None:
     """State ``offset`` (runtime X, Y, Z voxels) in an N5 output's ``attributes.json`` as
     ``offset``: physical, x, y, z, in the units of its ``resolution`` (voxels without one), the
-    convention Paintera and N5-ImageJ read. Precomputed outputs carry it in :func:`spec`."""
+    convention Paintera and N5-ImageJ read. Precomputed outputs carry it in `spec`."""
     if format != "n5" or offset is None or not any(offset):
         return
     kv = _kv(url)

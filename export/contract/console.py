@@ -8,7 +8,7 @@ import importlib.metadata
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -16,7 +16,7 @@ DISTRIBUTION = "skoots-triton"
 
 # typer vendors click in recent versions and depends on it in older ones: reach its base class
 # through a public name rather than a module path.
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def version_text() -> str:

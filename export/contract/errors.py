@@ -1,6 +1,6 @@
 """The root of every error a user can cause, in the client, in export and in serve.
 
-Each side has its own base (``ClientError``, ``ExportError``) under :class:`SkootsError`, so a
+Each side has its own base (``ClientError``, ``ExportError``) under `SkootsError`, so a
 caller that drives both — a notebook, a pipeline, a GUI — catches one class for "the user's
 mistake, not a bug"; the command lines print any of them as one line.
 """

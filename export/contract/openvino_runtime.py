@@ -40,7 +40,7 @@ class OpenVinoHead:
         # The weights named: openvino then reads the file as IR only, and does not try (and
         # log on stderr about) its other frontends when the file is broken.
         self._model = self._core.read_model(str(xml_path), str(xml_path)[: -len(".xml")] + ".bin")
-        self._config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        self._config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
         self._requests: dict[tuple[int, ...], ov.InferRequest] = {}
@@ -62,4 +62,4 @@ class OpenVinoHead:
                 request = self._request(tuple(crop.shape))
                 request.infer({0: np.ascontiguousarray(crop[None])})
                 answers.append(tuple(request.get_tensor(name).data.copy() for name in OUTPUT_NAMES))
-        return tuple(np.concatenate(parts) for parts in zip(*answers))  # type: ignore[return-value]
+        return tuple(np.concatenate(parts) for parts in zip(*answers))

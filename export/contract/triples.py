@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 from .errors import OptionError
+
+T = TypeVar("T")
 
 # Every option that takes a triple says this in its help (docs/AXES.md tells the whole story).
 TRIPLE_HELP = (
@@ -14,7 +17,11 @@ TRIPLE_HELP = (
 )
 
 
-def parse_triple(text: str, kind: type = int) -> tuple:
+@overload
+def parse_triple(text: str) -> tuple[int, int, int]: ...
+@overload
+def parse_triple(text: str, kind: Callable[[str], T]) -> tuple[T, T, T]: ...
+def parse_triple(text: str, kind: Callable[[str], Any] = int) -> tuple[Any, Any, Any]:
     """A triple in the runtime's ``(X, Y, Z)`` order (docs/AXES.md), from either form.
 
     Positional, in that order: ``"300,300,20"`` → ``(300, 300, 20)``. Named, with the letters
@@ -30,7 +37,7 @@ def parse_triple(text: str, kind: type = int) -> tuple:
         values = tuple(kind(v) for v in parts)
         if len(values) != 3:
             raise ValueError(f"{text!r} has {len(values)} values, not 3")
-        return values
+        return values[0], values[1], values[2]
     named: dict[str, Any] = {}
     for part in parts:
         letter, _, value = part.partition("=")
@@ -43,9 +50,17 @@ def parse_triple(text: str, kind: type = int) -> tuple:
     return (named["y"], named["x"], named["z"])
 
 
-def option_triple(option: str, text: Optional[str], kind: type = int) -> Optional[tuple]:
+@overload
+def option_triple(option: str, text: str) -> tuple[int, int, int]: ...
+@overload
+def option_triple(option: str, text: str, kind: Callable[[str], T]) -> tuple[T, T, T]: ...
+@overload
+def option_triple(option: str, text: str | None, kind: Callable[[str], T]) -> tuple[T, T, T] | None: ...
+@overload
+def option_triple(option: str, text: str | None) -> tuple[int, int, int] | None: ...
+def option_triple(option: str, text: str | None, kind: Callable[[str], Any] = int) -> tuple[Any, Any, Any] | None:
     """Parse a triple option, positional ``X,Y,Z`` (the seed's order) or named ``x=..,y=..,z=..``
-    (napari's letters), to the runtime's ``(X, Y, Z)``; :class:`OptionError` names the option and
+    (napari's letters), to the runtime's ``(X, Y, Z)``; `OptionError` names the option and
     shows both forms."""
     if text is None:
         return None

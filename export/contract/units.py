@@ -40,7 +40,7 @@ def unit_name(text: str) -> str | None:
 
 
 def length_unit(text: str, option: str = "--unit") -> str:
-    """:func:`unit_name`, or :class:`OptionError` naming ``option`` and the units allowed."""
+    """`unit_name`, or `OptionError` naming ``option`` and the units allowed."""
     name = unit_name(text)
     if name is None:
         raise OptionError(f"{option} {text!r} is not a length unit; use one of {UNIT_CHOICES}")

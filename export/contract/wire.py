@@ -3,7 +3,7 @@ Triton config carries.
 
 ``ModelParameters`` holds every constant a client needs to segment with a model; export
 writes it into ``config.pbtxt`` and the client reads it back, from the file or from a
-server's ``get_model_config``, with :func:`parameters_from_config`. Configs are Triton's own
+server's ``get_model_config``, with `parameters_from_config`. Configs are Triton's own
 ``ModelConfig`` protobuf, so what is written is what Triton parses.
 """
 
@@ -127,7 +127,7 @@ class ModelParameters:
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> "ModelParameters":
-        """Inverse of :meth:`to_strings`; raises ``ValueError`` naming a missing or bad key."""
+        """Inverse of `to_strings`; raises ``ValueError`` naming a missing or bad key."""
         kwargs: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             raw = values.get(field.name)

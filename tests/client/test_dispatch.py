@@ -36,7 +36,7 @@ def test_a_failure_after_some_batches_is_raised(exported_repository: Path) -> No
 
     answers = []
     with pytest.raises(InputError, match="third crop"):
-        for key, outputs in dispatch(jobs(), [model]):
+        for key, _outputs in dispatch(jobs(), [model]):
             answers.append(key)
     assert set(answers) <= {0, 1}
 

@@ -41,7 +41,7 @@ def test_default_cfg_export_reproduces_upstream_with_reference_thresholds(tmp_pa
     from skoots_export.contract.openvino_runtime import OpenVinoHead
 
     ir = OpenVinoHead(str(tmp_path / "repo" / "skoots" / "1" / "model.xml"))  # FP32
-    for vectors, skeleton, prob in [(vectors, skeleton, prob), tuple(torch.from_numpy(o) for o in ir(x.numpy()))]:
-        assert float(((vectors.float() - reference_vectors.float()).abs() * ~near).max()) <= 1e-3
-        assert torch.equal(skeleton.bool() & ~near, reference_skeleton & ~near)
-        assert float((prob.float() - out[:, [-1]]).abs().max()) <= 1e-3
+    for got_vectors, got_skeleton, got_prob in [(vectors, skeleton, prob), tuple(torch.from_numpy(o) for o in ir(x.numpy()))]:
+        assert float(((got_vectors.float() - reference_vectors.float()).abs() * ~near).max()) <= 1e-3
+        assert torch.equal(got_skeleton.bool() & ~near, reference_skeleton & ~near)
+        assert float((got_prob.float() - out[:, [-1]]).abs().max()) <= 1e-3

@@ -95,9 +95,9 @@ def test_ome_zarr_translations_reach_every_label_level(stores_folder: Path, e2e_
     assert np.array_equal(np.asarray(node.data[0]), expected_labels(stores_folder))
     transforms = node.metadata["coordinateTransformations"]
     assert len(transforms) == len(node.data)
-    for level, (scale, translation) in enumerate(transforms):
+    for index, (scale, translation) in enumerate(transforms):
         assert translation["translation"] == [400.0 + (scale["scale"][0] - 40.0) / 2, 8000.0 + (scale["scale"][1] - 4.0) / 2,
-                                              8000.0 + (scale["scale"][2] - 8.0) / 2], level
+                                              8000.0 + (scale["scale"][2] - 8.0) / 2], index
 
     skoots_client.segment(tmp_path / "img.ome.zarr", labels_into=tmp_path / "img.ome.zarr", label_name="cells", **options(e2e_repository))
     image_node, *label_nodes = list(Reader(parse_url(str(tmp_path / "img.ome.zarr")))())
@@ -140,7 +140,7 @@ def test_the_blockwise_export_states_the_offset(tmp_path: Path) -> None:
     def serial(stage, calls, total):
         return {name: task(*args) for name, task, args in calls}
 
-    export_labels(serial, str(tmp_path / "l.zarr"), parse(f"precomputed://{tmp_path}/seg"), voxel_size=NM, table=None,
+    export_labels(serial, str(tmp_path / "l.zarr"), parse(f"precomputed://{tmp_path}/seg"), voxel_size=NM, properties=None,
                   overwrite=False, offset=(2000.0, 1000.0, 100.0), chunk=16, shard_past=0, shard_log2=1)
     volume = CloudVolume(f"precomputed://file://{tmp_path}/seg", progress=False)
     assert list(volume.bounds.minpt) == [1000, 2000, 100] and list(volume.bounds.maxpt) == [1072, 2040, 112]

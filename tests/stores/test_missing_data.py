@@ -161,7 +161,7 @@ def test_a_read_only_destination_is_refused_before_inference_and_nothing_is_writ
             stages: list[str] = []
             with pytest.raises(OutputError, match=rf"^--out {re.escape(str(out))}: folder {folder} is not writable"):
                 skoots_client.segment(inputs / "pre", out=out, repository=e2e_repository, device="cpu", quiet=True,
-                                      progress=lambda stage, *_: stages.append(stage))
+                                      progress=lambda stage, *_, stages=stages: stages.append(stage))
             assert stages == [], out
         result = subprocess.run([CLIENT, "segment", str(inputs / "pre"), "--out", f"precomputed://{folder}/labels",
                                  "-r", str(e2e_repository), "--device", "cpu"], capture_output=True, text=True, timeout=120)
