@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from ..errors import ClientError, InputError
@@ -237,10 +237,10 @@ def parse(text: str, *, s3_endpoint: str | None = None, option: str = "input") -
     if not parts.netloc:
         what = "host" if scheme.startswith("http") else "bucket"
         raise InputError(f"{option} {text}: no {what} in the URL; write {scheme}://{what.upper()}/PATH")
-    path = parts.path or "/"
+    key = parts.path or "/"
     if scheme in ("s3", "gs"):
-        path = path.strip("/")
-    return StoreUrl(text, scheme, parts.netloc, path, format, s3_endpoint if scheme == "s3" else None)
+        key = key.strip("/")
+    return StoreUrl(text, scheme, parts.netloc, key, format, s3_endpoint if scheme == "s3" else None)
 
 
 def context() -> Any:
@@ -272,6 +272,13 @@ def check_credentials(url: StoreUrl, option: str, writing: bool) -> None:
                      "(or AWS_PROFILE with ~/.aws/credentials)")
 
 
+_Error = TypeVar("_Error", bound=ClientError)
+
+
+@overload
+def explain(error: BaseException, url: StoreUrl | str, what: str) -> InputError: ...
+@overload
+def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[_Error]) -> _Error: ...
 def explain(error: BaseException, url: StoreUrl | str, what: str, kind: type[ClientError] = InputError) -> ClientError:
     """A TensorStore failure (``STATUS: detail``) as one line naming ``url`` and the fix."""
     text = re.split(r" \[(?:tensorstore_spec|http_response_body|x-amz[a-z-]*)=", str(error))[0].strip()  # no response bodies

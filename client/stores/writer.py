@@ -175,7 +175,7 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
     if format == "precomputed":
         scale: dict[str, Any] = {"size": size, "resolution": _nanometres(voxel_size), "encoding": "compressed_segmentation",
                                  "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
-                                 "voxel_offset": [int(round(v)) for v in _file_order(offset or (0, 0, 0))]}
+                                 "voxel_offset": _file_order([int(v) for v in offset or (0, 0, 0)])}
         if math.prod(size) > shard_past:
             scale["sharding"] = sharding([math.ceil(n / c) for n, c in zip(size, chunks)], shard_log2)
         return {"driver": "neuroglancer_precomputed", "kvstore": url.kvstore(), "create": True,
