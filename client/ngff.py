@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
@@ -24,7 +24,10 @@ from .destinations import check_writable
 from .errors import OutputError
 from .levels import multiscales_of
 
-NGFF_VERSIONS = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
+if TYPE_CHECKING:
+    from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams
+
+NGFF_VERSIONS: dict[str, Literal[2, 3]] = {"0.4": 2, "0.5": 3}  # NGFF version → Zarr format
 MIN_EXTENT = 32  # a level is added while its smaller in-plane side stays at least this long
 MAX_LEVELS = 5
 
@@ -166,7 +169,7 @@ def create_label_image(
 
     fmt = NGFF_VERSIONS[version]
     group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
-    encoding = {"name": "v2", "separator": "/"} if fmt == 2 else {"name": "default", "separator": "/"}
+    encoding: ChunkKeyEncodingParams = {"name": "v2", "separator": "/"} if fmt == 2 else {"name": "default", "separator": "/"}
     arrays = []
     for level in levels:
         extra = len(level.shape) - 3
@@ -201,7 +204,7 @@ def add_label_properties(path: Path, properties: Sequence[dict[str, Any]]) -> No
     import zarr
 
     group = zarr.open_group(str(path), mode="r+")
-    attrs = group.attrs.asdict()
+    attrs: dict[str, Any] = group.attrs.asdict()  # zarr types attributes as JSON, a union the lines below cannot index
     ome = attrs["ome"] if "ome" in attrs else attrs
     ome["image-label"] = {**ome["image-label"], "properties": list(properties)}
     group.attrs.update(_jsonable({"ome": ome} if "ome" in attrs else {"image-label": ome["image-label"]}))
@@ -260,7 +263,10 @@ def image_layout(image: Path, option: str = "--labels-into") -> ImageLayout:
         kept = [i for i, a in enumerate(axes) if a.get("type") != "channel" and names[i] != "c"]
         levels = []
         for dataset in multiscale["datasets"]:
-            shape = group[dataset["path"]].shape
+            array = group[dataset["path"]]
+            if not isinstance(array, zarr.Array):
+                raise ValueError(f"level {dataset['path']} is a group, not an array")
+            shape = array.shape
             given = {t.get("type"): t.get(t.get("type")) for t in dataset.get("coordinateTransformations", [])}
             scale, translation = given.get("scale") or [1.0] * len(axes), given.get("translation")
             levels.append(Level(dataset["path"], tuple(int(shape[i]) for i in kept), tuple(float(scale[i]) for i in kept),
@@ -330,11 +336,12 @@ def install_labels(image: Path, name: str, staged: Path, layout: ImageLayout, *,
         raise OutputError(f"--labels-into {image}: labels/{name} exists; pass --overwrite to replace it, or another --label-name")
     labels = zarr.open_group(str(image / "labels"), mode="a", zarr_format=NGFF_VERSIONS[layout.version])
     move_into_place(staged, target)  # copied first from another file system
+    attrs: dict[str, Any] = labels.attrs.asdict()  # zarr types attributes as JSON, a union list() and dict() do not take
     if layout.version == "0.4":
-        listed = list(labels.attrs.get("labels", []))
+        listed = list(attrs.get("labels", []))
         labels.attrs["labels"] = listed + ([name] if name not in listed else [])
     else:
-        ome = dict(labels.attrs.get("ome", {}))
+        ome = dict(attrs.get("ome", {}))
         listed = list(ome.get("labels", []))
         labels.attrs["ome"] = {**ome, "version": layout.version, "labels": listed + ([name] if name not in listed else [])}
     return target
