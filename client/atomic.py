@@ -73,7 +73,7 @@ def move_into_place(source: Path, path: Path) -> None:
                 shutil.copy2(source, target)
 
 
-def write_aside(path: Path, write: Callable[[Path], None], *, durable: bool = False) -> None:
+def write_aside(path: Path, write: Callable[[Path], object], *, durable: bool = False) -> None:
     """``write(temporary)`` to a uniquely named file beside ``path`` (same suffix, so NumPy adds
     none), then rename it to ``path``; with ``durable`` it reaches the disk before the rename."""
     path = Path(path)

@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import FrameType
+from typing import Any, Callable, Iterator, TypeGuard
 
 from ..errors import ClientError
 
@@ -50,7 +51,7 @@ def dask_client(
                 "start one (dask scheduler) or fix --scheduler"
             ) from e
     try:
-        if scheduler is None:
+        if client is None:  # no scheduler given: start a local cluster
             check_main_guard()
             try:
                 with _interrupts_held():
@@ -93,7 +94,7 @@ def check_main_guard() -> None:
     path = getattr(main, "__file__", None)
     if method == "fork" or main is None or not path or not Path(path).is_file():
         return  # an interactive session or notebook: nothing for the workers to re-run
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
         frame = frame.f_back
     if frame is None:
@@ -110,7 +111,7 @@ def check_main_guard() -> None:
         )
 
 
-def _is_main_guard(node: ast.AST) -> bool:
+def _is_main_guard(node: ast.AST) -> TypeGuard[ast.If]:
     """``if __name__ == "__main__":`` (either side of the ``==``)."""
     if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.comparators) != 1:
         return False

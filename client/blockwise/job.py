@@ -19,6 +19,7 @@ from skoots_export.contract.wire import ModelParameters
 from .. import postprocess
 from ..normalize import Normalization
 from ..origin import Offset
+from ..roi import Box
 from ..specs import ModelSpec, OutputSpec, Plan
 from ..stores import Location, StoreUrl
 from ..voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
@@ -58,7 +59,7 @@ class Job:
     mask: Path | None = None  # --mask and --skip-below: crops not worth inferring stay background
     skip_below: float | None = None
     fill_missing: bool = False  # --fill-missing: the workers read missing chunks as zeros and count them
-    roi: tuple[tuple[int, int], ...] | None = None  # --roi: the box of the file that is segmented (runtime X, Y, Z)
+    roi: Box | None = None  # --roi: the box of the file that is segmented (runtime X, Y, Z)
     output: OutputSpec = OutputSpec()  # where the labels (and the instance table, with output.table) go
     voxel_size: VoxelSize = UNKNOWN_VOXEL_SIZE  # stated by the output
     offset: Offset | None = None  # where the labels' first voxel sits in the input (client/origin.py)
@@ -88,7 +89,7 @@ class Job:
             reference_borders=model.reference_borders, parameters=parameters, source=source, batch_size=plan.batch_size,
             threads=cluster.threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
             mask=None if plan.input.mask is None else Path(plan.input.mask).resolve(), skip_below=plan.input.skip_below,
-            fill_missing=plan.input.fill_missing, roi=None if plan.roi is None else tuple(tuple(int(v) for v in b) for b in plan.roi),
+            fill_missing=plan.input.fill_missing, roi=None if plan.roi is None else _plain_box(plan.roi),
             output=plan.output, voxel_size=plan.voxel_size, offset=plan.origin, fingerprint=plan.fingerprint(),
             resume=plan.resume.keeps_work, scheduler=cluster.scheduler, workers=cluster.workers,
         )
@@ -106,3 +107,9 @@ class Job:
     @property
     def store(self) -> BlockStore:
         return cached(("store", self.work), lambda: BlockStore(self.work))
+
+
+def _plain_box(box: Box) -> Box:
+    """``box`` in Python ints, as the job carries it to the workers."""
+    (x0, x1), (y0, y1), (z0, z1) = box
+    return (int(x0), int(x1)), (int(y0), int(y1)), (int(z0), int(z1))

@@ -108,7 +108,7 @@ def deliver(stage: StageRunner, target: Target) -> None:
     elif target.tiff:
         import zarr
 
-        write_labels(out, zarr.open_array(target.array_path, mode="r")[...].transpose(1, 2, 0), overwrite=overwrite,
+        write_labels(out, np.asarray(zarr.open_array(target.array_path, mode="r")[...]).transpose(1, 2, 0), overwrite=overwrite,
                      voxel_size=voxel_size)
     else:
         if out.exists() and not overwrite:

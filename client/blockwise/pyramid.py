@@ -21,9 +21,10 @@ import numpy as np
 from ..atomic import crc
 from ..ngff import Level, nearest_indices, read_zyx, write_zyx
 from .job import Job
+from .store import Stage
 from .worker import report
 
-STAGE = "pyramid"
+STAGE: Stage = "pyramid"
 ZyxRegion = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) along the arrays' z, y, x
 
 
@@ -31,15 +32,15 @@ def level_regions(levels: Sequence[Level], chunks_zyx: Sequence[int], size_zyx: 
     """``(level path, region)`` for every level above ``0``: along each axis, runs of ``size_zyx``
     voxels from 0 rounded down to whole chunks (at least one) of the level, whose chunks are
     ``chunks_zyx`` capped by its shape as `ngff.create_label_image` makes them."""
-    regions = []
+    regions: list[tuple[str, ZyxRegion]] = []
     for level in levels[1:]:
-        per_axis = []
+        per_axis: list[list[tuple[int, int]]] = []
         for n, c, s in zip(level.shape[-3:], chunks_zyx, size_zyx):
             chunk = min(n, c)
             step = max(1, s // chunk) * chunk
             per_axis.append([(lo, min(lo + step, n)) for lo in range(0, n, step)])
-        regions.extend((level.path, region) for region in itertools.product(*per_axis))
-    return regions  # type: ignore[return-value]
+        regions.extend((level.path, (z, y, x)) for z, y, x in itertools.product(*per_axis))
+    return regions
 
 
 def sampled_indices(shape0: Sequence[int], shape: Sequence[int], region: ZyxRegion) -> tuple[np.ndarray, ...]:

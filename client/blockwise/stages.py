@@ -84,7 +84,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
         before = missing_chunks(volume)
         if job.mask is not None or job.skip_below is not None:
             rule = cached(("skip", job.mask, job.skip_below), lambda: skip_rule(job.mask, job.skip_below)[0])
-            crops = [crop for crop in crops if not rule.skips(volume, crop)]
+            crops = tuple(crop for crop in crops if not rule.skips(volume, crop))
         for batch, pieces in infer_pieces(volume, crops, job.parameters, _endpoints(job.source), job.normalization,
                                          batch_size=job.batch_size):
             for crop, piece in zip(batch, pieces):

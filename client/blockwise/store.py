@@ -125,7 +125,8 @@ class BlockStore:
 
     def load_sparse(self, kind: str, block: str) -> tuple[np.ndarray, np.ndarray]:
         """``(at, values)`` of a block, memory-mapped: a reader touches only the pages it slices."""
-        return tuple(np.load(self.path / kind / f"{block}.{part}.npy", mmap_mode="r") for part in ("at", "values"))  # type: ignore[return-value]
+        at, values = (np.load(self.path / kind / f"{block}.{part}.npy", mmap_mode="r") for part in ("at", "values"))
+        return at, values
 
     def mark(self, stage: Stage, block: str, checksum: int, note: dict[str, Any] | None = None) -> None:
         text = _marker_text(checksum, note or {})

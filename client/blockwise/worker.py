@@ -89,7 +89,8 @@ def set_threads(n: int) -> None:
     """Keep numba (and torch) to the worker's share of the cores."""
     import numba
 
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    # numba.config sets its NUMBA_* names at import time (globals() from the environment): mypy cannot see them
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 
 def peak_rss() -> int:
