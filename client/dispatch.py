@@ -12,11 +12,13 @@ from __future__ import annotations
 import ctypes
 import queue
 import threading
-from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from .errors import InferenceTimeoutError, ServerUnavailableError
+
+_Key = TypeVar("_Key", bound=Hashable)  # what a job is known by: its answer comes back with it
 
 
 class Endpoint(Protocol):
@@ -35,12 +37,12 @@ class _Failure:
 
 
 def dispatch(
-    jobs: Iterable[tuple[Hashable, np.ndarray]],
+    jobs: Iterable[tuple[_Key, np.ndarray]],
     endpoints: Sequence[Endpoint],
     *,
     probability: bool = False,
     on_endpoint_lost: Callable[[str, BaseException], None] | None = None,
-) -> Iterator[tuple[Hashable, tuple[np.ndarray, ...]]]:
+) -> Iterator[tuple[_Key, tuple[np.ndarray, ...]]]:
     """Yield ``(key, outputs)`` for every ``(key, batch)`` in ``jobs``, in completion order."""
     workers = sum(e.concurrency for e in endpoints)
     pending: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))

@@ -22,7 +22,7 @@ from .preview import write_preview
 from .progress import Watch
 from .run_stats import RunStats
 from .sanity import empty_result_text, empty_result_warning
-from .stores import filled_text
+from .stores import StoreUrl, filled_text
 from .volume_read import missing_chunks_warning
 from .workdir import WorkDir, default_work_dir
 
@@ -62,7 +62,7 @@ class InMemoryEngine:
                 normalization=plan.normalization, skip=plan.skip,
             )
             labels = stats.labels = stats.labels.get() if hasattr(stats.labels, "get") else stats.labels
-            done_at: list[Path] = []  # a failure from here on never loses the labels (keep_labels)
+            done_at: list[Path | StoreUrl] = []  # a failure from here on never loses the labels (keep_labels)
             try:
                 stats.table = measure_xyz(labels, plan.voxel_size, volume.data) if output.table is not None else None
                 properties = label_properties(stats.table) if stats.table is not None else None
@@ -73,7 +73,7 @@ class InMemoryEngine:
                 if output.labels_into is not None:
                     done_at.append(write_labels_into(output.labels_into, output.label_name, labels,
                                                      overwrite=output.overwrite, properties=properties))
-                if stats.table is not None:
+                if output.table is not None and stats.table is not None:
                     write_table(output.table, stats.table)
                 if output.save_intermediates:
                     write_intermediates(output.destination, stats.intermediates, overwrite=output.overwrite,

@@ -70,10 +70,10 @@ def write_labels(
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
-    if (url := stores.Location.of(path).url) is not None:  # precomputed:// or n5:// (client/stores)
-        return stores.write_store_labels(url, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
+    path = stores.Location.of(path).target
+    if isinstance(path, stores.StoreUrl):  # precomputed:// or n5:// (client/stores)
+        return stores.write_store_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
                                    offset=offset)
-    path = Path(path)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged_output(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):
@@ -141,7 +141,7 @@ def _write_zarr(path: Path, labels_xyz: np.ndarray, size: VoxelSize) -> None:
 
 
 def keep_labels(error: BaseException, labels_xyz: np.ndarray, voxel_size: VoxelSize, destinations: Sequence[Path],
-                folders: Sequence[Path] = (), written: Sequence[Path] = ()) -> OutputError:
+                folders: Sequence[Path] = (), written: Sequence[Path | StoreUrl] = ()) -> OutputError:
     """The one-line error for a write that failed after the labels were computed, with the
     labels kept: saved as a plain Zarr array ``NAME.partial-XXXX.zarr`` in the first folder of
     the destinations' own, then ``folders``, then the temporary folder, that takes it.

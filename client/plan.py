@@ -22,7 +22,7 @@ from .label_write import check_output_path, intermediates_path
 from .levels import level_path
 from .memory import in_memory_bytes
 from .normalize import parse_normalize, resolve_normalization
-from .origin import ZERO, describe_offset, is_integral
+from .origin import ZERO, Offset, describe_offset, is_integral
 from .origin_read import read_offset
 from .preview import check_preview_path
 from .progress import Watch
@@ -73,6 +73,8 @@ def describe_region(plan: Plan) -> str | None:
     """The summary's line on where the labels sit: the box segmented and the offset written."""
     parts = []
     if plan.roi is not None:
+        if plan.roi_of is None:  # prepare sets both
+            raise ValueError("a plan with a roi names the shape of the volume it was cut from (roi_of)")
         parts.append(f"roi {describe_box(plan.roi)} of {describe_shape(plan.roi_of)}")
     if plan.origin != ZERO:
         parts.append(f"offset {describe_offset(plan.origin)} (written to the output's metadata)")
@@ -126,15 +128,19 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     not loaded: the engine opens what answers crops). What looks wrong about the input goes to
     ``watch.warn``, one line each; the switch to blockwise to ``watch.note``. Raises ``ClientError``."""
     from .ngff import check_labels_into
-    from .stores import Location, store_of
+    from .stores import Location, StoreUrl, store_of
     from .stores import level as store_level
 
     check_options(input, output, model, resume, cluster)
-    location = Location.of(input.source).target if input.from_file else input.source.path
+    location: Path | StoreUrl = Location.of(input.source).target if input.from_file else input.source.path
     if input.level is not None:
-        store = store_of(location)
         # a precomputed scale, an N5 group's sN (client/stores), else an OME-Zarr level
-        location = store_level(store, input.level) if store is not None else level_path(Path(location), input.level)
+        if isinstance(location, StoreUrl):
+            location = store_level(location, input.level)
+        elif (store := store_of(location)) is not None:  # a local N5 group or precomputed volume
+            location = store_level(store, input.level)
+        else:
+            location = level_path(location, input.level)
     kept_work = (resume.work_dir or default_work_dir(output.destination)) if resume.keeps_work else None
     check_destinations([location] if input.from_file else [], output, kept_work)
     choice = parse_normalize(input.normalize)
@@ -145,7 +151,8 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     if box is not None and input.from_file:
         refuse_non_finite(volume)  # only the box: a float volume's other voxels are never read
     starts = [lo for lo, _ in box] if box is not None else [0, 0, 0]
-    origin = tuple(o + s for o, s in zip(read_offset(location) if input.from_file else ZERO, starts))
+    x, y, z = (o + s for o, s in zip(read_offset(location) if input.from_file else ZERO, starts))
+    origin: Offset = (x, y, z)
     out_url = Location.of(output.out).url if output.out is not None else None
     if not is_integral(origin) and out_url is not None and out_url.format in (None, "precomputed"):  # voxel_offset is whole voxels
         watch.warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
@@ -184,7 +191,7 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     return Plan(input, output, model, resume, cluster, volume=volume, location=location, blockwise=blockwise,
                 work_path=work_path, voxel_size=size, normalization=normalization, info=info, parameters=parameters,
                 batch_size=batch_size, skip=skip, skip_described=skip_described, xp=xp, roi=box,
-                roi_of=whole.shape if box is not None else None, origin=origin, served_by=served_by)  # type: ignore[arg-type]
+                roi_of=whole.shape if box is not None else None, origin=origin, served_by=served_by)
 
 
 def refuse_bad_crop(crop: tuple[int, int, int], overlap: tuple[int, int, int], minimum: int) -> None:

@@ -45,13 +45,13 @@ def skip_rule(mask: Path | None, skip_below: float | None) -> tuple[SkipRule | N
     """The rule for ``--mask`` / ``--skip-below`` and what a work directory's fingerprint says of it."""
     if mask is None and skip_below is None:
         return None, None
-    mask_data = None
+    mask_data = described_mask = None
     if mask is not None:
         try:
             mask_volume = read_volume(mask, fill_missing=None)  # a mask is label-like: missing chunks are background
         except InputError as e:
             raise InputError(f"--mask: {e}") from e
         mask_data = mask_volume.data
-    described = {"mask": None if mask is None else {**file_identity(mask), "shape": list(mask_data.shape)},
-                 "below": skip_below}
+        described_mask = {**file_identity(mask), "shape": list(mask_data.shape)}
+    described = {"mask": described_mask, "below": skip_below}
     return SkipRule(mask_data, skip_below), described

@@ -350,7 +350,7 @@ def read_labels(path: str | Path | StoreUrl) -> np.ndarray:
     return labels
 
 
-def _label_dtype(path: Path, array: Any) -> np.dtype:
+def _label_dtype(path: Path | StoreUrl, array: Any) -> np.dtype:
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "ui":
         raise InputError(f"{path} holds {dtype.name} values; a label volume holds integers (0 = background): "

@@ -4,7 +4,7 @@ the stores' own metadata), and which one a run uses when ``--voxel-size`` is als
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from .levels import image_of_level, multiscales_of
 from .volume import TIFF_SUFFIXES
 from .volume_read import tifffile_log
 from .voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, ome_zarr_voxel_size
+
+if TYPE_CHECKING:
+    from .stores import StoreUrl
 
 
 def _tiff_voxel_size(path: Path) -> VoxelSize | None:
@@ -64,13 +67,15 @@ def _tiff_voxel_size(path: Path) -> VoxelSize | None:
 
 
 
-def read_voxel_size(path: str | Path) -> VoxelSize | None:
+def read_voxel_size(path: str | Path | StoreUrl) -> VoxelSize | None:
     """The voxel size a file states (OME-Zarr scale and units, OME-TIFF physical sizes,
     ImageJ spacing/resolution, our plain Zarr attributes), or None when it states none."""
     from . import stores
 
+    if isinstance(path, stores.StoreUrl):  # N5, precomputed, Zarr by URL: their own metadata (client/stores)
+        return stores.read_store_voxel_size(path)
     store = stores.store_of(path)
-    if store is not None:  # N5, precomputed, Zarr by URL: their own metadata (client/stores)
+    if store is not None:  # a local N5 or precomputed folder
         return stores.read_store_voxel_size(store)
     path = Path(path)
     try:
@@ -95,7 +100,7 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
 
 
 def resolve_voxel_size(
-    option: VoxelSize | UnitOption | None, stated: VoxelSize | None, path: Path, warn: Any = None
+    option: VoxelSize | UnitOption | None, stated: VoxelSize | None, path: Path | StoreUrl, warn: Any = None
 ) -> VoxelSize:
     """The voxel size to use: ``--voxel-size`` wins over what ``path`` states; a disagreement
     is reported through ``warn`` (one line). Unknown when neither says. ``--unit`` alone

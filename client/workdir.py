@@ -320,6 +320,8 @@ class WorkDir:
             for name, data in (("skeleton", piece.skeleton), ("vectors", piece.vectors), ("probability", piece.probability)):
                 if name not in self._arrays:
                     continue
+                if data is None:  # the directory keeps probabilities: a piece without them is a bug in the caller
+                    raise RuntimeError(f"work directory {self.path} keeps {name}, but crop {crop.index} has none")
                 array = self._arrays[name]
                 chunk = np.zeros(array.shape[1:], dtype=array.dtype)
                 chunk[tuple(slice(0, n) for n in data.shape)] = data
