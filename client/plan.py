@@ -155,7 +155,7 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     origin: Offset = (x, y, z)
     out_url = Location.of(output.out).url if output.out is not None else None
     if not is_integral(origin) and out_url is not None and out_url.format in (None, "precomputed"):  # voxel_offset is whole voxels
-        watch.warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states it rounded")
+        watch.warn(f"the input's offset {describe_offset(origin)} is not whole voxels; {output.out} states whole voxels only: it is written truncated toward zero")
     blockwise = cluster.asked
     if input.from_file and not blockwise and output.destination is not None:
         too_big = too_big_for_memory(volume.shape, cluster.memory_available)
