@@ -15,10 +15,11 @@ import typer  # noqa: E402
 
 from skoots_export.contract.console import VersionOption, run  # noqa: E402
 from skoots_export.contract.errors import SkootsError  # noqa: E402
-from skoots_export.contract.triples import TRIPLE_HELP  # noqa: E402
+from skoots_export.contract.triples import TRIPLE_HELP, option_triple  # noqa: E402
 
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime  # noqa: E402
 from .errors import ClientError  # noqa: E402
+from .options import OPTIONS, as_flag, in_terms  # noqa: E402
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -43,6 +44,25 @@ def default_output(volume: Path, level: int | None = None) -> Path:
         if name.lower().endswith(suffix):
             return volume.with_name(name[: -len(suffix)] + "_labels.tif")
     return volume.with_name(name + "_labels.tif")
+
+
+def _flag(name: str) -> typer.models.OptionInfo:
+    """``segment``'s option ``name`` as client/options.py describes it: its flags and help."""
+    option = OPTIONS[name]
+    return typer.Option(option.flag, *([option.short] if option.short else []), help=option.help)
+
+
+def _zyx(flag: str, text: str | None) -> tuple[int, int, int] | None:
+    """A triple flag's text (positional X,Y,Z in the seed's order, or named) as the API's ``(z, y, x)``.
+
+    >>> _zyx("--crop", "300,280,20"), _zyx("--crop", "x=280,y=300,z=20")
+    ((20, 300, 280), (20, 300, 280))
+    """
+    parsed = option_triple(flag, text)  # the runtime's (X, Y, Z): rows, columns, slices
+    if parsed is None:
+        return None
+    rows, columns, slices = parsed
+    return (slices, rows, columns)
 
 
 @app.command("segment")
@@ -101,62 +121,64 @@ def segment_command(
     """Segment a volume into instance labels."""
     from .api import segment  # heavy imports only when segmenting
     from .stores import argument, is_store
+    from .voxel_size import voxel_size_option
 
     try:
         source = argument(volume, s3_endpoint=s3_endpoint)  # a path, or N5 / precomputed / Zarr by URL (client/stores)
         local = Path(source.parent, source.name) if is_store(source) else source
-        result = segment(
-            source,
-            out=out if out is not None or labels_into is not None else default_output(local, level),
-            url=url or [],
-            s3_endpoint=s3_endpoint,
-            model=model,
-            repository=repository,
-            overwrite=overwrite,
-            channel=channel,
-            batch=batch,
-            window=window,
-            timeout=timeout,
-            retries=retries,
-            retry_for=retry_for,
-            device=device,
-            crop=crop,
-            overlap=overlap,
-            embedding_iterations=embedding_iterations,
-            reference_borders=reference_borders,
-            save_intermediates=save_intermediates,
-            quiet=quiet,
-            preview=preview,
-            resume=resume,
-            work_dir=work_dir,
-            ssl=ssl,
-            root_cert=root_cert,
-            private_key=private_key,
-            cert_chain=cert_chain,
-            blockwise=blockwise,
-            block=block,
-            workers=workers,
-            threads_per_worker=threads_per_worker,
-            scheduler=scheduler,
-            normalize=normalize,
-            axes=axes,
-            voxel_size=voxel_size,
-            unit=unit,
-            table=table,
-            labels_into=labels_into,
-            label_name=label_name,
-            ngff_version=ngff_version,
-            mask=mask,
-            skip_below=skip_below,
-            fill_missing=fill_missing,
-            min_size=min_size,
-            labels_dtype=labels_dtype,
-            runtime=runtime,
-            threads=threads,
-            precision=precision,
-            level=level,
-            roi=roi,
-        )
+        with in_terms(as_flag):
+            result = segment(
+                source,
+                out=out if out is not None or labels_into is not None else default_output(local, level),
+                url=url or [],
+                s3_endpoint=s3_endpoint,
+                model=model,
+                repository=repository,
+                overwrite=overwrite,
+                channel=channel,
+                batch=batch,
+                window=window,
+                timeout=timeout,
+                retries=retries,
+                retry_for=retry_for,
+                device=device,
+                crop=_zyx("--crop", crop),
+                overlap=_zyx("--overlap", overlap),
+                embedding_iterations=embedding_iterations,
+                reference_borders=reference_borders,
+                save_intermediates=save_intermediates,
+                quiet=quiet,
+                preview=preview,
+                resume=resume,
+                work_dir=work_dir,
+                ssl=ssl,
+                root_cert=root_cert,
+                private_key=private_key,
+                cert_chain=cert_chain,
+                blockwise=blockwise,
+                block=_zyx("--block", block),
+                workers=workers,
+                threads_per_worker=threads_per_worker,
+                scheduler=scheduler,
+                normalize=normalize,
+                axes=axes,
+                voxel_size=voxel_size_option(voxel_size, None if voxel_size is None else unit),
+                unit=unit if voxel_size is None else None,
+                table=table,
+                labels_into=labels_into,
+                label_name=label_name,
+                ngff_version=ngff_version,
+                mask=mask,
+                skip_below=skip_below,
+                fill_missing=fill_missing,
+                min_size=min_size,
+                labels_dtype=labels_dtype,
+                runtime=runtime,
+                threads=threads,
+                precision=precision,
+                level=level,
+                roi=roi,
+            )
     except SkootsError as e:
         from .errors import Interrupted
 
@@ -181,10 +203,14 @@ def measure_command(
     bounding box (voxels and physical units), mean/max raw intensity, skeleton length and
     whether it touches the volume border."""
     from .api import measure
+    from .voxel_size import voxel_size_option
 
     try:
-        table = measure(labels, raw, out=out, overwrite=overwrite, channel=channel, voxel_size=voxel_size, unit=unit,
-                        skeleton=skeleton, warn=lambda text: typer.echo(f"warning: {text}", err=True))
+        with in_terms(as_flag):
+            table = measure(labels, raw, out=out, overwrite=overwrite, channel=channel,
+                            voxel_size=voxel_size_option(voxel_size, None if voxel_size is None else unit),
+                            unit=unit if voxel_size is None else None, skeleton=skeleton,
+                            warn=lambda text: typer.echo(f"warning: {text}", err=True))
     except SkootsError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
