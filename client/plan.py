@@ -43,9 +43,12 @@ Triple = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What to segment and how to read it: a path or store URL, or an array's opened
-    :class:`~skoots_client.volume.Volume`; ``--channel``, ``--axes``, ``--normalize``,
-    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
+    """What to segment and how to read it (public: a pipeline builds a run in code from the five
+    specs). ``source`` is a path or store URL, or an array's opened
+    [`Volume`][skoots_client.volume.Volume]; each other field is the keyword of
+    [`segment`][skoots_client.api.segment] of the same name, parsed (``voxel_size`` a
+    [`VoxelSize`][skoots_client.voxel_size.VoxelSize] with ``unit`` folded in, ``roi`` a
+    [`RoiText`][skoots_client.roi.RoiText]); client/options.py describes them all."""
 
     source: Any
     channel: int | None = None
@@ -66,7 +69,8 @@ class InputSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     """Where the labels and what comes with them go; ``out`` and ``labels_into`` both None keeps
-    the labels in memory only."""
+    the labels in memory only. Each field is the keyword of [`segment`][skoots_client.api.segment]
+    of the same name (``out`` a path or a store URL, the choices their enums)."""
 
     out: Any = None  # a Path, or a StoreUrl (precomputed://, n5://)
     labels_into: Path | None = None
@@ -95,7 +99,11 @@ class OutputSpec:
 @dataclass(frozen=True)
 class ModelSpec:
     """What answers crops (Triton ``urls``, else the repository's model in-process), how the
-    crops go out, the model constants to override, and where post-processing runs."""
+    crops go out, the model constants to override, and where post-processing runs. Each field is
+    the keyword of [`segment`][skoots_client.api.segment] of the same name, except ``urls`` (from
+    ``url``) and ``tls`` (from ``ssl``, ``root_cert``, ``private_key``, ``cert_chain``);
+    ``crop`` and ``overlap`` are in the runtime's ``(X, Y, Z)`` (rows, columns, slices), as
+    ``segment`` turns a ``(z, y, x)`` tuple."""
 
     urls: tuple[str, ...] = ()
     model: str | None = None
@@ -118,7 +126,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class ResumeSpec:
-    """``--resume`` and ``--work-dir`` (which implies it)."""
+    """``resume`` and ``work_dir`` (which implies it): the keywords of
+    [`segment`][skoots_client.api.segment] of the same names."""
 
     resume: bool = False
     work_dir: Path | None = None
@@ -130,8 +139,9 @@ class ResumeSpec:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """``--blockwise`` and its Dask cluster; ``memory_available`` (default: the machine's) decides
-    when a run too big for memory goes blockwise by itself."""
+    """``blockwise`` and its Dask cluster (the keywords of [`segment`][skoots_client.api.segment]
+    of the same names; ``block`` in the runtime's ``(X, Y, Z)``); ``memory_available`` (default:
+    the machine's; no keyword) decides when a run too big for memory goes blockwise by itself."""
 
     blockwise: bool = False
     block: Triple | None = None
