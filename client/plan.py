@@ -9,7 +9,7 @@ constants, and opens what answers crops. Nothing after it re-checks an option.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,7 +96,22 @@ class OutputSpec:
         return None if self.labels_into is None else self.labels_into / "labels" / self.label_name
 
 
-@dataclass(frozen=True)
+def lettered_repr(spec: Any, triples: tuple[str, ...]) -> str:
+    """A spec's repr with its runtime-order triples named as napari names the axes.
+
+    >>> ClusterSpec(block=(300, 280, 20))
+    ClusterSpec(blockwise=False, block=(z=20, y=300, x=280), workers=None, threads_per_worker=1, scheduler=None, memory_available=None)
+    """
+    def shown(name: str, value: Any) -> str:
+        if name in triples and value is not None:
+            rows, columns, slices = value
+            return f"(z={slices}, y={rows}, x={columns})"
+        return repr(value)
+
+    return f"{type(spec).__name__}({', '.join(f'{f.name}={shown(f.name, getattr(spec, f.name))}' for f in fields(spec))})"
+
+
+@dataclass(frozen=True, repr=False)
 class ModelSpec:
     """What answers crops (Triton ``urls``, else the repository's model in-process), how the
     crops go out, the model constants to override, and where post-processing runs. Each field is
@@ -123,6 +138,9 @@ class ModelSpec:
     reference_borders: bool = False
     device: Device = Device.AUTO
 
+    def __repr__(self) -> str:
+        return lettered_repr(self, ("crop", "overlap"))
+
 
 @dataclass(frozen=True)
 class ResumeSpec:
@@ -137,7 +155,7 @@ class ResumeSpec:
         return self.resume or self.work_dir is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ClusterSpec:
     """``blockwise`` and its Dask cluster (the keywords of [`segment`][skoots_client.api.segment]
     of the same names; ``block`` in the runtime's ``(X, Y, Z)``); ``memory_available`` (default:
@@ -149,6 +167,9 @@ class ClusterSpec:
     threads_per_worker: int = 1
     scheduler: str | None = None
     memory_available: int | None = None
+
+    def __repr__(self) -> str:
+        return lettered_repr(self, ("block",))
 
     @property
     def asked(self) -> bool:

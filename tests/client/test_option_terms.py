@@ -141,3 +141,10 @@ def test_the_command_line_still_explains_its_positional_text(volume_tif: Path, e
     done = run_client("segment", volume_tif, "-r", e2e_repository, "--crop", "24,24")
     assert done.returncode == 2 and done.stderr == ("error: --crop '24,24' needs three integers X,Y,Z, e.g. --crop 300,300,20, "
                                                     "or named as napari shows the axes, e.g. --crop y=300,x=300,z=20\n")
+
+
+def test_the_public_specs_print_their_triples_with_letters() -> None:
+    """The specs keep the runtime's (X, Y, Z) = rows, columns, slices; their reprs name the axes."""
+    model = skoots.ModelSpec(crop=api.triple("--crop", (20, 300, 280)), overlap=api.triple("--overlap", "z=2,y=10,x=12"))
+    assert "crop=(z=20, y=300, x=280), overlap=(z=2, y=10, x=12)" in repr(model)
+    assert "block=(z=40, y=512, x=256)" in repr(skoots.ClusterSpec(block=api.triple("--block", (40, 512, 256))))
