@@ -479,6 +479,13 @@ def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
         return value
     if isinstance(value, str):
         refuse_positional("voxel_size", value)
+        try:
+            named = triple("--voxel-size", _unit_suffix(value)[0])
+        except InputError:
+            raise InputError(f"voxel_size={value!r}: name each of z, y, x once with a number, e.g. "
+                             f"voxel_size={_NAMED['voxel_size']!r}, or give a tuple (z, y, x), e.g. voxel_size={_TUPLE['voxel_size']}") from None
+        if not all(v > 0 and np.isfinite(v) for v in named or ()):
+            raise InputError(f"voxel_size={value!r}: sizes must be positive, e.g. voxel_size={_NAMED['voxel_size']!r}")
         return voxel_size_option(value, unit)
     try:
         sizes = tuple(float(v) for v in value)

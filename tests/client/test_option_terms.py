@@ -148,3 +148,11 @@ def test_the_public_specs_print_their_triples_with_letters() -> None:
     model = skoots.ModelSpec(crop=api.triple("--crop", (20, 300, 280)), overlap=api.triple("--overlap", "z=2,y=10,x=12"))
     assert "crop=(z=20, y=300, x=280), overlap=(z=2, y=10, x=12)" in repr(model)
     assert "block=(z=40, y=512, x=256)" in repr(skoots.ClusterSpec(block=api.triple("--block", (40, 512, 256))))
+
+
+def test_named_voxel_size_text_is_refused_in_the_apis_terms() -> None:
+    with pytest.raises(InputError, match=r"^voxel_size='z=1,y=2um': name each of z, y, x once with a number, e\.g\. "
+                                         r"voxel_size='z=2,y=0\.5,x=0\.5um', or give a tuple \(z, y, x\), e\.g\. voxel_size=\(2\.0, 0\.5, 0\.5\)$"):
+        api.voxel_size_value("z=1,y=2um", None)
+    with pytest.raises(InputError, match=r"^voxel_size='z=-1,y=2,x=1um': sizes must be positive, e\.g\. voxel_size='z=2,y=0\.5,x=0\.5um'$"):
+        api.voxel_size_value("z=-1,y=2,x=1um", None)

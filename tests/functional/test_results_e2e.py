@@ -273,10 +273,10 @@ def test_a_write_failing_after_inference_keeps_the_labels(tmp_path: Path, e2e_re
     assert kept.parent == (tmp_path / "out" if fault == "output appeared" else tmp_path)
     assert kept.name.startswith("l.partial-")
     if fault == "output appeared":
-        assert message.startswith(f"--out {out} exists; pass --overwrite")
+        assert message.startswith(f"out={str(out)!r} exists; pass overwrite=True")
         assert out.read_bytes() == b"someone else's file"
     else:
-        assert message.startswith(f"--out {out}: folder {tmp_path / 'out'} does not exist")
+        assert message.startswith(f"out={str(out)!r}: folder {tmp_path / 'out'} does not exist")
     labels = read_labels(kept)
     assert labels.dtype == expected.dtype and np.array_equal(labels, expected)
 

@@ -159,7 +159,7 @@ def test_a_read_only_destination_is_refused_before_inference_and_nothing_is_writ
     with read_only_folder(tmp_path) as folder:
         for out in [folder / "l.tif", folder / "l.ome.zarr", f"precomputed://{folder}/labels", f"n5://{folder}/labels"]:
             stages: list[str] = []
-            with pytest.raises(OutputError, match=rf"^--out {re.escape(str(out))}: folder {folder} is not writable"):
+            with pytest.raises(OutputError, match=rf"^out={re.escape(repr(str(out)))}: folder {folder} is not writable"):
                 skoots_client.segment(inputs / "pre", out=out, repository=e2e_repository, device="cpu", quiet=True,
                                       progress=lambda stage, *_: stages.append(stage))
             assert stages == [], out
