@@ -25,7 +25,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from ..api import voxel_size_value
+from ..keyword_triples import voxel_size_value
 from ..choices import Device, Runtime
 from ..errors import ClientError
 from ..instances import write_table
