@@ -102,7 +102,7 @@ def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_r
 
     path, _ = volume
     monkeypatch.setattr("skoots_client.blockwise.pipeline.available_memory", lambda: 1000)  # a machine too small for the in-memory mode
-    with pytest.raises(ClientError, match=re.escape("--preview needs the labels in memory, which --blockwise never holds")):
+    with pytest.raises(ClientError, match=re.escape("preview= needs the labels in memory, which blockwise=True never holds")):
         skoots_client.segment(path, out=tmp_path / "l.zarr", preview=tmp_path / "p.png", repository=e2e_repository, device="cpu",
                               quiet=True)
     assert list(tmp_path.iterdir()) == []
@@ -245,13 +245,13 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"save_intermediates": True}, "--save-intermediates needs the labels in memory, which --blockwise never holds: drop it"),
-    ({"preview": Path("p.png")}, "--preview needs the labels in memory"),
-    ({"labels_into": Path("image.ome.zarr")}, "--blockwise writes the labels to one place: give --out or --labels-into, not both"),
+    ({"save_intermediates": True}, "save_intermediates=True needs the labels in memory, which blockwise=True never holds: drop it"),
+    ({"preview": Path("p.png")}, "preview= needs the labels in memory"),
+    ({"labels_into": Path("image.ome.zarr")}, "blockwise=True writes the labels to one place: give out= or labels_into=, not both"),
     ({"save_intermediates": True, "preview": Path("p.png")},
-     "--save-intermediates, --preview need the labels in memory, which --blockwise never holds: drop them"),
-    ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
-    ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
+     "save_intermediates=True, preview= need the labels in memory, which blockwise=True never holds: drop them"),
+    ({"device": "gpu"}, "blockwise=True post-processes on the workers' CPUs; drop device='gpu'"),
+    ({"workers": 0}, "workers= and threads_per_worker= must be at least 1"),
 ])
 def test_options_blockwise_cannot_honour_are_refused(e2e_repository: Path, volume, tmp_path: Path, options, message) -> None:
     from skoots_client.errors import ClientError
