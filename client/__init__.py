@@ -14,8 +14,8 @@
 A pipeline that builds runs in code uses the specs [`InputSpec`][skoots_client.plan.InputSpec],
 [`OutputSpec`][skoots_client.plan.OutputSpec], [`ModelSpec`][skoots_client.plan.ModelSpec],
 [`ResumeSpec`][skoots_client.plan.ResumeSpec] and [`ClusterSpec`][skoots_client.plan.ClusterSpec]:
-each field is the keyword of ``segment`` of the same name, as
-[`OPTIONS`][skoots_client.options.OPTIONS] describes every option once.
+each field is the keyword of ``segment`` of the same name, as ``skoots_client.options.OPTIONS``
+describes every option once.
 """
 
 from skoots_export.contract.errors import SkootsError

@@ -44,11 +44,10 @@ Triple = tuple[int, int, int]
 @dataclass(frozen=True)
 class InputSpec:
     """What to segment and how to read it (public: a pipeline builds a run in code from the five
-    specs). ``source`` is a path or store URL, or an array's opened
-    [`Volume`][skoots_client.volume.Volume]; each other field is the keyword of
-    [`segment`][skoots_client.api.segment] of the same name, parsed (``voxel_size`` a
-    [`VoxelSize`][skoots_client.voxel_size.VoxelSize] with ``unit`` folded in, ``roi`` a
-    [`RoiText`][skoots_client.roi.RoiText]); client/options.py describes them all."""
+    specs). ``source`` is a path or store URL, or an array's opened ``Volume``
+    (client/volume.py); each other field is the keyword of [`segment`][skoots_client.api.segment]
+    of the same name, parsed (``voxel_size`` a [`VoxelSize`][skoots_client.voxel_size.VoxelSize]
+    with ``unit`` folded in, ``roi`` a ``RoiText``); client/options.py describes them all."""
 
     source: Any
     channel: int | None = None
