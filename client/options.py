@@ -183,7 +183,7 @@ def as_keyword(option: Option, value: str | None) -> str:
         return f"{option.name}=True"
     if value is None:
         return f"{option.name}="
-    shown = value if value[0] in "'\"" or _number(value) else repr(value)
+    shown = value if value[0] in "'\"" or _number(value) or re.fullmatch(r"-?\d[\d.]*", value) else repr(value)  # 0..3 as is
     return f"{option.name}={shown}"
 
 
@@ -229,7 +229,12 @@ def in_terms(term: Render) -> Iterator[Render]:
 
 
 def _is_value(option: Option, word: str) -> bool:
-    return word[0] in "'\"(/.~{[" or _number(word) or any(c in word for c in ":/=,.") or word in option.values
+    """Whether the word after a flag is its value: quoted text, a number or range, a path or URL,
+    one of its choices, axis letters; not an English word or an aside in parentheses."""
+    if word[0] in "([":
+        return False
+    return (word[0] in "'\"/.~{" or _number(word) or any(c in word for c in ":/=,.") or word in option.values
+            or (option.name == "axes" and word.isalpha() and word.isupper()))
 
 
 def _number(word: str) -> bool:
