@@ -23,7 +23,7 @@ from skoots_export.contract.triples import TRIPLE_HELP
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
 from .errors import ClientError
 
-__all__ = ["Option", "OPTIONS", "HELP", "FLAGS", "TRIPLES", "Render", "as_flag", "as_keyword", "in_terms", "render"]
+__all__ = ["Option", "OPTIONS", "FLAGS", "Render", "as_flag", "as_keyword", "in_terms", "render"]
 
 
 @dataclass(frozen=True)
@@ -153,9 +153,7 @@ _ALL = (
 )
 
 OPTIONS: dict[str, Option] = {option.name: option for option in _ALL}
-HELP: dict[str, str] = {option.name: option.help for option in _ALL}
 FLAGS: dict[str, Option] = {option.flag: option for option in _ALL}
-TRIPLES = ("crop", "overlap", "block", "voxel_size")  # taken as (z, y, x) or named text by the API
 
 # Options of ``measure`` that ``segment`` lacks, so its messages render too.
 _MEASURE = (Option("raw", "--raw", None, "The volume the labels segment."),)
