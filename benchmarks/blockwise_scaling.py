@@ -122,7 +122,7 @@ def end_to_end(folder: Path, shape_zxy=(40, 320, 320)) -> tuple[float, float, in
     memory = time.perf_counter() - started
     started = time.perf_counter()
     skoots_client.segment(folder / "v.tif", out=folder / "blk.tif", repository=repository, device="cpu", quiet=True, blockwise=True,
-                          block="160,160,40", workers=2)
+                          block=(40, 160, 160), workers=2)
     blocks = time.perf_counter() - started
     a, b = tifffile.imread(folder / "mem.tif"), tifffile.imread(folder / "blk.tif")
     assert a.dtype == b.dtype and np.array_equal(a, b), "blockwise labels differ from in-memory"

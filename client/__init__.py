@@ -10,6 +10,12 @@
 [`Cancelled`][skoots_client.Cancelled] when a run is cancelled. The closed choices of ``device=``, ``runtime=``,
 ``precision=`` and ``ngff_version=`` are the enums `Device`, [`Runtime`][skoots_client.Runtime],
 [`Precision`][skoots_client.Precision] and [`NgffVersion`][skoots_client.NgffVersion] (their text is accepted as well).
+
+A pipeline that builds runs in code uses the specs [`InputSpec`][skoots_client.InputSpec],
+[`OutputSpec`][skoots_client.OutputSpec], [`ModelSpec`][skoots_client.ModelSpec],
+[`ResumeSpec`][skoots_client.ResumeSpec] and [`ClusterSpec`][skoots_client.ClusterSpec]:
+each field is the keyword of ``segment`` of the same name, as ``skoots_client.options.OPTIONS``
+describes every option once.
 """
 
 from skoots_export.contract.errors import SkootsError
@@ -17,9 +23,10 @@ from skoots_export.contract.errors import SkootsError
 from .api import measure, segment
 from .choices import Device, NgffVersion, Precision, Runtime
 from .errors import ClientError
+from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
 from .progress import Cancelled
 from .result import Segmentation
 from .voxel_size import VoxelSize
 
 __all__ = ["segment", "measure", "Segmentation", "VoxelSize", "Device", "Runtime", "Precision", "NgffVersion",
-           "SkootsError", "ClientError", "Cancelled"]
+           "SkootsError", "ClientError", "Cancelled", "InputSpec", "OutputSpec", "ModelSpec", "ResumeSpec", "ClusterSpec"]

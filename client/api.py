@@ -1,10 +1,13 @@
-"""The Python API: [`segment`][skoots_client.segment] and [`measure`][skoots_client.measure], what ``skoots-client segment`` and
-``skoots-client measure`` run.
+"""The Python API: [`segment`][skoots_client.segment] and [`measure`][skoots_client.measure],
+what ``skoots-client segment`` and ``skoots-client measure`` run.
 
-Every option of the command line is a keyword of the same name and default. Where a command
-line option takes a triple as text (``--crop 300,300,20``, ``--voxel-size 0.5,0.5,2um``) the
-keyword takes the same text, or a tuple in the order of the arrays, ``(z, y, x)`` as napari
-names the axes.
+Every option of the command line is a keyword of the same name and default
+(`OPTIONS` describes each once). Triples (``crop``,
+``overlap``, ``block``, ``voxel_size``) are ``(z, y, x)`` tuples or named text, as napari names
+the axes (client/keyword_triples.py); a mistake is named by its keyword (``overwrite=True``).
+
+Not split: most of its lines are the docstrings of ``segment`` and ``measure``, which document
+every keyword statically (mkdocstrings reads the source; a test holds them to the registry).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import numpy as np
 
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, choice
 from .errors import InputError
+from .keyword_triples import Triple, triple, voxel_size_value
 from .result import Segmentation
 
-Triple = Union[str, Sequence[float], None]
 DeviceChoice = Union[Device, Literal["auto", "cpu", "gpu"]]
 RuntimeChoice = Union[Runtime, Literal["auto", "openvino", "torchscript", "cuda"]]
 PrecisionChoice = Union[Precision, Literal["fp32", "bf16"]]
@@ -89,19 +92,18 @@ def segment(
     Runs the model in this process (from ``repository``, or from the repository that ``model``
     names) or on Triton servers (``url``), then the post-processing of the reference
     semantics; the labels equal ``skoots-client segment``'s on the same input and options.
-
-    Every keyword not listed under Parameters is the ``skoots-client segment`` option of the
-    same name (``axes`` is ``--axes``, ``reference_borders`` is ``--reference-borders``; also
-    ``normalize``, ``min_size``, ``runtime`` ...), with the same default; see
-    ``skoots-client segment --help``.
+    Each keyword is that command's option of the same name (``reference_borders`` is
+    ``--reference-borders``) with the same default, except ``progress``, ``cancel``, ``warn`` and ``note``,
+    which only a program can give. Triples (``crop``, ``overlap``, ``block``, ``voxel_size``)
+    are ``(z, y, x)`` tuples or named text (``"z=20,y=300,x=300"``), as napari names the axes.
 
     Parameters
     ----------
     volume : numpy.ndarray, dask.array.Array, zarr.Array, str or pathlib.Path
         ``[Z, Y, X]`` or ``[Z, Y, X, C]`` as napari shows it (other orders: ``axes``), or the path
         of a TIFF, Zarr or OME-Zarr file, or an N5 / Neuroglancer precomputed / Zarr volume by
-        path or URL (``n5://``, ``precomputed://``, ``https://``, ``s3://``...). Lazy arrays are read crop by crop. ``blockwise``,
-        ``resume``, ``work_dir`` and ``level`` need a path.
+        path or URL (``n5://``, ``precomputed://``, ``https://``, ``s3://``...). Lazy arrays are
+        read crop by crop. ``blockwise``, ``resume``, ``work_dir`` and ``level`` need a path.
     url : str or list of str, optional
         Triton gRPC address ``HOST:PORT``, or several to spread crops over. Without it the model
         runs in this process.
@@ -111,17 +113,105 @@ def segment(
     repository : str or pathlib.Path
         Model repository for the in-process mode, when ``model`` does not name one.
     out : str or pathlib.Path, optional
-        Also write the labels there (``.tif``, ``.zarr`` or ``.ome.zarr``); default: keep them in
-        memory only.
-    voxel_size : str, tuple of 3 floats or VoxelSize, optional
-        ``(z, y, x)`` in ``unit`` (micrometres by default), or the command line's text
-        (``"0.5,0.5,2um"``); default: what the file states.
-    labels_dtype : {"uint32", "uint64"}
-        The labels' type in memory and in every output format: ``uint32`` (the default; ``uint64``
-        with a note in the summary if the instances do not fit it), or ``uint64`` (Paintera's).
-    crop, overlap, block : str or tuple of 3 ints, optional
-        Override the model's crop / overlap, or the blockwise block size: ``(z, y, x)`` or the
-        command line's text.
+        Also write the labels there: ``.tif``, ``.zarr`` or ``.ome.zarr``, or
+        ``precomputed://`` / ``n5://`` a path or URL; default: keep them in memory only.
+    overwrite : bool
+        Replace an existing ``out``, ``table`` or ``labels_into`` labels group.
+    channel : int, optional
+        Channel of a multi-channel volume (default: the only one; channel 2 of more than 3, with
+        a warning).
+    axes : str, optional
+        The volume's axis order, one letter per dimension as napari names them: ``"ZYX"`` (the
+        default reading), ``"CZYX"``, ``"ZCYX"``, ``"XYZ"``...; overrides a file's own names.
+    normalize : str, optional
+        How voxels become network input: ``"auto"`` (the model's rule), ``"dtype"``,
+        ``"minmax"``, ``"percentile[:LOW,HIGH]"`` or ``"mean-std:M,S"``.
+    batch : int, optional
+        Crops per request (default and maximum: the model's ``max_batch_size``).
+    window : int
+        Requests in flight per server.
+    timeout : float
+        Seconds a request may take before it is retried.
+    retries : int, optional
+        At most this many resends per request (default: as many as ``retry_for`` allows).
+    retry_for : float
+        Seconds a failing request is sent again, with growing waits; a server still failing after
+        them drops out, and the run fails when none is left.
+    device : {"auto", "cpu", "gpu"} or Device
+        Where post-processing runs: ``"auto"`` is a GPU with CuPy when there is one.
+    crop, overlap : tuple of 3 ints or str, optional
+        Override the model's crop / overlap: ``(z, y, x)`` or named text ``"z=20,y=300,x=300"``.
+    embedding_iterations : int, optional
+        Override the model's embedding iterations.
+    reference_borders : bool
+        Leave the reference's unwritten frames background, to reproduce published results.
+    save_intermediates : bool
+        Also write skeleton, vectors and probability beside ``out`` (``.zarr``).
+    quiet : bool
+        No progress line on stderr (``progress`` is still called).
+    preview : str or pathlib.Path, optional
+        Also write a PNG: the raw maximum projection over Z beside the labels in colour.
+    resume : bool
+        Keep finished crops in a work directory (``OUT.work`` beside ``out``) and take those
+        already there: a killed run continues where it stopped.
+    work_dir : str or pathlib.Path, optional
+        The work directory for ``resume`` (implies it).
+    ssl : bool
+        Talk to the servers over TLS; implied by the certificate keywords.
+    root_cert : str or pathlib.Path, optional
+        CA certificate (PEM) to trust (default: the system's).
+    private_key : str or pathlib.Path, optional
+        Client key (PEM), for servers that require client certificates; with ``cert_chain``.
+    cert_chain : str or pathlib.Path, optional
+        Client certificate chain (PEM) for ``private_key``.
+    blockwise : bool
+        Segment block by block on a Dask cluster (the same labels), for volumes larger than
+        memory; chosen by itself when the volume would not fit. Needs ``out`` or ``labels_into``.
+    block : tuple of 3 ints or str, optional
+        Block size ``(z, y, x)`` in voxels (or named text) for ``blockwise``, rounded to whole crop
+        steps (default: the largest blocks whose estimated work fits 1.5 GB).
+    workers : int, optional
+        Worker processes of the local Dask cluster (default: the cores).
+    threads_per_worker : int
+        Threads per Dask worker process.
+    scheduler : str, optional
+        Join the Dask cluster at ``tcp://HOST:PORT`` instead of starting one (implies
+        ``blockwise``).
+    voxel_size : tuple of 3 floats, str or VoxelSize, optional
+        ``(z, y, x)`` in ``unit`` (micrometres by default), or named text with a unit suffix
+        (``"z=2,y=0.5,x=0.5um"``); default: what the file states.
+    unit : str, optional
+        Unit of ``voxel_size``: ``"um"``, ``"nm"``, ``"mm"``, ``"cm"``, ``"m"`` or ``"angstrom"``;
+        alone, the unit of a scale the file states without one.
+    table : str or pathlib.Path, optional
+        Also write the instance table (``.csv``, or ``.parquet`` with pyarrow).
+    labels_into : str or pathlib.Path, optional
+        Write the labels into this OME-Zarr image's ``labels/NAME`` group, with its levels.
+    label_name : str
+        ``NAME`` of that group.
+    level : int, optional
+        Segment resolution level N of an OME-Zarr image, a precomputed volume or an N5 group.
+    ngff_version : {"0.4", "0.5"} or NgffVersion
+        OME-NGFF version of an ``.ome.zarr`` ``out``: 0.4 (Zarr v2) or 0.5 (Zarr v3).
+    mask : str or pathlib.Path, optional
+        Foreground mask volume (nonzero = foreground), same axes as the volume: crops without
+        foreground are not inferred and stay background.
+    min_size : int
+        Remove instances of fewer voxels than this before renumbering (0 keeps every one).
+    labels_dtype : {"uint32", "uint64"} or LabelsDtype
+        The labels' type in memory and in every output format: ``uint32`` (``uint64`` with a note
+        in the summary if the instances do not fit it), or ``uint64`` (Paintera's).
+    skip_below : float, optional
+        Do not infer crops whose raw maximum is below this; they stay background.
+    fill_missing : bool
+        Read chunks missing from an N5, precomputed or Zarr volume as zeros, and say how many
+        through ``warn``; by default a missing chunk (or a chunk read that keeps failing) is an error.
+    runtime : {"auto", "openvino", "torchscript", "cuda"} or Runtime
+        What runs the model in-process (no ``url``); ``"auto"``: the fastest the machine has.
+    threads : int, optional
+        In-process inference threads on the CPU (default: all cores).
+    precision : {"fp32", "bf16"} or Precision
+        In-process precision; ``bf16`` with OpenVINO on CPUs that compute it natively.
     progress : callable, optional
         ``progress(stage, done, total)`` after each batch of crops (stage ``"infer"``) or each
         block of a blockwise stage; returning ``False`` cancels the run.
@@ -136,26 +226,24 @@ def segment(
     s3_endpoint : str, optional
         Endpoint of an S3-compatible store that is not AWS (``http://127.0.0.1:9000``), for an
         ``s3://`` volume or ``out``.
-    fill_missing : bool
-        Read chunks missing from an N5, precomputed or Zarr volume as zeros, and say how many
-        through ``warn``; by default a missing chunk (or a chunk read that keeps failing) is an error.
     roi : str or sequence of 3 (start, stop) pairs or slices, optional
-        Segment only this box, in z, y, x from the volume's first voxel: the command line's
-        text (``"0:40,100:612,100:612"`` in voxels, ``"0:2,0:10,0:10um"`` in physical units) or
+        Segment only this box, in z, y, x from the volume's first voxel: text
+        (``"0:40,100:612,100:612"`` in voxels, ``"0:2,0:10,0:10um"`` in physical units) or
         ``((z0, z1), (y0, y1), (x0, x1))`` / ``(slice(z0, z1), ...)`` in voxels. Only the box is
         read; the output's metadata states where it sits.
 
     Returns
     -------
     Segmentation
-        ``.labels`` (``uint32`` ``[Z, Y, X]``, or ``labels_dtype``; ``np.asarray(result)`` is the same), ``.table``,
-        ``.voxel_size``, ``.summary``.
+        ``.labels`` (``uint32`` ``[Z, Y, X]``, or ``labels_dtype``; ``np.asarray(result)`` is the
+        same), ``.table``, ``.voxel_size``, ``.summary``.
 
     Raises
     ------
     skoots_client.errors.ClientError
-        A problem with the input, an option, the model or a server (one line that names it);
-        [`Cancelled`][skoots_client.Cancelled] when cancelled. Nothing is left half-written.
+        A problem with the input, a keyword, the model or a server: one line that names the
+        keyword (``overwrite=True``, ``crop=``); [`Cancelled`][skoots_client.Cancelled]
+        when cancelled. Nothing is left half-written.
 
     Examples
     --------
@@ -172,6 +260,7 @@ def segment(
     True
     """
     from .model_source import Tls
+    from .options import as_keyword, in_terms, render
     from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
     from .progress import Watch
     from .roi import parse_roi
@@ -179,35 +268,37 @@ def segment(
     from .summary import warn_on_stderr
     from .volume_read import volume_from_array
 
-    urls = [url] if isinstance(url, str) else list(url or [])
-    model_name, repository = _model_source(model, Path(repository), bool(urls))
-    tls = Tls(_path(root_cert), _path(private_key), _path(cert_chain)) if ssl or root_cert or private_key or cert_chain else None
-    return run_segment(
-        InputSpec(
-            _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes),
-            channel=channel, axes=axes, normalize=normalize, voxel_size=voxel_size_value(voxel_size, unit), level=level,
-            mask=_path(mask), skip_below=skip_below, fill_missing=fill_missing, roi=parse_roi(roi),
-        ),
-        OutputSpec(
-            out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),
-            label_name=label_name, overwrite=overwrite, table=_path(table), preview=_path(preview),
-            save_intermediates=save_intermediates, min_size=min_size,
-            labels_dtype=choice(LabelsDtype, labels_dtype, "--labels-dtype"),
-            ngff_version=choice(NgffVersion, ngff_version, "--ngff-version", "use 0.4 (Zarr v2) or 0.5 (Zarr v3)"),
-        ),
-        ModelSpec(
-            urls=tuple(urls), model=model_name, repository=repository, tls=tls, window=window, timeout=timeout,
-            retries=retries, retry_for=retry_for, batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
-            precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop),
-            overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
-            reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),
-        ),
-        ResumeSpec(resume=resume, work_dir=_path(work_dir)),
-        ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
-                    threads_per_worker=threads_per_worker, scheduler=scheduler),
-        warn=warn or warn_on_stderr,
-        watch=Watch(quiet, progress, cancel, note=note),
-    )
+    with in_terms(as_keyword) as terms:
+        told = warn or warn_on_stderr
+        urls = [url] if isinstance(url, str) else list(url or [])
+        model_name, repository = _model_source(model, Path(repository), bool(urls))
+        tls = Tls(_path(root_cert), _path(private_key), _path(cert_chain)) if ssl or root_cert or private_key or cert_chain else None
+        return run_segment(
+            InputSpec(
+                _location(volume, s3_endpoint, "input") if _is_location(volume) else volume_from_array(volume, channel, axes),
+                channel=channel, axes=axes, normalize=normalize, voxel_size=voxel_size_value(voxel_size, unit), level=level,
+                mask=_path(mask), skip_below=skip_below, fill_missing=fill_missing, roi=parse_roi(roi),
+            ),
+            OutputSpec(
+                out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),
+                label_name=label_name, overwrite=overwrite, table=_path(table), preview=_path(preview),
+                save_intermediates=save_intermediates, min_size=min_size,
+                labels_dtype=choice(LabelsDtype, labels_dtype, "--labels-dtype"),
+                ngff_version=choice(NgffVersion, ngff_version, "--ngff-version", "use 0.4 (Zarr v2) or 0.5 (Zarr v3)"),
+            ),
+            ModelSpec(
+                urls=tuple(urls), model=model_name, repository=repository, tls=tls, window=window, timeout=timeout,
+                retries=retries, retry_for=retry_for, batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
+                precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop),
+                overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
+                reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),
+            ),
+            ResumeSpec(resume=resume, work_dir=_path(work_dir)),
+            ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
+                        threads_per_worker=threads_per_worker, scheduler=scheduler),
+            warn=lambda text: told(render(text, terms)),
+            watch=Watch(quiet, progress, cancel, note=note),
+        )
 
 
 def measure(
@@ -237,9 +328,20 @@ def measure(
         The volume the labels segment, ``[Z, Y, X]`` (or ``[Z, Y, X, C]`` with ``channel``).
     out : str or pathlib.Path, optional
         Also write the table there (``.csv``, or ``.parquet`` with pyarrow).
-    voxel_size : str, tuple of 3 floats or VoxelSize, optional
-        ``(z, y, x)`` in ``unit`` (micrometres by default), or the command line's text; default:
-        what the labels' (or the raw's) file states, else voxels.
+    overwrite : bool
+        Replace an existing ``out``.
+    channel : int, optional
+        Channel of a multi-channel ``raw`` (as for `segment`).
+    voxel_size : tuple of 3 floats, str or VoxelSize, optional
+        ``(z, y, x)`` in ``unit`` (micrometres by default), or named text with a unit suffix
+        (``"z=2,y=0.5,x=0.5um"``); default: what the labels' (or the raw's) file states, else voxels.
+    unit : str, optional
+        Unit of ``voxel_size`` (``"um"``, ``"nm"``...); alone, the unit of a scale the file states
+        without one.
+    skeleton : bool
+        Measure each instance's skeleton length (3-D thinning per instance; the slowest column).
+    warn : callable, optional
+        Receives each warning as one line (default: printed on stderr as ``warning: ...``).
     s3_endpoint : str, optional
         Endpoint of an S3-compatible store that is not AWS, for ``s3://`` labels or raw.
 
@@ -260,6 +362,7 @@ def measure(
     (24, 12.0)
     """
     from .instances import check_table_path, measure_xyz, write_table
+    from .options import as_keyword, in_terms
     from .summary import warn_on_stderr
     from .destinations import check_not_input
     from .volume_read import open_labels, read_volume, volume_from_array
@@ -267,21 +370,22 @@ def measure(
 
     from .stores import Location
 
-    out = _path(out)
-    labels_path = _location(labels, s3_endpoint, "labels") if _is_location(labels) else None
-    raw_path = _location(raw, s3_endpoint, "--raw") if _is_location(raw) else None
-    if out is not None:
-        local = [Location.of(p).local for p in (labels_path, raw_path) if p is not None]  # a remote volume is never local
-        check_not_input("--out", out, [p for p in local if p is not None])
-        check_table_path(out, overwrite, "--out")
-    opened = open_labels(labels_path) if labels_path is not None else _labels_from_array(labels)
-    raw_volume = None if raw is None else read_volume(raw_path, channel) if raw_path is not None else volume_from_array(raw, channel)
-    stated = (read_voxel_size(labels_path) if labels_path else None) or (read_voxel_size(raw_path) if raw_path else None)
-    size = resolve_voxel_size(voxel_size_value(voxel_size, unit), stated, labels_path or Path("<labels>"), warn or warn_on_stderr)
-    columns = measure_xyz(opened.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
-    if out is not None:
-        write_table(out, columns)
-    return columns
+    with in_terms(as_keyword):
+        out = _path(out)
+        labels_path = _location(labels, s3_endpoint, "labels") if _is_location(labels) else None
+        raw_path = _location(raw, s3_endpoint, "--raw") if _is_location(raw) else None
+        if out is not None:
+            local = [Location.of(p).local for p in (labels_path, raw_path) if p is not None]  # a remote volume is never local
+            check_not_input("--out", out, [p for p in local if p is not None])
+            check_table_path(out, overwrite, "--out")
+        opened = open_labels(labels_path) if labels_path is not None else _labels_from_array(labels)
+        raw_volume = None if raw is None else read_volume(raw_path, channel) if raw_path is not None else volume_from_array(raw, channel)
+        stated = (read_voxel_size(labels_path) if labels_path else None) or (read_voxel_size(raw_path) if raw_path else None)
+        size = resolve_voxel_size(voxel_size_value(voxel_size, unit), stated, labels_path or Path("<labels>"), warn or warn_on_stderr)
+        columns = measure_xyz(opened.data, size, None if raw_volume is None else raw_volume.data, skeleton=skeleton)
+        if out is not None:
+            write_table(out, columns)
+        return columns
 
 
 def _labels_from_array(labels: Any) -> Any:
@@ -305,46 +409,6 @@ class _transposed:
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         sx, sy, sz = key
         return np.asarray(self._array[sz, sx, sy]).transpose(1, 2, 0)
-
-
-def triple(option: str, value: Triple) -> Optional[tuple]:
-    """A triple keyword in the runtime's ``(X, Y, Z)``: the command line's text as the command
-    line reads it, or a sequence ``(z, y, x)`` in the arrays' order.
-
-    >>> triple("--crop", (20, 300, 280)), triple("--crop", "300,280,20")
-    ((300, 280, 20), (300, 280, 20))
-    """
-    from skoots_export.contract.errors import OptionError
-    from skoots_export.contract.triples import option_triple
-
-    if value is None or isinstance(value, str):
-        try:
-            return option_triple(option, value, float if option == "--voxel-size" else int)
-        except OptionError as e:
-            raise InputError(str(e)) from None
-    values = tuple(value)
-    if len(values) != 3:
-        raise InputError(f"{option.lstrip('-').replace('-', '_')}={values!r} needs three values (z, y, x)")
-    z, y, x = values
-    return (y, x, z)
-
-
-def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
-    """``voxel_size=`` and ``unit=`` as the command line's ``--voxel-size`` and ``--unit``: text,
-    a ``(z, y, x)`` tuple, or a [`VoxelSize`][skoots_client.VoxelSize] as given."""
-    from .voxel_size import VoxelSize, voxel_size_option
-
-    if value is None or isinstance(value, str):
-        return voxel_size_option(value, unit)
-    if isinstance(value, VoxelSize):
-        return value
-    try:
-        sizes = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        sizes = ()  # refused below, as the command line's text would be
-    if len(sizes) == 3 and not all(v > 0 and np.isfinite(v) for v in sizes):
-        raise InputError(f"voxel_size={sizes!r} (z, y, x): sizes must be positive, e.g. voxel_size=(2.0, 0.5, 0.5)")
-    return voxel_size_option(",".join(repr(float(v)) for v in triple("--voxel-size", value)), unit)  # type: ignore[union-attr]
 
 
 def _model_source(model: Union[str, Path, None], repository: Path, served: bool) -> tuple[Optional[str], Path]:

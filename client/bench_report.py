@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchResult, Measurement
+from .volume import describe_shape
 
 # (header, width, format, value)
 _COLUMNS: list[tuple[str, int, str, Any]] = [
@@ -46,7 +47,7 @@ def _cell(value: Any, width: int, spec: str) -> str:
 def format_table(result: BenchResult) -> str:
     """A fixed-width table, one row per setting, with a header naming the units."""
     lines = [
-        f"{result.url} model {result.model}: crop {'x'.join(map(str, result.crop))}, max_batch_size {result.max_batch_size}, "
+        f"{result.url} model {result.model}: crop {describe_shape(result.crop)}, max_batch_size {result.max_batch_size}, "
         f"windows of {result.duration:g}s, stable within {result.tolerance:.0%}",
         "latency, client (ser, snd+rcv, deser) and server (queue, in, infer, out) in ms per request; "
         "B/vox: gRPC bytes per crop voxel, both ways",
@@ -136,7 +137,7 @@ def plot(result: BenchResult, path: Path) -> Path:
         axis.grid(True, alpha=0.3)
         axis.set_ylim(bottom=0)
         axis.legend()
-    top.set_title(f"{result.model} at {result.url}, crop {'x'.join(map(str, result.crop))}")
+    top.set_title(f"{result.model} at {result.url}, crop {describe_shape(result.crop)}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

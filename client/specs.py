@@ -8,7 +8,7 @@ Data only, below both engines: a plan holds no open endpoint, and the blockwise 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ Triple = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What to segment and how to read it: a path or store URL, or an array's opened
-    `Volume`; ``--channel``, ``--axes``, ``--normalize``,
-    ``--voxel-size`` / ``--unit``, ``--level``, ``--mask``, ``--skip-below``, ``--fill-missing`` and ``--roi``."""
+    """What to segment and how to read it (public: a pipeline builds a run in code from the five
+    specs). ``source`` is a path or store URL, or an array's opened ``Volume``
+    (client/volume.py); each other field is the keyword of [`segment`][skoots_client.segment]
+    of the same name, parsed (``voxel_size`` a [`VoxelSize`][skoots_client.VoxelSize]
+    with ``unit`` folded in, ``roi`` a ``RoiText``); client/options.py describes them all."""
 
     source: Any
     channel: int | None = None
@@ -52,7 +54,8 @@ class InputSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     """Where the labels and what comes with them go; ``out`` and ``labels_into`` both None keeps
-    the labels in memory only."""
+    the labels in memory only. Each field is the keyword of [`segment`][skoots_client.segment]
+    of the same name (``out`` a path or a store URL, the choices their enums)."""
 
     out: Any = None  # a Path, or a StoreUrl (precomputed://, n5://)
     labels_into: Path | None = None
@@ -78,10 +81,29 @@ class OutputSpec:
         return None if self.labels_into is None else self.labels_into / "labels" / self.label_name
 
 
-@dataclass(frozen=True)
+def lettered_repr(spec: Any, triples: tuple[str, ...]) -> str:
+    """A spec's repr with its runtime-order triples named as napari names the axes.
+
+    >>> ClusterSpec(block=(300, 280, 20))
+    ClusterSpec(blockwise=False, block=(z=20, y=300, x=280), workers=None, threads_per_worker=1, scheduler=None, memory_available=None)
+    """
+    def shown(name: str, value: Any) -> str:
+        if name in triples and value is not None:
+            rows, columns, slices = value
+            return f"(z={slices}, y={rows}, x={columns})"
+        return repr(value)
+
+    return f"{type(spec).__name__}({', '.join(f'{f.name}={shown(f.name, getattr(spec, f.name))}' for f in fields(spec))})"
+
+
+@dataclass(frozen=True, repr=False)
 class ModelSpec:
     """What answers crops (Triton ``urls``, else the repository's model in-process), how the
-    crops go out, the model constants to override, and where post-processing runs."""
+    crops go out, the model constants to override, and where post-processing runs. Each field is
+    the keyword of [`segment`][skoots_client.segment] of the same name, except ``urls`` (from
+    ``url``) and ``tls`` (from ``ssl``, ``root_cert``, ``private_key``, ``cert_chain``);
+    ``crop`` and ``overlap`` are in the runtime's ``(X, Y, Z)`` (rows, columns, slices), as
+    ``segment`` turns a ``(z, y, x)`` tuple."""
 
     urls: tuple[str, ...] = ()
     model: str | None = None
@@ -101,10 +123,14 @@ class ModelSpec:
     reference_borders: bool = False
     device: Device = Device.AUTO
 
+    def __repr__(self) -> str:
+        return lettered_repr(self, ("crop", "overlap"))
+
 
 @dataclass(frozen=True)
 class ResumeSpec:
-    """``--resume`` and ``--work-dir`` (which implies it)."""
+    """``resume`` and ``work_dir`` (which implies it): the keywords of
+    [`segment`][skoots_client.segment] of the same names."""
 
     resume: bool = False
     work_dir: Path | None = None
@@ -114,10 +140,11 @@ class ResumeSpec:
         return self.resume or self.work_dir is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ClusterSpec:
-    """``--blockwise`` and its Dask cluster; ``memory_available`` (default: the machine's) decides
-    when a run too big for memory goes blockwise by itself."""
+    """``blockwise`` and its Dask cluster (the keywords of [`segment`][skoots_client.segment]
+    of the same names; ``block`` in the runtime's ``(X, Y, Z)``); ``memory_available`` (default:
+    the machine's; no keyword) decides when a run too big for memory goes blockwise by itself."""
 
     blockwise: bool = False
     block: Triple | None = None
@@ -125,6 +152,9 @@ class ClusterSpec:
     threads_per_worker: int = 1
     scheduler: str | None = None
     memory_available: int | None = None
+
+    def __repr__(self) -> str:
+        return lettered_repr(self, ("block",))
 
     @property
     def asked(self) -> bool:

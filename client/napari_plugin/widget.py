@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional, cast
 
@@ -25,11 +26,14 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from ..api import voxel_size_value
+from ..keyword_triples import voxel_size_value
+from ..choices import Device, Runtime
 from ..errors import ClientError
 from ..instances import write_table
 from ..catalog import skoots_models
+from ..options import OPTIONS, Option, Render, as_keyword, in_terms
 from ..progress import Cancelled
+from .model_list import runs_here
 
 FROM_FOLDER, FROM_SERVER = "repository folder", "server URL"
 AUTOMATIC = "(automatic)"
@@ -39,6 +43,19 @@ PIXELS, UNKNOWN = "pixels", "unknown"  # no voxel size; a scale in no named unit
 _NAPARI_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm"}
 MODEL_METADATA = "skoots_model"  # an image layer's metadata key naming the repository to use (the demo sample)
 MODEL_READY_METADATA = "skoots_model_ready"  # and a Future done once that repository is written (the demo's export)
+
+
+def in_fields(labels: dict[str, str], option: Option, value: str | None) -> str:
+    """An option as the widget shows it, for messages: its field's label in quotes (“post-processing
+    on”), else (an option the widget has no field for) the API's keyword.
+
+    >>> in_fields({"device": "post-processing on"}, OPTIONS["device"], "gpu")
+    '“post-processing on” gpu'
+    """
+    label = labels.get(option.name)
+    if label is None:
+        return as_keyword(option, value)
+    return f"“{label}”" if value is None else f"“{label}” {value}"
 
 
 class _Relay(QObject):
@@ -65,12 +82,12 @@ class SegmentationWidget(Container):
         self.viewer = napari_viewer
         self.image = cast(ComboBox, create_widget(annotation=Image, label="image"))  # napari's layer picker
         self.source = ComboBox(choices=[FROM_FOLDER, FROM_SERVER], value=FROM_FOLDER, label="model from")
-        self.repository = FileEdit(mode=FileDialogMode.EXISTING_DIRECTORY, label="repository", value=Path("model_repository"))
+        self.repository = FileEdit(mode=FileDialogMode.EXISTING_DIRECTORY, label="repository", value=Path(OPTIONS["repository"].default))
         self.url = LineEdit(label="server URL", value="127.0.0.1:8001")
         self.model = ComboBox(choices=[AUTOMATIC], value=AUTOMATIC, label="model")
         self.list_models = PushButton(text="List models")
-        self.runtime = ComboBox(choices=["auto", "openvino", "torchscript", "cuda"], value="auto", label="runtime")
-        self.device = ComboBox(choices=["auto", "cpu", "gpu"], value="auto", label="post-processing on")
+        self.runtime = ComboBox(choices=list(Runtime.texts()), value=str(OPTIONS["runtime"].default), label="runtime")
+        self.device = ComboBox(choices=list(Device.texts()), value=str(OPTIONS["device"].default), label="post-processing on")
         self.normalize = ComboBox(choices=["auto", "dtype", "minmax", "percentile"], value="auto", label="normalise")
         self.channel = SpinBox(min=-1, max=64, value=-1, label="channel (-1: auto)")
         # typing.Optional: the annotation magicgui reads for a layer picker with an empty choice
@@ -154,6 +171,15 @@ class SegmentationWidget(Container):
             found = [(name, runs_here(_path(self.repository), name, self.runtime.value)) for name in names]
         show_info(f"SKOOTS models: {', '.join(f'{n} ({k})' for n, k in found)}" if found else "no SKOOTS model there")
 
+    def fields(self) -> dict[str, str]:
+        """The label of the field that gives each keyword of `segment`
+        (the volume aside), as messages name it."""
+        return {"url": self.url.label, "model": self.model.label, "repository": self.repository.label,
+                "runtime": self.runtime.label, "device": self.device.label, "normalize": self.normalize.label,
+                "channel": self.channel.label, "mask": self.mask.label, "voxel_size": "voxel z, y, x",
+                "unit": self.unit.label, "blockwise": self.blockwise.text, "out": self.destination.label,
+                "scheduler": self.scheduler.label}
+
     def options(self) -> dict[str, Any]:
         """The keywords of [`segment`][skoots_client.segment] the fields give (the volume aside)."""
         kwargs: dict[str, Any] = {"quiet": True, "device": self.device.value}
@@ -213,7 +239,8 @@ class SegmentationWidget(Container):
         if ready is not None and not ready.done():
             self.status.value = "waiting for the demo model's export…"
             self._bar.set_description("SKOOTS: waiting for the demo model's export")
-        self._worker = create_worker(self._segment, volume, kwargs, self._cancel, ready, _start_thread=False)
+        terms = partial(in_fields, self.fields())
+        self._worker = create_worker(self._segment, volume, kwargs, self._cancel, ready, terms, _start_thread=False)
         self._worker.returned.connect(lambda outcome: self._show_outcome(layer, outcome))
         self._worker.finished.connect(self._finish)
         self._worker.start()
@@ -224,7 +251,8 @@ class SegmentationWidget(Container):
             self._cancel.set()
             self.status.value = "cancelling…"
 
-    def _segment(self, volume: Any, kwargs: dict[str, Any], cancel: threading.Event, ready: Any = None) -> _Outcome:
+    def _segment(self, volume: Any, kwargs: dict[str, Any], cancel: threading.Event, ready: Any = None,
+                 terms: Render = as_keyword) -> _Outcome:
         """Runs in the worker thread: the segmentation, its labels and table, nothing of Qt. A
         user's mistake or a cancel comes back as the outcome's error: napari would show an
         exception leaving a worker with its traceback; a bug does leave it, traceback and all.
@@ -238,8 +266,9 @@ class SegmentationWidget(Container):
                 cancel.wait(0.1)
             if ready is not None and ready.exception() is not None:
                 return _Outcome(error=ClientError(f"the demo model could not be exported: {ready.exception()}"))
-            result = api.segment(volume, progress=self.relay.progressed.emit, cancel=cancel, warn=self.relay.warned.emit,
-                                 note=self.relay.warned.emit, **kwargs)
+            with in_terms(terms):  # messages name this widget's fields, not flags or keywords
+                result = api.segment(volume, progress=self.relay.progressed.emit, cancel=cancel, warn=self.relay.warned.emit,
+                                     note=self.relay.warned.emit, **kwargs)
             if not kwargs.get("blockwise"):
                 result.labels  # noqa: B018 - materialised here, not in the Qt thread
             result.table  # noqa: B018 - likewise
@@ -331,24 +360,6 @@ class SegmentationWidget(Container):
         for folder in self._temporary:
             shutil.rmtree(folder, ignore_errors=True)
         self._temporary.clear()
-
-
-_RUNS_ON = {"openvino": "OpenVINO on CPU", "torchscript": "TorchScript on CPU", "cuda": "TorchScript on CUDA GPU"}
-
-
-def runs_here(repository: Path, model: str, runtime: str) -> str:
-    """What ``model`` of ``repository`` runs on in this process with ``runtime`` (``auto``: the
-    fastest this machine has), e.g. ``OpenVINO on CPU``; not the backend it was exported for,
-    which only a Triton server runs. A model that cannot run here says why."""
-    from ..model_source import embedded_model
-    from ..runtimes import plan_runtime
-
-    try:
-        _, version_dir = embedded_model(repository, model)
-        chosen, _ = plan_runtime(version_dir, runtime)
-    except ClientError as e:
-        return f"cannot run here: {e}"
-    return _RUNS_ON[chosen.value]
 
 
 def _path(edit: FileEdit) -> Path:

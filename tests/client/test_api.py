@@ -129,7 +129,7 @@ def test_array_input_mistakes_are_named(e2e_repository: Path, tmp_path: Path) ->
         skoots.segment([[1, 2]], **common)
     with pytest.raises(InputError, match=r"^crop=\(24, 24\) needs three values \(z, y, x\)$"):
         skoots.segment(volume, crop=(24, 24), **common)
-    with pytest.raises(InputError, match=r"^--ngff-version '0\.6': use 0\.4 \(Zarr v2\) or 0\.5 \(Zarr v3\)$"):
+    with pytest.raises(InputError, match=r"^ngff_version='0\.6': use 0\.4 \(Zarr v2\) or 0\.5 \(Zarr v3\)$"):
         skoots.segment(volume, ngff_version="0.6", **common)
     with pytest.raises(InputError, match=r"^labels must be a 3-D array \[Z, Y, X\] of integers, or the path of a label file$"):
         skoots.measure(np.zeros((4, 4), np.uint8))

@@ -31,5 +31,7 @@ def test_every_documented_parameter_of_segment_is_in_its_signature() -> None:
     assert not missing, f"documented but not in segment()'s signature: {missing}"
 
 
-def test_the_cli_option_rule_is_in_the_prose() -> None:
-    assert "skoots-client segment --help" in inspect.getdoc(skoots_client.segment).split("Parameters\n----------")[0]
+def test_the_prose_states_the_option_rule_without_sending_readers_to_help() -> None:
+    prose = inspect.getdoc(skoots_client.segment).split("Parameters\n----------")[0]
+    assert "option of the same name" in prose and "(z, y, x)" in prose
+    assert "--help" not in inspect.getdoc(skoots_client.segment)

@@ -151,9 +151,9 @@ def test_measure_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(InputError, match="the labels hold negative values"):
         measure(tmp_path / "neg.tif", out=tmp_path / "t.csv")
     tifffile.imwrite(tmp_path / "raw.tif", np.zeros((3, 4, 5), np.uint8))
-    with pytest.raises(InputError, match=r"--raw is z 3, y 4, x 5, the labels z 17, y 23, x 19"):
+    with pytest.raises(InputError, match=r"raw= is z 3, y 4, x 5, the labels z 17, y 23, x 19"):
         measure(tmp_path / "neg.tif", out=tmp_path / "t.csv", raw=tmp_path / "raw.tif")
-    with pytest.raises(OutputError, match=r"--out \S+t\.xlsx: unknown table type; use \.csv or \.parquet"):
+    with pytest.raises(OutputError, match=r"^out='\S+t\.xlsx': unknown table type; use \.csv or \.parquet"):
         measure(tmp_path / "neg.tif", out=tmp_path / "t.xlsx")
     (tmp_path / "t.csv").write_text("")
     with pytest.raises(OutputError, match=r"--table \S+t\.csv exists; pass --overwrite"):

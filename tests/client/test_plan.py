@@ -124,8 +124,8 @@ def test_the_api_takes_a_member_or_its_text_alike(volume_tif: Path, e2e_reposito
     by_member = skoots.segment(volume, model=e2e_repository, device=skoots.Device.CPU, runtime=skoots.Runtime.TORCHSCRIPT,
                                quiet=True)
     assert np.array_equal(by_text.labels, by_member.labels)
-    with pytest.raises(InputError, match=r"^--device 'tpu': choose auto, cpu or gpu$"):
+    with pytest.raises(InputError, match=r"^device='tpu': choose auto, cpu or gpu$"):
         skoots.segment(volume, model=e2e_repository, device="tpu")
-    with pytest.raises(InputError, match=r"^--ngff-version '0.6': use 0.4 \(Zarr v2\) or 0.5 \(Zarr v3\)$"):
+    with pytest.raises(InputError, match=r"^ngff_version='0.6': use 0.4 \(Zarr v2\) or 0.5 \(Zarr v3\)$"):
         skoots.segment(volume, model=e2e_repository, ngff_version="0.6")
 

@@ -89,12 +89,12 @@ def test_bad_rois_are_one_line_exit_2_and_write_nothing(volumes: Path, tmp_path:
 
 
 def test_roi_refuses_options_that_cover_the_whole_volume(volumes: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"^--roi 2:10,0:40,8:56: --mask covers the whole volume"):
+    with pytest.raises(InputError, match=r"^roi='2:10,0:40,8:56': mask= covers the whole volume"):
         skoots_client.segment(volumes / "whole.tif", roi="2:10,0:40,8:56", mask=volumes / "box.tif", out=tmp_path / "l.tif")
 
 
 def test_roi_in_memory_equals_the_box_alone_and_states_its_offset(volumes: Path, e2e_repository: Path, tmp_path: Path) -> None:
-    options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size="0.5,0.5,2um")
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size=(2.0, 0.5, 0.5))
     alone = skoots_client.segment(volumes / "box.tif", **options).labels
     assert alone.max() >= 2
     result = skoots_client.segment(volumes / "whole.tif", roi="4:20,0:20,4:28um", out=tmp_path / "l.ome.zarr", **options)
@@ -112,7 +112,7 @@ def test_roi_blockwise_equals_the_box_alone_and_reads_only_the_box(volumes: Path
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
     alone = skoots_client.segment(volumes / "box.tif", **options).labels
     result = skoots_client.segment(volumes / "whole.tif", roi=((2, 10), (0, 40), (8, 56)), out=f"n5://{tmp_path}/l.n5",
-                                   blockwise=True, block="16,16,4", workers=2, **options)
+                                   blockwise=True, block=(4, 16, 16), workers=2, **options)
     assert "roi z 2:10, y 0:40, x 8:56" in result.summary
     import tensorstore as ts
 

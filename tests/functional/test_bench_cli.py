@@ -33,7 +33,7 @@ def test_table_has_a_row_per_setting(triton_server) -> None:
     rows = [line.split() for line in lines[3:]]
     assert [(r[0], r[1]) for r in rows] == [("1", "1"), ("1", "2"), ("4", "1"), ("4", "2")]
     assert all(float(r[3]) > 0 for r in rows)
-    assert "crop 24x24x8" in lines[0]
+    assert "crop z 8, y 24, x 24" in lines[0]  # the runtime's (24, 24, 8), as napari names the axes
 
 
 def test_json_reports_every_figure(triton_server) -> None:

@@ -26,7 +26,8 @@ from test_segment_e2e import blobs_volume, run_client
 DASK = str(Path(sys.executable).parent / "dask")
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 SHAPE_ZXY = (12, 56, 56)  # 3 x 3 x 2 crops of the e2e model (24x24x8, overlap 4x4x2), none snapped
-BLOCK = "16,16,4"  # one crop per block: 18 blocks, objects cross their faces, edges and corners
+BLOCK = "16,16,4"  # one crop per block: 18 blocks, objects cross their faces, edges and corners (the command line's X,Y,Z)
+BLOCK_ZYX = (4, 16, 16)  # the same block as the API takes it
 BLOCKS = 18
 
 
@@ -88,7 +89,7 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     # than twice what the TIFF's labels take (4 B a voxel), so that the TIFF is still written.
     monkeypatch.setattr("skoots_client.memory.available_memory", lambda: 10 * int(np.prod(SHAPE_ZXY)))
     notes: list[str] = []
-    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK, workers=2,
+    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK_ZYX, workers=2,
                                  note=notes.append).summary
     assert "segmenting blockwise (--blockwise)" in notes[0] and notes[1].startswith("Dask scheduler tcp://127.0.0.1:")
     assert "segmenting blockwise" not in capsys.readouterr().err, "quiet: notes go to the callback, not stderr"
@@ -104,7 +105,7 @@ def test_in_memory_switch_refuses_what_blockwise_cannot_do_before_any_work(e2e_r
 
     path, _ = volume
     monkeypatch.setattr("skoots_client.memory.available_memory", lambda: 1000)  # a machine too small for the in-memory mode
-    with pytest.raises(ClientError, match=re.escape("--preview needs the labels in memory, which --blockwise never holds")):
+    with pytest.raises(ClientError, match=re.escape("preview= needs the labels in memory, which blockwise=True never holds")):
         skoots_client.segment(path, out=tmp_path / "l.zarr", preview=tmp_path / "p.png", repository=e2e_repository, device="cpu",
                               quiet=True)
     assert list(tmp_path.iterdir()) == []
@@ -123,7 +124,7 @@ def test_normalize_axes_and_skip_below_blockwise_equal_in_memory(e2e_repository:
     options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ", skip_below=threshold)
     text = skoots_client.segment(path, out=tmp_path / "expected.zarr", **options).summary
     assert "percentile" in text
-    got = skoots_client.segment(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=BLOCK, workers=2, **options).summary
+    got = skoots_client.segment(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=BLOCK_ZYX, workers=2, **options).summary
     expected = labels_of(tmp_path / "expected.zarr")
     assert expected.max() >= 3
     assert "percentile" in got and "from --axes" in got
@@ -147,7 +148,7 @@ def test_blockwise_ome_zarr_states_the_voxel_size_and_its_table_is_the_in_memory
     options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size=size, ngff_version="0.5")
     skoots_client.segment(path, out=tmp_path / "memory.ome.zarr", table=tmp_path / "memory.csv", **options)
     out = tmp_path / "labels.ome.zarr"
-    text = skoots_client.segment(path, out=out, table=tmp_path / "blockwise.csv", blockwise=True, block=BLOCK, workers=2, **options).summary
+    text = skoots_client.segment(path, out=out, table=tmp_path / "blockwise.csv", blockwise=True, block=BLOCK_ZYX, workers=2, **options).summary
     assert read_voxel_size(out) == size and "voxel size" in text and "instance table" in text
     group = zarr.open_group(str(out), mode="r")
     assert group.metadata.zarr_format == 3 and group.attrs["ome"]["version"] == "0.5"
@@ -223,7 +224,7 @@ def test_min_size_in_memory_is_the_oracles_and_blockwise_equals_it(e2e_repositor
     kept = tifffile.imread(tmp_path / "m.tif")
     assert kept.dtype == oracle.dtype and np.array_equal(kept, oracle) and 0 < kept.max() < expected.max()
     assert f"{kept.max()} instances" in text
-    skoots_client.segment(path, out=tmp_path / "b.zarr", blockwise=True, block=BLOCK, workers=2, **options)
+    skoots_client.segment(path, out=tmp_path / "b.zarr", blockwise=True, block=BLOCK_ZYX, workers=2, **options)
     assert np.array_equal(labels_of(tmp_path / "b.zarr"), kept)
     refused = run_client("segment", str(path), "-r", str(e2e_repository), "--min-size", "-1", "--out", str(tmp_path / "n.tif"))
     assert refused.returncode == 2
@@ -247,13 +248,13 @@ def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"save_intermediates": True}, "--save-intermediates needs the labels in memory, which --blockwise never holds: drop it"),
-    ({"preview": Path("p.png")}, "--preview needs the labels in memory"),
-    ({"labels_into": Path("image.ome.zarr")}, "--blockwise writes the labels to one place: give --out or --labels-into, not both"),
+    ({"save_intermediates": True}, "save_intermediates=True needs the labels in memory, which blockwise=True never holds: drop it"),
+    ({"preview": Path("p.png")}, "preview= needs the labels in memory"),
+    ({"labels_into": Path("image.ome.zarr")}, "blockwise=True writes the labels to one place: give out= or labels_into=, not both"),
     ({"save_intermediates": True, "preview": Path("p.png")},
-     "--save-intermediates, --preview need the labels in memory, which --blockwise never holds: drop them"),
-    ({"device": "gpu"}, "--blockwise post-processes on the workers' CPUs; drop --device gpu"),
-    ({"workers": 0}, "--workers and --threads-per-worker must be at least 1"),
+     "save_intermediates=True, preview= need the labels in memory, which blockwise=True never holds: drop them"),
+    ({"device": "gpu"}, "blockwise=True post-processes on the workers' CPUs; drop device='gpu'"),
+    ({"workers": 0}, "workers= and threads_per_worker= must be at least 1"),
 ])
 def test_options_blockwise_cannot_honour_are_refused(e2e_repository: Path, volume, tmp_path: Path, options, message) -> None:
     from skoots_client.errors import ClientError
@@ -346,8 +347,8 @@ def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_an
     options = dict(repository=e2e_repository, device="cpu", quiet=True, label_name="cells")
     skoots_client.segment(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
     (image / "labels").write_text("in the way")
-    blockwise = dict(blockwise=True, block=BLOCK, workers=2, table=tmp_path / "blockwise.csv", **options)
-    with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(Zarr; napari and zarr open it\); run again with --resume"):
+    blockwise = dict(blockwise=True, block=BLOCK_ZYX, workers=2, table=tmp_path / "blockwise.csv", **options)
+    with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(Zarr; napari and zarr open it\); run again with resume=True"):
         skoots_client.segment(image, out=None, labels_into=image, **blockwise)
     (image / "labels").unlink()
     text = skoots_client.segment(image, out=None, labels_into=image, resume=True, **blockwise).summary

@@ -71,7 +71,7 @@ def test_blockwise_labels_dtype(e2e_repository: Path, volume, tmp_path: Path, na
     path, expected = volume
     wanted = np.dtype(asked or "uint32")
     options = {} if asked is None else {"labels_dtype": asked}
-    result = skoots_client.segment(path, out=destination(name, tmp_path), blockwise=True, block="32,32,8", workers=1,
+    result = skoots_client.segment(path, out=destination(name, tmp_path), blockwise=True, block=(8, 32, 32), workers=1,
                                    repository=e2e_repository, device="cpu", quiet=True, **options)
     assert "blockwise: 4 blocks" in result.summary
     assert "blocks of at most z 12, y 36, x 36 voxels on" in result.summary  # the block actually used, not --block's 32
@@ -96,5 +96,5 @@ def test_the_command_line_takes_labels_dtype(e2e_repository: Path, volume, tmp_p
     assert written.dtype == np.uint64 and np.array_equal(written, expected)
     refused = subprocess.run([client, "segment", str(path), "--labels-dtype", "uint16"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "uint32" in refused.stderr and "uint64" in refused.stderr
-    with pytest.raises(skoots_client.ClientError, match="--labels-dtype 'int8'"):
+    with pytest.raises(skoots_client.ClientError, match="labels_dtype='int8'"):
         skoots_client.segment(path, labels_dtype="int8", repository=e2e_repository, quiet=True)

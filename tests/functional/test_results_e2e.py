@@ -119,11 +119,11 @@ def test_work_dir_fingerprint_names_the_skip_rule(tmp_path: Path, model: Embedde
 def test_segment_refuses_a_bad_mask_table_or_labels_into_before_any_work(tmp_path: Path, e2e_repository: Path) -> None:
     tifffile.imwrite(tmp_path / "v.tif", blobs_volume((8, 30, 30)))
     common = dict(repository=e2e_repository, device="cpu", quiet=True)
-    with pytest.raises(InputError, match=r"--mask: input not found: \S+nomask\.tif"):
+    with pytest.raises(InputError, match=r"^mask=: input not found: \S+nomask\.tif"):
         skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", mask=tmp_path / "nomask.tif", **common)
-    with pytest.raises(OutputError, match=r"--table \S+t\.txt: unknown table type"):
+    with pytest.raises(OutputError, match=r"^table='\S+t\.txt': unknown table type"):
         skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", table=tmp_path / "t.txt", **common)
-    with pytest.raises(OutputError, match=r"--labels-into \S+v\.tif is not an OME-Zarr image"):
+    with pytest.raises(OutputError, match=r"^labels_into='\S+v\.tif' is not an OME-Zarr image"):
         skoots_client.segment(tmp_path / "v.tif", out=None, labels_into=tmp_path / "v.tif", **common)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tif"]
 
@@ -275,10 +275,10 @@ def test_a_write_failing_after_inference_keeps_the_labels(tmp_path: Path, e2e_re
     assert kept.parent == (tmp_path / "out" if fault == "output appeared" else tmp_path)
     assert kept.name.startswith("l.partial-")
     if fault == "output appeared":
-        assert message.startswith(f"--out {out} exists; pass --overwrite")
+        assert message.startswith(f"out={str(out)!r} exists; pass overwrite=True")
         assert out.read_bytes() == b"someone else's file"
     else:
-        assert message.startswith(f"--out {out}: folder {tmp_path / 'out'} does not exist")
+        assert message.startswith(f"out={str(out)!r}: folder {tmp_path / 'out'} does not exist")
     labels = read_labels(kept)
     assert labels.dtype == expected.dtype and np.array_equal(labels, expected)
 

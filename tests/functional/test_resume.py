@@ -178,8 +178,8 @@ def test_a_kill_in_the_middle_of_a_write_never_marks_a_torn_crop(what: str, k: i
     if what == "record":  # issue 17: a plain re-run said nothing of the crops kept beside it
         warnings: list[str] = []
         skoots_client.segment(volume, out=out, repository=e2e_repository, device="cpu", quiet=True, warn=warnings.append)
-        assert warnings == [f"{work} is a work directory left by an earlier run; this run (without --resume) neither uses "
-                            "nor removes it: pass --resume to continue from its finished crops, or remove it"]
+        assert warnings == [f"{work} is a work directory left by an earlier run; this run (without resume=True) neither uses "
+                            "nor removes it: pass resume=True to continue from its finished crops, or remove it"]
         assert marks(work) == before and np.array_equal(tifffile.imread(out), expected)
         out.unlink()
 

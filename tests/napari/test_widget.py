@@ -311,3 +311,32 @@ def test_the_demo_sample_opens_at_once_and_run_waits_for_its_export(qtbot, make_
     qtbot.waitUntil(lambda: not widget.running, timeout=600_000)
     assert ready.done() and ready.exception() is None
     assert np.asarray(viewer.layers["SKOOTS demo labels"].data).max() > 0
+
+
+def test_the_widgets_keywords_are_the_apis_with_the_registrys_defaults(make_napari_viewer) -> None:
+    """Every keyword the widget gives (and every field it names in messages) is a keyword of
+    segment; the fields start at the registry's defaults (client/options.py)."""
+    import inspect
+
+    from skoots_client.api import segment
+    from skoots_client.options import OPTIONS
+
+    widget = SegmentationWidget(make_napari_viewer())
+    keywords = set(inspect.signature(segment).parameters)
+    assert set(widget.options()) <= keywords and set(widget.fields()) <= keywords
+    assert widget.options() == {"quiet": True, "device": OPTIONS["device"].default, "repository": OPTIONS["repository"].default,
+                                "runtime": OPTIONS["runtime"].default}
+    widget.blockwise.value = True
+    assert {"blockwise", "out"} <= set(widget.options()) <= keywords
+
+
+def test_a_mistake_names_the_widgets_fields(qtbot, viewer_and_widget, notifications, tmp_path: Path) -> None:
+    """The mistake the API names as ``blockwise=True ... device='gpu'`` names the fields here."""
+    viewer, widget = viewer_and_widget
+    widget.blockwise.value = True
+    widget.destination.value = tmp_path / "labels.ome.zarr"
+    widget.device.value = "gpu"
+    run_and_wait(qtbot, widget)
+    said = [m for m in notifications.messages if "post-processes" in m]
+    assert said == ["“large volume: blockwise on Dask” post-processes on the workers' CPUs; drop “post-processing on” gpu"], said
+    assert "blobs labels" not in viewer.layers and not (tmp_path / "labels.ome.zarr").exists()

@@ -66,7 +66,7 @@ def test_a_removed_chunk_is_an_error_and_fill_missing_reads_it_as_zeros_and_says
     (tmp_path / "in").mkdir()
     path, missing = _copy_without_a_chunk(stores_folder, tmp_path / "in", kind)
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
-    with pytest.raises(InputError, match=r" is missing — the volume is incomplete .*; restore it, or pass --fill-missing to read missing chunks as zeros$"):
+    with pytest.raises(InputError, match=r" is missing — the volume is incomplete .*; restore it, or pass fill_missing=True to read missing chunks as zeros$"):
         skoots_client.segment(path, out=tmp_path / "labels.tif", **options)
     assert not (tmp_path / "labels.tif").exists()
     warnings: list[str] = []
@@ -135,7 +135,7 @@ def test_a_bucket_that_does_not_exist_is_one_line_before_inference_in_a_few_requ
 ) -> None:
     stages: list[str] = []
     with moto_server() as moto, counting_proxy(moto) as proxy:
-        with pytest.raises(OutputError, match=r"^--out precomputed://s3://nobucket/labels: bucket nobucket does not exist; create it first"):
+        with pytest.raises(OutputError, match=r"^out='precomputed://s3://nobucket/labels': bucket nobucket does not exist; create it first"):
             skoots_client.segment(stores_folder / "v.tif", out="precomputed://s3://nobucket/labels", s3_endpoint=proxy.url,
                                   repository=e2e_repository, device="cpu", quiet=True, progress=lambda stage, *_: stages.append(stage))
         assert stages == [] and 1 <= proxy.requests <= 10, (stages, proxy.requests)  # refused before any crop, no retry loop
@@ -159,7 +159,7 @@ def test_a_read_only_destination_is_refused_before_inference_and_nothing_is_writ
     with read_only_folder(tmp_path) as folder:
         for out in [folder / "l.tif", folder / "l.ome.zarr", f"precomputed://{folder}/labels", f"n5://{folder}/labels"]:
             stages: list[str] = []
-            with pytest.raises(OutputError, match=rf"^--out {re.escape(str(out))}: folder {folder} is not writable"):
+            with pytest.raises(OutputError, match=rf"^out={re.escape(repr(str(out)))}: folder {folder} is not writable"):
                 skoots_client.segment(inputs / "pre", out=out, repository=e2e_repository, device="cpu", quiet=True,
                                       progress=lambda stage, *_, stages=stages: stages.append(stage))
             assert stages == [], out
@@ -208,8 +208,8 @@ def test_a_roi_counts_the_missing_chunks_it_read_as_zeros(blockwise: bool, store
     path, missing = _copy_without_a_chunk(stores_folder, tmp_path / "in", "precomputed")
     z, y, x = tifffile.imread(stores_folder / "v.tif").shape
     warnings: list[str] = []
-    options = dict(blockwise=True, block="24,24,8", workers=1) if blockwise else {}
+    options = dict(blockwise=True, block=(8, 24, 24), workers=1) if blockwise else {}
     skoots_client.segment(path, out=tmp_path / "labels.zarr", roi=f"0:{z},0:{y},0:{x - 1}", fill_missing=True, repository=e2e_repository,
                           device="cpu", quiet=True, warn=warnings.append, **options)
     assert [w for w in warnings if "read as zeros" in w] == [
-        f"{missing} missing chunk of {path} was read as zeros (--fill-missing): the labels there are background"], warnings
+        f"{missing} missing chunk of {path} was read as zeros (fill_missing=True): the labels there are background"], warnings

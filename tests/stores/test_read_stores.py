@@ -128,15 +128,15 @@ def test_bad_inputs_are_one_line_each_and_nothing_is_written(stores_folder: Path
         str(group): rf"{group} is an N5 group, not a dataset; append the dataset's path \(its datasets: s0\)",
         f"precomputed://{stores_folder}/pre/1_1_1": rf"precomputed://{stores_folder}/pre/1_1_1: precomputed://{stores_folder}/pre has no scale 1_1_1; its scales are 8_4_40",
         f"{served}/nothing/here": rf"{served}/nothing/here: no N5, Neuroglancer precomputed or Zarr volume there \(no attributes.json, info",
-        f"precomputed://http://127.0.0.1:{free_port()}/v": r"precomputed://http://127.0.0.1:\d+/v: cannot reach the host \(.*\); check the URL, the network and --s3-endpoint",
+        f"precomputed://http://127.0.0.1:{free_port()}/v": r"precomputed://http://127.0.0.1:\d+/v: cannot reach the host \(.*\); check the URL, the network and s3_endpoint=",
     }
     for text, message in cases.items():
         with pytest.raises(InputError, match=message):
             skoots_client.segment(text, out=out / "l.tif", repository=e2e_repository, device="cpu", quiet=True)
     for source, message in {
-        parse(f"precomputed://{stores_folder}/pre"): rf"--level 1: precomputed://{stores_folder}/pre has scales 0 \(8_4_40\); choose one of them",
-        stores_folder / "v.n5": rf"--level 1: {stores_folder}/v.n5 has no dataset s1 \(its datasets: s0\)",
-        parse(f"{served}/v2.zarr"): rf"--level 1: {served}/v2.zarr is not a precomputed volume, an OME-Zarr image or an N5 group of s0, s1, …; point at the level's path instead",
+        parse(f"precomputed://{stores_folder}/pre"): rf"^level=1: precomputed://{stores_folder}/pre has scales 0 \(8_4_40\); choose one of them",
+        stores_folder / "v.n5": rf"^level=1: {stores_folder}/v.n5 has no dataset s1 \(its datasets: s0\)",
+        parse(f"{served}/v2.zarr"): rf"^level=1: {served}/v2.zarr is not a precomputed volume, an OME-Zarr image or an N5 group of s0, s1, …; point at the level's path instead",
     }.items():
         with pytest.raises(InputError, match=message):
             skoots_client.segment(source, out=out / "l.tif", level=1, repository=e2e_repository)

@@ -106,7 +106,7 @@ def test_a_refused_or_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: p
     with pytest.raises(OutputError, match="disk full"):
         writer.write_store_labels(parse(f"precomputed://{tmp_path}/new"), labels_xyz, voxel_size=NM, properties=[{"label-value": 1}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seg"]
-    with pytest.raises(InputError, match=rf"--save-intermediates writes beside a local --out, not precomputed://{tmp_path}/i; drop it, or write to a local path"):
+    with pytest.raises(InputError, match=rf"^save_intermediates=True writes beside a local out=, not precomputed://{tmp_path}/i; drop it, or write to a local path"):
         skoots_client.segment(tmp_path / "v.tif", out=f"precomputed://{tmp_path}/i", save_intermediates=True)
     for text, message in {
         f"zarr://{tmp_path}/x.zarr": "Zarr is written to a local NAME.zarr or NAME.ome.zarr path; to a URL write precomputed:// or n5://",
