@@ -39,7 +39,7 @@ def export_lively(directory: Path, model: dict[str, Any] | None = None, *, max_b
     directory.mkdir(parents=True, exist_ok=True)
     checkpoint = write_checkpoint(directory / "lively.trch", skoots_cfg(**(model or TINY)), make_lively=True)
     repository = directory / "model_repository"
-    export_checkpoint(checkpoint, repository=repository, backend="python", device=Device.cpu, max_batch_size=max_batch_size, **export)
+    export_checkpoint(checkpoint, repository=repository, backend="python", device=Device.CPU, max_batch_size=max_batch_size, **export)
     return repository
 
 

@@ -163,13 +163,13 @@ def main() -> int:
             per_crop(crop, args.repeats, folder)
         # The default network on a one-crop volume: inference is nearly all of the run.
         checkpoint = write_checkpoint(folder / "default.trch", skoots_cfg(), make_lively=True)
-        export_checkpoint(checkpoint, repository=folder / "default_repo", backend="libtorch", device=Device.cpu, crop=crop)
+        export_checkpoint(checkpoint, repository=folder / "default_repo", backend="libtorch", device=Device.CPU, crop=crop)
         tifffile.imwrite(folder / "one_crop.tif", blobs_volume((crop[2], crop[0], crop[1]), seed=1))
         end_to_end(f"default cfg, one {'x'.join(map(str, crop))} crop", folder / "default_repo", folder / "one_crop.tif", None, args.repeats, folder)
         # The demo, as ./demo.sh exports and segments it: the constants come from the checkpoint's
         # model card, the options are serving choices.
         options = dict(zip(EXPORT_OPTIONS[::2], EXPORT_OPTIONS[1::2]))
-        export_checkpoint(CHECKPOINT, repository=folder / "demo_repo", backend="libtorch", device=Device.cpu,
+        export_checkpoint(CHECKPOINT, repository=folder / "demo_repo", backend="libtorch", device=Device.CPU,
                           max_batch_size=int(options["--max-batch"]))
         shape = tuple(int(v) for v in args.demo_shape.split(","))
         _, truth = write_volume(folder / "demo.tif", generate(DEMO_SEED, dataclasses.replace(SyntheticSpec(), shape=shape)))

@@ -39,7 +39,7 @@ def export_default(folder: Path, crop: tuple[int, ...]) -> Path:
     checkpoint = write_checkpoint(folder / "default.trch", skoots_cfg())
     repository = folder / "model_repository"
     started = time.perf_counter()
-    export_checkpoint(checkpoint, repository=repository, backend="both", device=Device.cpu, max_batch_size=1, crop=crop)
+    export_checkpoint(checkpoint, repository=repository, backend="both", device=Device.CPU, max_batch_size=1, crop=crop)
     print(f"exported the default cfg in {time.perf_counter() - started:.0f}s", flush=True)
     return repository
 

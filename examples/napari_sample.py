@@ -43,7 +43,7 @@ def demo_repository(cache: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
     try:
-        export_checkpoint(CHECKPOINT, repository=staging / "model_repository", device=Device.cpu, max_batch_size=2)
+        export_checkpoint(CHECKPOINT, repository=staging / "model_repository", device=Device.CPU, max_batch_size=2)
         os.replace(staging / "model_repository", repository)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

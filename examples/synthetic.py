@@ -106,9 +106,13 @@ def _centreline(rng: np.random.Generator, centre: np.ndarray, length: float, fla
 
 
 def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distances of ``points`` ``[N, 3]`` to the segment ``a-b``."""
+    """Distances of ``points`` ``[N, 3]`` to the segment ``a-b``.
+
+    ``einsum``, not ``@``: no BLAS threads. napari's demo sample draws this volume on the GUI
+    thread while the model's export runs torch in a worker, and OpenBLAS's threads then spun on
+    ``sched_yield`` for minutes (2 cores); the values are the same bits."""
     ab = b - a
-    t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+    t = np.clip(np.einsum("ij,j->i", points - a, ab) / max(float(np.einsum("i,i->", ab, ab)), 1e-12), 0.0, 1.0)
     return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
 
 
