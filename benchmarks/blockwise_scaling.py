@@ -28,17 +28,15 @@ blocks (a worker's ~1.5 GB budget) unless ``--block`` says otherwise.
 
 from __future__ import annotations
 
-import dataclasses
-
 import argparse
+import dataclasses
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 PATTERN = (300, 300, 50)
 CROP, OVERLAP, SCALING = (300, 300, 20), (10, 10, 5), (60.0, 60.0, 12.0)
@@ -111,8 +109,8 @@ def end_to_end(folder: Path, shape_zxy=(40, 320, 320)) -> tuple[float, float, in
     tests' lively model in-process (crop 24x24x8: 4000 crops), on the same volume; labels
     checked equal. Not an overhead figure: each worker's fixed cost (imports, model) is in it."""
     import tifffile
-
     from conftest import E2E_EXPORT
+
     import skoots_client
 
     repository = common.export_lively(folder / "model", **E2E_EXPORT)
@@ -134,8 +132,8 @@ def crop_cpu(folder: Path, answers: Path, crops: int = 16) -> float:
     import zarr
 
     from skoots_client.blockwise import stages, worker
-    from skoots_client.specs import ModelSpec
     from skoots_client.blockwise.store import BlockStore
+    from skoots_client.specs import ModelSpec
 
     shape = (280 * 4 + 20, 280 * 2 + 20, 20)  # 4 x 2 x 1 crops: one block of 8 crops
     job = job_for(folder, answers, shape, (2000, 2000, 20), 1)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT / "tests", ROOT / "tests" / "functional"):
@@ -33,6 +34,7 @@ def export_lively(directory: Path, model: dict[str, Any] | None = None, *, max_b
     """A model repository holding the tests' "lively" checkpoint (many instances) as a
     Python-backend model named ``skoots``; ``export`` overrides the seed's constants."""
     from checkpoints import TINY, skoots_cfg, write_checkpoint
+
     from skoots_export.exporter import export_checkpoint
     from skoots_export.model_config import Device
 

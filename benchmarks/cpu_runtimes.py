@@ -20,13 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import torch
 
 import common  # noqa: F401 - puts tests/ on sys.path
+import numpy as np
+import torch
 from common import ROOT, machine
 
 if str(ROOT) not in sys.path:
@@ -39,10 +38,11 @@ def median_seconds(runs: dict[str, list[float]], name: str) -> float:
 
 def per_crop(crop: tuple[int, int, int], repeats: int, folder: Path) -> None:
     from checkpoints import random_state_dict, skoots_cfg
+
     from skoots_export.architecture import build_network
+    from skoots_export.contract.openvino_runtime import OpenVinoHead, cpu_supports_bf16
     from skoots_export.head import InferenceHead
     from skoots_export.openvino_ir import convert_head, save_ir
-    from skoots_export.contract.openvino_runtime import OpenVinoHead, cpu_supports_bf16
     from skoots_export.torchscript import script_head
 
     cfg = skoots_cfg()
@@ -109,10 +109,11 @@ def distance(answer: tuple, reference: tuple) -> tuple[float, float, float]:
 
 
 def end_to_end(label: str, repository: Path, volume: Path, truth: Path | None, repeats: int, folder: Path) -> None:
-    from skoots_client.evaluate import evaluate
-    import skoots_client
-    from skoots_export.contract.openvino_runtime import cpu_supports_bf16
     import tifffile
+
+    import skoots_client
+    from skoots_client.evaluate import evaluate
+    from skoots_export.contract.openvino_runtime import cpu_supports_bf16
 
     settings = [("torchscript", "fp32"), ("openvino", "fp32")] + ([("openvino", "bf16")] if cpu_supports_bf16() else [])
     times: dict[str, list[float]] = {f"{r} {p}": [] for r, p in settings}
@@ -149,13 +150,13 @@ def main() -> int:
     import dataclasses
 
     import tifffile
-
     from checkpoints import skoots_cfg, write_checkpoint
+    from test_segment_e2e import blobs_volume
+
     from examples.demo import CHECKPOINT, DEMO_SEED, EXPORT_OPTIONS
     from examples.synthetic import SyntheticSpec, generate, write_volume
     from skoots_export.exporter import export_checkpoint
     from skoots_export.model_config import Device
-    from test_segment_e2e import blobs_volume
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

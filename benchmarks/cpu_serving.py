@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
 def export_default(folder: Path, crop: tuple[int, ...]) -> Path:
     """The default cfg with random weights, libtorch and Python variants, KIND_CPU, one crop per request."""
     from checkpoints import skoots_cfg, write_checkpoint
+
     from skoots_export.exporter import export_checkpoint
     from skoots_export.model_config import Device
 

@@ -30,9 +30,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def gpu_peak_sampler(pid_holder: list[int]) -> tuple[threading.Event, list[int]]:

@@ -29,9 +29,8 @@ import io
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 class Replay:
@@ -67,14 +66,14 @@ def main() -> None:
     shape = (x, y, z)
 
     import torch
-
     from reference_pipeline import same_partition
+    from upstream_seed import allow_upstream_import_without_openai_triton, seed_postprocess
+
     from skoots_client import postprocess
     from skoots_client.in_memory import segment_volume
     from skoots_client.tiling import crop_grid
     from skoots_client.volume import Volume
     from skoots_export.contract.wire import ModelParameters
-    from upstream_seed import allow_upstream_import_without_openai_triton, seed_postprocess
 
     allow_upstream_import_without_openai_triton()
     from skoots.lib.cropper import crops

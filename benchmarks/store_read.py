@@ -21,12 +21,13 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from common import blobs
 
-from common import blobs  # noqa: F401 - puts tests/ on sys.path
 from skoots_client.stores import parse
 from skoots_client.tiling import crop_grid
 from skoots_client.volume_read import read_volume

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def main() -> None:

@@ -22,9 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 SCALING, ITERATIONS = (60.0, 60.0, 12.0), 2
 

@@ -16,6 +16,8 @@ from skoots_export.contract.net import direct_open
 
 from .errors import UrlError
 
+__all__ = ["grpc_address", "triton_http_service"]
+
 # Scheme → whether it asks for TLS.
 _SCHEMES = {"grpc": False, "http": False, "grpcs": True, "https": True}
 

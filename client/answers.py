@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["answer_problem", "answer_size_problem"]
+
 _NUMPY_TYPES = {"TYPE_FP16": np.float16, "TYPE_UINT8": np.uint8}
 
 

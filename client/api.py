@@ -13,8 +13,9 @@ every keyword statically (mkdocstrings reads the source; a test holds them to th
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Sequence, Union
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,68 +24,70 @@ from .errors import InputError
 from .keyword_triples import Triple, triple, voxel_size_value
 from .result import Segmentation
 
-DeviceChoice = Union[Device, Literal["auto", "cpu", "gpu"]]
-RuntimeChoice = Union[Runtime, Literal["auto", "openvino", "torchscript", "cuda"]]
-PrecisionChoice = Union[Precision, Literal["fp32", "bf16"]]
-NgffChoice = Union[NgffVersion, Literal["0.4", "0.5"]]
-LabelsDtypeChoice = Union[LabelsDtype, Literal["uint32", "uint64"]]
+__all__ = ["DeviceChoice", "RuntimeChoice", "PrecisionChoice", "NgffChoice", "LabelsDtypeChoice", "segment", "measure"]
+
+DeviceChoice = Device | Literal["auto", "cpu", "gpu"]
+RuntimeChoice = Runtime | Literal["auto", "openvino", "torchscript", "cuda"]
+PrecisionChoice = Precision | Literal["fp32", "bf16"]
+NgffChoice = NgffVersion | Literal["0.4", "0.5"]
+LabelsDtypeChoice = LabelsDtype | Literal["uint32", "uint64"]
 
 
 def segment(
     volume: Any,
     *,
-    url: Union[str, Sequence[str], None] = None,
-    model: Union[str, Path, None] = None,
-    repository: Union[str, Path] = "model_repository",
-    out: Union[str, Path, None] = None,
+    url: str | Sequence[str] | None = None,
+    model: str | Path | None = None,
+    repository: str | Path = "model_repository",
+    out: str | Path | None = None,
     overwrite: bool = False,
-    channel: Optional[int] = None,
-    axes: Optional[str] = None,
-    normalize: Optional[str] = None,
-    batch: Optional[int] = None,
+    channel: int | None = None,
+    axes: str | None = None,
+    normalize: str | None = None,
+    batch: int | None = None,
     window: int = 4,
     timeout: float = 120.0,
-    retries: Optional[int] = None,
+    retries: int | None = None,
     retry_for: float = 60.0,
     device: DeviceChoice = "auto",
     crop: Triple = None,
     overlap: Triple = None,
-    embedding_iterations: Optional[int] = None,
+    embedding_iterations: int | None = None,
     reference_borders: bool = False,
     save_intermediates: bool = False,
     quiet: bool = False,
-    preview: Union[str, Path, None] = None,
+    preview: str | Path | None = None,
     resume: bool = False,
-    work_dir: Union[str, Path, None] = None,
+    work_dir: str | Path | None = None,
     ssl: bool = False,
-    root_cert: Union[str, Path, None] = None,
-    private_key: Union[str, Path, None] = None,
-    cert_chain: Union[str, Path, None] = None,
+    root_cert: str | Path | None = None,
+    private_key: str | Path | None = None,
+    cert_chain: str | Path | None = None,
     blockwise: bool = False,
     block: Triple = None,
-    workers: Optional[int] = None,
+    workers: int | None = None,
     threads_per_worker: int = 1,
-    scheduler: Optional[str] = None,
+    scheduler: str | None = None,
     voxel_size: Any = None,
-    unit: Optional[str] = None,
-    table: Union[str, Path, None] = None,
-    labels_into: Union[str, Path, None] = None,
+    unit: str | None = None,
+    table: str | Path | None = None,
+    labels_into: str | Path | None = None,
     label_name: str = "skoots",
-    level: Optional[int] = None,
+    level: int | None = None,
     ngff_version: NgffChoice = "0.4",
-    mask: Union[str, Path, None] = None,
+    mask: str | Path | None = None,
     min_size: int = 0,
     labels_dtype: LabelsDtypeChoice = "uint32",
-    skip_below: Optional[float] = None,
+    skip_below: float | None = None,
     fill_missing: bool = False,
     runtime: RuntimeChoice = "auto",
-    threads: Optional[int] = None,
+    threads: int | None = None,
     precision: PrecisionChoice = "fp32",
-    progress: Optional[Callable[[str, int, int], Any]] = None,
-    cancel: Optional[threading.Event] = None,
-    warn: Optional[Callable[[str], None]] = None,
-    note: Optional[Callable[[str], None]] = None,
-    s3_endpoint: Optional[str] = None,
+    progress: Callable[[str, int, int], Any] | None = None,
+    cancel: threading.Event | None = None,
+    warn: Callable[[str], None] | None = None,
+    note: Callable[[str], None] | None = None,
+    s3_endpoint: str | None = None,
     roi: Any = None,
 ) -> Segmentation:
     """Segment a 3-D volume into instance labels.
@@ -305,14 +308,14 @@ def measure(
     labels: Any,
     raw: Any = None,
     *,
-    out: Union[str, Path, None] = None,
+    out: str | Path | None = None,
     overwrite: bool = False,
-    channel: Optional[int] = None,
+    channel: int | None = None,
     voxel_size: Any = None,
-    unit: Optional[str] = None,
+    unit: str | None = None,
     skeleton: bool = True,
-    warn: Optional[Callable[[str], None]] = None,
-    s3_endpoint: Optional[str] = None,
+    warn: Callable[[str], None] | None = None,
+    s3_endpoint: str | None = None,
 ) -> Any:
     """Measure instance labels: one row per instance.
 
@@ -361,14 +364,13 @@ def measure(
     >>> int(table["voxels"][0]), float(table["volume_um3"][0])
     (24, 12.0)
     """
+    from .destinations import check_not_input
     from .instances import check_table_path, measure_xyz, write_table
     from .options import as_keyword, in_terms
+    from .stores import Location
     from .summary import warn_on_stderr
-    from .destinations import check_not_input
     from .volume_read import open_labels, read_volume, volume_from_array
     from .voxel_size_read import read_voxel_size, resolve_voxel_size
-
-    from .stores import Location
 
     with in_terms(as_keyword):
         out = _path(out)
@@ -411,7 +413,7 @@ class _transposed:
         return np.asarray(self._array[sz, sx, sy]).transpose(1, 2, 0)
 
 
-def _model_source(model: Union[str, Path, None], repository: Path, served: bool) -> tuple[Optional[str], Path]:
+def _model_source(model: str | Path | None, repository: Path, served: bool) -> tuple[str | None, Path]:
     """``model`` as a name, or as the repository to run in-process when it is a folder of models."""
     if model is None or served:
         return (None if model is None else str(model)), repository
@@ -435,12 +437,12 @@ def _is_location(value: Any) -> bool:
     return Location.names(value)
 
 
-def _location(value: Any, s3_endpoint: Optional[str], option: str) -> Any:
+def _location(value: Any, s3_endpoint: str | None, option: str) -> Any:
     """A local path, or an N5 / precomputed / Zarr store named by URL (``n5://``, ``s3://``, ...)."""
     from .stores import Location
 
     return Location.parse(value, s3_endpoint=s3_endpoint, option=option).target
 
 
-def _path(value: Union[str, Path, None]) -> Optional[Path]:
+def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)

@@ -15,10 +15,12 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
+
+__all__ = ["staged", "replace", "move_into_place", "write_aside", "build_directory", "fsync", "crc", "seal", "unseal"]
 
 
 @contextlib.contextmanager

@@ -38,14 +38,22 @@ import multiprocessing
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from skoots_export.contract.wire import INPUT, SKELETON, VECTORS
 
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
+
+__all__ = [
+    "PERCENTILES", "MIN_REQUESTS", "STABLE_WINDOWS", "SERVER_STAGES", "CLIENT_STAGES", "TensorLayout", "OUR_INPUTS",
+    "OUR_OUTPUTS", "NAIVE_INPUTS", "NAIVE_OUTPUTS", "GRPC_PREFIX", "Record", "Window", "Measurement", "BenchResult",
+    "percentile", "latency_summary", "server_delta", "per_request_ms", "is_stable", "message_bytes", "summarise",
+    "synthetic_crops", "LoadSettings", "measure_throughput", "measure_windows", "parse_counts", "bench",
+]
 
 PERCENTILES = (50, 90, 95, 99)
 MIN_REQUESTS = 3

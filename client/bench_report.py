@@ -13,6 +13,8 @@ from typing import Any
 from .bench import BenchResult, Measurement
 from .volume import describe_shape
 
+__all__ = ["format_table", "to_dict", "to_json", "to_csv", "plot"]
+
 # (header, width, format, value)
 _COLUMNS: list[tuple[str, int, str, Any]] = [
     ("batch", 5, "d", lambda m: m.batch),

@@ -7,8 +7,10 @@ from pathlib import Path
 from .address import grpc_address
 from .errors import ModelError
 from .model_source import Tls, check_config, repository_configs, unreachable_error
-from .variants import model_kind
 from .triton_client import grpc_client, ready_configs
+from .variants import model_kind
+
+__all__ = ["skoots_models"]
 
 
 def skoots_models(url: str | None = None, repository: Path | None = None, *, tls: Tls | None = None) -> list[tuple[str, str]]:

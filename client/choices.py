@@ -9,13 +9,15 @@ a value crosses a process boundary, a fingerprint or a message unchanged.
 
 from __future__ import annotations
 
-from typing import TypeVar, Union
+from typing import TypeVar
 
 from skoots_export.contract.choices import Choice, Device  # one Device for export and client
 
 from .errors import InputError
 
-C = TypeVar("C", bound="Choice")
+__all__ = ["Choice", "Device", "Runtime", "Precision", "NgffVersion", "LabelsDtype", "choice"]
+
+_C = TypeVar("_C", bound="Choice")
 
 
 class Runtime(Choice):
@@ -50,7 +52,7 @@ class LabelsDtype(Choice):
     UINT64 = "uint64"
 
 
-def choice(kind: type[C], value: Union[C, str], option: str, hint: str = "") -> C:
+def choice(kind: type[_C], value: _C | str, option: str, hint: str = "") -> _C:
     """``value`` (a member or its text) as a member of ``kind``; one line naming the choices otherwise.
 
     >>> choice(Device, "gpu", "--device") is Device.GPU

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["app", "default_output", "segment_command", "measure_command", "evaluate_command", "bench_command", "main"]
+
 # gRPC's C core logs a TLS handshake failure on stderr by itself; our error line says it
 # better. Read when grpc is imported, so before anything imports tritonclient.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Optional  # noqa: E402
+from pathlib import Path
+from typing import Annotated
 
-import typer  # noqa: E402
+import typer
 
-from skoots_export.contract.console import VersionOption, run  # noqa: E402
-from skoots_export.contract.errors import SkootsError  # noqa: E402
-from skoots_export.contract.triples import TRIPLE_HELP, option_triple  # noqa: E402
+from skoots_export.contract.console import VersionOption, run
+from skoots_export.contract.errors import SkootsError
+from skoots_export.contract.triples import TRIPLE_HELP, option_triple
 
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime  # noqa: E402
-from .errors import ClientError  # noqa: E402
-from .options import OPTIONS, as_flag, in_terms  # noqa: E402
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .errors import ClientError
+from .options import OPTIONS, as_flag, in_terms
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -68,55 +70,55 @@ def _zyx(flag: str, text: str | None) -> tuple[int, int, int] | None:
 @app.command("segment")
 def segment_command(
     volume: Annotated[str, typer.Argument(help="Input volume: TIFF stack [Z, Y, X(, C)] as Fiji/napari name the axes (other orders: --axes), Zarr array or OME-Zarr image; or an N5 dataset, Neuroglancer precomputed volume or Zarr array by path or URL (\\[n5:// | precomputed:// | zarr://] then a path, http(s)://, s3:// or gs://; see docs/data-stores.md).")],
-    url: Annotated[Optional[list[str]], _flag("url")] = None,
-    model: Annotated[Optional[str], _flag("model")] = None,
+    url: Annotated[list[str] | None, _flag("url")] = None,
+    model: Annotated[str | None, _flag("model")] = None,
     repository: Annotated[Path, _flag("repository")] = Path("model_repository"),
-    out: Annotated[Optional[str], _flag("out")] = None,
+    out: Annotated[str | None, _flag("out")] = None,
     overwrite: Annotated[bool, _flag("overwrite")] = False,
-    channel: Annotated[Optional[int], _flag("channel")] = None,
-    axes: Annotated[Optional[str], _flag("axes")] = None,
-    normalize: Annotated[Optional[str], _flag("normalize")] = None,
-    batch: Annotated[Optional[int], _flag("batch")] = None,
+    channel: Annotated[int | None, _flag("channel")] = None,
+    axes: Annotated[str | None, _flag("axes")] = None,
+    normalize: Annotated[str | None, _flag("normalize")] = None,
+    batch: Annotated[int | None, _flag("batch")] = None,
     window: Annotated[int, _flag("window")] = 4,
     timeout: Annotated[float, _flag("timeout")] = 120.0,
-    retries: Annotated[Optional[int], _flag("retries")] = None,
+    retries: Annotated[int | None, _flag("retries")] = None,
     retry_for: Annotated[float, _flag("retry_for")] = 60.0,
     device: Annotated[Device, _flag("device")] = Device.AUTO,
-    crop: Annotated[Optional[str], _flag("crop")] = None,
-    overlap: Annotated[Optional[str], _flag("overlap")] = None,
-    embedding_iterations: Annotated[Optional[int], _flag("embedding_iterations")] = None,
+    crop: Annotated[str | None, _flag("crop")] = None,
+    overlap: Annotated[str | None, _flag("overlap")] = None,
+    embedding_iterations: Annotated[int | None, _flag("embedding_iterations")] = None,
     reference_borders: Annotated[bool, _flag("reference_borders")] = False,
     save_intermediates: Annotated[bool, _flag("save_intermediates")] = False,
     quiet: Annotated[bool, _flag("quiet")] = False,
-    preview: Annotated[Optional[Path], _flag("preview")] = None,
+    preview: Annotated[Path | None, _flag("preview")] = None,
     resume: Annotated[bool, _flag("resume")] = False,
-    work_dir: Annotated[Optional[Path], _flag("work_dir")] = None,
+    work_dir: Annotated[Path | None, _flag("work_dir")] = None,
     ssl: Annotated[bool, _flag("ssl")] = False,
-    root_cert: Annotated[Optional[Path], _flag("root_cert")] = None,
-    private_key: Annotated[Optional[Path], _flag("private_key")] = None,
-    cert_chain: Annotated[Optional[Path], _flag("cert_chain")] = None,
+    root_cert: Annotated[Path | None, _flag("root_cert")] = None,
+    private_key: Annotated[Path | None, _flag("private_key")] = None,
+    cert_chain: Annotated[Path | None, _flag("cert_chain")] = None,
     blockwise: Annotated[bool, _flag("blockwise")] = False,
-    block: Annotated[Optional[str], _flag("block")] = None,
-    workers: Annotated[Optional[int], _flag("workers")] = None,
+    block: Annotated[str | None, _flag("block")] = None,
+    workers: Annotated[int | None, _flag("workers")] = None,
     threads_per_worker: Annotated[int, _flag("threads_per_worker")] = 1,
-    scheduler: Annotated[Optional[str], _flag("scheduler")] = None,
-    voxel_size: Annotated[Optional[str], _flag("voxel_size")] = None,
-    unit: Annotated[Optional[str], _flag("unit")] = None,
-    table: Annotated[Optional[Path], _flag("table")] = None,
-    labels_into: Annotated[Optional[Path], _flag("labels_into")] = None,
+    scheduler: Annotated[str | None, _flag("scheduler")] = None,
+    voxel_size: Annotated[str | None, _flag("voxel_size")] = None,
+    unit: Annotated[str | None, _flag("unit")] = None,
+    table: Annotated[Path | None, _flag("table")] = None,
+    labels_into: Annotated[Path | None, _flag("labels_into")] = None,
     label_name: Annotated[str, _flag("label_name")] = "skoots",
-    level: Annotated[Optional[int], _flag("level")] = None,
+    level: Annotated[int | None, _flag("level")] = None,
     ngff_version: Annotated[NgffVersion, _flag("ngff_version")] = NgffVersion.V0_4,
-    mask: Annotated[Optional[Path], _flag("mask")] = None,
+    mask: Annotated[Path | None, _flag("mask")] = None,
     min_size: Annotated[int, _flag("min_size")] = 0,
     labels_dtype: Annotated[LabelsDtype, _flag("labels_dtype")] = LabelsDtype.UINT32,
-    skip_below: Annotated[Optional[float], _flag("skip_below")] = None,
+    skip_below: Annotated[float | None, _flag("skip_below")] = None,
     fill_missing: Annotated[bool, _flag("fill_missing")] = False,
     runtime: Annotated[Runtime, _flag("runtime")] = Runtime.AUTO,
-    threads: Annotated[Optional[int], _flag("threads")] = None,
+    threads: Annotated[int | None, _flag("threads")] = None,
     precision: Annotated[Precision, _flag("precision")] = Precision.FP32,
-    roi: Annotated[Optional[str], _flag("roi")] = None,
-    s3_endpoint: Annotated[Optional[str], _flag("s3_endpoint")] = None,
+    roi: Annotated[str | None, _flag("roi")] = None,
+    s3_endpoint: Annotated[str | None, _flag("s3_endpoint")] = None,
 ) -> None:
     """Segment a volume into instance labels."""
     from .api import segment  # heavy imports only when segmenting
@@ -192,10 +194,10 @@ def segment_command(
 def measure_command(
     labels: Annotated[str, typer.Argument(help="Label volume (TIFF, Zarr, OME-Zarr; N5, precomputed or Zarr by path or URL), e.g. the output of segment.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Instance table to write: .csv, or .parquet (needs pyarrow).")],
-    raw: Annotated[Optional[str], typer.Option("--raw", help="The volume the labels segment (a path or URL, as for segment): adds mean and max intensity per instance.")] = None,
-    channel: Annotated[Optional[int], typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
-    voxel_size: Annotated[Optional[str], typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.")] = None,
+    raw: Annotated[str | None, typer.Option("--raw", help="The volume the labels segment (a path or URL, as for segment): adds mean and max intensity per instance.")] = None,
+    channel: Annotated[int | None, typer.Option(help="Channel of a multi-channel --raw (as for segment).")] = None,
+    voxel_size: Annotated[str | None, typer.Option("--voxel-size", help="Voxel size with a unit suffix or --unit; default: what the labels' (or raw's) file states. " + TRIPLE_HELP)] = None,
+    unit: Annotated[str | None, typer.Option("--unit", help="Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.")] = None,
     skeleton: Annotated[bool, typer.Option("--skeleton/--no-skeleton", help="Measure each instance's skeleton length (3-D thinning per instance; the slowest column).")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing table.")] = False,
 ) -> None:
@@ -243,9 +245,9 @@ def evaluate_command(
 @app.command("bench")
 def bench_command(
     url: Annotated[str, typer.Option("--url", help="Triton gRPC address HOST:PORT to load.")],
-    model: Annotated[Optional[str], typer.Option(help="Model name on the server (default: its SKOOTS model, as segment picks it).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name on the server (default: its SKOOTS model, as segment picks it).")] = None,
     concurrency: Annotated[str, typer.Option(help="Requests in flight per client process, one setting each: C1,C2,...")] = "1,2,4,8",
-    batch: Annotated[Optional[str], typer.Option(help="Crops per request, one setting each: B1,B2,... (default: the model's max_batch_size).")] = None,
+    batch: Annotated[str | None, typer.Option(help="Crops per request, one setting each: B1,B2,... (default: the model's max_batch_size).")] = None,
     duration: Annotated[float, typer.Option(help="Seconds per measurement window. A setting measures for at most (--max-windows + 1) x this after its warm-up.")] = 5.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before each setting's first window.")] = 2.0,
     processes: Annotated[int, typer.Option(help="Client processes loading the server at once; results are merged.")] = 1,
@@ -254,14 +256,15 @@ def bench_command(
     timeout: Annotated[float, typer.Option(help="Seconds a request may take.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of the table.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the results as CSV instead of the table.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw throughput and p99 latency against concurrency into this image (.png, .svg or .pdf).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw throughput and p99 latency against concurrency into this image (.png, .svg or .pdf).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Load-test a model on a Triton server with synthetic crops (what perf_analyzer reports)."""
     from .bench import bench, parse_counts
-    from .bench_report import format_table, plot as draw, to_csv, to_json
-    from .errors import InputError, OutputError
+    from .bench_report import format_table, to_csv, to_json
+    from .bench_report import plot as draw
     from .destinations import check_destination
+    from .errors import InputError, OutputError
 
     try:
         if as_json and as_csv:

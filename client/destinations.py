@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import OutputError
+
+__all__ = ["check_destination", "check_writable", "check_not_input"]
 
 
 def check_destination(option: str, path: Path, suffixes: tuple[str, ...], hint: str) -> None:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import ctypes
 import queue
 import threading
-from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from .errors import InferenceTimeoutError, ServerUnavailableError
+
+__all__ = ["Endpoint", "dispatch", "release_freed_memory"]
 
 _Key = TypeVar("_Key", bound=Hashable)  # what a job is known by: its answer comes back with it
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import ClientError, InputError, ModelError
 from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint, embedded_model
 from .runtimes import plan_runtime
 from .specs import ModelSpec
+
+__all__ = ["open_endpoints", "close_all", "read_model"]
 
 
 def open_endpoints(spec: ModelSpec, *, load: bool = True) -> tuple[list[Any], ModelInfo]:

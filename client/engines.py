@@ -17,14 +17,16 @@ from .endpoints import close_all, open_endpoints
 from .errors import ClientError, OutputError
 from .in_memory import segment_volume
 from .label_write import keep_labels, write_intermediates, write_labels
-from .specs import Plan
 from .preview import write_preview
 from .progress import Watch
 from .run_stats import RunStats
 from .sanity import empty_result_text, empty_result_warning
+from .specs import Plan
 from .stores import StoreUrl, filled_text
 from .volume_read import missing_chunks_warning
 from .workdir import WorkDir, default_work_dir
+
+__all__ = ["Engine", "engine_for", "InMemoryEngine", "BlockwiseEngine"]
 
 
 class Engine(Protocol):
@@ -78,7 +80,7 @@ class InMemoryEngine:
                 if output.save_intermediates:
                     write_intermediates(output.destination, stats.intermediates, overwrite=output.overwrite,
                                         voxel_size=plan.voxel_size)
-            except Exception as e:  # noqa: BLE001 - whatever failed, the labels are kept and the error says where
+            except Exception as e:
                 # beside the destination's work directory; else beside an input file, never inside an input store
                 location = Location.of(plan.location)
                 folders = [*([work.path.parent] if work is not None else []),
@@ -105,7 +107,7 @@ class InMemoryEngine:
         if output.preview is not None:
             try:
                 stats.notes.append(f"preview → {write_preview(output.preview, volume.data, labels)}")
-            except Exception as e:  # noqa: BLE001 - the labels are written; say so, in one line
+            except Exception as e:
                 detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
                 raise OutputError(f"cannot write the preview {output.preview} ({detail}) — the labels were written to {output.written}") from e
         return stats

@@ -2,6 +2,11 @@
 
 from skoots_export.contract.errors import SkootsError
 
+__all__ = [
+    "ClientError", "InputError", "OutputError", "ModelError", "UrlError", "ServerUnavailableError", "InferenceTimeoutError",
+    "DeviceError", "Interrupted",
+]
+
 
 class ClientError(SkootsError):
     """Base class: a problem with input, options, the server or the environment — not a bug."""

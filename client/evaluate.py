@@ -24,13 +24,20 @@ Label 0 is background in both volumes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
 from .volume import describe_shape
+
+__all__ = [
+    "IOU_THRESHOLDS", "Contingency", "MatchScores", "Scores", "contingency_table", "instance_ious", "match_instances",
+    "adjusted_rand_index", "variation_of_information", "evaluate", "evaluate_files", "INTENSITY_EQUAL_NEIGHBOURS",
+    "intensity_like", "format_scores",
+]
 
 IOU_THRESHOLDS = (0.5, 0.75)
 

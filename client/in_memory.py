@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,12 +15,14 @@ from . import postprocess
 from .dispatch import Endpoint, dispatch
 from .normalize import Normalization, model_rule
 from .progress import Watch
-from .tiling import Crop, crop_grid
 from .run_stats import RunStats
-from .volume import Volume, release_pages
 from .skip import SkipRule
 from .specs import OutputSpec
+from .tiling import Crop, crop_grid
+from .volume import Volume, release_pages
 from .workdir import Piece, WorkDir
+
+__all__ = ["REFERENCE_ASSIGN_FRAME", "reference_interior", "infer_pieces", "segment_volume"]
 
 # The reference assigns instances in 500x500x50 blocks and never writes their outer
 # 50/50/5 voxels; --reference-borders keeps that frame background.
@@ -31,6 +34,9 @@ def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     seconds[stage] = time.perf_counter() - start
+
+_NO_OUTPUT = OutputSpec()  # segment_volume's default: labels kept in memory only, nothing written
+
 
 
 def _padding(size: Sequence[int], minimum: int) -> list[tuple[int, int]]:
@@ -107,7 +113,7 @@ def segment_volume(
     batch_size: int,
     xp: Any = np,
     reference_borders: bool = False,
-    output: OutputSpec = OutputSpec(),
+    output: OutputSpec = _NO_OUTPUT,
     watch: Watch | None = None,
     work: WorkDir | None = None,
     normalization: Normalization | None = None,

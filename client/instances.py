@@ -26,17 +26,24 @@ from __future__ import annotations
 
 import csv
 import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from .atomic import staged
-from .errors import InputError, OutputError
 from .destinations import check_destination
+from .errors import InputError, OutputError
 from .volume import describe_shape
 from .voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
+
+__all__ = [
+    "TABLE_SUFFIXES", "SLAB_VOXELS", "PartialStats", "SlabReader", "measure_slabs", "skeleton_length", "skeleton_lengths",
+    "PANDAS", "PYARROW", "InstanceTable", "instance_table", "table_rows", "label_properties", "check_table_path",
+    "write_table", "measure_xyz",
+]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 SLAB_VOXELS = 32 << 20  # voxels per slab of the streaming pass

@@ -5,7 +5,8 @@ same; the command line converts it before it calls the API."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,10 +14,10 @@ from .errors import InputError
 
 __all__ = ["Triple", "triple", "refuse_positional", "voxel_size_value"]
 
-Triple = Union[str, Sequence[float], None]
+Triple = str | Sequence[float] | None
 
 
-def triple(option: str, value: Triple) -> Optional[tuple]:
+def triple(option: str, value: Triple) -> tuple | None:
     """A triple keyword in the runtime's ``(X, Y, Z)``, from a ``(z, y, x)`` sequence (the arrays'
     order) or named text (``"z=20,y=300,x=280"``); positional text is the command line's (the
     seed's order), refused here with the forms that say the same.
@@ -80,7 +81,7 @@ def _unit_suffix(text: str) -> tuple[str, str]:
     return numbers, unit
 
 
-def voxel_size_value(value: Any, unit: Optional[str]) -> Any:
+def voxel_size_value(value: Any, unit: str | None) -> Any:
     """``voxel_size=`` and ``unit=``: a ``(z, y, x)`` tuple, named text (``"z=2,y=0.5,x=0.5um"``)
     or a `VoxelSize` as given."""
     from .voxel_size import VoxelSize, voxel_size_option

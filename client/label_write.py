@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,11 @@ from .destinations import check_destination
 from .errors import OutputError
 from .volume import TIFF_SUFFIXES, ZARR_SUFFIXES
 from .voxel_size import UNKNOWN_VOXEL_SIZE, VoxelSize
+
+__all__ = [
+    "intermediates_path", "check_output_path", "write_labels", "keep_labels", "create_labels_array", "voxel_size_attrs",
+    "write_intermediates",
+]
 
 if TYPE_CHECKING:
     from .stores import StoreUrl

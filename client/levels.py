@@ -7,6 +7,8 @@ from typing import Any
 
 from .errors import InputError
 
+__all__ = ["multiscales_of", "dataset_paths", "image_of_level", "level_names", "level_path"]
+
 
 def multiscales_of(attrs: dict[str, Any]) -> Any:
     """The OME-NGFF ``multiscales`` of a group's attributes: top level in 0.4, under ``ome`` in

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
+
+__all__ = ["available_memory", "in_memory_bytes"]
 
 
 def available_memory() -> int:

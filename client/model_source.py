@@ -9,9 +9,10 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +30,14 @@ from skoots_export.contract.wire import (
 
 from .address import grpc_address, triton_http_service
 from .answers import answer_problem, answer_size_problem
-from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, model_kind, on_cpu_only
 from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
 from .triton_client import grpc_client, ready_configs, ready_models
+from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, model_kind, on_cpu_only
+
+__all__ = [
+    "ModelInfo", "check_config", "choose_model", "repository_configs", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
+    "RETRY_FOR", "Tls", "unreachable_error", "TritonEndpoint",
+]
 
 
 @dataclass(frozen=True)

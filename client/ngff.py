@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -23,6 +24,12 @@ from .atomic import move_into_place
 from .destinations import check_writable
 from .errors import OutputError
 from .levels import multiscales_of
+
+__all__ = [
+    "NGFF_VERSIONS", "MIN_EXTENT", "MAX_LEVELS", "Level", "clean_numbers", "nearest_indices", "pyramid", "spatial_axes",
+    "write_zyx", "read_zyx", "level_data", "create_label_image", "add_label_properties", "write_label_image", "ImageLayout",
+    "image_layout", "check_labels_into", "write_labels_into", "create_labels_into", "install_labels",
+]
 
 if TYPE_CHECKING:
     from zarr.core.chunk_key_encodings import ChunkKeyEncodingParams

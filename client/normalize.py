@@ -14,6 +14,11 @@ import numpy as np
 
 from .errors import InputError
 
+__all__ = [
+    "normalize_crop", "RULES", "DEFAULT_PERCENTILES", "NormalizeChoice", "parse_normalize", "Normalization", "model_rule",
+    "resolve_normalization",
+]
+
 
 def normalize_crop(
     crop: np.ndarray,

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["Offset", "ZERO", "offset_by_axes", "ome_zarr_offset", "describe_offset", "is_integral"]
+
 Offset = tuple[float, float, float]  # voxels along the runtime's X (rows), Y (columns), Z
 ZERO: Offset = (0.0, 0.0, 0.0)
 

@@ -9,6 +9,8 @@ from typing import Any
 from .levels import image_of_level, multiscales_of
 from .origin import ZERO, Offset, ome_zarr_offset
 
+__all__ = ["read_offset"]
+
 
 def read_offset(path: Any) -> Offset:
     """The offset ``path`` states (precomputed ``voxel_offset``, OME-Zarr ``translation``, N5

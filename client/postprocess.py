@@ -11,11 +11,18 @@ and GPU kernels beside it; the blockwise engine maps these same functions over b
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .choices import Device
+
+__all__ = [
+    "array_module", "device_array_module", "dilation_half_widths", "dilate_skeleton", "label_skeleton", "assign_instances",
+    "halo_widths", "assign_window", "labels_dtype", "labels_dtype_note", "renumber_labels", "remove_small_instances",
+    "clear_outside", "instance_sizes", "first_appearances", "apply_table",
+]
 
 try:  # CuPy is the optional `gpu` extra
     import cupy as _cupy

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 
 from .atomic import staged
-from .errors import OutputError
 from .destinations import check_destination
+from .errors import OutputError
+
+__all__ = [
+    "PANEL", "TITLE", "MARGIN", "project", "label_colours", "colour_labels", "stretch", "panel_size", "preview_size",
+    "check_preview_path", "write_preview",
+]
 
 PANEL = 512  # the longer side of each panel, in pixels
 TITLE = 28  # height of the title band, in pixels

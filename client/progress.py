@@ -7,10 +7,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .errors import ClientError
 from .summary import warn_on_stderr
+
+__all__ = ["ProgressLine", "Cancelled", "Watch"]
 
 
 class ProgressLine:

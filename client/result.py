@@ -9,6 +9,8 @@ import numpy as np
 
 from .voxel_size import VoxelSize
 
+__all__ = ["Segmentation"]
+
 
 class Segmentation:
     """The result of [`segment`][skoots_client.segment].

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from skoots_export.contract.units import LENGTH_UNITS, length_unit
 
 from .errors import InputError
 from .volume import Volume
+
+__all__ = ["Box", "EXAMPLE", "RoiText", "parse_roi", "resolve_roi", "describe_box", "Cutout", "cut"]
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) along the runtime's X, Y, Z
 EXAMPLE = "e.g. --roi 0:40,100:612,100:612 (z, y, x voxels) or --roi 0:2,0:10,0:10um"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .engines import engine_for
 from .plan import describe_region, prepare
@@ -11,6 +11,8 @@ from .progress import Watch
 from .result import Segmentation
 from .specs import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
 from .summary import summary
+
+__all__ = ["run_segment"]
 
 
 def run_segment(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec, *,

@@ -8,6 +8,8 @@ from typing import Any
 
 from .volume import describe_shape
 
+__all__ = ["RunStats"]
+
 
 @dataclass
 class RunStats:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .choices import Precision, Runtime, choice
 from .errors import DeviceError, InputError, ModelError
+
+__all__ = [
+    "TORCHSCRIPT_FILE", "IR_FILE", "WEIGHTS_FILE", "Outputs", "all_cores", "choose_runtime", "check_precision",
+    "TorchScriptRuntime", "OpenVinoRuntime", "plan_runtime", "load_runtime",
+]
 
 TORCHSCRIPT_FILE = "model.pt"
 IR_FILE = "model.xml"

@@ -9,13 +9,19 @@ Zarr store costs 64 small windows.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from .errors import InputError
 from .normalize import Normalization
 from .volume import Volume, describe_shape
+
+__all__ = [
+    "SAMPLE_WINDOW", "SAMPLE_WINDOWS_PER_AXIS", "EMPTY_FRACTION", "sample_voxels", "intensity_warning",
+    "check_something_to_infer", "channel_warning", "axes_warning", "empty_result_warning", "empty_result_text",
+]
 
 SAMPLE_WINDOW = (64, 64, 16)  # [X, Y, Z] voxels per window: a few chunks of a Zarr store at most
 SAMPLE_WINDOWS_PER_AXIS = 4  # at most 4**3 windows, about 4 M voxels

@@ -3,9 +3,10 @@ what a work directory's fingerprint records of it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from .tiling import Crop
 from .volume import Volume
 from .volume_read import read_volume
 from .workdir import file_identity
+
+__all__ = ["mask_window", "SkipRule", "skip_rule"]
 
 
 def mask_window(mask: Any, shape: Sequence[int], window: Sequence[slice]) -> np.ndarray:

@@ -24,6 +24,8 @@ from .volume import Volume
 from .voxel_size import UnitOption, VoxelSize
 from .workdir import fingerprint
 
+__all__ = ["Triple", "InputSpec", "OutputSpec", "lettered_repr", "ModelSpec", "ResumeSpec", "ClusterSpec", "Plan"]
+
 Triple = tuple[int, int, int]
 
 

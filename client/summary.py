@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,8 @@ from .normalize import Normalization
 from .run_stats import RunStats
 from .volume import Volume, describe_channel, describe_shape
 from .voxel_size import VoxelSize
+
+__all__ = ["warn_on_stderr", "served_by", "describe_run", "summary"]
 
 
 def warn_on_stderr(text: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+
+__all__ = ["Triple", "tile_starts", "owned_intervals", "Crop", "crop_grid"]
 
 Triple = tuple[int, int, int]
 

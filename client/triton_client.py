@@ -7,6 +7,8 @@ from typing import Any
 
 from .errors import ServerUnavailableError
 
+__all__ = ["grpc_client", "ready_models", "ready_configs"]
+
 
 def grpc_client(url: str, tls: Any = None) -> Any:
     """A tritonclient gRPC client for ``url`` (``HOST:PORT``), over TLS with ``tls`` (a

@@ -3,9 +3,12 @@ and which is fastest where."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from skoots_export.contract.choices import Backend
+
+__all__ = ["KIND_PREFERENCE", "CPU_KIND_PREFERENCE", "on_cpu_only", "model_kind"]
 
 # When one export is served as several variants, which to use: libtorch runs model.pt natively
 # (GPU servers), OpenVINO is the next fastest on CPUs, the Python backend is the fallback.

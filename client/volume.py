@@ -10,11 +10,17 @@ cut from a view (`XYZView`). Opening files is volume_read.py's job, writing labe
 from __future__ import annotations
 
 import mmap
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+__all__ = [
+    "SUPPORTED_DTYPES", "TIFF_SUFFIXES", "ZARR_SUFFIXES", "Volume", "XYZView", "describe_shape", "describe_channel",
+    "release_pages",
+]
 
 if TYPE_CHECKING:
     from .stores import StoreUrl

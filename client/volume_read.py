@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from .errors import InputError
 from .levels import image_of_level, level_names, multiscales_of
 from .stores import Location, StoreUrl
 from .volume import SUPPORTED_DTYPES, TIFF_SUFFIXES, ZARR_SUFFIXES, Volume, XYZView, describe_shape
+
+__all__ = ["tifffile_log", "parse_axes", "read_volume", "missing_chunks", "missing_chunks_warning", "volume_from_array",
+           "MAX_CHANNELS", "read_labels", "open_labels", "refuse_non_finite"]
 
 
 class _Collect(logging.Handler):

@@ -16,6 +16,8 @@ from skoots_export.contract.units import LENGTH_UNITS, length_unit
 
 from .errors import InputError
 
+__all__ = ["VoxelSize", "UnitOption", "UNKNOWN_VOXEL_SIZE", "voxel_size_option", "ome_zarr_voxel_size"]
+
 
 @dataclass(frozen=True)
 class VoxelSize:

@@ -17,6 +17,8 @@ from .volume import TIFF_SUFFIXES
 from .volume_read import tifffile_log
 from .voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, ome_zarr_voxel_size
 
+__all__ = ["read_voxel_size", "resolve_voxel_size"]
+
 if TYPE_CHECKING:
     from .stores import StoreUrl
 

@@ -25,9 +25,10 @@ import os
 import queue
 import shutil
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,11 @@ from .atomic import build_directory, crc, fsync, seal, unseal
 from .destinations import check_writable
 from .errors import OutputError
 from .tiling import Crop
+
+__all__ = [
+    "FORMAT", "FINGERPRINT", "MANIFEST", "Piece", "fingerprint", "file_identity", "default_work_dir", "stale_work_text",
+    "parse_record", "check_work_dir", "lock_work_dir", "WorkDir",
+]
 
 FORMAT = "skoots-work/1"
 FINGERPRINT = "fingerprint.json"
@@ -289,7 +295,7 @@ class WorkDir:
                 return
             except queue.Full:
                 if self._error is not None:
-                    raise self._error
+                    raise self._error from None
 
     def _write_loop(self) -> None:
         while True:

@@ -16,13 +16,13 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):  # run as a script: make ``examples`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples.synthetic import SyntheticSpec, generate, shape_option, write_volume  # noqa: E402
+from examples.synthetic import SyntheticSpec, generate, shape_option, write_volume
 
 CHECKPOINT = Path(__file__).resolve().parent / "demo_model.trch"
 DEMO_SEED = 7  # held out: training uses seeds 1000 and up, validation 900 and up

@@ -26,15 +26,15 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make ``examples`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples.synthetic import SyntheticSpec, SyntheticVolume, generate  # noqa: E402
+from examples.synthetic import SyntheticSpec, SyntheticVolume, generate
 
 # The demo model: small enough to train in minutes on two cores and to segment the demo volume
 # in seconds; vectors reach 10 voxels in x/y and 4 slices in z, past the largest object radius.

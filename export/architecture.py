@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -17,6 +18,8 @@ from .network import (
     SpatialEmbedding,
     UNeXT3D,
 )
+
+__all__ = ["build_network", "load_weights"]
 
 _UNET_WHY = (
     "bism_unet cannot be built from a SKOOTS cfg (upstream skoots passes the ConvNeXt "

@@ -17,11 +17,17 @@ import sysconfig
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .errors import ExportError
+
+__all__ = [
+    "TRITON_RELEASE", "VENDOR_DIR", "LIBRARY", "SOURCES", "GOOGLETEST_SOURCE", "RAPIDJSON_CONFIG", "BackendBuildError",
+    "BuildToolMissingError", "TorchBuild", "BuildResult", "installed_torch", "cache_root", "backend_dir", "cached_backend",
+    "find_vendor", "missing_tools", "check_tools", "gather_sources", "cmake_arguments", "build_pytorch_backend",
+]
 
 TRITON_RELEASE = "r24.10"  # the release of the wheel's tritonserver (2.51)
 VENDOR_DIR = Path("shared") / "vendor" / f"triton-{TRITON_RELEASE}"

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import pickle
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from .errors import CheckpointError
+
+__all__ = ["UnsafeGlobalError", "restricted_pickle", "Checkpoint", "strip_wrapper_prefixes", "load_checkpoint"]
 
 _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,6 +16,8 @@ from .contract.triples import TRIPLE_HELP, option_triple
 from .contract.units import length_unit
 from .contract.wire import INPUT, OUTPUTS, TORCH_VERSION
 from .errors import ExportOptionError, ServerError
+
+__all__ = ["app", "BuildableBackend", "fail", "export_command", "serve_command", "build_backend_command", "main"]
 
 app = typer.Typer(
     help="SKOOTS on Triton: turn SKOOTS checkpoints into Triton models and serve them.",
@@ -52,19 +54,19 @@ def export_command(
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
-    crop: Annotated[Optional[str], typer.Option(help="Crop the client tiles with (seed: 300,300,20); keep the training crop. " + TRIPLE_HELP)] = None,
-    overlap: Annotated[Optional[str], typer.Option(help="Overlap trimmed from each crop side (seed: 10,10,5). " + TRIPLE_HELP)] = None,
-    vector_scaling: Annotated[Optional[str], typer.Option(help="Vector scaling (default: cfg.SKOOTS.VECTOR_SCALING). " + TRIPLE_HELP)] = None,
-    anisotropy: Annotated[Optional[str], typer.Option(help="Voxel anisotropy (default: cfg.SKOOTS.ANISOTROPY). " + TRIPLE_HELP)] = None,
-    prob_threshold: Annotated[Optional[float], typer.Option(help="Object probability threshold baked into the graph (seed: 0.5).")] = None,
-    skeleton_threshold: Annotated[Optional[float], typer.Option(help="Skeleton probability threshold baked into the graph (seed: 0.8).")] = None,
-    dilations_3d: Annotated[Optional[int], typer.Option(help="3x3x3 skeleton dilations per crop (seed: 1).")] = None,
-    dilations_2d: Annotated[Optional[int], typer.Option(help="3x3x1 skeleton dilations per crop after the 3-D ones (seed: 3).")] = None,
-    embedding_iterations: Annotated[Optional[int], typer.Option(help="Embedding iterations N (seed: 2).")] = None,
-    dataset_mean: Annotated[Optional[float], typer.Option(help="Normalise input as (x - mean) / std (default: the checkpoint's dataset_mean, else x / dtype range).")] = None,
-    dataset_std: Annotated[Optional[float], typer.Option(help="Standard deviation for --dataset-mean.")] = None,
-    training_voxel_size: Annotated[Optional[str], typer.Option(help="Voxel size the model was trained at, recorded in the config (unit: --voxel-unit). " + TRIPLE_HELP)] = None,
-    voxel_unit: Annotated[Optional[str], typer.Option(help="Unit of --training-voxel-size, in any case: micrometer (um, µm, the default), nanometer (nm), millimeter (mm), centimeter (cm), meter (m) or angstrom.")] = None,
+    crop: Annotated[str | None, typer.Option(help="Crop the client tiles with (seed: 300,300,20); keep the training crop. " + TRIPLE_HELP)] = None,
+    overlap: Annotated[str | None, typer.Option(help="Overlap trimmed from each crop side (seed: 10,10,5). " + TRIPLE_HELP)] = None,
+    vector_scaling: Annotated[str | None, typer.Option(help="Vector scaling (default: cfg.SKOOTS.VECTOR_SCALING). " + TRIPLE_HELP)] = None,
+    anisotropy: Annotated[str | None, typer.Option(help="Voxel anisotropy (default: cfg.SKOOTS.ANISOTROPY). " + TRIPLE_HELP)] = None,
+    prob_threshold: Annotated[float | None, typer.Option(help="Object probability threshold baked into the graph (seed: 0.5).")] = None,
+    skeleton_threshold: Annotated[float | None, typer.Option(help="Skeleton probability threshold baked into the graph (seed: 0.8).")] = None,
+    dilations_3d: Annotated[int | None, typer.Option(help="3x3x3 skeleton dilations per crop (seed: 1).")] = None,
+    dilations_2d: Annotated[int | None, typer.Option(help="3x3x1 skeleton dilations per crop after the 3-D ones (seed: 3).")] = None,
+    embedding_iterations: Annotated[int | None, typer.Option(help="Embedding iterations N (seed: 2).")] = None,
+    dataset_mean: Annotated[float | None, typer.Option(help="Normalise input as (x - mean) / std (default: the checkpoint's dataset_mean, else x / dtype range).")] = None,
+    dataset_std: Annotated[float | None, typer.Option(help="Standard deviation for --dataset-mean.")] = None,
+    training_voxel_size: Annotated[str | None, typer.Option(help="Voxel size the model was trained at, recorded in the config (unit: --voxel-unit). " + TRIPLE_HELP)] = None,
+    voxel_unit: Annotated[str | None, typer.Option(help="Unit of --training-voxel-size, in any case: micrometer (um, µm, the default), nanometer (nm), millimeter (mm), centimeter (cm), meter (m) or angstrom.")] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:
     """Export a SKOOTS checkpoint to TorchScript in a Triton model repository.
@@ -124,12 +126,12 @@ def serve_command(
     grpc_port: Annotated[int, typer.Option(help="gRPC port (0: pick a free one).")] = 0,
     http_port: Annotated[int, typer.Option(help="HTTP port (0: pick a free one).")] = 0,
     metrics_port: Annotated[int, typer.Option(help="Metrics port (0: pick a free one).")] = 0,
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="Load only these models (repeatable). Default: every model the server has a backend for.")] = None,
-    pytorch_backend: Annotated[Optional[Path], typer.Option("--pytorch-backend", help="Folder with libtriton_pytorch.so for the nvidia-pytriton server. Default: the one skoots build-backend pytorch cached for this torch, if built.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Load only these models (repeatable). Default: every model the server has a backend for.")] = None,
+    pytorch_backend: Annotated[Path | None, typer.Option("--pytorch-backend", help="Folder with libtriton_pytorch.so for the nvidia-pytriton server. Default: the one skoots build-backend pytorch cached for this torch, if built.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the models to be ready.")] = 300.0,
-    ssl_cert: Annotated[Optional[Path], typer.Option("--ssl-cert", help="Serve gRPC over TLS with this certificate (PEM); with --ssl-key. HTTP and metrics then stay on 127.0.0.1.")] = None,
-    ssl_key: Annotated[Optional[Path], typer.Option("--ssl-key", help="Private key (PEM) of --ssl-cert.")] = None,
-    ssl_root_cert: Annotated[Optional[Path], typer.Option("--ssl-root-cert", help="CA certificate (PEM): clients must present a certificate it signed (mutual TLS).")] = None,
+    ssl_cert: Annotated[Path | None, typer.Option("--ssl-cert", help="Serve gRPC over TLS with this certificate (PEM); with --ssl-key. HTTP and metrics then stay on 127.0.0.1.")] = None,
+    ssl_key: Annotated[Path | None, typer.Option("--ssl-key", help="Private key (PEM) of --ssl-cert.")] = None,
+    ssl_root_cert: Annotated[Path | None, typer.Option("--ssl-root-cert", help="CA certificate (PEM): clients must present a certificate it signed (mutual TLS).")] = None,
 ) -> None:
     """Start Triton on a model repository, print its gRPC URL, run until Ctrl-C."""
     from .model_backends import plan_models
@@ -188,8 +190,8 @@ def serve_command(
 @app.command("build-backend")
 def build_backend_command(
     backend: Annotated[BuildableBackend, typer.Argument(help="The Triton backend to build: pytorch (libtriton_pytorch.so, CPU only).")],
-    source: Annotated[Optional[Path], typer.Option(help="Folder with Triton r24.10's core, common, backend and pytorch_backend (checkouts or NAME-r24.10.tar.gz). Default: shared/vendor/triton-r24.10 in this folder or a parent.")] = None,
-    jobs: Annotated[Optional[int], typer.Option(min=1, help="Parallel compile jobs (default: the CPU count).")] = None,
+    source: Annotated[Path | None, typer.Option(help="Folder with Triton r24.10's core, common, backend and pytorch_backend (checkouts or NAME-r24.10.tar.gz). Default: shared/vendor/triton-r24.10 in this folder or a parent.")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Parallel compile jobs (default: the CPU count).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Build again even when the cache holds a build for this torch.")] = False,
 ) -> None:
     """Build Triton's PyTorch backend against this environment's torch, for skoots serve.

@@ -2,6 +2,11 @@
 
 from .contract.errors import OptionError, SkootsError
 
+__all__ = [
+    "ExportError", "CheckpointError", "ArchitectureError", "StateDictMismatchError", "VerificationError", "ModelCardError",
+    "ExportOptionError", "ServerError", "PortInUseError",
+]
+
 
 class ExportError(SkootsError):
     """Base class: a problem with the user's input, not a bug."""

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
 
 from .architecture import build_network, load_weights
 from .checkpoint import Checkpoint, load_checkpoint
+from .contract.choices import Backend, Device
+from .contract.wire import ModelParameters
 from .errors import ExportError, ExportOptionError
 from .head import InferenceHead
 from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar, resolve, with_unit
-from .contract.wire import ModelParameters
-from .contract.choices import Backend, Device
 from .model_config import build_model_config
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
 from .torchscript import script_head, verify_scripted
+
+__all__ = [
+    "PYTHON_SUFFIX", "OPENVINO_SUFFIX", "BACKENDS", "IR_FILES", "VARIANT_FILES", "ExportResult", "parameters_for",
+    "cfg_to_yaml", "export_checkpoint",
+]
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 PYTHON_SUFFIX = "_python"

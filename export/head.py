@@ -6,10 +6,10 @@ each crop voxel costs 2 B in (FP16) and 7 B out (FP16 vectors, UINT8 skeleton).
 
 from __future__ import annotations
 
-from typing import List, Tuple
-
 import torch
 from torch import Tensor, nn
+
+__all__ = ["InferenceHead"]
 
 
 class InferenceHead(nn.Module):
@@ -28,11 +28,11 @@ class InferenceHead(nn.Module):
         self.prob_threshold = float(prob_threshold)
         self.skeleton_threshold = float(skeleton_threshold)
 
-    def forward(self, input__0: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, input__0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # One crop at a time: convolution kernels pick other blockings for other batch sizes,
         # which moves outputs by an ulp, so a crop's answer would depend on which requests the
         # dynamic batcher merged it with. Alone, it is the same in every batch, on every retry.
-        raw: List[Tensor] = []
+        raw: list[Tensor] = []
         for crop in input__0.split(1):
             x = crop.float()
             if x.is_cuda:

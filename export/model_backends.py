@@ -12,6 +12,10 @@ from pathlib import Path
 
 from .contract.wire import config_from_text
 
+__all__ = [
+    "BUILD_STEP", "RepositoryModel", "repository_models", "unservable_reason", "servable_models", "ServePlan", "plan_models",
+]
+
 BUILD_STEP = "skoots build-backend pytorch"
 
 
@@ -35,7 +39,7 @@ def _backend_of(config) -> str:
 def repository_models(repository: Path) -> list[RepositoryModel]:
     """The models in ``repository`` with a readable ``config.pbtxt``, by name (a broken config
     is the server's to report)."""
-    from .contract.wire import pb
+    from tritonclient.grpc import model_config_pb2 as pb
 
     models = []
     for config_path in sorted(Path(repository).glob("*/config.pbtxt")):

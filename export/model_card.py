@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from .errors import ExportOptionError, ModelCardError
 from .contract.units import LENGTH_UNITS, unit_name
 from .contract.wire import ModelParameters
+from .errors import ExportOptionError, ModelCardError
+
+__all__ = [
+    "CARD_KEY", "FOLDER_SIDECAR", "SEED", "NORMALIZATIONS", "CARD_KEYS", "Layer", "card_values", "with_unit", "find_sidecar",
+    "read_sidecar", "resolve",
+]
 
 CARD_KEY = "model_card"
 FOLDER_SIDECAR = "MODEL.yaml"

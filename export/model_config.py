@@ -10,6 +10,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 from .contract.choices import Backend, Device
 from .contract.wire import INPUT, OUTPUTS, TORCH_VERSION, ModelParameters, TensorSpec
 
+__all__ = ["build_model_config"]
+
 
 def _tensor(spec: TensorSpec, message: Any) -> None:
     message.name = spec.name

@@ -7,11 +7,16 @@ loads with ``strict=True``. Everything here is TorchScript-compatible.
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+__all__ = [
+    "ACTIVATIONS", "BLOCKS", "CONCAT_BLOCKS", "UPSAMPLE_BLOCKS", "NORMALIZATIONS", "ARCHITECTURES", "ChannelsFirstLayerNorm",
+    "ConvNeXtBlock", "ConcatConv", "UpSample", "UNeXT3D", "SpatialEmbedding",
+]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
@@ -92,7 +97,7 @@ class UpSample(nn.Module):
         self.norm = ChannelsFirstLayerNorm(in_channels)
         self.compress = nn.Conv3d(in_channels, out_channels, kernel_size=3, padding=1)
 
-    def forward(self, x: Tensor, shape: List[int]) -> Tensor:
+    def forward(self, x: Tensor, shape: list[int]) -> Tensor:
         x = F.interpolate(x, size=shape[2:], mode="nearest")
         return self.compress(self.norm(x))
 
@@ -159,8 +164,8 @@ class UNeXT3D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.init_stage(x)
-        shapes: List[List[int]] = [x.shape]
-        skips: List[Tensor] = [x]
+        shapes: list[list[int]] = [x.shape]
+        skips: list[Tensor] = [x]
         first = True
         for down, stage, norm in zip(self.downsample_layers, self.down_stages, self.down_norms):
             if not first:

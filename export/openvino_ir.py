@@ -20,6 +20,8 @@ from .errors import ExportError, VerificationError
 from .head import InferenceHead
 from .torchscript import Reference, matches_reference
 
+__all__ = ["convert_head", "save_ir", "verify_ir"]
+
 if TYPE_CHECKING:
     import openvino
 

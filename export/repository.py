@@ -11,13 +11,15 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tritonclient.grpc import model_config_pb2 as pb
 
 from .contract.wire import config_to_text
+
+__all__ = ["PYTHON_MODEL", "OPENVINO_RUNTIME", "ModelVariant", "write_models"]
 
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 # Beside the Python-backend model.py, which loads it by path when the version holds an IR.

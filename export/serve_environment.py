@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .contract.wire import config_from_text
 
+__all__ = ["MODEL_IMPORTS", "FIX", "numpy_problem", "environment_problem", "stub_python", "serves_python_models"]
+
 # What model.py (triton_python_model.py) imports; openvino is optional there.
 MODEL_IMPORTS = ("numpy", "torch")
 

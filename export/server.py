@@ -33,12 +33,17 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from .contract.net import direct_open, pem_problem
 from .errors import PortInUseError, ServerError
+
+__all__ = [
+    "LOOPBACK", "WORKDIR_PREFIX", "OWNER_FILE", "ServerTls", "ServerConfig", "find_binary", "free_port", "port_in_use",
+    "owner_record", "remove_stale_workdirs", "log_reason", "TritonServer", "stop_signals", "wait_for_signal",
+]
 
 LOOPBACK = "127.0.0.1"
 
@@ -418,7 +423,7 @@ class TritonServer:
             f"{_LAUNCHES} times — start again, or give one with {option}"
         )
 
-    def start(self, timeout: float = 180.0) -> "TritonServer":
+    def start(self, timeout: float = 180.0) -> TritonServer:
         """Start the process and wait until it is ready; ``ServerError`` (one line, the reason
         from its log) when it ends or is not ready in ``timeout`` seconds."""
         if self._process is not None:
@@ -590,7 +595,7 @@ class TritonServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .contract.wire import TORCH_VERSION, config_from_text
 
+__all__ = ["release", "too_new_problem", "check_repository"]
+
 
 def release(version: str) -> tuple[int, int]:
     """``"2.13.0+cpu"`` → ``(2, 13)``; ``ValueError`` when it does not start ``MAJOR.MINOR``."""

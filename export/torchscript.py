@@ -11,6 +11,8 @@ from torch import nn
 from .errors import VerificationError
 from .head import InferenceHead
 
+__all__ = ["script_head", "Reference", "reference_answer", "matches_reference", "verify_scripted"]
+
 # float32 kernels may reorder sums between eager and scripted graphs; anything larger is a bug.
 _RAW_TOLERANCE = 1e-4
 

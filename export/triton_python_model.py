@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+__all__ = ["numpy_problem", "TritonPythonModel"]
+
 _INPUT = "input__0"
 _OUTPUTS = ("vectors__0", "skeleton__1", "probability__2")
 

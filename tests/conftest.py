@@ -35,8 +35,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def exported_repository(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
     """Both variants of the tiny checkpoint, CPU instances, crop 24x24x8."""
-    from skoots_export.exporter import export_checkpoint
     from skoots_export.contract.choices import Device
+    from skoots_export.exporter import export_checkpoint
 
     repository = tmp_path_factory.mktemp("repo") / "model_repository"
     export_checkpoint(
@@ -65,8 +65,8 @@ def lively_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def e2e_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
     """The lively model as a Python-backend model named ``skoots`` (what the CPU server runs)."""
-    from skoots_export.exporter import export_checkpoint
     from skoots_export.contract.choices import Device
+    from skoots_export.exporter import export_checkpoint
 
     repository = tmp_path_factory.mktemp("e2e") / "model_repository"
     export_checkpoint(
@@ -127,8 +127,8 @@ def triton_server(e2e_repository: Path):
 @pytest.fixture(scope="session")
 def e2e_seed_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
     """The lively model with the seed's dilations (1 x 3x3x3, 3 x 3x3x1), for upstream comparisons."""
-    from skoots_export.exporter import export_checkpoint
     from skoots_export.contract.choices import Device
+    from skoots_export.exporter import export_checkpoint
 
     repository = tmp_path_factory.mktemp("seed") / "model_repository"
     export = {**E2E_EXPORT, "dilations_3d": 1, "dilations_2d": 3}

@@ -6,7 +6,7 @@ the embedding. It shares no code with the runtime.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage

@@ -233,3 +233,69 @@ def test_the_engines_sit_below_the_plan_module_but_above_the_specs() -> None:
     """The blockwise job is built from the plan's data (client/specs.py), never from prepare's module."""
     assert "skoots_client.specs" in GRAPH["skoots_client.blockwise.job"]
     assert "skoots_client.plan" not in GRAPH["skoots_client.blockwise.job"]
+
+
+def _all_of(tree: ast.Module) -> list[str] | None:
+    """The names a module's literal ``__all__`` lists, or None when it has none."""
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == "__all__" and isinstance(node, (ast.Assign, ast.AnnAssign)):
+            assert isinstance(node.value, (ast.List, ast.Tuple)), "__all__ must be a literal list"
+            return [ast.literal_eval(e) for e in node.value.elts]
+    return None
+
+
+def _bound(tree: ast.Module) -> set[str]:
+    """Top-level names a module binds: definitions, assignments and imports."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _defined_public(tree: ast.Module) -> set[str]:
+    """Public names a module defines itself (not those it imports)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_")}
+
+
+TREES = {module: ast.parse(path.read_text()) for module, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__main__")))
+def test_every_module_says_what_it_offers(module: str) -> None:
+    """``__all__`` is each module's public surface: every public definition listed, every listed name bound."""
+    tree = TREES[module]
+    listed = _all_of(tree)
+    assert listed is not None, f"{MODULES[module].relative_to(ROOT)} has no __all__"
+    assert not set(listed) - _bound(tree), f"__all__ lists names {module} does not bind"
+    assert not _defined_public(tree) - set(listed), f"public names of {module} missing from __all__ (or make them _private)"
+
+
+def test_modules_import_only_what_another_module_offers() -> None:
+    """``from skoots_client.x import y`` takes ``y`` from ``x.__all__`` (or a submodule): not a name
+    ``x`` merely imported, nor one it keeps to itself."""
+    outside = set()
+    for module, path in MODULES.items():
+        for node in ast.walk(TREES[module]):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                target = _resolve(module, path, node)
+                if target in TREES and target != module:
+                    offered = set(_all_of(TREES[target]) or ())
+                    outside |= {(module, f"{target}.{a.name}") for a in node.names
+                                if a.name not in offered and f"{target}.{a.name}" not in MODULES}
+    assert not outside, sorted(outside)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -16,10 +16,15 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from ..tiling import Crop, crop_grid, owned_intervals, tile_starts
+
+__all__ = [
+    "Triple", "Region", "BLOCK_BYTES_PER_VOXEL", "DEFAULT_WORKER_BUDGET", "CHUNK_TARGET", "Axis", "Block", "BlockGrid",
+    "grow", "block_peak_bytes", "largest_block", "default_per_block", "per_block_from_voxels",
+]
 
 Triple = tuple[int, int, int]
 Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]

@@ -11,11 +11,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterator, TypeGuard
+from typing import Any, TypeGuard
 
 from ..errors import ClientError
+
+__all__ = ["ClusterError", "dask_client", "check_main_guard", "worker_losses", "worker_count"]
 
 
 class ClusterError(ClientError):

@@ -10,9 +10,11 @@ Pure functions on arrays; the coordinating process holds one entry per block lab
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+__all__ = ["face_pairs", "components", "global_order"]
 
 
 def face_pairs(below: np.ndarray, above: np.ndarray) -> np.ndarray:

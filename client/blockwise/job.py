@@ -27,6 +27,8 @@ from .blocks import BlockGrid, default_per_block, per_block_from_voxels
 from .store import BlockStore
 from .worker import cached
 
+__all__ = ["StoredAnswers", "Job"]
+
 
 @dataclass(frozen=True)
 class StoredAnswers:

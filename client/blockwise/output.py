@@ -8,9 +8,10 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from ..voxel_size import VoxelSize
 from . import stages
 from .stage_runner import StageRunner
 from .store import BlockStore
+
+__all__ = ["check_tiff_fits", "Target", "create_target", "deliver"]
 
 
 def check_tiff_fits(out: Path, shape: Sequence[int], memory: int | None = None, labels_dtype: str = "uint32") -> None:

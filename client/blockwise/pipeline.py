@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -40,6 +40,8 @@ from .output import Target, check_tiff_fits, create_target, deliver
 from .stage_runner import StageRunner, still_done
 from .store import FORMAT, BlockStore
 from .worker import release
+
+__all__ = ["segment_job", "Firsts"]
 
 
 def segment_job(job: Job, watch: Watch) -> RunStats:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from ..ngff import Level, nearest_indices, read_zyx, write_zyx
 from .job import Job
 from .store import Stage
 from .worker import report
+
+__all__ = ["STAGE", "ZyxRegion", "level_regions", "sampled_indices", "level_region_name", "write_level_region", "verify"]
 
 STAGE: Stage = "pyramid"
 ZyxRegion = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) along the arrays' z, y, x

@@ -10,6 +10,8 @@ import signal
 import threading
 from typing import Any
 
+__all__ = ["dask_setup"]
+
 
 def dask_setup(worker: Any) -> None:
     """Called by Dask in the worker process as it starts."""

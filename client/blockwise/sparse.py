@@ -10,11 +10,14 @@ a range of X planes are one contiguous run, found by binary search. Pure array f
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import postprocess
+
+__all__ = ["Region", "index_dtype", "to_sparse", "x_range", "scatter", "volume_first_appearances"]
 
 Region = Sequence[tuple[int, int]]
 

@@ -5,7 +5,8 @@ anything is removed. And which blocks of a stage a resumed run can skip (their d
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..progress import Watch
 from ..run_stats import RunStats
@@ -14,6 +15,8 @@ from .cluster import ClusterError
 from .job import Job
 from .store import BlockStore, Stage
 from .worker import run_task
+
+__all__ = ["StageRunner", "still_done"]
 
 
 class StageRunner:

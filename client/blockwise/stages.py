@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +23,9 @@ from .. import postprocess
 from ..atomic import crc
 from ..endpoints import open_endpoints
 from ..in_memory import infer_pieces, reference_interior
+from ..ngff import read_zyx, write_zyx
 from ..skip import skip_rule
 from ..specs import ModelSpec
-from ..ngff import read_zyx, write_zyx
 from ..volume_read import missing_chunks
 from . import sparse
 from .blocks import Block, Region, grow
@@ -33,6 +34,11 @@ from .job import Job, StoredAnswers
 from .pyramid import verify as verify_region
 from .store import Stage
 from .worker import cached, endpoints, report, scratch, set_threads
+
+__all__ = [
+    "infer_block", "stored_answers", "block_pairs", "gather", "assign_block", "region_name", "write_block", "Verifier",
+    "verify_infer", "verify_assign", "verify_write", "verify_pyramid", "VERIFIERS",
+]
 
 
 def _endpoints(source: ModelSpec) -> list[Any]:
@@ -43,9 +49,8 @@ def _endpoints(source: ModelSpec) -> list[Any]:
 
 
 def _volume(job: Job) -> Any:
-    from ..volume_read import read_volume
-
     from ..roi import cut
+    from ..volume_read import read_volume
 
     return cached(("volume", job.volume, job.channel, job.axes, job.fill_missing, job.roi),
                   lambda: cut(read_volume(job.volume, job.channel, job.axes, check_finite=False, fill_missing=job.fill_missing), job.roi))

@@ -29,14 +29,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ..errors import OutputError
 from ..atomic import build_directory, seal, unseal, write_aside
+from ..errors import OutputError
 from ..workdir import FINGERPRINT, check_work_dir, lock_work_dir
+
+__all__ = ["FORMAT", "Stage", "STAGES", "SPARSE", "BlockStore"]
 
 FORMAT = "skoots-blockwise/3"  # 3: firsts carry each instance's voxels in the block
 Stage = Literal["infer", "assign", "write", "pyramid"]  # the stages that mark blocks done
@@ -121,7 +125,7 @@ class BlockStore:
     def save_sparse(self, kind: str, block: str, at: np.ndarray, values: np.ndarray) -> None:
         """A block's nonzero voxels of ``kind`` (``at`` ascending, ``values`` ``[..., n]``)."""
         for part, array in (("values", values), ("at", at)):
-            write_aside(self.path / kind / f"{block}.{part}.npy", lambda aside: np.save(aside, np.ascontiguousarray(array)))
+            write_aside(self.path / kind / f"{block}.{part}.npy", partial(_save_array, np.ascontiguousarray(array)))
 
     def load_sparse(self, kind: str, block: str) -> tuple[np.ndarray, np.ndarray]:
         """``(at, values)`` of a block, memory-mapped: a reader touches only the pages it slices."""
@@ -139,3 +143,8 @@ class BlockStore:
     def load_npz(self, folder: str, block: str, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         with np.load(self.path / folder / f"{block}.npz") as data:
             return {k: data[k] for k in (names or data.files) if k in data.files}
+
+
+def _save_array(array: np.ndarray, path: Path) -> None:
+    """``np.save`` with the array first, so a loop can bind it (``partial``) for ``write_aside``."""
+    np.save(path, array)

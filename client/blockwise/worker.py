@@ -13,10 +13,14 @@ import resource
 import socket
 import threading
 import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
+
+__all__ = ["WorkerState", "STATE", "cached", "endpoints", "release", "scratch", "set_threads", "peak_rss", "report", "run_task"]
+
 
 @dataclass
 class WorkerState:

@@ -3,3 +3,5 @@
 Needs the napari extra (``pip install "skoots-triton[napari]"``); nothing else in
 ``skoots_client`` imports this package, so the runtime never needs Qt.
 """
+
+__all__: list[str] = []

@@ -26,14 +26,16 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from ..keyword_triples import voxel_size_value
+from ..catalog import skoots_models
 from ..choices import Device, Runtime
 from ..errors import ClientError
 from ..instances import write_table
-from ..catalog import skoots_models
+from ..keyword_triples import voxel_size_value
 from ..options import OPTIONS, Option, Render, as_keyword, in_terms
 from ..progress import Cancelled
 from .model_list import runs_here
+
+__all__ = ["AUTOMATIC", "UNITS", "MODEL_METADATA", "MODEL_READY_METADATA", "in_fields", "SegmentationWidget"]
 
 FROM_FOLDER, FROM_SERVER = "repository folder", "server URL"
 AUTOMATIC = "(automatic)"
@@ -180,7 +182,7 @@ class SegmentationWidget(Container):
                 "unit": self.unit.label, "blockwise": self.blockwise.text, "out": self.destination.label,
                 "scheduler": self.scheduler.label}
 
-    def options(self) -> dict[str, Any]:
+    def keywords(self) -> dict[str, Any]:
         """The keywords of [`segment`][skoots_client.segment] the fields give (the volume aside)."""
         kwargs: dict[str, Any] = {"quiet": True, "device": self.device.value}
         if self.model.value != AUTOMATIC:
@@ -188,7 +190,7 @@ class SegmentationWidget(Container):
         if self.source.value == FROM_SERVER:
             kwargs["url"] = self.url.value.strip()
         else:
-            kwargs["repository"] = Path(self.repository.value)
+            kwargs["repository"] = _path(self.repository)
             kwargs["runtime"] = self.runtime.value
         if self.normalize.value != "auto":
             kwargs["normalize"] = self.normalize.value
@@ -201,7 +203,7 @@ class SegmentationWidget(Container):
             kwargs["voxel_size"], kwargs["unit"] = sizes, self.unit.value
         if self.blockwise.value:
             kwargs["blockwise"] = True
-            kwargs["out"] = Path(self.destination.value)
+            kwargs["out"] = _path(self.destination)
             if self.scheduler.value.strip():
                 kwargs["scheduler"] = self.scheduler.value.strip()
         return kwargs
@@ -221,7 +223,7 @@ class SegmentationWidget(Container):
             show_error("no image layer to segment: open an image first")
             return
         try:
-            kwargs = self.options()
+            kwargs = self.keywords()
             if kwargs.get("blockwise") and not str(self.destination.value).endswith(".ome.zarr"):
                 raise ClientError("a large volume is written as OME-Zarr: choose where, a path ending in .ome.zarr")
             volume = self._volume(layer, path_needed=bool(kwargs.get("blockwise")))

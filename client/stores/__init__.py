@@ -8,9 +8,9 @@ staged and then published; ``export`` does that in parallel from a blockwise run
 The rest of the client calls only what is named here.
 """
 
+from .export import export_labels
 from .location import Location, StoreUrl, parse
 from .metadata import read_store_offset, read_store_voxel_size
-from .export import export_labels
 from .reader import level, open_volume, store_of, zarr_windows
 from .windows import filled_text
 from .writer import check_store_destination, write_store_labels

@@ -6,12 +6,15 @@ is done."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .location import StoreUrl, context, explain
 from .writer import Region, add_offset, add_properties, done, open_output, output_format, spec, staged_store, write_boxes, write_region
+
+__all__ = ["copy_region", "export_labels"]
 
 
 def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:

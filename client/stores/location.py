@@ -20,6 +20,11 @@ from urllib.parse import urlsplit
 
 from ..errors import ClientError, InputError
 
+__all__ = [
+    "FORMATS", "LOCATIONS", "RETRIES", "CACHE_BYTES", "StoreUrl", "is_store", "Location", "has_scheme", "parse", "context",
+    "check_credentials", "explain", "argument",
+]
+
 FORMATS = ("n5", "precomputed", "zarr", "zarr2", "zarr3")
 LOCATIONS = ("file", "http", "https", "s3", "gs")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)

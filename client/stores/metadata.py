@@ -12,6 +12,8 @@ from ..errors import InputError
 from .location import StoreUrl
 from .reader import Opened, open_volume, read_json
 
+__all__ = ["read_store_voxel_size", "read_store_offset"]
+
 
 def _opened(source: StoreUrl) -> Opened | None:
     """``source`` opened for its metadata; None when it cannot be (reported when its data is read)."""

@@ -23,6 +23,8 @@ from ..levels import dataset_paths, multiscales_of
 from .location import StoreUrl, context, explain, is_store, parse
 from .windows import CheckedZarr, WindowArray
 
+__all__ = ["DRIVERS", "NAMES", "store_of", "Opened", "read_json", "detect", "open_volume", "zarr_windows", "level"]
+
 DRIVERS = {"n5": "n5", "precomputed": "neuroglancer_precomputed", "zarr2": "zarr", "zarr3": "zarr3"}
 NAMES = {"n5": "N5 dataset", "precomputed": "Neuroglancer precomputed volume", "zarr2": "Zarr array", "zarr3": "Zarr array",
          "zarr": "Zarr array"}

@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import InputError
 from .location import StoreUrl, explain
 
+__all__ = ["WindowArray", "FILL_MISSING", "is_missing", "CheckedZarr", "read_error", "filled_text"]
+
 
 class WindowArray:
     """A TensorStore seen as a NumPy-like array: ``shape``, ``dtype``, and ``a[key]`` reading

@@ -30,13 +30,20 @@ import math
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import ClientError, OutputError
 from .location import StoreUrl, check_credentials, context, explain
+
+__all__ = [
+    "SHARD_PAST", "CHUNK", "SHARD_LOG2", "METADATA", "DEADLINE", "Region", "output_format", "check_store_destination",
+    "check_bucket", "done", "sharding", "spec", "add_offset", "open_output", "write_region", "segment_properties",
+    "add_properties", "staged_store", "publish", "regions", "write_boxes", "write_store_labels",
+]
 
 SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see the module's docstring)
 CHUNK = 64  # voxels per chunk side, precomputed and N5
@@ -72,7 +79,7 @@ def check_store_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Pat
         raise OutputError(f"--out {url}: HTTP is read-only; write to a path, s3:// or gs://")
     try:
         check_credentials(url, "--out", writing=True)
-    except Exception as e:
+    except ClientError as e:  # no credentials: a problem of the output here
         raise OutputError(str(e)) from None
     if url.local is not None:
         check_not_input("--out", url.local, inputs)

@@ -16,3 +16,5 @@ else, so the client never reaches into the export package's command line or serv
 
 Modules here import nothing from the rest of ``skoots_export`` (a test keeps it so).
 """
+
+__all__: list[str] = []

@@ -12,6 +12,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+__all__ = ["DISTRIBUTION", "version_text", "VersionOption", "run"]
+
 DISTRIBUTION = "skoots-triton"
 
 # typer vendors click in recent versions and depends on it in older ones: reach its base class

@@ -7,6 +7,8 @@ mistake, not a bug"; the command lines print any of them as one line.
 
 from __future__ import annotations
 
+__all__ = ["SkootsError", "OptionError"]
+
 
 class SkootsError(Exception):
     """Base class: a problem with input, options, a model, a server or the environment — not a bug."""

@@ -7,6 +7,8 @@ import ipaddress
 import urllib.request
 from pathlib import Path
 
+__all__ = ["direct_open", "pem_problem", "is_loopback"]
+
 # urllib without the environment's proxies: probes of a server must reach that server.
 direct_open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
 

@@ -16,6 +16,8 @@ import threading
 import numpy as np
 import openvino as ov
 
+__all__ = ["IR_FILE", "WEIGHTS_FILE", "OUTPUT_NAMES", "PRECISIONS", "cpu_supports_bf16", "OpenVinoHead"]
+
 IR_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 OUTPUT_NAMES = ("vectors__0", "skeleton__1", "probability__2")

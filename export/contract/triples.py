@@ -8,6 +8,8 @@ from typing import Any, TypeVar, overload
 
 from .errors import OptionError
 
+__all__ = ["T", "TRIPLE_HELP", "parse_triple", "option_triple"]
+
 T = TypeVar("T")
 
 # Every option that takes a triple says this in its help (docs/AXES.md tells the whole story).

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .errors import OptionError
 
+__all__ = ["LENGTH_UNITS", "UNIT_CHOICES", "unit_name", "length_unit"]
+
 # OME-NGFF name → short symbol (table headers, ImageJ metadata) and size in metres (to compare
 # sizes given in different units).
 LENGTH_UNITS: dict[str, tuple[str, float]] = {

@@ -20,6 +20,11 @@ from tritonclient.grpc import model_config_pb2 as pb
 from .triples import parse_triple
 from .units import LENGTH_UNITS
 
+__all__ = [
+    "CONTRACT_VERSION", "TORCH_VERSION", "TensorSpec", "INPUT", "VECTORS", "SKELETON", "PROBABILITY", "OUTPUTS",
+    "ModelParameters", "config_to_text", "config_from_text", "contract_problems", "parameters_from_config",
+]
+
 CONTRACT_VERSION = "1"
 TORCH_VERSION = "torch_version"  # config parameter: the torch release that saved model.pt
 
@@ -112,7 +117,7 @@ class ModelParameters:
     def normalization(self) -> str:
         return "dtype_range" if self.dataset_mean is None else "mean_std"
 
-    def replace(self, **changes: Any) -> "ModelParameters":
+    def replace(self, **changes: Any) -> ModelParameters:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_strings(self) -> dict[str, str]:
@@ -126,7 +131,7 @@ class ModelParameters:
         return out
 
     @classmethod
-    def from_strings(cls, values: dict[str, str]) -> "ModelParameters":
+    def from_strings(cls, values: dict[str, str]) -> ModelParameters:
         """Inverse of `to_strings`; raises ``ValueError`` naming a missing or bad key."""
         kwargs: dict[str, Any] = {}
         for field in dataclasses.fields(cls):

@@ -3,22 +3,22 @@ and a blockwise run fed the same answers on a real Dask cluster."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 import zarr
-
 from perfect_network import ideal_outputs
-from skoots_client import postprocess
-import dataclasses
 
-from skoots_client.blockwise.pipeline import segment_job
+from skoots_client import postprocess
 from skoots_client.blockwise.job import Job, StoredAnswers
+from skoots_client.blockwise.pipeline import segment_job
 from skoots_client.choices import LabelsDtype, NgffVersion
-from skoots_client.normalize import Normalization
 from skoots_client.in_memory import reference_interior
+from skoots_client.normalize import Normalization
 from skoots_client.progress import Watch
 from skoots_client.specs import ModelSpec, OutputSpec
 from skoots_client.volume_read import read_labels

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, local_cluster, tubes  # noqa: F401 - a fixture
 
 from skoots_client.progress import Cancelled, Watch
-
-from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, local_cluster, tubes  # noqa: F401 - a fixture
 
 SHAPE = (70, 61, 23)
 

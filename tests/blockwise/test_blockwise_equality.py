@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blockwise_support import CROP, OVERLAP, PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
 
 from skoots_client import postprocess
 from skoots_client.blockwise.blocks import BlockGrid
-
-from blockwise_support import CROP, OVERLAP, PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
 
 SHAPE = (70, 61, 23)  # 5 x 4 x 6 crops: no block size below divides it
 PARAMETERS = PARAMETERS_FOR_TESTS

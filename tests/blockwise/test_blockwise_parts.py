@@ -11,16 +11,22 @@ import numpy as np
 import pytest
 
 from skoots_client import postprocess
+from skoots_client.blockwise import sparse
 from skoots_client.blockwise.blocks import (
-    DEFAULT_WORKER_BUDGET, BlockGrid, block_peak_bytes, default_per_block, grow, largest_block, per_block_from_voxels,
+    DEFAULT_WORKER_BUDGET,
+    BlockGrid,
+    block_peak_bytes,
+    default_per_block,
+    grow,
+    largest_block,
+    per_block_from_voxels,
 )
 from skoots_client.blockwise.equivalence import components, face_pairs, global_order
 from skoots_client.blockwise.output import check_tiff_fits
-from skoots_client.memory import in_memory_bytes
-from skoots_client.run_stats import RunStats
-from skoots_client.blockwise import sparse
 from skoots_client.blockwise.store import FORMAT, BlockStore
 from skoots_client.errors import OutputError
+from skoots_client.memory import in_memory_bytes
+from skoots_client.run_stats import RunStats
 
 CASES = [
     ((70, 61, 23), (24, 24, 8), (4, 4, 2), (1, 1, 1), False),
@@ -185,6 +191,7 @@ def test_first_appearances_and_tables() -> None:
 
 def test_a_work_directory_left_behind_needs_resume(tmp_path: Path) -> None:
     from blockwise_support import PARAMETERS_FOR_TESTS, job_for, run_options
+
     from skoots_client.blockwise.pipeline import segment_job
     from skoots_client.progress import Watch
 

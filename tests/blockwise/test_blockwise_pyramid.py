@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
 from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels, local_cluster, tubes  # noqa: F401 - a fixture
+
 from skoots_client.blockwise.pyramid import level_region_name, level_regions, sampled_indices
 from skoots_client.errors import OutputError
-from skoots_client.ngff import level_data, pyramid
 from skoots_client.label_write import write_labels
+from skoots_client.ngff import level_data, pyramid
 from skoots_client.voxel_size import VoxelSize
 
 SHAPE = (130, 128, 14)  # [X, Y, Z]; Z twice as long: levels (14, 130, 128), (14, 65, 64), then Z halves too: (7, 33, 32)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 
 SKOOTS = Path(sys.executable).parent / "skoots"

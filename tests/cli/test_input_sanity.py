@@ -20,10 +20,10 @@ import pytest
 import tifffile
 import zarr
 from scipy import ndimage
-
-from skoots_client.errors import InputError, OutputError
-import skoots_client
 from test_segment_cli import run_client
+
+import skoots_client
+from skoots_client.errors import InputError, OutputError
 
 
 def blobs(shape_zyx=(8, 40, 32), seed: int = 0) -> np.ndarray:

@@ -15,16 +15,16 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import tifffile
 import torch
 import zarr
-
 from conftest import serving
+
 from skoots_export.contract.wire import config_from_text, config_to_text
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")

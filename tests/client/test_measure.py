@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import tifffile
 
+from skoots_client import instances, measure
 from skoots_client.errors import InputError, OutputError
 from skoots_client.instances import (
-    PartialStats, check_table_path, label_properties, measure_slabs, measure_xyz, skeleton_length, write_table,
+    PartialStats,
+    check_table_path,
+    label_properties,
+    measure_slabs,
+    measure_xyz,
+    skeleton_length,
+    write_table,
 )
-from skoots_client import instances, measure
 from skoots_client.label_write import write_labels
 from skoots_client.voxel_size import VoxelSize
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skoots_client.errors import InputError, ModelError
 from skoots_client.answers import answer_problem, answer_size_problem
+from skoots_client.errors import InputError, ModelError
 from skoots_client.model_source import EmbeddedModel, Tls, choose_model
 from skoots_client.variants import CPU_KIND_PREFERENCE, model_kind, on_cpu_only
-from skoots_export.contract.wire import SKELETON, VECTORS
 from skoots_export.contract.choices import Backend
+from skoots_export.contract.wire import SKELETON, VECTORS
 
 
 @pytest.mark.parametrize(
@@ -74,8 +74,8 @@ def test_tls_files_are_checked(tmp_path: Path) -> None:
 
 
 def _config(name: str, backend: Backend | str, **parameters):
-    from skoots_export.contract.wire import ModelParameters
     from skoots_export.contract.choices import Device
+    from skoots_export.contract.wire import ModelParameters
     from skoots_export.model_config import build_model_config
 
     kind = backend if isinstance(backend, Backend) else Backend.PYTHON

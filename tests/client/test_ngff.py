@@ -12,8 +12,8 @@ import pytest
 import zarr
 
 from skoots_client.errors import OutputError
-from skoots_client.ngff import nearest_indices, pyramid, read_zyx, write_labels_into, write_zyx
 from skoots_client.label_write import write_labels
+from skoots_client.ngff import nearest_indices, pyramid, read_zyx, write_labels_into, write_zyx
 from skoots_client.voxel_size import VoxelSize
 
 FORMATS = {"0.4": 2, "0.5": 3}

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import typer.main
+from test_api_docstring import documented_parameters  # tests/client is on sys.path (rootdir-less test modules)
 
 from skoots_client import api, plan
 from skoots_client.cli import app
 from skoots_client.options import OPTIONS
-
-from test_api_docstring import documented_parameters  # tests/client is on sys.path (rootdir-less test modules)
 
 API_ONLY = {"progress", "cancel", "warn", "note"}  # callbacks and an event: only a program can give them
 NO_SPEC_FIELD = {

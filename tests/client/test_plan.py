@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from test_api import blobs
 
 import skoots_client as skoots
 from skoots_client.choices import Device, NgffVersion, Precision, Runtime, choice
@@ -18,8 +19,6 @@ from skoots_client.plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, Pl
 from skoots_client.progress import Watch
 from skoots_client.run_stats import RunStats
 from skoots_client.volume_read import read_labels
-
-from test_api import blobs
 
 
 @pytest.fixture(scope="module")

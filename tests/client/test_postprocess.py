@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference_pipeline import reference_assign, same_partition
 from scipy import ndimage
 
-from reference_pipeline import reference_assign, same_partition
 from skoots_client import postprocess as pp
 
 

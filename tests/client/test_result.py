@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from test_api import blobs
 
 import skoots_client as skoots
 from skoots_client.result import Segmentation
 from skoots_client.voxel_size import VoxelSize
-
-from test_api import blobs
 
 
 def test_repr_before_and_after_the_labels_are_read(e2e_repository: Path) -> None:

@@ -11,8 +11,9 @@ import tifffile
 import zarr
 
 from examples.synthetic import shape_option
+from skoots_client.destinations import check_not_input
 from skoots_client.errors import InputError, OutputError
-from skoots_client.normalize import NormalizeChoice, Normalization, parse_normalize, resolve_normalization
+from skoots_client.normalize import Normalization, NormalizeChoice, parse_normalize, resolve_normalization
 from skoots_client.sanity import (
     SAMPLE_WINDOW,
     SAMPLE_WINDOWS_PER_AXIS,
@@ -21,7 +22,6 @@ from skoots_client.sanity import (
     intensity_warning,
     sample_voxels,
 )
-from skoots_client.destinations import check_not_input
 from skoots_client.volume import Volume, describe_shape
 from skoots_client.volume_read import read_volume
 from skoots_export.contract.errors import OptionError

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reference_pipeline import starts as reference_starts
+
 from skoots_client.tiling import crop_grid, owned_intervals, tile_starts
 
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_api import blobs
 
 import skoots_client as skoots
 from skoots_client.errors import InputError
 from skoots_client.voxel_size import VoxelSize
-
-from test_api import blobs
 
 
 def test_a_voxel_size_shows_z_y_x() -> None:

@@ -8,8 +8,8 @@ import tifffile
 import zarr
 
 from skoots_client.errors import InputError, OutputError
-from skoots_client.normalize import normalize_crop
 from skoots_client.label_write import check_output_path, write_labels
+from skoots_client.normalize import normalize_crop
 from skoots_client.volume_read import read_volume
 
 

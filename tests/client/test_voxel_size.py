@@ -13,8 +13,8 @@ import zarr
 
 from skoots_client.errors import InputError
 from skoots_client.label_write import write_labels
-from skoots_client.voxel_size_read import read_voxel_size, resolve_voxel_size
 from skoots_client.voxel_size import UNKNOWN_VOXEL_SIZE, UnitOption, VoxelSize, voxel_size_option
+from skoots_client.voxel_size_read import read_voxel_size, resolve_voxel_size
 
 # Runtime X (file rows), Y (file columns), Z (slices): all different, so a swapped axis shows.
 SIZE = VoxelSize((0.5, 0.25, 2.0), "micrometer")

@@ -11,8 +11,8 @@ import pytest
 import tifffile
 
 from skoots_client.errors import OutputError, ServerUnavailableError
-from skoots_client.model_source import EmbeddedModel
 from skoots_client.in_memory import segment_volume
+from skoots_client.model_source import EmbeddedModel
 from skoots_client.specs import OutputSpec
 from skoots_client.tiling import crop_grid
 from skoots_client.volume_read import read_volume

@@ -12,8 +12,8 @@ import torch
 from examples.synthetic import SyntheticSpec, generate
 from examples.train import MODEL_CARD, VECTOR_SCALING, sample_batch, train, vector_targets
 from skoots_export.checkpoint import load_checkpoint
-from skoots_export.exporter import export_checkpoint
 from skoots_export.contract.choices import Device
+from skoots_export.exporter import export_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = SyntheticSpec(shape=(48, 48, 16))

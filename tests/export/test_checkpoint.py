@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 from yacs.config import CfgNode
 
-from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 from skoots_export.architecture import build_network, load_weights
 from skoots_export.checkpoint import load_checkpoint
 from skoots_export.errors import ArchitectureError, CheckpointError, StateDictMismatchError
@@ -94,8 +94,8 @@ def test_checkpoint_of_upstream_cfg_and_model_exports(tmp_path: Path) -> None:
     """What upstream training writes: its own default cfg, its own bism model, every loss list."""
     config = pytest.importorskip("skoots.config", reason="install skoots==0.0.5 and bism==0.0.6 with --no-deps")
     utils = pytest.importorskip("skoots.lib.utils")
-    from skoots_export.exporter import export_checkpoint
     from skoots_export.contract.choices import Device
+    from skoots_export.exporter import export_checkpoint
 
     cfg = config.get_cfg_defaults()
     cfg.MODEL.DIMS, cfg.MODEL.DEPTHS, cfg.MODEL.KERNEL_SIZE, cfg.MODEL.OUT_CHANNELS = [4, 8, 16, 8, 4], [1, 1, 1, 1, 1], 3, 8

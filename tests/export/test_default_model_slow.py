@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from checkpoints import skoots_cfg, write_checkpoint
-from skoots_export.exporter import export_checkpoint
+
 from skoots_export.contract.choices import Device
+from skoots_export.exporter import export_checkpoint
 
 upstream_utils = pytest.importorskip(
     "skoots.lib.utils", reason="install skoots==0.0.5 and bism==0.0.6 with --no-deps"

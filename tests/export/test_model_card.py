@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from checkpoints import TINY, skoots_cfg, write_checkpoint
+
 from skoots_export.checkpoint import load_checkpoint
+from skoots_export.contract.choices import Device
+from skoots_export.contract.wire import ModelParameters, config_from_text, parameters_from_config
 from skoots_export.errors import ExportOptionError, ModelCardError
 from skoots_export.exporter import export_checkpoint, parameters_for
 from skoots_export.model_card import CARD_KEYS, card_values, find_sidecar
-from skoots_export.contract.wire import ModelParameters, config_from_text, parameters_from_config
-from skoots_export.contract.choices import Device
 
 CARD = {
     "crop": [32, 32, 16], "overlap": [4, 4, 2], "dilations_3d": 0, "dilations_2d": 0, "skeleton_threshold": 0.6,

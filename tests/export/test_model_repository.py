@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoints import TINY, skoots_cfg, write_checkpoint
 from tritonclient.grpc import model_config_pb2 as pb
 
-from checkpoints import TINY, skoots_cfg, write_checkpoint
 from skoots_export.architecture import build_network, load_weights
 from skoots_export.checkpoint import load_checkpoint
+from skoots_export.contract.choices import Device
+from skoots_export.contract.wire import INPUT, OUTPUTS, ModelParameters, config_from_text, contract_problems, parameters_from_config
 from skoots_export.errors import VerificationError
 from skoots_export.exporter import export_checkpoint
 from skoots_export.head import InferenceHead
-from skoots_export.contract.wire import INPUT, OUTPUTS, ModelParameters, config_from_text, contract_problems, parameters_from_config
-from skoots_export.contract.choices import Device
 from skoots_export.torchscript import script_head, verify_scripted
 
 NUMPY_OF = {"TYPE_FP16": torch.float16, "TYPE_UINT8": torch.uint8}

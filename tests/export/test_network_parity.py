@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from checkpoints import random_state_dict, skoots_cfg
+
 from skoots_export.architecture import build_network, load_weights
 
 upstream_utils = pytest.importorskip(

@@ -18,17 +18,17 @@ import numpy as np
 import openvino as ov
 import pytest
 import torch
+from checkpoints import TINY, lively, random_state_dict, skoots_cfg
 from tritonclient.grpc import model_config_pb2 as pb
 
-from checkpoints import TINY, lively, random_state_dict, skoots_cfg
 from skoots_export.architecture import build_network
+from skoots_export.contract.choices import Device
+from skoots_export.contract.openvino_runtime import OpenVinoHead
+from skoots_export.contract.wire import INPUT, OUTPUTS, config_from_text, contract_problems, parameters_from_config
 from skoots_export.errors import VerificationError
 from skoots_export.exporter import export_checkpoint
 from skoots_export.head import InferenceHead
-from skoots_export.contract.wire import INPUT, OUTPUTS, config_from_text, contract_problems, parameters_from_config
-from skoots_export.contract.choices import Device
 from skoots_export.openvino_ir import convert_head, save_ir, verify_ir
-from skoots_export.contract.openvino_runtime import OpenVinoHead
 from skoots_export.torchscript import reference_answer, script_head
 
 # The backend's own parameter keys (openvino.cc ParseParameters); it ignores every other key.

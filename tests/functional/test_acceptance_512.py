@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-
 from checkpoints import skoots_cfg, write_checkpoint
 from reference_pipeline import reference_segment, same_partition
-from skoots_export.exporter import export_checkpoint
+
 from skoots_export.contract.choices import Device
+from skoots_export.exporter import export_checkpoint
 
 BIN = Path(sys.executable).parent
 

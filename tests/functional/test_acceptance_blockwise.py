@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-
 from test_blockwise_e2e import dask_cluster, labels_of  # noqa: F401 - a fixture
 from test_segment_e2e import blobs_volume, run_client
 

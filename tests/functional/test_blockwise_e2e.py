@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-
 from conftest import settled_inferences
-import skoots_client
 from test_segment_e2e import blobs_volume, run_client
+
+import skoots_client
 
 DASK = str(Path(sys.executable).parent / "dask")
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
@@ -140,7 +140,6 @@ def test_blockwise_ome_zarr_states_the_voxel_size_and_its_table_is_the_in_memory
     import csv
 
     from skoots_client.voxel_size import VoxelSize
-
     from skoots_client.voxel_size_read import read_voxel_size
 
     path, expected = volume

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from test_segment_e2e import CLIENT, volume_and_labels
 
 SHAPE_ZXY = (20, 72, 60)  # 64 crops of the e2e model: 4 blocks of 36x36x20 with --block 40,40,16

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from test_serve import wait_for_line  # tests/functional/test_serve.py: read `skoots serve`'s output
 
 from examples.demo import CHECKPOINT, DEMO_SEED, TARGETS, headline
 from examples.train import MODEL_CARD
-from test_serve import wait_for_line  # tests/functional/test_serve.py: read `skoots serve`'s output
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
@@ -54,9 +54,9 @@ def test_the_committed_checkpoint_is_small_and_in_the_upstream_format() -> None:
 def test_a_plain_export_of_the_demo_checkpoint_meets_the_targets(tmp_path: Path) -> None:
     """Issue 13's first run: ``skoots export examples/demo_model.trch`` with no options (its model
     card supplies crop, overlap and dilations), then an in-process segment of a held-out volume."""
+    import skoots_client
     from examples.synthetic import SyntheticSpec, generate, write_volume
     from skoots_client.evaluate import evaluate_files
-    import skoots_client
 
     done = subprocess.run([SKOOTS, "export", str(CHECKPOINT)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

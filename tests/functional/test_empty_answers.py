@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import serving
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from test_segment_e2e import blobs_volume
 
 import skoots_client
 from skoots_client.voxel_size import VoxelSize
 from skoots_client.voxel_size_read import read_voxel_size
-from test_segment_e2e import blobs_volume
 
 SHAPE_ZXY = (12, 56, 56)  # 3 x 3 x 2 crops of the e2e model (24x24x8, overlap 4x4x2)
 SIZE = VoxelSize((0.25, 0.5, 2.0), "micrometer")

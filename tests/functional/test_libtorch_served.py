@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import E2E_EXPORT, served_inferences
-import skoots_client
 from test_segment_e2e import blobs_volume  # tests/functional/test_segment_e2e.py
+
+import skoots_client
 
 SKOOTS = str(Path(sys.executable).parent / "skoots")
 
@@ -26,8 +26,8 @@ SKOOTS = str(Path(sys.executable).parent / "skoots")
 @pytest.fixture(scope="module")
 def cpu_repository(tmp_path_factory: pytest.TempPathFactory, lively_checkpoint: Path) -> Path:
     """The lively model's libtorch and Python variants, KIND_CPU, up to 4 crops per request."""
-    from skoots_export.exporter import export_checkpoint
     from skoots_export.contract.choices import Device
+    from skoots_export.exporter import export_checkpoint
 
     repository = tmp_path_factory.mktemp("libtorch") / "model_repository"
     export_checkpoint(lively_checkpoint, repository=repository, backend="both", device=Device.CPU, max_batch_size=4, **E2E_EXPORT)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import serving
-import skoots_client
 from test_segment_e2e import CLIENT
+
+import skoots_client
 
 RUNS = 8
 ROUNDS = 4  # the first warms the server up for concurrent requests

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import serving
+
 from skoots_export.contract.wire import config_from_text, config_to_text
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")

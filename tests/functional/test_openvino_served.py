@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-
-from skoots_client.evaluate import evaluate
-import skoots_client
 from test_segment_e2e import blobs_volume  # tests/functional/test_segment_e2e.py
+
+import skoots_client
+from skoots_client.evaluate import evaluate
 
 
 def test_the_python_backend_model_runs_openvino_with_torchscripts_labels(triton_server, e2e_repository: Path, tmp_path: Path) -> None:

@@ -15,21 +15,21 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-
 from reference_pipeline import same_partition
-from skoots_client.errors import InputError, OutputError
-from skoots_client.model_source import EmbeddedModel
+from test_segment_e2e import CLIENT, blobs_volume
+
 import skoots_client
+from skoots_client.errors import InputError, OutputError
 from skoots_client.in_memory import segment_volume
-from skoots_client.specs import OutputSpec
+from skoots_client.model_source import EmbeddedModel
 from skoots_client.skip import SkipRule
+from skoots_client.specs import OutputSpec
 from skoots_client.tiling import crop_grid
 from skoots_client.volume import Volume
 from skoots_client.volume_read import read_volume
 from skoots_client.voxel_size import VoxelSize
 from skoots_client.voxel_size_read import read_voxel_size
 from skoots_client.workdir import WorkDir, fingerprint
-from test_segment_e2e import CLIENT, blobs_volume
 
 SHAPE_ZXY = (20, 60, 52)
 

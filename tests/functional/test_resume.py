@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import settled_inferences
+from test_segment_e2e import CLIENT, blobs_volume
+
 import skoots_client
 from skoots_client.tiling import crop_grid
 from skoots_client.workdir import MANIFEST, Piece, parse_record
-from test_segment_e2e import CLIENT, blobs_volume
 
 CROP, OVERLAP = (24, 24, 8), (4, 4, 2)
 WINDOW, BATCH = 2, 1

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from test_segment_e2e import CLIENT, volume_and_labels
+from test_serve import SKOOTS, wait_for_line
 
 from skoots_export.contract.net import is_loopback
 from skoots_export.server import ServerConfig, ServerTls, TritonServer, find_binary
-from test_segment_e2e import CLIENT, volume_and_labels
-from test_serve import SKOOTS, wait_for_line
 
 OPENSSL = shutil.which("openssl")
 ROOT = Path(__file__).parents[2]

@@ -14,12 +14,12 @@ import pytest
 import tifffile
 import torch
 import zarr
-
 from conftest import start_server
 from reference_pipeline import reference_segment, same_partition
-from skoots_client.model_source import EmbeddedModel, TritonEndpoint
+
 import skoots_client
 from skoots_client.in_memory import segment_volume
+from skoots_client.model_source import EmbeddedModel, TritonEndpoint
 from skoots_client.volume_read import read_volume
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import served_inferences, settled_inferences, start_server
-from skoots_client.tiling import crop_grid
-from skoots_export.server import ServerConfig, TritonServer
 from test_resume import CROP, OVERLAP
 from test_segment_e2e import CLIENT, volume_and_labels
+
+from skoots_client.tiling import crop_grid
+from skoots_export.server import ServerConfig, TritonServer
 
 SHAPE_ZXY = (20, 72, 60)
 CROPS = len(crop_grid(SHAPE_ZXY[1:] + SHAPE_ZXY[:1], CROP, OVERLAP))  # 64

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from skoots_export.errors import ServerError
 from skoots_export.contract.wire import config_from_text, config_to_text
+from skoots_export.errors import ServerError
 from skoots_export.torch_compat import check_repository, release, too_new_problem
 
 SKOOTS = str(Path(sys.executable).parent / "skoots")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import tifffile
 import torch
-
 from reference_pipeline import same_partition
-import skoots_client
 from upstream_seed import seed_protocol
+
+import skoots_client
 
 pytest.importorskip("skoots.lib.flood_fill", reason="install skoots==0.0.5, bism==0.0.6 (--no-deps) and tqdm")
 

@@ -22,7 +22,7 @@ import tifffile
 pytest.importorskip("napari", reason="the napari extra is not installed (pip install '.[napari]')")
 os.environ["QT_QPA_PLATFORM"] = "xcb"  # before pytest-qt makes the QApplication
 
-from skoots_client.napari_plugin.widget import FROM_SERVER, SegmentationWidget  # noqa: E402
+from skoots_client.napari_plugin.widget import FROM_SERVER, SegmentationWidget
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 
@@ -247,7 +247,7 @@ def test_a_scale_without_units_is_kept_as_a_scale_in_no_unit(qtbot, viewer_and_w
     widget.reset_choices()
     widget.image.value = viewer.layers["scaled"]
     assert widget.unit.value == "unknown" and [b.value for b in widget.voxel] == pytest.approx(SCALE)
-    size = widget.options()["voxel_size"]
+    size = widget.keywords()["voxel_size"]
     assert size.zyx == pytest.approx(SCALE) and size.unit is None
     run_and_wait(qtbot, widget)
     features = viewer.layers["scaled labels"].features
@@ -261,7 +261,7 @@ def test_a_layer_without_scale_or_units_stays_in_pixels(viewer_and_widget, volum
     viewer.add_image(volume[1], name="plain")
     widget.reset_choices()
     widget.image.value = viewer.layers["plain"]
-    assert widget.unit.value == "pixels" and "voxel_size" not in widget.options()
+    assert widget.unit.value == "pixels" and "voxel_size" not in widget.keywords()
 
 
 def test_list_models_names_the_runtime_the_model_runs_on_here(viewer_and_widget, notifications, e2e_repository: Path) -> None:
@@ -323,11 +323,11 @@ def test_the_widgets_keywords_are_the_apis_with_the_registrys_defaults(make_napa
 
     widget = SegmentationWidget(make_napari_viewer())
     keywords = set(inspect.signature(segment).parameters)
-    assert set(widget.options()) <= keywords and set(widget.fields()) <= keywords
-    assert widget.options() == {"quiet": True, "device": OPTIONS["device"].default, "repository": OPTIONS["repository"].default,
+    assert set(widget.keywords()) <= keywords and set(widget.fields()) <= keywords
+    assert widget.keywords() == {"quiet": True, "device": OPTIONS["device"].default, "repository": OPTIONS["repository"].default,
                                 "runtime": OPTIONS["runtime"].default}
     widget.blockwise.value = True
-    assert {"blockwise", "out"} <= set(widget.options()) <= keywords
+    assert {"blockwise", "out"} <= set(widget.keywords()) <= keywords
 
 
 def test_a_mistake_names_the_widgets_fields(qtbot, viewer_and_widget, notifications, tmp_path: Path) -> None:

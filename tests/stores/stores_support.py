@@ -11,11 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
-
 
 
 def blobs(shape_zyx: tuple[int, int, int], seed: int = 0) -> np.ndarray:

@@ -14,8 +14,8 @@ import pytest
 import zarr
 
 import skoots_client
-from skoots_client.origin_read import read_offset
 from skoots_client.errors import InputError
+from skoots_client.origin_read import read_offset
 from skoots_client.stores import parse
 from skoots_client.stores.reader import level
 from skoots_client.volume_read import read_volume

@@ -20,14 +20,21 @@ import numpy as np
 import pytest
 import tifffile
 
-from .stores_support import (
-    S3_ENV, counting_proxy, expected_labels, failing_http_server, http_server, moto_server, one_line, read_only_folder,
-    write_zarr3_sharded,
-)
-from skoots_client.errors import InputError, OutputError
 import skoots_client
+from skoots_client.errors import InputError, OutputError
 from skoots_client.stores import parse
 from skoots_client.volume_read import read_volume
+
+from .stores_support import (
+    S3_ENV,
+    counting_proxy,
+    failing_http_server,
+    http_server,
+    moto_server,
+    one_line,
+    read_only_folder,
+    write_zarr3_sharded,
+)
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from .stores_support import expected_labels, free_port, http_server, one_line
-from skoots_client.errors import InputError
 import skoots_client
+from skoots_client.errors import InputError
 from skoots_client.stores import parse, store_of
 from skoots_client.stores.reader import level
 from skoots_client.volume_read import read_volume
 from skoots_client.voxel_size import VoxelSize
 from skoots_client.voxel_size_read import read_voxel_size
+
+from .stores_support import expected_labels, free_port, http_server, one_line
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 

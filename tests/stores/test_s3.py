@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from .stores_support import expected_labels, S3_ENV, cloudvolume_zyx, make_bucket, moto_server, one_line, write_precomputed
-from skoots_client.errors import InputError, OutputError
 import skoots_client
+from skoots_client.errors import InputError, OutputError
+
+from .stores_support import S3_ENV, cloudvolume_zyx, expected_labels, make_bucket, moto_server, one_line, write_precomputed
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .stores_support import expected_labels, cloudvolume_zyx as cloudvolume_at
-from skoots_client.errors import InputError, OutputError
 import skoots_client
+from skoots_client.errors import InputError, OutputError
 from skoots_client.stores import parse, writer
 from skoots_client.volume_read import open_labels
 from skoots_client.voxel_size import VoxelSize
+
+from .stores_support import cloudvolume_zyx as cloudvolume_at
+from .stores_support import expected_labels
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 NM = VoxelSize((4.0, 8.0, 40.0), "nanometer")  # rows 4 nm, columns 8 nm, slices 40 nm
