@@ -299,8 +299,8 @@ def segment(
             ResumeSpec(resume=resume, work_dir=_path(work_dir)),
             ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
                         threads_per_worker=threads_per_worker, scheduler=scheduler),
-            warn=lambda text: told(render(text, terms)),
-            watch=Watch(quiet, progress, cancel, note=note),
+            warn=told,
+            watch=Watch(quiet, progress, cancel, note=note, render=lambda text: render(text, terms)),
         )
 
 

@@ -63,23 +63,25 @@ class Watch:
     ``warn`` receives each warning about the input or the result as one line (default: printed
     on stderr as ``warning: ...``, quiet or not). ``note`` receives each note on how the run goes
     (it went blockwise, the Dask cluster it uses); without it a note is printed on stderr unless
-    ``quiet``.
+    ``quiet``. ``render`` turns each warning and note into the caller's terms first (the API's
+    keywords, the widget's fields: ``options.render``); the command line's flags by default.
     """
 
     def __init__(self, quiet: bool = False, progress: Callable[[str, int, int], Any] | None = None,
                  cancel: threading.Event | None = None, warn: Callable[[str], Any] | None = None,
-                 note: Callable[[str], Any] | None = None) -> None:
+                 note: Callable[[str], Any] | None = None, render: Callable[[str], str] | None = None) -> None:
         self.quiet, self.progress, self.cancel = quiet, progress, cancel
-        self.on_warn, self.on_note = warn, note
+        self.on_warn, self.on_note, self.render = warn, note, render
 
     def warn(self, text: str | None) -> None:
         """Say ``text`` (one line; None or empty: nothing) as a warning."""
         if not text:
             return
-        (self.on_warn or warn_on_stderr)(text)
+        (self.on_warn or warn_on_stderr)(self.render(text) if self.render else text)
 
     def note(self, text: str) -> None:
         """Say ``text`` (one line) as a note: to ``note``, else on stderr unless ``quiet``."""
+        text = self.render(text) if self.render else text
         if self.on_note is not None:
             self.on_note(text)
         elif not self.quiet:

@@ -91,7 +91,7 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     notes: list[str] = []
     text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK_ZYX, workers=2,
                                  note=notes.append).summary
-    assert "segmenting blockwise (--blockwise)" in notes[0] and notes[1].startswith("Dask scheduler tcp://127.0.0.1:")
+    assert "segmenting blockwise (blockwise=True)" in notes[0] and notes[1].startswith("Dask scheduler tcp://127.0.0.1:")
     assert "segmenting blockwise" not in capsys.readouterr().err, "quiet: notes go to the callback, not stderr"
     got = tifffile.imread(out)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
