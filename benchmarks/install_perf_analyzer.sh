@@ -30,8 +30,12 @@ cudart="$(dirname "$(find "$dir/venv" -name 'libcudart.so.12' | head -n 1)")"
 # libb64: Debian's libb64-0d, unpacked where the wrapper finds it.
 deb_dir="$(mktemp -d)"
 trap 'rm -rf "$deb_dir"' EXIT
-(cd "$deb_dir" && apt-get download libb64-0d >/dev/null 2>&1) \
-    || { echo "error: apt-get download libb64-0d failed (apt-get update first?)" >&2; exit 1; }
+download() { (cd "$deb_dir" && apt-get download libb64-0d >/dev/null 2>&1); }
+if ! download; then
+    # A fresh machine may have no package lists yet: refresh them where allowed, then try again.
+    if [ "$(id -u)" = 0 ]; then apt-get update >/dev/null; elif sudo -n true 2>/dev/null; then sudo apt-get update >/dev/null; fi
+    download || { echo "error: apt-get download libb64-0d failed; run apt-get update as root, then this again" >&2; exit 1; }
+fi
 rm -rf "$dir/libb64"
 dpkg -x "$deb_dir"/libb64-0d_*.deb "$dir/libb64"
 b64="$(dirname "$(find "$dir/libb64" -name 'libb64.so.0d' | head -n 1)")"
