@@ -60,7 +60,7 @@ __all__ = [
     "PERCENTILES", "MIN_REQUESTS", "STABLE_WINDOWS", "SERVER_STAGES", "CLIENT_STAGES", "TensorLayout", "OUR_INPUTS",
     "OUR_OUTPUTS", "NAIVE_INPUTS", "NAIVE_OUTPUTS", "GRPC_PREFIX", "Record", "Window", "Measurement", "BenchResult",
     "percentile", "latency_summary", "server_delta", "per_request_ms", "is_stable", "message_bytes", "summarise",
-    "synthetic_crops", "DISTRIBUTIONS", "RATE_THREADS", "request_intervals", "LoadSettings", "measure_throughput",
+    "synthetic_crops", "DISTRIBUTIONS", "RATE_THREADS", "request_intervals", "RequestRates", "LoadSettings", "measure_throughput",
     "measure_windows", "parse_counts", "parse_rates", "bench",
 ]
 
@@ -508,6 +508,15 @@ class _Clients:
 
 
 @dataclass(frozen=True)
+class RequestRates:
+    """perf_analyzer's request-rate mode: one setting per rate (requests per second per client
+    process), send times spaced by ``distribution`` (``constant`` or ``poisson``)."""
+
+    rates: tuple[float, ...]
+    distribution: str = "constant"
+
+
+@dataclass(frozen=True)
 class LoadSettings:
     """How each setting is loaded and judged: the bench's options other than the settings."""
 
@@ -638,14 +647,12 @@ def bench(
     tolerance: float = 0.1,
     max_windows: int = 10,
     timeout: float = 120.0,
-    request_rate: Sequence[float] | None = None,
-    distribution: str = "constant",
+    request_rate: RequestRates | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Measure every (batch, concurrency) setting against ``model`` at ``url`` (None: the
     server's SKOOTS model, picked as ``segment`` picks it) — or, given ``request_rate``, every
-    (batch, requests per second per client process) setting, with send times spaced by
-    ``distribution`` (``constant`` or ``poisson``, as perf_analyzer's request-rate mode).
+    (batch, request rate) setting instead (perf_analyzer's request-rate mode).
 
     ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends).
     Raises ``ClientError`` for bad settings, an unreachable server or a model that does not
@@ -658,10 +665,11 @@ def bench(
             f"--duration and --timeout must be positive, --warmup not negative, --processes at least 1, "
             f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
         )
+    distribution = "constant" if request_rate is None else request_rate.distribution
     if distribution not in DISTRIBUTIONS:
         raise InputError(f"--request-distribution {distribution!r}: use {' or '.join(DISTRIBUTIONS)}")
-    if request_rate is not None and not all(0 < r < math.inf for r in request_rate):
-        raise InputError(f"--request-rate {', '.join(map(str, request_rate))}: give requests per second as positive numbers")
+    if request_rate is not None and not (request_rate.rates and all(0 < r < math.inf for r in request_rate.rates)):
+        raise InputError(f"--request-rate {', '.join(map(str, request_rate.rates))}: give requests per second as positive numbers")
     load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout, distribution)
     endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
     model = endpoint.model  # the one picked when none was named: every client process loads it
@@ -676,7 +684,7 @@ def bench(
         endpoint.inference_statistics()  # fail now, not after the warm-up, if statistics are off
         result = BenchResult(url, model, crop, info.max_batch_size, duration, tolerance)
         settings: list[tuple[int, float | None]] = (
-            [(c, None) for c in concurrency] if request_rate is None else [(RATE_THREADS, r) for r in request_rate]
+            [(c, None) for c in concurrency] if request_rate is None else [(RATE_THREADS, r) for r in request_rate.rates]
         )
         for b in batches:
             for c, rate in settings:

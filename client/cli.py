@@ -262,7 +262,7 @@ def bench_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Load-test a model on a Triton server with synthetic crops (what perf_analyzer reports)."""
-    from .bench import bench, parse_counts, parse_rates
+    from .bench import RequestRates, bench, parse_counts, parse_rates
     from .bench_report import format_table, to_csv, to_json, write_csv
     from .bench_report import plot as draw
     from .destinations import check_destination
@@ -288,8 +288,7 @@ def bench_command(
             model,
             concurrency=parse_counts("--concurrency", concurrency or "1,2,4,8"),
             batch=batches,
-            request_rate=parse_rates("--request-rate", request_rate) if request_rate is not None else None,
-            distribution=request_distribution,
+            request_rate=RequestRates(tuple(parse_rates("--request-rate", request_rate)), request_distribution) if request_rate is not None else None,
             duration=duration,
             warmup=warmup,
             processes=processes,

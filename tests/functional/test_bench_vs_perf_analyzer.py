@@ -115,7 +115,8 @@ def test_bench_agrees_with_perf_analyzer(triton_server, tmp_path: Path) -> None:
             pa_runs.append(measured_perf_analyzer(binary, url, concurrency, data, theirs))
         ratios = [[b[i] / math.sqrt(before[i] * after[i]) for b, before, after in zip(bench_runs, pa_runs, pa_runs[1:])] for i in (0, 1)]
         rate_ratio, p50_ratio = (statistics.median(r) for r in ratios)
-        (pa_rate, pa_p50), (rate, p50) = ((statistics.median(r[i] for r in runs) for i in (0, 1)) for runs in (pa_runs, bench_runs))
+        pa_rate, pa_p50 = (statistics.median(r[i] for r in pa_runs) for i in (0, 1))
+        rate, p50 = (statistics.median(r[i] for r in bench_runs) for i in (0, 1))
         table.append(f"{concurrency:>2} {pa_rate:>10.2f} {rate:>8.2f} {rate_ratio:>6.3f} {pa_p50:>10.1f} {p50:>8.1f} {p50_ratio:>6.3f}")
         for name, ratio in (("throughput", rate_ratio), ("p50", p50_ratio)):
             if abs(ratio - 1) > AGREEMENT:
