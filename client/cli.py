@@ -286,7 +286,7 @@ def bench_command(
         result = bench(
             url,
             model,
-            concurrency=parse_counts("--concurrency", concurrency or "1,2,4,8"),
+            concurrency=parse_counts("--concurrency", concurrency if concurrency is not None else "1,2,4,8"),
             batch=batches,
             request_rate=RequestRates(tuple(parse_rates("--request-rate", request_rate)), request_distribution) if request_rate is not None else None,
             duration=duration,
