@@ -30,7 +30,7 @@ from skoots_client.bench import synthetic_crops
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 DEFAULT_PERF_ANALYZER = Path.home() / ".cache" / "skoots-triton" / "perf_analyzer" / "perf_analyzer"
-ROUNDS = 4
+ROUNDS = 6
 BATCH = 4
 CROP = (24, 24, 8)  # the e2e export's crop: the model's input is [B, 1, 24, 24, 8]
 WINDOW_MS = 1000  # perf_analyzer's -p; its windows last 1.2x this (it sleeps 1.2 x -p per window)
