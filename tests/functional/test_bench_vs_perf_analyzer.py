@@ -38,8 +38,10 @@ STABILITY = 20  # -s / --stability, %: a loaded 2-core machine rarely settles wi
 AGREEMENT = 0.10
 
 
+@pytest.fixture(scope="session")
 def perf_analyzer() -> Path:
-    """The installed perf_analyzer wrapper; in CI (CI=true) its absence fails, elsewhere it skips."""
+    """The installed perf_analyzer wrapper; in CI (CI=true) its absence fails, elsewhere it skips
+    (before a server is started)."""
     path = Path(os.environ.get("SKOOTS_PERF_ANALYZER", DEFAULT_PERF_ANALYZER))
     if os.access(path, os.X_OK):
         return path
@@ -96,8 +98,8 @@ def run_bench(url: str, concurrency: int, out: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bench_agrees_with_perf_analyzer(triton_server, tmp_path: Path) -> None:
-    binary = perf_analyzer()
+def test_bench_agrees_with_perf_analyzer(perf_analyzer: Path, triton_server, tmp_path: Path) -> None:
+    binary = perf_analyzer
     url = triton_server.grpc_url
     data = input_data(tmp_path)
     ours, theirs = tmp_path / "bench.csv", tmp_path / "perf_analyzer.csv"
