@@ -1,20 +1,28 @@
 """Load-test a Triton server with synthetic crops, reporting what perf_analyzer reports.
 
-perf_analyzer's wheels need glibc 2.38, so ``skoots-client bench`` measures the same
-quantities itself. For each setting (crops per request B, requests in flight C per client
-process, P processes) the clients send FP16 crops of the model's crop shape in a closed loop
-— each request is sent as soon as the previous one of its slot has been answered — and record,
+``skoots-client bench`` measures perf_analyzer's quantities itself, with perf_analyzer's
+definitions (docs/benchmarks.md maps them; tests/functional/test_bench_vs_perf_analyzer.py checks
+the figures against perf_analyzer 2.41's). For each setting (crops per request B, then either
+requests in flight C per client process or a request rate R, P processes) the clients send FP16
+crops of the model's crop shape. With C, in a closed loop — each request is sent as soon as the
+previous one of its slot has been answered; with R, on a schedule — request k at the sum of k
+intervals of 1/R seconds (constant) or drawn from an exponential of mean 1/R (Poisson), whatever
+the answers, by `RATE_THREADS` sending threads (a request whose time comes while all are waiting
+for answers goes late and is counted as delayed). Both record,
 per request, when it ended, its latency and the client's serialise / send+receive /
 deserialise times. The server's queue and compute times come from the difference of two
 ``get_inference_statistics`` snapshots.
+
+Latency, as perf_analyzer's: from just before a request is sent to its answer, decoded.
+Percentiles, as perf_analyzer's: the value at sorted index ``round(q/100 * (n - 1))``.
 
 Stability, as perf_analyzer decides it: time is cut into measurement windows of about
 ``duration`` seconds. Each window runs from one answer to the first answer at least
 ``duration`` later (and at least `MIN_REQUESTS` answers later), so it spans whole
 request periods: with slow requests, a window cut at a fixed time would count one answer more
 or less than its share, an error of up to one request in a few. A setting's result is the last three windows, merged, once
-their throughputs and their average latencies each lie within ``tolerance`` of the three
-windows' mean; after ``max_windows`` windows without that, the last three are reported and
+their throughputs, and their average latencies, each differ by at most ``tolerance`` (max / min
+<= 1 + tolerance: perf_analyzer's ``-s``); after ``max_windows`` windows without that, the last three are reported and
 marked unstable. A setting's wall time is bounded: it measures for at most ``(max_windows + 1)
 * duration`` seconds after its warm-up (plus the wait for a window's first answer and for the
 requests in flight at the end). When fewer than three whole windows fit in that time — requests
@@ -24,7 +32,7 @@ setting is marked as having too few requests. Average latency, not p99, judges s
 window's p99 is the largest of its few dozen latencies, which does not settle on a shared CPU.
 
 The pure functions here (`percentile`, `latency_summary`, `server_delta`,
-`is_stable`, `message_bytes`, `summarise`) take numbers and return
+`is_stable`, `message_bytes`, `summarise`, `request_intervals`) take numbers and return
 numbers; `measure_throughput` owns the clients.
 
 Not split: one measurement (settings, closed-loop clients, windows, the stability rule, the
@@ -52,7 +60,8 @@ __all__ = [
     "PERCENTILES", "MIN_REQUESTS", "STABLE_WINDOWS", "SERVER_STAGES", "CLIENT_STAGES", "TensorLayout", "OUR_INPUTS",
     "OUR_OUTPUTS", "NAIVE_INPUTS", "NAIVE_OUTPUTS", "GRPC_PREFIX", "Record", "Window", "Measurement", "BenchResult",
     "percentile", "latency_summary", "server_delta", "per_request_ms", "is_stable", "message_bytes", "summarise",
-    "synthetic_crops", "LoadSettings", "measure_throughput", "measure_windows", "parse_counts", "bench",
+    "synthetic_crops", "DISTRIBUTIONS", "RATE_THREADS", "request_intervals", "RequestRates", "LoadSettings", "measure_throughput",
+    "measure_windows", "parse_counts", "parse_rates", "bench",
 ]
 
 PERCENTILES = (50, 90, 95, 99)
@@ -69,6 +78,8 @@ OUR_OUTPUTS: tuple[TensorLayout, ...] = ((VECTORS.name, "FP16", 3, 2), (SKELETON
 NAIVE_INPUTS: tuple[TensorLayout, ...] = (("INPUT__0", "FP32", 1, 4),)
 NAIVE_OUTPUTS: tuple[TensorLayout, ...] = (("OUTPUT__0", "FP32", 5, 4),)
 GRPC_PREFIX = 5  # each gRPC message: a compression flag and a 4-byte length
+DISTRIBUTIONS = ("constant", "poisson")  # perf_analyzer's --request-distribution
+RATE_THREADS = 16  # threads sending a request-rate schedule: the bound on its requests in flight
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class Record:
     send_receive: float
     deserialise: float
     crops: int
+    delayed: bool = False  # sent later than its schedule said (request-rate mode)
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,8 @@ class Measurement:
     server_ms: dict[str, float]
     wire_bytes_per_voxel: float
     few_requests: bool = False  # too few answers within the setting's time bound to judge stability
+    request_rate: float = math.nan  # requests/s per client process scheduled (NaN: concurrency mode)
+    delayed: int = 0  # requests sent later than scheduled (request-rate mode)
 
     @property
     def in_flight(self) -> int:
@@ -146,13 +160,13 @@ class BenchResult:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least ``q`` % of ``values`` at
-    or below it (an observed latency, never an interpolated one). NaN for no values.
+    """perf_analyzer's percentile: the sorted value at index ``round(q/100 * (n - 1))``
+    (half up; an observed latency, never an interpolated one). NaN for no values.
 
     Examples
     --------
     >>> percentile([4.0, 1.0, 3.0, 2.0], 50)
-    2.0
+    3.0
     >>> percentile([4.0, 1.0, 3.0, 2.0], 99)
     4.0
     """
@@ -161,8 +175,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if len(values) == 0:
         return math.nan
     ordered = np.sort(np.asarray(values, dtype=np.float64))
-    rank = max(1, math.ceil(q / 100 * len(ordered) - 1e-9))
-    return float(ordered[rank - 1])
+    return float(ordered[int(q / 100 * (len(ordered) - 1) + 0.5)])
 
 
 def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
@@ -197,14 +210,13 @@ def per_request_ms(delta: dict[str, tuple[int, int]]) -> dict[str, float]:
 
 
 def is_stable(windows: Sequence[Window], tolerance: float, count: int = STABLE_WINDOWS) -> bool:
-    """True when the last ``count`` windows' throughputs, and their average latencies, each lie
-    within ``tolerance`` (0.1 = 10 %) of their mean."""
+    """True when the last ``count`` windows' throughputs, and their average latencies, each
+    differ by at most ``tolerance`` (0.1 = 10 %): max / min <= 1 + tolerance, perf_analyzer's rule."""
     if len(windows) < count:
         return False
     recent = windows[-count:]
     for values in ([w.crops_per_s for w in recent], [w.latency_avg for w in recent]):
-        mean = float(np.mean(values))
-        if not mean > 0 or any(abs(v - mean) > tolerance * mean for v in values):
+        if not min(values) > 0 or max(values) / min(values) > 1 + tolerance:
             return False
     return True
 
@@ -266,6 +278,7 @@ def summarise(
     stable: bool,
     measured: int,
     few_requests: bool = False,
+    request_rate: float = math.nan,
 ) -> Measurement:
     """Merge the counted ``windows`` of a setting into one `Measurement`."""
     records = [r for w in windows for r in w.records]
@@ -294,6 +307,8 @@ def summarise(
         server_ms={"request": server.get("success", math.nan), **{s: server.get(s, math.nan) for s in SERVER_STAGES}},
         wire_bytes_per_voxel=(request_bytes + reply_bytes) / (batch * voxels),
         few_requests=few_requests,
+        request_rate=request_rate,
+        delayed=sum(r.delayed for r in records),
     )
 
 
@@ -303,28 +318,74 @@ def synthetic_crops(batch: int, crop: Sequence[int], seed: int = 0) -> np.ndarra
     return rng.random((batch, 1, *crop), dtype=np.float32).astype(np.float16)
 
 
+def request_intervals(rate: float, distribution: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` seconds between requests sent at ``rate`` per second, as perf_analyzer's
+    ``--request-distribution``: each ``1 / rate`` (constant), or drawn from an exponential of
+    mean ``1 / rate`` (poisson: the gaps between arrivals of a Poisson process).
+
+    >>> request_intervals(4.0, "constant", 3, np.random.default_rng(0)).tolist()
+    [0.25, 0.25, 0.25]
+    """
+    if distribution == "constant":
+        return np.full(count, 1.0 / rate)
+    if distribution == "poisson":
+        return rng.exponential(1.0 / rate, count)
+    raise ValueError(f"distribution {distribution!r}: one of {DISTRIBUTIONS}")
+
+
+class _Schedule:
+    """The send times of a request-rate setting, handed out in order to the sending threads."""
+
+    def __init__(self, rate: float, distribution: str, seed: int, start: float) -> None:
+        self.rate, self.distribution = rate, distribution
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        self.due = start
+        self.intervals: list[float] = []
+
+    def take(self) -> float:
+        with self.lock:
+            if not self.intervals:
+                self.intervals = request_intervals(self.rate, self.distribution, 1024, self.rng).tolist()[::-1]
+            due = self.due
+            self.due += self.intervals.pop()
+            return due
+
+
 # --- the clients -------------------------------------------------------------------------
 
 _ERRORS = {cls.__name__: cls for cls in (ServerUnavailableError, InferenceTimeoutError, ModelError, ClientError)}
 
 
-def _client(url: str, model: str, batch: int, concurrency: int, timeout: float, seed: int, stop: Any, channel: Any) -> None:
+def _client(
+    url: str, model: str, batch: int, concurrency: int, timeout: float, seed: int, stop: Any, channel: Any,
+    rate: float | None = None, distribution: str = "constant",
+) -> None:
     """One client: ``concurrency`` threads sharing one gRPC channel, each sending ``batch``
-    crops in a closed loop until ``stop`` is set. Reports on ``channel``: ``("ready",)``,
-    ``("record", Record)`` per answer, ``("error", kind, text)``. Runs in a thread or a process."""
+    crops in a closed loop until ``stop`` is set — or, given a ``rate``, `RATE_THREADS` threads
+    sending on its schedule. Reports on ``channel``: ``("ready",)``, ``("record", Record)`` per
+    answer, ``("error", kind, text)``. Runs in a thread or a process."""
     from .model_source import TritonEndpoint
 
+    threads_wanted = concurrency if rate is None else RATE_THREADS
     try:
-        endpoint = TritonEndpoint(url, model, concurrency=concurrency, timeout=timeout, retries=0)
+        endpoint = TritonEndpoint(url, model, concurrency=threads_wanted, timeout=timeout, retries=0)
     except ClientError as e:
         channel.put(("error", type(e).__name__, str(e)))
         return
     crops = synthetic_crops(batch, endpoint.info.parameters.crop, seed)
     channel.put(("ready",))
+    schedule = None if rate is None else _Schedule(rate, distribution, seed, time.monotonic())
 
     def loop() -> None:
         timings: dict[str, float] = {}
         while not stop.is_set():
+            delayed = False
+            if schedule is not None:
+                due = schedule.take()
+                if stop.wait(max(due - time.monotonic(), 0.0)):
+                    return
+                delayed = time.monotonic() - due > 0.001  # sent over a millisecond late: its threads were all busy
             started = time.monotonic()
             try:
                 endpoint.infer(crops, timings=timings)
@@ -332,9 +393,10 @@ def _client(url: str, model: str, batch: int, concurrency: int, timeout: float, 
                 channel.put(("error", type(e).__name__, str(e)))
                 return
             end = time.monotonic()
-            channel.put(("record", Record(end, end - started, timings["serialise"], timings["send_receive"], timings["deserialise"], batch)))
+            record = Record(end, end - started, timings["serialise"], timings["send_receive"], timings["deserialise"], batch, delayed)
+            channel.put(("record", record))
 
-    threads = [threading.Thread(target=loop, daemon=True, name=f"skoots-bench-{i}") for i in range(concurrency)]
+    threads = [threading.Thread(target=loop, daemon=True, name=f"skoots-bench-{i}") for i in range(threads_wanted)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -346,14 +408,18 @@ class _Clients:
     """``processes`` clients (threads of this process when there is one, else spawned
     processes), all reporting on one channel."""
 
-    def __init__(self, url: str, model: str, batch: int, concurrency: int, processes: int, timeout: float) -> None:
+    def __init__(
+        self, url: str, model: str, batch: int, concurrency: int, processes: int, timeout: float,
+        rate: float | None = None, distribution: str = "constant",
+    ) -> None:
         self.processes = processes
         self.timeout = timeout
+        schedule = (rate, distribution)
         if processes == 1:
             self.stop: Any = threading.Event()
             self.channel: Any = queue.SimpleQueue()
             self.workers: list[Any] = [
-                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel), daemon=True)
+                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel, *schedule), daemon=True)
             ]
         else:
             # spawn, not fork: a forked child would inherit this process's gRPC state.
@@ -361,7 +427,7 @@ class _Clients:
             self.stop = context.Event()
             self.channel = context.Queue()
             self.workers = [
-                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel), daemon=True)
+                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel, *schedule), daemon=True)
                 for i in range(processes)
             ]
         for worker in self.workers:
@@ -442,6 +508,15 @@ class _Clients:
 
 
 @dataclass(frozen=True)
+class RequestRates:
+    """perf_analyzer's request-rate mode: one setting per rate (requests per second per client
+    process), send times spaced by ``distribution`` (``constant`` or ``poisson``)."""
+
+    rates: tuple[float, ...]
+    distribution: str = "constant"
+
+
+@dataclass(frozen=True)
 class LoadSettings:
     """How each setting is loaded and judged: the bench's options other than the settings."""
 
@@ -451,6 +526,7 @@ class LoadSettings:
     tolerance: float = 0.1
     max_windows: int = 10
     timeout: float = 120.0
+    distribution: str = "constant"  # of a request-rate setting's send times
 
 
 def measure_throughput(
@@ -463,13 +539,18 @@ def measure_throughput(
     statistics: Callable[[], list[dict[str, Any]]],
     load: LoadSettings = LoadSettings(),
     on_window: Callable[[int, Window], None] | None = None,
+    request_rate: float | None = None,
 ) -> Measurement:
-    """Load ``model`` at ``url`` with one setting until it is stable (see the module's notes).
+    """Load ``model`` at ``url`` with one setting until it is stable (see the module's notes):
+    ``concurrency`` requests in flight per client process, or, given ``request_rate``, that
+    many requests per second per client process (``concurrency`` is then ignored).
 
     ``statistics()`` returns the server's ``model_stats`` for the model (one snapshot).
     Raises ``ClientError`` when a client cannot connect or a request fails.
     """
-    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout)
+    if request_rate is not None:
+        concurrency = RATE_THREADS
+    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout, request_rate, load.distribution)
     try:
         clients.wait_ready(limit=60 + load.timeout)
         clients.collect_until(time.monotonic() + load.warmup)
@@ -478,7 +559,8 @@ def measure_throughput(
     finally:
         clients.close()
     return summarise(windows, batch=batch, concurrency=concurrency, processes=load.processes, crop=crop,
-                     stable=not few and is_stable(windows, load.tolerance), measured=counted, few_requests=few)
+                     stable=not few and is_stable(windows, load.tolerance), measured=counted, few_requests=few,
+                     request_rate=math.nan if request_rate is None else request_rate)
 
 
 def measure_windows(
@@ -542,6 +624,17 @@ def parse_counts(option: str, text: str) -> list[int]:
     return sorted(set(values))
 
 
+def parse_rates(option: str, text: str) -> list[float]:
+    """``"10,2.5"`` → ``[2.5, 10.0]``; ``InputError`` unless positive finite numbers."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < math.inf for v in values):
+        raise InputError(f"{option} {text!r}: give requests per second as positive numbers separated by commas, e.g. 5,10")
+    return sorted(set(values))
+
+
 def bench(
     url: str,
     model: str | None = None,
@@ -554,10 +647,12 @@ def bench(
     tolerance: float = 0.1,
     max_windows: int = 10,
     timeout: float = 120.0,
+    request_rate: RequestRates | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Measure every (batch, concurrency) setting against ``model`` at ``url`` (None: the
-    server's SKOOTS model, picked as ``segment`` picks it).
+    server's SKOOTS model, picked as ``segment`` picks it) — or, given ``request_rate``, every
+    (batch, request rate) setting instead (perf_analyzer's request-rate mode).
 
     ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends).
     Raises ``ClientError`` for bad settings, an unreachable server or a model that does not
@@ -570,7 +665,12 @@ def bench(
             f"--duration and --timeout must be positive, --warmup not negative, --processes at least 1, "
             f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
         )
-    load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout)
+    distribution = "constant" if request_rate is None else request_rate.distribution
+    if distribution not in DISTRIBUTIONS:
+        raise InputError(f"--request-distribution {distribution!r}: use {' or '.join(DISTRIBUTIONS)}")
+    if request_rate is not None and not (request_rate.rates and all(0 < r < math.inf for r in request_rate.rates)):
+        raise InputError(f"--request-rate {', '.join(map(str, request_rate.rates))}: give requests per second as positive numbers")
+    load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout, distribution)
     endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
     model = endpoint.model  # the one picked when none was named: every client process loads it
     assert model is not None  # connecting picked one
@@ -583,20 +683,24 @@ def bench(
         crop = info.parameters.crop
         endpoint.inference_statistics()  # fail now, not after the warm-up, if statistics are off
         result = BenchResult(url, model, crop, info.max_batch_size, duration, tolerance)
+        settings: list[tuple[int, float | None]] = (
+            [(c, None) for c in concurrency] if request_rate is None else [(RATE_THREADS, r) for r in request_rate.rates]
+        )
         for b in batches:
-            for c in concurrency:
+            for c, rate in settings:
+                load_name = f"concurrency {c}x{processes}" if rate is None else f"request rate {rate:g}/s x{processes} ({distribution})"
 
-                def report(index: int, window: Window, b: int = b, c: int = c) -> None:
+                def report(index: int, window: Window, b: int = b, load_name: str = load_name) -> None:
                     if progress:
                         progress(
-                            f"batch {b} concurrency {c}x{processes}: window {index}: {window.crops_per_s:.2f} crops/s, "
+                            f"batch {b} {load_name}: window {index}: {window.crops_per_s:.2f} crops/s, "
                             f"avg {window.latency_avg * 1e3:.1f} ms over {len(window.records)} requests"
                         )
 
                 result.measurements.append(
                     measure_throughput(
                         url, model, batch=b, concurrency=c, crop=crop, statistics=endpoint.inference_statistics,
-                        load=load, on_window=report,
+                        load=load, on_window=report, request_rate=rate,
                     )
                 )
     finally:

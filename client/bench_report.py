@@ -1,4 +1,4 @@
-"""``bench`` results as a table, JSON, CSV and a plot."""
+"""``bench`` results as a table, JSON, perf_analyzer's CSV and a plot."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .atomic import staged
 from .bench import BenchResult, Measurement
+from .errors import InputError, OutputError
 from .volume import describe_shape
 
-__all__ = ["format_table", "to_dict", "to_json", "to_csv", "plot"]
+__all__ = ["format_table", "to_dict", "to_json", "PERF_ANALYZER_COLUMNS", "to_csv", "write_csv", "plot"]
 
 # (header, width, format, value)
 _COLUMNS: list[tuple[str, int, str, Any]] = [
@@ -35,6 +37,7 @@ _COLUMNS: list[tuple[str, int, str, Any]] = [
     ("infer", 9, ".1f", lambda m: m.server_ms["compute_infer"]),
     ("out", 6, ".2f", lambda m: m.server_ms["compute_output"]),
     ("B/vox", 6, ".3f", lambda m: m.wire_bytes_per_voxel),
+    ("req/s", 6, ".1f", lambda m: m.request_rate),
     ("win", 3, "d", lambda m: m.windows),
     ("stable", 8, "s", lambda m: "yes" if m.stable else "few reqs" if m.few_requests else "unstable"),
 ]
@@ -90,26 +93,55 @@ def to_json(result: BenchResult) -> str:
     return json.dumps(to_dict(result), indent=2)
 
 
-def _flat(m: Measurement) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for key, value in dataclasses.asdict(m).items():
-        if isinstance(value, dict):
-            row.update({f"{key.removesuffix('_ms')}_{k}_ms": v for k, v in value.items()})
-        else:
-            row[key] = value
-    row["in_flight"] = m.in_flight
-    return row
+# perf_analyzer 2.41's `-f FILE` header after its first column ("Concurrency" or "Request Rate"),
+# copied from its output: times in µs (whole), throughput in inferences (crops) per second.
+PERF_ANALYZER_COLUMNS = (
+    "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
+    "Server Compute Infer", "Server Compute Output", "Client Recv", "p50 latency", "p90 latency", "p95 latency",
+    "p99 latency",
+)
+
+
+def _us(ms: float) -> int:
+    """Whole microseconds, as perf_analyzer writes them (0 where a stage counted no request)."""
+    return 0 if math.isnan(ms) else int(ms * 1000)
+
+
+def _perf_analyzer_row(m: Measurement, rate_mode: bool) -> list[Any]:
+    server = [m.server_ms[s] for s in ("queue", "compute_input", "compute_infer", "compute_output")]
+    # perf_analyzer's network time: the client's wait less the server's accounted time, at least 0.
+    wait = m.latency_ms["avg"] - m.client_ms["serialise"] - m.client_ms["deserialise"]
+    network = max(0.0, wait - sum(0.0 if math.isnan(v) else v for v in server))
+    first = f"{m.request_rate * m.processes:g}" if rate_mode else m.in_flight
+    return [
+        first, f"{m.crops_per_s:.6g}", _us(m.client_ms["serialise"]), _us(network), *map(_us, server),
+        _us(m.client_ms["deserialise"]), *(_us(m.latency_ms[f"p{q}"]) for q in (50, 90, 95, 99)),
+    ]
 
 
 def to_csv(result: BenchResult) -> str:
-    """One header line and one row per setting; missing figures are empty cells."""
-    rows = [_flat(m) for m in result.measurements]
+    """perf_analyzer's CSV (its ``-f FILE``): its header, one row per setting, sorted by
+    throughput as perf_analyzer sorts them. Its CSV has no batch column: one batch size only."""
+    if len({m.batch for m in result.measurements}) > 1:
+        raise InputError("--csv writes perf_analyzer's columns, which have no batch column: give one --batch")
+    rate_mode = any(not math.isnan(m.request_rate) for m in result.measurements)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["batch"], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["Request Rate" if rate_mode else "Concurrency", *PERF_ANALYZER_COLUMNS])
+    for m in sorted(result.measurements, key=lambda m: m.crops_per_s):
+        writer.writerow(_perf_analyzer_row(m, rate_mode))
     return buffer.getvalue()
+
+
+def write_csv(result: BenchResult, path: Path) -> Path:
+    """`to_csv` into ``path``, whole or not at all."""
+    text = to_csv(result)
+    try:
+        with staged(path) as target:
+            target.write_text(text)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    return path
 
 
 def plot(result: BenchResult, path: Path) -> Path:

@@ -246,7 +246,9 @@ def evaluate_command(
 def bench_command(
     url: Annotated[str, typer.Option("--url", help="Triton gRPC address HOST:PORT to load.")],
     model: Annotated[str | None, typer.Option(help="Model name on the server (default: its SKOOTS model, as segment picks it).")] = None,
-    concurrency: Annotated[str, typer.Option(help="Requests in flight per client process, one setting each: C1,C2,...")] = "1,2,4,8",
+    concurrency: Annotated[str | None, typer.Option(help="Requests in flight per client process, one setting each: C1,C2,... (default 1,2,4,8).")] = None,
+    request_rate: Annotated[str | None, typer.Option(help="Instead of --concurrency: requests per second per client process, one setting each: R1,R2,... (perf_analyzer's request-rate mode).")] = None,
+    request_distribution: Annotated[str, typer.Option(help="Spacing of --request-rate's requests: constant (1/R apart) or poisson (exponential gaps of mean 1/R).")] = "constant",
     batch: Annotated[str | None, typer.Option(help="Crops per request, one setting each: B1,B2,... (default: the model's max_batch_size).")] = None,
     duration: Annotated[float, typer.Option(help="Seconds per measurement window. A setting measures for at most (--max-windows + 1) x this after its warm-up.")] = 5.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before each setting's first window.")] = 2.0,
@@ -255,27 +257,38 @@ def bench_command(
     max_windows: Annotated[int, typer.Option(help="Windows per setting before it is reported as unstable; with --duration, bounds a setting's time.")] = 10,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take.")] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of the table.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Print the results as CSV instead of the table.")] = False,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results in perf_analyzer's CSV columns (its -f FILE; times in µs) to this file; - prints them instead of the table.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also draw throughput and p99 latency against concurrency into this image (.png, .svg or .pdf).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Load-test a model on a Triton server with synthetic crops (what perf_analyzer reports)."""
-    from .bench import bench, parse_counts
-    from .bench_report import format_table, to_csv, to_json
+    from .bench import RequestRates, bench, parse_counts, parse_rates
+    from .bench_report import format_table, to_csv, to_json, write_csv
     from .bench_report import plot as draw
     from .destinations import check_destination
     from .errors import InputError, OutputError
 
+    csv_out = csv_file is not None and str(csv_file) == "-"
     try:
-        if as_json and as_csv:
-            raise InputError("--json and --csv both print to stdout; choose one")
+        if as_json and csv_out:
+            raise InputError("--json and --csv - both print to stdout; choose one")
+        if concurrency is not None and request_rate is not None:
+            raise InputError("--concurrency and --request-rate are two ways to load the server; choose one")
+        if plot is not None and request_rate is not None:
+            raise InputError("--plot draws against concurrency; leave it out with --request-rate")
+        batches = parse_counts("--batch", batch) if batch is not None else None
+        if csv_file is not None and batches is not None and len(batches) > 1:
+            raise InputError("--csv writes perf_analyzer's columns, which have no batch column: give one --batch")
+        if csv_file is not None and not csv_out:
+            check_destination("--csv", csv_file, (".csv",), "give a .csv file, or - to print it")
         if plot is not None:
             check_destination("--plot", plot, (".png", ".svg", ".pdf"), "unknown image type; use .png, .svg or .pdf")
         result = bench(
             url,
             model,
-            concurrency=parse_counts("--concurrency", concurrency),
-            batch=parse_counts("--batch", batch) if batch is not None else None,
+            concurrency=parse_counts("--concurrency", concurrency if concurrency is not None else "1,2,4,8"),
+            batch=batches,
+            request_rate=RequestRates(tuple(parse_rates("--request-rate", request_rate)), request_distribution) if request_rate is not None else None,
             duration=duration,
             warmup=warmup,
             processes=processes,
@@ -289,10 +302,12 @@ def bench_command(
                 draw(result, plot)
             except OSError as e:
                 raise OutputError(f"cannot write {plot}: {e.strerror or e}") from e
+        if csv_file is not None and not csv_out:
+            write_csv(result, csv_file)
     except ClientError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if as_csv else format_table(result))
+    typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if csv_out else format_table(result))
 
 
 def main() -> None:

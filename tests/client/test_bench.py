@@ -17,8 +17,10 @@ from skoots_client.bench import (
     measure_windows,
     message_bytes,
     parse_counts,
+    parse_rates,
     per_request_ms,
     percentile,
+    request_intervals,
     server_delta,
     summarise,
     synthetic_crops,
@@ -26,17 +28,24 @@ from skoots_client.bench import (
 from skoots_client.errors import InputError
 
 
-def nearest_rank(values, q):
-    """The definition, literally: the smallest observed value with at least q % at or below it."""
-    return min(v for v in values if sum(x <= v for x in values) >= q / 100 * len(values))
+def perf_analyzer_percentile(values, q):
+    """perf_analyzer's SummarizeLatency, literally: ``size_t index = (percentile / 100.0) *
+    (latencies.size() - 1) + 0.5;`` into the sorted latencies (C++ truncates the double)."""
+    index = int((q / 100.0) * (len(values) - 1) + 0.5)
+    return sorted(values)[index]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 99, 100, 101, 250])
 @pytest.mark.parametrize("q", [1, 50, 90, 95, 99, 100])
-def test_percentile_is_the_nearest_rank(n: int, q: float) -> None:
+def test_percentile_is_perf_analyzers(n: int, q: float) -> None:
     values = list(np.random.default_rng(n).exponential(size=n))
-    assert percentile(values, q) == nearest_rank(values, q)
-    assert percentile(values, q) == np.percentile(values, q, method="inverted_cdf")
+    assert percentile(values, q) == perf_analyzer_percentile(values, q)
+    assert percentile(values, q) in values, "an observed latency, never an interpolated one"
+
+
+def test_percentile_rounds_half_up_like_perf_analyzer() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 3.0  # index 1.5 + 0.5 = 2 (the nearest rank would say 2.0)
+    assert percentile([1.0, 2.0, 3.0], 50) == 2.0
 
 
 def test_percentile_of_nothing_is_nan_and_q_is_checked() -> None:
@@ -47,7 +56,7 @@ def test_percentile_of_nothing_is_nan_and_q_is_checked() -> None:
 
 def test_latency_summary() -> None:
     latencies = [float(v) for v in range(1, 101)]
-    assert latency_summary(latencies) == {"avg": 50.5, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+    assert latency_summary(latencies) == {"avg": 50.5, "p50": 51.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 
 
 def snapshot(*versions):
@@ -78,11 +87,13 @@ def window(crops_per_s: float, latency: float, seconds: float = 1.0) -> Window:
 
 
 def test_stability_needs_three_windows_within_tolerance_on_throughput_and_latency() -> None:
+    """perf_analyzer's rule: max / min of the last three windows at most 1 + tolerance."""
     assert not is_stable([window(100, 0.1), window(100, 0.1)], 0.1)
-    assert is_stable([window(50, 0.5), window(100, 0.1), window(105, 0.1), window(95, 0.1)], 0.1)
+    assert is_stable([window(50, 0.5), window(100, 0.1), window(105, 0.1), window(96, 0.1)], 0.1)
+    assert not is_stable([window(90, 0.1), window(100, 0.1), window(110, 0.1)], 0.1), "each within 10 % of the mean, but 110/90 > 1.1"
     assert not is_stable([window(100, 0.1), window(100, 0.1), window(130, 0.1)], 0.1)
     assert not is_stable([window(100, 0.1), window(100, 0.1), window(100, 0.13)], 0.1)
-    assert is_stable([window(100, 0.1), window(100, 0.1), window(100, 0.13)], 0.2)
+    assert is_stable([window(100, 0.1), window(100, 0.1), window(100, 0.13)], 0.35)
 
 
 def test_summarise_merges_windows() -> None:
@@ -122,6 +133,22 @@ def test_parse_counts() -> None:
     for bad in ("", "0", "1,x", "-1", "1.5"):
         with pytest.raises(InputError, match="positive integers separated by commas"):
             parse_counts("--concurrency", bad)
+
+
+def test_parse_rates() -> None:
+    assert parse_rates("--request-rate", "10,2.5,10") == [2.5, 10.0]
+    for bad in ("", "0", "1,x", "-1", "inf", "nan"):
+        with pytest.raises(InputError, match="positive numbers separated by commas"):
+            parse_rates("--request-rate", bad)
+
+
+def test_request_intervals_are_constant_or_exponential_of_mean_one_over_the_rate() -> None:
+    assert request_intervals(8.0, "constant", 4, np.random.default_rng(0)).tolist() == [0.125] * 4
+    gaps = request_intervals(8.0, "poisson", 20000, np.random.default_rng(0))
+    assert gaps.mean() == pytest.approx(0.125, rel=0.03)
+    assert gaps.std() == pytest.approx(0.125, rel=0.03), "an exponential's deviation equals its mean"
+    with pytest.raises(ValueError, match="distribution 'gauss'"):
+        request_intervals(8.0, "gauss", 4, np.random.default_rng(0))
 
 
 class Answers:

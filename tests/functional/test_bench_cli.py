@@ -59,13 +59,53 @@ def test_json_reports_every_figure(triton_server) -> None:
     assert isinstance(setting["stable"], bool)
 
 
-def test_csv_has_one_row_per_setting(triton_server) -> None:
-    result = run_bench("--url", triton_server.grpc_url, "--concurrency", "1,3", "--batch", "2", "--csv", *SHORT)
+# perf_analyzer 2.41's `-f FILE` header in concurrency mode, as it wrote it against this model
+# (times in whole µs); in request-rate mode the first column is "Request Rate".
+PERF_ANALYZER_HEADER = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+    "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency"
+)
+
+
+def test_csv_is_perf_analyzers(triton_server, tmp_path: Path) -> None:
+    """--csv FILE: perf_analyzer's header and units, its rows sorted by throughput; the table still
+    prints. The figures are the JSON's, in µs."""
+    path = tmp_path / "bench.csv"
+    result = run_bench("--url", triton_server.grpc_url, "--concurrency", "1,3", "--batch", "2", "--csv", str(path), *SHORT)
     assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [(r["batch"], r["concurrency"]) for r in rows] == [("2", "1"), ("2", "3")]
-    for key in ("crops_per_s", "latency_p99_ms", "client_send_receive_ms", "server_queue_ms", "server_compute_infer_ms", "wire_bytes_per_voxel"):
-        assert float(rows[0][key]) >= 0
+    assert "crops/s" in result.stdout, "the table still goes to stdout"
+    header, *lines = path.read_text().splitlines()
+    assert header == PERF_ANALYZER_HEADER
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert sorted(r["Concurrency"] for r in rows) == ["1", "3"]
+    throughputs = [float(r["Inferences/Second"]) for r in rows]
+    assert throughputs == sorted(throughputs) and throughputs[0] > 0, "sorted by throughput, as perf_analyzer sorts"
+    for row in rows:
+        us = {k: int(v) for k, v in row.items() if k not in ("Concurrency", "Inferences/Second")}
+        assert all(v >= 0 for v in us.values())
+        assert 0 < us["p50 latency"] <= us["p90 latency"] <= us["p95 latency"] <= us["p99 latency"]
+        assert us["Server Compute Infer"] > 0
+        assert 1000 < us["p50 latency"] < 60_000_000, "microseconds: a tiny crop takes over a millisecond"
+    printed = run_bench("--url", triton_server.grpc_url, "--concurrency", "1", "--batch", "2", "--csv", "-", *SHORT)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.splitlines()[0] == PERF_ANALYZER_HEADER and len(printed.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("distribution", ["constant", "poisson"])
+def test_request_rate_sends_at_the_rate(triton_server, tmp_path: Path, distribution: str) -> None:
+    """--request-rate 20 on a light load (batch 1, ~10 ms per request): the server answers 20
+    requests a second, scheduled whatever the answers; the CSV's first column is the rate."""
+    path = tmp_path / "rate.csv"
+    result = run_bench("--url", triton_server.grpc_url, "--request-rate", "20", "--request-distribution", distribution,
+                       "--batch", "1", "--duration", "2", "--warmup", "0.5", "--max-windows", "3", "--quiet", "--json",
+                       "--csv", str(path))
+    assert result.returncode == 0, result.stderr
+    (setting,) = json.loads(result.stdout)["settings"]
+    assert setting["request_rate"] == 20 and setting["batch"] == 1
+    # Over ~6 s: constant, within a request or two; Poisson (seeded), within 3.3 standard deviations.
+    assert setting["crops_per_s"] == pytest.approx(20, rel=0.1 if distribution == "constant" else 0.3)
+    (row,) = csv.DictReader(io.StringIO(path.read_text()))
+    assert row["Request Rate"] == "20" and float(row["Inferences/Second"]) == pytest.approx(setting["crops_per_s"], rel=1e-5)
 
 
 def test_plot_draws_throughput_and_p99(triton_server, tmp_path: Path) -> None:
@@ -141,14 +181,21 @@ def test_endpoint_reports_stage_timings(triton_server) -> None:
         (["--max-windows", "2"], "--max-windows at least 3"),
         (["--stability", "0"], "--stability between 0 and 100"),
         (["--processes", "0"], "--processes at least 1"),
-        (["--json", "--csv"], "choose one"),
+        (["--json", "--csv", "-"], "choose one"),
+        (["--csv", "b.txt"], "give a .csv file"),
+        (["--csv", "b.csv", "--batch", "1,2"], "no batch column"),
+        (["--request-rate", "0"], "positive numbers"),
+        (["--request-rate", "5", "--request-distribution", "gauss"], "use constant or poisson"),
+        (["--request-rate", "5", "--concurrency", "2"], "choose one"),
+        (["--request-rate", "5", "--plot", "b.png"], "leave it out with --request-rate"),
         (["--plot", "PLOT/b.png"], "does not exist"),
         (["--plot", "b.gif"], "unknown image type"),
     ],
 )
 def test_user_errors_are_one_line(triton_server, tmp_path: Path, args: list[str], match: str) -> None:
-    args = [a.replace("PLOT", str(tmp_path / "missing")) if "PLOT" in a else (str(tmp_path / a) if a.endswith(".gif") else a) for a in args]
-    argv = ([] if "--url" in args else ["--url", triton_server.grpc_url]) + ["--concurrency", "1", "--duration", "0.2", "--warmup", "0"]
+    args = [a.replace("PLOT", str(tmp_path / "missing")) if "PLOT" in a else (str(tmp_path / a) if a.endswith((".gif", ".txt", ".csv", ".png")) else a) for a in args]
+    load = [] if "--request-rate" in args or "--concurrency" in args else ["--concurrency", "1"]
+    argv = ([] if "--url" in args else ["--url", triton_server.grpc_url]) + load + ["--duration", "0.2", "--warmup", "0"]
     result = run_bench(*argv, *args)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
