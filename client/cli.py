@@ -19,7 +19,7 @@ from skoots_export.contract.console import VersionOption, run
 from skoots_export.contract.errors import SkootsError
 from skoots_export.contract.triples import TRIPLE_HELP, option_triple
 
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
 from .errors import ClientError
 from .options import OPTIONS, as_flag, in_terms
 
@@ -83,6 +83,7 @@ def segment_command(
     timeout: Annotated[float, _flag("timeout")] = 120.0,
     retries: Annotated[int | None, _flag("retries")] = None,
     retry_for: Annotated[float, _flag("retry_for")] = 60.0,
+    shared_memory: Annotated[SharedMemory, _flag("shared_memory")] = SharedMemory.NONE,
     device: Annotated[Device, _flag("device")] = Device.AUTO,
     crop: Annotated[str | None, _flag("crop")] = None,
     overlap: Annotated[str | None, _flag("overlap")] = None,
@@ -143,6 +144,7 @@ def segment_command(
                 timeout=timeout,
                 retries=retries,
                 retry_for=retry_for,
+                shared_memory=shared_memory,
                 device=device,
                 crop=_zyx("--crop", crop),
                 overlap=_zyx("--overlap", overlap),
