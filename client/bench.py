@@ -308,14 +308,15 @@ def synthetic_crops(batch: int, crop: Sequence[int], seed: int = 0) -> np.ndarra
 _ERRORS = {cls.__name__: cls for cls in (ServerUnavailableError, InferenceTimeoutError, ModelError, ClientError)}
 
 
-def _client(url: str, model: str, batch: int, concurrency: int, timeout: float, seed: int, stop: Any, channel: Any) -> None:
+def _client(url: str, model: str, batch: int, concurrency: int, timeout: float, seed: int, stop: Any, channel: Any,
+            shared_memory: str = "none") -> None:
     """One client: ``concurrency`` threads sharing one gRPC channel, each sending ``batch``
     crops in a closed loop until ``stop`` is set. Reports on ``channel``: ``("ready",)``,
     ``("record", Record)`` per answer, ``("error", kind, text)``. Runs in a thread or a process."""
     from .model_source import TritonEndpoint
 
     try:
-        endpoint = TritonEndpoint(url, model, concurrency=concurrency, timeout=timeout, retries=0)
+        endpoint = TritonEndpoint(url, model, concurrency=concurrency, timeout=timeout, retries=0, shared_memory=shared_memory)
     except ClientError as e:
         channel.put(("error", type(e).__name__, str(e)))
         return
@@ -346,14 +347,14 @@ class _Clients:
     """``processes`` clients (threads of this process when there is one, else spawned
     processes), all reporting on one channel."""
 
-    def __init__(self, url: str, model: str, batch: int, concurrency: int, processes: int, timeout: float) -> None:
+    def __init__(self, url: str, model: str, batch: int, concurrency: int, processes: int, timeout: float, shared_memory: str = "none") -> None:
         self.processes = processes
         self.timeout = timeout
         if processes == 1:
             self.stop: Any = threading.Event()
             self.channel: Any = queue.SimpleQueue()
             self.workers: list[Any] = [
-                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel), daemon=True)
+                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel, shared_memory), daemon=True)
             ]
         else:
             # spawn, not fork: a forked child would inherit this process's gRPC state.
@@ -361,7 +362,7 @@ class _Clients:
             self.stop = context.Event()
             self.channel = context.Queue()
             self.workers = [
-                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel), daemon=True)
+                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel, shared_memory), daemon=True)
                 for i in range(processes)
             ]
         for worker in self.workers:
@@ -451,6 +452,7 @@ class LoadSettings:
     tolerance: float = 0.1
     max_windows: int = 10
     timeout: float = 120.0
+    shared_memory: str = "none"  # "system": requests through /dev/shm (a server on this machine)
 
 
 def measure_throughput(
@@ -469,7 +471,7 @@ def measure_throughput(
     ``statistics()`` returns the server's ``model_stats`` for the model (one snapshot).
     Raises ``ClientError`` when a client cannot connect or a request fails.
     """
-    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout)
+    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout, load.shared_memory)
     try:
         clients.wait_ready(limit=60 + load.timeout)
         clients.collect_until(time.monotonic() + load.warmup)
@@ -555,13 +557,15 @@ def bench(
     max_windows: int = 10,
     timeout: float = 120.0,
     progress: Callable[[str], None] | None = None,
+    shared_memory: str = "none",
 ) -> BenchResult:
     """Measure every (batch, concurrency) setting against ``model`` at ``url`` (None: the
     server's SKOOTS model, picked as ``segment`` picks it).
 
     ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends).
     Raises ``ClientError`` for bad settings, an unreachable server or a model that does not
-    speak the contract — before any load is sent.
+    speak the contract — before any load is sent. ``shared_memory`` "system": requests and
+    answers through Triton system shared memory, for a server on this machine.
     """
     from .model_source import TritonEndpoint
 
@@ -570,8 +574,8 @@ def bench(
             f"--duration and --timeout must be positive, --warmup not negative, --processes at least 1, "
             f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
         )
-    load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout)
-    endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
+    load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout, shared_memory)
+    endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0, shared_memory=shared_memory)
     model = endpoint.model  # the one picked when none was named: every client process loads it
     assert model is not None  # connecting picked one
     try:

@@ -260,6 +260,7 @@ def bench_command(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the results as CSV instead of the table.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Also draw throughput and p99 latency against concurrency into this image (.png, .svg or .pdf).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+    shared_memory: Annotated[SharedMemory, typer.Option("--shared-memory", help="none (gRPC messages) or system: requests and answers through Triton system shared memory, for a server on this machine (a loopback --url).")] = SharedMemory.NONE,
 ) -> None:
     """Load-test a model on a Triton server with synthetic crops (what perf_analyzer reports)."""
     from .bench import bench, parse_counts
@@ -285,6 +286,7 @@ def bench_command(
             max_windows=max_windows,
             timeout=timeout,
             progress=None if quiet else (lambda line: typer.echo(line, err=True)),
+            shared_memory=shared_memory.value,
         )
         if plot is not None:
             try:

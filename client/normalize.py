@@ -47,7 +47,7 @@ def normalize_crop(
             return out
     elif crop.dtype not in (np.uint8, np.uint16, np.int16):
         raise InputError(f"cannot normalise {crop.dtype} voxels; SKOOTS reads uint8, uint16, int16 or float")
-    if out is None or crop.ndim != 3:
+    if out is None or crop.ndim != 3 or crop.dtype.kind == "f":
         if out is None:
             return _scaled(crop, dataset_mean, dataset_std).astype(np.float16)
         out[...] = _scaled(crop, dataset_mean, dataset_std)

@@ -109,3 +109,15 @@ def test_a_server_not_on_this_machine_is_refused_in_one_line(volume: Path) -> No
     ]
     with pytest.raises(InputError, match="give url="):
         skoots_client.segment(volume, device="cpu", quiet=True, shared_memory="system")
+
+
+def test_bench_loads_through_shared_memory_and_leaves_no_region(triton_server) -> None:
+    from skoots_client.bench import bench
+
+    before = ours_in_dev_shm()
+    result = bench(triton_server.grpc_url, concurrency=[2], batch=[2], duration=1.0, warmup=0.2, max_windows=3, shared_memory="system")
+    assert result.best.requests > 0
+    assert registered(triton_server.grpc_url) == []
+    assert ours_in_dev_shm() == before
+    run = subprocess.run([CLIENT, "bench", "--url", "10.1.2.3:8001", "--shared-memory", "system"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("error: --shared-memory system needs the server on this machine") and "Traceback" not in run.stderr
