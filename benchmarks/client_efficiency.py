@@ -135,7 +135,7 @@ def cpu_per_crop(args: argparse.Namespace) -> None:
         volume = Path(tmp) / "v.tif"
         tifffile.imwrite(volume, common.blobs((z, x, y)))
         with TritonServer(ServerConfig(repository=repository)).start(timeout=300) as server:
-            bench(server.grpc_url, concurrency=[1], batch=[args.max_batch], duration=args.duration, warmup=0, max_windows=2)
+            bench(server.grpc_url, concurrency=[1], batch=[args.max_batch], duration=args.duration, warmup=0, max_windows=3)
             for index in range(args.rounds):
                 for name, python in variants.items():
                     argv = [*python, child, str(volume), server.grpc_url] + (["--shared-memory", "system"] if name.endswith("shm") else [])

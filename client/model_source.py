@@ -349,6 +349,8 @@ class TritonEndpoint:
                                "check the server, or raise --timeout/--retry-for") from e
             else:
                 short = answer_size_problem(reply.header.outputs, exchange.sizes(reply), specs, exchange.shape)
+                unwritten = exchange.unwritten()
+                short = short or (f"{unwritten} not written into shared memory" if unwritten else None)
                 if short is not None:  # a broken server, not a fault that passes: no retry
                     raise ModelError(f"{self.name} answered with {short} — its model is broken; a Python-backend model "
                                      "answers with empty outputs when its environment has NumPy 2: check the server's "
