@@ -216,7 +216,7 @@ class TritonEndpoint:
     ) -> None:
         """``shared_memory`` "system": requests and answers through this machine's shared memory
         (`SharedMemoryPool`), for a server on a loopback address."""
-        import grpc
+        import grpc  # type: ignore[import-untyped]
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 

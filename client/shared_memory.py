@@ -92,6 +92,7 @@ class SharedMemoryPool:
         if name is None:
             name = self._create(byte_size)
         region = self._regions[name]
+        assert region.buf is not None  # open until close()
         root = np.frombuffer(region.buf, np.uint8, byte_size)
         weakref.finalize(root, self._give_back, name, byte_size)
         return Lease(name, root)

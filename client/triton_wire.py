@@ -83,7 +83,7 @@ def request_bytes(
     header = request.SerializeToString()
     if input_place is not None or batch is None:
         return header
-    data = memoryview(np.ascontiguousarray(batch)).cast("B")
+    data = np.ascontiguousarray(batch).data.cast("B")
     return b"".join((header, _RAW_INPUT_TAG, _varint(data.nbytes), data))
 
 
