@@ -104,21 +104,35 @@ class SharedMemoryPool:
 
     def _create(self, byte_size: int) -> str:
         with self._lock:
+            if self._closed:  # closed by another thread (the run ended) since the lease began
+                raise ServerUnavailableError(f"shared memory with {self._where} is closed")
             name = f"{self._prefix}-{len(self._regions)}"
             region = shared_memory.SharedMemory(name=name, create=True, size=byte_size)
             self._regions[name] = region
         try:
             self._register(name, "/" + region.name.lstrip("/"), byte_size)
-        except Exception as e:
+        except Exception as e:  # tritonclient's InferenceServerException and gRPC errors
             with self._lock:
-                del self._regions[name]
+                self._regions.pop(name, None)
             _unlink(region)
             message = e.message() if hasattr(e, "message") else str(e)
             raise ServerUnavailableError(
                 f"{self._where} cannot use this machine's shared memory ({message}) — run the server on this machine "
                 "sharing /dev/shm with the client (a container needs --ipc=host), or drop --shared-memory"
             ) from e
+        with self._lock:
+            closed = self._closed
+        if closed:  # close() ran while this region was being registered: it is this thread's to remove
+            self._forget(name, region)
+            raise ServerUnavailableError(f"shared memory with {self._where} is closed")
         return name
+
+    def _forget(self, name: str, region: shared_memory.SharedMemory) -> None:
+        try:
+            self._unregister(name)
+        except Exception:  # noqa: BLE001 - the server may be down; its regions die with it
+            pass
+        _unlink(region)
 
     @property
     def names(self) -> list[str]:
