@@ -19,18 +19,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, choice
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory, choice
 from .errors import InputError
 from .keyword_triples import Triple, triple, voxel_size_value
 from .result import Segmentation
 
-__all__ = ["DeviceChoice", "RuntimeChoice", "PrecisionChoice", "NgffChoice", "LabelsDtypeChoice", "segment", "measure"]
+__all__ = ["DeviceChoice", "RuntimeChoice", "PrecisionChoice", "NgffChoice", "LabelsDtypeChoice", "SharedMemoryChoice", "segment", "measure"]
 
 DeviceChoice = Device | Literal["auto", "cpu", "gpu"]
 RuntimeChoice = Runtime | Literal["auto", "openvino", "torchscript", "cuda"]
 PrecisionChoice = Precision | Literal["fp32", "bf16"]
 NgffChoice = NgffVersion | Literal["0.4", "0.5"]
 LabelsDtypeChoice = LabelsDtype | Literal["uint32", "uint64"]
+SharedMemoryChoice = SharedMemory | Literal["none", "system"]
 
 
 def segment(
@@ -49,6 +50,7 @@ def segment(
     timeout: float = 120.0,
     retries: int | None = None,
     retry_for: float = 60.0,
+    shared_memory: SharedMemoryChoice = "none",
     device: DeviceChoice = "auto",
     crop: Triple = None,
     overlap: Triple = None,
@@ -140,6 +142,10 @@ def segment(
     retry_for : float
         Seconds a failing request is sent again, with growing waits; a server still failing after
         them drops out, and the run fails when none is left.
+    shared_memory : {"none", "system"} or SharedMemory
+        ``"system"``: requests and answers through Triton system shared memory (``/dev/shm``)
+        instead of gRPC messages, for a server on this machine (a loopback ``url``); the regions
+        are removed when the run ends, however it ends.
     device : {"auto", "cpu", "gpu"} or Device
         Where post-processing runs: ``"auto"`` is a GPU with CuPy when there is one.
     crop, overlap : tuple of 3 ints or str, optional
@@ -291,7 +297,7 @@ def segment(
             ),
             ModelSpec(
                 urls=tuple(urls), model=model_name, repository=repository, tls=tls, window=window, timeout=timeout,
-                retries=retries, retry_for=retry_for, batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
+                retries=retries, retry_for=retry_for, shared_memory=choice(SharedMemory, shared_memory, "--shared-memory"), batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
                 precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop),
                 overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
                 reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),

@@ -47,7 +47,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -359,7 +359,7 @@ _ERRORS = {cls.__name__: cls for cls in (ServerUnavailableError, InferenceTimeou
 
 def _client(
     url: str, model: str, batch: int, concurrency: int, timeout: float, seed: int, stop: Any, channel: Any,
-    rate: float | None = None, distribution: str = "constant",
+    rate: float | None = None, distribution: str = "constant", shared_memory: str = "none",
 ) -> None:
     """One client: ``concurrency`` threads sharing one gRPC channel, each sending ``batch``
     crops in a closed loop until ``stop`` is set — or, given a ``rate``, `RATE_THREADS` threads
@@ -369,7 +369,7 @@ def _client(
 
     threads_wanted = concurrency if rate is None else RATE_THREADS
     try:
-        endpoint = TritonEndpoint(url, model, concurrency=threads_wanted, timeout=timeout, retries=0)
+        endpoint = TritonEndpoint(url, model, concurrency=threads_wanted, timeout=timeout, retries=0, shared_memory=shared_memory)
     except ClientError as e:
         channel.put(("error", type(e).__name__, str(e)))
         return
@@ -410,7 +410,7 @@ class _Clients:
 
     def __init__(
         self, url: str, model: str, batch: int, concurrency: int, processes: int, timeout: float,
-        rate: float | None = None, distribution: str = "constant",
+        rate: float | None = None, distribution: str = "constant", shared_memory: str = "none",
     ) -> None:
         self.processes = processes
         self.timeout = timeout
@@ -419,7 +419,7 @@ class _Clients:
             self.stop: Any = threading.Event()
             self.channel: Any = queue.SimpleQueue()
             self.workers: list[Any] = [
-                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel, *schedule), daemon=True)
+                threading.Thread(target=_client, args=(url, model, batch, concurrency, timeout, 0, self.stop, self.channel, *schedule, shared_memory), daemon=True)
             ]
         else:
             # spawn, not fork: a forked child would inherit this process's gRPC state.
@@ -427,7 +427,7 @@ class _Clients:
             self.stop = context.Event()
             self.channel = context.Queue()
             self.workers = [
-                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel, *schedule), daemon=True)
+                context.Process(target=_client, args=(url, model, batch, concurrency, timeout, i, self.stop, self.channel, *schedule, shared_memory), daemon=True)
                 for i in range(processes)
             ]
         for worker in self.workers:
@@ -527,6 +527,7 @@ class LoadSettings:
     max_windows: int = 10
     timeout: float = 120.0
     distribution: str = "constant"  # of a request-rate setting's send times
+    shared_memory: str = "none"  # "system": requests through /dev/shm (a server on this machine)
 
 
 def measure_throughput(
@@ -550,7 +551,7 @@ def measure_throughput(
     """
     if request_rate is not None:
         concurrency = RATE_THREADS
-    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout, request_rate, load.distribution)
+    clients = _Clients(url, model, batch, concurrency, load.processes, load.timeout, request_rate, load.distribution, load.shared_memory)
     try:
         clients.wait_ready(limit=60 + load.timeout)
         clients.collect_until(time.monotonic() + load.warmup)
@@ -641,12 +642,7 @@ def bench(
     *,
     concurrency: Sequence[int] = (1, 2, 4, 8),
     batch: Sequence[int] | None = None,
-    duration: float = 5.0,
-    warmup: float = 2.0,
-    processes: int = 1,
-    tolerance: float = 0.1,
-    max_windows: int = 10,
-    timeout: float = 120.0,
+    load: LoadSettings = LoadSettings(),
     request_rate: RequestRates | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BenchResult:
@@ -654,24 +650,29 @@ def bench(
     server's SKOOTS model, picked as ``segment`` picks it) — or, given ``request_rate``, every
     (batch, request rate) setting instead (perf_analyzer's request-rate mode).
 
-    ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends).
+    ``batch`` defaults to the model's ``max_batch_size`` (what ``segment`` sends); ``load``
+    holds the windows, stability, client processes, timeout and transport (``shared_memory``
+    "system": requests and answers through Triton system shared memory, for a server on this
+    machine); a ``request_rate``'s distribution overrides ``load.distribution``.
     Raises ``ClientError`` for bad settings, an unreachable server or a model that does not
     speak the contract — before any load is sent.
     """
     from .model_source import TritonEndpoint
 
-    if not duration > 0 or warmup < 0 or processes < 1 or not 0 < tolerance < 1 or max_windows < STABLE_WINDOWS or not timeout > 0:
+    if request_rate is not None:
+        load = replace(load, distribution=request_rate.distribution)
+    if (not load.duration > 0 or load.warmup < 0 or load.processes < 1 or not 0 < load.tolerance < 1
+            or load.max_windows < STABLE_WINDOWS or not load.timeout > 0):
         raise InputError(
             f"--duration and --timeout must be positive, --warmup not negative, --processes at least 1, "
             f"--stability between 0 and 100 %, --max-windows at least {STABLE_WINDOWS}"
         )
-    distribution = "constant" if request_rate is None else request_rate.distribution
+    distribution = load.distribution
     if distribution not in DISTRIBUTIONS:
         raise InputError(f"--request-distribution {distribution!r}: use {' or '.join(DISTRIBUTIONS)}")
     if request_rate is not None and not (request_rate.rates and all(0 < r < math.inf for r in request_rate.rates)):
         raise InputError(f"--request-rate {', '.join(map(str, request_rate.rates))}: give requests per second as positive numbers")
-    load = LoadSettings(duration, warmup, processes, tolerance, max_windows, timeout, distribution)
-    endpoint = TritonEndpoint(url, model, concurrency=1, timeout=timeout, retries=0)
+    endpoint = TritonEndpoint(url, model, concurrency=1, timeout=load.timeout, retries=0, shared_memory=load.shared_memory)
     model = endpoint.model  # the one picked when none was named: every client process loads it
     assert model is not None  # connecting picked one
     try:
@@ -682,13 +683,13 @@ def bench(
             raise InputError(f"--batch {too_big[0]} exceeds the model's max_batch_size {info.max_batch_size}; use 1..{info.max_batch_size}")
         crop = info.parameters.crop
         endpoint.inference_statistics()  # fail now, not after the warm-up, if statistics are off
-        result = BenchResult(url, model, crop, info.max_batch_size, duration, tolerance)
+        result = BenchResult(url, model, crop, info.max_batch_size, load.duration, load.tolerance)
         settings: list[tuple[int, float | None]] = (
             [(c, None) for c in concurrency] if request_rate is None else [(RATE_THREADS, r) for r in request_rate.rates]
         )
         for b in batches:
             for c, rate in settings:
-                load_name = f"concurrency {c}x{processes}" if rate is None else f"request rate {rate:g}/s x{processes} ({distribution})"
+                load_name = f"concurrency {c}x{load.processes}" if rate is None else f"request rate {rate:g}/s x{load.processes} ({distribution})"
 
                 def report(index: int, window: Window, b: int = b, load_name: str = load_name) -> None:
                     if progress:

@@ -1,5 +1,5 @@
 """The closed choices of a run (``--device``, ``--runtime``, ``--precision``, ``--ngff-version``,
-``--labels-dtype``)
+``--labels-dtype``, ``--shared-memory``)
 as enums: the command line lists them in ``--help`` and refuses others, the API takes a member or
 its text, and the code compares members rather than strings.
 
@@ -15,7 +15,7 @@ from skoots_export.contract.choices import Choice, Device  # one Device for expo
 
 from .errors import InputError
 
-__all__ = ["Choice", "Device", "Runtime", "Precision", "NgffVersion", "LabelsDtype", "choice"]
+__all__ = ["Choice", "Device", "Runtime", "Precision", "NgffVersion", "LabelsDtype", "SharedMemory", "choice"]
 
 _C = TypeVar("_C", bound="Choice")
 
@@ -50,6 +50,14 @@ class LabelsDtype(Choice):
 
     UINT32 = "uint32"
     UINT64 = "uint64"
+
+
+class SharedMemory(Choice):
+    """How requests and answers reach a server: gRPC messages (``none``), or Triton system
+    shared memory (``system``) with a server on this machine."""
+
+    NONE = "none"
+    SYSTEM = "system"
 
 
 def choice(kind: type[_C], value: _C | str, option: str, hint: str = "") -> _C:

@@ -19,7 +19,7 @@ from skoots_export.contract.console import VersionOption, run
 from skoots_export.contract.errors import SkootsError
 from skoots_export.contract.triples import TRIPLE_HELP, option_triple
 
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
 from .errors import ClientError
 from .options import OPTIONS, as_flag, in_terms
 
@@ -83,6 +83,7 @@ def segment_command(
     timeout: Annotated[float, _flag("timeout")] = 120.0,
     retries: Annotated[int | None, _flag("retries")] = None,
     retry_for: Annotated[float, _flag("retry_for")] = 60.0,
+    shared_memory: Annotated[SharedMemory, _flag("shared_memory")] = SharedMemory.NONE,
     device: Annotated[Device, _flag("device")] = Device.AUTO,
     crop: Annotated[str | None, _flag("crop")] = None,
     overlap: Annotated[str | None, _flag("overlap")] = None,
@@ -143,6 +144,7 @@ def segment_command(
                 timeout=timeout,
                 retries=retries,
                 retry_for=retry_for,
+                shared_memory=shared_memory,
                 device=device,
                 crop=_zyx("--crop", crop),
                 overlap=_zyx("--overlap", overlap),
@@ -260,9 +262,10 @@ def bench_command(
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the results in perf_analyzer's CSV columns (its -f FILE; times in µs) to this file; - prints them instead of the table.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also draw throughput and p99 latency against concurrency into this image (.png, .svg or .pdf).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+    shared_memory: Annotated[SharedMemory, typer.Option("--shared-memory", help="none (gRPC messages) or system: requests and answers through Triton system shared memory, for a server on this machine (a loopback --url).")] = SharedMemory.NONE,
 ) -> None:
     """Load-test a model on a Triton server with synthetic crops (what perf_analyzer reports)."""
-    from .bench import RequestRates, bench, parse_counts, parse_rates
+    from .bench import LoadSettings, RequestRates, bench, parse_counts, parse_rates
     from .bench_report import format_table, to_csv, to_json, write_csv
     from .bench_report import plot as draw
     from .destinations import check_destination
@@ -289,12 +292,7 @@ def bench_command(
             concurrency=parse_counts("--concurrency", concurrency if concurrency is not None else "1,2,4,8"),
             batch=batches,
             request_rate=RequestRates(tuple(parse_rates("--request-rate", request_rate)), request_distribution) if request_rate is not None else None,
-            duration=duration,
-            warmup=warmup,
-            processes=processes,
-            tolerance=stability / 100,
-            max_windows=max_windows,
-            timeout=timeout,
+            load=LoadSettings(duration, warmup, processes, stability / 100, max_windows, timeout, shared_memory=shared_memory.value),
             progress=None if quiet else (lambda line: typer.echo(line, err=True)),
         )
         if plot is not None:

@@ -41,7 +41,7 @@ def open_endpoints(spec: ModelSpec, *, load: bool = True) -> tuple[list[Any], Mo
     try:
         for url in urls:
             endpoints.append(TritonEndpoint(url, model, concurrency=spec.window, timeout=spec.timeout, retries=spec.retries,
-                                            retry_for=spec.retry_for, tls=tls))
+                                            retry_for=spec.retry_for, tls=tls, shared_memory=spec.shared_memory))
         first = endpoints[0]
         for endpoint in endpoints[1:]:
             if endpoint.info.parameters != first.info.parameters:

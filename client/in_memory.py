@@ -91,9 +91,12 @@ def infer_pieces(
         batch = crops[first : first + batch_size]
         pieces = []
         for j, crop in enumerate(batch):
-            unpadded = tuple(slice(0, n) for n in crop.size)  # dilate within the crop only
-            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][unpadded]), half_widths)
-            pieces.append(Piece(dilated[crop.local], outputs[0][j][(slice(None), *crop.local)],
+            # Dilated within the crop only, and only near what it keeps: the owned region widened
+            # by the dilation's half-widths (clipped to the crop) dilates to the same owned voxels.
+            near = tuple(slice(max(0, k.start - h), min(n, k.stop + h)) for k, h, n in zip(crop.local, half_widths, crop.size))
+            dilated = postprocess.dilate_skeleton(xp.asarray(outputs[1][j, 0][near]), half_widths)
+            kept = tuple(slice(k.start - w.start, k.stop - w.start) for k, w in zip(crop.local, near))
+            pieces.append(Piece(dilated[kept], outputs[0][j][(slice(None), *crop.local)],
                                 outputs[2][j, 0][crop.local] if probability else None))
         yield batch, pieces
 

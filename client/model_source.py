@@ -28,15 +28,17 @@ from skoots_export.contract.wire import (
     parameters_from_config,
 )
 
-from .address import grpc_address, triton_http_service
+from .address import grpc_address
 from .answers import answer_problem, answer_size_problem
-from .errors import ClientError, InferenceTimeoutError, InputError, ModelError, ServerUnavailableError, UrlError
-from .triton_client import grpc_client, ready_configs, ready_models
+from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
+from .shared_memory import SHARED_MEMORY_CHOICES, SharedMemoryPool, check_local
+from .triton_client import grpc_client, raw_infer_call, ready_configs, ready_models, status_text, unreachable_error
+from .triton_wire import Exchange, parse_reply, rpc_error
 from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, model_kind, on_cpu_only
 
 __all__ = [
     "ModelInfo", "check_config", "choose_model", "repository_configs", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
-    "RETRY_FOR", "Tls", "unreachable_error", "TritonEndpoint",
+    "RETRY_FOR", "Tls", "TritonEndpoint",
 ]
 
 
@@ -175,12 +177,6 @@ RETRY_FOR = 60.0
 _RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "NOT_FOUND")
 
 
-def _status(error: Exception) -> str:
-    status = getattr(error, "status", None)
-    text = str(status() if callable(status) else status or "")
-    return text.replace("StatusCode.", "")
-
-
 @dataclass(frozen=True)
 class Tls:
     """gRPC over TLS: the CA certificate to trust (None: the system's) and, for servers that
@@ -200,34 +196,6 @@ class Tls:
                 raise InputError(problem)
 
 
-def unreachable_error(url: str, error: Exception, tls: Tls | None) -> ClientError:
-    """Say why nothing answered at ``url``; TLS failures all look alike to gRPC (UNAVAILABLE)."""
-    message = error.message() if hasattr(error, "message") else str(error)
-    detail = message.rsplit(": ", 1)[-1] if "handshake" in message.lower() else ""
-    if "Socket closed" in message or "handshake" in message.lower():  # something answered, not in gRPC
-        service = triton_http_service(url)
-        if service:
-            return UrlError(
-                f"{url} is Triton's {service} port, not its gRPC port — use the gRPC port in --url "
-                "(8001 by default; skoots serve prints it on its grpc line)"
-            )
-    if "CERTIFICATE_VERIFY_FAILED" in message:
-        reason = message.split("CERTIFICATE_VERIFY_FAILED: ", 1)[-1].split(":")[0]
-        return ServerUnavailableError(
-            f"TLS: the certificate of {url} is not signed by a CA this client trusts ({reason}) — pass --root-cert with the CA that signed it"
-        )
-    if tls is not None and "Peer name" in message:
-        return ServerUnavailableError(f"TLS: the certificate of {url} is not issued for that address — connect by a name it lists, or reissue it")
-    if tls is not None and "handshake" in message.lower():
-        return ServerUnavailableError(f"TLS handshake with {url} failed ({detail}) — does it serve TLS? If not, drop --ssl (or the https:// or grpcs:// of --url)")
-    hint = " or fix --url"
-    if "Socket closed" in message:
-        hint = (" or fix --url; if it serves TLS, pass --ssl and --root-cert" if tls is None else
-                " or fix --url; if it requires client certificates, pass --private-key and --cert-chain" if tls.private_key is None else
-                " or fix --url; the server may not accept this client's certificate")
-    return ServerUnavailableError(f"no Triton server at {url} ({_status(error) or 'unreachable'}) — start one (skoots serve){hint}")
-
-
 class TritonEndpoint:
     """One Triton server over gRPC (over TLS with ``tls``), with a per-request deadline and
     retries with backoff: a failing request is sent again until ``retry_for`` seconds have
@@ -244,11 +212,19 @@ class TritonEndpoint:
         retry_for: float = RETRY_FOR,
         backoff: float = 0.5,
         tls: Tls | None = None,
+        shared_memory: str = "none",
     ) -> None:
+        """``shared_memory`` "system": requests and answers through this machine's shared memory
+        (`SharedMemoryPool`), for a server on a loopback address."""
+        import grpc  # type: ignore[import-untyped]
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
         self.url, tls_scheme = grpc_address(url)
+        if shared_memory not in SHARED_MEMORY_CHOICES:
+            raise InputError(f"--shared-memory {shared_memory}: choose one of {', '.join(SHARED_MEMORY_CHOICES)}")
+        if shared_memory == "system":
+            check_local(self.url)
         if tls is None and tls_scheme:
             tls = Tls()
         if tls is not None:
@@ -263,10 +239,15 @@ class TritonEndpoint:
         self.backoff = backoff
         self._grpc = grpcclient
         self._error = InferenceServerException
+        self._rpc_error = grpc.RpcError
         self._lock = threading.Lock()
         self._client = self._new_client()
+        self._call = (self._client, raw_infer_call(self._client))
         self.info = self._connect()
         self.name = f"{self.url}/{self.model}"
+        self.shared_memory: SharedMemoryPool | None = None
+        if shared_memory == "system":
+            self.shared_memory = SharedMemoryPool(self._register_region, self._unregister_region, self.name)
 
     def _new_client(self) -> Any:
         return grpc_client(self.url, self.tls)
@@ -278,6 +259,24 @@ class TritonEndpoint:
             if self._client is broken:
                 self._client = self._new_client()
                 broken.close()
+
+    def _register_region(self, name: str, key: str, byte_size: int) -> None:
+        self._client.register_system_shared_memory(name, key, byte_size, client_timeout=10)
+
+    def _unregister_region(self, name: str) -> None:
+        self._client.unregister_system_shared_memory(name, client_timeout=10)
+
+    def _send(self, client: Any, request: bytes) -> bytes:
+        """One ``ModelInfer`` call of serialised bytes on ``client``'s channel; gRPC errors as
+        tritonclient raises them."""
+        current, call = self._call
+        if current is not client:
+            call = raw_infer_call(client)
+            self._call = (client, call)
+        try:
+            return call(request, timeout=self.timeout)
+        except self._rpc_error as e:
+            raise rpc_error(e) from e
 
     def _connect(self) -> ModelInfo:
         try:
@@ -327,20 +326,18 @@ class TritonEndpoint:
         (send, server, receive, including any retries) and deserialising the answers.
         """
         started = time.perf_counter()
-        inputs = [self._grpc.InferInput(INPUT.name, list(batch.shape), "FP16")]
-        inputs[0].set_data_from_numpy(batch)
         specs = [VECTORS, SKELETON] + ([PROBABILITY] if probability else [])
-        outputs = [self._grpc.InferRequestedOutput(spec.name) for spec in specs]
+        exchange = Exchange(self.model or "", INPUT.name, batch, specs, self.shared_memory)
         serialised = time.perf_counter()
         attempt = 0
         give_up_at = None  # set at the first failure: the retry budget runs from there
         while True:
             client = self._client
             try:
-                result = client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout)
+                reply = parse_reply(self._send(client, exchange.request))
                 received = time.perf_counter()
             except self._error as e:
-                status = _status(e)
+                status = status_text(e)
                 if status not in _RETRYABLE:
                     raise ModelError(f"{self.name} refused a request: {e.message()}") from e
                 if status == "UNAVAILABLE":
@@ -351,19 +348,21 @@ class TritonEndpoint:
                     raise kind(f"{self.name}: {status} after {attempt + 1} attempts in {self._failing_for(give_up_at):.1f}s — "
                                "check the server, or raise --timeout/--retry-for") from e
             else:
-                short = answer_size_problem(result.get_response(), specs, batch.shape)
+                short = answer_size_problem(reply.header.outputs, exchange.sizes(reply), specs, exchange.shape)
+                unwritten = exchange.unwritten()
+                short = short or (f"{unwritten} not written into shared memory" if unwritten else None)
                 if short is not None:  # a broken server, not a fault that passes: no retry
                     raise ModelError(f"{self.name} answered with {short} — its model is broken; a Python-backend model "
                                      "answers with empty outputs when its environment has NumPy 2: check the server's "
                                      "log, or restart it with skoots serve (which checks its environment)")
-                answer = tuple(result.as_numpy(spec.name) for spec in specs)
-                problem = answer_problem(answer, specs, batch.shape)
+                answer = exchange.arrays(reply)  # read-only views of the reply (or the region), never copies
+                problem = answer_problem(answer, specs, exchange.shape)
                 if problem is None:
                     if timings is not None:
                         timings["serialise"] = serialised - started
                         timings["send_receive"] = received - serialised
                         timings["deserialise"] = time.perf_counter() - received
-                    return answer
+                    return answer  # type: ignore[return-value]  # answer_problem: no None left
                 # Seen from the Python backend after a stall: a response without its outputs.
                 # The request is sent again; a server that keeps doing it is broken.
                 give_up_at = give_up_at or time.monotonic() + self.retry_for
@@ -389,9 +388,12 @@ class TritonEndpoint:
         try:
             stats = self._client.get_inference_statistics(self.model, as_json=True, client_timeout=10)
         except self._error as e:
-            raise ServerUnavailableError(f"{self.name}: cannot read inference statistics ({_status(e) or e.message()})") from e
+            raise ServerUnavailableError(f"{self.name}: cannot read inference statistics ({status_text(e) or e.message()})") from e
         return list(stats.get("model_stats", []))
 
     def close(self) -> None:
+        """Unregister and unlink any shared memory, then close the channel."""
+        if self.shared_memory is not None:
+            self.shared_memory.close()
         self._client.close()
 

@@ -47,7 +47,53 @@ def normalize_crop(
             return out
     elif crop.dtype not in (np.uint8, np.uint16, np.int16):
         raise InputError(f"cannot normalise {crop.dtype} voxels; SKOOTS reads uint8, uint16, int16 or float")
-    scaled = crop.astype(np.float32)  # the one float32 temporary, then in place
+    if out is None or crop.ndim != 3 or crop.dtype.kind == "f":
+        if out is None:
+            return _scaled(crop, dataset_mean, dataset_std).astype(np.float16)
+        out[...] = _scaled(crop, dataset_mean, dataset_std)
+        return out
+    # An integer crop has at most 2**16 distinct voxels: each one's float16 is looked up in a
+    # table made by the very operations above, so the result is theirs bit for bit, in one
+    # pass (NumPy casts float32 to float16 one element at a time: most of the cost otherwise).
+    table = _table(crop.dtype, dataset_mean, dataset_std)
+    _kernel()(crop.view(np.uint16) if crop.dtype == np.int16 else crop, table, out.view(np.uint16))
+    return out
+
+
+_tables: dict[tuple[Any, ...], np.ndarray] = {}
+_kernels: list[Any] = []
+
+
+def _table(dtype: np.dtype, dataset_mean: float | None, dataset_std: float | None) -> np.ndarray:
+    """The float16 bits of every value of ``dtype`` (indexed as unsigned), normalised."""
+    key = (np.dtype(dtype).str, dataset_mean, dataset_std)
+    if key not in _tables:
+        values = np.arange(np.iinfo(dtype).min, np.iinfo(dtype).max + 1).astype(dtype)
+        half = _scaled(values, dataset_mean, dataset_std).astype(np.float16).view(np.uint16)
+        table = np.empty_like(half)
+        table[values.view(np.uint16) if dtype == np.int16 else values] = half  # int16 -1 sits at 0xFFFF
+        _tables[key] = table
+    return _tables[key]
+
+
+def _kernel() -> Any:
+    if not _kernels:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def gather(crop, table, out):  # pragma: no cover - compiled
+            for i in range(crop.shape[0]):
+                for j in range(crop.shape[1]):
+                    for k in range(crop.shape[2]):
+                        out[i, j, k] = table[crop[i, j, k]]
+
+        _kernels.append(gather)
+    return _kernels[0]
+
+
+def _scaled(crop: np.ndarray, dataset_mean: float | None, dataset_std: float | None) -> np.ndarray:
+    """``crop`` as float32, normalised in place (the rule `normalize_crop` documents)."""
+    scaled = crop.astype(np.float32)
     if dataset_mean is not None and dataset_std is not None:
         scaled -= np.float32(dataset_mean)
         scaled /= np.float32(dataset_std)
@@ -55,10 +101,7 @@ def normalize_crop(
         if crop.dtype == np.int16:
             scaled += np.float32(2**15)  # exact: every sum is an integer below 2**16
         scaled /= np.float32(2**8 if crop.dtype == np.uint8 else 2**16)
-    if out is None:
-        return scaled.astype(np.float16)
-    out[...] = scaled
-    return out
+    return scaled
 
 
 RULES = "auto, dtype, minmax, percentile[:LOW,HIGH] or mean-std:M,S"

@@ -20,7 +20,7 @@ from typing import Any
 
 from skoots_export.contract.triples import TRIPLE_HELP
 
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
 from .errors import ClientError
 
 __all__ = ["Option", "OPTIONS", "FLAGS", "Render", "as_flag", "as_keyword", "in_terms", "render"]
@@ -78,6 +78,8 @@ _ALL = (
            'At most this many resends per request (default: as many as --retry-for allows).', spec='ModelSpec'),
     Option('retry_for', '--retry-for', 60.0,
            'Seconds a request that fails (server unavailable, past --timeout, an answer missing outputs) is sent again, waiting 0.5 s, 1 s, 2 s, … (at most 30 s) between tries; longer than a server restart. A server still failing after them drops out, and the run fails when none is left.', spec='ModelSpec'),
+    Option('shared_memory', '--shared-memory', SharedMemory.NONE,
+           "How requests and answers reach a server on this machine: none (gRPC messages) or system (Triton system shared memory in /dev/shm: no serialising, no copies; the --url must be a loopback address, and the server must share /dev/shm with the client). Regions are unregistered and removed when the run ends, however it ends.", spec='ModelSpec'),
     Option('device', '--device', Device.AUTO,
            'Post-processing device: auto (GPU with CuPy when present), cpu or gpu.', spec='ModelSpec'),
     Option('crop', '--crop', None,

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import memory, postprocess
 from .address import grpc_address
-from .choices import Device, Precision, Runtime
+from .choices import Device, Precision, Runtime, SharedMemory
 from .destinations import check_not_input
 from .endpoints import read_model
 from .errors import ClientError, InputError
@@ -28,6 +28,7 @@ from .preview import check_preview_path
 from .progress import Watch
 from .roi import cut, describe_box, resolve_roi
 from .sanity import axes_warning, channel_warning, check_something_to_infer, intensity_warning, sample_voxels
+from .shared_memory import check_local
 from .skip import skip_rule
 from .specs import ClusterSpec, InputSpec, ModelSpec, OutputSpec, Plan, ResumeSpec
 from .volume import describe_shape
@@ -50,6 +51,10 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
         raise InputError("--runtime, --threads and --precision choose how the model runs in-process: drop them with --url")
     for url in model.urls:
         grpc_address(url)  # a --url that cannot be right is refused before the volume is read
+        if model.shared_memory is SharedMemory.SYSTEM:
+            check_local(grpc_address(url)[0])
+    if model.shared_memory is SharedMemory.SYSTEM and not model.urls:
+        raise InputError("--shared-memory system is how requests reach a server: give --url, or drop it to run the model in-process")
     if output.min_size < 0:
         raise InputError(f"--min-size {output.min_size}: give a voxel count of at least 0 (0 keeps every instance)")
     if cluster.block is not None and any(b < 1 for b in cluster.block):

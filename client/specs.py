@@ -14,7 +14,7 @@ from typing import Any
 
 from skoots_export.contract.wire import ModelParameters
 
-from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
+from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
 from .model_source import ModelInfo, Tls
 from .normalize import Normalization
 from .origin import ZERO, Offset
@@ -115,6 +115,7 @@ class ModelSpec:
     timeout: float = 120.0
     retries: int | None = None  # a cap on resends; None: --retry-for alone bounds them
     retry_for: float = 60.0
+    shared_memory: SharedMemory = SharedMemory.NONE  # SYSTEM: requests and answers through /dev/shm
     batch: int | None = None
     runtime: Runtime = Runtime.AUTO
     threads: int | None = None

@@ -11,6 +11,7 @@ import pytest
 from skoots_client.answers import answer_problem, answer_size_problem
 from skoots_client.errors import InputError, ModelError
 from skoots_client.model_source import EmbeddedModel, Tls, choose_model
+from skoots_client.triton_wire import parse_reply
 from skoots_client.variants import CPU_KIND_PREFERENCE, model_kind, on_cpu_only
 from skoots_export.contract.choices import Backend
 from skoots_export.contract.wire import SKELETON, VECTORS
@@ -55,7 +56,8 @@ def _response(*outputs: tuple[str, str, list[int], bytes]):
 def test_an_answers_bytes_must_fill_the_shape_before_anything_is_decoded(vectors, problem) -> None:
     """What a Python-backend stub with NumPy 2 sends: the right shapes, zero bytes."""
     response = _response(("vectors__0", *vectors), ("skeleton__1", "UINT8", [2, 1, 8, 8, 4], bytes(512)))
-    assert answer_size_problem(response, [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
+    reply = parse_reply(response.SerializeToString())  # as the endpoint reads it: views of the raw bytes
+    assert answer_size_problem(reply.header.outputs, [len(r) for r in reply.raw], [VECTORS, SKELETON], (2, 1, 8, 8, 4)) == problem
 
 
 def test_tls_files_are_checked(tmp_path: Path) -> None:

@@ -202,6 +202,23 @@ def test_normalisation_into_a_batch_slot_equals_the_plain_formula(dtype, mean_st
     assert np.array_equal(normalize_crop(crop, dataset_mean=mean, dataset_std=std), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+@pytest.mark.parametrize("mean_std", [(None, None), (300.5, 12.25), (-20.5, 3.3)])
+def test_every_integer_value_normalises_into_a_strided_slot_bit_for_bit(dtype, mean_std) -> None:
+    """Into a slot, integer crops go through a float16 table: every value of the type, in a
+    strided crop and a strided slot, must give the bits of the whole-array formula."""
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1).astype(dtype)
+    crop = np.random.default_rng(1).permutation(np.resize(values, 2 * 2 * values.size)).reshape(4, -1, 2)[:, ::-1]
+    mean, std = mean_std
+    expected = normalize_crop(np.ascontiguousarray(crop), dataset_mean=mean, dataset_std=std)
+    batch = np.zeros((1, 1, 4, crop.shape[1] + 3, 2), np.float16)
+    slot = batch[0, 0, :, 1 : 1 + crop.shape[1]]
+    normalize_crop(crop, dataset_mean=mean, dataset_std=std, out=slot)
+    assert np.array_equal(slot.view(np.uint16), expected.view(np.uint16))
+    assert not batch[0, 0, :, 0].any() and not batch[0, 0, :, -2:].any()
+
+
 def test_a_long_last_axis_is_not_read_as_channels(tmp_path: Path) -> None:
     """Issue 27 (1): a (2, 48, 384, 384) array, two channels first, was read as [Z, Y, X, C]
     with 384 channels (channel 2 taken). An array or a plain TIFF whose last axis is longer than

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skoots_client.bench import GRPC_PREFIX, bench, message_bytes
+from skoots_client.bench import GRPC_PREFIX, LoadSettings, bench, message_bytes
 from skoots_client.model_source import TritonEndpoint
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
@@ -152,7 +152,7 @@ def test_message_sizes_match_what_travels(triton_server) -> None:
 
 
 def test_bench_as_a_function_reports_the_best_setting(triton_server) -> None:
-    result = bench(triton_server.grpc_url, concurrency=[1, 2], batch=[4], duration=0.3, warmup=0.1, max_windows=3)
+    result = bench(triton_server.grpc_url, concurrency=[1, 2], batch=[4], load=LoadSettings(duration=0.3, warmup=0.1, max_windows=3))
     assert result.best in result.measurements
     assert result.best.crops_per_s == max(m.crops_per_s for m in result.measurements)
 
