@@ -21,7 +21,7 @@ from skoots_export.contract.triples import TRIPLE_HELP, option_triple
 
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime
 from .errors import ClientError
-from .options import OPTIONS, as_flag, in_terms
+from .options import OPTIONS, TILE_DEFAULT, TILE_WORDS, as_flag, in_terms
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -85,6 +85,7 @@ def segment_command(
     retry_for: Annotated[float, _flag("retry_for")] = 60.0,
     device: Annotated[Device, _flag("device")] = Device.AUTO,
     crop: Annotated[str | None, _flag("crop")] = None,
+    tile: Annotated[str, _flag("tile")] = TILE_DEFAULT,
     overlap: Annotated[str | None, _flag("overlap")] = None,
     embedding_iterations: Annotated[int | None, _flag("embedding_iterations")] = None,
     reference_borders: Annotated[bool, _flag("reference_borders")] = False,
@@ -145,6 +146,7 @@ def segment_command(
                 retry_for=retry_for,
                 device=device,
                 crop=_zyx("--crop", crop),
+                tile=tile if tile.strip().lower() in TILE_WORDS else _zyx("--tile", tile),
                 overlap=_zyx("--overlap", overlap),
                 embedding_iterations=embedding_iterations,
                 reference_borders=reference_borders,

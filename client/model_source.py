@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from skoots_export.contract.activation import Network, tile_limits_from_config
 from skoots_export.contract.net import pem_problem
 from skoots_export.contract.wire import (
     INPUT,
@@ -48,6 +49,8 @@ class ModelInfo:
     parameters: ModelParameters
     max_batch_size: int
     kind: str = "python"  # what runs it: libtorch, openvino or python (model_kind)
+    network: Network | None = None  # its cfg's DIMS and KERNEL_SIZE: what its activations cost
+    max_tile_voxels: int | None = None  # the largest tile its server takes (set by skoots export)
 
 
 def check_config(config: Any, where: str) -> ModelInfo:
@@ -56,10 +59,10 @@ def check_config(config: Any, where: str) -> ModelInfo:
     if problems:
         raise ModelError(f"model at {where} does not speak the SKOOTS contract: {'; '.join(problems)} — re-export it with skoots export")
     try:
-        parameters = parameters_from_config(config)
+        return ModelInfo(config.name, parameters_from_config(config), max(1, int(config.max_batch_size)), model_kind(config),
+                         *tile_limits_from_config(config))
     except ValueError as e:
         raise ModelError(f"model at {where}: {e} — re-export it with skoots export") from e
-    return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)), model_kind(config))
 
 
 def choose_model(configs: Sequence[Any], where: str, preference: Sequence[str] = KIND_PREFERENCE) -> str:
