@@ -118,8 +118,13 @@ class TileCap:
         if self.bytes_per_voxel is None:
             return f"tile {describe_shape(tile)} is {voxels:,} voxels per crop, over the {self.voxels:,} {self.source}: {fix}"
         need = self.fixed + voxels * self.bytes_per_voxel
-        return (f"tile {describe_shape(tile)} needs ~{need / 2**30:.1f} GiB to infer one crop in this process "
-                f"(this network's activation estimate), over the {self.budget / 2**30:.1f} GiB budget ({self.source}): {fix}")
+        return (f"tile {describe_shape(tile)} needs ~{_size(need)} to infer one crop in this process "
+                f"(this network's activation estimate), over the {_size(self.budget)} budget ({self.source}): {fix}")
+
+
+def _size(size: float) -> str:
+    """Bytes as a message says them: ``13.5 GiB``, ``134 MiB``."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
 def resolve_tile(asked: Triple | str, shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int], minimum: int,
