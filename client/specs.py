@@ -121,14 +121,14 @@ class ModelSpec:
     threads: int | None = None
     precision: Precision = Precision.FP32
     crop: Triple | None = None
-    tile: Triple | str = TILE_DEFAULT  # "crop", "auto" or a size: the inference tile (plan: Plan.tile)
     overlap: Triple | None = None
+    tile: Triple | str = TILE_DEFAULT  # "crop", "auto" or a size: the inference tile (plan: Plan.tile)
     embedding_iterations: int | None = None
     reference_borders: bool = False
     device: Device = Device.AUTO
 
     def __repr__(self) -> str:
-        return lettered_repr(self, ("crop", "tile", "overlap"))
+        return lettered_repr(self, ("crop", "overlap", "tile"))
 
 
 @dataclass(frozen=True)
