@@ -137,8 +137,10 @@ def export_checkpoint(
         raise ExportOptionError(f"model name {name!r} may hold only letters, digits, '_', '.', '-'")
     if device not in (Device.GPU, Device.CPU):
         raise ExportOptionError(f"--device {device}: an exported model runs on gpu or cpu")
-    if max_batch_size < 1 or version < 1 or instances < 1 or (max_tile_voxels is not None and max_tile_voxels < 1):
-        raise ExportOptionError("--max-batch, --version, --instances and --max-tile-voxels must be at least 1")
+    if max_batch_size < 1 or version < 1 or instances < 1:
+        raise ExportOptionError("--max-batch, --version and --instances must be at least 1")
+    if max_tile_voxels is not None and max_tile_voxels < 1:
+        raise ExportOptionError(f"--max-tile-voxels {max_tile_voxels}: give the voxels of the largest tile, at least 1")
     backends = BACKENDS.get(backend)
     if backends is None:
         raise ExportOptionError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
