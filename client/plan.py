@@ -193,7 +193,10 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     tile = resolve_tile(model.tile, volume.shape, parameters.crop, parameters.overlap, parameters.minimum_size,
                         _tile_cap(model, info, volume.shape, blockwise, cluster) if uses_cap else None,
                         reference_borders=model.reference_borders)
-    parameters = parameters.replace(crop=tile)  # the grid's crop is the tile (Plan.tile); the model's stays Plan.model_crop
+    try:
+        parameters = parameters.replace(crop=tile)  # the grid's crop is the tile (Plan.tile); the model's stays Plan.model_crop
+    except ValueError as e:
+        raise InputError(str(e)) from e
     sample = sample_voxels(volume)
     normalization = resolve_normalization(choice, parameters.dataset_mean, parameters.dataset_std, sample)
     watch.warn(intensity_warning(sample, volume.dtype, normalization, choice.explicit))

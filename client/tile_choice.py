@@ -40,12 +40,13 @@ def input_per_output(shape: Sequence[int], tile: Sequence[int], overlap: Sequenc
 def tile_candidates(length: int, crop: int, overlap: int) -> list[int]:
     """Tile sizes along one axis: whole steps of the model's crop with its overlap
     (``k * (crop - 2 * overlap) + 2 * overlap``, ``k >= 1``), up to the first that covers the axis
-    (given as the axis' length).
+    (given as the axis' length, or the crop on an axis shorter than it: a tile is never smaller
+    than the crop, and the grid clips it to the volume).
 
     >>> tile_candidates(600, 300, 10)
     [300, 580, 600]
     >>> tile_candidates(7, 20, 5)
-    [7]
+    [20]
     """
     step = crop - 2 * overlap
     sizes = []
@@ -53,7 +54,7 @@ def tile_candidates(length: int, crop: int, overlap: int) -> list[int]:
     while True:
         size = k * step + 2 * overlap
         if size >= length:
-            sizes.append(length)
+            sizes.append(max(length, crop))
             return sizes
         sizes.append(size)
         k += 1
@@ -64,8 +65,9 @@ def choose_tile(shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int
     """The tile (runtime ``X, Y, Z``) with the fewest network input voxels per output voxel
     among whole-step tiles (`tile_candidates`) of at most ``max_voxels`` voxels; of equal cost
     (within 1 %) one that covers the whole z axis first (most waste is z), then y, then x, then
-    the smallest. Never smaller than the crop (clipped to the volume): when even the crop exceeds
-    ``max_voxels`` it is the crop. Deterministic.
+    the smallest. Never smaller than the crop: when even the crop exceeds ``max_voxels`` it is the
+    crop, and on an axis shorter than the crop it is the crop's (the grid clips both to the
+    volume, and the model's parameters stay valid). Deterministic.
 
     >>> choose_tile((600, 600, 40), (300, 300, 20), (10, 10, 5), 300 * 300 * 20)
     (300, 300, 20)
@@ -75,6 +77,7 @@ def choose_tile(shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int
     (600, 600, 40)
     """
     per_axis = [tile_candidates(n, c, o) for n, c, o in zip(shape, crop, overlap)]
+    per_axis = [[min(t, n) for t in sizes] for sizes, n in zip(per_axis, shape)]  # what the grid sends of each
     factor = [{t: len(tile_starts(n, t, o)) * max(t, minimum) / n for t in sizes}  # the cost is a product over axes
               for sizes, n, o in zip(per_axis, shape, overlap)]
     smallest = [max(sizes[0], minimum) for sizes in per_axis]
@@ -97,7 +100,7 @@ def choose_tile(shape: Sequence[int], crop: Sequence[int], overlap: Sequence[int
                 if best is None or key < best[0]:
                     best = (key, tile)
     assert best is not None
-    return best[1]
+    return tuple(max(t, c) for t, c in zip(best[1], crop))  # type: ignore[return-value]  # never below the crop: the grid clips
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ def test_candidates_are_whole_steps_up_to_the_axis() -> None:
     assert tile_candidates(1000, 300, 10) == [300, 580, 860, 1000]
     assert tile_candidates(40, 20, 5) == [20, 30, 40]
     assert tile_candidates(20, 20, 5) == [20]
+    assert tile_candidates(7, 20, 5) == [20]  # an axis shorter than the crop: the crop (the grid clips it)
 
 
 def test_the_seed_crop_costs_what_the_issue_measured() -> None:
@@ -54,8 +55,10 @@ def test_auto_covers_z_first_and_respects_the_cap() -> None:
 
 def test_auto_is_the_crop_when_nothing_larger_fits_and_the_volume_when_it_fits() -> None:
     assert choose_tile((600, 600, 40), SEED["crop"], SEED["overlap"], 1000) == (300, 300, 20)
-    assert choose_tile((50, 60, 7), SEED["crop"], SEED["overlap"], 10**9) == (50, 60, 7)  # tiles larger than the volume clip to it
-    assert choose_tile((50, 60, 7), SEED["crop"], SEED["overlap"], 1) == (50, 60, 7)
+    # on axes shorter than the crop the crop's size (the grid clips it), never a tile smaller than the crop
+    assert choose_tile((50, 60, 7), SEED["crop"], SEED["overlap"], 10**9) == (300, 300, 20)
+    assert choose_tile((500, 60, 40), SEED["crop"], SEED["overlap"], 10**9) == (500, 300, 40)
+    assert choose_tile((50, 60, 7), SEED["crop"], SEED["overlap"], 1) == (300, 300, 20)
 
 
 def test_auto_is_deterministic() -> None:

@@ -33,7 +33,7 @@ def volume(tmp_path_factory) -> Path:
 
 def test_auto_in_process_sees_the_whole_volume_and_says_so(e2e_repository: Path, volume: Path) -> None:
     options = dict(repository=e2e_repository, device="cpu", quiet=True)
-    crop = skoots_client.segment(volume, **options)
+    crop = skoots_client.segment(volume, tile="crop", **options)
     assert "tile z 8, y 24, x 24, 2.20 network input voxels per output voxel" in crop.summary  # the model's crop: 18 crops
     auto = skoots_client.segment(volume, tile="auto", **options)
     assert "1 crops" in auto.summary and "tile z 12, y 56, x 56, 1.00 network input voxels per output voxel" in auto.summary
@@ -43,7 +43,7 @@ def test_auto_in_process_sees_the_whole_volume_and_says_so(e2e_repository: Path,
 
 def test_reference_mode_tiles_with_the_models_crop(e2e_repository: Path, volume: Path) -> None:
     options = dict(repository=e2e_repository, device="cpu", quiet=True, reference_borders=True)
-    crop, auto = skoots_client.segment(volume, **options), skoots_client.segment(volume, tile="auto", **options)
+    crop, auto = skoots_client.segment(volume, tile="crop", **options), skoots_client.segment(volume, tile="auto", **options)
     assert np.array_equal(crop.labels, auto.labels) and "tile z 8, y 24, x 24" in auto.summary
 
 
@@ -82,6 +82,13 @@ def test_blockwise_with_a_tile_equals_in_memory_with_it(e2e_repository: Path, vo
     assert "blockwise: 4 blocks" in blockwise.summary and "tile z 12, y 32, x 32" in blockwise.summary
     a, b = tifffile.imread(tmp_path / "m.tif"), tifffile.imread(tmp_path / "b.tif")
     assert a.max() >= 2 and a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_auto_on_a_volume_smaller_than_the_crop_runs(e2e_repository: Path, tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "small.tif", blobs_volume((3, 10, 30)))
+    done = run_client("segment", str(tmp_path / "small.tif"), "-r", str(e2e_repository), "--out", str(tmp_path / "s.tif"), "--tile", "auto")
+    assert done.returncode == 0, done.stderr
+    assert tifffile.imread(tmp_path / "s.tif").shape == (3, 10, 30) and "tile z 8, y 30, x 10" in done.stdout
 
 
 def test_a_work_directory_of_another_tile_is_not_reused(e2e_repository: Path, volume: Path, tmp_path: Path) -> None:
