@@ -88,7 +88,7 @@ def test_auto_on_a_volume_smaller_than_the_crop_runs(e2e_repository: Path, tmp_p
     tifffile.imwrite(tmp_path / "small.tif", blobs_volume((3, 10, 30)))
     done = run_client("segment", str(tmp_path / "small.tif"), "-r", str(e2e_repository), "--out", str(tmp_path / "s.tif"), "--tile", "auto")
     assert done.returncode == 0, done.stderr
-    assert tifffile.imread(tmp_path / "s.tif").shape == (3, 10, 30) and "tile z 8, y 30, x 10" in done.stdout
+    assert tifffile.imread(tmp_path / "s.tif").shape == (3, 10, 30) and "tile z 8, y 10, x 30" in done.stdout
 
 
 def test_a_work_directory_of_another_tile_is_not_reused(e2e_repository: Path, volume: Path, tmp_path: Path) -> None:
