@@ -42,7 +42,7 @@ class RunStats:
     table: Any = None
     labels_at: Path | None = None
     block: tuple[int, int, int] | None = None  # blockwise: the largest block, voxels [X, Y, Z]
-    tile: tuple[int, int, int] | None = None  # what the network saw of each crop [X, Y, Z] (clipped to the volume, padded to its minimum)
+    tile: tuple[int, ...] | None = None  # what the network saw of each crop [X, Y, Z] (clipped to the volume, padded to its minimum)
     workers_lost: int = 0  # blockwise: workers that died during the run
     rerun: int = 0  # blockwise: tasks the scheduler ran again because their worker died
     notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)

@@ -13,13 +13,13 @@ import yaml
 
 from .architecture import build_network, load_weights
 from .checkpoint import Checkpoint, load_checkpoint
+from .contract.activation import DEVICE_MEMORY, network_from_cfg
+from .contract.activation import max_tile_voxels as estimate_tile_voxels
 from .contract.choices import Backend, Device
 from .contract.wire import ModelParameters
 from .errors import ExportError, ExportOptionError
 from .head import InferenceHead
 from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar, resolve, with_unit
-from .contract.activation import DEVICE_MEMORY, network_from_cfg
-from .contract.activation import max_tile_voxels as estimate_tile_voxels
 from .model_config import build_model_config
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models

@@ -73,7 +73,7 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
         store.create()
         tile = tuple(max(n, job.parameters.minimum_size) for n in grid.crops[0].size)  # as in memory: padded to the minimum
         result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest,
-                          tile=tile)  # type: ignore[arg-type]
+                          tile=tile)
         since = time.time()
         try:
             _stages(StageRunner(client, job, store, result, watch))

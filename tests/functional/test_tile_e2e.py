@@ -77,7 +77,7 @@ def test_a_tile_over_the_memory_budget_is_one_line(e2e_repository: Path, volume:
 
 def test_blockwise_with_a_tile_equals_in_memory_with_it(e2e_repository: Path, volume: Path, tmp_path: Path) -> None:
     options = dict(repository=e2e_repository, device="cpu", quiet=True, tile=(12, 32, 32))  # 2 x 2 x 1 tiles, none snapped
-    memory = skoots_client.segment(volume, out=tmp_path / "m.tif", **options)
+    skoots_client.segment(volume, out=tmp_path / "m.tif", **options)
     blockwise = skoots_client.segment(volume, out=tmp_path / "b.tif", blockwise=True, block=(12, 24, 24), workers=2, **options)
     assert "blockwise: 4 blocks" in blockwise.summary and "tile z 12, y 32, x 32" in blockwise.summary
     a, b = tifffile.imread(tmp_path / "m.tif"), tifffile.imread(tmp_path / "b.tif")
