@@ -21,7 +21,8 @@ import numpy as np
 
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory, choice
 from .errors import InputError
-from .keyword_triples import Triple, triple, voxel_size_value
+from .keyword_triples import Triple, tile_value, triple, voxel_size_value
+from .options import TILE_DEFAULT
 from .result import Segmentation
 
 __all__ = ["DeviceChoice", "RuntimeChoice", "PrecisionChoice", "NgffChoice", "LabelsDtypeChoice", "SharedMemoryChoice", "segment", "measure"]
@@ -53,6 +54,7 @@ def segment(
     shared_memory: SharedMemoryChoice = "none",
     device: DeviceChoice = "auto",
     crop: Triple = None,
+    tile: Triple = TILE_DEFAULT,
     overlap: Triple = None,
     embedding_iterations: int | None = None,
     reference_borders: bool = False,
@@ -150,6 +152,12 @@ def segment(
         Where post-processing runs: ``"auto"`` is a GPU with CuPy when there is one.
     crop, overlap : tuple of 3 ints or str, optional
         Override the model's crop / overlap: ``(z, y, x)`` or named text ``"z=20,y=300,x=300"``.
+    tile : {"crop", "auto"}, tuple of 3 ints or str
+        How much of the volume the network sees at once: ``"crop"`` (the model's crop),
+        ``"auto"`` (the largest tile of whole crop steps with the model's overlap that fits the
+        memory budget: in-process the network's activation estimate against the memory left by
+        post-processing, on Triton the model config's ``max_tile_voxels``) or a size ``(z, y, x)``
+        / named text. ``reference_borders`` always uses the model's crop (a size with it is refused).
     embedding_iterations : int, optional
         Override the model's embedding iterations.
     reference_borders : bool
@@ -298,7 +306,7 @@ def segment(
             ModelSpec(
                 urls=tuple(urls), model=model_name, repository=repository, tls=tls, window=window, timeout=timeout,
                 retries=retries, retry_for=retry_for, shared_memory=choice(SharedMemory, shared_memory, "--shared-memory"), batch=batch, runtime=choice(Runtime, runtime, "--runtime"), threads=threads,
-                precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop),
+                precision=choice(Precision, precision, "--precision"), crop=triple("--crop", crop), tile=tile_value(tile),
                 overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
                 reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),
             ),

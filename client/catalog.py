@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .address import grpc_address
 from .errors import ModelError
-from .model_source import Tls, check_config, repository_configs
+from .model_info import check_config
+from .model_source import Tls, repository_configs
 from .triton_client import grpc_client, ready_configs, unreachable_error
 from .variants import model_kind
 

@@ -21,7 +21,7 @@ from skoots_export.contract.triples import TRIPLE_HELP, option_triple
 
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
 from .errors import ClientError
-from .options import OPTIONS, as_flag, in_terms
+from .options import OPTIONS, TILE_DEFAULT, TILE_WORDS, as_flag, in_terms
 
 app = typer.Typer(
     help="Segment 3-D microscopy volumes with a SKOOTS model on Triton (or in-process).",
@@ -86,6 +86,7 @@ def segment_command(
     shared_memory: Annotated[SharedMemory, _flag("shared_memory")] = SharedMemory.NONE,
     device: Annotated[Device, _flag("device")] = Device.AUTO,
     crop: Annotated[str | None, _flag("crop")] = None,
+    tile: Annotated[str, _flag("tile")] = TILE_DEFAULT,
     overlap: Annotated[str | None, _flag("overlap")] = None,
     embedding_iterations: Annotated[int | None, _flag("embedding_iterations")] = None,
     reference_borders: Annotated[bool, _flag("reference_borders")] = False,
@@ -147,6 +148,7 @@ def segment_command(
                 shared_memory=shared_memory,
                 device=device,
                 crop=_zyx("--crop", crop),
+                tile=tile if tile.strip().lower() in TILE_WORDS else _zyx("--tile", tile),
                 overlap=_zyx("--overlap", overlap),
                 embedding_iterations=embedding_iterations,
                 reference_borders=reference_borders,

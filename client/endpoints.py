@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import ClientError, InputError, ModelError
-from .model_source import EmbeddedModel, ModelInfo, TritonEndpoint, embedded_model
+from .model_info import ModelInfo
+from .model_source import EmbeddedModel, TritonEndpoint, embedded_model
 from .runtimes import plan_runtime
 from .specs import ModelSpec
 

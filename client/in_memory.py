@@ -203,5 +203,5 @@ def segment_volume(
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
     note = postprocess.labels_dtype_note(int(count), labels_dtype)
-    return RunStats(instances=int(count), crops=len(grid), seconds=seconds, skipped=skipped, resumed={"infer": len(restored)},
+    return RunStats(instances=int(count), crops=len(grid), tile=tuple(max(n, parameters.minimum_size) for n in grid[0].size), seconds=seconds, skipped=skipped, resumed={"infer": len(restored)},
                     labels=labels, intermediates=intermediates, inferred=len(todo), notes=[note] if note else [])

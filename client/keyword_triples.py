@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Triple", "triple", "refuse_positional", "voxel_size_value"]
+__all__ = ["Triple", "triple", "tile_value", "refuse_positional", "voxel_size_value"]
 
 Triple = str | Sequence[float] | None
 
@@ -44,8 +44,23 @@ def triple(option: str, value: Triple) -> tuple | None:
     return (y, x, z)
 
 
-_TUPLE = {"crop": (20, 300, 300), "overlap": (4, 30, 30), "block": (40, 512, 512), "voxel_size": (2.0, 0.5, 0.5)}
-_NAMED = {"crop": "z=20,y=300,x=300", "overlap": "z=4,y=30,x=30", "block": "z=40,y=512,x=512", "voxel_size": "z=2,y=0.5,x=0.5um"}
+def tile_value(value: Any) -> tuple | str:
+    """``tile=``: ``"auto"``, ``"crop"``, or a size as `triple` reads it (runtime ``X, Y, Z``).
+
+    >>> tile_value("auto"), tile_value((40, 320, 320))
+    ('auto', (320, 320, 40))
+    """
+    from .options import TILE_WORDS
+
+    if isinstance(value, str) and value.strip().lower() in TILE_WORDS:
+        return value.strip().lower()
+    if value is None:
+        raise InputError("tile=None: give 'crop', 'auto', a tuple (z, y, x), e.g. tile=(40, 320, 320), or named text")
+    return triple("--tile", value)  # type: ignore[return-value]
+
+
+_TUPLE = {"crop": (20, 300, 300), "tile": (40, 320, 320), "overlap": (4, 30, 30), "block": (40, 512, 512), "voxel_size": (2.0, 0.5, 0.5)}
+_NAMED = {"crop": "z=20,y=300,x=300", "tile": "z=40,y=320,x=320", "overlap": "z=4,y=30,x=30", "block": "z=40,y=512,x=512", "voxel_size": "z=2,y=0.5,x=0.5um"}
 
 
 def refuse_positional(name: str, text: str) -> None:

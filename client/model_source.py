@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,77 +21,22 @@ from skoots_export.contract.wire import (
     PROBABILITY,
     SKELETON,
     VECTORS,
-    ModelParameters,
     config_from_text,
-    contract_problems,
-    parameters_from_config,
 )
 
 from .address import grpc_address
 from .answers import answer_problem, answer_size_problem
 from .errors import InferenceTimeoutError, InputError, ModelError, ServerUnavailableError
+from .model_info import ModelInfo, check_config, choose_model
 from .shared_memory import SHARED_MEMORY_CHOICES, SharedMemoryPool, check_local
 from .triton_client import grpc_client, raw_infer_call, ready_configs, ready_models, status_text, unreachable_error
 from .triton_wire import Exchange, parse_reply, rpc_error
-from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, model_kind, on_cpu_only
+from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, on_cpu_only
 
 __all__ = [
-    "ModelInfo", "check_config", "choose_model", "repository_configs", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
+    "repository_configs", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
     "RETRY_FOR", "Tls", "TritonEndpoint",
 ]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the client learns about a model before sending anything."""
-
-    name: str
-    parameters: ModelParameters
-    max_batch_size: int
-    kind: str = "python"  # what runs it: libtorch, openvino or python (model_kind)
-
-
-def check_config(config: Any, where: str) -> ModelInfo:
-    """The model's constants from its Triton ``config``, or one line saying how it breaks the contract."""
-    problems = contract_problems(config)
-    if problems:
-        raise ModelError(f"model at {where} does not speak the SKOOTS contract: {'; '.join(problems)} — re-export it with skoots export")
-    try:
-        parameters = parameters_from_config(config)
-    except ValueError as e:
-        raise ModelError(f"model at {where}: {e} — re-export it with skoots export") from e
-    return ModelInfo(config.name, parameters, max(1, int(config.max_batch_size)), model_kind(config))
-
-
-def choose_model(configs: Sequence[Any], where: str, preference: Sequence[str] = KIND_PREFERENCE) -> str:
-    """The model to use when none was named: among ``configs``, those that speak the contract;
-    one, or the variants of one export (equal parameters) by ``preference`` (kinds, best first:
-    `KIND_PREFERENCE`, or `CPU_KIND_PREFERENCE` for a server without GPUs).
-
-    Raises
-    ------
-    ModelError
-        None speaks the contract, or several do and they are not one export's variants; the
-        message lists the candidates.
-    """
-    candidates = []
-    for config in configs:
-        try:
-            candidates.append((config.name, model_kind(config), check_config(config, where).parameters))
-        except ModelError:
-            continue
-    if not candidates:
-        names = ", ".join(sorted(c.name for c in configs))
-        raise ModelError(
-            f"no SKOOTS model {where}" + (f" (models there: {names})" if names else "")
-            + " — export one with skoots export" + (", or pass --model" if names else "")
-        )
-    rank = min(preference.index(kind) for _, kind, _ in candidates)
-    best = [c for c in candidates if preference.index(c[1]) == rank]
-    if len({parameters for _, _, parameters in candidates}) == 1 and len(best) == 1:
-        return best[0][0]
-    listed = ", ".join(f"{name} ({kind})" for name, kind, _ in sorted(candidates))
-    raise ModelError(f"several SKOOTS models {where}: {listed} — choose one with --model")
 
 
 def repository_configs(repository: Path) -> list[Any]:

@@ -23,7 +23,10 @@ from skoots_export.contract.triples import TRIPLE_HELP
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
 from .errors import ClientError
 
-__all__ = ["Option", "OPTIONS", "FLAGS", "Render", "as_flag", "as_keyword", "in_terms", "render"]
+__all__ = ["TILE_DEFAULT", "TILE_WORDS", "Option", "OPTIONS", "FLAGS", "Render", "as_flag", "as_keyword", "in_terms", "render"]
+
+TILE_DEFAULT = "crop"  # --tile's default, the one place it is set: "crop" (the model's crop) or "auto"
+TILE_WORDS = ("auto", "crop")  # --tile's words; else a triple
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Option:
         """The words that are this option's values (its choices), so ``--device gpu`` reads as one."""
         if isinstance(self.default, Enum):
             return tuple(str(member.value) for member in type(self.default))
+        if self.name == "tile":
+            return TILE_WORDS
         return ("auto", "dtype", "minmax", "percentile", "mean-std") if self.name == "normalize" else ()
 
 
@@ -84,6 +89,8 @@ _ALL = (
            'Post-processing device: auto (GPU with CuPy when present), cpu or gpu.', spec='ModelSpec'),
     Option('crop', '--crop', None,
            "Override the model's crop. " + TRIPLE_HELP, spec='ModelSpec'),
+    Option('tile', '--tile', TILE_DEFAULT,
+           "How much of the volume the network sees at once: crop (the model's crop, what it was trained on), auto (the largest tile of whole crop steps, keeping the model's overlap, that fits the memory budget: in-process, the network's activation estimate against the memory available after post-processing; on Triton, the model config's max_tile_voxels), or a size. Fewer network input voxels per output voxel (the summary says how many); labels may differ slightly from the model crop's near its borders. --reference-borders always uses the model's crop. " + TRIPLE_HELP, spec='ModelSpec'),
     Option('overlap', '--overlap', None,
            "Override the model's overlap. " + TRIPLE_HELP, spec='ModelSpec'),
     Option('embedding_iterations', '--embedding-iterations', None,

@@ -21,6 +21,7 @@ from .errors import ClientError, InputError
 from .label_write import check_output_path, intermediates_path
 from .levels import level_path
 from .memory import in_memory_bytes
+from .model_info import ModelInfo
 from .normalize import parse_normalize, resolve_normalization
 from .origin import ZERO, Offset, describe_offset, is_integral
 from .origin_read import read_offset
@@ -31,6 +32,7 @@ from .sanity import axes_warning, channel_warning, check_something_to_infer, int
 from .shared_memory import check_local
 from .skip import skip_rule
 from .specs import ClusterSpec, InputSpec, ModelSpec, OutputSpec, Plan, ResumeSpec
+from .tile_choice import TileCap, resolve_tile
 from .volume import describe_shape
 from .volume_read import read_volume, refuse_non_finite
 from .voxel_size_read import read_voxel_size, resolve_voxel_size
@@ -72,6 +74,9 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
                          "write the cutout with --out (it states where it sits), or drop --roi")
     if input.roi is not None and input.mask is not None:
         raise InputError(f"--roi {input.roi.text}: --mask covers the whole volume; drop one of them")
+    if model.reference_borders and isinstance(model.tile, tuple):
+        raise InputError(f"tile {describe_shape(model.tile)} with --reference-borders: reference mode tiles with the model's crop; "
+                         "drop --tile, or --reference-borders")
 
 
 def describe_region(plan: Plan) -> str | None:
@@ -185,6 +190,16 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
     try:
         refuse_bad_crop(model.crop or info.parameters.crop, model.overlap or info.parameters.overlap, info.parameters.minimum_size)
         parameters = info.parameters.replace(crop=model.crop, overlap=model.overlap, embedding_iterations=model.embedding_iterations)
+        if isinstance(model.tile, tuple):
+            refuse_bad_crop(model.tile, parameters.overlap, parameters.minimum_size, name="tile")
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    uses_cap = model.tile != "crop" and not model.reference_borders
+    tile = resolve_tile(model.tile, volume.shape, parameters.crop, parameters.overlap, parameters.minimum_size,
+                        _tile_cap(model, info, volume.shape, blockwise, cluster) if uses_cap else None,
+                        reference_borders=model.reference_borders)
+    try:
+        parameters = parameters.replace(crop=tile)  # the grid's crop is the tile (Plan.tile); the model's stays Plan.model_crop
     except ValueError as e:
         raise InputError(str(e)) from e
     sample = sample_voxels(volume)
@@ -199,20 +214,49 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
                 roi_of=whole.shape if box is not None else None, origin=origin, served_by=served_by)
 
 
-def refuse_bad_crop(crop: tuple[int, int, int], overlap: tuple[int, int, int], minimum: int) -> None:
-    """Crop and overlap (runtime ``X, Y, Z``) checked as the model's parameters check them, but
-    named as the user names axes (``crop z 4, y 8, x 8``), not in the runtime's order."""
-    named = f"crop {describe_shape(crop)}"
+def refuse_bad_crop(crop: tuple[int, int, int], overlap: tuple[int, int, int], minimum: int, name: str = "crop") -> None:
+    """Crop (or ``--tile``: ``name``) and overlap (runtime ``X, Y, Z``) checked as the model's
+    parameters check them, but named as the user names axes (``crop z 4, y 8, x 8``), not in
+    the runtime's order."""
+    named = f"{name} {describe_shape(crop)}"
     if any(c < 1 for c in crop):
         raise InputError(f"{named} must be positive on every axis")
     if any(o < 0 for o in overlap):
         raise InputError(f"overlap {describe_shape(overlap)} must not be negative")
     if any(c - 2 * o <= 0 for c, o in zip(crop, overlap)):
         raise InputError(f"{named} with overlap {describe_shape(overlap)} keeps nothing of a crop: "
-                         "each crop size must exceed twice its overlap")
+                         f"each {name} size must exceed twice its overlap")
     if any(c < minimum for c in crop):
         raise InputError(f"{named} is below the network's minimum of {minimum} voxels per axis; "
-                         f"choose a crop of at least {minimum} on every axis")
+                         f"choose a {name} of at least {minimum} on every axis")
+
+
+def _tile_cap(model: ModelSpec, info: ModelInfo, shape: tuple[int, int, int], blockwise: bool, cluster: ClusterSpec) -> TileCap | None:
+    """What bounds ``--tile``: on Triton the model config's ``max_tile_voxels``; in-process the
+    network's activation estimate against the memory left for inference (a CUDA GPU's free
+    memory, else the host's less the in-memory post-processing of the volume, or per blockwise
+    worker less its block). None where the model does not say (an export without them)."""
+    from skoots_export.contract.activation import FIXED_BYTES, bytes_per_voxel, max_tile_voxels
+
+    if model.urls:
+        if info.max_tile_voxels is None:
+            return None
+        return TileCap(info.max_tile_voxels, f"that model {info.name} allows (max_tile_voxels in its config, set by skoots export --max-tile-voxels)")
+    if info.network is None:
+        return None
+    gpu = memory.gpu_memory_free() if model.runtime in (Runtime.AUTO, Runtime.CUDA) else None
+    if gpu is not None:
+        budget, source = int(memory.HEADROOM * gpu), "half the GPU's free memory"
+    elif blockwise:
+        from .runtimes import all_cores
+
+        workers = cluster.workers or all_cores()
+        budget = memory.inference_budget(memory.WORKER_BUDGET, share=workers, memory_available=cluster.memory_available)
+        source = f"half of the memory available per worker of {workers}, less its block's"
+    else:
+        budget = memory.inference_budget(in_memory_bytes(shape), memory_available=cluster.memory_available)
+        source = "half of the memory available, less what post-processing the volume needs"
+    return TileCap(max_tile_voxels(info.network, budget), source, bytes_per_voxel(info.network), FIXED_BYTES, budget)
 
 
 def too_big_for_memory(shape: tuple[int, int, int], memory_available: int | None) -> str | None:

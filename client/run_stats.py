@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class RunStats:
     table: Any = None
     labels_at: Path | None = None
     block: tuple[int, int, int] | None = None  # blockwise: the largest block, voxels [X, Y, Z]
+    tile: tuple[int, ...] | None = None  # what the network saw of each crop [X, Y, Z] (clipped to the volume, padded to its minimum)
     workers_lost: int = 0  # blockwise: workers that died during the run
     rerun: int = 0  # blockwise: tasks the scheduler ran again because their worker died
     notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)
@@ -59,6 +61,14 @@ class RunStats:
     def peak_rss(self) -> int:
         """The largest worker process's peak RSS."""
         return max(self.peaks.values(), default=0)
+
+    def tile_line(self, voxels: int) -> str | None:
+        """The summary's line on the tile: its size and the network input voxels per output
+        voxel (the tiles of every crop not skipped, over the volume's voxels)."""
+        if self.tile is None:
+            return None
+        sent = (self.crops - self.skipped) * math.prod(self.tile)
+        return f"tile {describe_shape(self.tile)}, {sent / max(voxels, 1):.2f} network input voxels per output voxel"
 
     def timing(self, post_processing_on: str) -> str:
         """The stages' times, for the summary's ``time`` line (in memory; blockwise: see ``lines``)."""

@@ -15,8 +15,10 @@ from typing import Any
 from skoots_export.contract.wire import ModelParameters
 
 from .choices import Device, LabelsDtype, NgffVersion, Precision, Runtime, SharedMemory
-from .model_source import ModelInfo, Tls
+from .model_info import ModelInfo
+from .model_source import Tls
 from .normalize import Normalization
+from .options import TILE_DEFAULT
 from .origin import ZERO, Offset
 from .roi import Box, RoiText
 from .skip import SkipRule
@@ -90,7 +92,7 @@ def lettered_repr(spec: Any, triples: tuple[str, ...]) -> str:
     ClusterSpec(blockwise=False, block=(z=20, y=300, x=280), workers=None, threads_per_worker=1, scheduler=None, memory_available=None)
     """
     def shown(name: str, value: Any) -> str:
-        if name in triples and value is not None:
+        if name in triples and isinstance(value, tuple):
             rows, columns, slices = value
             return f"(z={slices}, y={rows}, x={columns})"
         return repr(value)
@@ -104,8 +106,8 @@ class ModelSpec:
     crops go out, the model constants to override, and where post-processing runs. Each field is
     the keyword of [`segment`][skoots_client.segment] of the same name, except ``urls`` (from
     ``url``) and ``tls`` (from ``ssl``, ``root_cert``, ``private_key``, ``cert_chain``);
-    ``crop`` and ``overlap`` are in the runtime's ``(X, Y, Z)`` (rows, columns, slices), as
-    ``segment`` turns a ``(z, y, x)`` tuple."""
+    ``crop``, ``overlap`` and a ``tile`` size are in the runtime's ``(X, Y, Z)`` (rows, columns,
+    slices), as ``segment`` turns a ``(z, y, x)`` tuple; ``tile`` is else ``"crop"`` or ``"auto"``."""
 
     urls: tuple[str, ...] = ()
     model: str | None = None
@@ -122,12 +124,13 @@ class ModelSpec:
     precision: Precision = Precision.FP32
     crop: Triple | None = None
     overlap: Triple | None = None
+    tile: Triple | str = TILE_DEFAULT  # "crop", "auto" or a size: the inference tile (plan: Plan.tile)
     embedding_iterations: int | None = None
     reference_borders: bool = False
     device: Device = Device.AUTO
 
     def __repr__(self) -> str:
-        return lettered_repr(self, ("crop", "overlap"))
+        return lettered_repr(self, ("crop", "overlap", "tile"))
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class Plan:
     voxel_size: VoxelSize
     normalization: Normalization
     info: ModelInfo
-    parameters: ModelParameters
+    parameters: ModelParameters  # the model's constants, with crop = the inference tile (see ``tile``)
     batch_size: int
     skip: SkipRule | None
     skip_described: dict[str, Any] | None
@@ -191,6 +194,17 @@ class Plan:
     roi: Box | None = None  # the box of the input segmented (--roi), along the runtime's X, Y, Z
     origin: Offset = ZERO  # where the labels' first voxel sits in the input's voxel grid (its offset + the box's start)
     served_by: str | None = None  # the summary's line on the servers that answer (client/summary.py), read by prepare
+
+    @property
+    def tile(self) -> Triple:
+        """The inference tile (runtime ``X, Y, Z``) the grid is built with: ``parameters.crop``
+        (prepare puts the resolved ``--tile`` there; with ``--reference-borders`` the model's crop)."""
+        return self.parameters.crop
+
+    @property
+    def model_crop(self) -> Triple:
+        """The model's crop (its card's, or ``--crop``): what it was trained on and reference mode tiles with."""
+        return self.model.crop or self.info.parameters.crop
 
     def fingerprint(self) -> dict[str, Any]:
         """What a work directory records of this run: resuming needs all of it to match."""

@@ -47,6 +47,7 @@ def summary(volume: Volume, written: Any, normalization: Normalization, stats: R
     lines = [
         describe_run(volume, written, normalization),
         f"{stats.crops} crops, {stats.instances} instances",
+        *filter(None, [stats.tile_line(voxels)]),
         f"time {total:.2f}s{stats.timing('GPU' if xp is not np else 'CPU')}, {voxels / total / 1e6:.2f} Mvoxels/s",
         *stats.lines(voxels, work),
         f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else ""),

@@ -52,6 +52,7 @@ def export_command(
     backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python) or all. Every variant but openvino also holds the OpenVINO IR beside model.pt.")] = "all",
     device: Annotated[Literal["gpu", "cpu"], typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = "gpu",  # Device, never auto
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
+    max_tile_voxels: Annotated[int | None, typer.Option(help="The largest tile (voxels of one crop) a client's --tile auto sends this model, written to the config as max_tile_voxels (default: what the network's activation estimate fits into 16 GiB at --max-batch crops per request).")] = None,
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
     version: Annotated[int, typer.Option(help="Model version directory to (re)write; other versions are kept.")] = 1,
     crop: Annotated[str | None, typer.Option(help="Crop the client tiles with (seed: 300,300,20); keep the training crop. " + TRIPLE_HELP)] = None,
@@ -87,6 +88,7 @@ def export_command(
             backend=backend,
             device=Device(device),
             max_batch_size=max_batch,
+            max_tile_voxels=max_tile_voxels,
             version=version,
             instances=instances,
             trust_checkpoint=trust_checkpoint,

@@ -13,6 +13,8 @@ import yaml
 
 from .architecture import build_network, load_weights
 from .checkpoint import Checkpoint, load_checkpoint
+from .contract.activation import DEVICE_MEMORY, network_from_cfg
+from .contract.activation import max_tile_voxels as estimate_tile_voxels
 from .contract.choices import Backend, Device
 from .contract.wire import ModelParameters
 from .errors import ExportError, ExportOptionError
@@ -120,13 +122,16 @@ def export_checkpoint(
     version: int = 1,
     instances: int = 1,
     trust_checkpoint: bool = False,
+    max_tile_voxels: int | None = None,
     **parameter_overrides: Any,
 ) -> ExportResult:
     """Export a SKOOTS checkpoint; ``backend`` is a key of `BACKENDS` (default ``all``).
 
     With several variants the libtorch model is ``name``, the Python-backend model
     ``name + "_python"`` and the OpenVINO-backend model ``name + "_openvino"``; a single variant
-    takes ``name``. Nothing is written unless every step succeeds.
+    takes ``name``. Nothing is written unless every step succeeds. Each config carries
+    ``max_tile_voxels`` (the largest tile ``--tile auto`` sends it): ``max_tile_voxels``, else
+    what the activation estimate fits into `DEVICE_MEMORY` at the variant's batch.
     """
     if not _MODEL_NAME.match(name):
         raise ExportOptionError(f"model name {name!r} may hold only letters, digits, '_', '.', '-'")
@@ -134,6 +139,8 @@ def export_checkpoint(
         raise ExportOptionError(f"--device {device}: an exported model runs on gpu or cpu")
     if max_batch_size < 1 or version < 1 or instances < 1:
         raise ExportOptionError("--max-batch, --version and --instances must be at least 1")
+    if max_tile_voxels is not None and max_tile_voxels < 1:
+        raise ExportOptionError(f"--max-tile-voxels {max_tile_voxels}: give the voxels of the largest tile, at least 1")
     backends = BACKENDS.get(backend)
     if backends is None:
         raise ExportOptionError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
@@ -148,10 +155,14 @@ def export_checkpoint(
     ir = convert_head(head, parameters.minimum_size)
 
     cfg_yaml = cfg_to_yaml(checkpoint.cfg)
+    shape = network_from_cfg(checkpoint.cfg)
     variants = []
     for kind in backends:
         suffix = {Backend.PYTHON: PYTHON_SUFFIX, Backend.OPENVINO: OPENVINO_SUFFIX}.get(kind, "")
         model_name = name + suffix if len(backends) > 1 else name
+        batch = 1 if kind is Backend.OPENVINO else max_batch_size  # see build_model_config
+        tile_cap = max_tile_voxels if max_tile_voxels is not None else (
+            estimate_tile_voxels(shape, DEVICE_MEMORY, batch) if shape is not None else None)
         config = build_model_config(
             model_name,
             backend=kind,
@@ -161,6 +172,7 @@ def export_checkpoint(
             cfg_yaml=cfg_yaml,
             instances=instances,
             torch_version=str(torch.__version__),
+            max_tile_voxels=tile_cap,
         )
         variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.PYTHON, files=VARIANT_FILES[kind]))
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
+from .contract.activation import MAX_TILE_VOXELS
 from .contract.choices import Backend, Device
 from .contract.wire import INPUT, OUTPUTS, TORCH_VERSION, ModelParameters, TensorSpec
 
@@ -29,6 +30,7 @@ def build_model_config(
     cfg_yaml: str,
     instances: int = 1,
     torch_version: str | None = None,
+    max_tile_voxels: int | None = None,
 ) -> pb.ModelConfig:
     """The Triton ``ModelConfig`` for one variant of an exported model.
 
@@ -80,4 +82,6 @@ def build_model_config(
     config.parameters["skoots_cfg"].string_value = cfg_yaml
     if torch_version is not None:
         config.parameters[TORCH_VERSION].string_value = torch_version
+    if max_tile_voxels is not None:  # the largest tile a client's --tile auto sends (skoots_export.contract.activation)
+        config.parameters[MAX_TILE_VOXELS].string_value = str(max_tile_voxels)
     return config

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from ..memory import WORKER_BUDGET
 from ..tiling import Crop, crop_grid, owned_intervals, tile_starts
 
 __all__ = [
@@ -32,7 +33,7 @@ Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 # Bytes per voxel a worker holds at the peak of a stage (assign: block labels, uniques, the
 # output; label: skeleton, cc3d's labels and its work) and per halo voxel (vectors 6, labels 4).
 BLOCK_BYTES_PER_VOXEL = 24
-DEFAULT_WORKER_BUDGET = 1536 << 20  # ~1.5 GB per worker process
+DEFAULT_WORKER_BUDGET = WORKER_BUDGET  # ~1.5 GB per worker process (client/memory.py: --tile auto leaves it to the block)
 CHUNK_TARGET = 256  # voxels per axis of an output chunk, at most (unless one step is longer)
 
 

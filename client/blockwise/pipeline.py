@@ -71,7 +71,9 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
     with dask_client(job.scheduler, workers=job.workers, threads_per_worker=job.threads, say=watch.note) as client:
         grid = job.grid
         store.create()
-        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest)
+        tile = tuple(max(n, job.parameters.minimum_size) for n in grid.crops[0].size)  # as in memory: padded to the minimum
+        result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest,
+                          tile=tile)
         since = time.time()
         try:
             _stages(StageRunner(client, job, store, result, watch))

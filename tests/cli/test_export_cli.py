@@ -15,7 +15,7 @@ from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 SKOOTS = Path(sys.executable).parent / "skoots"
 FAST = ["--device", "cpu", "--crop", "24,24,8", "--overlap", "4,4,2"]
 EVERY_VARIANT = ["skoots", "skoots_openvino", "skoots_python"]  # what the default export writes
-EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--instances", "--version",
+EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--max-tile-voxels", "--instances", "--version",
                   "--crop", "--overlap", "--vector-scaling", "--anisotropy", "--prob-threshold",
                   "--skeleton-threshold", "--dilations-3d", "--dilations-2d", "--embedding-iterations",
                   "--dataset-mean", "--dataset-std", "--training-voxel-size", "--voxel-unit", "--trust-checkpoint"]

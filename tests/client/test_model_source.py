@@ -10,7 +10,8 @@ import pytest
 
 from skoots_client.answers import answer_problem, answer_size_problem
 from skoots_client.errors import InputError, ModelError
-from skoots_client.model_source import EmbeddedModel, Tls, choose_model
+from skoots_client.model_info import choose_model
+from skoots_client.model_source import EmbeddedModel, Tls
 from skoots_client.triton_wire import parse_reply
 from skoots_client.variants import CPU_KIND_PREFERENCE, model_kind, on_cpu_only
 from skoots_export.contract.choices import Backend

@@ -29,7 +29,8 @@ def volume_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def specs(volume: Path, repository: Path, out: Path | None = None, **cluster: object) -> tuple:
-    return (InputSpec(volume), OutputSpec(out=out), ModelSpec(repository=repository, device=Device.CPU), ResumeSpec(),
+    # the model's crop, whatever --tile's default: --tile auto sizes tiles to each engine's memory budget
+    return (InputSpec(volume), OutputSpec(out=out), ModelSpec(repository=repository, device=Device.CPU, tile="crop"), ResumeSpec(),
             ClusterSpec(**cluster))  # type: ignore[arg-type]
 
 

@@ -36,7 +36,8 @@ def volume(tmp_path_factory, e2e_repository: Path) -> tuple[Path, np.ndarray]:
     """A volume, and the in-memory mode's labels of it ([Z, X, Y])."""
     folder = tmp_path_factory.mktemp("blockwise")
     tifffile.imwrite(folder / "v.tif", blobs_volume(SHAPE_ZXY, seed=3))
-    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True,
+                          tile="crop")  # the blocks below are one crop each
     expected = tifffile.imread(folder / "expected.tif")
     assert expected.max() >= 5
     return folder / "v.tif", expected
@@ -89,7 +90,7 @@ def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repositor
     # than twice what the TIFF's labels take (4 B a voxel), so that the TIFF is still written.
     monkeypatch.setattr("skoots_client.memory.available_memory", lambda: 10 * int(np.prod(SHAPE_ZXY)))
     notes: list[str] = []
-    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK_ZYX, workers=2,
+    text = skoots_client.segment(path, out=out, repository=e2e_repository, device="cpu", quiet=True, block=BLOCK_ZYX, workers=2, tile="crop",
                                  note=notes.append).summary
     assert "segmenting blockwise (blockwise=True)" in notes[0] and notes[1].startswith("Dask scheduler tcp://127.0.0.1:")
     assert "segmenting blockwise" not in capsys.readouterr().err, "quiet: notes go to the callback, not stderr"
@@ -121,7 +122,8 @@ def test_normalize_axes_and_skip_below_blockwise_equal_in_memory(e2e_repository:
     stored[:28] = 1000  # dark where X < 28: the crops there are not inferred
     zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype)[...] = stored
     threshold = 1001.0
-    options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ", skip_below=threshold)
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, normalize="percentile", axes="XYZ", skip_below=threshold,
+                   tile="crop")
     text = skoots_client.segment(path, out=tmp_path / "expected.zarr", **options).summary
     assert "percentile" in text
     got = skoots_client.segment(path, out=tmp_path / "blockwise.zarr", blockwise=True, block=BLOCK_ZYX, workers=2, **options).summary
@@ -144,7 +146,7 @@ def test_blockwise_ome_zarr_states_the_voxel_size_and_its_table_is_the_in_memory
 
     path, expected = volume
     size = VoxelSize((0.5, 0.25, 2.0), "micrometer")
-    options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size=size, ngff_version="0.5")
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, voxel_size=size, ngff_version="0.5", tile="crop")
     skoots_client.segment(path, out=tmp_path / "memory.ome.zarr", table=tmp_path / "memory.csv", **options)
     out = tmp_path / "labels.ome.zarr"
     text = skoots_client.segment(path, out=out, table=tmp_path / "blockwise.csv", blockwise=True, block=BLOCK_ZYX, workers=2, **options).summary
@@ -172,7 +174,7 @@ def test_triton_servers_and_a_joined_dask_cluster(triton_server, dask_cluster: s
     path, expected = volume
     out = tmp_path / "labels.ome.zarr"
     url = triton_server.grpc_url
-    result = run_client("segment", str(path), "--url", url, "--url", url, "--blockwise", "--block", BLOCK,
+    result = run_client("segment", str(path), "--tile", "crop", "--url", url, "--url", url, "--blockwise", "--block", BLOCK,
                         "--scheduler", dask_cluster, "--device", "cpu", "--out", str(out))
     assert result.returncode == 0, result.stderr
     got = labels_of(out)
@@ -198,7 +200,7 @@ def test_two_tritonservers_on_a_local_cluster(triton_server, e2e_repository: Pat
     path, expected = volume
     second = start_server(e2e_repository)
     try:
-        result = run_client("segment", str(path), "--url", triton_server.grpc_url, "--url", second.grpc_url, "--blockwise",
+        result = run_client("segment", str(path), "--tile", "crop", "--url", triton_server.grpc_url, "--url", second.grpc_url, "--blockwise",
                             "--block", BLOCK, "--workers", "2", "--batch", "1", "--device", "cpu", "--out", str(tmp_path / "l.zarr"))
     finally:
         second.stop()
@@ -218,21 +220,21 @@ def test_min_size_in_memory_is_the_oracles_and_blockwise_equals_it(e2e_repositor
     oracle = runtime.copy()
     oracle[np.isin(runtime, np.flatnonzero(sizes < min_size) + 1)] = 0
     oracle = postprocess.renumber_labels(oracle)[0].transpose(2, 0, 1)
-    options = dict(repository=e2e_repository, device="cpu", quiet=True, min_size=min_size)
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, min_size=min_size, tile="crop")
     text = skoots_client.segment(path, out=tmp_path / "m.tif", **options).summary
     kept = tifffile.imread(tmp_path / "m.tif")
     assert kept.dtype == oracle.dtype and np.array_equal(kept, oracle) and 0 < kept.max() < expected.max()
     assert f"{kept.max()} instances" in text
     skoots_client.segment(path, out=tmp_path / "b.zarr", blockwise=True, block=BLOCK_ZYX, workers=2, **options)
     assert np.array_equal(labels_of(tmp_path / "b.zarr"), kept)
-    refused = run_client("segment", str(path), "-r", str(e2e_repository), "--min-size", "-1", "--out", str(tmp_path / "n.tif"))
+    refused = run_client("segment", str(path), "--tile", "crop", "-r", str(e2e_repository), "--min-size", "-1", "--out", str(tmp_path / "n.tif"))
     assert refused.returncode == 2
     assert refused.stderr == "error: --min-size -1: give a voxel count of at least 0 (0 keeps every instance)\n"
 
 
 def test_unreachable_scheduler_is_one_line_and_writes_nothing(e2e_repository: Path, volume, tmp_path: Path) -> None:
     path, _ = volume
-    result = run_client("segment", str(path), "-r", str(e2e_repository), "--scheduler", "tcp://127.0.0.1:9",
+    result = run_client("segment", str(path), "--tile", "crop", "-r", str(e2e_repository), "--scheduler", "tcp://127.0.0.1:9",
                         "--out", str(tmp_path / "l.zarr"), "--resume")
     assert result.returncode == 2
     assert result.stderr.startswith("error: no Dask scheduler at tcp://127.0.0.1:9") and result.stderr.count("\n") == 1
@@ -241,7 +243,7 @@ def test_unreachable_scheduler_is_one_line_and_writes_nothing(e2e_repository: Pa
 
 def test_block_must_be_positive(e2e_repository: Path, volume, tmp_path: Path) -> None:
     path, _ = volume
-    result = run_client("segment", str(path), "-r", str(e2e_repository), "--blockwise", "--block", "0,16,4", "--out", str(tmp_path / "l.zarr"))
+    result = run_client("segment", str(path), "--tile", "crop", "-r", str(e2e_repository), "--blockwise", "--block", "0,16,4", "--out", str(tmp_path / "l.zarr"))
     assert result.returncode == 2 and result.stderr == "error: block z 4, y 0, x 16: block sizes must be positive\n"
     assert list(tmp_path.iterdir()) == []
 
@@ -277,7 +279,7 @@ def test_a_worker_killed_mid_run_changes_nothing(triton_server, dask_cluster: st
 
     path, expected = volume
     out, work = tmp_path / "labels.zarr", tmp_path / "labels.zarr.work"
-    client = subprocess.Popen([CLIENT, "segment", str(path), "--url", triton_server.grpc_url, "--block", BLOCK, "--scheduler",
+    client = subprocess.Popen([CLIENT, "segment", str(path), "--tile", "crop", "--url", triton_server.grpc_url, "--block", BLOCK, "--scheduler",
                                dask_cluster, "--device", "cpu", "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while markers(work, "infer") < 2 and client.poll() is None:
         time.sleep(0.02)
@@ -296,7 +298,7 @@ def test_client_sigkill_then_resume_redoes_only_unfinished_blocks(triton_server,
     path, expected = volume
     url = triton_server.grpc_url
     out, work = tmp_path / "labels.zarr", tmp_path / "labels.zarr.work"
-    argv = [CLIENT, "segment", str(path), "--url", url, "--block", BLOCK, "--scheduler", dask_cluster, "--device", "cpu",
+    argv = [CLIENT, "segment", str(path), "--tile", "crop", "--url", url, "--block", BLOCK, "--scheduler", dask_cluster, "--device", "cpu",
             "--out", str(out), "--resume", "--batch", "1"]
     client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while markers(work, "infer") < BLOCKS // 2 and client.poll() is None:
@@ -343,7 +345,7 @@ def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_an
     write_image(blobs_volume(SHAPE_ZXY, seed=3)[None, None], zarr.open_group(str(memory), mode="w", zarr_format=2), axes="tczyx",
                 fmt=FormatV04(), scale={"z": 0.05, "y": 0.012, "x": 0.012})
     shutil.copytree(memory, image)
-    options = dict(repository=e2e_repository, device="cpu", quiet=True, label_name="cells")
+    options = dict(repository=e2e_repository, device="cpu", quiet=True, label_name="cells", tile="crop")
     skoots_client.segment(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
     (image / "labels").write_text("in the way")
     blockwise = dict(blockwise=True, block=BLOCK_ZYX, workers=2, table=tmp_path / "blockwise.csv", **options)

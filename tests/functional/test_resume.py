@@ -39,7 +39,8 @@ def make_volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path, 
     one, see test_segment_e2e)."""
     folder = tmp_path_factory.mktemp("resume")
     tifffile.imwrite(folder / "v.tif", blobs_volume(shape_zxy, seed=5))
-    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True)
+    skoots_client.segment(folder / "v.tif", out=folder / "expected.tif", repository=e2e_repository, device="cpu", quiet=True,
+                          tile="crop")  # many crops to kill a run among
     labels = tifffile.imread(folder / "expected.tif")
     assert labels.max() > 5
     return folder / "v.tif", labels
@@ -74,7 +75,7 @@ def assert_every_mark_is_backed_by_its_data(work: Path, volume: Path) -> None:
 
 
 def segment_argv(volume: Path, out: Path, *extra: str) -> list[str]:
-    return [CLIENT, "segment", str(volume), "--out", str(out), "--device", "cpu", "--resume", "-q", *extra]
+    return [CLIENT, "segment", str(volume), "--out", str(out), "--device", "cpu", "--resume", "-q", "--tile", "crop", *extra]
 
 
 @pytest.mark.slow
@@ -177,7 +178,7 @@ def test_a_kill_in_the_middle_of_a_write_never_marks_a_torn_crop(what: str, k: i
     before = marks(work)
     if what == "record":  # issue 17: a plain re-run said nothing of the crops kept beside it
         warnings: list[str] = []
-        skoots_client.segment(volume, out=out, repository=e2e_repository, device="cpu", quiet=True, warn=warnings.append)
+        skoots_client.segment(volume, out=out, repository=e2e_repository, device="cpu", quiet=True, warn=warnings.append, tile="crop")
         assert warnings == [f"{work} is a work directory left by an earlier run; this run (without resume=True) neither uses "
                             "nor removes it: pass resume=True to continue from its finished crops, or remove it"]
         assert marks(work) == before and np.array_equal(tifffile.imread(out), expected)

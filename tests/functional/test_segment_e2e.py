@@ -56,9 +56,11 @@ def run_client(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def test_triton_path_equals_embedded_path_bitwise(triton_server, e2e_repository: Path, volume_tif: Path, tmp_path: Path) -> None:
-    served = run_client("segment", str(volume_tif), "--url", triton_server.grpc_url, "--out", str(tmp_path / "t.tif"), "--device", "cpu")
+    served = run_client("segment", str(volume_tif), "--url", triton_server.grpc_url, "--out", str(tmp_path / "t.tif"), "--device", "cpu",
+                        "--tile", "crop")  # the same tiles on both paths (auto sizes them to each one's budget)
     assert served.returncode == 0, served.stderr
-    embedded = run_client("segment", str(volume_tif), "-r", str(e2e_repository), "--out", str(tmp_path / "e.tif"), "--device", "cpu")
+    embedded = run_client("segment", str(volume_tif), "-r", str(e2e_repository), "--out", str(tmp_path / "e.tif"), "--device", "cpu",
+                          "--tile", "crop")
     assert embedded.returncode == 0, embedded.stderr
     a, b = tifffile.imread(tmp_path / "t.tif"), tifffile.imread(tmp_path / "e.tif")
     assert a.shape == (20, 60, 52)
@@ -77,7 +79,8 @@ def test_labels_equal_a_literal_transcription_of_the_reference(e2e_repository: P
 
     volume = tifffile.imread(volume_tif).transpose(1, 2, 0)
     expected = reference_segment(volume, infer, (24, 24, 8), (4, 4, 2), (4.0, 4.0, 2.0), half_widths=(1, 1, 0))
-    skoots_client.segment(volume_tif, out=tmp_path / "l.tif", repository=e2e_repository, device="cpu", batch=1, quiet=True)
+    skoots_client.segment(volume_tif, out=tmp_path / "l.tif", repository=e2e_repository, device="cpu", batch=1, quiet=True,
+                          tile="crop")  # the transcription tiles with the model's crop
     got = tifffile.imread(tmp_path / "l.tif").transpose(1, 2, 0)
     assert same_partition(got, expected)
     assert len(np.unique(got)) - 1 == got.max()
