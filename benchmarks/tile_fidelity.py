@@ -1,6 +1,6 @@
 """Inference tile vs the model's crop: fidelity, network work, time and memory (issue 28).
 
-    python benchmarks/tile_fidelity.py [--seeds 7 8] [--shape 48,384,384] [--default-shape 40,360,360]
+    python benchmarks/tile_fidelity.py [--seeds 7 8] [--shape 48,384,384] [--default-shape 40,320,320]
                                        [--threads 1] [--repeats 1] [--models demo seed default]
 
 A model's crop is what it was trained on and what ``--reference-borders`` tiles with; a larger
@@ -11,8 +11,9 @@ that changes the labels is judged here on trained models against ground truth:
 * ``seed``: examples/seed_regime_model.trch, the same network trained in the seed's z regime
   (card crop 136x136x20, overlap 8x8x5; examples/train.py's docstring re-makes it);
 * ``default``: the default cfg (real-size UNeXT, random "lively" weights) with the seed's crop
-  300x300x20 and overlap 10x10x5 — speed and memory only: random weights answer most strongly
-  at crop borders, so its fidelity columns are printed but marked "untrained, not judged".
+  300x300x20 and overlap 10x10x5, on one 320x320x40 volume (tiles 300x300x20, 300x300x40 and
+  the whole 320x320x40) — speed and memory only: random weights answer most strongly at crop
+  borders, so its fidelity columns are printed but marked "untrained, not judged".
 
 Each model segments held-out synthetic volumes (examples/synthetic.py; seeds other than the
 training 1000+ and validation 900+) with its crop, with the crop's z doubled (where z already
@@ -202,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["demo", "seed", "default"], choices=["demo", "seed", "default"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[7, 8], help="held-out synthetic volumes (not 900+, 1000+)")
     parser.add_argument("--shape", default="48,384,384", help="Z,Y,X of the trained models' volumes")
-    parser.add_argument("--default-shape", default="40,360,360", help="Z,Y,X of the default cfg's volume (first seed only)")
+    parser.add_argument("--default-shape", default="40,320,320", help="Z,Y,X of the default cfg's volume (first seed only)")
     parser.add_argument("--demo-model", type=Path, default=ROOT / "examples" / "demo_model.trch")
     parser.add_argument("--seed-model", type=Path, default=ROOT / "examples" / "seed_regime_model.trch")
     parser.add_argument("--default-cfg", default=None, help=argparse.SUPPRESS)  # tests: a tiny cfg as JSON in place of the real-size one

@@ -24,7 +24,10 @@ training crop, ``--card-crop`` and ``--card-overlap`` the model card's crop and 
 inference tiles on it) is re-made by::
 
     python -m examples.train --out examples/seed_regime_model.trch --crop 64,64,20 \
-        --card-crop 136,136,20 --card-overlap 8,8,5 --threads 1
+        --card-crop 136,136,20 --card-overlap 8,8,5 --steps 400 --volumes 8 --threads 1
+
+(400 steps, not the demo's 1200: it trained while four other sessions loaded the two
+cores; benchmarks/RESULTS.md has its scores.)
 """
 
 from __future__ import annotations
