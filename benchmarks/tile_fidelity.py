@@ -184,8 +184,10 @@ def report(rows: list[Row], models: dict[str, Model], volumes: dict[str, dict[in
         else:
             ari_crop = evaluate(labels, reference[key][0]).adjusted_rand_index
         line = (f"{row.model:8} {row.seed:>4} {xyz(row.tile):>12} {row.inputs:>10.2f} {statistics.median(row.seconds):>7.1f} "
-                f"{statistics.median(row.segment_seconds):>9.1f} {row.peak_rss / 2**20:>8.0f} {row.instances:>9} "
+                f"{statistics.median(row.segment_seconds):>9.1f} {row.peak_rss / 2**20:>8.0f} {scores.pred_instances:>9} "
                 f"{ari_crop:>11.4f} {f1:>7} {scores.adjusted_rand_index:>9.3f}")
+        if scores.pred_instances != row.instances:  # the labels read back are not what the run counted
+            line += f"  (segment counted {row.instances})"
         if not models[row.model].trained:
             line += f"  ({UNJUDGED})"
         elif row.tile_name != "model crop":
