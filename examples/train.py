@@ -26,8 +26,9 @@ inference tiles on it) is re-made by::
     python -m examples.train --out examples/seed_regime_model.trch --crop 64,64,20 \
         --card-crop 136,136,20 --card-overlap 8,8,5 --steps 400 --volumes 8 --threads 1
 
-(400 steps, not the demo's 1200: it trained while four other sessions loaded the two
-cores; benchmarks/RESULTS.md has its scores.)
+(400 steps, not the demo's 1200: it trained in 360 CPU-seconds while four other sessions
+loaded the two cores. Validation loss 1.08 (the demo's 0.85); F1@0.5 0.89, ARI 0.90 on
+held-out 384x384x48 volumes, seeds 7 and 8, where the demo model scores 0.97 and 0.94.)
 """
 
 from __future__ import annotations
