@@ -57,3 +57,25 @@ def test_a_short_training_writes_an_upstream_checkpoint_that_exports(tmp_path: P
 def test_bad_options_are_refused() -> None:
     done = subprocess.run([sys.executable, "-m", "examples.train", "--steps", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "must be at least 1" in done.stderr
+
+
+def test_the_seed_regime_is_trained_and_carded_from_flags(tmp_path: Path) -> None:
+    """--crop sets the training crop, --card-crop/--card-overlap the card; the cfg keeps the command."""
+    from examples.train import main
+
+    out = tmp_path / "seed.trch"
+    flags = ["--out", str(out), "--steps", "1", "--volumes", "1", "--threads", "1", "--crop", "32,32,20", "--card-crop", "136,136,20", "--card-overlap", "8,8,5"]
+    assert main(flags) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.card == {**MODEL_CARD, "crop": [136, 136, 20], "overlap": [8, 8, 5]}
+    assert checkpoint.cfg.AUGMENTATION.CROP_DEPTH == 20 and "--card-overlap 8,8,5" in checkpoint.cfg.SKOOTS.NOTES
+
+
+def test_bad_regime_flags_are_refused() -> None:
+    for flags, message in [
+        (["--crop", "64,64"], "not three positive integers"),
+        (["--crop", "64,64,40"], "must fit the training volumes"),
+        (["--card-crop", "136,136,20", "--card-overlap", "8,8,10"], "less than half"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "examples.train", *flags], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
