@@ -17,9 +17,9 @@ that changes the labels is judged here on trained models against ground truth:
 
 Each model segments held-out synthetic volumes (examples/synthetic.py; seeds other than the
 training 1000+ and validation 900+) with its crop, with the crop's z doubled (where z already
-covers the volume: x and y doubled), and with one tile covering the whole volume (what
-``--tile auto`` picks on a machine with room). Runs are interleaved (crop, tile, whole, crop,
-...) so load on the shared machine hits all alike. Each run is ``skoots_client.segment``
+covers the volume: x and y doubled), with one tile covering the whole volume, and with
+``--tile auto`` (the tile it picks under this machine's memory is printed). Runs are interleaved
+(crop, tile, whole, auto, crop, ...) so load on the shared machine hits all alike. Each run is ``skoots_client.segment``
 in-process (no server, TorchScript on the CPU) in a child process, whose wall time (imports
 and model load included, as a command-line run) and peak RSS (``wait4``) are reported, with:
 network input voxels per output voxel (from ``client/tiling.py``'s ``crop_grid``), instances,
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -56,34 +57,32 @@ ARI_NEEDED = 0.999
 UNJUDGED = "untrained, not judged"
 
 
-def tile_keyword(tile_zyx: Triple) -> dict[str, Triple]:
-    """The ``segment`` keyword that sets the inference tile (``(z, y, x)``, the API's order).
-
-    Until ``tile=`` lands, a crop override is exactly a tile outside reference mode."""
-    return {"crop": tile_zyx}
+def tile_keyword(tile_zyx: Triple | str) -> dict[str, Triple | str]:
+    """The ``segment`` keyword that sets the inference tile: ``(z, y, x)`` (the API's order) or "auto"."""
+    return {"tile": tile_zyx}
 
 
 def inputs_per_output(shape_xyz: Triple, tile_xyz: Triple, overlap_xyz: Triple) -> float:
     """Network input voxels per output voxel: every crop's voxels over the volume's."""
-    from skoots_client.tiling import crop_grid
+    from skoots_client.tile_choice import input_per_output
 
-    sent = sum(int(np.prod(c.size)) for c in crop_grid(shape_xyz, tile_xyz, overlap_xyz))
-    return sent / int(np.prod(shape_xyz))
+    return input_per_output(shape_xyz, tile_xyz, overlap_xyz)
 
 
-def tiles(crop_xyz: Triple, shape_xyz: Triple) -> list[tuple[str, Triple]]:
-    """The model crop, a doubled tile (z doubled; x and y where z already covers the volume), the whole volume."""
+def tiles(crop_xyz: Triple, shape_xyz: Triple) -> list[tuple[str, Triple | None]]:
+    """The model crop, a doubled tile (z doubled; x and y where z already covers the volume), the whole
+    volume, and ``auto`` (None: the tile ``--tile auto`` picks, known once it ran)."""
     crop = tuple(min(c, n) for c, n in zip(crop_xyz, shape_xyz))
     if crop[2] < shape_xyz[2]:
         doubled = (crop[0], crop[1], min(2 * crop[2], shape_xyz[2]))
     else:
         doubled = (min(2 * crop[0], shape_xyz[0]), min(2 * crop[1], shape_xyz[1]), crop[2])
     found = [("model crop", crop), ("doubled", doubled), ("whole", tuple(shape_xyz))]
-    kept: list[tuple[str, Triple]] = []
+    kept: list[tuple[str, Triple | None]] = []
     for name, tile in found:  # a small volume can make two of them the same tile
         if all(tile != t for _, t in kept):
             kept.append((name, tile))  # type: ignore[arg-type]
-    return kept
+    return [*kept, ("auto", None)]  # --tile auto: its tile is what the run reports
 
 
 def xyz(triple: Sequence[int]) -> str:
@@ -104,7 +103,7 @@ class Row:
     model: str
     seed: int
     tile_name: str
-    tile: Triple
+    tile: Triple | None  # None: auto, until its run says which tile it picked
     inputs: float
     seconds: list[float]
     segment_seconds: list[float]
@@ -122,12 +121,14 @@ def export(checkpoint: Path, repository: Path, name: str, trained: bool, **overr
     return Model(name, repository, tuple(parameters.crop), tuple(parameters.overlap), trained)  # type: ignore[arg-type]
 
 
-def run_once(model: Model, volume: Path, tile_xyz: Triple, out: Path, threads: int | None) -> tuple[float, float, int, int]:
-    """One child segment: (wall seconds, segment() seconds, peak RSS bytes, instances)."""
-    order = {"repository": str(model.repository), "volume": str(volume), "out": str(out), "tile_zyx": tile_xyz[::-1], "threads": threads}
+def run_once(model: Model, volume: Path, tile_xyz: Triple | None, out: Path, threads: int | None) -> tuple[float, float, int, int, Triple]:
+    """One child segment (``tile_xyz`` None: ``--tile auto``): (wall seconds, segment() seconds,
+    peak RSS bytes, instances, the tile the run used)."""
+    tile = "auto" if tile_xyz is None else tile_xyz[::-1]
+    order = {"repository": str(model.repository), "volume": str(volume), "out": str(out), "tile_zyx": tile, "threads": threads}
     run = common.run_child([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(order)])
     answer = json.loads(run.stdout.strip().splitlines()[-1])
-    return run.seconds, answer["seconds"], run.peak_rss, answer["instances"]
+    return run.seconds, answer["seconds"], run.peak_rss, answer["instances"], tuple(answer["tile_xyz"])  # type: ignore[return-value]
 
 
 def child(order: dict) -> None:
@@ -137,9 +138,13 @@ def child(order: dict) -> None:
     started = time.perf_counter()
     result = skoots_client.segment(
         order["volume"], out=order["out"], repository=order["repository"], overwrite=True, quiet=True, device="cpu",
-        runtime="torchscript", threads=order["threads"], **tile_keyword(tuple(order["tile_zyx"])),
+        runtime="torchscript", threads=order["threads"], **tile_keyword(order["tile_zyx"] if order["tile_zyx"] == "auto" else tuple(order["tile_zyx"])),
     )
-    print(json.dumps({"seconds": time.perf_counter() - started, "instances": result.instances}))
+    used = re.search(r"tile z (\d+), y (\d+), x (\d+)", result.summary)  # the summary's tile line
+    if used is None:
+        raise SystemExit(f"error: the run's summary names no tile:\n{result.summary}")
+    print(json.dumps({"seconds": time.perf_counter() - started, "instances": result.instances,
+                      "tile_xyz": [int(v) for v in used.groups()[::-1]]}))
 
 
 def measure(model: Model, volumes: dict[int, tuple[Path, Path]], shape_xyz: Triple, repeats: int, threads: int | None, folder: Path) -> list[Row]:
@@ -147,13 +152,15 @@ def measure(model: Model, volumes: dict[int, tuple[Path, Path]], shape_xyz: Trip
     for seed, (raw, _) in volumes.items():
         grid = tiles(model.crop, shape_xyz)
         seed_rows = [
-            Row(model.name, seed, name, tile, inputs_per_output(shape_xyz, tile, model.overlap), [], [], 0, 0,
-                folder / f"{model.name}-{seed}-{xyz(tile)}.tif")
+            Row(model.name, seed, name, tile, inputs_per_output(shape_xyz, tile, model.overlap) if tile else 0.0, [], [], 0, 0,
+                folder / f"{model.name}-{seed}-{xyz(tile) if tile else 'auto'}.tif")
             for name, tile in grid
         ]
         for _ in range(repeats):
-            for row in seed_rows:  # interleaved: crop, tile, whole, crop, ...
-                seconds, inside, peak, instances = run_once(model, raw, row.tile, row.labels, threads)
+            for row in seed_rows:  # interleaved: crop, tile, whole, auto, crop, ...
+                seconds, inside, peak, instances, used = run_once(model, raw, row.tile if row.tile_name != "auto" else None, row.labels, threads)
+                if row.tile_name == "auto":
+                    row.tile, row.inputs = used, inputs_per_output(shape_xyz, used, model.overlap)
                 row.seconds.append(seconds)
                 row.segment_seconds.append(inside)
                 row.peak_rss, row.instances = max(row.peak_rss, peak), instances
@@ -186,6 +193,8 @@ def report(rows: list[Row], models: dict[str, Model], volumes: dict[str, dict[in
         line = (f"{row.model:8} {row.seed:>4} {xyz(row.tile):>12} {row.inputs:>10.2f} {statistics.median(row.seconds):>7.1f} "
                 f"{statistics.median(row.segment_seconds):>9.1f} {row.peak_rss / 2**20:>8.0f} {scores.pred_instances:>9} "
                 f"{ari_crop:>11.4f} {f1:>7} {scores.adjusted_rand_index:>9.3f}")
+        if row.tile_name == "auto":
+            line += "  (--tile auto)"
         if scores.pred_instances != row.instances:  # the labels read back are not what the run counted
             line += f"  (segment counted {row.instances})"
         if not models[row.model].trained:
