@@ -156,8 +156,12 @@ class EmbeddedModel:
 
         self.info, version_dir = embedded_model(repository, model)
         self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
-        self.runtime = self._run.description
         self.name = f"embedded:{version_dir}"
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model, as the summary names it (OpenVINO's precision as compiled)."""
+        return self._run.description
 
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
         vectors, skeleton, prob = self._run(batch)
