@@ -140,6 +140,8 @@ class EmbeddedModel:
     runtime `runtimes.load_runtime` picks: ``runtime`` is auto, openvino, torchscript or
     cuda; ``threads`` (default: all cores) and ``precision`` (fp32, or bf16 on OpenVINO)."""
 
+    concurrency = 1
+
     def __init__(
         self,
         repository: Path,
@@ -154,7 +156,6 @@ class EmbeddedModel:
 
         self.info, version_dir = embedded_model(repository, model)
         self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
-        self.concurrency = self._run.concurrency  # batches in flight (OpenVINO's streams take two)
         self.name = f"embedded:{version_dir}"
 
     @property

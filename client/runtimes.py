@@ -3,8 +3,7 @@
 ``auto`` takes the fastest the machine has: TorchScript on a CUDA GPU (under FP16 autocast, as
 the libtorch model on Triton runs), else the OpenVINO IR on the CPU when the model has one and
 ``openvino`` imports, else TorchScript on the CPU. Every runtime answers one FP16 batch
-``[B, 1, X, Y, Z]`` with the wire contract's NumPy arrays, each crop alone (OpenVINO runs
-several side by side), and says how many batches it takes in flight (``concurrency``).
+``[B, 1, X, Y, Z]`` with the wire contract's NumPy arrays, one crop at a time.
 """
 
 from __future__ import annotations
@@ -76,8 +75,6 @@ def check_precision(precision: Precision | str, runtime: Runtime | str, cpu_has_
 class TorchScriptRuntime:
     """The exported ``model.pt`` on the CPU or a CUDA GPU (the head applies FP16 autocast there)."""
 
-    concurrency = 1  # batches in flight: torch already runs one on every thread
-
     def __init__(self, path: Path, device: str, threads: int) -> None:
         import torch
 
@@ -102,21 +99,13 @@ class TorchScriptRuntime:
 
 class OpenVinoRuntime:
     """The exported IR on the CPU, in FP32 unless asked for BF16 (``INFERENCE_PRECISION_HINT``
-    set explicitly: the CPU plugin would pick BF16 by itself on CPUs that have it).
-
-    ``PERFORMANCE_HINT THROUGHPUT``: the threads split into streams, each running one crop, fed
-    by the crops of a batch and by ``concurrency`` batches in flight (two: the next batch's crops
-    start as the last ones of a batch finish). Measured on 2 cores (AMD EPYC, AVX2), crops in
-    flight, interleaved (benchmarks/openvino_settings.py): 1.71x the crops/s of ``LATENCY`` (one
-    crop at a time on both threads) on the demo model; answers bitwise equal.
-    """
+    set explicitly: the CPU plugin would pick BF16 by itself on CPUs that have it)."""
 
     def __init__(self, path: Path, threads: int, precision: str) -> None:
         from skoots_export.contract.openvino_runtime import OpenVinoHead
 
-        self.concurrency = 2 if threads > 1 else 1
         try:
-            self._head = OpenVinoHead(str(path), threads=threads, precision=precision, hint="THROUGHPUT" if threads > 1 else "LATENCY")
+            self._head = OpenVinoHead(str(path), threads=threads, precision=precision)
         except RuntimeError as e:  # openvino's read_model on a broken or missing file
             raise ModelError(f"cannot load {path}: OpenVINO cannot read it or its {WEIGHTS_FILE} — re-export the model") from e
         self._requested = precision.upper()

@@ -33,9 +33,7 @@ def _openvino_head(version_dir, threads):
     spec = importlib.util.spec_from_file_location("exported_openvino_runtime", runtime_path)
     runtime = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runtime)
-    # LATENCY: a one-crop request keeps every thread busy (THROUGHPUT's streams would run it on
-    # one); the streams, faster in-process with several crops in flight, were not measured served.
-    return runtime.OpenVinoHead(os.path.join(version_dir, runtime.IR_FILE), threads=threads, precision="fp32", hint="LATENCY")
+    return runtime.OpenVinoHead(os.path.join(version_dir, runtime.IR_FILE), threads=threads, precision="fp32")
 
 
 def _crop(args):

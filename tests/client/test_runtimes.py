@@ -136,29 +136,3 @@ def test_the_precision_shown_is_the_compiled_one_not_the_request(exported_reposi
     head = OpenVinoHead(str(exported_repository / "skoots" / "1" / "model.xml"), precision="bf16")
     assert head.compiled_precision() is None, "nothing compiled yet"
     assert head.compiled_precision((24, 24, 8)) == "FP32"
-
-
-@pytest.mark.skipif(all_cores() < 2, reason="streams need two cores")
-def test_openvino_streams_answer_bitwise_as_one_crop_at_a_time(exported_repository: Path) -> None:
-    """THROUGHPUT runs a batch's crops, and two callers' batches, side by side on streams: each
-    crop's answer is the one LATENCY gives it alone."""
-    import threading
-
-    from skoots_export.contract.openvino_runtime import OpenVinoHead
-
-    xml = str(exported_repository / "skoots" / "1" / "model.xml")
-    batches = [torch.rand((3, 1, 24, 24, 8), generator=torch.Generator().manual_seed(s)).half().numpy() for s in (1, 2)]
-    alone = OpenVinoHead(xml, threads=2, hint="LATENCY")
-    expected = [alone(b) for b in batches]
-    streams = OpenVinoHead(xml, threads=2, hint="THROUGHPUT")
-    got: list = [None, None]
-    callers = [threading.Thread(target=lambda i=i: got.__setitem__(i, streams(batches[i]))) for i in (0, 1)]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join()
-    assert streams.streams == 2 and alone.streams == 1
-    for answer, reference in zip(got, expected):
-        assert all(np.array_equal(a, b) for a, b in zip(answer, reference))
-    assert EmbeddedModel(exported_repository, "skoots", runtime="openvino", threads=2).concurrency == 2
-    assert EmbeddedModel(exported_repository, "skoots", runtime="openvino", threads=1).concurrency == 1
