@@ -42,6 +42,13 @@ class OpenVinoHead:
 
     ``precision`` is ``fp32`` (the default, asked for explicitly: the CPU plugin would pick BF16
     by itself on CPUs that have it) or ``bf16``; ``threads`` caps inference threads (None: all).
+
+    ``PERFORMANCE_HINT LATENCY``, set explicitly: one stream, every thread on each crop.
+    Measured against ``THROUGHPUT`` (two streams of one thread on 2 cores, an async queue of
+    crops in flight; benchmarks/openvino_settings.py, 2 cores of an AMD EPYC under load): 1.71x
+    the crops/s on the demo model, but 0.97x on the real-size network (300x300x20 crops), where
+    the streams also hold two crops' activations at once and a lone last crop runs on one
+    thread. Answers are bitwise equal either way.
     """
 
     def __init__(self, xml_path: str, *, threads: int | None = None, precision: str = "fp32") -> None:
