@@ -141,6 +141,8 @@ class EmbeddedModel:
     cuda; ``threads`` (default: all cores) and ``precision`` (fp32, or bf16 on OpenVINO)."""
 
     concurrency = 1
+    # What runs the model, as the summary names it after the run (OpenVINO's precision as compiled).
+    runtime = property(lambda self: self._run.description)
 
     def __init__(
         self,
@@ -157,11 +159,6 @@ class EmbeddedModel:
         self.info, version_dir = embedded_model(repository, model)
         self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
         self.name = f"embedded:{version_dir}"
-
-    @property
-    def runtime(self) -> str:
-        """What runs the model, as the summary names it (OpenVINO's precision as compiled)."""
-        return self._run.description
 
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:
         vectors, skeleton, prob = self._run(batch)
