@@ -87,6 +87,8 @@ class EmbeddedModel:
     cuda; ``threads`` (default: all cores) and ``precision`` (fp32, or bf16 on OpenVINO)."""
 
     concurrency = 1
+    # What runs the model, as the summary names it after the run (OpenVINO's precision as compiled).
+    runtime = property(lambda self: self._run.description)
 
     def __init__(
         self,
@@ -102,7 +104,6 @@ class EmbeddedModel:
 
         self.info, version_dir = embedded_model(repository, model)
         self._run = load_runtime(version_dir, runtime, threads=threads, precision=precision)
-        self.runtime = self._run.description
         self.name = f"embedded:{version_dir}"
 
     def infer(self, batch: np.ndarray, probability: bool = False) -> tuple[np.ndarray, ...]:

@@ -98,7 +98,8 @@ class TorchScriptRuntime:
 
 
 class OpenVinoRuntime:
-    """The exported IR on the CPU, in FP32 unless asked for BF16."""
+    """The exported IR on the CPU, in FP32 unless asked for BF16 (``INFERENCE_PRECISION_HINT``
+    set explicitly: the CPU plugin would pick BF16 by itself on CPUs that have it)."""
 
     def __init__(self, path: Path, threads: int, precision: str) -> None:
         from skoots_export.contract.openvino_runtime import OpenVinoHead
@@ -107,7 +108,14 @@ class OpenVinoRuntime:
             self._head = OpenVinoHead(str(path), threads=threads, precision=precision)
         except RuntimeError as e:  # openvino's read_model on a broken or missing file
             raise ModelError(f"cannot load {path}: OpenVINO cannot read it or its {WEIGHTS_FILE} — re-export the model") from e
-        self.description = f"OpenVINO {precision.upper()} on CPU, {threads} threads"
+        self._requested = precision.upper()
+        self._threads = threads
+
+    @property
+    def description(self) -> str:
+        """What runs the model: the precision read back from the compiled model once a crop
+        has run (the summary is written after the run), the requested one before."""
+        return f"OpenVINO {self._head.compiled_precision() or self._requested} on CPU, {self._threads} threads"
 
     def __call__(self, batch: np.ndarray) -> Outputs:
         return self._head(batch)

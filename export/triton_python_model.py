@@ -3,8 +3,9 @@
 Export copies this file to ``<repository>/<name>/1/model.py`` for servers without the libtorch
 backend (such as the ``tritonserver`` inside the ``nvidia-pytriton`` wheel). It must import
 nothing from this project: the server loads it on its own. On a ``KIND_CPU`` instance it runs
-the OpenVINO IR (``model.xml``, in FP32) when the version holds one and ``openvino`` imports,
-through ``openvino_runtime.py`` beside this file; otherwise ``model.pt`` with torch.
+the OpenVINO IR (``model.xml``, in FP32: ``INFERENCE_PRECISION_HINT`` ``f32`` asked for
+explicitly, and the precision compiled logged) when the version holds one and ``openvino``
+imports, through ``openvino_runtime.py`` beside this file; otherwise ``model.pt`` with torch.
 """
 
 import importlib.util
@@ -33,6 +34,14 @@ def _openvino_head(version_dir, threads):
     runtime = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runtime)
     return runtime.OpenVinoHead(os.path.join(version_dir, runtime.IR_FILE), threads=threads, precision="fp32")
+
+
+def _crop(args):
+    """The model's crop [X, Y, Z] from its config's ``crop`` parameter, or None without one."""
+    text = json.loads(args["model_config"]).get("parameters", {}).get("crop", {}).get("string_value", "")
+    return tuple(int(v) for v in text.split(",")) if text else None
+
+
 def _release(version):
     """MAJOR.MINOR of a torch version; as torch_compat.release in the export package, which
     this file cannot import (the server loads it on its own)."""
@@ -80,7 +89,12 @@ class TritonPythonModel:
             self.openvino = _openvino_head(version_dir, threads)
         if self.openvino is None:
             self.model = torch.jit.load(os.path.join(version_dir, "model.pt"), map_location=self.device).eval()
-        runs = "model.xml with OpenVINO FP32 on CPU" if self.openvino is not None else f"model.pt with torch on {self.device}"
+        if self.openvino is not None:
+            # Compiled now at the crop shape (the warm-up would compile it next), so the log
+            # names the precision the CPU plugin computes in, read back, not the one asked for.
+            runs = f"model.xml with OpenVINO {self.openvino.compiled_precision(_crop(args))} on CPU"
+        else:
+            runs = f"model.pt with torch on {self.device}"
         logger = getattr(pb_utils, "Logger", None)  # in servers from 23.04 on
         if logger is not None:
             logger.log_info(f"{args['model_name']} (instance {args['model_instance_name']}) runs {runs}")

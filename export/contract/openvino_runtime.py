@@ -16,12 +16,19 @@ import threading
 import numpy as np
 import openvino as ov
 
-__all__ = ["IR_FILE", "WEIGHTS_FILE", "OUTPUT_NAMES", "PRECISIONS", "cpu_supports_bf16", "OpenVinoHead"]
+__all__ = ["IR_FILE", "WEIGHTS_FILE", "OUTPUT_NAMES", "PRECISIONS", "cpu_supports_bf16", "describe_precision", "OpenVinoHead"]
 
 IR_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 OUTPUT_NAMES = ("vectors__0", "skeleton__1", "probability__2")
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def describe_precision(hint: object) -> str:
+    """``FP32`` / ``BF16``: a compiled model's ``INFERENCE_PRECISION_HINT`` (an element type) as
+    ``--precision`` names it."""
+    text = hint.to_string() if isinstance(hint, ov.Type) else str(hint)
+    return {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}.get(text, text.upper())
 
 
 def cpu_supports_bf16(core: ov.Core | None = None) -> bool:
@@ -35,6 +42,13 @@ class OpenVinoHead:
 
     ``precision`` is ``fp32`` (the default, asked for explicitly: the CPU plugin would pick BF16
     by itself on CPUs that have it) or ``bf16``; ``threads`` caps inference threads (None: all).
+
+    ``PERFORMANCE_HINT LATENCY``, set explicitly: one stream, every thread on each crop.
+    Measured against ``THROUGHPUT`` (two streams of one thread on 2 cores, an async queue of
+    crops in flight; benchmarks/openvino_settings.py, 2 cores of an AMD EPYC under load): 1.71x
+    the crops/s on the demo model, but 0.97x on the real-size network (300x300x20 crops), where
+    the streams also hold two crops' activations at once and a lone last crop runs on one
+    thread. Answers are bitwise equal either way.
     """
 
     def __init__(self, xml_path: str, *, threads: int | None = None, precision: str = "fp32") -> None:
@@ -56,6 +70,18 @@ class OpenVinoHead:
             request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
             self._requests[shape] = request
         return request
+
+    def compiled_precision(self, crop: tuple[int, int, int] | None = None) -> str | None:
+        """The precision the CPU plugin computes in (``FP32`` / ``BF16``), read back from the
+        compiled model rather than taken from the request; ``crop`` [X, Y, Z]: compile for it
+        first (as the first crop of that shape would). None before any model was compiled."""
+        with self._lock:
+            if crop is not None:
+                self._request((1, *crop))
+            if not self._requests:
+                return None
+            hints = {describe_precision(r.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")) for r in self._requests.values()}
+        return "/".join(sorted(hints))
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         answers = []

@@ -104,3 +104,35 @@ def test_a_broken_ir_is_one_error_naming_it(exported_repository: Path, tmp_path:
     (tmp_path / "skoots" / "1" / "model.xml").write_text("<net>cut short")
     with pytest.raises(ModelError, match=r"cannot load \S+model\.xml: OpenVINO cannot read it or its model\.bin — re-export the model"):
         EmbeddedModel(tmp_path, "skoots", runtime="openvino")
+
+
+def test_openvino_computes_in_fp32_as_read_back_from_the_compiled_model(exported_repository: Path, tmp_path: Path) -> None:
+    """The summary names the precision the CPU plugin compiled (INFERENCE_PRECISION_HINT read
+    back), once a crop has run: FP32 by default."""
+    import tifffile
+
+    import skoots_client
+
+    from skoots_export.contract.openvino_runtime import OpenVinoHead
+
+    head = OpenVinoHead(str(exported_repository / "skoots" / "1" / "model.xml"))
+    assert head.compiled_precision((24, 24, 8)) == "FP32"  # on a BF16 CPU too: the hint is f32, not the plugin's default
+    model = EmbeddedModel(exported_repository, "skoots", runtime="openvino")
+    model.infer(np.zeros((1, 1, 24, 24, 8), np.float16))
+    assert model.runtime == f"OpenVINO FP32 on CPU, {all_cores()} threads"
+    tifffile.imwrite(tmp_path / "v.tif", np.random.default_rng(0).integers(0, 255, (8, 24, 24), dtype=np.uint8))
+    summary = skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "l.tif", repository=exported_repository,
+                                    runtime="openvino", device="cpu", quiet=True).summary
+    assert f"inference in-process: OpenVINO FP32 on CPU, {all_cores()} threads" in summary
+
+
+def test_the_precision_shown_is_the_compiled_one_not_the_request(exported_repository: Path) -> None:
+    """Asked for BF16 on a CPU without it, the plugin compiles FP32: the read-back says so
+    (an echo of the request would say BF16)."""
+    from skoots_export.contract.openvino_runtime import OpenVinoHead, cpu_supports_bf16
+
+    if cpu_supports_bf16():
+        pytest.skip("this CPU computes BF16: the plugin takes the request")
+    head = OpenVinoHead(str(exported_repository / "skoots" / "1" / "model.xml"), precision="bf16")
+    assert head.compiled_precision() is None, "nothing compiled yet"
+    assert head.compiled_precision((24, 24, 8)) == "FP32"
