@@ -112,7 +112,6 @@ def test_openvino_computes_in_fp32_as_read_back_from_the_compiled_model(exported
     import tifffile
 
     import skoots_client
-
     from skoots_export.contract.openvino_runtime import OpenVinoHead
 
     head = OpenVinoHead(str(exported_repository / "skoots" / "1" / "model.xml"))
