@@ -122,7 +122,9 @@ def main() -> None:
 
 def row(round_: int, name: str, run: common.ChildRun, against: common.ChildRun | None = None) -> None:
     ratio = f"{against.seconds / run.seconds:16.2f}" if against is not None else ""
-    print(f"{round_ or '':>5}  {name:40} {run.seconds:8.1f} {run.peak_rss / 2**20:13.0f} {run.cpu_seconds:8.1f} {ratio}", flush=True)
+    tile = next((line.strip() for line in run.stdout.splitlines() if line.startswith("tile ")), "")  # our summary's tile line
+    print(f"{round_ or '':>5}  {name:40} {run.seconds:8.1f} {run.peak_rss / 2**20:13.0f} {run.cpu_seconds:8.1f} {ratio}"
+          + (f"   ({tile})" if tile else ""), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,8 @@ def in_memory_bytes(shape: Sequence[int]) -> int:
 
 
 WORKER_BUDGET = 1536 << 20  # what a blockwise worker's block may take (client/blockwise/blocks.py sizes blocks to it)
-HEADROOM = 0.5  # of the memory left for inference, what a tile may take: the estimate's error, other processes
+HEADROOM = 0.75  # of the memory left for inference, what a tile may take: other processes; the estimate is already 24-95 % high
+# (benchmarks/RESULTS.md, the activation estimate), so a tile it admits peaks at ~40-60 % of what was available
 
 
 def inference_budget(reserved: int, *, share: int = 1, memory_available: int | None = None) -> int:

@@ -246,16 +246,16 @@ def _tile_cap(model: ModelSpec, info: ModelInfo, shape: tuple[int, int, int], bl
         return None
     gpu = memory.gpu_memory_free() if model.runtime in (Runtime.AUTO, Runtime.CUDA) else None
     if gpu is not None:
-        budget, source = int(memory.HEADROOM * gpu), "half the GPU's free memory"
+        budget, source = int(memory.HEADROOM * gpu), "three quarters of the GPU's free memory"
     elif blockwise:
         from .runtimes import all_cores
 
         workers = cluster.workers or all_cores()
         budget = memory.inference_budget(memory.WORKER_BUDGET, share=workers, memory_available=cluster.memory_available)
-        source = f"half of the memory available per worker of {workers}, less its block's"
+        source = f"three quarters of the memory available per worker of {workers}, less its block's"
     else:
         budget = memory.inference_budget(in_memory_bytes(shape), memory_available=cluster.memory_available)
-        source = "half of the memory available, less what post-processing the volume needs"
+        source = "three quarters of the memory available, less what post-processing the volume needs"
     return TileCap(max_tile_voxels(info.network, budget), source, bytes_per_voxel(info.network), FIXED_BYTES, budget)
 
 
