@@ -164,5 +164,6 @@ def _unlink(region: shared_memory.SharedMemory) -> None:
         pass
     try:
         region.close()
-    except BufferError:  # an answer still views it: the mapping goes with the process
-        pass
+    except BufferError:  # an answer still views it: the mapping lives on with those arrays
+        # and SharedMemory.__del__ must not try close() again (at exit it would print a traceback)
+        vars(region).update(_buf=None, _mmap=None)
