@@ -85,7 +85,9 @@ def test_ctrl_c_leaves_no_region(triton_server, tmp_path: Path) -> None:
     before = ours_in_dev_shm()
     run = subprocess.Popen([CLIENT, "segment", str(tmp_path / "v.tif"), "--url", triton_server.grpc_url, "--shared-memory", "system",
                             "--out", str(tmp_path / "l.tif"), "--device", "cpu", "--batch", "1", "-q"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # a shell that starts the tests in the background ignores SIGINT, and children inherit that
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while ours_in_dev_shm() == before and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
