@@ -120,6 +120,34 @@ class BlockStore:
                 found[path.name] = parsed
         return found
 
+    # --- both sides: objects by key (``kind/name``), the layer every encoding writes through ---
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` whole or not at all (written aside, then renamed)."""
+        write_aside(self.path / key, lambda aside: aside.write_bytes(data))
+
+    def get(self, key: str) -> bytes:
+        """The object at ``key`` (``FileNotFoundError`` when there is none)."""
+        return (self.path / key).read_bytes()
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes:
+        """Bytes ``start .. stop-1`` of the object at ``key``: a reader fetches only what it needs."""
+        with open(self.path / key, "rb") as f:
+            f.seek(start)
+            return f.read(stop - start)
+
+    def exists(self, key: str) -> bool:
+        return (self.path / key).is_file()
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys of the objects in folder ``prefix`` (no hidden ones), sorted."""
+        folder = self.path / prefix
+        return sorted(f"{prefix}/{p.name}" for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key``; nothing when there is none."""
+        (self.path / key).unlink(missing_ok=True)
+
     # --- both sides ---------------------------------------------------------------------------
 
     def save_sparse(self, kind: str, block: str, at: np.ndarray, values: np.ndarray) -> None:
