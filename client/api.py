@@ -13,7 +13,7 @@ every keyword statically (mkdocstrings reads the source; a test holds them to th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,6 +72,9 @@ def segment(
     workers: int | None = None,
     threads_per_worker: int = 1,
     scheduler: str | None = None,
+    cluster: str | None = None,
+    cluster_options: Mapping[str, Any] | None = None,
+    max_jobs: int | None = None,
     voxel_size: Any = None,
     unit: str | None = None,
     table: str | Path | None = None,
@@ -194,6 +197,17 @@ def segment(
     scheduler : str, optional
         Join the Dask cluster at ``tcp://HOST:PORT`` instead of starting one (implies
         ``blockwise``).
+    cluster : str, optional
+        ``"slurm"``, ``"pbs"``, ``"lsf"`` or ``"sge"``: start the Dask workers as batch jobs
+        through dask-jobqueue (the ``cluster`` extra; implies ``blockwise``), configured by
+        ``cluster_options`` and dask's ``jobqueue.yaml``. A job that ends is replaced and its
+        blocks redone.
+    cluster_options : dict, optional
+        Keywords of dask-jobqueue's cluster for ``cluster``: ``queue``, ``walltime``, ``memory``,
+        ``cores``, ``processes``, ``job_extra_directives``, ... (an unknown key is refused).
+    max_jobs : int, optional
+        At most this many worker jobs at once for ``cluster`` (default 1), scaled adaptively
+        between one and ``max_jobs``.
     voxel_size : tuple of 3 floats, str or VoxelSize, optional
         ``(z, y, x)`` in ``unit`` (micrometres by default), or named text with a unit suffix
         (``"z=2,y=0.5,x=0.5um"``); default: what the file states.
@@ -312,7 +326,8 @@ def segment(
             ),
             ResumeSpec(resume=resume, work_dir=_path(work_dir)),
             ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
-                        threads_per_worker=threads_per_worker, scheduler=scheduler),
+                        threads_per_worker=threads_per_worker, scheduler=scheduler, cluster=cluster,
+                        cluster_options=None if cluster_options is None else dict(cluster_options), max_jobs=max_jobs),
             warn=told,
             watch=Watch(quiet, progress, cancel, note=note, render=lambda text: render(text, terms)),
         )

@@ -104,6 +104,9 @@ def segment_command(
     workers: Annotated[int | None, _flag("workers")] = None,
     threads_per_worker: Annotated[int, _flag("threads_per_worker")] = 1,
     scheduler: Annotated[str | None, _flag("scheduler")] = None,
+    cluster: Annotated[str | None, _flag("cluster")] = None,
+    cluster_options: Annotated[list[str] | None, _flag("cluster_options")] = None,
+    max_jobs: Annotated[int | None, _flag("max_jobs")] = None,
     voxel_size: Annotated[str | None, _flag("voxel_size")] = None,
     unit: Annotated[str | None, _flag("unit")] = None,
     table: Annotated[Path | None, _flag("table")] = None,
@@ -124,6 +127,7 @@ def segment_command(
 ) -> None:
     """Segment a volume into instance labels."""
     from .api import segment  # heavy imports only when segmenting
+    from .jobqueue_options import parse_cluster_options
     from .stores import Location
     from .voxel_size import voxel_size_option
 
@@ -166,6 +170,9 @@ def segment_command(
                 workers=workers,
                 threads_per_worker=threads_per_worker,
                 scheduler=scheduler,
+                cluster=cluster,
+                cluster_options=None if cluster_options is None else parse_cluster_options(cluster_options),
+                max_jobs=max_jobs,
                 normalize=normalize,
                 axes=axes,
                 voxel_size=voxel_size_option(voxel_size, None if voxel_size is None else unit),

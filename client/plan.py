@@ -18,6 +18,7 @@ from .choices import Device, Precision, Runtime, SharedMemory
 from .destinations import check_not_input
 from .endpoints import read_model
 from .errors import ClientError, InputError
+from .jobqueue_options import check_cluster_options
 from .label_write import check_output_path, intermediates_path
 from .levels import level_path
 from .memory import in_memory_bytes
@@ -39,7 +40,7 @@ from .voxel_size_read import read_voxel_size, resolve_voxel_size
 from .workdir import default_work_dir, stale_work_text
 
 __all__ = [
-    "ClusterSpec", "InputSpec", "ModelSpec", "OutputSpec", "Plan", "ResumeSpec", "check_blockwise_options", "check_destinations",
+    "ClusterSpec", "InputSpec", "ModelSpec", "OutputSpec", "Plan", "ResumeSpec", "check_blockwise_options", "check_cluster", "check_destinations",
     "check_options", "describe_region", "prepare", "refuse_bad_crop", "too_big_for_memory",
 ]
 
@@ -69,6 +70,7 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
         raise InputError("blockwise writes the labels block by block and never holds them: give out= or labels_into=")
     if cluster.asked:
         check_blockwise_options(model, output)
+    check_cluster(cluster)
     if input.roi is not None and output.labels_into is not None:
         raise InputError(f"--roi {input.roi.text}: --labels-into writes labels the size of the whole image; "
                          "write the cutout with --out (it states where it sits), or drop --roi")
@@ -89,6 +91,23 @@ def describe_region(plan: Plan) -> str | None:
     if plan.origin != ZERO:
         parts.append(f"offset {describe_offset(plan.origin)} (written to the output's metadata)")
     return ", ".join(parts) or None
+
+
+def check_cluster(cluster: ClusterSpec) -> None:
+    """Refuse batch-job options that cannot be right or do not go together, and a ``--cluster``
+    without dask-jobqueue, before anything is read."""
+    if cluster.cluster is None:
+        if cluster.cluster_options is not None or cluster.max_jobs is not None:
+            raise InputError("--cluster-option and --max-jobs size the worker jobs of --cluster: add --cluster slurm|pbs|lsf|sge, or drop them")
+        return
+    if cluster.scheduler is not None:
+        raise InputError(f"--cluster {cluster.cluster} starts its own scheduler and --scheduler joins a running one: give one of them")
+    if cluster.workers is not None:
+        raise InputError("--workers sizes a local cluster: with --cluster, a job's workers are --cluster-option processes=N "
+                         "and --max-jobs caps the jobs")
+    if cluster.max_jobs is not None and cluster.max_jobs < 1:
+        raise InputError(f"--max-jobs {cluster.max_jobs}: give at least 1")
+    check_cluster_options(cluster.cluster, cluster.cluster_options or {})
 
 
 def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:

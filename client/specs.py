@@ -8,6 +8,7 @@ Data only, below both engines: a plan holds no open endpoint, and the blockwise 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def lettered_repr(spec: Any, triples: tuple[str, ...]) -> str:
     """A spec's repr with its runtime-order triples named as napari names the axes.
 
     >>> ClusterSpec(block=(300, 280, 20))
-    ClusterSpec(blockwise=False, block=(z=20, y=300, x=280), workers=None, threads_per_worker=1, scheduler=None, memory_available=None)
+    ClusterSpec(blockwise=False, block=(z=20, y=300, x=280), workers=None, threads_per_worker=1, scheduler=None, cluster=None, cluster_options=None, max_jobs=None, memory_available=None)
     """
     def shown(name: str, value: Any) -> str:
         if name in triples and isinstance(value, tuple):
@@ -157,6 +158,9 @@ class ClusterSpec:
     workers: int | None = None
     threads_per_worker: int = 1
     scheduler: str | None = None
+    cluster: str | None = None  # --cluster: worker jobs on a batch system (dask-jobqueue)
+    cluster_options: Mapping[str, Any] | None = None  # its keywords (--cluster-option, parsed)
+    max_jobs: int | None = None
     memory_available: int | None = None
 
     def __repr__(self) -> str:
@@ -164,7 +168,7 @@ class ClusterSpec:
 
     @property
     def asked(self) -> bool:
-        return self.blockwise or self.scheduler is not None
+        return self.blockwise or self.scheduler is not None or self.cluster is not None
 
 
 @dataclass(frozen=True)

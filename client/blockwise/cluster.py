@@ -1,5 +1,6 @@
-"""The Dask cluster of a blockwise run: a local one started and closed here, or an existing one
-joined by its scheduler's address (``dask scheduler`` / ``dask worker``, dask-jobqueue, ...)."""
+"""The Dask cluster of a blockwise run: a local one started and closed here, worker jobs on a
+batch system (``--cluster``, client/blockwise/jobqueue.py), or an existing one joined by its
+scheduler's address (``dask scheduler`` / ``dask worker``, dask-kubernetes, ...)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeGuard
 
 from ..errors import ClientError
+from .jobqueue import jobqueue_cluster
 
 __all__ = ["ClusterError", "dask_client", "check_main_guard", "worker_losses", "worker_count"]
 
@@ -28,22 +30,33 @@ class ClusterError(ClientError):
 @contextlib.contextmanager
 def dask_client(
     scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
-    say: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None, cluster: str | None = None, cluster_options: Mapping[str, Any] | None = None,
+    max_jobs: int | None = None,
 ) -> Iterator[Any]:
     """A ``distributed.Client`` on a new ``LocalCluster`` of worker processes bound to 127.0.0.1
-    (``workers``, default the cores), or on the cluster at ``scheduler``; closed on exit.
+    (``workers``, default the cores), on ``cluster``'s batch jobs (dask-jobqueue, 1 to
+    ``max_jobs``, default 1; ``cluster_options`` its keywords), or on the cluster at
+    ``scheduler``; closed on exit.
 
     Raises
     ------
     ClusterError
         Nothing answers at ``scheduler``, or the local cluster cannot start, or would re-run
-        the calling script in each worker (`check_main_guard`).
+        the calling script in each worker (`check_main_guard`), or both ``cluster`` and
+        ``scheduler`` are given.
+    JobqueueError
+        The batch system cannot take the worker jobs (client/blockwise/jobqueue.py).
     """
     from distributed import Client, LocalCluster
 
+    if cluster is not None:
+        with _batch_client(cluster, cluster_options or {}, max_jobs or 1, scheduler, say) as client:
+            yield client
+        return
+
     if workers is not None and workers < 1 or threads_per_worker < 1:
         raise ClusterError("--workers and --threads-per-worker must be at least 1")
-    cluster = client = None
+    local = client = None
     dashboard = scheduler is not None or importlib.util.find_spec("bokeh") is not None
     if scheduler is not None:
         try:
@@ -58,7 +71,7 @@ def dask_client(
             check_main_guard()
             try:
                 with _interrupts_held():
-                    cluster = LocalCluster(
+                    local = LocalCluster(
                         n_workers=workers or os.cpu_count() or 1, threads_per_worker=threads_per_worker, processes=True,
                         # Loopback only; any free port for the scheduler's HTTP server (the dashboard when
                         # bokeh is installed): a second cluster on the machine must not collide with it.
@@ -67,7 +80,7 @@ def dask_client(
                         # it (each would print its own traceback); this process stops the run in one line.
                         preload=["skoots_client.blockwise.quiet_worker"],
                     )
-                    client = Client(cluster)
+                    client = Client(local)
             except (OSError, TimeoutError) as e:
                 raise ClusterError(f"cannot start a local Dask cluster: {e}") from e
         if say is not None:
@@ -77,8 +90,28 @@ def dask_client(
     finally:
         if client is not None:
             client.close()
-        if cluster is not None:
-            cluster.close()
+        if local is not None:
+            local.close()
+
+
+@contextlib.contextmanager
+def _batch_client(kind: str, options: Mapping[str, Any], max_jobs: int, scheduler: str | None,
+                  say: Callable[[str], None] | None) -> Iterator[Any]:
+    """A client on worker jobs of ``kind``, once the first has started."""
+    from distributed import Client
+
+    if scheduler is not None:
+        raise ClusterError(f"--cluster {kind} starts its own scheduler and --scheduler joins a running one: give one of them")
+    with jobqueue_cluster(kind, options, max_jobs) as batch:
+        client = Client(batch.cluster)
+        try:
+            if say is not None:
+                say(f"Dask scheduler {client.scheduler.address}; {kind} worker jobs (dask-jobqueue), 1 to {max_jobs} as the work "
+                    "needs: waiting for the first to start")
+            batch.wait_for_first_worker(client)
+            yield client
+        finally:
+            client.close()
 
 
 def check_main_guard() -> None:

@@ -10,6 +10,7 @@ grid's tables, the work directory's store) is rebuilt once per worker process.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ class Job:
     resume: bool = False  # a failed run keeps its finished blocks
     scheduler: str | None = None  # --scheduler, else a local cluster of ``workers`` processes
     workers: int | None = None
+    cluster: str | None = None  # --cluster: worker jobs on a batch system, sized by its options and max_jobs
+    cluster_options: Mapping[str, Any] | None = None
+    max_jobs: int | None = None
 
     @classmethod
     def from_plan(cls, plan: Plan) -> Job:
@@ -94,6 +98,7 @@ class Job:
             fill_missing=plan.input.fill_missing, roi=None if plan.roi is None else _plain_box(plan.roi),
             output=plan.output, voxel_size=plan.voxel_size, offset=plan.origin, fingerprint=plan.fingerprint(),
             resume=plan.resume.keeps_work, scheduler=cluster.scheduler, workers=cluster.workers,
+            cluster=cluster.cluster, cluster_options=cluster.cluster_options, max_jobs=cluster.max_jobs,
         )
 
     @property

@@ -68,7 +68,8 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
     store.check()
     if not job.resume and store.path.exists():
         raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
-    with dask_client(job.scheduler, workers=job.workers, threads_per_worker=job.threads, say=watch.note) as client:
+    with dask_client(job.scheduler, workers=job.workers, threads_per_worker=job.threads, say=watch.note, cluster=job.cluster,
+                     cluster_options=job.cluster_options, max_jobs=job.max_jobs) as client:
         grid = job.grid
         store.create()
         tile = tuple(max(n, job.parameters.minimum_size) for n in grid.crops[0].size)  # as in memory: padded to the minimum
