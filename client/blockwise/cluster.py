@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeGuard
 
-from ..errors import ClientError
+from ..errors import ClientError, Interrupted
 from .jobqueue import jobqueue_cluster
 
 __all__ = ["ClusterError", "dask_client", "check_main_guard", "worker_losses", "worker_count"]
@@ -108,7 +108,10 @@ def _batch_client(kind: str, options: Mapping[str, Any], max_jobs: int, schedule
             if say is not None:
                 say(f"Dask scheduler {client.scheduler.address}; {kind} worker jobs (dask-jobqueue), 1 to {max_jobs} as the work "
                     "needs: waiting for the first to start")
-            batch.wait_for_first_worker(client)
+            try:
+                batch.wait_for_first_worker(client)
+            except KeyboardInterrupt:  # Ctrl-C while the job waits in the queue: one line; the job is cancelled
+                raise Interrupted(f"interrupted while waiting for the first {kind} worker job to start") from None
             yield client
         finally:
             client.close()

@@ -131,8 +131,8 @@ class Slurm:
         self.processes.clear()
 
 
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", name="slurm")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A running one-node SLURM on 127.0.0.1 (skipped, saying why, without slurm-wlm, munge or root)."""
     reason = skip_reason()
     if reason:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from slurm_support import Slurm, slurm  # noqa: F401 - the fixture
+from slurm_support import Slurm, slurm_cluster  # noqa: F401 - a fixture, named slurm
 from test_segment_e2e import CLIENT, volume_and_labels
 
 SHAPE_ZXY = (20, 72, 60)  # 4 blocks of the e2e model with --block 40,40,16 (as test_blockwise_faults.py)
