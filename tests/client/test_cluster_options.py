@@ -90,3 +90,30 @@ def test_the_command_line_says_a_cluster_mistake_in_one_line(tmp_path: Path) -> 
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(said) and done.stderr.count("\n") == 1, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_the_submit_command_the_error_says_where_to_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("dask_jobqueue")
+    from skoots_client.blockwise.jobqueue import JobqueueError, jobqueue_cluster
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here: not a login node
+    with pytest.raises(JobqueueError, match=r"^--cluster slurm submits worker jobs with sbatch, which is not on PATH here: "
+                                            r"run on the cluster's login node"), jobqueue_cluster("slurm", {"cores": 1, "memory": "1GB"}, 1):
+        pass
+
+
+def test_a_job_without_cores_or_memory_is_one_line() -> None:
+    """Neither the options nor dask's config say them: dask-jobqueue's error, in our terms."""
+    import shutil
+
+    pytest.importorskip("dask_jobqueue")
+    if shutil.which("sbatch") is None:
+        pytest.skip("sbatch is not installed (slurm-wlm)")
+    import dask
+
+    from skoots_client.blockwise.jobqueue import JobqueueError, jobqueue_cluster
+
+    with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}), pytest.raises(
+            JobqueueError, match=r"^--cluster slurm: say each job's cores and memory \(--cluster-option cores=4 --cluster-option memory=16GB\); "
+                                 r"or set it in jobqueue\.slurm of ~/\.config/dask/jobqueue\.yaml$"), jobqueue_cluster("slurm", {}, 1):
+        pass
