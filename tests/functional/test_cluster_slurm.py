@@ -14,6 +14,8 @@ import tifffile
 from slurm_support import Slurm, slurm_cluster  # noqa: F401 - a fixture, named slurm
 from test_segment_e2e import CLIENT, volume_and_labels
 
+import skoots_client
+
 SHAPE_ZXY = (20, 72, 60)  # 4 blocks of the e2e model with --block 40,40,16 (as test_blockwise_faults.py)
 
 
@@ -31,19 +33,24 @@ def segment(slurm: Slurm, volume: Path, out: Path, repository: Path, *options: s
 
 
 @pytest.mark.slow
-def test_workers_are_slurm_jobs_and_the_labels_equal_in_memory(slurm: Slurm, volume, e2e_repository: Path, tmp_path: Path) -> None:
+def test_workers_are_slurm_jobs_and_the_labels_equal_in_memory(slurm: Slurm, volume, e2e_repository: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the Python API (the command line's flags are the other tests')."""
     path, expected = volume
     before = set(slurm.submitted())
-    client = segment(slurm, path, tmp_path / "o.tif", e2e_repository, "--cluster-option", "cores=1", "--cluster-option", "memory=1GB",
-                     "--max-jobs", "2")
-    stdout, stderr = client.communicate(timeout=300)
-    assert client.returncode == 0, stderr + slurm.tail()
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    result = skoots_client.segment(
+        path, out=tmp_path / "o.tif", repository=e2e_repository, device="cpu", block=(16, 40, 40), batch=1, quiet=True,
+        cluster="slurm", max_jobs=2, cluster_options={"cores": 1, "memory": "1GB", "interface": "lo", "walltime": "00:10:00",
+                                                      "log_directory": str(slurm.folder / "jobs")},
+    )
     assert np.array_equal(tifffile.imread(tmp_path / "o.tif"), expected)
     jobs = set(slurm.submitted()) - before
     assert jobs, slurm.tail()  # the workers came from sbatch
     logs = {p.name for p in (slurm.folder / "jobs").iterdir()}
     assert any(f"dask-worker-{job}.err" in logs for job in jobs), logs  # and ran as those jobs
-    assert "blockwise: 4 blocks" in stdout
+    assert "blockwise: 4 blocks" in result.summary
+    assert not slurm.jobs()  # cancelled at the end
 
 
 @pytest.mark.slow
