@@ -117,3 +117,12 @@ def test_a_job_without_cores_or_memory_is_one_line() -> None:
             JobqueueError, match=r"^--cluster slurm: say each job's cores and memory \(--cluster-option cores=4 --cluster-option memory=16GB\); "
                                  r"or set it in jobqueue\.slurm of ~/\.config/dask/jobqueue\.yaml$"), jobqueue_cluster("slurm", {}, 1):
         pass
+
+
+def test_the_engine_refuses_a_cluster_and_a_scheduler_together() -> None:
+    """The plan refuses the pair first; a job built in code meets the same line at the cluster."""
+    from skoots_client.blockwise.cluster import ClusterError, dask_client
+
+    with pytest.raises(ClusterError, match=r"^--cluster slurm starts its own scheduler and --scheduler joins a running one"), \
+            dask_client("tcp://127.0.0.1:9", cluster="slurm", cluster_options={"cores": 1, "memory": "1GB"}):
+        pass

@@ -96,9 +96,11 @@ class Slurm:
             time.sleep(0.2)
         raise RuntimeError(f"timed out waiting for {what}: {self.tail()}")
 
-    def jobs(self) -> list[str]:
-        """The ids of the jobs queued or running now."""
-        done = subprocess.run(["squeue", "-h", "-o", "%i"], env=self.env, capture_output=True, text=True, timeout=10, check=True)
+    def jobs(self, states: str = "all") -> list[str]:
+        """The ids of the jobs in ``states`` now (squeue's ``--states``: ``PD,R`` for pending or
+        running, without the ones still completing)."""
+        done = subprocess.run(["squeue", "-h", "-o", "%i", "-t", states], env=self.env, capture_output=True, text=True, timeout=10,
+                              check=True)
         return done.stdout.split()
 
     def submitted(self) -> list[str]:

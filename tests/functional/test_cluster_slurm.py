@@ -50,7 +50,7 @@ def test_workers_are_slurm_jobs_and_the_labels_equal_in_memory(slurm: Slurm, vol
     logs = {p.name for p in (slurm.folder / "jobs").iterdir()}
     assert any(f"dask-worker-{job}.err" in logs for job in jobs), logs  # and ran as those jobs
     assert "blockwise: 4 blocks" in result.summary
-    assert not slurm.jobs()  # cancelled at the end
+    assert not slurm.jobs("PD,R")  # cancelled at the end
 
 
 @pytest.mark.slow
@@ -68,7 +68,7 @@ def test_a_cancelled_worker_job_is_replaced_and_the_labels_do_not_change(slurm: 
         assert client.poll() is None, client.communicate()
         assert time.monotonic() < deadline, "no block was ever finished"
         time.sleep(0.05)
-    first = slurm.jobs()
+    first = slurm.jobs("PD,R")
     assert len(first) == 1, first
     subprocess.run(["scancel", first[0]], env=slurm.env, check=True, timeout=10)
     stdout, stderr = client.communicate(timeout=300)
