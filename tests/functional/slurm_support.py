@@ -96,9 +96,9 @@ class Slurm:
             time.sleep(0.2)
         raise RuntimeError(f"timed out waiting for {what}: {self.tail()}")
 
-    def jobs(self, states: str = "all") -> list[str]:
-        """The ids of the jobs in ``states`` now (squeue's ``--states``: ``PD,R`` for pending or
-        running, without the ones still completing)."""
+    def jobs(self, states: str = "PD,R,CG,S") -> list[str]:
+        """The ids of the jobs in ``states`` now (squeue's ``--states``; by default every job not
+        yet ended; ``PD,R`` leaves out the ones still completing)."""
         done = subprocess.run(["squeue", "-h", "-o", "%i", "-t", states], env=self.env, capture_output=True, text=True, timeout=10,
                               check=True)
         return done.stdout.split()
