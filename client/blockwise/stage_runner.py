@@ -44,7 +44,7 @@ class StageRunner:
         stops the stage at once and is raised as it is."""
         from distributed import as_completed
 
-        started = time.perf_counter()
+        started, since = time.perf_counter(), time.time()
         self.result.totals[name] = total
         progress = self.watch.stage(name, f"{name} blocks")
         done = total - len(calls)
@@ -78,7 +78,7 @@ class StageRunner:
         self.result.done[name] = len(results)
         self.result.resumed[name] = total - len(calls)
         if failed:
-            memory = _memory_kills(self.client)
+            memory = _memory_kills(self.client, since)
             self.result.failures += [FailedBlock(name, key, self._region(name, key), error_line(error, memory))
                                      for key, error in sorted(failed.items())]
             raise BlockFailures(self.result.failures_text(self.store.path), self.result.failures, self.result)
@@ -104,7 +104,8 @@ def error_line(error: BaseException, memory: dict[str, int] | None = None) -> st
     if isinstance(error, KilledWorker):
         tries = getattr(error, "allowed_failures", 0) + 1
         worker = getattr(getattr(error, "last_worker", None), "address", None)
-        if worker is not None and worker in (memory or {}):
+        memory = memory or {}
+        if worker is not None and worker in memory:
             return (f"KilledWorker: its worker went past its memory limit and was stopped (at {memory[worker] / 2**20:.0f} MiB; "
                     f"{tries} worker{'' if tries == 1 else 's'} died running it) — pass a smaller --block or give the workers more memory")
         return (f"KilledWorker: the workers running it died {tries} time{'' if tries == 1 else 's'} (out of memory?) — "
@@ -113,14 +114,14 @@ def error_line(error: BaseException, memory: dict[str, int] | None = None) -> st
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
-def _memory_kills(client: Any) -> dict[str, int]:
-    """The workers their nanny stopped for passing their memory limit, with the RSS it saw
-    (the scheduler's ``worker-restart-memory`` events)."""
+def _memory_kills(client: Any, since: float) -> dict[str, int]:
+    """The workers their nanny stopped for passing their memory limit since ``since``
+    (``time.time()``), with the RSS it saw (the scheduler's ``worker-restart-memory`` events)."""
     try:
         events = client.get_events("worker-restart-memory")
     except Exception:  # noqa: BLE001 - the scheduler cannot say: the line says "out of memory?"
         return {}
-    return {e["worker"]: int(e.get("rss", 0)) for _, e in events if isinstance(e, dict) and "worker" in e}
+    return {e["worker"]: int(e.get("rss", 0)) for stamp, e in events if stamp >= since and isinstance(e, dict) and "worker" in e}
 
 
 def _task_key(fn: Callable[..., Any]) -> str:
