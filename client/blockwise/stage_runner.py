@@ -78,21 +78,21 @@ class StageRunner:
         self.result.done[name] = len(results)
         self.result.resumed[name] = total - len(calls)
         if failed:
-            memory = _memory_kills(self.client, since)
-            self.result.failures += [FailedBlock(name, key, self._region(name, key), error_line(error, memory))
+            memory, regions = _memory_kills(self.client, since), self._regions(name)
+            self.result.failures += [FailedBlock(name, key, regions.get(key), error_line(error, memory))
                                      for key, error in sorted(failed.items())]
             raise BlockFailures(self.result.failures_text(self.store.path), self.result.failures, self.result)
         return results
 
-    def _region(self, stage: str, key: str) -> Region | None:
-        """The voxels a stage's task ``key`` covers: a block's, a write region's (named by its
-        first voxel), or None for a pyramid level's region (its name is its region)."""
+    def _regions(self, stage: str) -> dict[str, Region]:
+        """The voxels each of a stage's tasks covers, by name: the blocks', or the write regions'
+        (named by their first voxel); none for a pyramid level's regions (their names are their regions)."""
         grid = self.job.grid
         if stage == "write":
-            return next((r for r in grid.write_regions() if stages.region_name(r) == key), None)
+            return {stages.region_name(r): r for r in grid.write_regions()}
         if stage == "pyramid":
-            return None
-        return next((b.region for b in grid.blocks if b.name == key), None)
+            return {}
+        return {b.name: b.region for b in grid.blocks}
 
 
 def error_line(error: BaseException, memory: dict[str, int] | None = None) -> str:
