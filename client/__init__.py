@@ -7,7 +7,8 @@
 [`segment`][skoots_client.segment] and [`measure`][skoots_client.measure] are what ``skoots-client segment`` and ``measure`` run;
 [`Segmentation`][skoots_client.Segmentation] is what ``segment`` returns. Errors a user can cause are
 [`ClientError`][skoots_client.ClientError] (under `SkootsError`, the root shared with ``skoots_export``);
-[`Cancelled`][skoots_client.Cancelled] when a run is cancelled. The closed choices of ``device=``, ``runtime=``,
+[`Cancelled`][skoots_client.Cancelled] when a run is cancelled, [`BlockFailures`][skoots_client.BlockFailures] when blocks of a
+blockwise run failed (the rest kept for ``resume=True``). The closed choices of ``device=``, ``runtime=``,
 ``precision=`` and ``ngff_version=`` are the enums `Device`, [`Runtime`][skoots_client.Runtime],
 [`Precision`][skoots_client.Precision] and [`NgffVersion`][skoots_client.NgffVersion] (their text is accepted as well).
 
@@ -22,11 +23,11 @@ from skoots_export.contract.errors import SkootsError
 
 from .api import measure, segment
 from .choices import Device, NgffVersion, Precision, Runtime
-from .errors import ClientError
+from .errors import BlockFailures, ClientError
 from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
 from .progress import Cancelled
 from .result import Segmentation
 from .voxel_size import VoxelSize
 
 __all__ = ["segment", "measure", "Segmentation", "VoxelSize", "Device", "Runtime", "Precision", "NgffVersion",
-           "SkootsError", "ClientError", "Cancelled", "InputSpec", "OutputSpec", "ModelSpec", "ResumeSpec", "ClusterSpec"]
+           "SkootsError", "ClientError", "BlockFailures", "Cancelled", "InputSpec", "OutputSpec", "ModelSpec", "ResumeSpec", "ClusterSpec"]

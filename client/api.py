@@ -274,7 +274,10 @@ def segment(
     skoots_client.errors.ClientError
         A problem with the input, a keyword, the model or a server: one line that names the
         keyword (``overwrite=True``, ``crop=``); [`Cancelled`][skoots_client.Cancelled]
-        when cancelled. Nothing is left half-written.
+        when cancelled. Nothing is left half-written. Blockwise,
+        [`BlockFailures`][skoots_client.BlockFailures] when blocks failed after their retries:
+        one line per block, ``.failures`` and ``.stats`` (each stage's done / failed /
+        remaining blocks); the finished blocks are kept for ``resume=True``.
 
     Examples
     --------

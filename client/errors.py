@@ -1,10 +1,13 @@
 """Errors a user can cause while segmenting; the CLI prints each as one line and exits 2."""
 
+from collections.abc import Sequence
+from typing import Any
+
 from skoots_export.contract.errors import SkootsError
 
 __all__ = [
     "ClientError", "InputError", "OutputError", "ModelError", "UrlError", "ServerUnavailableError", "InferenceTimeoutError",
-    "DeviceError", "Interrupted",
+    "DeviceError", "Interrupted", "BlockFailures",
 ]
 
 
@@ -42,3 +45,17 @@ class DeviceError(ClientError):
 
 class Interrupted(ClientError):
     """The user interrupted the run (Ctrl-C); the CLI exits 130."""
+
+
+class BlockFailures(ClientError):
+    """Blocks of a blockwise run failed after their retries (a corrupt input chunk, a worker
+    out of memory); the other blocks finished and are kept in the work directory, and a run
+    with ``--resume`` redoes only the failed and unfinished ones. The message has one line per
+    failed block (its stage, name, region and error) and each stage's counts; ``failures``
+    holds the `FailedBlock` records and ``stats`` the run's `RunStats` (``stage_counts()``:
+    each stage's done / failed / remaining blocks). The CLI prints it and exits 2."""
+
+    def __init__(self, message: str, failures: Sequence[Any] = (), stats: Any = None) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+        self.stats = stats

@@ -9,7 +9,28 @@ from typing import Any
 
 from .volume import describe_shape
 
-__all__ = ["RunStats"]
+__all__ = ["RunStats", "FailedBlock", "SHOWN_FAILURES"]
+
+SHOWN_FAILURES = 20  # failed blocks named one per line; beyond, a count (a run of 10^5 blocks could fail them all)
+
+
+@dataclass(frozen=True)
+class FailedBlock:
+    """A block whose task failed after its retries: its ``stage``, ``name``, ``region``
+    (``[X, Y, Z]`` voxels; None where the name is the region, a pyramid level's) and ``error``,
+    the exception's type and first line (or why its worker died)."""
+
+    stage: str
+    name: str
+    region: tuple[tuple[int, int], ...] | None
+    error: str
+
+    def line(self) -> str:
+        """``infer block 0.1.0 (z 0:20, y 36:72, x 0:36): InputError: ...``"""
+        from .roi import describe_box
+
+        where = f" ({describe_box(self.region)})" if self.region is not None else ""  # type: ignore[arg-type]
+        return f"{self.stage} block {self.name}{where}: {self.error}"
 
 
 @dataclass
@@ -46,6 +67,8 @@ class RunStats:
     workers_lost: int = 0  # blockwise: workers that died during the run
     rerun: int = 0  # blockwise: tasks the scheduler ran again because their worker died
     notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)
+    totals: dict[str, int] = field(default_factory=dict)  # blockwise: the blocks of each stage, in the order the stages run
+    failures: list[FailedBlock] = field(default_factory=list)  # blockwise: blocks whose tasks failed after their retries
 
     @property
     def blockwise(self) -> bool:
@@ -61,6 +84,35 @@ class RunStats:
     def peak_rss(self) -> int:
         """The largest worker process's peak RSS."""
         return max(self.peaks.values(), default=0)
+
+    def stage_counts(self) -> dict[str, tuple[int, int, int]]:
+        """Each blockwise stage's blocks ``(done, failed, remaining)``: done in this run or taken
+        from the work directory, failed after their retries, and neither (a stage the run did
+        not reach has them all remaining)."""
+        counts = {}
+        for stage, total in self.totals.items():
+            done = self.done.get(stage, 0) + self.resumed.get(stage, 0)
+            failed = sum(f.stage == stage for f in self.failures)
+            counts[stage] = (done, failed, max(0, total - done - failed))
+        return counts
+
+    def counts_line(self) -> str:
+        """``blocks done / failed / remaining: infer 3 / 1 / 0, label 0 / 0 / 4, ...``"""
+        return "blocks done / failed / remaining: " + ", ".join(
+            f"{stage} {done} / {failed} / {remaining}" for stage, (done, failed, remaining) in self.stage_counts().items())
+
+    def failures_text(self, work: object) -> str:
+        """What a run whose blocks failed says: how many failed, one line per failed block (at
+        most `SHOWN_FAILURES`), each stage's counts, and how to finish the run."""
+        stages = list(dict.fromkeys(f.stage for f in self.failures))
+        heads = [f"{sum(f.stage == s for f in self.failures)} of {self.totals.get(s, '?')} {s} blocks" for s in stages]
+        lines = [f"{', '.join(heads)} failed; the finished blocks are kept in {work}:"]
+        lines += [f"  {f.line()}" for f in self.failures[:SHOWN_FAILURES]]
+        if len(self.failures) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(self.failures) - SHOWN_FAILURES} more failed blocks")
+        lines.append(self.counts_line())
+        lines.append("fix the cause, then run the same command again with --resume: it redoes only the failed and unfinished blocks")
+        return "\n".join(lines)
 
     def tile_line(self, voxels: int) -> str | None:
         """The summary's line on the tile: its size and the network input voxels per output
@@ -90,6 +142,8 @@ class RunStats:
             if self.workers_lost or self.rerun:
                 lines.append(f"lost {self.workers_lost} worker{'' if self.workers_lost == 1 else 's'}; "
                              f"{self.rerun} task{'' if self.rerun == 1 else 's'} ran again on the others")
+            if self.totals:
+                lines.append(self.counts_line())
         if self.skipped:
             line = f"skipped {self.skipped} of {self.crops} crops (empty by --mask / --skip-below)"
             if not self.blockwise:

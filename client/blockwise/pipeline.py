@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import postprocess
-from ..errors import ClientError, Interrupted, OutputError
+from ..errors import BlockFailures, ClientError, Interrupted, OutputError
 from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
 from . import stages
@@ -52,7 +52,10 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
 
     The work directory (``job.work``) is removed once the labels are in place; after a failure
     it is kept with ``job.resume`` (its finished blocks are reused by the next run with
-    ``--resume``) and removed without. The output states ``job.voxel_size`` (an ``.ome.zarr``
+    ``--resume``) and removed without — except when blocks failed after their retries
+    (`BlockFailures`, one line per block, the run's ``RunStats`` as its ``stats``): the other
+    blocks of the stage finish, and the work directory is kept, resume or not, so that a run
+    with ``--resume`` redoes only the failed and unfinished blocks. The output states ``job.voxel_size`` (an ``.ome.zarr``
     one as NGFF ``ngff_version``) as the in-memory writer does. Raises ``ClientError``
     subclasses. With ``output.table`` the instance table is measured block by block
     (``result.table``; an ``.ome.zarr`` output gets its rows as NGFF properties). Instances of
@@ -75,11 +78,14 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
         tile = tuple(max(n, job.parameters.minimum_size) for n in grid.crops[0].size)  # as in memory: padded to the minimum
         result = RunStats(crops=len(grid.crops), blocks=len(grid.blocks), workers=worker_count(client), block=grid.largest,
                           tile=tile)
+        result.totals.update(dict.fromkeys(("infer", "label", "assign"), len(grid.blocks)), write=len(grid.write_regions()))
         since = time.time()
         try:
             _stages(StageRunner(client, job, store, result, watch))
         except BaseException as e:
             store.close()
+            if isinstance(e, BlockFailures):
+                raise  # the finished blocks are kept, resume or not: its message says how to finish them
             error = Interrupted("interrupted") if isinstance(e, KeyboardInterrupt) else e  # Ctrl-C: one line, no traceback
             if result.labels_at is not None and isinstance(error, Exception):  # never lose finished labels
                 reason = str(error) if isinstance(error, ClientError) else f"writing the labels failed ({type(error).__name__}: {error})"

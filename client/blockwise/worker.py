@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WorkerState", "STATE", "cached", "endpoints", "release", "scratch", "set_threads", "peak_rss", "report", "run_task"]
+__all__ = ["WorkerState", "STATE", "cached", "endpoints", "release", "scratch", "set_threads", "peak_rss", "report", "Refused", "run_task"]
 
 
 @dataclass
@@ -115,13 +115,22 @@ def report(started: float, **extra: Any) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rss": peak_rss(), "process": f"{socket.gethostname()}:{os.getpid()}", **extra}
 
 
+@dataclass(frozen=True)
+class Refused:
+    """What a task returns instead of raising a ``ClientError``: Dask retries a task that raises
+    (``retries=``), and a user's mistake or data that cannot be read fails the same on every try."""
+
+    error: BaseException
+
+
 def run_task(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` as a Dask task whose user errors come back to the client as themselves.
+    """``fn(*args)`` as a Dask task whose user errors come back to the client as themselves,
+    returned as `Refused` so that Dask does not retry them (other exceptions are raised: retried).
 
     Dask pickles a task's exception with its causes (tblib); a ``ClientError`` raised from a
     tritonclient or gRPC error drags along a cause that cannot be unpickled, and then reaches
     the client as a bare ``Exception`` with a traceback instead of the one-line error it is.
-    So the error is raised again here without its causes (bugs keep theirs)."""
+    So the error is made again here without its causes (bugs keep theirs)."""
     from ..errors import ClientError
 
     try:
@@ -131,4 +140,4 @@ def run_task(fn: Callable[..., Any], *args: Any) -> Any:
             error = type(e)(*e.args)
         except Exception:  # noqa: BLE001 - a subclass with other constructor arguments
             error = ClientError(str(e))
-    raise error  # outside the except block: no __context__ either
+    return Refused(error)  # outside the except block: no __context__ either
