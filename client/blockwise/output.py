@@ -150,8 +150,9 @@ def gather_labels(stage: StageRunner, tables: dict[str, tuple[np.ndarray, np.nda
     labels = np.zeros(job.shape, dtype)
     for region in stage.job.grid.write_regions():
         keys, numbers = tables[stages.region_name(region)]
-        out = labels[tuple(slice(lo, hi) for lo, hi in region)]
+        out = np.zeros(tuple(hi - lo for lo, hi in region), dtype)  # contiguous: gather scatters into it flat
         stages.gather(job, "assigned", region, out, functools.partial(_renumber, keys=keys, numbers=numbers, dtype=dtype))
+        labels[tuple(slice(lo, hi) for lo, hi in region)] = out
     return labels
 
 
