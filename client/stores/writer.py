@@ -15,10 +15,12 @@ Below the threshold every reader (older CloudVolume too) opens the simpler unsha
 N5: the labels' dtype, 64**3 gzip blocks, ``axes`` x, y, z and ``resolution`` / ``units``
 (TensorStore's N5 attributes, which Neuroglancer and n5-viewer read).
 
-Local outputs are written into a hidden folder beside the destination and renamed into place
-(as label_write's writers do). On S3 and GCS, which cannot rename, they are written under a
-hidden ``.NAME.partial-XXXX`` prefix beside the destination and copied into place, the
-metadata (``info`` / ``attributes.json``) last: a reader sees no volume until it is whole.
+The in-memory mode's writes (`write_store_labels`): local outputs are written into a hidden
+folder beside the destination and renamed into place (as label_write's writers do). On S3 and
+GCS, which cannot rename, they are written under a hidden ``.NAME.partial-XXXX`` prefix beside
+the destination and copied into place, the metadata (``info`` / ``attributes.json``) last: a
+reader sees no volume until it is whole. A blockwise run writes in place instead, once, its
+metadata last (export.py).
 """
 
 from __future__ import annotations
