@@ -164,13 +164,18 @@ def test_s3_outputs_are_written_once_with_no_staging_and_the_metadata_last(answe
     metadata = f"{format}/{store_writer.METADATA[format]}"
     seen: list[list[str]] = []
 
-    def look(stage: str, done: int, total: int) -> bool:
+    def look(stage: str, done: int, total: int, stop: bool = False) -> bool:
         if stage == "write":
             seen.append(bucket_keys(s3))
-        return True
+        return not (stop and stage == "write" and done == total)
 
-    run(tmp_path, path, out, scheduler=None, watch=Watch(True, look), table=tmp_path / "t.csv")
+    with pytest.raises(Cancelled):  # stopped once every region is written: nothing published
+        run(tmp_path, path, out, scheduler=None, watch=Watch(True, functools.partial(look, stop=True)), table=tmp_path / "t.csv",
+            resume=True)
+    assert metadata not in bucket_keys(s3) and any(k.startswith(f"{format}/") for k in bucket_keys(s3))
+    result = run(tmp_path, path, out, scheduler=None, watch=Watch(True, look), table=tmp_path / "t.csv", resume=True)
     keys = bucket_keys(s3)
+    assert result.done["write"] == 0 and result.resumed["write"] >= 6  # checked against the bucket's objects, not rewritten
     assert len(seen) > 2 and all(metadata not in k for k in seen) and any(seen[-1])
     assert all(k.startswith(("precomputed/", "n5/")) for listed in [*seen, keys] for k in listed), keys  # no staging prefix, ever
     assert metadata in keys and np.array_equal(store_xyz(f"{format}://s3://out/{format}", s3), expected)
