@@ -89,7 +89,8 @@ def check_store_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Pat
         if not parent.is_dir():
             raise OutputError(f"--out {url}: folder {parent} does not exist; create it first")
         check_writable("--out", url, parent)
-        if (url.local / METADATA[format]).exists() and not overwrite:  # a folder without it: a run to resume (export.clear)
+        volume = (url.local / METADATA[format]).exists() or (url.local.exists() and not url.local.is_dir())
+        if volume and not overwrite:  # a folder without metadata: a blockwise run to resume, else refused by export.clear
             raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
         return
     check_bucket(url)
@@ -288,7 +289,7 @@ def staged_store(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
         folder = Path(tempfile.mkdtemp(prefix=f".{url.name}.partial-", dir=url.local.parent))
         try:
             yield StoreUrl(str(folder / url.name), "file", "", str(folder / url.name), format)
-            if url.local.exists() and not overwrite:
+            if url.local.exists() and any(url.local.iterdir()) and not overwrite:  # an empty folder is replaced
                 raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
             replace(folder / url.name, url.local)
         except OSError as e:
