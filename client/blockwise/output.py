@@ -89,12 +89,12 @@ def create_target(stage: StageRunner, dtype: np.dtype) -> Target:
     record = json.loads(store.get(MADE)) if store.exists(MADE) else {}
     partial = Path(record["partial"]) if record.get("partial") else None
     fresh = record.get("as") != made_as or (partial is not None and not partial.exists())
-    step = tuple(a.write for a in grid.axes)
+    step = (grid.axes[0].write, grid.axes[1].write, grid.axes[2].write)  # the grid's write regions: whole Zarr chunks
     if url is not None:
         placed = in_place(url, job.shape, dtype, voxel_size, offset=offset)
         destination = Destination("store", job.shape, placed.step_xyz, store=placed)
     elif tiff:
-        destination = Destination("memory", job.shape, step)  # type: ignore[arg-type]
+        destination = Destination("memory", job.shape, step)
     if fresh:
         if partial is not None:
             shutil.rmtree(partial.parent, ignore_errors=True)
@@ -111,7 +111,7 @@ def create_target(stage: StageRunner, dtype: np.dtype) -> Target:
                 create_labels_array(partial, shape_zxy, dtype, chunks_zxy, voxel_size=voxel_size, ngff_version=ngff_version, offset=offset)
         store.put(MADE, json.dumps({"as": made_as, "partial": None if partial is None else str(partial)}).encode())
     if partial is not None:
-        destination = Destination("zarr", job.shape, step, str(partial / levels[0].path) if ome else str(partial))  # type: ignore[arg-type]
+        destination = Destination("zarr", job.shape, step, str(partial / levels[0].path) if ome else str(partial))
     return Target(destination, partial, name, layout, levels, chunks_zxy, ome, tiff)
 
 
