@@ -42,8 +42,8 @@ class RunStats:
     taken from the work directory: crops in memory, blocks blockwise). The in-memory engine adds
     the ``labels`` ``[X, Y, Z]``, the ``intermediates`` and the crops ``inferred`` in this run; the
     blockwise engine its ``blocks``, ``workers``, blocks ``done`` per stage, the workers' RSS
-    ``peaks``, the voxels ``labelled``, the measured ``table``, ``labels_at`` (the finished
-    labels in the work directory before they are moved into place) and its largest ``block``.
+    ``peaks``, the voxels ``labelled``, the measured ``table``, ``labels_at`` (where the
+    written labels are kept until they are published) and its largest ``block``.
     """
 
     instances: int = 0
@@ -61,7 +61,7 @@ class RunStats:
     peaks: dict[str, int] = field(default_factory=dict)
     labelled: int = 0
     table: Any = None
-    labels_at: Path | None = None
+    labels_at: str | None = None  # where finished labels are kept when publishing them failed (output.kept)
     block: tuple[int, int, int] | None = None  # blockwise: the largest block, voxels [X, Y, Z]
     tile: tuple[int, ...] | None = None  # what the network saw of each crop [X, Y, Z] (clipped to the volume, padded to its minimum)
     workers_lost: int = 0  # blockwise: workers that died during the run

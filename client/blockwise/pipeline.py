@@ -36,7 +36,7 @@ from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job
-from .output import Target, check_tiff_fits, create_target, deliver
+from .output import Target, check_tiff_fits, create_target, deliver, discard, gather_labels, kept
 from .stage_runner import StageRunner, still_done
 from .store import FORMAT, BlockStore
 from .worker import release
@@ -80,8 +80,9 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
                           tile=tile)
         result.totals.update(dict.fromkeys(("infer", "label", "assign"), len(grid.blocks)), write=len(grid.write_regions()))
         since = time.time()
+        targets: list[Target] = []
         try:
-            _stages(StageRunner(client, job, store, result, watch))
+            _stages(StageRunner(client, job, store, result, watch), targets)
         except BaseException as e:
             store.close()
             if isinstance(e, BlockFailures):
@@ -89,12 +90,13 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
             error = Interrupted("interrupted") if isinstance(e, KeyboardInterrupt) else e  # Ctrl-C: one line, no traceback
             if result.labels_at is not None and isinstance(error, Exception):  # never lose finished labels
                 reason = str(error) if isinstance(error, ClientError) else f"writing the labels failed ({type(error).__name__}: {error})"
-                raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (Zarr; napari and zarr open it); "
-                                  f"run again with --resume to finish writing them from {store.path}") from e
+                raise OutputError(f"{reason} — {result.labels_at}; run again with --resume to finish writing them from {store.path}") from e
             if job.resume:
                 if isinstance(error, ClientError):
                     raise type(error)(f"{error} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
             else:
+                for target in targets:  # what the write stage wrote, never published
+                    discard(target)
                 store.remove()
                 if isinstance(error, ClientError) and not isinstance(error, Cancelled):
                     raise type(error)(f"{error} — with --resume a run keeps its finished blocks and a rerun continues from them") from e
@@ -108,18 +110,20 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
     return result
 
 
-def _stages(stage: StageRunner) -> None:
-    """The stages in the order they run, each one's results feeding the next."""
+def _stages(stage: StageRunner, targets: list[Target]) -> None:
+    """The stages in the order they run, each one's results feeding the next (``targets``: the
+    destination once made, for the caller's cleanup)."""
     counts = _infer(stage)
     tables, dtype = _label(stage, counts)
     firsts = _assign(stage, tables, dtype)
     numbering = _order(stage, firsts)
     target = create_target(stage, numbering.dtype)
-    _write(stage, target, firsts, numbering)
+    targets.append(target)
+    labels = _write(stage, target, firsts, numbering)
     if target.ome:
         _write_pyramid(stage, target)
-    stage.result.labels_at = target.path
-    deliver(stage, target)
+    stage.result.labels_at = kept(target, stage.store.path)
+    deliver(stage, target, labels)
 
 
 def _infer(stage: StageRunner) -> dict[str, int]:
@@ -199,28 +203,38 @@ def _order(stage: StageRunner, firsts: Firsts) -> _Numbering:
     return _Numbering(keys, ranks, postprocess.labels_dtype(len(keys), labels_dtype))
 
 
-def _write(stage: StageRunner, target: Target, firsts: Firsts, numbering: _Numbering) -> None:
-    """Renumber and write every write region not finished (measured too, with a table)."""
+def _write(stage: StageRunner, target: Target, firsts: Firsts, numbering: _Numbering) -> np.ndarray | None:
+    """Renumber and write every write region not finished straight into the destination
+    (measured too, with a table); a TIFF's labels, which the tasks do not write, gathered here."""
     job, result, grid = stage.job, stage.result, stage.job.grid
     started = time.perf_counter()
     measure = job.output.table is not None
     keys, ranks = numbering.keys, numbering.ranks
-    regions = grid.write_regions()
+    destination = target.destination
+    regions = destination.regions()
     region_names = [stages.region_name(r) for r in regions]
-    done = still_done(stage, "write", region_names, target.array_path)
-    if measure:  # a block written by a run without --table is written again, and measured
-        done = {k: v for k, v in done.items() if (stage.store.path / "stats" / f"{k}.npz").exists()}
-    result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
-    calls = []
+    tables = {}
     for region, name in zip(regions, region_names):
-        if name in done:
-            continue
         present = np.unique(np.concatenate([firsts[b.name][0] for b in grid.overlapping(region)] or [np.zeros(0, keys.dtype)]))
         at = np.minimum(np.searchsorted(keys, present), max(len(keys) - 1, 0))
-        numbers = np.where(np.isin(present, keys), ranks[at] if len(keys) else 0, 0)  # removed by --min-size: 0
-        calls.append((name, stages.write_block, (job, region, present, numbers, numbering.dtype, target.array_path, measure)))
+        tables[name] = (present, np.where(np.isin(present, keys), ranks[at] if len(keys) else 0, 0))  # removed by --min-size: 0
+    memory = destination.kind == "memory"
+    done = {name: (0, {}) for name in region_names} if memory and not measure else still_done(stage, "write", region_names, destination)
+    if measure:  # a block written by a run without --table is written again, and measured
+        done = {k: v for k, v in done.items() if stage.store.exists(f"stats/{k}.npz")}
+    result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
+    calls = [(name, stages.write_block, (job, region, *tables[name], numbering.dtype, destination, measure))
+             for region, name in zip(regions, region_names) if name not in done]
     result.seconds["order"] += time.perf_counter() - started
     result.labelled += sum(v["labelled"] for v in stage.run("write", calls, len(regions)).values())
+    if not memory:
+        return None
+    started = time.perf_counter()
+    labels = gather_labels(stage, tables, numbering.dtype)
+    if not measure:
+        result.labelled = int(np.count_nonzero(labels))
+    result.seconds["write"] = result.seconds.get("write", 0.0) + time.perf_counter() - started
+    return labels
 
 
 def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], min_size: int) -> np.ndarray:

@@ -151,14 +151,15 @@ def _wait_until_stopped(client: Any, keys: set[Any], timeout: float = 120.0) -> 
         time.sleep(0.05)
 
 
-def still_done(stage: StageRunner, name: Stage, names: Sequence[str], array_path: str | None = None) -> dict[str, tuple[int, dict[str, Any]]]:
-    """The markers of stage ``name`` among ``names`` whose data still checks out (checked on the workers)."""
+def still_done(stage: StageRunner, name: Stage, names: Sequence[str], where: Any = None) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The markers of stage ``name`` among ``names`` whose data still checks out (checked on the
+    workers, against ``where`` the stage wrote: a `Destination`, a label image's path)."""
     marked = {k: v for k, v in stage.store.done(name).items() if k in set(names)}
     if not marked:
         return {}
     client = stage.client
     verify = stages.VERIFIERS[name]
-    futures = {client.submit(run_task, verify, stage.job, k, v[0], array_path, key=_task_key(verify)): k
+    futures = {client.submit(run_task, verify, stage.job, k, v[0], where, key=_task_key(verify)): k
                for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))
     return {k: v for k, v in marked.items() if ok[k]}

@@ -23,12 +23,12 @@ from .. import postprocess
 from ..atomic import crc
 from ..endpoints import open_endpoints
 from ..in_memory import infer_pieces, reference_interior
-from ..ngff import read_zyx, write_zyx
 from ..skip import skip_rule
 from ..specs import ModelSpec
 from ..volume_read import missing_chunks
 from . import sparse
 from .blocks import Block, Region, grow
+from .destination import Destination, read, write
 from .equivalence import face_pairs
 from .job import Job, StoredAnswers
 from .pyramid import verify as verify_region
@@ -202,23 +202,20 @@ def region_name(region: Region) -> str:
     return ".".join(str(lo) for lo, _ in region)
 
 
-def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, dtype: Any, array_path: str,
+def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, dtype: Any, destination: Destination,
                 measure: bool = False) -> dict[str, Any]:
-    """Step 10 for one output block: each component's number in the volume's order of first
-    appearance, written as ``[Z, X, Y]`` into whole chunks of the output. With ``measure``, the
-    block's per-label sums for the instance table (with the raw intensities) are kept in
-    ``stats/``: the blocks are disjoint, so the client adds them up exactly."""
-    import zarr
-
+    """Step 10 for one write region: each component's number in the volume's order of first
+    appearance, written into whole chunks (or shards) of the destination itself. With
+    ``measure``, the region's per-label sums for the instance table (with the raw intensities)
+    are kept in ``stats/``: the regions are disjoint, so the client adds them up exactly."""
     started = time.perf_counter()
     labels = gather(job, "assigned", region, scratch("out", _extent(region), dtype),
                     lambda _, ids: postprocess.apply_table(ids, keys, values, dtype))
-    array = cached(("out", array_path), lambda: zarr.open_array(array_path, mode="r+"))
-    (x0, x1), (y0, y1), (z0, z1) = region
-    write_zyx(array, ((z0, z1), (x0, x1), (y0, y1)), labels.transpose(2, 0, 1))
+    write(destination, region, labels)
     if measure:
         from ..instances import PartialStats
 
+        (x0, _), (y0, _), (z0, _) = region
         raw = np.asarray(_volume(job).data[tuple(slice(lo, hi) for lo, hi in region)]).transpose(2, 0, 1)
         stats = PartialStats.of_block(labels.transpose(2, 0, 1), (z0, x0, y0), raw)
         job.store.save_npz("stats", region_name(region), **vars(stats))
@@ -229,15 +226,15 @@ def write_block(job: Job, region: Region, keys: np.ndarray, values: np.ndarray, 
 
 # --- resume: whether a block marked done still holds what its marker's CRC names ---------------
 
-Verifier = Callable[[Job, str, int, "str | None"], bool]
+Verifier = Callable[[Job, str, int, Any], bool]  # the last: where the stage wrote (a Destination, a group's path)
 
 
 def _unreadable_is_undone(check: Verifier) -> Verifier:
     """A stage's check, where anything unreadable means: do this block again."""
     @functools.wraps(check)
-    def verify(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
+    def verify(job: Job, name: str, checksum: int, where: Any = None) -> bool:
         try:
-            return check(job, name, checksum, array_path)
+            return check(job, name, checksum, where)
         except Exception:  # noqa: BLE001 - anything unreadable means: do this block again
             return False
     return verify
@@ -259,15 +256,12 @@ def verify_assign(job: Job, name: str, checksum: int, array_path: str | None = N
 
 
 @_unreadable_is_undone
-def verify_write(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
-    """A written output block: the labels in the output array at ``array_path``."""
-    import zarr
-
-    x, y, z = (int(v) for v in name.split("."))
-    region = next(r for r in job.grid.write_regions() if (r[0][0], r[1][0], r[2][0]) == (x, y, z))
-    (x0, x1), (y0, y1), (z0, z1) = region
-    labels = read_zyx(zarr.open_array(array_path, mode="r"), (slice(z0, z1), slice(x0, x1), slice(y0, y1))).transpose(1, 2, 0)
-    return crc(labels) == checksum
+def verify_write(job: Job, name: str, checksum: int, destination: Any = None) -> bool:
+    """A written region: the labels in the destination (a `Destination`); a TIFF's regions
+    are only measured, so their markers stand (their stats are checked by the client)."""
+    if destination.kind == "memory":
+        return True
+    return crc(read(destination, destination.region(name))) == checksum
 
 
 @_unreadable_is_undone

@@ -1,53 +1,158 @@
-"""``segment --blockwise --out precomputed://…`` / ``n5://…``: the blockwise run's finished
-labels (a Zarr array in its work directory, the checkpoint a resumed run starts from) copied
-into the output by Dask tasks, each a box of whole shards (or of chunks, up to 64 MiB) so no
-two tasks write the same file or object, into a staging location published when every task
-is done."""
+"""``segment --blockwise --out precomputed://…`` / ``n5://…``: the labels written once, straight
+into the destination, with its metadata last.
+
+The workers open the destination with TensorStore's ``assume_metadata`` (the metadata taken
+from the spec, neither read nor written) and each writes whole shards (or chunks) of it: no two
+tasks write one file or object, and nothing is copied afterwards. Until the client writes the
+metadata (`publish`: precomputed ``info``, its ``segment_properties`` before it; N5
+``attributes.json``) no reader sees a volume there, so a run that stops half-way leaves nothing
+readable, and ``--resume`` finishes it in place. An existing volume replaced with
+``--overwrite`` is removed first, its metadata before its chunks (`clear`), so it is never seen
+mixed with the new one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..errors import OutputError
 from .location import StoreUrl, context, explain
-from .writer import Region, add_offset, add_properties, done, open_output, output_format, spec, staged_store, write_boxes, write_region
+from .writer import (
+    METADATA,
+    Region,
+    done,
+    offset_attribute,
+    output_format,
+    regions,
+    segment_properties,
+    spec,
+    write_step,
+)
 
-__all__ = ["copy_region", "export_labels"]
+__all__ = ["InPlace", "in_place", "open_chunks", "read_region", "clear", "publish", "discard"]
 
 
-def copy_region(array_path: str, target: StoreUrl, format: str, region: Region) -> dict[str, Any]:
-    """One task: read ``region`` of the ``[Z, X, Y]`` Zarr labels and write it to ``target``."""
-    import zarr
+@dataclass(frozen=True)
+class InPlace:
+    """A precomputed or N5 volume being written in place: its URL, format, TensorStore spec
+    (opened without its metadata) and the write regions (whole shards or chunks, up to 64 MiB)."""
 
-    (x0, x1), (y0, y1), (z0, z1) = region
-    labels = np.asarray(zarr.open_array(array_path, mode="r")[z0:z1, x0:x1, y0:y1]).transpose(1, 2, 0)
-    write_region(open_output(target, format), region, labels)
-    return {"voxels": int(labels.size)}
+    url: StoreUrl
+    format: str
+    spec: dict[str, Any]
+    shape_xyz: tuple[int, int, int]
+    step_xyz: tuple[int, int, int]
+
+    def regions(self) -> list[Region]:
+        return regions(self.shape_xyz, self.step_xyz)
 
 
-def export_labels(run: Callable[[str, list[Any], int], dict[str, Any]], array_path: str, url: StoreUrl, *, voxel_size: Any,
-                  properties: Sequence[dict[str, Any]] | None, overwrite: bool, offset: Sequence[float] | None = None, **layout: Any) -> None:
-    """Write the labels at ``array_path`` to ``url`` through ``run`` (a blockwise stage: maps
-    the tasks over the cluster), staged then published, their first voxel at ``offset``
-    (runtime X, Y, Z voxels); ``properties`` (the instance table's, `label_properties`) become
-    precomputed ``segment_properties``."""
+def in_place(url: StoreUrl, shape_xyz: Sequence[int], dtype: Any, voxel_size: Any, offset: Sequence[float] | None = None,
+             **layout: Any) -> InPlace:
+    """The volume at ``url`` as `spec` makes it (``layout``: ``chunk``, ``shard_log2``,
+    ``shard_past``), with write regions of whole shards (or chunks)."""
     import tensorstore as ts
-    import zarr
-
-    from ..errors import OutputError
 
     format = output_format(url)
-    source = zarr.open_array(array_path, mode="r")
-    z, x, y = (int(n) for n in source.shape)
-    with staged_store(url, overwrite) as target:
-        try:
-            store = done(ts.open(spec(target, format, (x, y, z), source.dtype, voxel_size, offset=offset, **layout), context=context()), url)
-        except ValueError as e:
-            raise explain(e, url, "output", OutputError) from e
-        boxes = write_boxes((x, y, z), store.chunk_layout.write_chunk.shape)  # whole shards or chunks, up to 64 MiB
-        run("export", [(".".join(str(lo) for lo, _ in box), copy_region, (array_path, target, format, box)) for box in boxes], len(boxes))
-        add_offset(target, format, offset, voxel_size)
-        if format == "precomputed" and properties is not None:
-            add_properties(target, properties)
+    created = spec(url, format, shape_xyz, dtype, voxel_size, offset=offset, **layout)
+    made = {k: v for k, v in created.items() if k != "create"}
+    try:
+        write_chunk = ts.open({**created, "kvstore": {"driver": "memory"}}, context=ts.Context()).result().chunk_layout.write_chunk.shape
+    except ValueError as e:
+        raise explain(e, url, "output", OutputError) from e
+    shape = tuple(int(n) for n in shape_xyz)
+    return InPlace(url, format, made, shape, write_step(shape, write_chunk))  # type: ignore[arg-type]
+
+
+def open_chunks(target: InPlace) -> Any:
+    """The destination for reading and writing chunks, its metadata assumed from the spec (not
+    read, not written); indices count from its first voxel."""
+    import tensorstore as ts
+
+    try:
+        store = done(ts.open(target.spec, open=True, assume_metadata=True, context=context()), target.url)
+    except ValueError as e:
+        raise explain(e, target.url, "output", OutputError) from e
+    return store[ts.d[:].translate_to[0]]
+
+
+def read_region(store: Any, region_xyz: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Runtime ``[X, Y, Z]`` labels at ``region_xyz`` of the destination (unwritten chunks: 0)."""
+    (x0, x1), (y0, y1), (z0, z1) = region_xyz
+    data = np.asarray(store[y0:y1, x0:x1, z0:z1].read().result())
+    return (data[..., 0] if data.ndim == 4 else data).transpose(1, 0, 2)
+
+
+def _metadata(target: InPlace) -> dict[str, Any]:
+    """The metadata TensorStore writes for ``target``'s spec, made in memory (not at the destination)."""
+    import tensorstore as ts
+
+    store = ts.open({**target.spec, "create": True, "kvstore": {"driver": "memory"}}, context=ts.Context()).result()
+    kv = store.kvstore
+    assert kv is not None
+    return json.loads(bytes(kv.read(METADATA[target.format]).result().value))
+
+
+def clear(target: InPlace, overwrite: bool) -> None:
+    """Make the destination empty before a fresh write: a volume there (with ``overwrite``)
+    loses its metadata first, so it is never seen half-replaced, then every other object.
+
+    Raises
+    ------
+    OutputError
+        A volume or other objects there without ``overwrite``.
+    """
+    import tensorstore as ts
+
+    url, key = target.url, METADATA[target.format]
+    try:
+        kv = done(ts.KvStore.open(url.kvstore(), context=context()), url)
+        volume = done(kv.read(key), url).state == "value"
+        if not overwrite and volume:
+            raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
+        if not overwrite and done(kv.list(), url):
+            raise OutputError(f"--out {url} holds objects but no volume (a run that did not finish?); pass --overwrite to "
+                              "replace them, or --resume to finish that run")
+        done(kv.delete_range(ts.KvStore.KeyRange(key, key + "\0")), url)
+        done(kv.delete_range(ts.KvStore.KeyRange()), url)
+    except ValueError as e:
+        raise explain(e, url, "store", OutputError) from e
+
+
+def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None = None,
+            properties: Sequence[dict[str, Any]] | None = None) -> None:
+    """Write the metadata that makes the written chunks a volume, last: N5 ``attributes.json``
+    (with ``offset``), or precomputed ``segment_properties/info`` (``properties``: the instance
+    table's, `label_properties`) and then ``info``."""
+    import tensorstore as ts
+
+    url = target.url
+    metadata = _metadata(target)
+    try:
+        kv = done(ts.KvStore.open(url.kvstore(), context=context()), url)
+        if target.format == "n5" and offset is not None and any(offset):
+            metadata["offset"] = offset_attribute(offset, voxel_size)
+        if target.format == "precomputed" and properties:
+            done(kv.write("segment_properties/info", json.dumps(segment_properties(properties)).encode()), url)
+            metadata["segment_properties"] = "segment_properties"
+        done(kv.write(METADATA[target.format], json.dumps(metadata).encode()), url)
+    except ValueError as e:
+        raise explain(e, url, "store", OutputError) from e
+
+
+def discard(target: InPlace) -> None:
+    """Remove what a run that will not be resumed wrote (never published: no metadata)."""
+    import contextlib
+
+    import tensorstore as ts
+
+    with contextlib.suppress(Exception):
+        kv = done(ts.KvStore.open(target.url.kvstore(), context=context()), target.url)
+        if done(kv.read(METADATA[target.format]), target.url).state != "value":
+            done(kv.delete_range(ts.KvStore.KeyRange()), target.url)
+

@@ -15,10 +15,12 @@ Below the threshold every reader (older CloudVolume too) opens the simpler unsha
 N5: the labels' dtype, 64**3 gzip blocks, ``axes`` x, y, z and ``resolution`` / ``units``
 (TensorStore's N5 attributes, which Neuroglancer and n5-viewer read).
 
-Local outputs are written into a hidden folder beside the destination and renamed into place
-(as label_write's writers do). On S3 and GCS, which cannot rename, they are written under a
-hidden ``.NAME.partial-XXXX`` prefix beside the destination and copied into place, the
-metadata (``info`` / ``attributes.json``) last: a reader sees no volume until it is whole.
+The in-memory mode's writes (`write_store_labels`): local outputs are written into a hidden
+folder beside the destination and renamed into place (as label_write's writers do). On S3 and
+GCS, which cannot rename, they are written under a hidden ``.NAME.partial-XXXX`` prefix beside
+the destination and copied into place, the metadata (``info`` / ``attributes.json``) last: a
+reader sees no volume until it is whole. A blockwise run writes in place instead, once, its
+metadata last (export.py).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .location import StoreUrl, check_credentials, context, explain
 __all__ = [
     "SHARD_PAST", "CHUNK", "SHARD_LOG2", "METADATA", "DEADLINE", "Region", "output_format", "check_store_destination",
     "check_bucket", "done", "sharding", "spec", "add_offset", "open_output", "write_region", "segment_properties",
-    "add_properties", "staged_store", "publish", "regions", "write_boxes", "write_store_labels",
+    "add_properties", "staged_store", "publish", "regions", "write_step", "write_boxes", "write_store_labels", "offset_attribute",
 ]
 
 SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see the module's docstring)
@@ -87,7 +89,8 @@ def check_store_destination(url: StoreUrl, overwrite: bool, inputs: Sequence[Pat
         if not parent.is_dir():
             raise OutputError(f"--out {url}: folder {parent} does not exist; create it first")
         check_writable("--out", url, parent)
-        if url.local.exists() and not overwrite:
+        volume = (url.local / METADATA[format]).exists() or (url.local.exists() and not url.local.is_dir())
+        if volume and not overwrite:  # a folder without metadata: a blockwise run to resume, else refused by export.clear
             raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
         return
     check_bucket(url)
@@ -204,16 +207,21 @@ def _file_order_values(values_xyz: Sequence[float]) -> list[float]:
     return [y, x, z]
 
 
+def offset_attribute(offset: Sequence[float], voxel_size: Any) -> list[float]:
+    """An N5 ``offset`` attribute: ``offset`` (runtime X, Y, Z voxels) physical, x, y, z, in the
+    units of its ``resolution`` (voxels without one), the convention Paintera and N5-ImageJ read."""
+    sizes = _file_order_values(voxel_size.xyz) if voxel_size is not None and voxel_size.unit else [1.0, 1.0, 1.0]
+    return [float(f"{o * s:.12g}") for o, s in zip(_file_order_values(offset), sizes)]
+
+
 def add_offset(url: StoreUrl, format: str, offset: Sequence[float] | None, voxel_size: Any) -> None:
-    """State ``offset`` (runtime X, Y, Z voxels) in an N5 output's ``attributes.json`` as
-    ``offset``: physical, x, y, z, in the units of its ``resolution`` (voxels without one), the
-    convention Paintera and N5-ImageJ read. Precomputed outputs carry it in `spec`."""
+    """State ``offset`` in an N5 output's ``attributes.json`` (`offset_attribute`).
+    Precomputed outputs carry it in `spec`."""
     if format != "n5" or offset is None or not any(offset):
         return
     kv = _kv(url)
     attributes = json.loads(bytes(kv.read("attributes.json").result().value))
-    sizes = _file_order_values(voxel_size.xyz) if voxel_size is not None and voxel_size.unit else [1.0, 1.0, 1.0]
-    attributes["offset"] = [float(f"{o * s:.12g}") for o, s in zip(_file_order_values(offset), sizes)]
+    attributes["offset"] = offset_attribute(offset, voxel_size)
     kv.write("attributes.json", json.dumps(attributes).encode()).result()
 
 
@@ -281,7 +289,7 @@ def staged_store(url: StoreUrl, overwrite: bool) -> Iterator[StoreUrl]:
         folder = Path(tempfile.mkdtemp(prefix=f".{url.name}.partial-", dir=url.local.parent))
         try:
             yield StoreUrl(str(folder / url.name), "file", "", str(folder / url.name), format)
-            if url.local.exists() and not overwrite:
+            if url.local.exists() and any(url.local.iterdir()) and not overwrite:  # an empty folder is replaced
                 raise OutputError(f"--out {url} exists; pass --overwrite to replace it")
             replace(folder / url.name, url.local)
         except OSError as e:
@@ -340,16 +348,21 @@ def regions(shape_xyz: Sequence[int], step_xyz: Sequence[int]) -> list[Region]:
     return [tuple((lo, min(lo + s, n)) for lo, s, n in zip(at, step_xyz, shape_xyz)) for at in itertools.product(*starts)]  # type: ignore[misc]
 
 
-def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int = 64 << 20) -> list[Region]:
-    """Boxes of whole shards (or chunks) tiling the volume, grown along the runtime's Y and X
-    while one box holds at most ``most`` bytes of uint32: each is copied once to file order, so
-    writing never holds more than one box beside the labels."""
+def write_step(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int = 64 << 20) -> tuple[int, int, int]:
+    """A box of whole shards (or chunks), grown along the runtime's Y and X while it holds at
+    most ``most`` bytes of uint32: each is copied once to file order, so writing never holds
+    more than one box beside the labels."""
     fx, fy, fz = (int(n) for n in write_chunk[:3])  # file order: x (the runtime's Y), y, z
     step = [fy, fx, fz]
     for axis in (1, 0):
         while step[axis] < shape_xyz[axis] and 8 * step[0] * step[1] * step[2] <= most:
             step[axis] *= 2
-    return regions(shape_xyz, step)
+    return step[0], step[1], step[2]
+
+
+def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int = 64 << 20) -> list[Region]:
+    """The boxes of `write_step` tiling the volume."""
+    return regions(shape_xyz, write_step(shape_xyz, write_chunk, most))
 
 
 def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,

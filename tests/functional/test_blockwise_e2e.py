@@ -328,8 +328,8 @@ def test_client_sigkill_then_resume_redoes_only_unfinished_blocks(triton_server,
 def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_and_resumed(e2e_repository: Path, tmp_path: Path) -> None:
     """Issue 17 (6a, 1, 2): --labels-into --blockwise writes labels/cells of an ome-zarr-py
     t,c,z,y,x image block by block, every level bitwise the in-memory --labels-into's. A failure
-    once the labels are finished (a file where labels/ should be) keeps them in the work
-    directory and says so, --resume finishes from there without redoing a block; the --table
+    once the labels are finished (a file where labels/ should be) keeps them in their hidden
+    folder beside the image and says so, --resume finishes from there without redoing a block; the --table
     of a scale without a unit names its columns _units in both modes."""
     import csv
     import logging
@@ -349,12 +349,13 @@ def test_labels_into_blockwise_equal_in_memory_at_every_level_kept_on_failure_an
     skoots_client.segment(memory, out=None, labels_into=memory, table=tmp_path / "memory.csv", **options)
     (image / "labels").write_text("in the way")
     blockwise = dict(blockwise=True, block=BLOCK_ZYX, workers=2, table=tmp_path / "blockwise.csv", **options)
-    with pytest.raises(OutputError, match=r"the labels are kept in \S+img\.ome\.zarr\.work/out/cells \(Zarr; napari and zarr open it\); run again with resume=True"):
+    with pytest.raises(OutputError, match=r"the labels are kept in \S+/\.img\.ome\.zarr\.cells\.partial-\w+/cells \(Zarr; napari and zarr open "
+                                          r"it\); run again with resume=True"):  # built beside the image, renamed into it
         skoots_client.segment(image, out=None, labels_into=image, **blockwise)
     (image / "labels").unlink()
     text = skoots_client.segment(image, out=None, labels_into=image, resume=True, **blockwise).summary
     assert f"→ {image / 'labels' / 'cells'}" in text and f"resumed {BLOCKS} infer, {BLOCKS} assign" in text
-    assert not (tmp_path / "img.ome.zarr.work").exists()
+    assert not (tmp_path / "img.ome.zarr.work").exists() and not list(tmp_path.glob(".img.ome.zarr.cells.partial-*"))
     ours, theirs = zarr.open_group(str(image / "labels" / "cells"), mode="r"), zarr.open_group(str(memory / "labels" / "cells"), mode="r")
     assert ours.attrs["multiscales"] == theirs.attrs["multiscales"]
     paths = [d["path"] for d in theirs.attrs["multiscales"][0]["datasets"]]

@@ -124,24 +124,27 @@ def test_an_ome_zarr_level_by_url_takes_its_images_voxel_size_and_translation(tm
 
 
 def test_the_blockwise_export_states_the_offset(tmp_path: Path) -> None:
-    """The blockwise run's copy into precomputed (stores/export.py): each task writes its box
-    from the output's corner, and the info states the offset."""
+    """The blockwise run's writes into precomputed (stores/export.py): each task writes its
+    shards in place from the output's corner, no info until the client publishes it, and the
+    info states the offset."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ImportWarning)
         from cloudvolume import CloudVolume
 
-    from skoots_client.stores.export import export_labels
+    from skoots_client.stores.export import clear, in_place, open_chunks, publish
+    from skoots_client.stores.writer import write_region
 
-    labels_zxy = np.random.default_rng(0).integers(0, 9, (12, 40, 72)).astype(np.uint32)  # the work directory's [Z, X, Y]
-    zarr.create_array(str(tmp_path / "l.zarr"), data=labels_zxy, chunks=(4, 16, 16))
-
-    def serial(stage, calls, total):
-        return {name: task(*args) for name, task, args in calls}
-
-    export_labels(serial, str(tmp_path / "l.zarr"), parse(f"precomputed://{tmp_path}/seg"), voxel_size=NM, properties=None,
-                  overwrite=False, offset=(2000.0, 1000.0, 100.0), chunk=16, shard_past=0, shard_log2=1)
+    labels_zxy = np.random.default_rng(0).integers(0, 9, (12, 40, 72)).astype(np.uint32)
+    labels_xyz = labels_zxy.transpose(1, 2, 0)
+    target = in_place(parse(f"precomputed://{tmp_path}/seg"), labels_xyz.shape, np.uint32, NM, offset=(2000.0, 1000.0, 100.0),
+                      chunk=16, shard_past=0, shard_log2=1)
+    clear(target, overwrite=False)
+    for region in target.regions():  # as the tasks do, each its own shards
+        write_region(open_chunks(target), region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
+    assert not (tmp_path / "seg" / "info").exists() and any((tmp_path / "seg").rglob("*.shard"))
+    publish(target, voxel_size=NM, offset=(2000.0, 1000.0, 100.0))
     volume = CloudVolume(f"precomputed://file://{tmp_path}/seg", progress=False)
     assert list(volume.bounds.minpt) == [1000, 2000, 100] and list(volume.bounds.maxpt) == [1072, 2040, 112]
     assert np.array_equal(np.asarray(volume[1000:1072, 2000:2040, 100:112])[..., 0].transpose(2, 1, 0), labels_zxy)
