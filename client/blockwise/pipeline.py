@@ -66,8 +66,8 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
         check_tiff_fits(output.out, job.shape, labels_dtype=output.labels_dtype.value)
     store = BlockStore(job.work, {**job.fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
     store.check()
-    if not job.resume and store.path.exists():
-        raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
+    if not job.resume and store.exists():
+        raise OutputError(f"work directory {store} is left from an earlier run; pass --resume to continue it, or remove it")
     with dask_client(job.scheduler, workers=job.workers, threads_per_worker=job.threads, say=watch.note) as client:
         grid = job.grid
         store.create()
@@ -83,10 +83,10 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
             if result.labels_at is not None and isinstance(error, Exception):  # never lose finished labels
                 reason = str(error) if isinstance(error, ClientError) else f"writing the labels failed ({type(error).__name__}: {error})"
                 raise OutputError(f"{reason} — the labels are kept in {result.labels_at} (Zarr; napari and zarr open it); "
-                                  f"run again with --resume to finish writing them from {store.path}") from e
+                                  f"run again with --resume to finish writing them from {store}") from e
             if job.resume:
                 if isinstance(error, ClientError):
-                    raise type(error)(f"{error} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
+                    raise type(error)(f"{error} — finished blocks are kept in {store}; run again with --resume to continue") from e
             else:
                 store.remove()
                 if isinstance(error, ClientError) and not isinstance(error, Cancelled):
@@ -202,7 +202,7 @@ def _write(stage: StageRunner, target: Target, firsts: Firsts, numbering: _Numbe
     region_names = [stages.region_name(r) for r in regions]
     done = still_done(stage, "write", region_names, target.array_path)
     if measure:  # a block written by a run without --table is written again, and measured
-        done = {k: v for k, v in done.items() if (stage.store.path / "stats" / f"{k}.npz").exists()}
+        done = {k: v for k, v in done.items() if stage.store.exists(f"stats/{k}.npz")}
     result.labelled = sum(v[1].get("labelled", 0) for v in done.values())
     calls = []
     for region, name in zip(regions, region_names):
