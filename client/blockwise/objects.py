@@ -186,17 +186,19 @@ class KvObjects:
     def exists(self, key: str) -> bool:
         return self._call(f"reading {key}", lambda kv: kv.read(key, byte_range=slice(0, 0))).state == "value"
 
-    def keys(self, prefix: str) -> list[str]:
+    def _list(self, folder: str) -> list[str]:
         import tensorstore as ts
 
+        span = ts.KvStore.KeyRange(folder, folder[:-1] + "0") if folder else ts.KvStore.KeyRange()
+        return [k.decode() for k in self._call(f"listing {folder or 'its objects'}", lambda kv: kv.list(span))]
+
+    def keys(self, prefix: str) -> list[str]:
         folder = f"{prefix}/" if prefix else ""
-        found = self._call(f"listing {folder or 'its objects'}",
-                           lambda kv: kv.list(ts.KvStore.KeyRange(folder, folder[:-1] + "0") if folder else ts.KvStore.KeyRange()))
-        keys = (k.decode() for k in found)
-        return sorted(k for k in keys if "/" not in k[len(folder):] and not k[len(folder):].startswith(".")) if folder else sorted(keys)
+        names = (k[len(folder):] for k in self._list(folder))
+        return sorted(folder + n for n in names if "/" not in n and not n.startswith("."))
 
     def any(self) -> bool:
-        return bool(self.keys(""))
+        return bool(self._list(""))
 
     def delete(self, key: str) -> None:
         import tensorstore as ts

@@ -1,10 +1,12 @@
 """The blockwise work store on a URL (moto's S3 server on 127.0.0.1): the same BlockStore code as
 on a folder — sparse blocks read back by ranges (a halo fetches only its X planes), markers,
 the fingerprint check, a lock a second run is refused by, cleanup that leaves no object — and
-a bad work URL refused in one line before any work."""
+a bad work URL refused in one line before any work; a run interrupted on a URL resumes only the
+blocks not marked or altered, and leaves no object once its labels are in place."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,13 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_labels, job_for, run_options, tubes
 from stores.stores_support import S3_ENV, make_bucket, moto_server, one_line
 
 from skoots_client.blockwise import sparse
+from skoots_client.blockwise.pipeline import segment_job
 from skoots_client.blockwise.objects import KvObjects
 from skoots_client.blockwise.store import LOCK, BlockStore
 from skoots_client.errors import OutputError
+from skoots_client.progress import Cancelled, Watch
 from skoots_client.stores import Location, parse
+from skoots_client.volume_read import read_labels
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 
@@ -173,3 +179,45 @@ def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repo
     if case == "left-over":
         url_store(s3, "left").remove()
     assert not [k for k in bucket_keys(s3) if k.startswith(("w/", "w.work"))]
+
+
+RESUME_SHAPE = (70, 61, 23)  # [X, Y, Z]: 5 x 4 x 6 crops, blocks of 2 x 2 x 2 crops: 3 x 2 x 3 = 18 blocks
+
+
+@pytest.mark.slow
+def test_a_run_on_a_url_resumes_only_the_unmarked_or_altered_blocks_and_leaves_no_object(s3: str, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        _resume_on_a_url(s3, cluster.scheduler_address, tmp_path)  # workers started with the S3 credentials in their environment
+
+
+def _resume_on_a_url(s3: str, scheduler: str, tmp_path: Path) -> None:
+    vectors, skeleton = tubes(RESUME_SHAPE, 20, PARAMETERS_FOR_TESTS.vector_scaling, seed=1)
+    answers = answers_store(tmp_path, vectors, skeleton)
+    expected = in_memory_labels(vectors, skeleton, PARAMETERS_FOR_TESTS)
+    work = parse("s3://work/resumed.work", s3_endpoint=s3)
+    job = dataclasses.replace(job_for(tmp_path, RESUME_SHAPE, PARAMETERS_FOR_TESTS, (2, 2, 2), answers), work=work)
+    job = run_options(job, tmp_path / "labels.zarr", fingerprint={"test": "resume"}, scheduler=scheduler,
+                      resume=True)
+    blocks = len(job.grid.blocks)
+
+    def stop_in_assign(stage: str, done: int, total: int) -> bool:
+        return not (stage == "assign" and done >= 2)
+
+    with pytest.raises(Cancelled, match=r"finished blocks are kept in s3://work/resumed.work; run again with --resume"):
+        segment_job(job, Watch(True, stop_in_assign))
+    store = BlockStore(work)
+    assert len(store.done("infer")) == blocks and 2 <= len(assigned := store.done("assign")) < blocks
+    assert store.keys("") == ["fingerprint.json"], "the run's lock went with it"
+    names = sorted(store.done("infer"))
+    store.delete(f"done/infer/{names[0]}")  # a block whose marker was never written: done again
+    key = f"vectors/{names[1]}.values.npy"
+    data = bytearray(store.get(key))
+    data[-8:] = bytes(8)  # its vectors altered after it was marked: done again
+    store.put(key, bytes(data))
+    result = segment_job(job, Watch(quiet=True))
+    assert result.done["infer"] == 2 and result.resumed["infer"] == blocks - 2
+    assert result.done["assign"] == blocks - len(assigned) and result.resumed["assign"] == len(assigned)
+    assert np.array_equal(read_labels(tmp_path / "labels.zarr").transpose(1, 2, 0), expected)
+    assert not [k for k in bucket_keys(s3) if k.startswith("resumed.work/")], "the work store is removed with the labels in place"
