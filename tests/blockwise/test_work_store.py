@@ -153,10 +153,11 @@ def run_client(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
     return subprocess.run([CLIENT, *argv], capture_output=True, text=True, timeout=120, env=env)
 
 
-@pytest.mark.parametrize("case", ["no-bucket", "no-credentials", "no-bucket-named", "left-over"])
+@pytest.mark.parametrize("case", ["no-bucket", "no-credentials", "no-bucket-named", "left-over", "in-memory"])
 def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repository: Path, tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "v.tif", np.random.default_rng(0).integers(0, 256, (8, 24, 24), np.uint8))
-    work = {"no-bucket": "s3://nowhere/w", "no-credentials": "s3://work/w", "no-bucket-named": "s3:///w", "left-over": "s3://work/left"}[case]
+    work = {"no-bucket": "s3://nowhere/w", "no-credentials": "s3://work/w", "no-bucket-named": "s3:///w", "left-over": "s3://work/left",
+            "in-memory": "s3://work/w"}[case]
     env = {**os.environ}
     if case == "no-credentials":
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -164,8 +165,8 @@ def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repo
         env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "none")
     if case == "left-over":
         url_store(s3, "left").put("fingerprint.json", b"{}")
-    result = run_client("segment", str(tmp_path / "v.tif"), "-r", str(e2e_repository), "--device", "cpu", "--blockwise",
-                        "--workers", "1", "--out", str(tmp_path / "l.zarr"), "--s3-endpoint", s3,
+    result = run_client("segment", str(tmp_path / "v.tif"), "-r", str(e2e_repository), "--device", "cpu",
+                        *(["--blockwise", "--workers", "1"] if case != "in-memory" else []), "--out", str(tmp_path / "l.zarr"), "--s3-endpoint", s3,
                         *(["--work-dir", work] if case != "left-over" else ["--resume", "--work-dir", work]), env=env)
     line = one_line(result.stderr)
     assert result.returncode == 2, result.stderr
@@ -174,6 +175,7 @@ def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repo
         "no-credentials": "--work-dir s3://work/w: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         "no-bucket-named": "--work-dir s3:///w: no bucket in the URL; write s3://BUCKET/PATH",
         "left-over": "work directory s3://work/left was made for another run",
+        "in-memory": "--work-dir s3://work/w: only a --blockwise run keeps its work on a URL; pass a local folder, or --blockwise",
     }[case] in line, line
     assert not (tmp_path / "l.zarr").exists()
     if case == "left-over":
