@@ -139,8 +139,11 @@ class BlockStore:
         if isinstance(self.objects, Folder):
             path = self.objects.path
             if not path.exists():
+                def build(staging: Path) -> None:
+                    (staging / FINGERPRINT).write_bytes(text)
+
                 try:
-                    build_directory(path, lambda staging: (staging / FINGERPRINT).write_bytes(text))
+                    build_directory(path, build)
                 except OSError as e:
                     raise OutputError(f"cannot create work directory {path}: {e.strerror or e}") from e
             fd = os.open(path / FINGERPRINT, os.O_RDONLY)
@@ -241,8 +244,9 @@ class BlockStore:
         for part, array in (("values", values), ("index", sample(at)), ("at", at)):
             self.put(f"{kind}/{block}.{part}.npy", npy_bytes(array))
 
-    def load_sparse(self, kind: str, block: str) -> tuple[RangedArray, RangedArray]:
-        """``(at, values)`` of a block, read by ranges: a reader fetches only the X planes it slices."""
+    def load_sparse(self, kind: str, block: str) -> tuple[Any, Any]:
+        """``(at, values)`` of a block as `RangedArray`s (what sparse.scatter and np.asarray take):
+        read by ranges, a reader fetches only the X planes it slices."""
         def ranged(part: str) -> RangedArray:
             key = f"{kind}/{block}.{part}.npy"
             samples = (lambda: np.asarray(self._ranged(f"{kind}/{block}.index.npy"))) if part == "at" else None

@@ -21,8 +21,8 @@ from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_lab
 from stores.stores_support import S3_ENV, make_bucket, moto_server, one_line
 
 from skoots_client.blockwise import sparse
-from skoots_client.blockwise.pipeline import segment_job
 from skoots_client.blockwise.objects import KvObjects
+from skoots_client.blockwise.pipeline import segment_job
 from skoots_client.blockwise.store import LOCK, BlockStore
 from skoots_client.errors import OutputError
 from skoots_client.progress import Cancelled, Watch
