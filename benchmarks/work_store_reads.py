@@ -62,18 +62,18 @@ def main() -> None:
         fetched = {"s3": 0}
         get_range, get = KvObjects.get_range, KvObjects.get
 
-        def counted_range(self, key, start, stop):  # noqa: ANN001, ANN202
+        def counted_range(self, key, start, stop):
             fetched["s3"] += max(stop - start, 0)
             return get_range(self, key, start, stop)
 
-        def counted_get(self, key):  # noqa: ANN001, ANN202
+        def counted_get(self, key):
             data = get(self, key)
             fetched["s3"] += len(data)
             return data
 
         KvObjects.get_range, KvObjects.get = counted_range, counted_get  # type: ignore[method-assign]
 
-        def halo(load) -> np.ndarray:  # noqa: ANN001
+        def halo(load) -> np.ndarray:
             out_vectors = np.zeros((3, 2 * args.halo, extent[1], extent[2]), np.float16)
             out_labels = np.zeros((1, 2 * args.halo, extent[1], extent[2]), np.uint32)
             sparse.scatter(out_vectors, window, region, *load("vectors"))
