@@ -150,7 +150,7 @@ def _assign(stage: StageRunner, tables: list[np.ndarray], dtype: np.dtype) -> Fi
     names = [b.name for b in grid.blocks]
     order = {b.index: i for i, b in enumerate(grid.blocks)}
     done = still_done(stage, "assign", names)
-    firsts = {n: tuple(stage.store.load_npz("firsts", n, ["labels", "at", "size"]).values()) for n in done}
+    firsts = {n: tuple(v.values()) for n, v in stage.store.load_npz_many("firsts", done, ["labels", "at", "size"]).items()}
     calls = []
     for b in grid.blocks:
         if b.name in done:
