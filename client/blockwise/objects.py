@@ -143,7 +143,9 @@ class KvObjects:
             raise self._fail(e, doing) from e
 
     def check(self) -> None:
-        """Fail in one line now if the store cannot be written (credentials) or reached (bucket)."""
+        """Fail in one line now if the store cannot be written (HTTP, credentials) or reached (bucket)."""
+        if self.url.scheme in ("http", "https"):
+            raise OutputError(f"--work-dir {self.where}: HTTP is read-only; give an s3:// or gs:// URL, or a folder")
         check_credentials(self.url, "--work-dir", writing=True)
         self.keys("")
 

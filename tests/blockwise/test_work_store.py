@@ -153,11 +153,11 @@ def run_client(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
     return subprocess.run([CLIENT, *argv], capture_output=True, text=True, timeout=120, env=env)
 
 
-@pytest.mark.parametrize("case", ["no-bucket", "no-credentials", "no-bucket-named", "left-over", "in-memory"])
+@pytest.mark.parametrize("case", ["no-bucket", "no-credentials", "no-bucket-named", "left-over", "in-memory", "http"])
 def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repository: Path, tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "v.tif", np.random.default_rng(0).integers(0, 256, (8, 24, 24), np.uint8))
     work = {"no-bucket": "s3://nowhere/w", "no-credentials": "s3://work/w", "no-bucket-named": "s3:///w", "left-over": "s3://work/left",
-            "in-memory": "s3://work/w"}[case]
+            "in-memory": "s3://work/w", "http": "http://127.0.0.1:9/w"}[case]
     env = {**os.environ}
     if case == "no-credentials":
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -176,6 +176,7 @@ def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repo
         "no-bucket-named": "--work-dir s3:///w: no bucket in the URL; write s3://BUCKET/PATH",
         "left-over": "work directory s3://work/left was made for another run",
         "in-memory": "--work-dir s3://work/w: only a --blockwise run keeps its work on a URL; pass a local folder, or --blockwise",
+        "http": "--work-dir http://127.0.0.1:9/w: HTTP is read-only; give an s3:// or gs:// URL, or a folder",
     }[case] in line, line
     assert not (tmp_path / "l.zarr").exists()
     if case == "left-over":
