@@ -175,7 +175,8 @@ def segment(
         Keep finished crops in a work directory (``OUT.work`` beside ``out``) and take those
         already there: a killed run continues where it stopped.
     work_dir : str or pathlib.Path, optional
-        The work directory for ``resume`` (implies it).
+        The work directory for ``resume`` (implies it); with ``blockwise`` also an ``s3://`` or
+        ``gs://`` URL (``s3_endpoint`` applies), so workers need no shared file system.
     ssl : bool
         Talk to the servers over TLS; implied by the certificate keywords.
     root_cert : str or pathlib.Path, optional
@@ -327,7 +328,7 @@ def segment(
                 overlap=triple("--overlap", overlap), embedding_iterations=embedding_iterations,
                 reference_borders=reference_borders, device=choice(Device, device, "--device", "choose auto, cpu or gpu"),
             ),
-            ResumeSpec(resume=resume, work_dir=_path(work_dir)),
+            ResumeSpec(resume=resume, work_dir=None if work_dir is None else _location(work_dir, s3_endpoint, "--work-dir")),
             ClusterSpec(blockwise=blockwise, block=triple("--block", block), workers=workers,
                         threads_per_worker=threads_per_worker, scheduler=scheduler, cluster=cluster,
                         cluster_options=None if cluster_options is None else dict(cluster_options), max_jobs=max_jobs),

@@ -94,7 +94,7 @@ def segment_command(
     quiet: Annotated[bool, _flag("quiet")] = False,
     preview: Annotated[Path | None, _flag("preview")] = None,
     resume: Annotated[bool, _flag("resume")] = False,
-    work_dir: Annotated[Path | None, _flag("work_dir")] = None,
+    work_dir: Annotated[str | None, _flag("work_dir")] = None,
     ssl: Annotated[bool, _flag("ssl")] = False,
     root_cert: Annotated[Path | None, _flag("root_cert")] = None,
     private_key: Annotated[Path | None, _flag("private_key")] = None,

@@ -106,7 +106,7 @@ _ALL = (
     Option('resume', '--resume', False,
            'Keep finished crops in a work directory as they arrive (OUT.work beside the output) and take those already there: a killed or failed run continues where it stopped. Removed once the labels are written.', spec='ResumeSpec'),
     Option('work_dir', '--work-dir', None,
-           'Work directory for --resume (implies it).', spec='ResumeSpec'),
+           'Work directory for --resume (implies it): a folder, or with --blockwise an s3:// or gs:// URL, which no worker needs a shared file system for.', spec='ResumeSpec'),
     Option('ssl', '--ssl', False,
            'Talk to the servers over TLS (gRPC); implied by the certificate options.'),
     Option('root_cert', '--root-cert', None,

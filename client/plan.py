@@ -10,7 +10,7 @@ Nothing after it re-checks an option.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import memory, postprocess
 from .address import grpc_address
@@ -38,6 +38,9 @@ from .volume import describe_shape
 from .volume_read import read_volume, refuse_non_finite
 from .voxel_size_read import read_voxel_size, resolve_voxel_size
 from .workdir import default_work_dir, stale_work_text
+
+if TYPE_CHECKING:
+    from .stores import StoreUrl
 
 __all__ = [
     "ClusterSpec", "InputSpec", "ModelSpec", "OutputSpec", "Plan", "ResumeSpec", "check_blockwise_options", "check_cluster", "check_destinations",
@@ -124,7 +127,7 @@ def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:
                          f"drop {'it' if one else 'them'}, or segment without --blockwise on a machine the volume fits in")
 
 
-def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | None) -> None:
+def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | StoreUrl | None) -> None:
     """Fail before any work if something would be written over the input or cannot be written."""
     from .instances import check_table_path
     from .stores import Location, check_store_destination
@@ -146,8 +149,8 @@ def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | 
     if output.preview is not None:
         check_not_input("--preview", output.preview, inputs)
         check_preview_path(output.preview)
-    if work_path is not None:
-        check_not_input("--work-dir", work_path, inputs)
+    if work_path is not None and (local := Location.of(work_path).local) is not None:  # a URL is checked when opened
+        check_not_input("--work-dir", local, inputs)
 
 
 def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: ResumeSpec, cluster: ClusterSpec,
@@ -194,8 +197,12 @@ def prepare(input: InputSpec, output: OutputSpec, model: ModelSpec, resume: Resu
             blockwise = True
     watch.warn(channel_warning(volume))
     watch.warn(axes_warning(volume))
+    if kept_work is not None and not blockwise and not isinstance(kept_work, Path):  # the in-memory engine's crops: a local Zarr
+        if resume.work_dir is not None:
+            raise InputError(f"--work-dir {kept_work}: only a --blockwise run keeps its work on a URL; pass a local folder, or --blockwise")
+        kept_work = Location.of(output.destination).local_work_dir
     if kept_work is None and not blockwise and output.destination is not None:  # blockwise refuses it (blockwise/pipeline.py)
-        watch.warn(stale_work_text(default_work_dir(output.destination)))
+        watch.warn(stale_work_text(Location.of(output.destination).local_work_dir))
     if output.labels_into is not None:
         check_labels_into(output.labels_into, output.label_name, volume.shape, output.overwrite)
     skip, skip_described = skip_rule(input.mask, input.skip_below)

@@ -140,7 +140,7 @@ class ResumeSpec:
     [`segment`][skoots_client.segment] of the same names."""
 
     resume: bool = False
-    work_dir: Path | None = None
+    work_dir: Any = None  # a Path, or a StoreUrl (s3://, gs://: a --blockwise run's work store)
 
     @property
     def keeps_work(self) -> bool:
@@ -185,7 +185,7 @@ class Plan:
     volume: Volume
     location: Any  # where the volume was read (the level's, with --level); the array's name otherwise
     blockwise: bool
-    work_path: Path | None
+    work_path: Any  # a Path, a StoreUrl (a blockwise run's work store on S3 or GCS), or None
     voxel_size: VoxelSize
     normalization: Normalization
     info: ModelInfo

@@ -39,7 +39,7 @@ from .tiling import Crop
 
 __all__ = [
     "FORMAT", "FINGERPRINT", "MANIFEST", "Piece", "fingerprint", "file_identity", "default_work_dir", "stale_work_text",
-    "parse_record", "check_work_dir", "lock_work_dir", "WorkDir",
+    "parse_record", "check_work_dir", "work_mismatch", "lock_work_dir", "WorkDir",
 ]
 
 FORMAT = "skoots-work/1"
@@ -100,8 +100,9 @@ def file_identity(path: Path) -> dict[str, Any]:
             "mtime_ns": stat.st_mtime_ns if path.is_file() else None}
 
 
-def default_work_dir(out: Path) -> Path:
-    """``labels.tif`` → ``labels.tif.work`` beside it (for ``s3://…/labels``: ``labels.work`` here)."""
+def default_work_dir(out: Any) -> Any:
+    """``labels.tif`` → ``labels.tif.work`` beside it (a ``Path``); for ``s3://…/labels``
+    ``s3://…/labels.work`` (a ``StoreUrl``: a blockwise run's work store)."""
     from .stores import Location
 
     return Location.of(out).work_dir
@@ -150,11 +151,16 @@ def check_work_dir(path: Path, fingerprint: dict[str, Any]) -> None:
         raise OutputError(
             f"{path} is not a segment work directory (no readable {FINGERPRINT}); remove it or pass another --work-dir"
         ) from e
+    work_mismatch(path, stored, fingerprint)
+
+
+def work_mismatch(where: Any, stored: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+    """Refuse the work directory (or store) at ``where`` whose ``stored`` fingerprint is not ``fingerprint``."""
     if stored != fingerprint:
         keys = sorted({*stored, *fingerprint})
         differ = [k for k in keys if stored.get(k) != fingerprint.get(k)]
         raise OutputError(
-            f"work directory {path} was made for another run (differs in: {', '.join(differ)}); "
+            f"work directory {where} was made for another run (differs in: {', '.join(differ)}); "
             "remove it to start afresh, or pass another --work-dir"
         )
 

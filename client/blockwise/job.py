@@ -49,7 +49,7 @@ class Job:
     channel: int | None
     axes: str | None  # --axes, read on the workers exactly as the client read it
     normalization: Normalization  # computed once by the client: every block maps intensities alike
-    work: Path  # the plan's work_path, resolved
+    work: Path | StoreUrl  # the plan's work_path, resolved: a folder, or a URL (s3://, gs://) no worker needs a path for
     shape: tuple[int, int, int]
     per_block: tuple[int, int, int]
     reference_borders: bool
@@ -91,7 +91,7 @@ class Job:
         path = plan.volume.path
         return cls(
             volume=Location.of(path).resolved(), channel=plan.input.channel, axes=plan.input.axes,
-            normalization=plan.normalization, work=plan.work_path.resolve(), shape=shape, per_block=per_block,
+            normalization=plan.normalization, work=Location.of(plan.work_path).resolved(), shape=shape, per_block=per_block,
             reference_borders=model.reference_borders, parameters=parameters, source=source, batch_size=plan.batch_size,
             threads=cluster.threads_per_worker, label_halo=label_halo, vector_halo=vector_halo,
             mask=None if plan.input.mask is None else Path(plan.input.mask).resolve(), skip_below=plan.input.skip_below,

@@ -69,8 +69,8 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
         check_tiff_fits(output.out, job.shape, labels_dtype=output.labels_dtype.value)
     store = BlockStore(job.work, {**job.fingerprint, "format": FORMAT, "blocks": list(job.per_block)})
     store.check()
-    if not job.resume and store.path.exists():
-        raise OutputError(f"work directory {store.path} is left from an earlier run; pass --resume to continue it, or remove it")
+    if not job.resume and store.exists():
+        raise OutputError(f"work directory {store} is left from an earlier run; pass --resume to continue it, or remove it")
     with dask_client(job.scheduler, workers=job.workers, threads_per_worker=job.threads, say=watch.note, cluster=job.cluster,
                      cluster_options=job.cluster_options, max_jobs=job.max_jobs) as client:
         grid = job.grid
@@ -90,10 +90,10 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
             error = Interrupted("interrupted") if isinstance(e, KeyboardInterrupt) else e  # Ctrl-C: one line, no traceback
             if result.labels_at is not None and isinstance(error, Exception):  # never lose finished labels
                 reason = str(error) if isinstance(error, ClientError) else f"writing the labels failed ({type(error).__name__}: {error})"
-                raise OutputError(f"{reason} — {result.labels_at}; run again with --resume to finish writing them from {store.path}") from e
+                raise OutputError(f"{reason} — {result.labels_at}; run again with --resume to finish writing them from {store}") from e
             if job.resume:
                 if isinstance(error, ClientError):
-                    raise type(error)(f"{error} — finished blocks are kept in {store.path}; run again with --resume to continue") from e
+                    raise type(error)(f"{error} — finished blocks are kept in {store}; run again with --resume to continue") from e
             else:
                 for target in targets:  # what the write stage wrote, never published
                     discard(target)
@@ -122,7 +122,7 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
     labels = _write(stage, target, firsts, numbering)
     if target.ome:
         _write_pyramid(stage, target)
-    stage.result.labels_at = kept(target, stage.store.path)
+    stage.result.labels_at = kept(target, stage.store)
     deliver(stage, target, labels)
 
 
@@ -161,7 +161,7 @@ def _assign(stage: StageRunner, tables: list[np.ndarray], dtype: np.dtype) -> Fi
     names = [b.name for b in grid.blocks]
     order = {b.index: i for i, b in enumerate(grid.blocks)}
     done = still_done(stage, "assign", names)
-    firsts = {n: tuple(stage.store.load_npz("firsts", n, ["labels", "at", "size"]).values()) for n in done}
+    firsts = {n: tuple(v.values()) for n, v in stage.store.load_npz_many("firsts", done, ["labels", "at", "size"]).items()}
     calls = []
     for b in grid.blocks:
         if b.name in done:

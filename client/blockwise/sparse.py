@@ -58,14 +58,14 @@ def x_range(at: np.ndarray, extent: Sequence[int], lo: int, hi: int) -> slice:
     """The run of ``at`` (sorted flat indices in a block of ``extent``) in X planes ``lo .. hi-1``."""
     plane = int(extent[1]) * int(extent[2])
     key = np.array([lo * plane, hi * plane], at.dtype)  # in at's dtype: no converted copy of at
-    first, last = np.searchsorted(at, key)
+    first, last = at.searchsorted(key)  # an ndarray's, or a ranged reader's (ranged.py): reads only what it needs
     return slice(int(first), int(last))
 
 
 def scatter(out: np.ndarray, window: Region, block: Region, at: np.ndarray, values: np.ndarray) -> None:
     """Write a block's nonzero voxels that fall inside ``window`` into ``out`` (``[..., X, Y, Z]``
     over ``window``, global ``[lo, hi)`` per axis). ``at``/``values`` may be the block's whole
-    arrays or memory maps: only the X planes inside the window are read."""
+    arrays or ranged readers (ranged.py): only the X planes inside the window are read."""
     extent = [hi - lo for lo, hi in block]
     lo = [max(w0, b0) - b0 for (w0, _), (b0, _) in zip(window, block)]
     hi = [min(w1, b1) - b0 for (_, w1), (b0, b1) in zip(window, block)]

@@ -81,7 +81,7 @@ class StageRunner:
             memory, regions = _memory_kills(self.client, since), self._regions(name)
             self.result.failures += [FailedBlock(name, key, regions.get(key), error_line(error, memory))
                                      for key, error in sorted(failed.items())]
-            raise BlockFailures(self.result.failures_text(self.store.path), self.result.failures, self.result)
+            raise BlockFailures(self.result.failures_text(self.store), self.result.failures, self.result)
         return results
 
     def _regions(self, stage: str) -> dict[str, Region]:

@@ -195,12 +195,24 @@ class Location:
         return self.local is not None and self.local.is_file()
 
     @property
-    def work_dir(self) -> Path:
-        """The work directory beside it: ``labels.tif`` → ``labels.tif.work``, for
-        ``s3://…/labels`` ``labels.work`` in the current folder."""
+    def work_dir(self) -> Path | StoreUrl:
+        """The work store beside it: ``labels.tif`` → ``labels.tif.work``; ``s3://b/x/labels`` →
+        ``s3://b/x/labels.work`` (and so for ``gs://``), so no worker needs a local path; for
+        an HTTP store (read-only) ``labels.work`` in the current folder."""
         if isinstance(self.target, StoreUrl):
-            return self.target.parent / (self.target.name + ".work")
+            url = self.target
+            if url.scheme in ("s3", "gs"):
+                key = f"{url.path.strip('/') or url.name}.work"  # a bucket's root: BUCKET.work in it
+                return replace(url, text=f"{url.scheme}://{url.host}/{key}", path=key, format=None)
+            return url.parent / (url.name + ".work")
         return self.target.with_name(self.target.name + ".work")
+
+    @property
+    def local_work_dir(self) -> Path:
+        """A work directory on this machine beside it (the current folder for a remote store):
+        what the in-memory engine's crops need."""
+        work = self.work_dir
+        return work if isinstance(work, Path) else Path.cwd() / (self.name + ".work")
 
     def resolved(self) -> Path | StoreUrl:
         """The target with a path made absolute (a ``StoreUrl`` is absolute already)."""

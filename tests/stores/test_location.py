@@ -42,7 +42,13 @@ def test_a_remote_store_has_no_local_path_and_works_here(text: str, name: str, t
     monkeypatch.chdir(tmp_path)
     location = Location.parse(text)
     assert location.remote and location.local is None and not location.exists and not location.is_file
-    assert location.name == name and location.parent == tmp_path and location.work_dir == tmp_path / f"{name}.work"
+    assert location.name == name and location.parent == tmp_path and location.local_work_dir == tmp_path / f"{name}.work"
+    work = location.work_dir
+    if location.url.scheme == "s3":  # beside it in the bucket: no worker needs a path of this machine
+        expected = {"s3://bucket/run/labels": "run/labels.work", "s3://bucket": "bucket.work"}[text]
+        assert (work.scheme, work.host, work.path, str(work)) == ("s3", "bucket", expected, f"s3://bucket/{expected}")
+    else:  # an HTTP store is read-only: here
+        assert work == tmp_path / f"{name}.work"
     assert str(location) == text and location.resolved() is location.target
 
 
