@@ -1,0 +1,157 @@
+"""What a block decides alone at infer, and the rest of its voxels at assign (steps 8-9 split).
+
+Each voxel's embedding walk (``postprocess.assign_instances``: ``e0 = p + S v(p)``,
+``e_i = e_{i-1} + S v(clamp(round(e_{i-1})))``, label at ``clamp(round(e_{N-1}))``, float32
+on float16) reads vectors at ``q_0 .. q_{N-2}`` and a label at ``q_{N-1}``. At infer a block
+has its own vectors and its own skeleton labels, so a voxel whose reads all fall inside the
+block and whose landing does too is *resolved* there (its block-local label); one whose reads
+stay inside but whose landing leaves is *landed* (its landing, a volume linear index); one that
+reads outside is *pending* and is walked again at assign over its halo's vectors. Same
+operations in the same order as ``postprocess``'s kernel, so the labels are bitwise its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PENDING", "LANDED", "resolve_block", "assign_points", "finish"]
+
+PENDING = np.uint32(0xFFFFFFFF)  # reads a vector outside the block: walked again at assign
+LANDED = np.uint32(0xFFFFFFFE)  # lands outside the block: its landing is kept
+_HALF = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)  # each float16 bits' exact float32
+
+
+def _kernels() -> dict[str, Any]:
+    import numba
+
+    @numba.njit(inline="always")
+    def walk(bits, table, x, y, z, scaling, iterations, vo, shape, exact):  # pragma: no cover - compiled
+        """``(qx, qy, qz, outside)``: the landing clamped to the volume, and whether a vector read
+        (clamped to the volume) fell outside the window ``bits`` at ``vo`` (reads are clamped
+        to the window, as postprocess's kernel does)."""
+        nx, ny, nz = shape[0], shape[1], shape[2]
+        vx, vy, vz = bits.shape[1], bits.shape[2], bits.shape[3]
+        sx, sy, sz = scaling[0], scaling[1], scaling[2]
+        bx, by, bz = bits[0, x - vo[0], y - vo[1], z - vo[2]], bits[1, x - vo[0], y - vo[1], z - vo[2]], bits[2, x - vo[0], y - vo[1], z - vo[2]]
+        if exact and ((bx | by | bz) & 0x7FFF) == 0:
+            return x, y, z, False
+        ex = np.float32(x) + sx * table[bx]
+        ey = np.float32(y) + sy * table[by]
+        ez = np.float32(z) + sz * table[bz]
+        outside = False
+        for _ in range(iterations - 1):
+            gx = min(max(int(np.rint(ex)), 0), nx - 1) - vo[0]
+            gy = min(max(int(np.rint(ey)), 0), ny - 1) - vo[1]
+            gz = min(max(int(np.rint(ez)), 0), nz - 1) - vo[2]
+            if not (0 <= gx < vx and 0 <= gy < vy and 0 <= gz < vz):
+                outside = True
+            qx, qy, qz = min(max(gx, 0), vx - 1), min(max(gy, 0), vy - 1), min(max(gz, 0), vz - 1)
+            ex = ex + sx * table[bits[0, qx, qy, qz]]
+            ey = ey + sy * table[bits[1, qx, qy, qz]]
+            ez = ez + sz * table[bits[2, qx, qy, qz]]
+        return (min(max(int(np.rint(ex)), 0), nx - 1), min(max(int(np.rint(ey)), 0), ny - 1),
+                min(max(int(np.rint(ez)), 0), nz - 1), outside)
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def resolve(bits, table, labels, scaling, iterations, vo, shape, own):  # pragma: no cover - compiled
+        ex, ey, ez = labels.shape
+        exact = max(shape[0], shape[1], shape[2]) <= 2**24
+        for i in numba.prange(ex):
+            for j in range(ey):
+                for k in range(ez):
+                    qx, qy, qz, outside = walk(bits, table, i + vo[0], j + vo[1], k + vo[2], scaling, iterations, vo, shape, exact)
+                    qx, qy, qz = qx - vo[0], qy - vo[1], qz - vo[2]
+                    if outside:
+                        own[i, j, k] = 0xFFFFFFFF
+                    elif 0 <= qx < ex and 0 <= qy < ey and 0 <= qz < ez:
+                        own[i, j, k] = labels[qx, qy, qz]
+                    else:
+                        own[i, j, k] = 0xFFFFFFFE
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def landing(bits, table, points, scaling, iterations, vo, shape, out):  # pragma: no cover - compiled
+        exact = max(shape[0], shape[1], shape[2]) <= 2**24
+        for n in numba.prange(points.shape[0]):
+            qx, qy, qz, _ = walk(bits, table, points[n, 0], points[n, 1], points[n, 2], scaling, iterations, vo, shape, exact)
+            out[n] = (qx * shape[1] + qy) * shape[2] + qz
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def assign(bits, table, labels, points, scaling, iterations, vo, lo, shape, out):  # pragma: no cover - compiled
+        lx, ly, lz = labels.shape
+        exact = max(shape[0], shape[1], shape[2]) <= 2**24
+        for n in numba.prange(points.shape[0]):
+            qx, qy, qz, _ = walk(bits, table, points[n, 0], points[n, 1], points[n, 2], scaling, iterations, vo, shape, exact)
+            out[n] = labels[min(max(qx - lo[0], 0), lx - 1), min(max(qy - lo[1], 0), ly - 1), min(max(qz - lo[2], 0), lz - 1)]
+
+    return {"resolve": resolve, "landing": landing, "assign": assign}
+
+
+_cache: dict[str, Any] = {}
+
+
+def _kernel(name: str) -> Any:
+    if not _cache:
+        _cache.update(_kernels())
+    return _cache[name]
+
+
+def _bits(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors, dtype=np.float16).view(np.uint16)
+
+
+def _i64(values: Sequence[Any]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def resolve_block(vectors: np.ndarray, labels: np.ndarray, region: Sequence[tuple[int, int]], shape: Sequence[int],
+                  scaling: Sequence[float], iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's ``(own, landed_at, landed_to)`` from its vectors ``[3, X, Y, Z]`` and its own
+    skeleton labels over ``region`` of a volume of ``shape``: ``own`` (uint32, the block's
+    shape) each voxel's block-local label, or `LANDED` / `PENDING`; for the landed voxels
+    their flat indices in the block (ascending) and their landings' volume linear indices."""
+    own = np.empty(labels.shape, np.uint32)
+    lo = _i64([a for a, _ in region])
+    scale = np.asarray(scaling, np.float32)
+    bits = _bits(vectors)
+    _kernel("resolve")(bits, _HALF, labels, scale, int(iterations), lo, _i64(shape), own)
+    landed_at = np.flatnonzero(own.ravel() == LANDED).astype(np.uint32)
+    points = np.stack(np.unravel_index(landed_at, own.shape), axis=1).astype(np.int64) + lo
+    landed_to = np.empty(len(points), np.int64)
+    _kernel("landing")(bits, _HALF, points, scale, int(iterations), lo, _i64(shape), landed_to)
+    return own, landed_at, landed_to
+
+
+def assign_points(vectors: np.ndarray, vectors_at: Sequence[int], labels: np.ndarray, labels_at: Sequence[int],
+                  points: np.ndarray, shape: Sequence[int], scaling: Sequence[float], iterations: int) -> np.ndarray:
+    """``postprocess.assign_window``'s label of each voxel of ``points`` (``[n, 3]`` volume
+    coordinates inside the vectors window), from the same windows: bitwise its result there."""
+    out = np.empty(len(points), labels.dtype)
+    _kernel("assign")(_bits(vectors), _HALF, np.ascontiguousarray(labels), np.ascontiguousarray(points, np.int64),
+                      np.asarray(scaling, np.float32), int(iterations), _i64(vectors_at), _i64(labels_at), _i64(shape), out)
+    return out
+
+
+def finish(own: np.ndarray, table: np.ndarray, landed_at: np.ndarray, landed_to: np.ndarray, labels: np.ndarray,
+           labels_at: Sequence[int], vectors: np.ndarray | None, vectors_at: Sequence[int], region: Sequence[tuple[int, int]],
+           shape: Sequence[int], scaling: Sequence[float], iterations: int, out: np.ndarray) -> np.ndarray:
+    """A block's assignment into ``out`` (the block's shape, the labels' dtype) from `resolve_block`'s
+    ``own``/``landed_*``, ``table`` (its local labels → the volume's), the volume's ``labels``
+    window at ``labels_at`` and, when any voxel is pending, the ``vectors`` window at
+    ``vectors_at``: bitwise ``postprocess.assign_window`` over the same windows."""
+    lo = _i64([a for a, _ in region])
+    flat, own = out.reshape(-1), own.reshape(-1)
+    resolved = own < LANDED
+    flat[resolved] = np.asarray(table)[own[resolved]]
+    if len(landed_at):  # the landing's label, clamped to the labels window as postprocess's kernel does
+        where = np.unravel_index(np.asarray(landed_to, np.int64), tuple(shape))
+        at = tuple(np.clip(c - a, 0, n - 1) for c, a, n in zip(where, labels_at, labels.shape))
+        flat[np.asarray(landed_at, np.int64)] = labels[at]
+    pending = np.flatnonzero(own == PENDING)
+    if len(pending):
+        assert vectors is not None, "pending voxels need their vectors window"
+        points = np.stack(np.unravel_index(pending, out.shape), axis=1).astype(np.int64) + lo
+        flat[pending] = assign_points(vectors, vectors_at, labels, labels_at, points, shape, scaling, iterations)
+    return out
