@@ -103,9 +103,13 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
 
 def _stages(stage: StageRunner) -> None:
     """The stages in the order they run, each one's results feeding the next."""
-    counts = _infer(stage)
-    tables, dtype = _label(stage, counts)
+    names = [b.name for b in stage.job.grid.blocks]
+    tables, dtype = [], np.dtype(np.uint32)
+    if len(still_done(stage, "assign", names)) < len(names):  # past assign, infer's intermediates are gone
+        counts = _infer(stage)
+        tables, dtype = _label(stage, counts)
     firsts = _assign(stage, tables, dtype)
+    _drop(stage.store, stages.INFERRED)
     numbering = _order(stage, firsts)
     target = create_target(stage, numbering.dtype)
     _write(stage, target, firsts, numbering)
@@ -113,6 +117,14 @@ def _stages(stage: StageRunner) -> None:
         _write_pyramid(stage, target)
     stage.result.labels_at = target.path
     deliver(stage, target)
+
+
+def _drop(store: BlockStore, kinds: Sequence[str]) -> None:
+    """Delete every block's intermediates of ``kinds``: once a stage has read them, scratch is
+    only what later stages still need."""
+    for kind in kinds:
+        for key in store.keys(kind):
+            store.delete(key)
 
 
 def _infer(stage: StageRunner) -> dict[str, int]:

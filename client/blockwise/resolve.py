@@ -12,12 +12,13 @@ operations in the same order as ``postprocess``'s kernel, so the labels are bitw
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PENDING", "LANDED", "resolve_block", "assign_points", "finish"]
+__all__ = ["PENDING", "LANDED", "resolve_block", "assign_points", "finish", "shell_depths", "keep_shell"]
 
 PENDING = np.uint32(0xFFFFFFFF)  # reads a vector outside the block: walked again at assign
 LANDED = np.uint32(0xFFFFFFFE)  # lands outside the block: its landing is kept
@@ -155,3 +156,37 @@ def finish(own: np.ndarray, table: np.ndarray, landed_at: np.ndarray, landed_to:
         points = np.stack(np.unravel_index(pending, out.shape), axis=1).astype(np.int64) + lo
         flat[pending] = assign_points(vectors, vectors_at, labels, labels_at, points, shape, scaling, iterations)
     return out
+
+
+def shell_depths(scaling: Sequence[float], iterations: int, vector_halo: Sequence[int]) -> tuple[int, ...]:
+    """How deep from each face a block's vectors are kept after infer, per axis: what a
+    neighbour's window reads (``vector_halo``), and what the block's own pending voxels read
+    (a pending voxel lies within ``reach = ceil((N-1)|S|) + 1`` of the face it reads across, and
+    reads within ``reach`` of itself; with ``N = 2`` it reads only itself). ``N = 1`` reads no
+    vector but a voxel's own, resolved at infer: none are kept.
+
+    Examples
+    --------
+    >>> shell_depths((60.0, 60.0, 12.0), 2, (61, 61, 13)), shell_depths((4.0, 4.0, 2.0), 3, (9, 9, 5))
+    ((61, 61, 13), (18, 18, 10))
+    """
+    if iterations <= 1:
+        return (0, 0, 0)
+    reach = [math.ceil((iterations - 1) * abs(s)) + 1 for s in scaling]
+    return tuple(max(int(h), r * (1 if iterations == 2 else 2)) for h, r in zip(vector_halo, reach))
+
+
+def keep_shell(vectors: np.ndarray, region: Sequence[tuple[int, int]], shape: Sequence[int], depths: Sequence[int]) -> np.ndarray:
+    """``vectors`` (a block's ``[3, X, Y, Z]`` over ``region``), in place, zero but within
+    ``depths`` of each face that has a neighbour in a volume of ``shape`` (a face on the volume's
+    edge is read by no one: reads clamp into the volume), and ``-0.0`` as ``+0.0`` (the same
+    embedding: ``p + S * -0.0 == p``); what compresses to almost nothing is what no one reads."""
+    inner = []
+    for (lo, hi), n, d in zip(region, shape, depths):
+        a = min(hi - lo, d) if lo > 0 else 0
+        b = max(a, hi - lo - d) if hi < n else hi - lo
+        inner.append(slice(a, b))
+    vectors[(slice(None), *inner)] = 0
+    bits = vectors.view(np.uint16)
+    bits[(bits & 0x7FFF) == 0] = 0
+    return vectors

@@ -87,7 +87,7 @@ class BlockStore:
             fingerprint = self.fingerprint
 
             def build(staging: Path) -> None:
-                for folder in (*SPARSE, "faces", "firsts", "stats", "out", *(f"done/{s}" for s in STAGES)):
+                for folder in (*SPARSE, "own", "landed", "faces", "firsts", "stats", "out", *(f"done/{s}" for s in STAGES)):
                     (staging / folder).mkdir(parents=True)
                 (staging / FINGERPRINT).write_text(json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
 
