@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PENDING", "LANDED", "resolve_block", "assign_points", "finish", "shell_depths", "keep_shell"]
+__all__ = ["PENDING", "LANDED", "Window", "resolve_block", "assign_points", "finish", "shell_depths", "keep_shell"]
 
 PENDING = np.uint32(0xFFFFFFFF)  # reads a vector outside the block: walked again at assign
 LANDED = np.uint32(0xFFFFFFFE)  # lands outside the block: its landing is kept
@@ -135,26 +135,29 @@ def assign_points(vectors: np.ndarray, vectors_at: Sequence[int], labels: np.nda
     return out
 
 
-def finish(own: np.ndarray, table: np.ndarray, landed_at: np.ndarray, landed_to: np.ndarray, labels: np.ndarray,
-           labels_at: Sequence[int], vectors: np.ndarray | None, vectors_at: Sequence[int], region: Sequence[tuple[int, int]],
-           shape: Sequence[int], scaling: Sequence[float], iterations: int, out: np.ndarray) -> np.ndarray:
+Window = tuple[np.ndarray, Sequence[int]]  # an array over part of the volume, and the voxel it starts at
+
+
+def finish(own: np.ndarray, table: np.ndarray, landed: np.ndarray, labels: Window, vectors: Window | None,
+           region: Sequence[tuple[int, int]], shape: Sequence[int], scaling: Sequence[float], iterations: int,
+           out: np.ndarray) -> np.ndarray:
     """A block's assignment into ``out`` (the block's shape, the labels' dtype) from `resolve_block`'s
-    ``own``/``landed_*``, ``table`` (its local labels → the volume's), the volume's ``labels``
-    window at ``labels_at`` and, when any voxel is pending, the ``vectors`` window at
-    ``vectors_at``: bitwise ``postprocess.assign_window`` over the same windows."""
+    ``own`` and ``landed`` (``[2, n]``: its landed voxels' flat indices and landings), ``table``
+    (its local labels → the volume's), the volume's ``labels`` window and, when any voxel is
+    pending, the ``vectors`` window: bitwise ``postprocess.assign_window`` over the same windows."""
     lo = _i64([a for a, _ in region])
-    flat, own = out.reshape(-1), own.reshape(-1)
+    (window, labels_at), flat, own = labels, out.reshape(-1), own.reshape(-1)
     resolved = own < LANDED
     flat[resolved] = np.asarray(table)[own[resolved]]
-    if len(landed_at):  # the landing's label, clamped to the labels window as postprocess's kernel does
-        where = np.unravel_index(np.asarray(landed_to, np.int64), tuple(shape))
-        at = tuple(np.clip(c - a, 0, n - 1) for c, a, n in zip(where, labels_at, labels.shape))
-        flat[np.asarray(landed_at, np.int64)] = labels[at]
+    if landed.shape[1]:  # the landing's label, clamped to the labels window as postprocess's kernel does
+        where = np.unravel_index(np.asarray(landed[1], np.int64), tuple(shape))
+        at = tuple(np.clip(c - a, 0, n - 1) for c, a, n in zip(where, labels_at, window.shape))
+        flat[np.asarray(landed[0], np.int64)] = window[at]
     pending = np.flatnonzero(own == PENDING)
     if len(pending):
         assert vectors is not None, "pending voxels need their vectors window"
         points = np.stack(np.unravel_index(pending, out.shape), axis=1).astype(np.int64) + lo
-        flat[pending] = assign_points(vectors, vectors_at, labels, labels_at, points, shape, scaling, iterations)
+        flat[pending] = assign_points(vectors[0], vectors[1], window, labels_at, points, shape, scaling, iterations)
     return out
 
 

@@ -209,9 +209,9 @@ def assign_block(
     pending = bool((own == resolve.PENDING).any())
     vectors = gather(job, "vectors", vectors_at, scratch("vectors", (3, *_extent(vectors_at)), np.float16)) if pending else None
     p = job.parameters
-    out = resolve.finish(own, tables[block.index], landed[0], landed[1], components, [lo for lo, _ in labels_at], vectors,
-                         [lo for lo, _ in vectors_at], block.region, job.shape, p.vector_scaling, p.embedding_iterations,
-                         scratch("out", _extent(block.region), dtype))
+    out = resolve.finish(own, tables[block.index], landed, (components, [lo for lo, _ in labels_at]),
+                         None if vectors is None else (vectors, [lo for lo, _ in vectors_at]), block.region, job.shape,
+                         p.vector_scaling, p.embedding_iterations, scratch("out", _extent(block.region), dtype))
     del vectors, components, own, landed
     if job.reference_borders:  # the reference's unwritten frame stays background
         postprocess.clear_outside(out, block.region, reference_interior(job.shape))

@@ -85,7 +85,8 @@ def test_resolved_then_finished_equals_assign_window(kind, iterations, small_hal
                                              scaling, iterations)
         table = np.arange(labels.max() + 1, dtype=np.uint32)  # the block's labels are the volume's here
         out = np.zeros(expected.shape, np.uint32)
-        resolve.finish(own, table, landed_at, landed_to, labels[lwin], [a for a, _ in lw], vectors[vwin], [a for a, _ in vw],
+        landed = np.stack([landed_at.astype(np.int64), landed_to])
+        resolve.finish(own, table, landed, (labels[lwin], [a for a, _ in lw]), (vectors[vwin], [a for a, _ in vw]),
                        region, shape, scaling, iterations, out)
         assert np.array_equal(out, expected), (kind, iterations, region)
     assert seen >= ({"resolved", "landed"} | ({"pending"} if iterations > 1 else set()))
