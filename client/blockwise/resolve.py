@@ -87,7 +87,19 @@ def _kernels() -> dict[str, Any]:
             qx, qy, qz, _ = walk(bits, table, points[n, 0], points[n, 1], points[n, 2], scaling, iterations, vo, shape, exact)
             out[n] = labels[min(max(qx - lo[0], 0), lx - 1), min(max(qy - lo[1], 0), ly - 1), min(max(qz - lo[2], 0), lz - 1)]
 
-    return {"resolve": resolve, "landing": landing, "assign": assign}
+    @numba.njit(cache=True, nogil=True)
+    def through(own, table, out):  # pragma: no cover - compiled
+        for n in range(own.shape[0]):
+            if own[n] < 0xFFFFFFFE:
+                out[n] = table[own[n]]
+
+    @numba.njit(cache=True, nogil=True)
+    def positive_zeros(bits):  # pragma: no cover - compiled
+        for n in range(bits.shape[0]):
+            if bits[n] == 0x8000:
+                bits[n] = 0
+
+    return {"resolve": resolve, "landing": landing, "assign": assign, "through": through, "positive_zeros": positive_zeros}
 
 
 _cache: dict[str, Any] = {}
@@ -147,8 +159,7 @@ def finish(own: np.ndarray, table: np.ndarray, landed: np.ndarray, labels: Windo
     pending, the ``vectors`` window: bitwise ``postprocess.assign_window`` over the same windows."""
     lo = _i64([a for a, _ in region])
     (window, labels_at), flat, own = labels, out.reshape(-1), own.reshape(-1)
-    resolved = own < LANDED
-    flat[resolved] = np.asarray(table)[own[resolved]]
+    _kernel("through")(own, np.ascontiguousarray(table, out.dtype), flat)  # the resolved voxels through the table
     if landed.shape[1]:  # the landing's label, clamped to the labels window as postprocess's kernel does
         where = np.unravel_index(np.asarray(landed[1], np.int64), tuple(shape))
         at = tuple(np.clip(c - a, 0, n - 1) for c, a, n in zip(where, labels_at, window.shape))
@@ -184,12 +195,13 @@ def keep_shell(vectors: np.ndarray, region: Sequence[tuple[int, int]], shape: Se
     ``depths`` of each face that has a neighbour in a volume of ``shape`` (a face on the volume's
     edge is read by no one: reads clamp into the volume), and ``-0.0`` as ``+0.0`` (the same
     embedding: ``p + S * -0.0 == p``); what compresses to almost nothing is what no one reads."""
+    if not vectors.flags.c_contiguous:
+        raise ValueError("keep_shell works in place on a C-contiguous array")
     inner = []
     for (lo, hi), n, d in zip(region, shape, depths):
         a = min(hi - lo, d) if lo > 0 else 0
         b = max(a, hi - lo - d) if hi < n else hi - lo
         inner.append(slice(a, b))
     vectors[(slice(None), *inner)] = 0
-    bits = vectors.view(np.uint16)
-    bits[(bits & 0x7FFF) == 0] = 0
+    _kernel("positive_zeros")(vectors.reshape(-1).view(np.uint16))
     return vectors

@@ -201,6 +201,8 @@ def assign_block(
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
     store = job.store
+    if not store.exists(_key("own", block.name)):  # this task ran before and dropped them: the block's infer again, bitwise
+        infer_block(job, index)
     own = encoding.decode(store.get(_key("own", block.name)))
     landed = encoding.decode(store.get(_key("landed", block.name))).reshape(2, -1)
     # Fresh zeros, not scratch: the skeleton is a few per mille of the halo, so most of its pages
@@ -223,6 +225,8 @@ def assign_block(
     size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
     store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
     store.mark("assign", block.name, crc(np.frombuffer(data, np.uint8)), {"labels": int(len(values))})
+    for kind in ("own", "landed"):  # read by this block's assign alone: scratch holds either them or its ids
+        store.delete(_key(kind, block.name))
     return report(started, labels=values, at=linear, size=size)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blockwise_support import tubes
+from blockwise_support import local_cluster, tubes  # noqa: F401 - a fixture
 
 from skoots_client import postprocess
 from skoots_client.blockwise import encoding, resolve
@@ -92,3 +92,36 @@ def test_resolved_then_finished_equals_assign_window(kind, iterations, small_hal
     assert seen >= ({"resolved", "landed"} | ({"pending"} if iterations > 1 else set()))
     if iterations == 1:
         assert "pending" not in seen  # N = 1 reads no vector but its own
+
+
+def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal(local_cluster, tmp_path) -> None:  # noqa: F811
+    """Scratch holds what later stages still need: when write starts, every block's resolved
+    labels, landings, vectors' shell, skeleton labels and faces are deleted, its assigned ids
+    are there; at assign they were there. Dense tubes over several blocks, N = 2 and 3."""
+    from blockwise_support import CROP, OVERLAP, answers_store, blockwise_labels, in_memory_labels
+
+    from skoots_client.progress import Watch
+    from skoots_export.contract.wire import ModelParameters
+
+    shape = (70, 61, 23)
+    for iterations in (2, 3):
+        parameters = ModelParameters(crop=CROP, overlap=OVERLAP, vector_scaling=(4.0, 4.0, 2.0), embedding_iterations=iterations)
+        vectors, skeleton = tubes(shape, 150, parameters.vector_scaling, radius=6.0, seed=5)
+        assert np.any(vectors != 0, axis=0).mean() > 0.5  # dense
+        folder = tmp_path / str(iterations)
+        folder.mkdir()
+        path = answers_store(folder, vectors, skeleton)
+        seen: dict[str, dict[str, int]] = {}
+
+        def progress(stage: str, done: int, total: int, folder=folder) -> None:
+            if stage not in seen:
+                work = folder / "work"
+                seen[stage] = {kind: len([p for p in (work / kind).glob("*") if not p.name.startswith(".")])
+                               for kind in ("own", "landed", "vectors", "labels", "faces", "assigned")}
+
+        got, result = blockwise_labels(folder, path, shape, parameters, (2, 2, 2), scheduler=local_cluster.scheduler_address,
+                                       watch=Watch(quiet=True, progress=progress))
+        blocks = result.blocks
+        assert blocks > 4 and np.array_equal(got, in_memory_labels(vectors, skeleton, parameters))
+        assert seen["assign"] == {"own": blocks, "landed": blocks, "vectors": blocks, "labels": 2 * blocks, "faces": blocks, "assigned": 0}
+        assert seen["write"] == {"own": 0, "landed": 0, "vectors": 0, "labels": 0, "faces": 0, "assigned": blocks}
