@@ -56,11 +56,11 @@ def _kernels() -> dict[str, Any]:
         return (min(max(int(np.rint(ex)), 0), nx - 1), min(max(int(np.rint(ey)), 0), ny - 1),
                 min(max(int(np.rint(ez)), 0), nz - 1), outside)
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True)
     def resolve(bits, table, labels, scaling, iterations, vo, shape, own):  # pragma: no cover - compiled
         ex, ey, ez = labels.shape
         exact = max(shape[0], shape[1], shape[2]) <= 2**24
-        for i in numba.prange(ex):
+        for i in range(ex):
             for j in range(ey):
                 for k in range(ez):
                     qx, qy, qz, outside = walk(bits, table, i + vo[0], j + vo[1], k + vo[2], scaling, iterations, vo, shape, exact)
@@ -72,18 +72,18 @@ def _kernels() -> dict[str, Any]:
                     else:
                         own[i, j, k] = 0xFFFFFFFE
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True)
     def landing(bits, table, points, scaling, iterations, vo, shape, out):  # pragma: no cover - compiled
         exact = max(shape[0], shape[1], shape[2]) <= 2**24
-        for n in numba.prange(points.shape[0]):
+        for n in range(points.shape[0]):
             qx, qy, qz, _ = walk(bits, table, points[n, 0], points[n, 1], points[n, 2], scaling, iterations, vo, shape, exact)
             out[n] = (qx * shape[1] + qy) * shape[2] + qz
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True)
     def assign(bits, table, labels, points, scaling, iterations, vo, lo, shape, out):  # pragma: no cover - compiled
         lx, ly, lz = labels.shape
         exact = max(shape[0], shape[1], shape[2]) <= 2**24
-        for n in numba.prange(points.shape[0]):
+        for n in range(points.shape[0]):
             qx, qy, qz, _ = walk(bits, table, points[n, 0], points[n, 1], points[n, 2], scaling, iterations, vo, shape, exact)
             out[n] = labels[min(max(qx - lo[0], 0), lx - 1), min(max(qy - lo[1], 0), ly - 1), min(max(qz - lo[2], 0), lz - 1)]
 

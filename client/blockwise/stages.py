@@ -108,8 +108,8 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     faces = {f"{side}{axis}": np.ascontiguousarray(np.take(labels, i, axis=axis)) for axis in range(3) for side, i in (("lo", 0), ("hi", -1))}
     del labels
     store.save_sparse("labels", block.name, at, values)
-    store.save_npz("faces", block.name, **faces)
     objects = {
+        "faces": encoding.encode(np.concatenate([f.ravel() for f in faces.values()]).reshape(1, -1, 1, 1)),
         "own": encoding.encode(own),
         "landed": encoding.encode(np.stack([landed_at.astype(np.int64), landed_to]).reshape(2, -1, 1, 1)),
         "vectors": encoding.encode(resolve.keep_shell(vectors, block.region, job.shape,
@@ -119,7 +119,7 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     for kind, data in objects.items():
         store.put(_key(kind, block.name), data)
     skipped = len(block.crops) - len(crops)
-    store.mark("infer", block.name, crc(at, values, *(np.frombuffer(d, np.uint8) for d in objects.values()), *faces.values()),
+    store.mark("infer", block.name, crc(at, values, *(np.frombuffer(d, np.uint8) for d in objects.values())),
                {"crops": len(block.crops), "skipped": skipped, "count": count})
     return report(started, crops=len(block.crops), skipped=skipped, count=count, filled=filled)
 
@@ -148,15 +148,25 @@ def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, 
     store = job.store
     out = []
     for axis, after in job.grid.neighbours_up(block):
-        below = store.load_npz("faces", block.name, [f"hi{axis}"])[f"hi{axis}"]
-        above = store.load_npz("faces", after.name, [f"lo{axis}"])[f"lo{axis}"]
-        out.append((after.index, face_pairs(below, above)))
+        out.append((after.index, face_pairs(_faces(store, block)[f"hi{axis}"], _faces(store, after)[f"lo{axis}"])))
+    return out
+
+
+def _faces(store: Any, block: Block) -> dict[str, np.ndarray]:
+    """A block's six boundary planes of its labels (``lo0`` .. ``hi2``), as infer stored them."""
+    flat = encoding.decode(store.get(_key("faces", block.name))).ravel()
+    x, y, z = _extent(block.region)
+    out, at = {}, 0
+    for axis, plane in enumerate(((y, z), (x, z), (x, y))):
+        for side in ("lo", "hi"):
+            out[f"{side}{axis}"] = flat[at:at + plane[0] * plane[1]].reshape(plane)
+            at += plane[0] * plane[1]
     return out
 
 
 # --- assign ----------------------------------------------------------------------------------
 
-DENSE = ("vectors", "own", "landed", "assigned")  # kinds kept as compressed X-slab objects (encoding.py)
+DENSE = ("vectors", "own", "landed", "assigned", "faces")  # kinds kept as compressed X-slab objects (encoding.py)
 INFERRED = ("own", "landed", "vectors", "labels", "faces")  # infer's intermediates: read by label and assign, by nothing after
 
 
@@ -218,6 +228,8 @@ def assign_block(
     if job.reference_borders:  # the reference's unwritten frame stays background
         postprocess.clear_outside(out, block.region, reference_interior(job.shape))
     data = encoding.encode(out)
+    for kind in ("own", "landed"):  # read by this block's assign alone: scratch holds them or its ids, never both
+        store.delete(_key(kind, block.name))
     store.put(_key("assigned", block.name), data)
     at, ids = sparse.to_sparse(out)
     del out
@@ -225,8 +237,6 @@ def assign_block(
     size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
     store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
     store.mark("assign", block.name, crc(np.frombuffer(data, np.uint8)), {"labels": int(len(values))})
-    for kind in ("own", "landed"):  # read by this block's assign alone: scratch holds either them or its ids
-        store.delete(_key(kind, block.name))
     return report(started, labels=values, at=linear, size=size)
 
 
@@ -281,9 +291,8 @@ def _unreadable_is_undone(check: Verifier) -> Verifier:
 def verify_infer(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
     """An inferred block: its sparse labels, its resolved labels, landings and vectors' shell, and its faces."""
     store = job.store
-    faces = store.load_npz("faces", name)
-    objects = (np.frombuffer(store.get(_key(kind, name)), np.uint8) for kind in ("own", "landed", "vectors"))
-    return crc(*store.load_sparse("labels", name), *objects, *faces.values()) == checksum
+    objects = (np.frombuffer(store.get(_key(kind, name)), np.uint8) for kind in ("faces", "own", "landed", "vectors"))
+    return crc(*store.load_sparse("labels", name), *objects) == checksum
 
 
 @_unreadable_is_undone
