@@ -26,7 +26,7 @@ _HEAD = struct.Struct("<Q")
 
 
 def _codec() -> Any:
-    from numcodecs import Blosc
+    from numcodecs import Blosc  # type: ignore[import-untyped]
 
     return Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE)
 
@@ -44,7 +44,9 @@ def encode(array: np.ndarray) -> bytes:
     x = array.shape[-3]
     plane = array.nbytes // max(x, 1)
     step = max(1, min(x, SLAB_BYTES // max(plane, 1)))
-    codec, parts, ends = _codec(), [], []
+    codec = _codec()
+    parts: list[bytes] = []
+    ends: list[int] = []
     for x0 in range(0, x, step):
         raw = np.ascontiguousarray(array[..., x0:x0 + step, :, :])
         parts.append(bytes(codec.encode(raw.view(f"u{raw.dtype.itemsize}") if raw.dtype.kind == "f" else raw)))

@@ -104,7 +104,8 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
 def _stages(stage: StageRunner) -> None:
     """The stages in the order they run, each one's results feeding the next."""
     names = [b.name for b in stage.job.grid.blocks]
-    tables, dtype = [], np.dtype(np.uint32)
+    tables: list[np.ndarray] = []
+    dtype = np.dtype(np.uint32)
     if len(still_done(stage, "assign", names)) < len(names):  # past assign, infer's intermediates are gone
         counts = _infer(stage)
         tables, dtype = _label(stage, counts)

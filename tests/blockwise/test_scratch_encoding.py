@@ -94,7 +94,7 @@ def test_resolved_then_finished_equals_assign_window(kind, iterations, small_hal
         assert "pending" not in seen  # N = 1 reads no vector but its own
 
 
-def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal(local_cluster, tmp_path) -> None:  # noqa: F811
+def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal(local_cluster, tmp_path) -> None:
     """Scratch holds what later stages still need: when write starts, every block's resolved
     labels, landings, vectors' shell, skeleton labels and faces are deleted, its assigned ids
     are there; at assign they were there. Dense tubes over several blocks, N = 2 and 3."""
@@ -113,7 +113,7 @@ def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal
         path = answers_store(folder, vectors, skeleton)
         seen: dict[str, dict[str, int]] = {}
 
-        def progress(stage: str, done: int, total: int, folder=folder) -> None:
+        def progress(stage: str, done: int, total: int, folder=folder, seen=seen) -> None:
             if stage not in seen:
                 work = folder / "work"
                 seen[stage] = {kind: len([p for p in (work / kind).glob("*") if not p.name.startswith(".")])
@@ -125,3 +125,26 @@ def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal
         assert blocks > 4 and np.array_equal(got, in_memory_labels(vectors, skeleton, parameters))
         assert seen["assign"] == {"own": blocks, "landed": blocks, "vectors": blocks, "labels": 2 * blocks, "faces": blocks, "assigned": 0}
         assert seen["write"] == {"own": 0, "landed": 0, "vectors": 0, "labels": 0, "faces": 0, "assigned": blocks}
+
+
+def test_an_assign_whose_inferred_block_is_gone_infers_it_again(local_cluster, tmp_path) -> None:
+    """A block's resolved labels go once its ids are written; a rerun of its task (Dask redoes a
+    task whose worker died after it finished) infers the block again and assigns it bitwise."""
+    from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels
+
+    from skoots_client.progress import Watch
+
+    shape = (70, 61, 23)
+    vectors, skeleton = tubes(shape, 150, PARAMETERS_FOR_TESTS.vector_scaling, radius=6.0, seed=6)
+    path = answers_store(tmp_path, vectors, skeleton)
+    gone = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "assign" and not gone:
+            for kind in ("own", "landed"):
+                (tmp_path / "work" / kind / "0.0.0.bin").unlink()
+            gone.append(True)
+
+    got, _ = blockwise_labels(tmp_path, path, shape, PARAMETERS_FOR_TESTS, (2, 2, 2), scheduler=local_cluster.scheduler_address,
+                              watch=Watch(quiet=True, progress=progress))
+    assert gone and np.array_equal(got, in_memory_labels(vectors, skeleton, PARAMETERS_FOR_TESTS))
