@@ -5,7 +5,7 @@ A block's intermediates are mostly runs of one value (a label per object, zeros 
 shell) or smooth (vectors): byte-shuffled zstd (Blosc) takes them to a small fraction of a
 byte per voxel, where the flat-index form (sparse.py) costs 4 bytes of index per voxel kept.
 An object is an 8-byte header length, a JSON header (dtype, shape, slab planes, each slab's
-end offset), then the slabs, each ``array[..., x0:x1, :, :]`` compressed on its own, so a
+end offset), then the slabs (their CRC-32 in the header: `decode` checks it), each ``array[..., x0:x1, :, :]`` compressed on its own, so a
 neighbour's halo fetches only the X planes it needs (`read_planes`: two ranged reads).
 Pure functions of bytes and arrays, and the reads through the store's object API.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,10 @@ def encode(array: np.ndarray) -> bytes:
         raw = np.ascontiguousarray(array[..., x0:x0 + step, :, :])
         parts.append(bytes(codec.encode(raw.view(f"u{raw.dtype.itemsize}") if raw.dtype.kind == "f" else raw)))
         ends.append(ends[-1] + len(parts[-1]) if ends else len(parts[-1]))
-    header = json.dumps({"dtype": array.dtype.str, "shape": list(array.shape), "step": step, "ends": ends}).encode()
-    return b"".join([_HEAD.pack(len(header)), header, *parts])
+    body = b"".join(parts)
+    header = json.dumps({"dtype": array.dtype.str, "shape": list(array.shape), "step": step, "ends": ends,
+                         "crc": zlib.crc32(body)}).encode()
+    return b"".join([_HEAD.pack(len(header)), header, body])
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], int]:
@@ -76,8 +79,10 @@ def _slabs(head: dict[str, Any], body: bytes, first: int, last: int) -> np.ndarr
 
 
 def decode(data: bytes) -> np.ndarray:
-    """The array `encode` made ``data`` of."""
+    """The array `encode` made ``data`` of; ``ValueError`` when its bytes are not what were written."""
     head, at = _header(data)
+    if zlib.crc32(data[at:]) != head["crc"]:
+        raise ValueError("a work store object's bytes do not match their checksum")
     return _slabs(head, data[at:], 0, len(head["ends"]))
 
 

@@ -119,7 +119,8 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
     for kind, data in objects.items():
         store.put(_key(kind, block.name), data)
     skipped = len(block.crops) - len(crops)
-    store.mark("infer", block.name, crc(at, values, *(np.frombuffer(d, np.uint8) for d in objects.values())),
+    # own/landed stay out of the marker's CRC: they go once the block is assigned (and carry their own CRC)
+    store.mark("infer", block.name, crc(at, values, *(np.frombuffer(objects[k], np.uint8) for k in ("faces", "vectors"))),
                {"crops": len(block.crops), "skipped": skipped, "count": count})
     return report(started, crops=len(block.crops), skipped=skipped, count=count, filled=filled)
 
@@ -211,10 +212,12 @@ def assign_block(
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
     store = job.store
-    if not store.exists(_key("own", block.name)):  # this task ran before and dropped them: the block's infer again, bitwise
+    try:
+        own, landed = (encoding.decode(store.get(_key(kind, block.name))) for kind in ("own", "landed"))
+    except (OSError, ValueError):  # gone once this block was assigned (a rerun), or damaged: its infer again, bitwise
         infer_block(job, index)
-    own = encoding.decode(store.get(_key("own", block.name)))
-    landed = encoding.decode(store.get(_key("landed", block.name))).reshape(2, -1)
+        own, landed = (encoding.decode(store.get(_key(kind, block.name))) for kind in ("own", "landed"))
+    landed = landed.reshape(2, -1)
     # Fresh zeros, not scratch: the skeleton is a few per mille of the halo, so most of its pages
     # are never touched (no fault, no memory), where a reused buffer would be all resident.
     components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), lambda b, v: tables[b.index][v])
@@ -289,9 +292,10 @@ def _unreadable_is_undone(check: Verifier) -> Verifier:
 
 @_unreadable_is_undone
 def verify_infer(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
-    """An inferred block: its sparse labels, its resolved labels, landings and vectors' shell, and its faces."""
+    """An inferred block: its sparse labels, faces and vectors' shell (its resolved labels and landings
+    check themselves when assign reads them, and are gone once it is assigned)."""
     store = job.store
-    objects = (np.frombuffer(store.get(_key(kind, name)), np.uint8) for kind in ("faces", "own", "landed", "vectors"))
+    objects = (np.frombuffer(store.get(_key(kind, name)), np.uint8) for kind in ("faces", "vectors"))
     return crc(*store.load_sparse("labels", name), *objects) == checksum
 
 

@@ -35,6 +35,10 @@ def test_encode_round_trips_and_reads_planes_alone(dtype, monkeypatch) -> None:
     back = encoding.decode(data)
     assert back.dtype == array.dtype and back.shape == array.shape
     assert np.array_equal(back.view(f"u{back.itemsize}"), array.view(f"u{array.itemsize}"))  # bits, -0.0 too
+    damaged = bytearray(data)
+    damaged[-3] ^= 1
+    with pytest.raises(ValueError, match="checksum"):
+        encoding.decode(bytes(damaged))
     store = _Objects()
     store.objects["k"] = data
     for lo, hi in ((0, 1), (5, 9), (27, 29), (0, 29)):
@@ -129,7 +133,8 @@ def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal
 
 def test_an_assign_whose_inferred_block_is_gone_infers_it_again(local_cluster, tmp_path) -> None:
     """A block's resolved labels go once its ids are written; a rerun of its task (Dask redoes a
-    task whose worker died after it finished) infers the block again and assigns it bitwise."""
+    task whose worker died after it finished), or one whose resolved labels are damaged, infers
+    the block again and assigns it bitwise."""
     from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, blockwise_labels, in_memory_labels
 
     from skoots_client.progress import Watch
@@ -143,6 +148,10 @@ def test_an_assign_whose_inferred_block_is_gone_infers_it_again(local_cluster, t
         if stage == "assign" and not gone:
             for kind in ("own", "landed"):
                 (tmp_path / "work" / kind / "0.0.0.bin").unlink()
+            damaged = tmp_path / "work" / "own" / "0.1.0.bin"
+            data = bytearray(damaged.read_bytes())
+            data[-8:] = bytes(8)
+            damaged.write_bytes(bytes(data))
             gone.append(True)
 
     got, _ = blockwise_labels(tmp_path, path, shape, PARAMETERS_FOR_TESTS, (2, 2, 2), scheduler=local_cluster.scheduler_address,
