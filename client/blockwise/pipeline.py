@@ -106,9 +106,12 @@ def _stages(stage: StageRunner) -> None:
     names = [b.name for b in stage.job.grid.blocks]
     tables: list[np.ndarray] = []
     dtype = np.dtype(np.uint32)
-    if len(still_done(stage, "assign", names)) < len(names):  # past assign, infer's intermediates are gone
+    if len(still_done(stage, "assign", names)) < len(names):
         counts = _infer(stage)
         tables, dtype = _label(stage, counts)
+    else:  # a resumed run past assign: infer's intermediates are gone, and nothing after needs them
+        stage.run("infer", [], len(names))
+        stage.result.skipped = sum(note.get("skipped", 0) for _, note in stage.store.done("infer").values())
     firsts = _assign(stage, tables, dtype)
     _drop(stage.store, stages.INFERRED)
     numbering = _order(stage, firsts)
