@@ -113,9 +113,17 @@ def segment_job(job: Job, watch: Watch) -> RunStats:
 def _stages(stage: StageRunner, targets: list[Target]) -> None:
     """The stages in the order they run, each one's results feeding the next (``targets``: the
     destination once made, for the caller's cleanup)."""
-    counts = _infer(stage)
-    tables, dtype = _label(stage, counts)
+    names = [b.name for b in stage.job.grid.blocks]
+    tables: list[np.ndarray] = []
+    dtype = np.dtype(np.uint32)
+    if len(still_done(stage, "assign", names)) < len(names):
+        counts = _infer(stage)
+        tables, dtype = _label(stage, counts)
+    else:  # a resumed run past assign: infer's intermediates are gone, and nothing after needs them
+        stage.run("infer", [], len(names))
+        stage.result.skipped = sum(note.get("skipped", 0) for _, note in stage.store.done("infer").values())
     firsts = _assign(stage, tables, dtype)
+    _drop(stage.store, stages.INFERRED)
     numbering = _order(stage, firsts)
     target = create_target(stage, numbering.dtype)
     targets.append(target)
@@ -124,6 +132,14 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
         _write_pyramid(stage, target)
     stage.result.labels_at = kept(target, stage.store)
     deliver(stage, target, labels)
+
+
+def _drop(store: BlockStore, kinds: Sequence[str]) -> None:
+    """Delete every block's intermediates of ``kinds``: once a stage has read them, scratch is
+    only what later stages still need."""
+    for kind in kinds:
+        for key in store.keys(kind):
+            store.delete(key)
 
 
 def _infer(stage: StageRunner) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """The per-block work of each stage, run in Dask worker processes: read a block (and its halos)
 from the work directory, call the step functions of ``postprocess.py``, write the block, mark it.
-Intermediates are sparse (store.py, sparse.py): a block's halos are rebuilt from its
-neighbours' nonzero voxels.
+Intermediates are small (store.py): what a block decides alone is resolved at infer
+(resolve.py), kept dense and compressed with the vectors' shell that its neighbours read and
+its assigned ids (encoding.py); its skeleton labels stay sparse (sparse.py).
 
 Every function here is a plain function of a picklable `Job` and a block index; the
 Dask layer (pipeline.py) only maps them. What cannot travel (endpoints, the open volume, Zarr
@@ -26,7 +27,7 @@ from ..in_memory import infer_pieces, reference_interior
 from ..skip import skip_rule
 from ..specs import ModelSpec
 from ..volume_read import missing_chunks
-from . import sparse
+from . import encoding, resolve, sparse
 from .blocks import Block, Region, grow
 from .destination import Destination, read, write
 from .equivalence import face_pairs
@@ -36,7 +37,7 @@ from .store import Stage
 from .worker import cached, endpoints, report, scratch, set_threads
 
 __all__ = [
-    "infer_block", "stored_answers", "block_pairs", "gather", "assign_block", "region_name", "write_block", "Verifier",
+    "DENSE", "INFERRED", "infer_block", "stored_answers", "block_pairs", "gather", "assign_block", "region_name", "write_block", "Verifier",
     "verify_infer", "verify_assign", "verify_write", "verify_pyramid", "VERIFIERS",
 ]
 
@@ -100,17 +101,26 @@ def infer_block(job: Job, index: tuple[int, int, int]) -> dict[str, Any]:
         filled = sorted(missing_chunks(volume) - before)  # chunks this block read as zeros (--fill-missing), by grid index
     labels, count = postprocess.label_skeleton(skeleton)  # step 7 within the block, while it is at hand
     del skeleton
+    p = job.parameters
+    own, landed_at, landed_to = resolve.resolve_block(vectors, labels, block.region, job.shape, p.vector_scaling, p.embedding_iterations)
     store = job.store
     at, values = sparse.to_sparse(labels)
     faces = {f"{side}{axis}": np.ascontiguousarray(np.take(labels, i, axis=axis)) for axis in range(3) for side, i in (("lo", 0), ("hi", -1))}
     del labels
     store.save_sparse("labels", block.name, at, values)
-    store.save_npz("faces", block.name, **faces)
-    vector_at, vector_values = sparse.to_sparse(vectors)
-    del vectors
-    store.save_sparse("vectors", block.name, vector_at, vector_values)
+    objects = {
+        "faces": encoding.encode(np.concatenate([f.ravel() for f in faces.values()]).reshape(1, -1, 1, 1)),
+        "own": encoding.encode(own),
+        "landed": encoding.encode(np.stack([landed_at.astype(np.int64), landed_to]).reshape(2, -1, 1, 1)),
+        "vectors": encoding.encode(resolve.keep_shell(vectors, block.region, job.shape,
+                                                      resolve.shell_depths(p.vector_scaling, p.embedding_iterations, job.vector_halo))),
+    }
+    del own, vectors
+    for kind, data in objects.items():
+        store.put(_key(kind, block.name), data)
     skipped = len(block.crops) - len(crops)
-    store.mark("infer", block.name, crc(at, values, vector_at, vector_values, *faces.values()),
+    # own/landed stay out of the marker's CRC: they go once the block is assigned (and carry their own CRC)
+    store.mark("infer", block.name, crc(at, values, *(np.frombuffer(objects[k], np.uint8) for k in ("faces", "vectors"))),
                {"crops": len(block.crops), "skipped": skipped, "count": count})
     return report(started, crops=len(block.crops), skipped=skipped, count=count, filled=filled)
 
@@ -139,23 +149,47 @@ def block_pairs(job: Job, index: tuple[int, int, int]) -> list[tuple[tuple[int, 
     store = job.store
     out = []
     for axis, after in job.grid.neighbours_up(block):
-        below = store.load_npz("faces", block.name, [f"hi{axis}"])[f"hi{axis}"]
-        above = store.load_npz("faces", after.name, [f"lo{axis}"])[f"lo{axis}"]
-        out.append((after.index, face_pairs(below, above)))
+        out.append((after.index, face_pairs(_faces(store, block)[f"hi{axis}"], _faces(store, after)[f"lo{axis}"])))
+    return out
+
+
+def _faces(store: Any, block: Block) -> dict[str, np.ndarray]:
+    """A block's six boundary planes of its labels (``lo0`` .. ``hi2``), as infer stored them."""
+    flat = encoding.decode(store.get(_key("faces", block.name))).ravel()
+    x, y, z = _extent(block.region)
+    out, at = {}, 0
+    for axis, plane in enumerate(((y, z), (x, z), (x, y))):
+        for side in ("lo", "hi"):
+            out[f"{side}{axis}"] = flat[at:at + plane[0] * plane[1]].reshape(plane)
+            at += plane[0] * plane[1]
     return out
 
 
 # --- assign ----------------------------------------------------------------------------------
 
+DENSE = ("vectors", "own", "landed", "assigned", "faces")  # kinds kept as compressed X-slab objects (encoding.py)
+INFERRED = ("own", "landed", "vectors", "labels", "faces")  # infer's intermediates: read by label and assign, by nothing after
+
+
+def _key(kind: str, name: str) -> str:
+    return f"{kind}/{name}.bin"
+
+
 def gather(job: Job, kind: str, region: Region, out: np.ndarray,
            relabel: Callable[[Block, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """``out`` (zeros over ``region``) filled with the blocks' sparse ``kind`` there, each block's
+    """``out`` (zeros over ``region``) filled with the blocks' ``kind`` there, each block's
     values through ``relabel(block, values)`` when given (a block's labels → the volume's).
 
-    Halos are several times a block and mostly background: scattering the few nonzero voxels
-    of the X planes they cover is far cheaper than storing and reading them densely, and a table
-    applied to the sparse values touches only those."""
+    Halos are several times a block and mostly background: the skeleton labels are scattered
+    from the few nonzero voxels of the X planes they cover; a block's dense kinds (its vectors'
+    shell, its assigned ids) are fetched as just the compressed X slabs that hold those planes."""
     for block in job.grid.overlapping(region):
+        if kind in DENSE:
+            part = tuple(slice(max(w0, b0) - b0, min(w1, b1) - b0) for (w0, w1), (b0, b1) in zip(region, block.region))
+            values = encoding.read_planes(job.store, _key(kind, block.name), part[0].start, part[0].stop)[..., part[1], part[2]]
+            into = tuple(slice(max(w0, b0) - w0, min(w1, b1) - w0) for (w0, w1), (b0, b1) in zip(region, block.region))
+            out[(Ellipsis, *into)] = relabel(block, values) if relabel is not None else values
+            continue
         at, values = job.store.load_sparse(kind, block.name)
         if relabel is not None:
             values = relabel(block, np.asarray(values))
@@ -167,32 +201,45 @@ def assign_block(
     job: Job, index: tuple[int, int, int], tables: dict[tuple[int, int, int], np.ndarray], dtype: Any,
     halos: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
 ) -> dict[str, Any]:
-    """Steps 8-9 for one block from its halos, in global coordinates; returns each component's
-    first appearance in the block. ``halos`` overrides docs/SEMANTICS.md's (tests show they matter)."""
+    """Steps 8-9 for one block, in global coordinates: the voxels its infer resolved through its
+    table, the ones that landed outside it from the labels' halo, the pending ones walked again
+    over the vectors' halo (resolve.py); returns each component's first appearance in the
+    block. ``halos`` overrides docs/SEMANTICS.md's (tests show they matter)."""
     started = time.perf_counter()
     set_threads(job.threads)
     block = job.grid.block(index)
     label_halo, vector_halo = halos or (job.label_halo, job.vector_halo)
     labels_at = grow(block.region, label_halo, job.shape)
     vectors_at = grow(block.region, vector_halo, job.shape)
+    store = job.store
+    try:
+        own, landed = (encoding.decode(store.get(_key(kind, block.name))) for kind in ("own", "landed"))
+    except (OSError, ValueError):  # gone once this block was assigned (a rerun), or damaged: its infer again, bitwise
+        infer_block(job, index)
+        own, landed = (encoding.decode(store.get(_key(kind, block.name))) for kind in ("own", "landed"))
+    landed = landed.reshape(2, -1)
     # Fresh zeros, not scratch: the skeleton is a few per mille of the halo, so most of its pages
     # are never touched (no fault, no memory), where a reused buffer would be all resident.
     components = gather(job, "labels", labels_at, np.zeros(_extent(labels_at), dtype), lambda b, v: tables[b.index][v])
-    vectors = gather(job, "vectors", vectors_at, scratch("vectors", (3, *_extent(vectors_at)), np.float16))
+    pending = bool((own == resolve.PENDING).any())
+    vectors = gather(job, "vectors", vectors_at, scratch("vectors", (3, *_extent(vectors_at)), np.float16)) if pending else None
     p = job.parameters
-    out = postprocess.assign_window(vectors, [lo for lo, _ in vectors_at], components, [lo for lo, _ in labels_at],
-                                    block.region, job.shape, p.vector_scaling, p.embedding_iterations,
-                                    out=scratch("out", _extent(block.region), dtype))
-    del vectors, components
+    out = resolve.finish(own, tables[block.index], landed, (components, [lo for lo, _ in labels_at]),
+                         None if vectors is None else (vectors, [lo for lo, _ in vectors_at]), block.region, job.shape,
+                         p.vector_scaling, p.embedding_iterations, scratch("out", _extent(block.region), dtype))
+    del vectors, components, own, landed
     if job.reference_borders:  # the reference's unwritten frame stays background
         postprocess.clear_outside(out, block.region, reference_interior(job.shape))
+    data = encoding.encode(out)
+    for kind in ("own", "landed"):  # read by this block's assign alone: scratch holds them or its ids, never both
+        store.delete(_key(kind, block.name))
+    store.put(_key("assigned", block.name), data)
     at, ids = sparse.to_sparse(out)
     del out
-    job.store.save_sparse("assigned", block.name, at, ids)
     values, linear = sparse.volume_first_appearances(at, ids, block.region, job.shape)
     size = postprocess.instance_sizes(ids, values)  # summed over blocks for --min-size
-    job.store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
-    job.store.mark("assign", block.name, crc(at, ids), {"labels": int(len(values))})
+    store.save_npz("firsts", block.name, labels=values, at=linear, size=size)
+    store.mark("assign", block.name, crc(np.frombuffer(data, np.uint8)), {"labels": int(len(values))})
     return report(started, labels=values, at=linear, size=size)
 
 
@@ -242,17 +289,18 @@ def _unreadable_is_undone(check: Verifier) -> Verifier:
 
 @_unreadable_is_undone
 def verify_infer(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
-    """An inferred block: its sparse labels and vectors and its faces."""
+    """An inferred block: its sparse labels, faces and vectors' shell (its resolved labels and landings
+    check themselves when assign reads them, and are gone once it is assigned)."""
     store = job.store
-    faces = store.load_npz("faces", name)
-    return crc(*store.load_sparse("labels", name), *store.load_sparse("vectors", name), *faces.values()) == checksum
+    objects = (np.frombuffer(store.get(_key(kind, name)), np.uint8) for kind in ("faces", "vectors"))
+    return crc(*store.load_sparse("labels", name), *objects) == checksum
 
 
 @_unreadable_is_undone
 def verify_assign(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
     """An assigned block: its ids, and its first appearances (read back by the client when it resumes)."""
     job.store.load_npz("firsts", name)
-    return crc(*job.store.load_sparse("assigned", name)) == checksum
+    return crc(np.frombuffer(job.store.get(_key("assigned", name)), np.uint8)) == checksum
 
 
 @_unreadable_is_undone

@@ -1,4 +1,4 @@
-"""The blockwise work directory: each block's intermediates, sparse, and a done marker per block and stage.
+"""The blockwise work directory: each block's intermediates, small, and a done marker per block and stage.
 
 Layout (``OUT.work/`` beside the output unless ``--work-dir`` says otherwise; a folder, or a key
 prefix on S3 or GCS: every file below is an object read and written by key, objects.py)::
@@ -7,24 +7,30 @@ prefix on S3 or GCS: every file below is an object read and written by key, obje
     labels/B.at.npy         infer: a block's 6-connected skeleton labels (1..n), nonzero voxels only:
     labels/B.values.npy       flat indices in the block (ascending) and labels (sparse.py);
     labels/B.index.npy        every 4096th index, to find a run of X planes with ranged reads
-    vectors/B.*.npy         infer: the block's stitched FP16 masked vectors, nonzero voxels only
-                            (values ``[3, n]``)
-    faces/B.npz             infer: the block's six boundary planes of its labels (face equivalences)
-    assigned/B.*.npy        assign: the volume's skeleton-component id of each assigned voxel
+    own/B.bin               infer: each voxel's block-local label where the block alone decides it,
+                            else LANDED / PENDING (resolve.py); compressed X slabs (encoding.py)
+    landed/B.bin            infer: the voxels that land outside the block, and where (volume index)
+    vectors/B.bin           infer: the block's FP16 vectors in the shell its neighbours and its own
+                            pending voxels read (zero elsewhere), compressed X slabs
+    faces/B.bin             infer: the block's six boundary planes of its labels (face equivalences)
+    assigned/B.bin          assign: the volume's skeleton-component id of each voxel, compressed X slabs
     firsts/B.npz            assign: the block's ids with their smallest linear index over the volume
     stats/R.npz             with --table: an output block's per-label sums (instances.PartialStats)
-    out/NAME                the output being written (moved into place at the end);
-                            an .ome.zarr's levels above 0 are sampled from its level 0 (pyramid.py)
+    output.json             the destination being written: what, and where (output.py)
     done/STAGE/B            marker: the CRC-32 of the block's data, a JSON note, and a CRC of
                             the marker's own text
     lock.json               on a URL: the run that holds the store and when it last said so
 
-Nothing is stored densely: a block's skeleton labels and vectors are a few percent of its
-voxels (the vectors are zero outside the probability mask), and a neighbour's halo reads only
-the X planes it needs with ranged reads (ranged.py). Every object is written whole or not at all
-(a file aside and renamed, an object store's PUT), and a block is marked done only after its
-objects are in place; a marker whose data no longer has its
-CRC is ignored (the block is done again), so a kill at any moment, of the client or of a
+Scratch stays under a byte per volume voxel on dense volumes (benchmarks/scratch.py): a
+block's labels are resolved at infer wherever its own vectors and labels decide them, so only
+the vectors' shell that other tasks read is kept; dense arrays go as byte-shuffled zstd in X
+slabs, so a neighbour's halo fetches only the slabs of the planes it needs (ranged reads);
+and each intermediate is deleted once no later stage needs it (a block's ``own``/``landed``
+when it is assigned, every block's ``labels``, ``vectors``, ``faces`` when assign ends).
+
+Every object is written whole or not at all (a file aside and renamed, an object store's
+PUT), and a block is marked done only after its objects are in place; a marker whose data no
+longer has its CRC is ignored (the block is done again), so a kill at any moment, of the client or of a
 worker, loses at most the blocks being written.
 """
 
@@ -50,12 +56,11 @@ from ..workdir import FINGERPRINT, check_work_dir, lock_work_dir, work_mismatch
 from .objects import Folder, KvObjects, objects_at
 from .ranged import RangedArray, npy_bytes, sample
 
-__all__ = ["FORMAT", "Stage", "STAGES", "SPARSE", "LOCK", "HEARTBEAT", "BlockStore"]
+__all__ = ["FORMAT", "Stage", "STAGES", "LOCK", "HEARTBEAT", "BlockStore"]
 
 FORMAT = "skoots-blockwise/3"  # 3: firsts carry each instance's voxels in the block
 Stage = Literal["infer", "assign", "write", "pyramid"]  # the stages that mark blocks done
 STAGES: tuple[Stage, ...] = get_args(Stage)
-SPARSE = ("labels", "vectors", "assigned")
 LOCK = "lock.json"  # a URL work store's lock (a folder is locked with flock)
 HEARTBEAT = 20.0  # seconds between a run's renewals of its lock; one not renewed for 4 of them is stale
 

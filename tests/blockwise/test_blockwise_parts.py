@@ -132,19 +132,23 @@ def test_each_stage_has_its_verifier_and_a_block_checks_out_only_as_marked(tmp_p
 
     from skoots_client.atomic import crc
     from skoots_client.blockwise import stages
+    from skoots_client.blockwise.encoding import encode
     from skoots_client.blockwise.store import STAGES
 
     assert set(stages.VERIFIERS) == set(STAGES)
     store = BlockStore(tmp_path / "w", {"a": 1})
     store.create()
     job = SimpleNamespace(store=store)
-    at, ids = np.array([1, 5], np.int64), np.array([7, 9], np.uint32)
-    store.save_sparse("assigned", "0.0.0", at, ids)
-    store.save_npz("firsts", "0.0.0", labels=ids)
-    assert stages.VERIFIERS["assign"](job, "0.0.0", crc(at, ids))
-    assert not stages.verify_assign(job, "0.0.0", crc(at, ids) + 1)  # altered
-    assert not stages.verify_assign(job, "0.0.1", crc(at, ids))  # gone
-    assert not stages.verify_infer(job, "0.0.0", crc(at, ids))  # the infer stage checks its own files
+    ids = np.zeros((4, 3, 2), np.uint32)
+    ids[1, 2, 1] = 7
+    data = encode(ids)
+    store.put("assigned/0.0.0.bin", data)
+    store.save_npz("firsts", "0.0.0", labels=np.array([7], np.uint32))
+    checksum = crc(np.frombuffer(data, np.uint8))
+    assert stages.VERIFIERS["assign"](job, "0.0.0", checksum)
+    assert not stages.verify_assign(job, "0.0.0", checksum + 1)  # altered
+    assert not stages.verify_assign(job, "0.0.1", checksum)  # gone
+    assert not stages.verify_infer(job, "0.0.0", checksum)  # the infer stage checks its own files
     assert not stages.verify_pyramid(job, "1.0-2.0-2.0-2", 0, str(tmp_path / "none.zarr"))
     store.close()
 
