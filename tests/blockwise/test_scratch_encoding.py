@@ -127,7 +127,7 @@ def test_infer_intermediates_are_gone_once_assign_ends_and_the_labels_stay_equal
                                        watch=Watch(quiet=True, progress=progress))
         blocks = result.blocks
         assert blocks > 4 and np.array_equal(got, in_memory_labels(vectors, skeleton, parameters))
-        assert seen["assign"] == {"own": blocks, "landed": blocks, "vectors": blocks, "labels": 2 * blocks, "faces": blocks, "assigned": 0}
+        assert seen["assign"] == {"own": blocks, "landed": blocks, "vectors": blocks, "labels": 3 * blocks, "faces": blocks, "assigned": 0}
         assert seen["write"] == {"own": 0, "landed": 0, "vectors": 0, "labels": 0, "faces": 0, "assigned": blocks}
 
 
