@@ -215,7 +215,7 @@ def _resume_on_a_url(s3: str, scheduler: str, tmp_path: Path) -> None:
     assert store.keys("") == ["fingerprint.json"], "the run's lock went with it"
     names = sorted(store.done("infer"))
     store.delete(f"done/infer/{names[0]}")  # a block whose marker was never written: done again
-    key = f"vectors/{names[1]}.values.npy"
+    key = f"vectors/{names[1]}.bin"
     data = bytearray(store.get(key))
     data[-8:] = bytes(8)  # its vectors altered after it was marked: done again
     store.put(key, bytes(data))
