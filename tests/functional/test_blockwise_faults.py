@@ -36,10 +36,12 @@ def tall_volume(tmp_path_factory: pytest.TempPathFactory, e2e_repository: Path) 
 
 
 def start(volume: Path, out: Path, repository: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """The client in its own process group, as a terminal runs it: Ctrl-C signals the group."""
+    """The client in its own process group, as a terminal runs it: Ctrl-C signals the group. With
+    SIGINT's default action: a shell that starts the suite in the background ignores SIGINT, and
+    children inherit that (the run would then finish instead of stopping)."""
     return subprocess.Popen([CLIENT, "segment", str(volume), "--out", str(out), "-r", str(repository), *ARGS, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def workers_of(client: subprocess.Popen) -> list[int]:
