@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_labels, job_for, run_options, tubes
-from stores.stores_support import S3_ENV, make_bucket, moto_server, one_line
+from stores.stores_support import bucket_keys, one_line, s3_with_bucket
 
 from skoots_client.blockwise import sparse
 from skoots_client.blockwise.objects import KvObjects
@@ -35,26 +35,8 @@ CLIENT = str(Path(sys.executable).parent / "skoots-client")
 @pytest.fixture(scope="module")
 def s3() -> str:
     """A moto S3 server with bucket ``work``, its test credentials in this process's environment."""
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    try:
-        with moto_server() as endpoint:
-            make_bucket(endpoint, "work")
-            yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def bucket_keys(endpoint: str, bucket: str = "work") -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
+    with s3_with_bucket("work") as endpoint:
+        yield endpoint
 
 
 def url_store(s3: str, key: str, fingerprint: dict | None = None) -> BlockStore:
@@ -121,7 +103,7 @@ def test_the_fingerprint_and_the_lock_hold_on_a_url(s3: str) -> None:
     first.check()
     first.create()
     try:
-        assert f"locked.work/{LOCK}" in bucket_keys(s3)
+        assert f"locked.work/{LOCK}" in bucket_keys(s3, "work")
         with pytest.raises(OutputError, match=r"^work store s3://work/locked.work is in use by another segment run \(on .*s ago\); "
                                               "wait for it or pass another --work-dir$"):
             url_store(s3, "locked.work", {"run": 1}).create()
@@ -129,13 +111,13 @@ def test_the_fingerprint_and_the_lock_hold_on_a_url(s3: str) -> None:
             url_store(s3, "locked.work", {"run": 2}).check()
     finally:
         first.close()
-    assert f"locked.work/{LOCK}" not in bucket_keys(s3), "a run's lock goes with it"
+    assert f"locked.work/{LOCK}" not in bucket_keys(s3, "work"), "a run's lock goes with it"
     again = url_store(s3, "locked.work", {"run": 1})
     again.put(LOCK, json.dumps({"run": "killed", "host": "h", "pid": 1, "time": time.time() - 3600}).encode())
     again.create()  # a lock not renewed for an hour: its run was killed, and the store is taken over
     assert json.loads(again.get(LOCK))["run"] != "killed"
     again.remove()
-    assert not [k for k in bucket_keys(s3) if k.startswith("locked.work/")]
+    assert not [k for k in bucket_keys(s3, "work") if k.startswith("locked.work/")]
     stranger = url_store(s3, "stranger.work", {"run": 1})
     stranger.put("something", b"x")
     with pytest.raises(OutputError, match=r"^s3://work/stranger.work is not a segment work store \(no readable fingerprint.json\)"):
@@ -181,7 +163,7 @@ def test_a_bad_work_url_is_one_line_before_any_work(case: str, s3: str, e2e_repo
     assert not (tmp_path / "l.zarr").exists()
     if case == "left-over":
         url_store(s3, "left").remove()
-    assert not [k for k in bucket_keys(s3) if k.startswith(("w/", "w.work"))]
+    assert not [k for k in bucket_keys(s3, "work") if k.startswith(("w/", "w.work"))]
 
 
 RESUME_SHAPE = (70, 61, 23)  # [X, Y, Z]: 5 x 4 x 6 crops, blocks of 2 x 2 x 2 crops: 3 x 2 x 3 = 18 blocks
@@ -223,4 +205,4 @@ def _resume_on_a_url(s3: str, scheduler: str, tmp_path: Path) -> None:
     assert result.done["infer"] == 2 and result.resumed["infer"] == blocks - 2
     assert result.done["assign"] == blocks - len(assigned) and result.resumed["assign"] == len(assigned)
     assert np.array_equal(read_labels(tmp_path / "labels.zarr").transpose(1, 2, 0), expected)
-    assert not [k for k in bucket_keys(s3) if k.startswith("resumed.work/")], "the work store is removed with the labels in place"
+    assert not [k for k in bucket_keys(s3, "work") if k.startswith("resumed.work/")], "the work store is removed with the labels in place"

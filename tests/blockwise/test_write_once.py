@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_labels, job_for, local_cluster, run_options, tubes  # noqa: F401
-from stores.stores_support import S3_ENV, make_bucket, moto_server
+from stores.stores_support import bucket_keys, s3_with_bucket
 
 from skoots_client.blockwise.pipeline import segment_job
 from skoots_client.errors import OutputError
@@ -133,25 +132,8 @@ def test_overwrite_removes_the_old_volume_before_writing_and_refuses_without(loc
 
 @pytest.fixture(scope="module")
 def s3():
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    try:
-        with moto_server() as endpoint:
-            make_bucket(endpoint, "out")
-            yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def bucket_keys(endpoint: str) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-    return [o["Key"] for o in client.list_objects_v2(Bucket="out").get("Contents", [])]
+    with s3_with_bucket("out") as endpoint:
+        yield endpoint
 
 
 @pytest.mark.parametrize("format", ["precomputed", "n5"])
@@ -166,15 +148,15 @@ def test_s3_outputs_are_written_once_with_no_staging_and_the_metadata_last(answe
 
     def look(stage: str, done: int, total: int, stop: bool = False) -> bool:
         if stage == "write":
-            seen.append(bucket_keys(s3))
+            seen.append(bucket_keys(s3, "out"))
         return not (stop and stage == "write" and done == total)
 
     with pytest.raises(Cancelled):  # stopped once every region is written: nothing published
         run(tmp_path, path, out, scheduler=None, watch=Watch(True, functools.partial(look, stop=True)), table=tmp_path / "t.csv",
             resume=True)
-    assert metadata not in bucket_keys(s3) and any(k.startswith(f"{format}/") for k in bucket_keys(s3))
+    assert metadata not in bucket_keys(s3, "out") and any(k.startswith(f"{format}/") for k in bucket_keys(s3, "out"))
     result = run(tmp_path, path, out, scheduler=None, watch=Watch(True, look), table=tmp_path / "t.csv", resume=True)
-    keys = bucket_keys(s3)
+    keys = bucket_keys(s3, "out")
     assert result.done["write"] == 0 and result.resumed["write"] >= 6  # checked against the bucket's objects, not rewritten
     assert len(seen) > 2 and all(metadata not in k for k in seen) and any(seen[-1])
     assert all(k.startswith(("precomputed/", "n5/")) for listed in [*seen, keys] for k in listed), keys  # no staging prefix, ever

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from stores.stores_support import S3_ENV, make_bucket, moto_server, write_n5
+from stores.stores_support import S3_ENV, bucket_keys, s3_with_bucket, write_n5
 from test_segment_e2e import blobs_volume
 
 import skoots_client
@@ -39,26 +39,8 @@ def _hidden(folder: Path, command: list[str]) -> list[str]:
 
 @pytest.fixture
 def s3():
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    try:
-        with moto_server() as endpoint:
-            make_bucket(endpoint, "data")
-            yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _bucket_keys(endpoint: str) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    return sorted(o["Key"] for o in client.list_objects_v2(Bucket="data").get("Contents", []))
+    with s3_with_bucket("data") as endpoint:
+        yield endpoint
 
 
 @pytest.mark.slow
@@ -112,7 +94,7 @@ def test_input_work_and_output_on_s3_with_a_joined_cluster_that_sees_no_client_p
     assert "blockwise: 18 blocks" in text, text
     got = ts.open({"driver": "neuroglancer_precomputed", "kvstore": {**kvstore, "path": "labels/"}}).result().read().result()[..., 0].T
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
-    keys = _bucket_keys(s3)
+    keys = bucket_keys(s3, "data")
     assert not [k for k in keys if k.startswith("run.work/")], keys  # the work store is removed once the labels are in place
     assert "labels/info" in keys
     assert sorted(p.name for p in client_folder.iterdir()) == ["expected.tif"], "nothing local beside the client"

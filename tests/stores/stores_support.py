@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,11 +108,38 @@ def moto_server() -> contextlib.AbstractContextManager[str]:
     return _listening([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto_server", {**os.environ, **S3_ENV})
 
 
-def make_bucket(endpoint: str, bucket: str) -> None:
+def _s3_client(endpoint: str) -> Any:
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])  # the test's own, whatever a test took away
+
+
+def make_bucket(endpoint: str, bucket: str) -> None:
+    _s3_client(endpoint).create_bucket(Bucket=bucket)
+
+
+def bucket_keys(endpoint: str, bucket: str) -> list[str]:
+    """Every key in ``bucket``, sorted."""
+    return sorted(o["Key"] for o in _s3_client(endpoint).list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+@contextlib.contextmanager
+def s3_with_bucket(bucket: str) -> Iterator[str]:
+    """A moto S3 server with ``bucket``, and its test credentials in this process's environment
+    while it runs (the Dask workers it starts inherit them); yields its endpoint URL."""
+    saved = {k: os.environ.get(k) for k in S3_ENV}
+    os.environ.update(S3_ENV)
+    try:
+        with moto_server() as endpoint:
+            make_bucket(endpoint, bucket)
+            yield endpoint
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def one_line(text: str) -> str:

@@ -18,7 +18,14 @@ import tifffile
 import skoots_client
 from skoots_client.errors import InputError, OutputError
 
-from .stores_support import S3_ENV, cloudvolume_zyx, expected_labels, make_bucket, moto_server, one_line, write_precomputed
+from .stores_support import (
+    bucket_keys,
+    cloudvolume_zyx,
+    expected_labels,
+    one_line,
+    s3_with_bucket,
+    write_precomputed,
+)
 
 CLIENT = str(Path(sys.executable).parent / "skoots-client")
 
@@ -27,26 +34,8 @@ CLIENT = str(Path(sys.executable).parent / "skoots-client")
 def s3() -> str:
     """A moto S3 server with bucket ``data``, and its test credentials in this process's
     environment (the Dask workers it starts inherit them)."""
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    try:
-        with moto_server() as endpoint:
-            make_bucket(endpoint, "data")
-            yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def bucket_keys(endpoint: str) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])  # the test's own, whatever a test took away
-    return [o["Key"] for o in client.list_objects_v2(Bucket="data").get("Contents", [])]
+    with s3_with_bucket("data") as endpoint:
+        yield endpoint
 
 
 def test_s3_in_and_blockwise_s3_out(stores_folder: Path, e2e_repository: Path, s3: str, tmp_path: Path) -> None:
@@ -66,7 +55,7 @@ def test_s3_in_and_blockwise_s3_out(stores_folder: Path, e2e_repository: Path, s
     assert np.array_equal(cloudvolume_zyx("precomputed://moto://data/labels", s3_endpoint=s3), expected)
     store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": {**kvstore, "path": "labels/"}}).result()
     assert np.array_equal(store.read().result()[..., 0].T, expected)
-    keys = bucket_keys(s3)
+    keys = bucket_keys(s3, "data")
     assert "labels/info" in keys and "labels/segment_properties/info" in keys
     assert all(k.startswith(("raw/", "labels/")) for k in keys), keys  # nothing staged is left
     assert not (tmp_path / "labels.work").exists() and not Path("labels.work").exists()
@@ -87,6 +76,6 @@ def test_missing_credentials_are_one_line(stores_folder: Path, e2e_repository: P
     result = subprocess.run([CLIENT, "segment", str(stores_folder / "v.tif"), "--out", "s3://data/labels2", "--s3-endpoint", s3,
                              "-r", str(e2e_repository)], capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert result.returncode == 2 and one_line(result.stderr) == f"error: {message}"
-    assert "labels2/info" not in bucket_keys(s3)
+    assert "labels2/info" not in bucket_keys(s3, "data")
     with pytest.raises(InputError, match=r"^precomputed://s3://data/private: access denied \(.*\); check the credentials \(AWS_\* variables, ~/.aws\) and the bucket's permissions$"):
         skoots_client.segment("precomputed://s3://data/private", s3_endpoint=s3, out=tmp_path / "p.tif", repository=e2e_repository, quiet=True)
