@@ -4,6 +4,8 @@ and a blockwise run fed the same answers on a real Dask cluster."""
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,3 +100,15 @@ def local_cluster():
 
 def tubes(shape: Sequence[int], count: int, scaling: Sequence[float], radius: float = 4.0, seed: int = 0):
     return ideal_outputs(shape, count, scaling, radius=radius, seed=seed)
+
+
+def stop_processes(processes: Sequence[subprocess.Popen]) -> None:
+    """Stop ``dask scheduler`` / ``dask worker`` processes a test started: SIGINT (they close
+    cleanly), then SIGKILL for any still running 20 s later."""
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

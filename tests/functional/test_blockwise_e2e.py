@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from blockwise.blockwise_support import stop_processes
 from conftest import settled_inferences
 from test_segment_e2e import blobs_volume, run_client
 
@@ -72,13 +73,7 @@ def dask_cluster(tmp_path_factory):
             client.wait_for_workers(2, timeout=120)
         yield address
     finally:
-        for process in [*workers, scheduler]:
-            process.send_signal(signal.SIGINT)
-        for process in [*workers, scheduler]:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes([*workers, scheduler])
 
 
 def test_in_memory_switches_to_blockwise_above_its_memory_estimate(e2e_repository: Path, volume, tmp_path: Path, capsys,

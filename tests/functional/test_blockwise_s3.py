@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from blockwise.blockwise_support import stop_processes
 from stores.stores_support import S3_ENV, bucket_keys, s3_with_bucket, write_n5
 from test_segment_e2e import blobs_volume
 
@@ -84,13 +84,7 @@ def test_input_work_and_output_on_s3_with_a_joined_cluster_that_sees_no_client_p
         text = skoots_client.segment("n5://s3://data/raw", out="precomputed://s3://data/labels", url=[triton_server.grpc_url],
                                      work_dir="s3://data/run.work", blockwise=True, scheduler=address, block=BLOCK_ZYX, **common).summary
     finally:
-        for process in [*workers, scheduler]:
-            process.send_signal(signal.SIGINT)
-        for process in [*workers, scheduler]:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes([*workers, scheduler])
     assert "blockwise: 18 blocks" in text, text
     got = ts.open({"driver": "neuroglancer_precomputed", "kvstore": {**kvstore, "path": "labels/"}}).result().read().result()[..., 0].T
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
