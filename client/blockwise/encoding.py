@@ -5,8 +5,9 @@ A block's intermediates are mostly runs of one value (a label per object, zeros 
 shell) or smooth (vectors): byte-shuffled zstd (Blosc) takes them to a small fraction of a
 byte per voxel, where the flat-index form (sparse.py) costs 4 bytes of index per voxel kept.
 An object is an 8-byte header length, a JSON header (dtype, shape, slab planes, each slab's
-end offset), then the slabs (their CRC-32 in the header: `decode` checks it), each ``array[..., x0:x1, :, :]`` compressed on its own, so a
-neighbour's halo fetches only the X planes it needs (`read_planes`: two ranged reads).
+end offset and CRC-32), then the slabs, each ``array[..., x0:x1, :, :]`` compressed on its own,
+so a neighbour's halo fetches only the X planes it needs (`read_box`: three ranged reads) and
+decodes one slab at a time; every slab read is checked against its CRC.
 Pure functions of bytes and arrays, and the reads through the store's object API.
 """
 
@@ -16,11 +17,12 @@ import json
 import math
 import struct
 import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["encode", "decode", "read_planes", "SLAB_BYTES"]
+__all__ = ["encode", "decode", "read_box", "SLAB_BYTES"]
 
 SLAB_BYTES = 4 << 20  # raw bytes per slab: small enough for a halo read to fetch little beyond its planes
 _HEAD = struct.Struct("<Q")
@@ -52,10 +54,9 @@ def encode(array: np.ndarray) -> bytes:
         raw = np.ascontiguousarray(array[..., x0:x0 + step, :, :])
         parts.append(bytes(codec.encode(raw.view(f"u{raw.dtype.itemsize}") if raw.dtype.kind == "f" else raw)))
         ends.append(ends[-1] + len(parts[-1]) if ends else len(parts[-1]))
-    body = b"".join(parts)
     header = json.dumps({"dtype": array.dtype.str, "shape": list(array.shape), "step": step, "ends": ends,
-                         "crc": zlib.crc32(body)}).encode()
-    return b"".join([_HEAD.pack(len(header)), header, body])
+                         "crcs": [zlib.crc32(part) for part in parts]}).encode()
+    return b"".join([_HEAD.pack(len(header)), header, *parts])
 
 
 def _header(data: bytes) -> tuple[dict[str, Any], int]:
@@ -63,37 +64,44 @@ def _header(data: bytes) -> tuple[dict[str, Any], int]:
     return json.loads(data[_HEAD.size:_HEAD.size + size]), _HEAD.size + size
 
 
-def _slabs(head: dict[str, Any], body: bytes, first: int, last: int) -> np.ndarray:
-    """Slabs ``first .. last-1`` from ``body`` (their bytes, from slab ``first``'s start) as one array."""
-    codec, dtype, shape, step, ends = _codec(), np.dtype(head["dtype"]), head["shape"], head["step"], head["ends"]
+def _into(head: dict[str, Any], body: bytes, first: int, box: Sequence[slice], out: np.ndarray,
+          convert: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    """Write ``box`` (X, Y, Z slices of the stored array's last three axes, X within the slabs
+    from ``first`` whose bytes ``body`` holds) into ``out`` (the box's shape), one slab decoded
+    at a time, each checked against its CRC, each through ``convert`` when given."""
+    codec, dtype, shape, step, ends, crcs = _codec(), np.dtype(head["dtype"]), head["shape"], head["step"], head["ends"], head["crcs"]
     base = ends[first - 1] if first else 0
-    x = shape[-3]
-    out = np.empty((*shape[:-3], min(x, last * step) - first * step, *shape[-2:]), dtype)
-    bits = out.view(f"u{dtype.itemsize}") if dtype.kind == "f" else out
-    for i in range(first, last):
-        start = (ends[i - 1] if i else 0) - base
-        lo, hi = i * step - first * step, min(x, (i + 1) * step) - first * step
-        raw = np.frombuffer(codec.decode(body[start:ends[i] - base]), bits.dtype)
-        bits[..., lo:hi, :, :] = raw.reshape(*shape[:-3], hi - lo, *shape[-2:])
-    return out
+    lo, hi = box[0].start, box[0].stop
+    for i in range(first, math.ceil(hi / step)):
+        part = body[(ends[i - 1] if i else 0) - base:ends[i] - base]
+        if zlib.crc32(part) != crcs[i]:
+            raise ValueError("a work store object's bytes do not match their checksum")
+        x0, x1 = i * step, min(shape[-3], (i + 1) * step)
+        raw = np.frombuffer(codec.decode(part), f"u{dtype.itemsize}" if dtype.kind == "f" else dtype)
+        slab = raw.view(dtype).reshape(*shape[:-3], x1 - x0, *shape[-2:])
+        a, b = max(lo, x0), min(hi, x1)
+        piece = slab[..., a - x0:b - x0, box[1], box[2]]
+        out[..., a - lo:b - lo, :, :] = convert(piece) if convert is not None else piece
 
 
 def decode(data: bytes) -> np.ndarray:
     """The array `encode` made ``data`` of; ``ValueError`` when its bytes are not what were written."""
     head, at = _header(data)
-    if zlib.crc32(data[at:]) != head["crc"]:
-        raise ValueError("a work store object's bytes do not match their checksum")
-    return _slabs(head, data[at:], 0, len(head["ends"]))
+    shape = head["shape"]
+    out = np.empty(shape, np.dtype(head["dtype"]))
+    _into(head, data[at:], 0, (slice(0, shape[-3]), slice(None), slice(None)), out, None)
+    return out
 
 
-def read_planes(store: Any, key: str, lo: int, hi: int) -> np.ndarray:
-    """X planes ``lo .. hi-1`` of the array stored at ``key``, fetching only the slabs that hold
-    them (ranged reads through the store's object API)."""
+def read_box(store: Any, key: str, box: Sequence[slice], out: np.ndarray,
+             convert: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """Write ``box`` (X, Y, Z slices with bounds) of the array stored at ``key`` into ``out``
+    (``[..., *box's extent]``), each value through ``convert`` when given, fetching only the
+    slabs that hold its X planes (ranged reads through the store's object API) and decoding one
+    slab at a time: a halo read holds one slab beyond what it fills."""
     (size,) = _HEAD.unpack(store.get_range(key, 0, _HEAD.size))
     head = json.loads(store.get_range(key, _HEAD.size, _HEAD.size + size))
     at, step, ends = _HEAD.size + size, head["step"], head["ends"]
-    first, last = lo // step, math.ceil(hi / step)
-    start = at + (ends[first - 1] if first else 0)
-    body = store.get_range(key, start, at + ends[last - 1])
-    slabs = _slabs(head, body, first, last)
-    return slabs[..., lo - first * step:hi - first * step, :, :]
+    first, last = box[0].start // step, math.ceil(box[0].stop / step)
+    body = store.get_range(key, at + (ends[first - 1] if first else 0), at + ends[last - 1])
+    _into(head, body, first, box, out, convert)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["walk", "resolve", "landing", "assign", "through", "positive_zeros"]
+__all__ = ["walk", "resolve", "landing", "finish", "positive_zeros"]
 
 
 @numba.njit(inline="always")
@@ -65,19 +65,24 @@ def landing(bits, table, points, scaling, iterations, vo, shape, out):  # pragma
 
 
 @numba.njit(cache=True, nogil=True)
-def assign(bits, table, labels, points, scaling, iterations, vo, lo, shape, out):  # pragma: no cover - compiled
+def finish(own, table, bits, half, labels, block, scaling, iterations, vo, lo, shape, out):  # pragma: no cover - compiled
+    """A block's ``out`` (flat) from its ``own`` (flat, over the block at ``block[:3]`` of extent
+    ``block[3:]``): a resolved voxel through ``table``, a pending one walked over the vectors
+    window ``bits`` at ``vo`` to its label in the ``labels`` window at ``lo``; a landed one is
+    left to the caller. No per-voxel index arrays: the coordinates come from the flat index."""
     lx, ly, lz = labels.shape
+    ey, ez = block[4], block[5]
     exact = max(shape[0], shape[1], shape[2]) <= 2**24
-    for n in range(points.shape[0]):
-        qx, qy, qz, _ = walk(bits, table, points[n, 0], points[n, 1], points[n, 2], scaling, iterations, vo, shape, exact)
-        out[n] = labels[min(max(qx - lo[0], 0), lx - 1), min(max(qy - lo[1], 0), ly - 1), min(max(qz - lo[2], 0), lz - 1)]
-
-
-@numba.njit(cache=True, nogil=True)
-def through(own, table, out):  # pragma: no cover - compiled
     for n in range(own.shape[0]):
-        if own[n] < 0xFFFFFFFE:
-            out[n] = table[own[n]]
+        value = own[n]
+        if value < 0xFFFFFFFE:
+            out[n] = table[value]
+        elif value == 0xFFFFFFFF:
+            x = block[0] + n // (ey * ez)
+            y = block[1] + (n // ez) % ey
+            z = block[2] + n % ez
+            qx, qy, qz, _ = walk(bits, half, x, y, z, scaling, iterations, vo, shape, exact)
+            out[n] = labels[min(max(qx - lo[0], 0), lx - 1), min(max(qy - lo[1], 0), ly - 1), min(max(qz - lo[2], 0), lz - 1)]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PENDING", "LANDED", "Window", "resolve_block", "assign_points", "finish", "shell_depths", "keep_shell"]
+__all__ = ["PENDING", "LANDED", "Window", "resolve_block", "finish", "shell_depths", "keep_shell"]
 
 PENDING = np.uint32(0xFFFFFFFF)  # reads a vector outside the block: walked again at assign
 LANDED = np.uint32(0xFFFFFFFE)  # lands outside the block: its landing is kept
@@ -62,16 +62,6 @@ def resolve_block(vectors: np.ndarray, labels: np.ndarray, region: Sequence[tupl
     return own, landed_at, landed_to
 
 
-def assign_points(vectors: np.ndarray, vectors_at: Sequence[int], labels: np.ndarray, labels_at: Sequence[int],
-                  points: np.ndarray, shape: Sequence[int], scaling: Sequence[float], iterations: int) -> np.ndarray:
-    """``postprocess.assign_window``'s label of each voxel of ``points`` (``[n, 3]`` volume
-    coordinates inside the vectors window), from the same windows: bitwise its result there."""
-    out = np.empty(len(points), labels.dtype)
-    _kernel("assign")(_bits(vectors), _HALF, np.ascontiguousarray(labels), np.ascontiguousarray(points, np.int64),
-                      np.asarray(scaling, np.float32), int(iterations), _i64(vectors_at), _i64(labels_at), _i64(shape), out)
-    return out
-
-
 Window = tuple[np.ndarray, Sequence[int]]  # an array over part of the volume, and the voxel it starts at
 
 
@@ -81,19 +71,25 @@ def finish(own: np.ndarray, table: np.ndarray, landed: np.ndarray, labels: Windo
     """A block's assignment into ``out`` (the block's shape, the labels' dtype) from `resolve_block`'s
     ``own`` and ``landed`` (``[2, n]``: its landed voxels' flat indices and landings), ``table``
     (its local labels → the volume's), the volume's ``labels`` window and, when any voxel is
-    pending, the ``vectors`` window: bitwise ``postprocess.assign_window`` over the same windows."""
-    lo = _i64([a for a, _ in region])
-    (window, labels_at), flat, own = labels, out.reshape(-1), own.reshape(-1)
-    _kernel("through")(own, np.ascontiguousarray(table, out.dtype), flat)  # the resolved voxels through the table
+    pending, the ``vectors`` window: bitwise ``postprocess.assign_window`` over the same windows.
+    One pass over ``own`` in a kernel: no index arrays per pending voxel (those cost a worker
+    ~50 B per pending voxel at the assign peak)."""
+    (window, labels_at), flat = labels, out.reshape(-1)
+    vectors_at: Sequence[int]
+    own = np.ascontiguousarray(own).reshape(-1)
+    if vectors is None:  # nothing pending: the walk reads no vector
+        if (own == PENDING).any():
+            raise ValueError("pending voxels need their vectors window")
+        bits, vectors_at = np.zeros((3, 1, 1, 1), np.uint16), tuple(a for a, _ in region)
+    else:
+        bits, vectors_at = _bits(vectors[0]), vectors[1]
+    block = _i64([*(a for a, _ in region), *(b - a for a, b in region)])
+    _kernel("finish")(own, np.ascontiguousarray(table, out.dtype), bits, _HALF, np.ascontiguousarray(window), block,
+                      np.asarray(scaling, np.float32), int(iterations), _i64(vectors_at), _i64(labels_at), _i64(shape), flat)
     if landed.shape[1]:  # the landing's label, clamped to the labels window as postprocess's kernel does
         where = np.unravel_index(np.asarray(landed[1], np.int64), tuple(shape))
         at = tuple(np.clip(c - a, 0, n - 1) for c, a, n in zip(where, labels_at, window.shape))
         flat[np.asarray(landed[0], np.int64)] = window[at]
-    pending = np.flatnonzero(own == PENDING)
-    if len(pending):
-        assert vectors is not None, "pending voxels need their vectors window"
-        points = np.stack(np.unravel_index(pending, out.shape), axis=1).astype(np.int64) + lo
-        flat[pending] = assign_points(vectors[0], vectors[1], window, labels_at, points, shape, scaling, iterations)
     return out
 
 

@@ -186,9 +186,9 @@ def gather(job: Job, kind: str, region: Region, out: np.ndarray,
     for block in job.grid.overlapping(region):
         if kind in DENSE:
             part = tuple(slice(max(w0, b0) - b0, min(w1, b1) - b0) for (w0, w1), (b0, b1) in zip(region, block.region))
-            values = encoding.read_planes(job.store, _key(kind, block.name), part[0].start, part[0].stop)[..., part[1], part[2]]
-            into = tuple(slice(max(w0, b0) - w0, min(w1, b1) - w0) for (w0, w1), (b0, b1) in zip(region, block.region))
-            out[(Ellipsis, *into)] = relabel(block, values) if relabel is not None else values
+            into: tuple[Any, ...] = (Ellipsis, *(slice(max(w0, b0) - w0, min(w1, b1) - w0) for (w0, w1), (b0, b1) in zip(region, block.region)))
+            convert = None if relabel is None else functools.partial(relabel, block)
+            encoding.read_box(job.store, _key(kind, block.name), part, out[into], convert)
             continue
         at, values = job.store.load_sparse(kind, block.name)
         if relabel is not None:
