@@ -26,6 +26,7 @@ metadata last (export.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -45,6 +46,7 @@ __all__ = [
     "SHARD_PAST", "CHUNK", "SHARD_LOG2", "METADATA", "DEADLINE", "Region", "output_format", "check_store_destination",
     "check_bucket", "done", "sharding", "spec", "add_offset", "open_output", "write_region", "segment_properties",
     "add_properties", "staged_store", "publish", "regions", "write_step", "write_boxes", "write_store_labels", "offset_attribute",
+    "scale_factors",
 ]
 
 SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see the module's docstring)
@@ -175,22 +177,38 @@ def _nanometres(voxel_size: Any) -> list[float]:
 
 
 def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel_size: Any, *, chunk: int = CHUNK,
-         shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST, offset: Sequence[float] | None = None) -> dict[str, Any]:
+         shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST, offset: Sequence[float] | None = None,
+         scale: int = 0) -> dict[str, Any]:
     """The TensorStore spec that creates the output at ``url``, in file order (x, y, z[, c]);
     a precomputed output's ``voxel_offset`` is ``offset`` (runtime X, Y, Z voxels) rounded to
-    whole voxels (an N5 output gets it from `add_offset`)."""
+    whole voxels (an N5 output gets it from `add_offset`). ``scale`` ``k`` > 0: the spec of
+    the precomputed pyramid's scale ``k`` (`scale_count`; downsample.py's factors), which
+    TensorStore adds to the ``info``: its resolution the level's times the factors so far (its
+    ``key`` made from it, as CloudVolume names scales), its size and ``voxel_offset`` the
+    level's divided by them, rounded up and down as CloudVolume's ``add_scale`` does."""
     size = _file_order(shape_xyz)
-    chunks = [min(chunk, n) for n in size]
     dtype = np.dtype(np.uint64 if np.dtype(dtype).itemsize > 4 else np.uint32) if format == "precomputed" else np.dtype(dtype)
     if format == "precomputed":
-        scale: dict[str, Any] = {"size": size, "resolution": _nanometres(voxel_size), "encoding": "compressed_segmentation",
-                                 "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
-                                 "voxel_offset": _file_order([int(v) for v in offset or (0, 0, 0)])}
+        voxel_offset = _file_order([int(v) for v in offset or (0, 0, 0)])
+        resolution = _nanometres(voxel_size)
+        if scale:
+            from .downsample import scale_sizes
+
+            scales = scale_sizes(size, resolution, chunk)
+            total = [math.prod(f[axis] for _, f in scales[1:scale + 1]) for axis in range(3)]
+            size = list(scales[scale][0])
+            resolution = [r * f for r, f in zip(resolution, total)]
+            voxel_offset = [o // f for o, f in zip(voxel_offset, total)]
+        chunks = [min(chunk, n) for n in size]
+        scale_metadata: dict[str, Any] = {"size": size, "resolution": resolution, "encoding": "compressed_segmentation",
+                                          "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
+                                          "voxel_offset": voxel_offset}
         if math.prod(size) > shard_past:
-            scale["sharding"] = sharding([math.ceil(n / c) for n, c in zip(size, chunks)], shard_log2)
+            scale_metadata["sharding"] = sharding([math.ceil(n / c) for n, c in zip(size, chunks)], shard_log2)
         return {"driver": "neuroglancer_precomputed", "kvstore": url.kvstore(), "create": True,
                 "multiscale_metadata": {"type": "segmentation", "data_type": dtype.name, "num_channels": 1},
-                "scale_metadata": scale}
+                "scale_metadata": scale_metadata}
+    chunks = [min(chunk, n) for n in size]
     schema: dict[str, Any] = {"domain": {"labels": ["x", "y", "z"]}}
     if voxel_size.unit:
         from skoots_export.contract.units import LENGTH_UNITS
@@ -200,6 +218,18 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
         schema["dimension_units"] = [[y, symbol], [x, symbol], [z, symbol]]
     return {"driver": "n5", "kvstore": url.kvstore(), "create": True, "schema": schema,
             "metadata": {"dimensions": size, "blockSize": chunks, "dataType": dtype.name, "compression": {"type": "gzip"}}}
+
+
+def scale_factors(created: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The factors (runtime X, Y, Z) from each scale of the output `spec` ``created`` (level 0)
+    makes to the next: one per scale above level 0 (downsample.py: until the x/y extent fits in
+    the level's chunk); none for N5."""
+    from .downsample import scale_sizes
+
+    if created["driver"] != "neuroglancer_precomputed":
+        return []
+    made = created["scale_metadata"]  # its chunk: `spec`'s, capped by a size no larger (then no scale is added)
+    return [(f[1], f[0], f[2]) for _, f in scale_sizes(made["size"], made["resolution"], max(made["chunk_size"]))[1:]]
 
 
 def _file_order_values(values_xyz: Sequence[float]) -> list[float]:
@@ -375,17 +405,23 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
 
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
 
+    from .downsample import mode_downsample
+
     format = output_format(url)
     check_store_destination(url, overwrite)
     with staged_store(url, overwrite) as target:
-        try:
-            store = done(ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE,
-                                      offset=offset, **layout), context=context()), url)
-            store = store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
-        except ValueError as e:
-            raise explain(e, url, "output", OutputError) from e
-        for region in write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
-            write_region(store, region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
+        made = functools.partial(spec, target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE,
+                                 offset=offset, **layout)
+        level = labels_xyz
+        for scale, factor in enumerate([(1, 1, 1), *scale_factors(made())]):  # the precomputed pyramid's scales, level 0 first
+            level = mode_downsample(level, factor) if scale else level
+            try:
+                store = done(ts.open(made(scale=scale), context=context()), url)
+                store = store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
+            except ValueError as e:
+                raise explain(e, url, "output", OutputError) from e
+            for region in write_boxes(level.shape, store.chunk_layout.write_chunk.shape):
+                write_region(store, region, level[tuple(slice(lo, hi) for lo, hi in region)])
         add_offset(target, format, offset, voxel_size)
         if format == "precomputed":
             add_properties(target, properties)
