@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["step_factor", "scale_sizes", "mode_downsample"]
+__all__ = ["step_factor", "scale_sizes", "scale_geometry", "mode_downsample"]
 
 
 def step_factor(size: Sequence[int], resolution: Sequence[float]) -> tuple[int, int, int]:
@@ -49,6 +49,18 @@ def scale_sizes(size: Sequence[int], resolution: Sequence[float], chunk: int) ->
         res = [r * f for r, f in zip(res, factor)]
         scales.append((size3, factor))
     return scales
+
+
+def scale_geometry(size: Sequence[int], resolution: Sequence[float], voxel_offset: Sequence[int], chunk: int,
+                   scale: int) -> tuple[list[int], list[float], list[int]]:
+    """Scale ``scale``'s size, resolution and ``voxel_offset`` (file order) from level 0's: the
+    factors so far times the resolution, the size and offset divided by them, rounded up and down
+    (as CloudVolume's ``add_scale``: coarse voxels start at the volume's first voxel, so an offset
+    that the factor does not divide places a scale up to a voxel of level 0 off)."""
+    scales = scale_sizes(size, resolution, chunk)
+    total = [math.prod(f[axis] for _, f in scales[1:scale + 1]) for axis in range(3)]
+    return (list(scales[scale][0]), [float(r) * f for r, f in zip(resolution, total)],
+            [int(o) // f for o, f in zip(voxel_offset, total)])
 
 
 def mode_downsample(labels: np.ndarray, factor: Sequence[int]) -> np.ndarray:

@@ -4,7 +4,8 @@ S3 / GCS, staged and then published: nothing half-written is ever visible at the
 Precomputed: ``uint32`` (``uint64`` past 2**32 instances), ``compressed_segmentation``
 encoding (8x8x8 blocks, what Neuroglancer and Igneous write for labels), 64**3 chunks,
 ``resolution`` in nanometres from the voxel size, and ``segment_properties`` from the instance
-table so Neuroglancer lists each object's volume and length. It is sharded past
+table so Neuroglancer lists each object's volume and length; a pyramid of downsampled scales
+(downsample.py) so a large volume opens at overview resolution. Each scale is sharded past
 `SHARD_PAST` voxels: an unsharded volume is one object per chunk, 4096 per Gvoxel, so
 a 10**11-10**12 voxel volume would be 0.4-4 million objects (slow to list, copy and delete,
 and a PUT each on S3); a shard of 4x4x4 chunks (256**3 voxels) makes those 6000-60000 files.
@@ -21,6 +22,9 @@ GCS, which cannot rename, they are written under a hidden ``.NAME.partial-XXXX``
 the destination and copied into place, the metadata (``info`` / ``attributes.json``) last: a
 reader sees no volume until it is whole. A blockwise run writes in place instead, once, its
 metadata last (export.py).
+
+Not split: the layout (`spec`, `sharding`, the write boxes) and the staged write that uses it
+are one contract with export.py, which imports them; the pyramid's arithmetic is downsample.py.
 """
 
 from __future__ import annotations
@@ -181,24 +185,18 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
          scale: int = 0) -> dict[str, Any]:
     """The TensorStore spec that creates the output at ``url``, in file order (x, y, z[, c]);
     a precomputed output's ``voxel_offset`` is ``offset`` (runtime X, Y, Z voxels) rounded to
-    whole voxels (an N5 output gets it from `add_offset`). ``scale`` ``k`` > 0: the spec of
-    the precomputed pyramid's scale ``k`` (`scale_count`; downsample.py's factors), which
-    TensorStore adds to the ``info``: its resolution the level's times the factors so far (its
-    ``key`` made from it, as CloudVolume names scales), its size and ``voxel_offset`` the
-    level's divided by them, rounded up and down as CloudVolume's ``add_scale`` does."""
+    whole voxels (an N5 output gets it from `add_offset`). ``scale`` > 0: the spec of that scale
+    of the precomputed pyramid (`scale_factors`, `downsample.scale_geometry`), which TensorStore
+    adds to the ``info``, its ``key`` made from its resolution (``16_16_40``, as CloudVolume's)."""
     size = _file_order(shape_xyz)
     dtype = np.dtype(np.uint64 if np.dtype(dtype).itemsize > 4 else np.uint32) if format == "precomputed" else np.dtype(dtype)
     if format == "precomputed":
         voxel_offset = _file_order([int(v) for v in offset or (0, 0, 0)])
         resolution = _nanometres(voxel_size)
         if scale:
-            from .downsample import scale_sizes
+            from .downsample import scale_geometry
 
-            scales = scale_sizes(size, resolution, chunk)
-            total = [math.prod(f[axis] for _, f in scales[1:scale + 1]) for axis in range(3)]
-            size = list(scales[scale][0])
-            resolution = [r * f for r, f in zip(resolution, total)]
-            voxel_offset = [o // f for o, f in zip(voxel_offset, total)]
+            size, resolution, voxel_offset = scale_geometry(size, resolution, voxel_offset, chunk, scale)
         chunks = [min(chunk, n) for n in size]
         scale_metadata: dict[str, Any] = {"size": size, "resolution": resolution, "encoding": "compressed_segmentation",
                                           "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
@@ -222,14 +220,11 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
 
 def scale_factors(created: dict[str, Any]) -> list[tuple[int, int, int]]:
     """The factors (runtime X, Y, Z) from each scale of the output `spec` ``created`` (level 0)
-    makes to the next: one per scale above level 0 (downsample.py: until the x/y extent fits in
-    the level's chunk); none for N5."""
+    makes to the next, one per scale above level 0 (downsample.py); none for N5."""
     from .downsample import scale_sizes
 
-    if created["driver"] != "neuroglancer_precomputed":
-        return []
-    made = created["scale_metadata"]  # its chunk: `spec`'s, capped by a size no larger (then no scale is added)
-    return [(f[1], f[0], f[2]) for _, f in scale_sizes(made["size"], made["resolution"], max(made["chunk_size"]))[1:]]
+    made = created.get("scale_metadata")  # its chunk: `spec`'s, capped by a size no larger (then no scale is added)
+    return [(f[1], f[0], f[2]) for _, f in scale_sizes(made["size"], made["resolution"], max(made["chunk_size"]))[1:]] if made else []
 
 
 def _file_order_values(values_xyz: Sequence[float]) -> list[float]:
