@@ -89,15 +89,38 @@ def mode_downsample(labels: np.ndarray, factor: Sequence[int]) -> np.ndarray:
 
 
 def _mode_of_blocks(labels: np.ndarray, block: Sequence[int]) -> np.ndarray:
-    """`mode_downsample` of an array whose shape ``block`` divides."""
+    """`mode_downsample` of an array whose shape ``block`` divides, in slabs along the first
+    axis (bounded temporaries); blocks of one label (most, in a segmentation) are that label
+    without counting."""
     (a, b, c), (x, y, z) = block, labels.shape
     k = a * b * c
-    values = labels.reshape(x // a, a, y // b, b, z // c, c).transpose(0, 2, 4, 1, 3, 5).reshape(-1, k)
-    if k == 1:
-        return values.reshape(x // a, y // b, z // c).copy()
-    counts = np.zeros(values.shape, np.uint8)
-    for j in range(k):
-        counts += values == values[:, j:j + 1]
-    most = counts.max(axis=1, keepdims=True)
-    tied = np.where(counts == most, values, np.iinfo(values.dtype).max)
-    return tied.min(axis=1).reshape(x // a, y // b, z // c)
+    out = np.empty((x // a, y // b, z // c), labels.dtype)
+    rows = a * max(1, _SLAB // max(1, y * z * a))
+    for start in range(0, x, rows):
+        part = labels[start:start + rows]
+        values = part.reshape(part.shape[0] // a, a, y // b, b, z // c, c).transpose(0, 2, 4, 1, 3, 5).reshape(-1, k)
+        first = values[:, 0].copy()
+        if k > 1:
+            mixed = np.flatnonzero((values[:, 1:] != first[:, None]).any(axis=1))
+            first[mixed] = _mode_of_rows(values[mixed])
+        out[start // a:(start + part.shape[0]) // a] = first.reshape(-1, y // b, z // c)
+    return out
+
+
+_SLAB = 1 << 22  # voxels of labels per slab: temporaries of tens of MiB whatever the volume
+
+
+def _mode_of_rows(values: np.ndarray) -> np.ndarray:
+    """Each row's most common value, the smallest of those tied: each pair of columns compared
+    once, on contiguous columns."""
+    columns = np.ascontiguousarray(values.T)
+    counts = np.ones(columns.shape, np.uint8)
+    for i, j in itertools.combinations(range(len(columns)), 2):
+        same = columns[i] == columns[j]
+        counts[i] += same
+        counts[j] += same
+    most = counts.max(axis=0)
+    out = np.full(columns.shape[1], np.iinfo(values.dtype).max, values.dtype)
+    for column, count in zip(columns, counts):
+        np.minimum(out, np.where(count == most, column, out), out=out)
+    return out
