@@ -31,12 +31,12 @@ from .. import postprocess
 from ..errors import BlockFailures, ClientError, Interrupted, OutputError
 from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
+from ..stores.export import InPlace
 from . import stages
 from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job
-from ..stores.export import InPlace
 from .output import Target, check_tiff_fits, create_target, deliver, discard, gather_labels, kept
 from .stage_runner import StageRunner, still_done
 from .store import FORMAT, BlockStore

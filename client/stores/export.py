@@ -4,8 +4,8 @@ into the destination, with its metadata last.
 The workers open the destination with TensorStore's ``assume_metadata`` (the metadata taken
 from the spec, neither read nor written) and each writes whole shards (or chunks) of it: no two
 tasks write one file or object, and nothing is copied afterwards. Until the client writes the
-metadata (`publish`: precomputed ``info``, its ``segment_properties`` before it; N5
-``attributes.json``) no reader sees a volume there, so a run that stops half-way leaves nothing
+metadata (`publish`: precomputed ``info`` with every scale of the label pyramid, its
+``segment_properties`` before it; N5 ``attributes.json``) no reader sees a volume there, so a run that stops half-way leaves nothing
 readable, and ``--resume`` finishes it in place. An existing volume replaced with
 ``--overwrite`` is removed first, its metadata before its chunks (`clear`), so it is never seen
 mixed with the new one.
@@ -76,9 +76,9 @@ class InPlace:
 def in_place(url: StoreUrl, shape_xyz: Sequence[int], dtype: Any, voxel_size: Any, offset: Sequence[float] | None = None,
              **layout: Any) -> InPlace:
     """The volume at ``url`` as `spec` makes it (``layout``: ``chunk``, ``shard_log2``,
-    ``shard_past``), with write regions of whole shards (or chunks)."""
-    import tensorstore as ts
-
+    ``shard_past``), with write regions of whole shards (or chunks), and a precomputed
+    volume's pyramid scales, each with regions of whole shards (or chunks) of it whose part of
+    the scale below is at most 64 MiB of uint32 (or one shard)."""
     format = output_format(url)
     created = spec(url, format, shape_xyz, dtype, voxel_size, offset=offset, **layout)
     shape = tuple(int(n) for n in shape_xyz)

@@ -399,7 +399,6 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
     import tensorstore as ts
 
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
-
     from .downsample import mode_downsample
 
     format = output_format(url)
