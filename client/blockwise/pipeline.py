@@ -31,6 +31,7 @@ from .. import postprocess
 from ..errors import BlockFailures, ClientError, Interrupted, OutputError
 from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
+from ..stores.export import InPlace
 from . import stages
 from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
@@ -130,6 +131,8 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
     labels = _write(stage, target, firsts, numbering)
     if target.ome:
         _write_pyramid(stage, target)
+    if target.destination.store is not None and target.destination.store.scales:
+        _write_scales(stage, target.destination.store)
     stage.result.labels_at = kept(target, stage.store)
     deliver(stage, target, labels)
 
@@ -277,3 +280,20 @@ def _write_pyramid(stage: StageRunner, target: Target) -> None:
     done = still_done(stage, "pyramid", names, str(target.path))
     stage.run("pyramid", [(name, write_level_region, (stage.job, str(target.path), path, region, levels[0].path))
                           for name, (path, region) in zip(names, regions) if name not in done], len(names))
+
+
+def _write_scales(stage: StageRunner, placed: InPlace) -> None:
+    """The scales above level 0 of a precomputed output, each from the one below, one scale's
+    regions (whole shards or chunks of it) at a time (precomputed_pyramid.py)."""
+    from .precomputed_pyramid import scale_region_name, scale_regions, write_scale_region
+
+    result = stage.result
+    done_total = resumed_total = total = 0
+    for scale in range(1, len(placed.scales) + 1):
+        regions = scale_regions(placed, scale)
+        names = [scale_region_name(scale, region) for region in regions]
+        done = still_done(stage, "pyramid", names, placed)
+        stage.run("pyramid", [(name, write_scale_region, (stage.job, placed, scale, region))
+                              for name, region in zip(names, regions) if name not in done], len(names))
+        done_total, resumed_total, total = done_total + result.done["pyramid"], resumed_total + len(done), total + len(names)
+    result.done["pyramid"], result.resumed["pyramid"], result.totals["pyramid"] = done_total, resumed_total, total

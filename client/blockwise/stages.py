@@ -26,6 +26,7 @@ from ..endpoints import open_endpoints
 from ..in_memory import infer_pieces, reference_interior
 from ..skip import skip_rule
 from ..specs import ModelSpec
+from ..stores.export import InPlace
 from ..volume_read import missing_chunks
 from . import encoding, resolve, sparse
 from .blocks import Block, Region, grow
@@ -313,9 +314,14 @@ def verify_write(job: Job, name: str, checksum: int, destination: Any = None) ->
 
 
 @_unreadable_is_undone
-def verify_pyramid(job: Job, name: str, checksum: int, array_path: str | None = None) -> bool:
-    """A region of a lower resolution level of the output image at ``array_path``."""
-    return verify_region(str(array_path), name, checksum)
+def verify_pyramid(job: Job, name: str, checksum: int, where: Any = None) -> bool:
+    """A region of a lower resolution level of the output image at ``where`` (its path), or of a
+    scale of a precomputed output (``where``: its `InPlace`)."""
+    if isinstance(where, InPlace):
+        from .precomputed_pyramid import verify
+
+        return verify(where, name, checksum)
+    return verify_region(str(where), name, checksum)
 
 
 VERIFIERS: dict[Stage, Verifier] = {"infer": verify_infer, "assign": verify_assign, "write": verify_write,

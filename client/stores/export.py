@@ -4,8 +4,8 @@ into the destination, with its metadata last.
 The workers open the destination with TensorStore's ``assume_metadata`` (the metadata taken
 from the spec, neither read nor written) and each writes whole shards (or chunks) of it: no two
 tasks write one file or object, and nothing is copied afterwards. Until the client writes the
-metadata (`publish`: precomputed ``info``, its ``segment_properties`` before it; N5
-``attributes.json``) no reader sees a volume there, so a run that stops half-way leaves nothing
+metadata (`publish`: precomputed ``info`` with every scale of the label pyramid, its
+``segment_properties`` before it; N5 ``attributes.json``) no reader sees a volume there, so a run that stops half-way leaves nothing
 readable, and ``--resume`` finishes it in place. An existing volume replaced with
 ``--overwrite`` is removed first, its metadata before its chunks (`clear`), so it is never seen
 mixed with the new one.
@@ -29,53 +29,89 @@ from .writer import (
     offset_attribute,
     output_format,
     regions,
+    scale_factors,
     segment_properties,
     spec,
     write_step,
 )
 
-__all__ = ["InPlace", "in_place", "open_chunks", "read_region", "clear", "publish", "discard"]
+__all__ = ["Scale", "InPlace", "in_place", "open_chunks", "read_region", "clear", "publish", "discard"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One scale above level 0 of a precomputed pyramid: its spec (opened without metadata), its
+    shape and write regions' step (runtime X, Y, Z), and the factor from the scale below."""
+
+    spec: dict[str, Any]
+    shape_xyz: tuple[int, int, int]
+    step_xyz: tuple[int, int, int]
+    factor_xyz: tuple[int, int, int]
+
+    def regions(self) -> list[Region]:
+        return regions(self.shape_xyz, self.step_xyz)
 
 
 @dataclass(frozen=True)
 class InPlace:
     """A precomputed or N5 volume being written in place: its URL, format, TensorStore spec
-    (opened without its metadata) and the write regions (whole shards or chunks, up to 64 MiB)."""
+    (opened without its metadata) and the write regions (whole shards or chunks, up to 64 MiB);
+    a precomputed volume's pyramid ``scales`` above level 0 (written after it)."""
 
     url: StoreUrl
     format: str
     spec: dict[str, Any]
     shape_xyz: tuple[int, int, int]
     step_xyz: tuple[int, int, int]
+    scales: tuple[Scale, ...] = ()
 
     def regions(self) -> list[Region]:
         return regions(self.shape_xyz, self.step_xyz)
+
+    def level(self, scale: int) -> Any:
+        """The spec of level ``scale`` (0: the labels as written)."""
+        return self.spec if scale == 0 else self.scales[scale - 1].spec
 
 
 def in_place(url: StoreUrl, shape_xyz: Sequence[int], dtype: Any, voxel_size: Any, offset: Sequence[float] | None = None,
              **layout: Any) -> InPlace:
     """The volume at ``url`` as `spec` makes it (``layout``: ``chunk``, ``shard_log2``,
-    ``shard_past``), with write regions of whole shards (or chunks)."""
-    import tensorstore as ts
-
+    ``shard_past``), with write regions of whole shards (or chunks), and a precomputed
+    volume's pyramid scales, each with regions of whole shards (or chunks) of it whose part of
+    the scale below is at most 64 MiB of uint32 (or one shard)."""
     format = output_format(url)
     created = spec(url, format, shape_xyz, dtype, voxel_size, offset=offset, **layout)
-    made = {k: v for k, v in created.items() if k != "create"}
-    try:
-        write_chunk = ts.open({**created, "kvstore": {"driver": "memory"}}, context=ts.Context()).result().chunk_layout.write_chunk.shape
-    except ValueError as e:
-        raise explain(e, url, "output", OutputError) from e
     shape = tuple(int(n) for n in shape_xyz)
-    return InPlace(url, format, made, shape, write_step(shape, write_chunk))  # type: ignore[arg-type]
+    step = write_step(shape, _write_chunk(created, url))
+    scales = []
+    for k, factor in enumerate(scale_factors(created), 1):
+        shape = tuple(-(-n // f) for n, f in zip(shape, factor))
+        level = spec(url, format, shape_xyz, dtype, voxel_size, offset=offset, scale=k, **layout)
+        most = (64 << 20) // (factor[0] * factor[1] * factor[2])  # a task reads the scale below: at most 64 MiB of it per box
+        scales.append(Scale(_opened_as(level), shape, write_step(shape, _write_chunk(level, url), most=most), factor))  # type: ignore[arg-type]
+    return InPlace(url, format, _opened_as(created), tuple(int(n) for n in shape_xyz), step, tuple(scales))  # type: ignore[arg-type]
 
 
-def open_chunks(target: InPlace) -> Any:
-    """The destination for reading and writing chunks, its metadata assumed from the spec (not
-    read, not written); indices count from its first voxel."""
+def _opened_as(created: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in created.items() if k != "create"}
+
+
+def _write_chunk(created: dict[str, Any], url: StoreUrl) -> Any:
     import tensorstore as ts
 
     try:
-        store = done(ts.open(target.spec, open=True, assume_metadata=True, context=context()), target.url)
+        return ts.open({**created, "kvstore": {"driver": "memory"}}, context=ts.Context()).result().chunk_layout.write_chunk.shape
+    except ValueError as e:
+        raise explain(e, url, "output", OutputError) from e
+
+
+def open_chunks(target: InPlace, scale: int = 0) -> Any:
+    """The destination (its pyramid's ``scale``) for reading and writing chunks, its metadata
+    assumed from the spec (not read, not written); indices count from its first voxel."""
+    import tensorstore as ts
+
+    try:
+        store = done(ts.open(target.level(scale), open=True, assume_metadata=True, context=context()), target.url)
     except ValueError as e:
         raise explain(e, target.url, "output", OutputError) from e
     return store[ts.d[:].translate_to[0]]
@@ -89,10 +125,13 @@ def read_region(store: Any, region_xyz: Sequence[tuple[int, int]]) -> np.ndarray
 
 
 def _metadata(target: InPlace) -> dict[str, Any]:
-    """The metadata TensorStore writes for ``target``'s spec, made in memory (not at the destination)."""
+    """The metadata TensorStore writes for ``target``'s spec (every scale of its pyramid), made
+    in memory (not at the destination)."""
     import tensorstore as ts
 
-    store = ts.open({**target.spec, "create": True, "kvstore": {"driver": "memory"}}, context=ts.Context()).result()
+    made = ts.Context()  # one memory store that each scale's open adds to
+    for scale in range(len(target.scales) + 1):
+        store = ts.open({**target.level(scale), "create": True, "kvstore": {"driver": "memory"}}, context=made).result()
     kv = store.kvstore
     assert kv is not None
     return json.loads(bytes(kv.read(METADATA[target.format]).result().value))

@@ -4,7 +4,8 @@ S3 / GCS, staged and then published: nothing half-written is ever visible at the
 Precomputed: ``uint32`` (``uint64`` past 2**32 instances), ``compressed_segmentation``
 encoding (8x8x8 blocks, what Neuroglancer and Igneous write for labels), 64**3 chunks,
 ``resolution`` in nanometres from the voxel size, and ``segment_properties`` from the instance
-table so Neuroglancer lists each object's volume and length. It is sharded past
+table so Neuroglancer lists each object's volume and length; a pyramid of downsampled scales
+(downsample.py) so a large volume opens at overview resolution. Each scale is sharded past
 `SHARD_PAST` voxels: an unsharded volume is one object per chunk, 4096 per Gvoxel, so
 a 10**11-10**12 voxel volume would be 0.4-4 million objects (slow to list, copy and delete,
 and a PUT each on S3); a shard of 4x4x4 chunks (256**3 voxels) makes those 6000-60000 files.
@@ -21,11 +22,15 @@ GCS, which cannot rename, they are written under a hidden ``.NAME.partial-XXXX``
 the destination and copied into place, the metadata (``info`` / ``attributes.json``) last: a
 reader sees no volume until it is whole. A blockwise run writes in place instead, once, its
 metadata last (export.py).
+
+Not split: the layout (`spec`, `sharding`, the write boxes) and the staged write that uses it
+are one contract with export.py, which imports them; the pyramid's arithmetic is downsample.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -45,6 +50,7 @@ __all__ = [
     "SHARD_PAST", "CHUNK", "SHARD_LOG2", "METADATA", "DEADLINE", "Region", "output_format", "check_store_destination",
     "check_bucket", "done", "sharding", "spec", "add_offset", "open_output", "write_region", "segment_properties",
     "add_properties", "staged_store", "publish", "regions", "write_step", "write_boxes", "write_store_labels", "offset_attribute",
+    "scale_factors",
 ]
 
 SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see the module's docstring)
@@ -175,22 +181,32 @@ def _nanometres(voxel_size: Any) -> list[float]:
 
 
 def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel_size: Any, *, chunk: int = CHUNK,
-         shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST, offset: Sequence[float] | None = None) -> dict[str, Any]:
+         shard_log2: int = SHARD_LOG2, shard_past: int = SHARD_PAST, offset: Sequence[float] | None = None,
+         scale: int = 0) -> dict[str, Any]:
     """The TensorStore spec that creates the output at ``url``, in file order (x, y, z[, c]);
     a precomputed output's ``voxel_offset`` is ``offset`` (runtime X, Y, Z voxels) rounded to
-    whole voxels (an N5 output gets it from `add_offset`)."""
+    whole voxels (an N5 output gets it from `add_offset`). ``scale`` > 0: the spec of that scale
+    of the precomputed pyramid (`scale_factors`, `downsample.scale_geometry`), which TensorStore
+    adds to the ``info``, its ``key`` made from its resolution (``16_16_40``, as CloudVolume's)."""
     size = _file_order(shape_xyz)
-    chunks = [min(chunk, n) for n in size]
     dtype = np.dtype(np.uint64 if np.dtype(dtype).itemsize > 4 else np.uint32) if format == "precomputed" else np.dtype(dtype)
     if format == "precomputed":
-        scale: dict[str, Any] = {"size": size, "resolution": _nanometres(voxel_size), "encoding": "compressed_segmentation",
-                                 "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
-                                 "voxel_offset": _file_order([int(v) for v in offset or (0, 0, 0)])}
+        voxel_offset = _file_order([int(v) for v in offset or (0, 0, 0)])
+        resolution = _nanometres(voxel_size)
+        if scale:
+            from .downsample import scale_geometry
+
+            size, resolution, voxel_offset = scale_geometry(size, resolution, voxel_offset, chunk, scale)
+        chunks = [min(chunk, n) for n in size]
+        scale_metadata: dict[str, Any] = {"size": size, "resolution": resolution, "encoding": "compressed_segmentation",
+                                          "compressed_segmentation_block_size": [8, 8, 8], "chunk_size": chunks,
+                                          "voxel_offset": voxel_offset}
         if math.prod(size) > shard_past:
-            scale["sharding"] = sharding([math.ceil(n / c) for n, c in zip(size, chunks)], shard_log2)
+            scale_metadata["sharding"] = sharding([math.ceil(n / c) for n, c in zip(size, chunks)], shard_log2)
         return {"driver": "neuroglancer_precomputed", "kvstore": url.kvstore(), "create": True,
                 "multiscale_metadata": {"type": "segmentation", "data_type": dtype.name, "num_channels": 1},
-                "scale_metadata": scale}
+                "scale_metadata": scale_metadata}
+    chunks = [min(chunk, n) for n in size]
     schema: dict[str, Any] = {"domain": {"labels": ["x", "y", "z"]}}
     if voxel_size.unit:
         from skoots_export.contract.units import LENGTH_UNITS
@@ -200,6 +216,15 @@ def spec(url: StoreUrl, format: str, shape_xyz: Sequence[int], dtype: Any, voxel
         schema["dimension_units"] = [[y, symbol], [x, symbol], [z, symbol]]
     return {"driver": "n5", "kvstore": url.kvstore(), "create": True, "schema": schema,
             "metadata": {"dimensions": size, "blockSize": chunks, "dataType": dtype.name, "compression": {"type": "gzip"}}}
+
+
+def scale_factors(created: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """The factors (runtime X, Y, Z) from each scale of the output `spec` ``created`` (level 0)
+    makes to the next, one per scale above level 0 (downsample.py); none for N5."""
+    from .downsample import scale_sizes
+
+    made = created.get("scale_metadata")  # its chunk: `spec`'s, capped by a size no larger (then no scale is added)
+    return [(f[1], f[0], f[2]) for _, f in scale_sizes(made["size"], made["resolution"], max(made["chunk_size"]))[1:]] if made else []
 
 
 def _file_order_values(values_xyz: Sequence[float]) -> list[float]:
@@ -374,18 +399,23 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
     import tensorstore as ts
 
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
+    from .downsample import mode_downsample
 
     format = output_format(url)
     check_store_destination(url, overwrite)
     with staged_store(url, overwrite) as target:
-        try:
-            store = done(ts.open(spec(target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE,
-                                      offset=offset, **layout), context=context()), url)
-            store = store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
-        except ValueError as e:
-            raise explain(e, url, "output", OutputError) from e
-        for region in write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
-            write_region(store, region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
+        made = functools.partial(spec, target, format, labels_xyz.shape, labels_xyz.dtype, voxel_size or UNKNOWN_VOXEL_SIZE,
+                                 offset=offset, **layout)
+        level = labels_xyz
+        for scale, factor in enumerate([(1, 1, 1), *scale_factors(made())]):  # the precomputed pyramid's scales, level 0 first
+            level = mode_downsample(level, factor) if scale else level
+            try:
+                store = done(ts.open(made(scale=scale), context=context()), url)
+                store = store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
+            except ValueError as e:
+                raise explain(e, url, "output", OutputError) from e
+            for region in write_boxes(level.shape, store.chunk_layout.write_chunk.shape):
+                write_region(store, region, level[tuple(slice(lo, hi) for lo, hi in region)])
         add_offset(target, format, offset, voxel_size)
         if format == "precomputed":
             add_properties(target, properties)

@@ -85,8 +85,10 @@ def test_sharded_precomputed_each_task_whole_shards(local_cluster, answers, tmp_
     info = json.loads((tmp_path / "seg" / "info").read_text())
     assert info["scales"][0]["sharding"]["@type"] == "neuroglancer_uint64_sharded_v1"
     assert np.array_equal(store_xyz(str(out)), expected)
-    shards = list((tmp_path / "seg").rglob("*.shard"))
+    shards = list((tmp_path / "seg" / info["scales"][0]["key"]).glob("*.shard"))
     assert result.done["write"] == 3 * 2 == len(shards)  # 70 x 61 x 23 in shards of 32**3: a task each, each its file
+    above = [list((tmp_path / "seg" / scale["key"]).glob("*.shard")) for scale in info["scales"][1:]]
+    assert [len(s) for s in above] == [2, 1, 1] and result.done["pyramid"] == 3  # 35 x 31, 18 x 16, 9 x 8 (x 23); a task a box
 
 
 def test_a_run_stopped_while_writing_leaves_no_metadata_and_resume_finishes_it(local_cluster, answers, tmp_path: Path,

@@ -148,9 +148,10 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", lines[0])
 
 
-def cloudvolume_zyx(url: str, s3_endpoint: str | None = None) -> np.ndarray:
-    """The labels at ``url`` (``precomputed://…``) as CloudVolume reads them, ``[Z, Y, X]``;
-    ``moto://BUCKET/…`` names ``s3_endpoint`` (CloudFiles' way to name an S3 that is not AWS)."""
+def cloudvolume_zyx(url: str, s3_endpoint: str | None = None, mip: int = 0) -> np.ndarray:
+    """The labels at ``url`` (``precomputed://…``; its scale ``mip``) as CloudVolume reads them,
+    ``[Z, Y, X]``; ``moto://BUCKET/…`` names ``s3_endpoint`` (CloudFiles' way to name an S3 that
+    is not AWS)."""
     import warnings
 
     with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
@@ -160,7 +161,7 @@ def cloudvolume_zyx(url: str, s3_endpoint: str | None = None) -> np.ndarray:
 
     if s3_endpoint is not None:
         add_alias("moto", f"s3://{s3_endpoint}/")
-    return np.asarray(CloudVolume(url, progress=False)[:, :, :])[..., 0].T
+    return np.asarray(CloudVolume(url, mip=mip, progress=False)[:, :, :])[..., 0].T
 
 
 def expected_labels(folder: Path) -> np.ndarray:
