@@ -155,6 +155,7 @@ def _place(state: Any, first: Source, panel: int) -> None:
     z, y, x = first.nm_zyx
     state.dimensions = neuroglancer.CoordinateSpace(names=["x", "y", "z"], units="nm", scales=[x, y, z])
     depth, rows, columns = first.shape_zyx
+    state.position = [columns / 2, rows / 2, depth / 2]
     state.cross_section_scale = 1.1 * max(rows, columns) / panel
     state.projection_scale = 1.3 * max(rows * y, columns * x, depth * z) / x
     state.layout = "4panel"
@@ -183,7 +184,7 @@ def view(out: str | os.PathLike[str], raw: str | os.PathLike[str] | None = None,
         check_screenshot(screenshot)
         find_browser()
     labels, image = label_sources(str(out))
-    under = raw_source(str(raw)) if raw is not None else image
+    under = raw_source(str(raw), like=labels[0]) if raw is not None else image
     layers = ([under] if under is not None else []) + labels
     _start_server(port)
     import neuroglancer

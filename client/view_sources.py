@@ -35,8 +35,8 @@ _NG_FORMATS = {"precomputed": "precomputed", "n5": "n5", "zarr2": "zarr", "zarr3
 class Source:
     """One layer: its name, ``segmentation`` or ``image``, and either a Neuroglancer source URL
     (``{served}`` standing for the static server's URL of the ``serve`` folder) or an in-memory
-    ``array`` ``[Z, Y, X]`` with its voxel size in nm. ``shape_zyx`` and ``nm_zyx`` place the
-    view; ``segments`` are the ids to select (from the output's segment properties)."""
+    ``array`` ``[Z, Y, X]`` with its voxel size in nm. ``shape_zyx`` (zeros for a raw store,
+    which is not read) and ``nm_zyx`` place the view; ``segments`` are the ids to select (from the output's segment properties)."""
 
     name: str
     kind: str
@@ -111,17 +111,20 @@ def _precomputed_segments(url: StoreUrl, info: dict[str, Any]) -> tuple[int, ...
     return tuple(int(i) for i in ids) if len(ids) <= MOST_SELECTED else ()
 
 
-def _placed(volume: Any, target: Path | StoreUrl) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+def _placed(volume: Any, target: Path | StoreUrl, like: Source | None = None) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """A volume's shape and voxel size (nm), ``[Z, Y, X]``; the size of ``like`` (the labels) when
+    the file states none (segment wrote the labels at the --voxel-size it was given)."""
     x, y, z = volume.shape
-    return (z, x, y), nanometres_zyx(read_voxel_size(target))
+    size = read_voxel_size(target)
+    return (z, x, y), like.nm_zyx if size is None and like is not None else nanometres_zyx(size)
 
 
-def _tiff(target: Path, name: str, kind: str, option: str) -> Source:
+def _tiff(target: Path, name: str, kind: str, option: str, like: Source | None = None) -> Source:
     volume = open_labels(target) if kind == "segmentation" else read_volume(target, check_finite=False)
     if int(np.prod(volume.shape)) * volume.dtype.itemsize > TIFF_LIMIT:
         raise InputError(f"{option} {target}: a TIFF is shown from memory, up to {TIFF_LIMIT >> 30} GiB; convert it to "
                          "OME-Zarr or N5 (or write segment's output as precomputed://) to view it")
-    shape, nm = _placed(volume, target)
+    shape, nm = _placed(volume, target, like)
     array = np.ascontiguousarray(np.asarray(volume.data).transpose(2, 0, 1))  # runtime [X, Y, Z] -> [Z, Y, X]
     segments = tuple(int(v) for v in np.unique(array) if v) if kind == "segmentation" else ()
     return Source(name, kind, shape, nm, array=array, segments=segments if len(segments) <= MOST_SELECTED else ())
@@ -178,9 +181,9 @@ def _one_label(target: Path | StoreUrl, text: str, name: str, option: str) -> So
     return Source(name, "segmentation", shape, nm, url=url, serve=serve, segments=segments)
 
 
-def raw_source(text: str, name: str = "raw") -> Source:
+def raw_source(text: str, name: str = "raw", like: Source | None = None) -> Source:
     """The image layer of ``--raw`` (any volume segment reads: TIFF, Zarr, OME-Zarr, N5,
-    precomputed, by path or URL).
+    precomputed, by path or URL); a TIFF that states no voxel size takes that of ``like``.
 
     Raises
     ------
@@ -189,10 +192,12 @@ def raw_source(text: str, name: str = "raw") -> Source:
     """
     target = _target(text, "--raw")
     if isinstance(target, Path) and target.suffix.lower() in TIFF_SUFFIXES:
-        return _tiff(target, name, "image", "--raw")
-    volume = read_volume(target, check_finite=False)
-    shape, nm = _placed(volume, target)
-    if isinstance(target, Path):
-        return Source(name, "image", shape, nm, url=f"{_NG_FORMATS[_zarr_format(target)]}://{{served}}", serve=target)
-    url, serve = _store_url(target, open_volume(target).format)
-    return Source(name, "image", shape, nm, url=url, serve=serve)
+        return _tiff(target, name, "image", "--raw", like)
+    if isinstance(target, Path):  # a local Zarr array or OME-Zarr image
+        if not any((target / marker).exists() for marker in ("zarr.json", ".zarray", ".zattrs", ".zgroup")):
+            raise InputError(f"--raw {text}: not a volume (no TIFF, Zarr, N5 or precomputed there); give the volume "
+                             "that was segmented")
+        return Source(name, "image", (0, 0, 0), nanometres_zyx(read_voxel_size(target)),
+                      url=f"{_NG_FORMATS[_zarr_format(target)]}://{{served}}", serve=target)
+    url, serve = _store_url(target, open_volume(target).format)  # Neuroglancer reads any dtype: not read_volume's check
+    return Source(name, "image", (0, 0, 0), nanometres_zyx(read_voxel_size(target)), url=url, serve=serve)
