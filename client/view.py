@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,13 @@ def _capture(viewer: Any, size: Sequence[int], timeout: float) -> bytes:
         config.viewer_size = list(size)
     deadline = time.monotonic() + timeout
     for _ in range(5):  # the first reply can come before the canvas took the size
-        replies: list[Any] = []
-        arrived = threading.Event()
-        viewer.async_screenshot(lambda reply: (replies.append(reply), arrived.set()))
-        if not arrived.wait(max(0.0, deadline - time.monotonic())):
+        reply: Future[Any] = Future()
+        viewer.async_screenshot(reply.set_result)
+        try:
+            shot = reply.result(timeout=max(0.0, deadline - time.monotonic())).screenshot
+        except FutureTimeout:
             raise ViewerError(f"--screenshot: the view's data did not load in {timeout:.0f} s; check that the "
-                              "output is readable (open the printed URL in a browser without --screenshot)")
-        shot = replies[0].screenshot
+                              "output is readable (open the printed URL in a browser without --screenshot)") from None
         if (shot.width, shot.height) == tuple(size):
             break
     return shot.image
