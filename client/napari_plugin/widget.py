@@ -104,12 +104,13 @@ class SegmentationWidget(Container):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.save_table = PushButton(text="Save table…", enabled=False)
+        self.neuroglancer = PushButton(text="View in Neuroglancer", enabled=False)  # a result written to disk
         self.table_path = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.csv *.parquet", label="table file")
         self.status = Label(value="")
         self.extend([self.image, self.source, self.repository, self.url, self.model, self.list_models, self.runtime,
                      self.device, self.normalize, self.channel, self.mask, *self.voxel, self.unit, self.blockwise,
                      self.destination, self.scheduler, self.run_button, self.cancel_button, self.table_path,
-                     self.save_table, self.status])
+                     self.save_table, self.neuroglancer, self.status])
 
         self._cancel: threading.Event | None = None
         self._worker: Any = None
@@ -119,6 +120,7 @@ class SegmentationWidget(Container):
         self.relay.warned.connect(_notify_warning)
         self._temporary: list[Path] = []
         self.last_result: Any = None  # the Segmentation of the last run, for "Save table…"
+        self.shown: Any = None  # the View serving the last result in Neuroglancer
 
         self.image.changed.connect(self._take_layer)
         self.source.changed.connect(self._show_source)
@@ -127,6 +129,7 @@ class SegmentationWidget(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_table.changed.connect(self._save_table)
+        self.neuroglancer.changed.connect(self.view_in_neuroglancer)
         self._show_source()
         self._show_blockwise()
         self._take_layer()
@@ -236,6 +239,7 @@ class SegmentationWidget(Container):
         self._cancel = threading.Event()
         self._bar = napari_progress(total=0, desc="SKOOTS: starting")
         self.run_button.enabled, self.cancel_button.enabled, self.save_table.enabled = False, True, False
+        self.neuroglancer.enabled = False
         self.status.value = "running…"
         ready = layer.metadata.get(MODEL_READY_METADATA) if self.source.value == FROM_FOLDER else None
         if ready is not None and not ready.done():
@@ -302,6 +306,7 @@ class SegmentationWidget(Container):
         self.viewer.add_labels(data, name=name, scale=tuple(layer.scale)[-3:], translate=tuple(layer.translate)[-3:],
                                features=features, multiscale=isinstance(data, list))  # lazy levels stay on disk
         self.save_table.enabled = True
+        self.neuroglancer.enabled = result.written is not None
         self.status.value = f"{result.instances} instances"
 
     def _show_outcome(self, layer: Any, outcome: _Outcome) -> None:
@@ -334,6 +339,31 @@ class SegmentationWidget(Container):
             show_error(str(e))
             return
         show_info(f"table written to {path}")
+
+    def view_in_neuroglancer(self, *_: Any) -> None:
+        """Serve the last result (written to disk) in a local Neuroglancer, started in a worker
+        thread, with the image's file under it when it came from one; open it in the browser."""
+        result = self.last_result
+        if result is None or result.written is None:
+            return
+        layer = self.image.value
+        raw = getattr(getattr(layer, "source", None), "path", None) if layer is not None else None
+        self.neuroglancer.enabled = False
+        worker = create_worker(_serve_view, result.written, raw, self.shown, _start_thread=False)
+        worker.returned.connect(self._show_view)
+        worker.finished.connect(lambda: setattr(self.neuroglancer, "enabled", True))
+        worker.start()
+
+    def _show_view(self, outcome: _Outcome) -> None:
+        import webbrowser
+
+        if outcome.error is not None:
+            self.shown = None
+            show_error(str(outcome.error))
+            return
+        self.shown = outcome.result
+        show_info(f"Neuroglancer: {self.shown.url}")
+        webbrowser.open(self.shown.url)
 
     # --- the layer's data as the API takes it -------------------------------------------------
 
@@ -383,6 +413,18 @@ def _lazy_levels(path: Path) -> list[Any]:
 
     group = zarr.open_group(str(path), mode="r")
     return [da.from_zarr(group[p]) for p in dataset_paths(multiscales_of(group.attrs.asdict()))]
+
+
+def _serve_view(written: Any, raw: str | None, previous: Any) -> _Outcome:
+    """A worker's body: the previous view closed, a new one serving ``written`` (and ``raw``)."""
+    from ..view import view
+
+    if previous is not None:
+        previous.close()
+    try:
+        return _Outcome(result=view(written, raw))
+    except ClientError as e:
+        return _Outcome(error=e)
 
 
 def _notify_warning(text: str) -> None:
