@@ -11,8 +11,8 @@ Neuroglancer's own screenshot, which it sends only once every visible chunk has 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -65,12 +65,12 @@ class View:
         path = check_screenshot(png)
         with headless_browser(self.url, size):
             image = _capture(self.viewer, size, timeout)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
         try:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False) as f:
-                f.write(image)
-            os.replace(f.name, path)
+            partial.write_bytes(image)
+            os.replace(partial, path)
         except OSError as e:
-            Path(f.name).unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise OutputError(f"--screenshot {png}: cannot write it ({e.strerror or e})") from e
         return path
 

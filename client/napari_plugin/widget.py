@@ -34,6 +34,7 @@ from ..keyword_triples import voxel_size_value
 from ..options import OPTIONS, Option, Render, as_keyword, in_terms
 from ..progress import Cancelled
 from .model_list import runs_here
+from .view_button import ViewButton
 
 __all__ = ["AUTOMATIC", "UNITS", "MODEL_METADATA", "MODEL_READY_METADATA", "in_fields", "SegmentationWidget"]
 
@@ -104,7 +105,7 @@ class SegmentationWidget(Container):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.save_table = PushButton(text="Save table…", enabled=False)
-        self.neuroglancer = PushButton(text="View in Neuroglancer", enabled=False)  # a result written to disk
+        self.neuroglancer = ViewButton()  # a result written to disk, in a local Neuroglancer
         self.table_path = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.csv *.parquet", label="table file")
         self.status = Label(value="")
         self.extend([self.image, self.source, self.repository, self.url, self.model, self.list_models, self.runtime,
@@ -120,7 +121,6 @@ class SegmentationWidget(Container):
         self.relay.warned.connect(_notify_warning)
         self._temporary: list[Path] = []
         self.last_result: Any = None  # the Segmentation of the last run, for "Save table…"
-        self.shown: Any = None  # the View serving the last result in Neuroglancer
 
         self.image.changed.connect(self._take_layer)
         self.source.changed.connect(self._show_source)
@@ -129,7 +129,6 @@ class SegmentationWidget(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_table.changed.connect(self._save_table)
-        self.neuroglancer.changed.connect(self.view_in_neuroglancer)
         self._show_source()
         self._show_blockwise()
         self._take_layer()
@@ -239,7 +238,7 @@ class SegmentationWidget(Container):
         self._cancel = threading.Event()
         self._bar = napari_progress(total=0, desc="SKOOTS: starting")
         self.run_button.enabled, self.cancel_button.enabled, self.save_table.enabled = False, True, False
-        self.neuroglancer.enabled = False
+        self.neuroglancer.offer(None)
         self.status.value = "running…"
         ready = layer.metadata.get(MODEL_READY_METADATA) if self.source.value == FROM_FOLDER else None
         if ready is not None and not ready.done():
@@ -306,7 +305,7 @@ class SegmentationWidget(Container):
         self.viewer.add_labels(data, name=name, scale=tuple(layer.scale)[-3:], translate=tuple(layer.translate)[-3:],
                                features=features, multiscale=isinstance(data, list))  # lazy levels stay on disk
         self.save_table.enabled = True
-        self.neuroglancer.enabled = result.written is not None
+        self.neuroglancer.offer(result.written, getattr(layer.source, "path", None))
         self.status.value = f"{result.instances} instances"
 
     def _show_outcome(self, layer: Any, outcome: _Outcome) -> None:
@@ -339,31 +338,6 @@ class SegmentationWidget(Container):
             show_error(str(e))
             return
         show_info(f"table written to {path}")
-
-    def view_in_neuroglancer(self, *_: Any) -> None:
-        """Serve the last result (written to disk) in a local Neuroglancer, started in a worker
-        thread, with the image's file under it when it came from one; open it in the browser."""
-        result = self.last_result
-        if result is None or result.written is None:
-            return
-        layer = self.image.value
-        raw = getattr(getattr(layer, "source", None), "path", None) if layer is not None else None
-        self.neuroglancer.enabled = False
-        worker = create_worker(_serve_view, result.written, raw, self.shown, _start_thread=False)
-        worker.returned.connect(self._show_view)
-        worker.finished.connect(lambda: setattr(self.neuroglancer, "enabled", True))
-        worker.start()
-
-    def _show_view(self, outcome: _Outcome) -> None:
-        import webbrowser
-
-        if outcome.error is not None:
-            self.shown = None
-            show_error(str(outcome.error))
-            return
-        self.shown = outcome.result
-        show_info(f"Neuroglancer: {self.shown.url}")
-        webbrowser.open(self.shown.url)
 
     # --- the layer's data as the API takes it -------------------------------------------------
 
@@ -413,18 +387,6 @@ def _lazy_levels(path: Path) -> list[Any]:
 
     group = zarr.open_group(str(path), mode="r")
     return [da.from_zarr(group[p]) for p in dataset_paths(multiscales_of(group.attrs.asdict()))]
-
-
-def _serve_view(written: Any, raw: str | None, previous: Any) -> _Outcome:
-    """A worker's body: the previous view closed, a new one serving ``written`` (and ``raw``)."""
-    from ..view import view
-
-    if previous is not None:
-        previous.close()
-    try:
-        return _Outcome(result=view(written, raw))
-    except ClientError as e:
-        return _Outcome(error=e)
 
 
 def _notify_warning(text: str) -> None:

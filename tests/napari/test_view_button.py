@@ -57,14 +57,14 @@ def test_view_in_neuroglancer_serves_a_written_result_on_loopback(qtbot, make_na
     qtbot.waitUntil(lambda: opened.is_file() and bool(opened.read_text()), timeout=60_000)
     try:
         url = opened.read_text()
-        assert url == widget.shown.url and url.startswith("http://127.0.0.1:")
+        assert url == widget.neuroglancer.shown.url and url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url, timeout=10) as page:
             assert page.status == 200
-        state = widget.shown.viewer.state
+        state = widget.neuroglancer.shown.viewer.state
         source = state.layers["labels"].source[0].url
         assert source.startswith("zarr://http://127.0.0.1:") and [int(s) for s in state.layers["labels"].segments] == [7]
         with urllib.request.urlopen(source.removeprefix("zarr://") + "/.zattrs", timeout=10) as attributes:
             assert "image-label" in json.load(attributes)  # the output itself, served to the browser
     finally:
-        if widget.shown is not None:
-            widget.shown.close()
+        if widget.neuroglancer.shown is not None:
+            widget.neuroglancer.shown.close()
