@@ -19,16 +19,16 @@ __all__ = ["DEMO_CLIENT", "neuroglancer_source", "neuroglancer_link", "view_line
 DEMO_CLIENT = "https://neuroglancer-demo.appspot.com/"
 
 
-def neuroglancer_source(url: StoreUrl) -> str:
-    """A remote precomputed output as a Neuroglancer source: ``precomputed://gs://…``,
-    ``precomputed://s3://…`` (AWS), ``precomputed://https://…``; S3 behind another endpoint
-    (MinIO, Ceph) by that endpoint's path-style URL."""
+def neuroglancer_source(url: StoreUrl, format: str = "precomputed") -> str:
+    """A remote store as a Neuroglancer source of ``format`` (``precomputed``, ``n5``, ``zarr``,
+    ``zarr3``): ``precomputed://gs://…``, ``precomputed://s3://…`` (AWS), ``precomputed://https://…``;
+    S3 behind another endpoint (MinIO, Ceph) by that endpoint's path-style URL."""
     key = url.path.strip("/")
     if url.scheme == "s3":
         endpoint = url.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
-            return f"precomputed://{endpoint.rstrip('/')}/{url.host}/{key}"
-    return f"precomputed://{url.scheme}://{url.host}/{key}"
+            return f"{format}://{endpoint.rstrip('/')}/{url.host}/{key}"
+    return f"{format}://{url.scheme}://{url.host}/{key}"
 
 
 def neuroglancer_link(url: StoreUrl) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from .errors import InputError
 from .stores import Location, StoreUrl, open_volume, store_of
 from .stores.reader import read_json
+from .view_link import neuroglancer_source
 from .volume import TIFF_SUFFIXES
 from .volume_read import open_labels, read_volume
 from .voxel_size import VoxelSize
@@ -77,9 +78,7 @@ def _store_url(url: StoreUrl, format: str) -> tuple[str, Path | None]:
     scheme = _NG_FORMATS[format]
     if url.local is not None:
         return f"{scheme}://{{served}}", url.local
-    if url.scheme in ("s3", "gs"):
-        return f"{scheme}://{url.scheme}://{url.host}/{url.path.strip('/')}", None
-    return f"{scheme}://{url.scheme}://{url.host}/{url.path.strip('/')}", None
+    return neuroglancer_source(url, scheme), None
 
 
 def _zarr_attributes(path: Path | StoreUrl) -> dict[str, Any]:
@@ -148,11 +147,11 @@ def label_sources(text: str, option: str = "OUT") -> tuple[list[Source], Source 
     if isinstance(target, Path) and target.suffix.lower() in TIFF_SUFFIXES:
         return [_tiff(target, "labels", "segmentation", option)], None
     if isinstance(target, Path) or target.format in (None, "zarr", "zarr2", "zarr3"):
-        attributes = _zarr_attributes(target) if isinstance(target, Path) or target.format else {}
-        if "labels" in attributes and "image-label" not in attributes:  # an image with labels/ inside
-            names = list(attributes["labels"])
+        attributes = _zarr_attributes(target)
+        names = _zarr_attributes(_child(target, "labels")).get("labels") if "multiscales" in attributes else None
+        if names and "image-label" not in attributes:  # an image with labels/ inside (--labels-into)
             layers = [_one_label(_child(target, f"labels/{n}"), text, n, option) for n in names]
-            return layers, raw_source(str(target) if isinstance(target, Path) else target.text, "image")
+            return layers, raw_source(str(target) if isinstance(target, Path) else target.text, "image", like=layers[0])
     return [_one_label(target, text, "labels", option)], None
 
 

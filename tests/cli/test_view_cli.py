@@ -96,8 +96,9 @@ def test_screenshot_shows_precomputed_labels_in_their_colours(chromium: None, pr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial PNG left
 
 
-def test_screenshot_shows_ome_zarr_labels_through_zarr_source(chromium: None, tmp_path: Path) -> None:
-    out = write_labels(tmp_path / "labels.ome.zarr", _labels(), voxel_size=SIZE, properties=PROPERTIES)
+@pytest.mark.parametrize("ngff", ["0.4", "0.5"])  # Zarr v2 through zarr://, v3 through zarr3://
+def test_screenshot_shows_ome_zarr_labels_through_zarr_source(chromium: None, tmp_path: Path, ngff: str) -> None:
+    out = write_labels(tmp_path / "labels.ome.zarr", _labels(), voxel_size=SIZE, properties=PROPERTIES, ngff_version=ngff)
     png = tmp_path / "view.png"
     done = client("view", out, "--screenshot", png)
     assert done.returncode == 0, done.stderr
@@ -132,6 +133,45 @@ def test_view_serves_the_viewer_and_the_output_on_loopback_with_cors(precomputed
             assert json.load(info)["type"] == "segmentation"
         assert sorted(int(s) for s in layer.segments) == [1, 2]
         assert list(shown.viewer.state.dimensions.scales) == pytest.approx([50e-9, 50e-9, 200e-9])
+
+
+def test_an_image_with_labels_inside_shows_each_label_image_over_the_image(tmp_path: Path) -> None:
+    image = tmp_path / "image.ome.zarr"
+    group = zarr.open_group(str(image), mode="w", zarr_format=2)
+    group.create_array("0", shape=(16, 64, 64), dtype=np.uint8, fill_value=0)
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+                                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [0.2, 0.05, 0.05]}]}]}]
+    zarr.open_group(str(image / "labels"), mode="w", zarr_format=2).attrs["labels"] = ["cells"]
+    write_labels(image / "labels" / "cells.ome.zarr", _labels(), voxel_size=SIZE, properties=PROPERTIES)
+    (image / "labels" / "cells.ome.zarr").rename(image / "labels" / "cells")  # what --labels-into writes
+    with view(image) as shown:
+        layers = shown.viewer.state.layers
+        assert [layer.name for layer in layers] == ["image", "cells"]
+        assert layers["image"].type == "image" and layers["cells"].type == "segmentation"
+        with urllib.request.urlopen(layers["cells"].source[0].url.removeprefix("zarr://") + "/.zattrs", timeout=10) as attributes:
+            assert "image-label" in json.load(attributes)
+
+
+def test_a_remote_output_is_read_by_the_browser_where_it_is(precomputed: Path) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(precomputed.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"precomputed://http://127.0.0.1:{server.server_address[1]}/{precomputed.name}"
+        with view(url) as shown:
+            layer = shown.viewer.state.layers["labels"]
+            assert layer.source[0].url == url  # not copied, not proxied
+            assert sorted(int(s) for s in layer.segments) == [1, 2]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_ctrl_c_stops_serving_without_a_traceback(precomputed: Path) -> None:
