@@ -121,7 +121,7 @@ def _placed(volume: Any, target: Path | StoreUrl, like: Source | None = None) ->
 def _tiff(target: Path, name: str, kind: str, option: str, like: Source | None = None) -> Source:
     volume = open_labels(target) if kind == "segmentation" else read_volume(target, check_finite=False)
     if int(np.prod(volume.shape)) * volume.dtype.itemsize > TIFF_LIMIT:
-        raise InputError(f"{option} {target}: a TIFF is shown from memory, up to {TIFF_LIMIT >> 30} GiB; convert it to "
+        raise InputError(f"{option} {target}: a TIFF is shown from memory, up to {TIFF_LIMIT / 2**30:g} GiB; convert it to "
                          "OME-Zarr or N5 (or write segment's output as precomputed://) to view it")
     shape, nm = _placed(volume, target, like)
     array = np.ascontiguousarray(np.asarray(volume.data).transpose(2, 0, 1))  # runtime [X, Y, Z] -> [Z, Y, X]

@@ -120,6 +120,24 @@ def test_screenshot_shows_n5_labels_over_a_tiff_raw(chromium: None, tmp_path: Pa
     assert np.all(pixels == 200, axis=1).sum() > 2000  # the raw, where there are no objects
 
 
+def test_screenshot_shows_tiff_labels_served_from_memory(chromium: None, tmp_path: Path) -> None:
+    out = write_labels(tmp_path / "labels.tif", _labels(), voxel_size=SIZE)  # segment's default output
+    png = tmp_path / "view.png"
+    done = client("view", out, "--screenshot", png)
+    assert done.returncode == 0, done.stderr
+    _shows_labels(png)
+
+
+def test_a_tiff_over_the_limit_is_refused_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skoots_client import view_sources
+    from skoots_client.errors import InputError
+
+    out = write_labels(tmp_path / "labels.tif", _labels(), voxel_size=SIZE)
+    monkeypatch.setattr(view_sources, "TIFF_LIMIT", 1 << 10)
+    with pytest.raises(InputError, match=r"a TIFF is shown from memory, up to .* GiB; convert it to OME-Zarr or N5"):
+        view(out)
+
+
 def test_view_serves_the_viewer_and_the_output_on_loopback_with_cors(precomputed: Path) -> None:
     with view(precomputed) as shown:
         assert shown.url.startswith("http://127.0.0.1:")
