@@ -156,7 +156,8 @@ def _place(state: Any, first: Source, panel: int) -> None:
     z, y, x = first.nm_zyx
     state.dimensions = neuroglancer.CoordinateSpace(names=["x", "y", "z"], units="nm", scales=[x, y, z])
     depth, rows, columns = first.shape_zyx
-    state.position = [columns / 2, rows / 2, depth / 2]
+    x0, y0, z0 = first.corner_xyz
+    state.position = [x0 + columns / 2, y0 + rows / 2, z0 + depth / 2]
     state.cross_section_scale = 1.1 * max(rows, columns) / panel
     state.projection_scale = 1.3 * max(rows * y, columns * x, depth * z) / x
     state.layout = "4panel"

@@ -47,6 +47,7 @@ class Source:
     serve: Path | None = None
     array: np.ndarray | None = None
     segments: tuple[int, ...] = ()
+    corner_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)  # a precomputed output's voxel_offset (Neuroglancer's x, y, z)
 
 
 def nanometres_zyx(size: VoxelSize | None) -> tuple[float, float, float]:
@@ -171,13 +172,16 @@ def _one_label(target: Path | StoreUrl, text: str, name: str, option: str) -> So
                       segments=_segments_of(attributes.get("image-label", {}).get("properties")))
     opened = open_volume(target)
     segments: tuple[int, ...] = ()
+    corner = (0.0, 0.0, 0.0)
     if opened.format == "precomputed":
         info = opened.attributes["info"]
         if info.get("type") != "segmentation":
             raise _no_labels(option, text, f"a precomputed {info.get('type')} volume")
         segments = _precomputed_segments(target, info)
+        x, y, z = info["scales"][opened.attributes["scale"]].get("voxel_offset", [0, 0, 0])
+        corner = (float(x), float(y), float(z))
     url, serve = _store_url(target, opened.format)
-    return Source(name, "segmentation", shape, nm, url=url, serve=serve, segments=segments)
+    return Source(name, "segmentation", shape, nm, url=url, serve=serve, segments=segments, corner_xyz=corner)
 
 
 def raw_source(text: str, name: str = "raw", like: Source | None = None) -> Source:

@@ -138,6 +138,14 @@ def test_a_tiff_over_the_limit_is_refused_with_the_fix(tmp_path: Path, monkeypat
         view(out)
 
 
+def test_the_view_is_centred_on_labels_written_at_an_offset(tmp_path: Path) -> None:
+    out = tmp_path / "offset.precomputed"
+    write_store_labels(parse(f"precomputed://{out}"), _labels(), voxel_size=SIZE, offset=(1000, 2000, 100))  # runtime X, Y, Z
+    with view(out) as shown:
+        # Neuroglancer's x, y, z are the file's columns, rows, slices: runtime Y, X, Z
+        assert list(shown.viewer.state.position) == pytest.approx([2000 + 32, 1000 + 32, 100 + 8])
+
+
 def test_view_serves_the_viewer_and_the_output_on_loopback_with_cors(precomputed: Path) -> None:
     with view(precomputed) as shown:
         assert shown.url.startswith("http://127.0.0.1:")
