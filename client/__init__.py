@@ -5,7 +5,8 @@
 >>> result.labels, result.table, result.voxel_size, result.summary  # doctest: +SKIP
 
 [`segment`][skoots_client.segment] and [`measure`][skoots_client.measure] are what ``skoots-client segment`` and ``measure`` run;
-[`Segmentation`][skoots_client.Segmentation] is what ``segment`` returns. Errors a user can cause are
+[`Segmentation`][skoots_client.Segmentation] is what ``segment`` returns; [`view`][skoots_client.view] is
+``skoots-client view`` (a result in a local Neuroglancer, a `View`). Errors a user can cause are
 [`ClientError`][skoots_client.ClientError] (under `SkootsError`, the root shared with ``skoots_export``);
 [`Cancelled`][skoots_client.Cancelled] when a run is cancelled, [`BlockFailures`][skoots_client.BlockFailures] when blocks of a
 blockwise run failed (the rest kept for ``resume=True``). The closed choices of ``device=``, ``runtime=``,
@@ -27,7 +28,8 @@ from .errors import BlockFailures, ClientError
 from .plan import ClusterSpec, InputSpec, ModelSpec, OutputSpec, ResumeSpec
 from .progress import Cancelled
 from .result import Segmentation
+from .view import View, view
 from .voxel_size import VoxelSize
 
-__all__ = ["segment", "measure", "Segmentation", "VoxelSize", "Device", "Runtime", "Precision", "NgffVersion",
+__all__ = ["segment", "measure", "view", "View", "Segmentation", "VoxelSize", "Device", "Runtime", "Precision", "NgffVersion",
            "SkootsError", "ClientError", "BlockFailures", "Cancelled", "InputSpec", "OutputSpec", "ModelSpec", "ResumeSpec", "ClusterSpec"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["app", "default_output", "segment_command", "measure_command", "evaluate_command", "bench_command", "main"]
+__all__ = ["app", "default_output", "segment_command", "measure_command", "evaluate_command", "bench_command", "view_command", "main"]
 
 # gRPC's C core logs a TLS handshake failure on stderr by itself; our error line says it
 # better. Read when grpc is imported, so before anything imports tritonclient.
@@ -315,6 +315,37 @@ def bench_command(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(to_json(result) if as_json else to_csv(result).rstrip("\n") if csv_out else format_table(result))
+
+
+@app.command("view")
+def view_command(
+    out: Annotated[str, typer.Argument(help="segment's output: precomputed, N5, OME-Zarr or Zarr (a path or URL: precomputed://gs://..., s3://, https://), or a TIFF (shown from memory, up to 2 GiB).")],
+    raw: Annotated[str | None, typer.Option("--raw", help="The volume that was segmented, shown under the labels (any volume segment reads).")] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port of the viewer on 127.0.0.1 (default: a free one).")] = 0,
+    screenshot: Annotated[Path | None, typer.Option("--screenshot", help="Render the view to this PNG in a headless Chromium once its data has loaded, and exit.")] = None,
+) -> None:
+    """Open a result in a local Neuroglancer (on 127.0.0.1): the labels with their meshes and
+    skeletons when the output has them, and --raw under them, at the voxel size. Prints the URL
+    and serves until Ctrl-C; with --screenshot, writes the PNG and exits."""
+    import time
+
+    from .view import view
+
+    try:
+        shown = view(out, raw, port=port, screenshot=screenshot)
+    except ClientError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if screenshot is not None:
+        typer.echo(f"{out} → {screenshot}")
+        return
+    try:
+        typer.echo(f"Neuroglancer: {shown.url}\n(serving {out} on 127.0.0.1; Ctrl-C to stop)")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        shown.close()
+        typer.echo("stopped", err=True)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from skoots_export.contract.errors import SkootsError
 
 __all__ = [
     "ClientError", "InputError", "OutputError", "ModelError", "UrlError", "ServerUnavailableError", "InferenceTimeoutError",
-    "DeviceError", "Interrupted", "BlockFailures",
+    "DeviceError", "ViewerError", "Interrupted", "BlockFailures",
 ]
 
 
@@ -41,6 +41,11 @@ class InferenceTimeoutError(ClientError):
 
 class DeviceError(ClientError):
     """The requested compute device is not available."""
+
+
+class ViewerError(ClientError):
+    """The local Neuroglancer of ``view`` cannot start or render: its port is taken, no
+    headless Chromium for ``--screenshot``, the view did not load in time."""
 
 
 class Interrupted(ClientError):

@@ -11,6 +11,7 @@ import numpy as np
 
 from .normalize import Normalization
 from .run_stats import RunStats
+from .view_link import view_lines
 from .volume import Volume, describe_channel, describe_shape
 from .voxel_size import VoxelSize
 
@@ -42,7 +43,8 @@ def describe_run(volume: Volume, out: Path | None, normalization: Normalization)
 
 def summary(volume: Volume, written: Any, normalization: Normalization, stats: RunStats, total: float, *, xp: Any,
             voxel_size: VoxelSize, table: Path | None, work: Path | None) -> str:
-    """What was segmented, how, where it went and how long it took, in memory or blockwise alike."""
+    """What was segmented, how, where it went and how long it took, in memory or blockwise alike;
+    for a precomputed output, how to see it in Neuroglancer."""
     voxels = int(np.prod(volume.shape))
     lines = [
         describe_run(volume, written, normalization),
@@ -52,5 +54,6 @@ def summary(volume: Volume, written: Any, normalization: Normalization, stats: R
         *stats.lines(voxels, work),
         f"voxel size {voxel_size.describe()}" + (f", instance table → {table}" if table is not None else ""),
         *stats.notes,
+        *view_lines(volume.path, written),
     ]
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from ..keyword_triples import voxel_size_value
 from ..options import OPTIONS, Option, Render, as_keyword, in_terms
 from ..progress import Cancelled
 from .model_list import runs_here
+from .view_button import ViewButton
 
 __all__ = ["AUTOMATIC", "UNITS", "MODEL_METADATA", "MODEL_READY_METADATA", "in_fields", "SegmentationWidget"]
 
@@ -104,12 +105,13 @@ class SegmentationWidget(Container):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.save_table = PushButton(text="Save table…", enabled=False)
+        self.neuroglancer = ViewButton()  # a result written to disk, in a local Neuroglancer
         self.table_path = FileEdit(mode=FileDialogMode.OPTIONAL_FILE, filter="*.csv *.parquet", label="table file")
         self.status = Label(value="")
         self.extend([self.image, self.source, self.repository, self.url, self.model, self.list_models, self.runtime,
                      self.device, self.normalize, self.channel, self.mask, *self.voxel, self.unit, self.blockwise,
                      self.destination, self.scheduler, self.run_button, self.cancel_button, self.table_path,
-                     self.save_table, self.status])
+                     self.save_table, self.neuroglancer, self.status])
 
         self._cancel: threading.Event | None = None
         self._worker: Any = None
@@ -236,6 +238,7 @@ class SegmentationWidget(Container):
         self._cancel = threading.Event()
         self._bar = napari_progress(total=0, desc="SKOOTS: starting")
         self.run_button.enabled, self.cancel_button.enabled, self.save_table.enabled = False, True, False
+        self.neuroglancer.offer(None)
         self.status.value = "running…"
         ready = layer.metadata.get(MODEL_READY_METADATA) if self.source.value == FROM_FOLDER else None
         if ready is not None and not ready.done():
@@ -302,6 +305,7 @@ class SegmentationWidget(Container):
         self.viewer.add_labels(data, name=name, scale=tuple(layer.scale)[-3:], translate=tuple(layer.translate)[-3:],
                                features=features, multiscale=isinstance(data, list))  # lazy levels stay on disk
         self.save_table.enabled = True
+        self.neuroglancer.offer(result.written, getattr(layer.source, "path", None))
         self.status.value = f"{result.instances} instances"
 
     def _show_outcome(self, layer: Any, outcome: _Outcome) -> None:

@@ -116,6 +116,7 @@ def test_in_process_labels_equal_the_cli_with_scale_and_features(qtbot, viewer_a
     assert list(layer.features["label"]) == list(table["label"])
     assert np.allclose(layer.features["volume_um3"], table["volume_um3"])
     assert list(layer.features["index"]) == list(table["label"])  # napari matches features to label values by it
+    assert not widget.neuroglancer.enabled  # labels in memory only: nothing on disk to serve
 
 
 def test_save_table_writes_the_features(qtbot, viewer_and_widget, tmp_path: Path) -> None:
@@ -152,6 +153,7 @@ def test_blockwise_writes_ome_zarr_and_opens_it_lazily(qtbot, viewer_and_widget,
     assert type(full).__module__.startswith("dask")  # read lazily from the OME-Zarr
     assert np.array_equal(np.asarray(full), expected)
     assert (tmp_path / "labels.ome.zarr").is_dir()
+    assert widget.neuroglancer.enabled  # written to disk: "View in Neuroglancer" serves it (test_view_button.py)
 
 
 def test_cancel_stops_and_leaves_no_layer_thread_or_file(qtbot, viewer_and_widget, tmp_path: Path) -> None:

@@ -5,11 +5,13 @@ TensorStore read back equal, with nothing staged left in the bucket; no credenti
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -52,6 +54,9 @@ def test_s3_in_and_blockwise_s3_out(stores_folder: Path, e2e_repository: Path, s
     text = skoots_client.segment(stores_folder / "v.n5" / "s0", out="s3://data/labels", table=tmp_path / "t.csv", blockwise=True,
                                  block=(4, 16, 16), workers=2, **options).summary
     assert "→ s3://data/labels\n" in text and "export" not in text  # written in place: no copy stage
+    assert f"view in Neuroglancer: skoots-client view s3://data/labels --raw {stores_folder / 'v.n5' / 's0'}\n" in text
+    link = text.splitlines()[-1].removeprefix("or open https://neuroglancer-demo.appspot.com/#!")
+    assert json.loads(unquote(link))["layers"][0]["source"] == f"precomputed://{s3}/data/labels"  # moto's endpoint, path-style
     assert np.array_equal(cloudvolume_zyx("precomputed://moto://data/labels", s3_endpoint=s3), expected)
     store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": {**kvstore, "path": "labels/"}}).result()
     assert np.array_equal(store.read().result()[..., 0].T, expected)

@@ -44,6 +44,8 @@ def test_precomputed_out_is_a_segmentation_with_the_tables_properties(stores_fol
     text = skoots_client.segment(stores_folder / "v.tif", out=f"precomputed://{out}", table=tmp_path / "t.csv", voxel_size=NM,
                                  repository=e2e_repository, device="cpu", quiet=True).summary
     assert f"→ precomputed://{out}\n" in text
+    assert f"\nview in Neuroglancer: skoots-client view precomputed://{out} --raw {stores_folder / 'v.tif'}" in text
+    assert "neuroglancer-demo" not in text  # a local output has no public link
     expected = expected_labels(stores_folder)
     assert np.array_equal(cloudvolume_zyx(out), expected) and np.array_equal(tensorstore_zyx(out, "neuroglancer_precomputed"), expected)
     info = json.loads((out / "info").read_text())
