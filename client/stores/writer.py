@@ -390,17 +390,8 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
         add_offset(target, format, offset, voxel_size)
         if format == "precomputed":
             if skeletons is not None:
-                _add_skeletons(target, *skeletons)
+                from .skeleton_objects import add_skeletons
+
+                add_skeletons(target, *skeletons)
             add_properties(target, properties)
     return url
-
-
-def _add_skeletons(url: StoreUrl, info: dict[str, Any], encoded: dict[int, bytes]) -> None:
-    """``skeletons/info`` and ``skeletons/{id}`` (client/stores/skeleton_objects.py), named in ``info``."""
-    from .skeleton_objects import name_skeletons, write_skeleton_info, write_skeleton_objects
-
-    write_skeleton_info(url, info)
-    write_skeleton_objects(url, encoded)
-    kv = _kv(url)
-    metadata = json.loads(bytes(done(kv.read("info"), url).value))
-    done(kv.write("info", json.dumps(name_skeletons(metadata)).encode()), url)

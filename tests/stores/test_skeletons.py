@@ -80,3 +80,46 @@ def test_precomputed_skeletons_read_back_by_cloudvolume_inside_their_instances(s
         total += len(voxels)
     assert traced >= 2  # the tiny untrained model's skeletons reach few instances; the demo model's reach most (docs/outputs.md)
     assert inside == total  # every vertex on a voxel of its instance: its own predicted skeleton voxels
+
+
+def test_swc_beside_local_labels_holds_the_same_graphs(stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
+    pre, tif = tmp_path / "seg", tmp_path / "labels.tif"
+    kwargs = {"skeletons": True, "voxel_size": NM, "repository": e2e_repository, "device": "cpu", "quiet": True}
+    skoots_client.segment(stores_folder / "v.tif", out=f"precomputed://{pre}", **kwargs)
+    result = skoots_client.segment(stores_folder / "v.tif", out=tif, **kwargs)
+    folder = tmp_path / "labels_skeletons"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "labels_skeletons", "seg"]
+    assert sorted(int(p.stem) for p in folder.iterdir()) == list(range(1, result.instances + 1))
+    vol = cloudvolume(pre)
+    for segid in range(1, result.instances + 1):
+        vertices, radii, parents = read_swc(folder / f"{segid}.swc")  # nm: the voxel size's unit
+        skeleton = vol.skeleton.get(segid)
+        assert np.allclose(vertices, skeleton.vertices, rtol=1e-5) and np.allclose(radii, skeleton.radius, rtol=1e-5)
+        edges = np.array([(i, p) for i, p in enumerate(parents) if p >= 0]).reshape(-1, 2)
+        assert len(edges) == len(skeleton.edges)  # a tree: every vertex but the roots has its parent
+        assert _graph_length(vertices, edges) == pytest.approx(skeleton.cable_length(), rel=1e-5)
+    assert "# skoots-triton skeleton of instance 1; coordinates and radius in nm" in (folder / "1.swc").read_text()
+
+
+@pytest.mark.parametrize("args", [
+    ["--out", "n5://{tmp}/l.n5"],
+    ["--out", "{tmp}/l.tif", "--blockwise"],
+])
+def test_skeletons_where_none_can_be_written_is_one_line_and_writes_nothing(stores_folder: Path, e2e_repository: Path,
+                                                                             tmp_path: Path, args: list[str]) -> None:
+    run = subprocess.run([CLIENT, "segment", str(stores_folder / "v.tif"), "-r", str(e2e_repository), "--skeletons",
+                          *(a.format(tmp=tmp_path) for a in args)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "--skeletons" in run.stderr, run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_skeletons_without_an_output_and_over_an_existing_swc_folder_are_refused(stores_folder: Path, e2e_repository: Path,
+                                                                                tmp_path: Path) -> None:
+    from skoots_client.errors import InputError, OutputError
+
+    with pytest.raises(InputError, match="skeletons=True are written beside the labels"):
+        skoots_client.segment(stores_folder / "v.tif", skeletons=True, repository=e2e_repository, quiet=True)
+    (tmp_path / "l_skeletons").mkdir()
+    with pytest.raises(OutputError, match="l_skeletons exists; pass overwrite=True"):
+        skoots_client.segment(stores_folder / "v.tif", out=tmp_path / "l.tif", skeletons=True, repository=e2e_repository, quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["l_skeletons"]
