@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from .stores.skeleton_objects import SKELETON_INFO
+
 __all__ = [
-    "TEASAR", "SKELETON_INFO", "skeleton_ids", "nanometres", "offset_nanometres", "skeletonize", "empty_skeleton",
-    "trace_predicted", "encoded_objects", "encode_precomputed", "swc_text", "swc_folder", "swc_folder_of", "check_skeletons", "write_swc_folder", "graph_lengths", "with_graph_lengths",
+    "TEASAR", "SKELETON_INFO", "skeleton_ids", "nanometres", "file_voxels", "merge_fragments", "skeletonize", "empty_skeleton",
+    "trace_predicted", "encoded_objects", "encode_precomputed", "swc_text", "swc_folder", "swc_folder_of", "check_skeletons", "write_swc_folder", "graph_lengths", "in_unit", "with_graph_lengths",
 ]
 
 TEASAR = {"scale": 1.5, "const": 2.0, "pdrf_scale": 100000, "pdrf_exponent": 4}
@@ -32,12 +34,6 @@ to the boundary + ``const`` voxels of the largest voxel side (``const`` here is 
 `skeletonize` turns it into nm): the predicted skeleton is already a thin dilated tube, so a
 small constant keeps its branches. The penalty field (``pdrf_*``) and soma handling are kimimaro's defaults."""
 
-SKELETON_INFO: dict[str, Any] = {
-    "@type": "neuroglancer_skeletons",
-    "transform": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],  # vertices are stored in nm
-    "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}],
-}
-"""``skeletons/info`` of a precomputed output."""
 
 
 def skeleton_ids(components: np.ndarray, keys: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
@@ -65,11 +61,10 @@ def nanometres(voxel_size: Any) -> np.ndarray:
     return np.array([y, x, z], dtype=np.float64) * scale
 
 
-def offset_nanometres(offset_xyz: Sequence[float] | None, voxel_size: Any) -> np.ndarray:
-    """Where voxel (0, 0, 0) sits in nm, file axes: the precomputed ``voxel_offset`` (``offset``,
-    runtime X, Y, Z voxels, rounded as the labels' spec rounds it) × the resolution."""
+def file_voxels(offset_xyz: Sequence[float] | None) -> np.ndarray:
+    """Runtime X, Y, Z voxels (an offset, rounded as the labels' ``voxel_offset`` is) in file order x, y, z."""
     x, y, z = (int(v) for v in (offset_xyz or (0, 0, 0)))
-    return np.array([y, x, z], dtype=np.float64) * nanometres(voxel_size)
+    return np.array([y, x, z], dtype=np.int64)
 
 
 def empty_skeleton(segid: int) -> Any:
@@ -81,12 +76,14 @@ def empty_skeleton(segid: int) -> Any:
     return skeleton
 
 
-def skeletonize(ids_xyz: np.ndarray, voxel_size: Any, origin_nm: Sequence[float] = (0.0, 0.0, 0.0), *,
+def skeletonize(ids_xyz: np.ndarray, voxel_size: Any, origin_xyz: Sequence[float] | None = None, *,
                 fix_borders: bool = True) -> dict[int, Any]:
-    """TEASAR skeletons (kimimaro) of each nonzero id of ``ids_xyz`` (runtime ``[X, Y, Z]``),
-    vertices in nm in file order, shifted by ``origin_nm`` (the array's first voxel); one per
-    id present, with ``radius`` (nm, float32). ``fix_borders`` centres paths that touch the
-    array's faces, so that the fragments of neighbouring blocks meet there."""
+    """TEASAR skeletons (kimimaro) of each nonzero id of ``ids_xyz`` (runtime ``[X, Y, Z]``,
+    its first voxel at ``origin_xyz`` voxels of the volume's frame), vertices in nm in file
+    order: (voxel + origin) × resolution, computed alike in every block, so the fragments of
+    neighbouring blocks share their border vertices bitwise. One per id present, with
+    ``radius`` (nm, float32). ``fix_borders`` centres paths that touch the array's faces, so
+    that those fragments meet there."""
     import kimimaro
 
     if not ids_xyz.any():
@@ -99,7 +96,8 @@ def skeletonize(ids_xyz: np.ndarray, voxel_size: Any, origin_nm: Sequence[float]
                                      fix_branching=True, fix_borders=fix_borders, parallel=1)
     out = {}
     for segid, skeleton in found.items():
-        skeleton.vertices = (skeleton.vertices.astype(np.float64) + np.asarray(origin_nm)).astype(np.float32)
+        voxels = np.rint(skeleton.vertices.astype(np.float64) / resolution) + file_voxels(origin_xyz)
+        skeleton.vertices = (voxels * resolution).astype(np.float32)
         skeleton.radius = np.asarray(skeleton.radius, np.float32)
         skeleton.extra_attributes = [{"id": "radius", "data_type": "float32", "num_components": 1}]
         out[int(segid)] = skeleton
@@ -142,7 +140,20 @@ def trace_predicted(voxels: tuple[np.ndarray, np.ndarray], shape_xyz: Sequence[i
     at, ids = voxels
     dense = np.zeros(tuple(shape_xyz), dtype=ids.dtype if ids.dtype.kind == "u" else np.uint32)
     dense.reshape(-1)[at] = ids
-    return skeletonize(dense, voxel_size, offset_nanometres(offset_xyz, voxel_size))
+    return skeletonize(dense, voxel_size, offset_xyz)
+
+
+def merge_fragments(parts: Sequence[Any]) -> Any:
+    """One instance's graph from its blocks' fragments: concatenated, then the vertices they
+    share (the one-voxel overlap) made one and duplicate edges dropped (osteoid)."""
+    from osteoid import Skeleton
+
+    with _nep50():
+        merged = Skeleton.simple_merge(list(parts)).consolidate()
+    merged.id = parts[0].id
+    merged.vertices = np.asarray(merged.vertices, np.float32)
+    merged.radius = np.asarray(getattr(merged, "radius", np.zeros(len(merged.vertices))), np.float32)
+    return merged
 
 
 def encoded_objects(skeletons: Mapping[int, Any], ids: Iterable[int]) -> dict[int, bytes]:
@@ -263,6 +274,11 @@ def check_skeletons(output: Any, inputs: Sequence[Path] = (), blockwise: bool = 
         check_not_input("--skeletons", folder, inputs)
         if folder.exists() and not output.overwrite:
             raise OutputError(f"--skeletons: {folder} exists; pass --overwrite to replace it")
+
+
+def in_unit(lengths_nm: np.ndarray, voxel_size: Any) -> np.ndarray:
+    """Lengths in nm (the vertices' unit) in ``voxel_size``'s unit, as the table states them."""
+    return np.asarray(lengths_nm, np.float64) / _unit_nm(voxel_size)
 
 
 def graph_lengths(skeletons: Mapping[int, Any], labels: Sequence[int], voxel_size: Any) -> np.ndarray:

@@ -36,6 +36,7 @@ from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job
+from .skeleton_run import keep_tables, run_skeletons
 from .output import Target, check_tiff_fits, create_target, deliver, discard, gather_labels, kept
 from .stage_runner import StageRunner, still_done
 from .store import FORMAT, BlockStore
@@ -116,22 +117,26 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
     names = [b.name for b in stage.job.grid.blocks]
     tables: list[np.ndarray] = []
     dtype = np.dtype(np.uint32)
+    skeletons = stage.job.output.skeletons
     if len(still_done(stage, "assign", names)) < len(names):
         counts = _infer(stage)
         tables, dtype = _label(stage, counts)
+        if skeletons:
+            keep_tables(stage.store, names, tables)
     else:  # a resumed run past assign: infer's intermediates are gone, and nothing after needs them
         stage.run("infer", [], len(names))
         stage.result.skipped = sum(note.get("skipped", 0) for _, note in stage.store.done("infer").values())
     firsts = _assign(stage, tables, dtype)
-    _drop(stage.store, stages.INFERRED)
+    _drop(stage.store, [k for k in stages.INFERRED if not (skeletons and k == "labels")])  # --skeletons: the skeleton's, kept
     numbering = _order(stage, firsts)
     target = create_target(stage, numbering.dtype)
     targets.append(target)
     labels = _write(stage, target, firsts, numbering)
     if target.ome:
         _write_pyramid(stage, target)
+    lengths = run_skeletons(stage, target, firsts, numbering.keys, numbering.ranks, numbering.dtype) if skeletons else None
     stage.result.labels_at = kept(target, stage.store)
-    deliver(stage, target, labels)
+    deliver(stage, target, labels, lengths)
 
 
 def _drop(store: BlockStore, kinds: Sequence[str]) -> None:

@@ -15,9 +15,15 @@ from typing import Any
 from ..errors import OutputError
 from .location import StoreUrl, context, explain
 
-__all__ = ["SKELETONS_KEY", "skeleton_info_object", "skeleton_objects", "name_skeletons", "write_objects", "add_skeletons"]
+__all__ = ["SKELETONS_KEY", "SKELETON_INFO", "skeleton_info_object", "skeleton_objects", "name_skeletons", "write_objects", "add_skeletons"]
 
 SKELETONS_KEY = "skeletons"  # the info's "skeletons" value: the folder of the objects and their info
+SKELETON_INFO: dict[str, Any] = {
+    "@type": "neuroglancer_skeletons",
+    "transform": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],  # vertices are stored in nm
+    "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}],
+}
+"""``skeletons/info`` of a precomputed output."""
 _DEADLINE = 120.0  # seconds for one request, retries included (as writer.py's)
 
 
