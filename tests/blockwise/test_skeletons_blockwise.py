@@ -105,3 +105,23 @@ def test_blockwise_skeletons_are_the_in_memory_ones_merged_from_regions(local_cl
           f"max {ratios.max():.3f} over {len(ratios)} instances")
     assert np.quantile(ratios, 0.9) <= LENGTH_TOLERANCE
     assert not (tmp_path / "work").exists()
+
+
+def test_a_run_stopped_among_the_skeletons_publishes_nothing_and_resume_skips_what_is_done(local_cluster, answers, tmp_path: Path,
+                                                                                        small_shards) -> None:
+    path, (labels_xyz, _) = answers
+    out = tmp_path / "seg"
+
+    def stop(stage: str, done: int, total: int) -> bool:
+        return not (stage == "skeleton-merge" and done >= 1)  # every region traced, one bucket merged
+
+    with pytest.raises(Cancelled, match="finished blocks are kept in"):
+        run(tmp_path, path, parse(f"precomputed://{out}"), scheduler=local_cluster.scheduler_address, watch=Watch(True, stop),
+            resume=True)
+    assert not (out / "info").exists() and (out / "skeletons").exists()  # objects written, nothing readable
+    result = run(tmp_path, path, parse(f"precomputed://{out}"), scheduler=local_cluster.scheduler_address, resume=True)
+    assert result.done["skeleton"] == 0 and result.resumed["skeleton"] == 6
+    assert result.resumed["skeleton-merge"] >= 1 and result.done["skeleton-merge"] == result.totals["skeleton-merge"] - result.resumed["skeleton-merge"]
+    vol = cloudvolume(out)
+    assert json.loads((out / "info").read_text())["skeletons"] == "skeletons"
+    assert sum(len(vol.skeleton.get(i).vertices) > 0 for i in range(1, int(labels_xyz.max()) + 1)) >= 100
