@@ -206,7 +206,7 @@ def segment_volume(
             keys, first = postprocess.first_appearances(labels.get() if hasattr(labels, "get") else labels)
         labels, count = postprocess.renumber_labels(labels, labels_dtype)
         if predicted is not None:
-            predicted = _instance_skeletons(predicted, keys, labels.reshape(-1)[first], labels)
+            predicted = _instance_skeletons(predicted, keys, first, labels)
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
@@ -216,15 +216,18 @@ def segment_volume(
                     skeleton_voxels=predicted)
 
 
-def _instance_skeletons(predicted: tuple[np.ndarray, np.ndarray], keys: np.ndarray, final: Any,
+def _instance_skeletons(predicted: tuple[np.ndarray, np.ndarray], keys: np.ndarray, first: np.ndarray,
                         labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted skeleton's voxels with their instances' final ids (``final`` of ``keys``),
-    kept where the voxel itself was assigned to that instance: each instance's own skeleton."""
+    """The predicted skeleton's voxels with their instances' final ids (``keys``' labels where
+    each first appears, ``first``), kept where the voxel itself was assigned to that
+    instance: each instance's own skeleton. ``labels`` NumPy or CuPy; the result on the CPU."""
+    def host(flat_at: np.ndarray) -> np.ndarray:
+        values = labels.reshape(-1)[postprocess.array_module(labels).asarray(flat_at)]
+        return values.get() if hasattr(values, "get") else values
+
     at, components = predicted
-    ids = skeleton_ids(components, keys, final.get() if hasattr(final, "get") else final)
-    assigned = labels.reshape(-1)[at]
-    assigned = assigned.get() if hasattr(assigned, "get") else assigned
-    keep = (ids != 0) & (assigned == ids)
+    ids = skeleton_ids(components, keys, host(first))
+    keep = (ids != 0) & (host(at) == ids)
     return at[keep], ids[keep]
 
 

@@ -69,6 +69,13 @@ def run(folder: Path, answers: Path, out, *, scheduler: str, watch: Watch | None
     return segment_job(job, watch or Watch(quiet=True))
 
 
+def _store_xyz(path: Path) -> np.ndarray:
+    import tensorstore as ts
+
+    data = np.asarray(ts.open({"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(path)}}).result().read().result())
+    return data[..., 0].transpose(1, 0, 2)
+
+
 def cloudvolume(path: Path):
     with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
         warnings.simplefilter("ignore", ImportWarning)
@@ -82,6 +89,7 @@ def test_blockwise_skeletons_are_the_in_memory_ones_merged_from_regions(local_cl
     out = tmp_path / "seg"
     result = run(tmp_path, path, parse(f"precomputed://{out}"), scheduler=local_cluster.scheduler_address, table=tmp_path / "t.csv")
     assert result.totals["skeleton"] == 6 and result.totals["skeleton-merge"] == -(-result.instances // 4)
+    assert np.array_equal(_store_xyz(out), labels_xyz)  # the labels do not change with --skeletons
     info = json.loads((out / "info").read_text())
     assert info["skeletons"] == "skeletons"
     ids = [int(i) for i in json.loads((out / "segment_properties" / "info").read_text())["inline"]["ids"]]

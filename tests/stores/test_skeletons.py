@@ -123,3 +123,31 @@ def test_skeletons_without_an_output_and_over_an_existing_swc_folder_are_refused
     with pytest.raises(OutputError, match="l_skeletons exists; pass overwrite=True"):
         skoots_client.segment(stores_folder / "v.tif", out=tmp_path / "l.tif", skeletons=True, repository=e2e_repository, quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == ["l_skeletons"]
+
+
+def test_labels_into_an_image_gets_swc_beside_it(stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
+    import shutil
+
+    image = tmp_path / "img.ome.zarr"
+    shutil.copytree(stores_folder / "img.ome.zarr", image)
+    result = skoots_client.segment(image, labels_into=image, skeletons=True, repository=e2e_repository, device="cpu", quiet=True)
+    folder = tmp_path / "img_skoots_skeletons"
+    assert sorted(int(p.stem) for p in folder.iterdir()) == list(range(1, result.instances + 1))
+    assert f"skeletons → {folder}" in result.summary
+    vertices, _, _ = read_swc(next(p for p in sorted(folder.iterdir()) if read_swc(p)[0].size))
+    assert (vertices >= 0).all() and "coordinates and radius in nm" in (folder / "1.swc").read_text()  # the image's unit
+
+
+@pytest.mark.slow
+def test_blockwise_through_the_front_door_has_the_in_memory_ids_and_lengths(stores_folder: Path, e2e_repository: Path,
+                                                                            tmp_path: Path) -> None:
+    kwargs = {"skeletons": True, "voxel_size": NM, "repository": e2e_repository, "device": "cpu", "quiet": True}
+    skoots_client.segment(stores_folder / "v.tif", out=f"precomputed://{tmp_path}/mem", table=tmp_path / "mem.csv", **kwargs)
+    skoots_client.segment(stores_folder / "v.tif", out=f"precomputed://{tmp_path}/bw", table=tmp_path / "bw.csv", blockwise=True,
+                          workers=1, block=(4, 32, 32), **kwargs)
+    mem, bw = ({r["label"]: float(r["skeleton_graph_length_nm"]) for r in csv.DictReader(open(tmp_path / f"{n}.csv", newline=""))}
+               for n in ("mem", "bw"))
+    assert list(mem) == list(bw)
+    assert all(bw[k] == pytest.approx(mem[k], rel=0.25, abs=1.0) for k in mem), (mem, bw)
+    vol = cloudvolume(tmp_path / "bw")
+    assert all(float(bw[k]) == pytest.approx(vol.skeleton.get(int(k)).cable_length(), rel=1e-6, abs=1e-3) for k in bw)
