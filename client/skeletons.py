@@ -281,7 +281,7 @@ def in_unit(lengths_nm: np.ndarray, voxel_size: Any) -> np.ndarray:
     return np.asarray(lengths_nm, np.float64) / _unit_nm(voxel_size)
 
 
-def graph_lengths(skeletons: Mapping[int, Any], labels: Sequence[int], voxel_size: Any) -> np.ndarray:
+def graph_lengths(skeletons: Mapping[int, Any], labels: Sequence[int] | np.ndarray, voxel_size: Any) -> np.ndarray:
     """Each of ``labels``' written graph length (the sum of its edges' lengths over the float32
     vertices as written, ``Skeleton.cable_length``) in ``voxel_size``'s unit; 0 without a skeleton."""
     out = np.zeros(len(labels), np.float64)

@@ -36,8 +36,8 @@ from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job
-from .skeleton_run import keep_tables, run_skeletons
 from .output import Target, check_tiff_fits, create_target, deliver, discard, gather_labels, kept
+from .skeleton_run import keep_tables, run_skeletons
 from .stage_runner import StageRunner, still_done
 from .store import FORMAT, BlockStore
 from .worker import release
