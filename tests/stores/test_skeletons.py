@@ -151,3 +151,18 @@ def test_blockwise_through_the_front_door_has_the_in_memory_ids_and_lengths(stor
     assert all(bw[k] == pytest.approx(mem[k], rel=0.25, abs=1.0) for k in mem), (mem, bw)
     vol = cloudvolume(tmp_path / "bw")
     assert all(float(bw[k]) == pytest.approx(vol.skeleton.get(int(k)).cable_length(), rel=1e-6, abs=1e-3) for k in bw)
+
+
+def test_skeletons_into_s3_are_staged_with_the_labels(stores_folder: Path, e2e_repository: Path, tmp_path: Path) -> None:
+    from .stores_support import bucket_keys, s3_with_bucket
+
+    with s3_with_bucket("out") as endpoint:
+        result = skoots_client.segment(stores_folder / "v.tif", out="precomputed://s3://out/seg", s3_endpoint=endpoint, skeletons=True,
+                                       voxel_size=NM, repository=e2e_repository, device="cpu", quiet=True)
+        keys = bucket_keys(endpoint, "out")
+        import boto3
+
+        body = boto3.client("s3", endpoint_url=endpoint).get_object(Bucket="out", Key="seg/info")["Body"].read()
+    assert json.loads(body)["skeletons"] == "skeletons"
+    assert {k for k in keys if k.startswith("seg/skeletons/")} == {"seg/skeletons/info", *(f"seg/skeletons/{i}" for i in range(1, result.instances + 1))}
+    assert all(k.startswith("seg/") for k in keys)  # nothing staged is left
