@@ -13,9 +13,9 @@ client/stores (precomputed) and `write_swc_folder`.
 
 from __future__ import annotations
 
-import contextlib
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,10 @@ def skeletonize(ids_xyz: np.ndarray, voxel_size: Any, origin_xyz: Sequence[float
         return {}
     resolution = nanometres(voxel_size)
     params = {**TEASAR, "const": TEASAR["const"] * float(resolution.max())}
-    with _nep50():
-        found = kimimaro.skeletonize(np.asfortranarray(ids_xyz.transpose(1, 0, 2)), teasar_params=params,
-                                     anisotropy=tuple(float(r) for r in resolution), dust_threshold=0, progress=False,
-                                     fix_branching=True, fix_borders=fix_borders, parallel=1)
+    _osteoid_on_numpy_1()
+    found = kimimaro.skeletonize(np.asfortranarray(ids_xyz.transpose(1, 0, 2)), teasar_params=params,
+                                 anisotropy=tuple(float(r) for r in resolution), dust_threshold=0, progress=False,
+                                 fix_branching=True, fix_borders=fix_borders, parallel=1)
     out = {}
     for segid, skeleton in found.items():
         voxels = np.rint(skeleton.vertices.astype(np.float64) / resolution) + file_voxels(origin_xyz)
@@ -104,33 +104,36 @@ def skeletonize(ids_xyz: np.ndarray, voxel_size: Any, origin_xyz: Sequence[float
     return out
 
 
-@contextlib.contextmanager
-def _nep50() -> Iterator[None]:
-    """osteoid's ``Skeleton.simple_merge`` (kimimaro joins each object's paths with it) under
-    NumPy 2's promotion rules (NEP 50) while kimimaro runs: it adds Python ints to a uint32 0-d
-    array, which NumPy 1.26's legacy rules refuse (the project keeps 1.26; NEP 50 is its opt-in).
-    Only that merge: kimimaro's own extensions need the legacy rules."""
+_PATCH = threading.RLock()
+
+
+def _osteoid_on_numpy_1() -> None:
+    """Run osteoid's ``Skeleton.simple_merge`` (kimimaro joins each object's paths with it)
+    under NumPy 2's promotion rules (NEP 50): it adds Python ints to a uint32 0-d array, which
+    NumPy 1.26's legacy rules refuse (the project keeps 1.26; NEP 50 is its opt-in). Only that
+    merge (kimimaro's own extensions need the legacy rules); installed once per process, each
+    call under a lock, so threads sharing a worker never see the rules switched mid-merge."""
     from osteoid import Skeleton
 
     get, set_ = getattr(np, "_get_promotion_state", None), getattr(np, "_set_promotion_state", None)
     if get is None or set_ is None or get() == "weak":  # NumPy 2: NEP 50 is the rule
-        yield
         return
-    merge = Skeleton.__dict__["simple_merge"]
+    with _PATCH:
+        merge = Skeleton.__dict__["simple_merge"]
+        if getattr(merge.__func__, "nep50", False):
+            return
 
-    def weak_merge(cls: Any, skeletons: Any) -> Any:
-        before = get()
-        set_("weak")
-        try:
-            return merge.__func__(cls, skeletons)
-        finally:
-            set_(before)
+        def weak_merge(cls: Any, skeletons: Any) -> Any:
+            with _PATCH:
+                before = get()
+                set_("weak")
+                try:
+                    return merge.__func__(cls, skeletons)
+                finally:
+                    set_(before)
 
-    Skeleton.simple_merge = classmethod(weak_merge)
-    try:
-        yield
-    finally:
-        Skeleton.simple_merge = merge
+        weak_merge.nep50 = True  # type: ignore[attr-defined]
+        Skeleton.simple_merge = classmethod(weak_merge)
 
 
 def trace_predicted(voxels: tuple[np.ndarray, np.ndarray], shape_xyz: Sequence[int], voxel_size: Any,
@@ -148,8 +151,8 @@ def merge_fragments(parts: Sequence[Any]) -> Any:
     share (the one-voxel overlap) made one and duplicate edges dropped (osteoid)."""
     from osteoid import Skeleton
 
-    with _nep50():
-        merged = Skeleton.simple_merge(list(parts)).consolidate()
+    _osteoid_on_numpy_1()
+    merged = Skeleton.simple_merge(list(parts)).consolidate()
     merged.id = parts[0].id
     merged.vertices = np.asarray(merged.vertices, np.float32)
     merged.radius = np.asarray(getattr(merged, "radius", np.zeros(len(merged.vertices))), np.float32)
