@@ -8,8 +8,9 @@ return the same `RunStats`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,6 +51,7 @@ class InMemoryEngine:
     def run(self, plan: Plan, watch: Watch) -> RunStats:
         from .instances import label_properties, measure_xyz, write_table
         from .ngff import write_labels_into
+        from .skeletons import swc_folder_of, write_swc_folder
         from .stores import Location
 
         output, volume = plan.output, plan.volume
@@ -67,16 +69,19 @@ class InMemoryEngine:
             done_at: list[Path | StoreUrl] = []  # a failure from here on never loses the labels (keep_labels)
             try:
                 stats.table = measure_xyz(labels, plan.voxel_size, volume.data) if output.table is not None else None
+                drawn = _skeletons(plan, stats) if output.skeletons else None
                 properties = label_properties(stats.table) if stats.table is not None else None
                 if output.out is not None:
                     done_at.append(write_labels(output.out, labels, overwrite=output.overwrite, voxel_size=plan.voxel_size,
                                                 properties=properties, ngff_version=output.ngff_version.value,
-                                                offset=plan.origin))
+                                                offset=plan.origin, skeletons=drawn))
                 if output.labels_into is not None:
                     done_at.append(write_labels_into(output.labels_into, output.label_name, labels,
                                                      overwrite=output.overwrite, properties=properties))
                 if output.table is not None and stats.table is not None:
                     write_table(output.table, stats.table)
+                if output.skeletons and (folder := swc_folder_of(output)) is not None:
+                    stats.notes.append(f"skeletons → {write_swc_folder(folder, stats.skeletons or {}, plan.voxel_size, range(1, stats.instances + 1))}")
                 if output.save_intermediates:
                     write_intermediates(output.destination, stats.intermediates, overwrite=output.overwrite,
                                         voxel_size=plan.voxel_size)
@@ -111,6 +116,22 @@ class InMemoryEngine:
                 detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
                 raise OutputError(f"cannot write the preview {output.preview} ({detail}) — the labels were written to {output.written}") from e
         return stats
+
+
+def _skeletons(plan: Plan, stats: RunStats) -> tuple[dict[str, Any], dict[int, bytes]]:
+    """--skeletons in memory: every instance's graph from its predicted skeleton (``stats.skeletons``),
+    its length in the table, and the precomputed info and objects (client/skeletons.py)."""
+    from .skeletons import SKELETON_INFO, encoded_objects, graph_lengths, trace_predicted, with_graph_lengths
+
+    started = time.perf_counter()
+    assert stats.skeleton_voxels is not None
+    stats.skeletons = trace_predicted(stats.skeleton_voxels, stats.labels.shape, plan.voxel_size, plan.origin)
+    stats.skeleton_voxels = None
+    if stats.table is not None:
+        stats.table = with_graph_lengths(stats.table, graph_lengths(stats.skeletons, stats.table["label"], plan.voxel_size))
+    drawn = SKELETON_INFO, encoded_objects(stats.skeletons, range(1, stats.instances + 1))
+    stats.seconds["skeletons"] = time.perf_counter() - started
+    return drawn
 
 
 class BlockwiseEngine:

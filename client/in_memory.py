@@ -16,6 +16,7 @@ from .dispatch import Endpoint, dispatch
 from .normalize import Normalization, model_rule
 from .progress import Watch
 from .run_stats import RunStats
+from .skeletons import skeleton_ids
 from .skip import SkipRule
 from .specs import OutputSpec
 from .tiling import Crop, crop_grid
@@ -186,6 +187,8 @@ def segment_volume(
     # the in-memory mode is the assignment's vectors + skeleton labels + labels.
     with _timed(seconds, "label"):
         skeleton_labels, _ = postprocess.label_skeleton(skeleton)
+        # --skeletons: the predicted skeleton's voxels and their components, kept sparse
+        predicted = _sparse(skeleton_labels) if output.skeletons else None
     if not save_intermediates:
         del skeleton
     with _timed(seconds, "assign"):
@@ -198,10 +201,41 @@ def segment_volume(
         if reference_borders:
             postprocess.clear_outside(labels, [(0, n) for n in shape], reference_interior(shape))
     with _timed(seconds, "renumber"):
-        labels, count = postprocess.renumber_labels(postprocess.remove_small_instances(labels, min_size), labels_dtype)
+        labels = postprocess.remove_small_instances(labels, min_size)
+        if predicted is not None:  # where each surviving component first appears, to read its final id there
+            keys, first = postprocess.first_appearances(labels.get() if hasattr(labels, "get") else labels)
+        labels, count = postprocess.renumber_labels(labels, labels_dtype)
+        if predicted is not None:
+            predicted = _instance_skeletons(predicted, keys, first, labels)
     intermediates = {}
     if save_intermediates:
         intermediates = {"skeleton": skeleton, "vectors": vectors, "probability": probability}
     note = postprocess.labels_dtype_note(int(count), labels_dtype)
     return RunStats(instances=int(count), crops=len(grid), tile=tuple(max(n, parameters.minimum_size) for n in grid[0].size), seconds=seconds, skipped=skipped, resumed={"infer": len(restored)},
-                    labels=labels, intermediates=intermediates, inferred=len(todo), notes=[note] if note else [])
+                    labels=labels, intermediates=intermediates, inferred=len(todo), notes=[note] if note else [],
+                    skeleton_voxels=predicted)
+
+
+def _instance_skeletons(predicted: tuple[np.ndarray, np.ndarray], keys: np.ndarray, first: np.ndarray,
+                        labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted skeleton's voxels with their instances' final ids (``keys``' labels where
+    each first appears, ``first``), kept where the voxel itself was assigned to that
+    instance: each instance's own skeleton. ``labels`` NumPy or CuPy; the result on the CPU."""
+    def host(flat_at: np.ndarray) -> np.ndarray:
+        values = labels.reshape(-1)[postprocess.array_module(labels).asarray(flat_at)]
+        return values.get() if hasattr(values, "get") else values
+
+    at, components = predicted
+    ids = skeleton_ids(components, keys, host(first))
+    keep = (ids != 0) & (host(at) == ids)
+    return at[keep], ids[keep]
+
+
+def _sparse(skeleton_labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The flat (C-order) indices of the labelled skeleton's voxels and their components, on the CPU."""
+    flat = skeleton_labels.reshape(-1)
+    at = flat.nonzero()[0]
+    components = flat[at]
+    if hasattr(at, "get"):
+        at, components = at.get(), components.get()
+    return at, components

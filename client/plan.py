@@ -117,6 +117,10 @@ def check_blockwise_options(model: ModelSpec, output: OutputSpec) -> None:
     """Refuse the options the blockwise mode does not do, naming the in-memory mode."""
     if model.device is Device.GPU:
         raise InputError("--blockwise post-processes on the workers' CPUs; drop --device gpu")
+    if output.skeletons:
+        from .skeletons import check_skeletons
+
+        check_skeletons(output, blockwise=True)
     if output.labels_into is not None and output.out is not None:
         raise InputError("--blockwise writes the labels to one place: give --out or --labels-into, not both")
     refused = [name for name, given in (("--save-intermediates", output.save_intermediates),
@@ -146,6 +150,10 @@ def check_destinations(inputs: list[Any], output: OutputSpec, work_path: Path | 
     if output.table is not None:
         check_not_input("--table", output.table, inputs)
         check_table_path(output.table, output.overwrite)
+    if output.skeletons:
+        from .skeletons import check_skeletons
+
+        check_skeletons(output, inputs)
     if output.preview is not None:
         check_not_input("--preview", output.preview, inputs)
         check_preview_path(output.preview)

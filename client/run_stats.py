@@ -69,6 +69,9 @@ class RunStats:
     notes: list[str] = field(default_factory=list)  # the engine's own summary lines (runtime, resent requests, preview)
     totals: dict[str, int] = field(default_factory=dict)  # blockwise: the blocks of each stage, in the order the stages run
     failures: list[FailedBlock] = field(default_factory=list)  # blockwise: blocks whose tasks failed after their retries
+    skeleton_voxels: tuple[Any, Any] | None = None  # --skeletons in memory: the predicted skeleton's flat indices and final ids
+    skeletons: dict[int, Any] | None = None  # --skeletons: the written graphs by id (in memory)
+    skeleton_bytes: int = 0  # --skeletons blockwise: the skeleton objects written
 
     @property
     def blockwise(self) -> bool:

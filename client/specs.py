@@ -67,6 +67,7 @@ class OutputSpec:
     label_name: str = "skoots"
     overwrite: bool = False
     table: Path | None = None
+    skeletons: bool = False
     preview: Path | None = None
     save_intermediates: bool = False
     ngff_version: NgffVersion = NgffVersion.V0_4

@@ -160,10 +160,12 @@ def _renumber(_: object, ids: np.ndarray, *, keys: np.ndarray, numbers: np.ndarr
     return postprocess.apply_table(ids, keys, numbers, dtype)
 
 
-def deliver(stage: StageRunner, target: Target, labels: np.ndarray | None = None) -> None:
-    """The instance table (with ``--table``), then the labels published: the Zarr folder renamed
-    into place (into the image with ``--labels-into``), a store's metadata written, or the TIFF
-    written from ``labels``."""
+def deliver(stage: StageRunner, target: Target, labels: np.ndarray | None = None,
+            skeleton_lengths: np.ndarray | None = None) -> None:
+    """The instance table (with ``--table``; ``skeleton_lengths``, nm by id, its graph-length
+    column with ``--skeletons``), then the labels published: the Zarr folder renamed into place
+    (into the image with ``--labels-into``), a store's metadata written, or the TIFF written
+    from ``labels``."""
     job, result = stage.job, stage.result
     output, voxel_size, out, overwrite = job.output, job.voxel_size, job.output.out, job.output.overwrite
     started = time.perf_counter()
@@ -172,6 +174,11 @@ def deliver(stage: StageRunner, target: Target, labels: np.ndarray | None = None
         shape_zxy = (job.shape[2], job.shape[0], job.shape[1])
         window = _labels_window(labels) if labels is not None else destination_window(target.destination)
         result.table = _instance_table(stage.store, regions, window, shape_zxy, voxel_size)
+        if skeleton_lengths is not None:
+            from ..skeletons import in_unit, with_graph_lengths
+
+            lengths = skeleton_lengths[np.asarray(result.table["label"], np.int64)]
+            result.table = with_graph_lengths(result.table, in_unit(lengths, voxel_size))
         if target.ome:
             assert target.path is not None
             add_label_properties(target.path, label_properties(result.table))
@@ -187,7 +194,8 @@ def deliver(stage: StageRunner, target: Target, labels: np.ndarray | None = None
         shutil.rmtree(target.path.parent, ignore_errors=True)
     elif target.destination.store is not None:
         properties = label_properties(dict(result.table)) if result.table is not None else None
-        publish(target.destination.store, voxel_size=voxel_size, offset=job.offset, properties=properties)
+        publish(target.destination.store, voxel_size=voxel_size, offset=job.offset, properties=properties,
+                skeletons=output.skeletons)
     elif target.tiff:
         assert labels is not None
         write_labels(out, labels, overwrite=overwrite, voxel_size=voxel_size)

@@ -1,7 +1,7 @@
 """Blockwise ``segment``: the four stages as Dask computations over blocks, one after the other.
 
 infer (+ each block's own labels) → label (face equivalences, one union-find here) → assign →
-renumber + write. A block is labelled by the task that inferred it, while its skeleton is in
+renumber + write (→ with ``--skeletons``, skeleton + skeleton-merge: skeleton_run.py). A block is labelled by the task that inferred it, while its skeleton is in
 memory: the skeleton is never stored, and labelling costs no stage of its own (labelling every
 block before any is assigned is what the contract needs, and this is where it pays most).
 Each stage is a set of independent tasks (stages.py) submitted at once; a stage starts when the
@@ -38,6 +38,7 @@ from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
 from .job import Job
 from .output import Target, check_tiff_fits, create_target, deliver, discard, gather_labels, kept
+from .skeleton_run import keep_tables, run_skeletons
 from .stage_runner import StageRunner, still_done
 from .store import FORMAT, BlockStore
 from .worker import release
@@ -117,14 +118,17 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
     names = [b.name for b in stage.job.grid.blocks]
     tables: list[np.ndarray] = []
     dtype = np.dtype(np.uint32)
+    skeletons = stage.job.output.skeletons
     if len(still_done(stage, "assign", names)) < len(names):
         counts = _infer(stage)
         tables, dtype = _label(stage, counts)
+        if skeletons:
+            keep_tables(stage.store, names, tables)
     else:  # a resumed run past assign: infer's intermediates are gone, and nothing after needs them
         stage.run("infer", [], len(names))
         stage.result.skipped = sum(note.get("skipped", 0) for _, note in stage.store.done("infer").values())
     firsts = _assign(stage, tables, dtype)
-    _drop(stage.store, stages.INFERRED)
+    _drop(stage.store, [k for k in stages.INFERRED if not (skeletons and k == "labels")])  # --skeletons: the skeleton's, kept
     numbering = _order(stage, firsts)
     target = create_target(stage, numbering.dtype)
     targets.append(target)
@@ -133,8 +137,9 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
         _write_pyramid(stage, target)
     if target.destination.store is not None and target.destination.store.scales:
         _write_scales(stage, target.destination.store)
+    lengths = run_skeletons(stage, target, firsts, numbering.keys, numbering.ranks, numbering.dtype) if skeletons else None
     stage.result.labels_at = kept(target, stage.store)
-    deliver(stage, target, labels)
+    deliver(stage, target, labels, lengths)
 
 
 def _drop(store: BlockStore, kinds: Sequence[str]) -> None:

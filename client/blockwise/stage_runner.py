@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import BlockFailures, InputError
 from ..progress import Watch
 from ..run_stats import FailedBlock, RunStats
-from . import stages
+from . import skeleton_stage, stages
 from .blocks import Region
 from .job import Job
 from .store import BlockStore, Stage
@@ -88,7 +88,7 @@ class StageRunner:
         """The voxels each of a stage's tasks covers, by name: the blocks', or the write regions'
         (named by their first voxel); none for a pyramid level's regions (their names are their regions)."""
         grid = self.job.grid
-        if stage == "write":
+        if stage in ("write", "skeleton"):
             return {stages.region_name(r): r for r in grid.write_regions()}
         if stage == "pyramid":
             return {}
@@ -158,7 +158,7 @@ def still_done(stage: StageRunner, name: Stage, names: Sequence[str], where: Any
     if not marked:
         return {}
     client = stage.client
-    verify = stages.VERIFIERS[name]
+    verify = stages.VERIFIERS.get(name) or skeleton_stage.VERIFIERS[name]
     futures = {client.submit(run_task, verify, stage.job, k, v[0], where, key=_task_key(verify)): k
                for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))

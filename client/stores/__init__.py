@@ -14,7 +14,7 @@ from .location import Location, StoreUrl, parse
 from .metadata import read_store_offset, read_store_voxel_size
 from .reader import level, open_volume, store_of, zarr_windows
 from .windows import filled_text
-from .writer import check_store_destination, write_store_labels
+from .writer import check_store_destination, output_format, write_store_labels
 
 __all__ = ["InPlace", "Location", "StoreUrl", "check_store_destination", "in_place", "filled_text", "level", "open_volume",
-           "parse", "read_store_offset", "read_store_voxel_size", "store_of", "write_store_labels", "zarr_windows"]
+           "output_format", "parse", "read_store_offset", "read_store_voxel_size", "store_of", "write_store_labels", "zarr_windows"]

@@ -164,10 +164,11 @@ def clear(target: InPlace, overwrite: bool) -> None:
 
 
 def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None = None,
-            properties: Sequence[dict[str, Any]] | None = None) -> None:
+            properties: Sequence[dict[str, Any]] | None = None, skeletons: bool = False) -> None:
     """Write the metadata that makes the written chunks a volume, last: N5 ``attributes.json``
     (with ``offset``), or precomputed ``segment_properties/info`` (``properties``: the instance
-    table's, `label_properties`) and then ``info``."""
+    table's, `label_properties`), ``skeletons/info`` (with ``skeletons``: the objects are
+    written by then) and then ``info``."""
     import tensorstore as ts
 
     url = target.url
@@ -179,6 +180,12 @@ def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None 
         if target.format == "precomputed" and properties:
             done(kv.write("segment_properties/info", json.dumps(segment_properties(properties)).encode()), url)
             metadata["segment_properties"] = "segment_properties"
+        if target.format == "precomputed" and skeletons:
+            from .skeleton_objects import SKELETON_INFO, name_skeletons, skeleton_info_object
+
+            for key, data in skeleton_info_object(SKELETON_INFO).items():
+                done(kv.write(key, data), url)
+            metadata = name_skeletons(metadata)
         done(kv.write(METADATA[target.format], json.dumps(metadata).encode()), url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e

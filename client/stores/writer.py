@@ -392,10 +392,11 @@ def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int 
 
 def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
                  properties: Sequence[dict[str, Any]] | None = None, offset: Sequence[float] | None = None,
-                 **layout: Any) -> StoreUrl:
+                 skeletons: tuple[dict[str, Any], dict[int, bytes]] | None = None, **layout: Any) -> StoreUrl:
     """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published,
-    their first voxel at ``offset`` (runtime X, Y, Z voxels). ``layout`` overrides ``chunk``,
-    ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
+    their first voxel at ``offset`` (runtime X, Y, Z voxels); with ``skeletons`` (their info and
+    encoded objects by id) a precomputed output's ``skeletons/`` source too. ``layout`` overrides
+    ``chunk``, ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
     import tensorstore as ts
 
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
@@ -418,5 +419,9 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
                 write_region(store, region, level[tuple(slice(lo, hi) for lo, hi in region)])
         add_offset(target, format, offset, voxel_size)
         if format == "precomputed":
+            if skeletons is not None:
+                from .skeleton_objects import add_skeletons
+
+                add_skeletons(target, *skeletons)
             add_properties(target, properties)
     return url

@@ -80,10 +80,10 @@ def blockwise_labels(
 
 def run_options(job: Job, out: Path, *, overwrite: bool = False, fingerprint: dict[str, Any] | None = None, scheduler: str | None = None,
                 voxel_size: Any = None, ngff_version: str = "0.4", min_size: int = 0, labels_dtype: str = "uint32",
-                table: Path | None = None, resume: bool = False) -> Job:
+                table: Path | None = None, resume: bool = False, skeletons: bool = False) -> Job:
     """``job`` with where its labels go and the run's options (what the plan gives a real run)."""
     output = OutputSpec(out=out, overwrite=overwrite, min_size=min_size, ngff_version=NgffVersion(ngff_version),
-                        labels_dtype=LabelsDtype(labels_dtype), table=table)
+                        labels_dtype=LabelsDtype(labels_dtype), table=table, skeletons=skeletons)
     extra = {"voxel_size": voxel_size} if voxel_size is not None else {}
     return dataclasses.replace(job, output=output, fingerprint=fingerprint or {}, scheduler=scheduler, resume=resume, **extra)
 
