@@ -14,7 +14,6 @@ client/stores (precomputed) and `write_swc_folder`.
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,36 +103,42 @@ def skeletonize(ids_xyz: np.ndarray, voxel_size: Any, origin_xyz: Sequence[float
     return out
 
 
-_PATCH = threading.RLock()
-
-
 def _osteoid_on_numpy_1() -> None:
-    """Run osteoid's ``Skeleton.simple_merge`` (kimimaro joins each object's paths with it)
-    under NumPy 2's promotion rules (NEP 50): it adds Python ints to a uint32 0-d array, which
-    NumPy 1.26's legacy rules refuse (the project keeps 1.26; NEP 50 is its opt-in). Only that
-    merge (kimimaro's own extensions need the legacy rules); installed once per process, each
-    call under a lock, so threads sharing a worker never see the rules switched mid-merge."""
+    """Give osteoid's ``Skeleton`` a ``simple_merge`` that works on NumPy 1.26: kimimaro joins
+    each object's paths with it, and osteoid 0.7 counts vertices in a 0-d array of the edges'
+    dtype, which ``+=`` of a Python int refuses under NumPy 1's promotion rules (the project
+    keeps 1.26). Ours is the same concatenation with the count a Python int: no global NumPy
+    state is touched, so threads beside it (a napari viewer, a worker's other tasks) compute as
+    they would without it. Installed once per process."""
     from osteoid import Skeleton
 
-    get, set_ = getattr(np, "_get_promotion_state", None), getattr(np, "_set_promotion_state", None)
-    if get is None or set_ is None or get() == "weak":  # NumPy 2: NEP 50 is the rule
+    if getattr(Skeleton.__dict__["simple_merge"].__func__, "skoots", False):
         return
-    with _PATCH:
-        merge = Skeleton.__dict__["simple_merge"]
-        if getattr(merge.__func__, "nep50", False):
-            return
+    Skeleton.simple_merge = classmethod(_concatenated)
 
-        def weak_merge(cls: Any, skeletons: Any) -> Any:
-            with _PATCH:
-                before = get()
-                set_("weak")
-                try:
-                    return merge.__func__(cls, skeletons)
-                finally:
-                    set_(before)
 
-        weak_merge.nep50 = True  # type: ignore[attr-defined]
-        Skeleton.simple_merge = classmethod(weak_merge)
+def _concatenated(cls: Any, skeletons: Any) -> Any:
+    """osteoid's ``simple_merge``: the skeletons' vertices, edges (renumbered) and vertex
+    attributes one after the other, in the first one's space, no edges added between them."""
+    if len(skeletons) and isinstance(skeletons[0], np.ndarray):
+        skeletons = [skeletons]
+    skeletons = [s for s in skeletons if not s.empty()]
+    if not skeletons:
+        return cls()
+    first = skeletons[0]
+    starts = np.cumsum([0] + [s.vertices.shape[0] for s in skeletons[:-1]])
+    edges = np.concatenate([s.edges.astype(np.int64) + int(at) for s, at in zip(skeletons, starts)]).astype(first.edges.dtype)
+    placed = [s.voxel_space() if first.space == "voxel" else s.physical_space() for s in skeletons]
+    if any(s.extra_attributes != first.extra_attributes for s in placed[1:]):
+        raise ValueError("skeletons with different vertex attributes cannot be merged")
+    merged = cls(vertices=np.concatenate([s.vertices for s in placed], axis=0), edges=edges, segid=first.id,
+                 extra_attributes=placed[0].extra_attributes, space=first.space, transform=placed[0].transform)
+    for attribute in placed[0].extra_attributes:
+        setattr(merged, attribute["id"], np.concatenate([getattr(s, attribute["id"]) for s in placed], axis=0))
+    return merged
+
+
+_concatenated.skoots = True  # type: ignore[attr-defined]
 
 
 def trace_predicted(voxels: tuple[np.ndarray, np.ndarray], shape_xyz: Sequence[int], voxel_size: Any,
