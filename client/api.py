@@ -78,6 +78,7 @@ def segment(
     voxel_size: Any = None,
     unit: str | None = None,
     table: str | Path | None = None,
+    meshes: bool = False,
     labels_into: str | Path | None = None,
     label_name: str = "skoots",
     level: int | None = None,
@@ -217,6 +218,9 @@ def segment(
         alone, the unit of a scale the file states without one.
     table : str or pathlib.Path, optional
         Also write the instance table (``.csv``, or ``.parquet`` with pyarrow).
+    meshes : bool
+        Also write each instance's surface mesh into a ``precomputed://`` ``out``, in
+        Neuroglancer's legacy mesh format (the ``info``'s ``mesh`` key, vertices in nm).
     labels_into : str or pathlib.Path, optional
         Write the labels into this OME-Zarr image's ``labels/NAME`` group, with its levels.
     label_name : str
@@ -317,7 +321,7 @@ def segment(
             OutputSpec(
                 out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),
                 label_name=label_name, overwrite=overwrite, table=_path(table), preview=_path(preview),
-                save_intermediates=save_intermediates, min_size=min_size,
+                save_intermediates=save_intermediates, meshes=meshes, min_size=min_size,
                 labels_dtype=choice(LabelsDtype, labels_dtype, "--labels-dtype"),
                 ngff_version=choice(NgffVersion, ngff_version, "--ngff-version", "use 0.4 (Zarr v2) or 0.5 (Zarr v3)"),
             ),

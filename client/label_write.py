@@ -60,6 +60,7 @@ def _staged_output(path: Path, overwrite: bool) -> Iterator[Path]:
 def write_labels(
     path: str | Path | StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
     properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
+    meshes: bool = False,
 ) -> Path | StoreUrl:
     """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
@@ -71,7 +72,8 @@ def write_labels(
     ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
     voxel size in its attributes. Planes are transposed one slab at a time. ``offset`` (voxels
     along the runtime's X, Y, Z; client/origin.py) is where the labels' first voxel sits: an
-    NGFF translation on every level, precomputed ``voxel_offset``, N5 ``offset``.
+    NGFF translation on every level, precomputed ``voxel_offset``, N5 ``offset``. ``meshes``:
+    each instance's legacy mesh too, into a precomputed output (client/stores/meshes.py).
     """
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
@@ -79,7 +81,7 @@ def write_labels(
     path = stores.Location.of(path).target
     if isinstance(path, stores.StoreUrl):  # precomputed:// or n5:// (client/stores)
         return stores.write_store_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
-                                   offset=offset)
+                                   offset=offset, meshes=meshes)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged_output(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):

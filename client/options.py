@@ -137,6 +137,8 @@ _ALL = (
            'Unit of --voxel-size: um (default), nm, mm, cm, m or angstrom; alone, the unit of a scale the file states without one.'),
     Option('table', '--table', None,
            'Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.', spec='OutputSpec'),
+    Option('meshes', '--meshes', False,
+           "Also write each instance's surface mesh (zmesh: marching cubes, simplified to within a voxel) into a precomputed:// --out, in Neuroglancer's legacy mesh format (the info's mesh key; nm), in memory or block by block on the workers; Neuroglancer and CloudVolume show them. See docs/outputs.md.", spec='OutputSpec'),
     Option('labels_into', '--labels-into', None,
            "Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written; with --blockwise, written block by block (then without --out).", spec='OutputSpec'),
     Option('label_name', '--label-name', 'skoots',
