@@ -3,9 +3,10 @@ triangle meshes out (NumPy only; writing them is stores/meshes.py's).
 
 The mesher is zmesh (marching cubes, then quadric simplification), as Igneous uses it: a
 reduction of ``REDUCTION`` (Igneous's default: about 1 triangle in 100 kept on large flat
-surfaces, far fewer on small objects) within ``max_error`` of the marching-cubes surface, one
-voxel by default (zmesh's; Igneous's fixed 40 nm is several voxels of EM and a fraction of one
-of light microscopy, so a voxel keeps every mesh within a voxel of its labels at any scale).
+surfaces, far fewer on small objects) within ``max_error`` of the marching-cubes surface, by
+default the voxel's smallest side (Igneous's fixed 40 nm is 5 voxels of 8 x 8 x 40 nm EM in x and
+y, and zmesh's own default, a voxel's largest side, as much; the smallest side keeps every mesh
+within a voxel of its labels along every axis, at any scale).
 Vertices are voxel centred: voxel ``i`` spans ``[i, i+1)`` times the resolution, as
 Neuroglancer draws the labels, so an instance's mesh lies within its bounding box.
 
@@ -44,7 +45,7 @@ def mesh_box(labels_xyz: np.ndarray, box: Box, shape_xyz: Sequence[int], resolut
     """Mesh every nonzero id of the labels of ``box`` (runtime ``[X, Y, Z]``) of a volume of
     ``shape_xyz``; ``labels_xyz`` holds the box and one voxel more on each high side that the
     volume has (`read_extent`). ``resolution`` (nm) and ``voxel_offset`` (voxels) are the
-    precomputed scale's, in file order. Returns id → (vertices in nm, faces), ids without a
+    precomputed scale's, in file order; ``max_error`` (nm) defaults to the smallest of them. Returns id → (vertices in nm, faces), ids without a
     triangle left out.
 
     Raises
@@ -54,6 +55,7 @@ def mesh_box(labels_xyz: np.ndarray, box: Box, shape_xyz: Sequence[int], resolut
     """
     import zmesh
 
+    max_error = float(min(resolution)) if max_error is None else max_error
     extent = read_extent(box, shape_xyz)
     if tuple(labels_xyz.shape) != tuple(hi - lo for lo, hi in extent):
         raise ValueError(f"labels of shape {labels_xyz.shape} are not box {list(box)}'s read extent {extent}")

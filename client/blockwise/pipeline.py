@@ -31,7 +31,7 @@ from .. import postprocess
 from ..errors import BlockFailures, ClientError, Interrupted, OutputError
 from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
-from . import stages
+from . import meshing, stages
 from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
@@ -128,6 +128,8 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
     target = create_target(stage, numbering.dtype)
     targets.append(target)
     labels = _write(stage, target, firsts, numbering)
+    if stage.job.output.meshes:
+        _meshes(stage, target)
     if target.ome:
         _write_pyramid(stage, target)
     stage.result.labels_at = kept(target, stage.store)
@@ -251,6 +253,23 @@ def _write(stage: StageRunner, target: Target, firsts: Firsts, numbering: _Numbe
         result.labelled = int(np.count_nonzero(labels))
     result.seconds["write"] = result.seconds.get("write", 0.0) + time.perf_counter() - started
     return labels
+
+
+def _meshes(stage: StageRunner, target: Target) -> None:
+    """Mesh every write region not finished from its written labels (meshing.py), then write
+    the manifests of every meshed id, a group of ids per task."""
+    job, destination = stage.job, target.destination
+    regions = {stages.region_name(r): r for r in destination.regions()}
+    done = still_done(stage, meshing.STAGE, list(regions), destination)
+    calls = [(name, meshing.mesh_region, (job, name, region, destination)) for name, region in regions.items() if name not in done]
+    stage.run(meshing.STAGE, calls, len(regions))
+    started = time.perf_counter()
+    ids = {name: arrays["ids"] for name, arrays in stage.store.load_npz_many(meshing.IDS, regions, ["ids"]).items()}
+    groups = meshing.manifest_groups(ids, regions)
+    stage.result.seconds[meshing.STAGE] += time.perf_counter() - started
+    done = still_done(stage, meshing.MANIFEST_STAGE, [g.name for g in groups], destination)
+    calls = [(g.name, meshing.write_manifest_group, (job, g, destination)) for g in groups if g.name not in done]
+    stage.run(meshing.MANIFEST_STAGE, calls, len(groups))
 
 
 def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], min_size: int) -> np.ndarray:

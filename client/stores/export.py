@@ -125,10 +125,11 @@ def clear(target: InPlace, overwrite: bool) -> None:
 
 
 def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None = None,
-            properties: Sequence[dict[str, Any]] | None = None) -> None:
+            properties: Sequence[dict[str, Any]] | None = None, meshes: bool = False) -> None:
     """Write the metadata that makes the written chunks a volume, last: N5 ``attributes.json``
     (with ``offset``), or precomputed ``segment_properties/info`` (``properties``: the instance
-    table's, `label_properties`) and then ``info``."""
+    table's, `label_properties`), ``mesh/info`` (``meshes``: the mesh stages wrote the rest) and
+    then ``info``."""
     import tensorstore as ts
 
     url = target.url
@@ -140,6 +141,11 @@ def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None 
         if target.format == "precomputed" and properties:
             done(kv.write("segment_properties/info", json.dumps(segment_properties(properties)).encode()), url)
             metadata["segment_properties"] = "segment_properties"
+        if target.format == "precomputed" and meshes:
+            from ..meshes import MESH_DIR, MESH_INFO
+
+            done(kv.write(f"{MESH_DIR}/info", json.dumps(MESH_INFO).encode()), url)
+            metadata["mesh"] = MESH_DIR
         done(kv.write(METADATA[target.format], json.dumps(metadata).encode()), url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
