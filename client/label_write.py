@@ -8,6 +8,7 @@ Fiji's and napari's letters), one slab at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -80,8 +81,10 @@ def write_labels(
 
     path = stores.Location.of(path).target
     if isinstance(path, stores.StoreUrl):  # precomputed:// or n5:// (client/stores)
+        from .stores.meshes import mesh_labels
+
         return stores.write_store_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
-                                   offset=offset, meshes=meshes)
+                                   offset=offset, before_publish=functools.partial(mesh_labels, labels_xyz=labels_xyz) if meshes else None)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged_output(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import OutputError
 from ..meshes import MESH_DIR, MESH_INFO, Box, encode_fragment, fragment_name, manifest, mesh_box, read_extent
 from .location import StoreUrl, context, explain
-from .writer import done
+from .writer import done, open_output, write_boxes
 
 __all__ = ["IN_FLIGHT", "scale_frame", "open_folder", "write_box_meshes", "write_manifests", "write_mesh_info", "add_mesh_key", "mesh_labels"]
 
@@ -89,11 +89,13 @@ def add_mesh_key(url: StoreUrl) -> None:
     _write_all(kv, url, [("info", json.dumps(info).encode())])
 
 
-def mesh_labels(url: StoreUrl, labels_xyz: np.ndarray, boxes: Sequence[Box]) -> int:
-    """Mesh runtime ``[X, Y, Z]`` labels held in memory box by box (the writer's boxes, as the
-    blockwise workers mesh their write regions) into the precomputed volume at ``url`` (its
-    ``info`` written, not yet published), manifests and the ``mesh`` key included; the bytes written."""
+def mesh_labels(url: StoreUrl, labels_xyz: np.ndarray) -> int:
+    """Mesh runtime ``[X, Y, Z]`` labels held in memory into the precomputed volume at ``url``
+    (written, not yet published: `write_store_labels`'s ``before_publish``) box by box, the
+    writer's boxes as the blockwise workers mesh their write regions; manifests and the ``mesh``
+    key included. The bytes written."""
     kv = open_folder(url)
+    boxes = write_boxes(labels_xyz.shape, open_output(url, "precomputed").chunk_layout.write_chunk.shape)
     frame = scale_frame(json.loads(bytes(done(kv.read("info"), url).value)))
     fragments: dict[int, list[str]] = {}
     written = 0

@@ -32,7 +32,7 @@ import math
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -367,10 +367,10 @@ def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int 
 
 def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
                  properties: Sequence[dict[str, Any]] | None = None, offset: Sequence[float] | None = None,
-                 meshes: bool = False, **layout: Any) -> StoreUrl:
+                 before_publish: Callable[[StoreUrl], Any] | None = None, **layout: Any) -> StoreUrl:
     """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published,
-    their first voxel at ``offset`` (runtime X, Y, Z voxels); with ``meshes`` (precomputed) each
-    instance's legacy mesh too, box by box as the blockwise workers mesh (stores/meshes.py).
+    their first voxel at ``offset`` (runtime X, Y, Z voxels). ``before_publish`` is called with
+    the staged volume once it is whole, to add to it (the meshes: stores/meshes.py).
     ``layout`` overrides ``chunk``, ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
     import tensorstore as ts
 
@@ -385,14 +385,11 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
             store = store[ts.d[:].translate_to[0]]  # regions count from the corner, whatever the voxel_offset
         except ValueError as e:
             raise explain(e, url, "output", OutputError) from e
-        boxes = write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape)
-        for region in boxes:
+        for region in write_boxes(labels_xyz.shape, store.chunk_layout.write_chunk.shape):
             write_region(store, region, labels_xyz[tuple(slice(lo, hi) for lo, hi in region)])
         add_offset(target, format, offset, voxel_size)
         if format == "precomputed":
             add_properties(target, properties)
-            if meshes:
-                from .meshes import mesh_labels
-
-                mesh_labels(target, labels_xyz, boxes)
+        if before_publish is not None:
+            before_publish(target)
     return url

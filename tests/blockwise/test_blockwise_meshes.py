@@ -19,6 +19,7 @@ from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_lab
 from stores.stores_support import bucket_keys, s3_with_bucket
 
 from skoots_client.blockwise.pipeline import segment_job
+from skoots_client.label_write import write_labels
 from skoots_client.meshes import decode_fragment, encode_fragment, manifest, surface_area
 from skoots_client.progress import Cancelled, Watch
 from skoots_client.stores import export, parse
@@ -112,8 +113,8 @@ def test_blockwise_meshes_read_back_inside_their_boxes_and_match_in_memory(local
     assert result.done["mesh"] == 6 and result.done["manifest"] == 1
     blockwise = meshes_read_back(f"precomputed://file://{tmp_path}/seg")
     properties = [{"label-value": i, "voxels": 1} for i in range(1, int(expected.max()) + 1)]
-    store_writer.write_store_labels(parse(f"precomputed://{tmp_path}/mem"), expected, voxel_size=SIZE, offset=OFFSET,
-                                    properties=properties, meshes=True)
+    write_labels(parse(f"precomputed://{tmp_path}/mem"), expected, voxel_size=SIZE, offset=OFFSET, properties=properties,
+                 meshes=True)
     in_memory = meshes_read_back(f"precomputed://file://{tmp_path}/mem")
     boxes = boxes_nm(expected)
     assert sorted(blockwise) == sorted(in_memory) == sorted(boxes) and len(boxes) > 10
