@@ -96,10 +96,11 @@ def check_meshes(output: OutputSpec) -> None:
     if output.labels_into is not None:
         raise InputError("--meshes are written into a precomputed output, not --labels-into: add --out precomputed://PATH "
                          "(without --labels-into), or drop --meshes")
-    url = None if output.out is None else Location.of(output.out).url
+    if output.out is None:
+        raise InputError("--meshes are written into a Neuroglancer precomputed output: give --out precomputed://PATH, or drop --meshes")
+    url = Location.of(output.out).url
     if url is None or output_format(url) != "precomputed":
-        where = "no --out" if output.out is None else f"--out {output.out}"
-        raise InputError(f"--meshes are written into a Neuroglancer precomputed output, not {where}: "
+        raise InputError(f"--meshes are written into a Neuroglancer precomputed output, not --out {output.out}: "
                          "write --out precomputed://PATH, or drop --meshes")
 
 

@@ -9,7 +9,11 @@ import itertools
 import numpy as np
 import pytest
 
+from skoots_client.errors import InputError
 from skoots_client.meshes import fragment_name, mesh_box, read_extent, surface_area
+from skoots_client.plan import check_meshes
+from skoots_client.specs import OutputSpec
+from skoots_client.stores import parse
 
 RESOLUTION = (4.0, 8.0, 40.0)  # file order x (the runtime's Y), y (its X), z
 
@@ -68,3 +72,16 @@ def test_a_box_must_come_with_its_overlap() -> None:
     with pytest.raises(ValueError, match=r"not box .* read extent"):
         mesh_box(data[:10], [(0, 10), (0, 17), (0, 9)], data.shape, RESOLUTION)
     assert fragment_name(7, [(0, 10), (20, 30), (1, 2)]) == "7:0:20-30_0-10_1-2"
+
+
+def test_meshes_go_only_into_a_precomputed_out(tmp_path) -> None:
+    check_meshes(OutputSpec(out=parse(f"precomputed://{tmp_path}/seg"), meshes=True))
+    check_meshes(OutputSpec(out=tmp_path / "labels.tif"))  # off: nothing to check
+    with pytest.raises(InputError, match=r"^--meshes are written into a Neuroglancer precomputed output: give --out precomputed://PATH"):
+        check_meshes(OutputSpec(meshes=True))
+    with pytest.raises(InputError, match=r"not --out \S+labels\.zarr: write --out precomputed://PATH, or drop --meshes$"):
+        check_meshes(OutputSpec(out=tmp_path / "labels.zarr", meshes=True))
+    with pytest.raises(InputError, match=r"not --out n5://\S+: write --out precomputed://PATH"):
+        check_meshes(OutputSpec(out=parse(f"n5://{tmp_path}/seg.n5"), meshes=True))
+    with pytest.raises(InputError, match=r"not --labels-into: add --out precomputed://PATH"):
+        check_meshes(OutputSpec(out=parse(f"precomputed://{tmp_path}/seg"), labels_into=tmp_path / "i.ome.zarr", meshes=True))
