@@ -261,15 +261,15 @@ def _meshes(stage: StageRunner, target: Target) -> None:
     job, destination = stage.job, target.destination
     regions = {stages.region_name(r): r for r in destination.regions()}
     done = still_done(stage, meshing.STAGE, list(regions), destination)
-    calls = [(name, meshing.mesh_region, (job, name, region, destination)) for name, region in regions.items() if name not in done]
-    stage.run(meshing.STAGE, calls, len(regions))
+    meshed = [(name, meshing.mesh_region, (job, name, region, destination)) for name, region in regions.items() if name not in done]
+    stage.run(meshing.STAGE, meshed, len(regions))
     started = time.perf_counter()
     ids = {name: arrays["ids"] for name, arrays in stage.store.load_npz_many(meshing.IDS, regions, ["ids"]).items()}
     groups = meshing.manifest_groups(ids, regions)
     stage.result.seconds[meshing.STAGE] += time.perf_counter() - started
     done = still_done(stage, meshing.MANIFEST_STAGE, [g.name for g in groups], destination)
-    calls = [(g.name, meshing.write_manifest_group, (job, g, destination)) for g in groups if g.name not in done]
-    stage.run(meshing.MANIFEST_STAGE, calls, len(groups))
+    listed = [(g.name, meshing.write_manifest_group, (job, g, destination)) for g in groups if g.name not in done]
+    stage.run(meshing.MANIFEST_STAGE, listed, len(groups))
 
 
 def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], min_size: int) -> np.ndarray:
