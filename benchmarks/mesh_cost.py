@@ -11,6 +11,8 @@ the default blocks and a voxel size of 8 x 8 x 40 nm. Printed per size: each run
 and stage seconds; the ``mesh`` and ``manifest`` stages' seconds and their share of the meshed
 run's wall time; the wall-time ratio; the bytes under ``mesh/`` per instance, per fragment and
 per labelled voxel; and whether the two runs' labels are bitwise equal (meshes change none).
+Then, in this process, the first write region of the output meshed as the workers mesh it, with
+and without simplification: what simplifying costs, and what it saves in bytes.
 """
 
 from __future__ import annotations
@@ -79,6 +81,35 @@ def mesh_bytes(folder: Path) -> tuple[int, int]:
     return total, fragments
 
 
+def one_region(folder: Path) -> str:
+    """The first write region meshed simplified and not: seconds, triangles and bytes of each."""
+    import tensorstore as ts
+
+    from skoots_client.meshes import REDUCTION, encode_fragment, mesh_box, read_extent
+    from skoots_client.stores.meshes import scale_frame
+    from skoots_client.stores.writer import write_step
+
+    store = ts.open({"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(folder)}}).result()
+    store = store[ts.d[:].translate_to[0]]  # from the first voxel, whatever the voxel_offset
+    shape = (store.shape[1], store.shape[0], store.shape[2])  # runtime X (rows), Y (columns), Z
+    step = write_step(shape, store.chunk_layout.write_chunk.shape)
+    box = [(0, min(s, n)) for s, n in zip(step, shape)]
+    (x0, x1), (y0, y1), (z0, z1) = read_extent(box, shape)
+    labels = np.asarray(store[y0:y1, x0:x1, z0:z1].read().result())[..., 0].transpose(1, 0, 2)
+    info = json.loads((folder / "info").read_text())
+    resolution, offset = scale_frame(info)
+    parts = []
+    for reduction in (REDUCTION, 0):
+        started = time.perf_counter()
+        meshes = mesh_box(labels, box, shape, resolution, offset, reduction=reduction)
+        seconds = time.perf_counter() - started
+        size = sum(len(encode_fragment(*m)) for m in meshes.values())
+        parts.append(f"reduction {reduction}: {seconds:.1f}s, {sum(len(f) for _, f in meshes.values()) / 1e6:.2f}M triangles, "
+                     f"{size / 1e6:.1f} MB")
+    voxels = int(np.prod([hi - lo for lo, hi in box]))
+    return f"one write region ({voxels / 1e6:.1f} Mvoxels, {len(meshes)} ids) meshed here: " + "; ".join(parts)
+
+
 def same_labels(a: Path, b: Path) -> bool:
     import tensorstore as ts
 
@@ -120,6 +151,7 @@ def main() -> None:
                   f"voxel; labels bitwise equal: {equal}", flush=True)
             if not equal:
                 raise SystemExit("labels differ")
+            print(f"{'':>14} {one_region(folder / 'meshes' / 'seg')}", flush=True)
             for side in ("labels", "meshes"):
                 shutil.rmtree(folder / side, ignore_errors=True)
 
