@@ -59,29 +59,36 @@ def mesh_region(job: Job, name: str, region: Region, destination: Destination) -
 
 @dataclass(frozen=True)
 class ManifestGroup:
-    """One manifest task's ids (sorted) and, per id, the regions whose fragments it has."""
+    """One manifest task's fragments: per fragment its id (sorted) and the region it was meshed
+    from (runtime ``x0, x1, y0, y1, z0, z1``); arrays, so the client holds no string per fragment."""
 
     name: str
-    fragments: dict[int, list[str]]
+    labels: np.ndarray
+    boxes: np.ndarray
+
+    def fragments(self) -> dict[int, list[str]]:
+        """Each id's fragment names."""
+        named: dict[int, list[str]] = {}
+        for label, box in zip(self.labels.tolist(), self.boxes.tolist()):
+            named.setdefault(int(label), []).append(fragment_name(label, list(zip(box[::2], box[1::2]))))
+        return named
 
 
 def manifest_groups(ids: Mapping[str, np.ndarray], regions: Mapping[str, Region], per_task: int = IDS_PER_TASK) -> list[ManifestGroup]:
     """The manifests to write, ``per_task`` ids a group, from each region's meshed ``ids`` (by
     region name): the same groups for the same ids, so a resumed run's markers name them."""
     names = list(ids)
-    all_ids = np.concatenate([ids[n] for n in names]) if names else np.zeros(0, np.uint64)
-    where = np.concatenate([np.full(len(ids[n]), k) for k, n in enumerate(names)]) if names else np.zeros(0, int)
-    order = np.lexsort((where, all_ids))
-    all_ids, where = all_ids[order], where[order]
-    unique, starts = np.unique(all_ids, return_index=True)
+    corners = np.array([[v for axis in regions[n] for v in axis] for n in names], np.int64).reshape(-1, 6)
+    labels = np.concatenate([ids[n] for n in names]) if names else np.zeros(0, np.uint64)
+    where = np.concatenate([np.full(len(ids[n]), k) for k, n in enumerate(names)]) if names else np.zeros(0, np.int64)
+    order = np.lexsort((where, labels))
+    labels, where = labels[order], where[order]
+    unique, starts = np.unique(labels, return_index=True)
     groups = []
     for first in range(0, len(unique), per_task):
         last = min(first + per_task, len(unique))
-        stop = starts[last] if last < len(unique) else len(all_ids)
-        fragments: dict[int, list[str]] = {}
-        for label, k in zip(all_ids[starts[first]:stop].tolist(), where[starts[first]:stop].tolist()):
-            fragments.setdefault(int(label), []).append(fragment_name(label, regions[names[k]]))
-        groups.append(ManifestGroup(f"{int(unique[first])}-{int(unique[last - 1])}", fragments))
+        span = slice(starts[first], starts[last] if last < len(unique) else len(labels))
+        groups.append(ManifestGroup(f"{int(unique[first])}-{int(unique[last - 1])}", labels[span], corners[where[span]]))
     return groups
 
 
@@ -98,9 +105,10 @@ def write_manifest_group(job: Job, group: ManifestGroup, destination: Destinatio
     started = time.perf_counter()
     placed = destination.store
     assert placed is not None, "meshes go into a precomputed destination"
-    written = write_manifests(_folder(destination), placed.url, group.fragments)
-    first, last = min(group.fragments), max(group.fragments)
-    checksum = crc(*(np.frombuffer(manifest(group.fragments[i]), np.uint8) for i in (first, last)))
+    fragments = group.fragments()
+    written = write_manifests(_folder(destination), placed.url, fragments)
+    first, last = min(fragments), max(fragments)
+    checksum = crc(*(np.frombuffer(manifest(fragments[i]), np.uint8) for i in (first, last)))
     job.store.mark(MANIFEST_STAGE, group.name, checksum, {"bytes": written})
     return report(started, bytes=written)
 

@@ -168,3 +168,15 @@ def test_s3_meshes_are_written_in_place_and_the_info_last(answers, tmp_path: Pat
         assert {"seg/info", "seg/mesh/info"} <= set(keys)
         meshes = meshes_read_back("precomputed://moto://out/seg", s3)
         assert len(meshes) == expected.max() and all(len(faces) for _, faces in meshes.values())
+
+
+def test_manifest_groups_name_every_fragment_of_an_id_in_one_group() -> None:
+    from skoots_client.blockwise.meshing import manifest_groups
+
+    ids = {"a": np.array([1, 2, 5], np.uint64), "b": np.array([2, 3], np.uint64), "c": np.zeros(0, np.uint64)}
+    regions = {"a": ((0, 10), (0, 20), (0, 5)), "b": ((10, 20), (0, 20), (0, 5)), "c": ((20, 30), (0, 20), (0, 5))}
+    groups = manifest_groups(ids, regions, per_task=2)
+    assert [g.name for g in groups] == ["1-2", "3-5"]
+    assert groups[0].fragments() == {1: ["1:0:0-20_0-10_0-5"], 2: ["2:0:0-20_0-10_0-5", "2:0:0-20_10-20_0-5"]}
+    assert groups[1].fragments() == {3: ["3:0:0-20_10-20_0-5"], 5: ["5:0:0-20_0-10_0-5"]}
+    assert manifest_groups({}, {}) == []

@@ -26,18 +26,18 @@ def check_meshes(folder: Path, expected_zxy: np.ndarray) -> None:
         warnings.simplefilter("ignore", ImportWarning)
         from cloudvolume import CloudVolume
 
-    volume = CloudVolume(f"precomputed://file://{folder}", progress=False)
+    cloud = CloudVolume(f"precomputed://file://{folder}", progress=False)
     ids = json.loads((folder / "segment_properties" / "info").read_text())["inline"]["ids"]
-    assert volume.info["mesh"] == "mesh" and len(ids) == expected_zxy.max()
-    resolution = np.asarray(volume.resolution, float)
+    assert cloud.info["mesh"] == "mesh" and len(ids) == expected_zxy.max()
+    resolution = np.asarray(cloud.resolution, float)
     for i in map(int, ids):
-        vertices = np.asarray(volume.mesh.get(i).vertices)
+        vertices = np.asarray(cloud.mesh.get(i).vertices)
         where = np.argwhere(expected_zxy == i)[:, [2, 1, 0]]  # file order x, y, z
         low, high = where.min(0) * resolution, (where.max(0) + 1) * resolution
         assert len(vertices) and (vertices >= low - resolution).all() and (vertices <= high + resolution).all(), i
 
 
-def test_meshes_in_memory_from_the_command_line_and_blockwise_from_the_api(e2e_repository: Path, volume, tmp_path: Path) -> None:
+def test_meshes_in_memory_from_the_command_line_and_blockwise_from_the_api(e2e_repository: Path, volume, tmp_path: Path) -> None:  # noqa: F811
     path, expected = volume
     memory = run_client("segment", str(path), "-r", str(e2e_repository), "--out", f"precomputed://{tmp_path}/memory", "--meshes",
                         "--table", str(tmp_path / "m.csv"), "--device", "cpu", "--tile", "crop", "--quiet")
