@@ -83,8 +83,9 @@ def write_labels(
     if isinstance(path, stores.StoreUrl):  # precomputed:// or n5:// (client/stores)
         from .stores.meshes import mesh_labels
 
+        with_meshes = functools.partial(mesh_labels, labels_xyz=labels_xyz) if meshes else None
         return stores.write_store_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
-                                   offset=offset, before_publish=functools.partial(mesh_labels, labels_xyz=labels_xyz) if meshes else None)
+                                   offset=offset, before_publish=with_meshes)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged_output(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):

@@ -1,7 +1,7 @@
 """Blockwise ``segment``: the four stages as Dask computations over blocks, one after the other.
 
 infer (+ each block's own labels) → label (face equivalences, one union-find here) → assign →
-renumber + write. A block is labelled by the task that inferred it, while its skeleton is in
+renumber + write (→ mesh + manifest with ``--meshes``, meshing.py). A block is labelled by the task that inferred it, while its skeleton is in
 memory: the skeleton is never stored, and labelling costs no stage of its own (labelling every
 block before any is assigned is what the contract needs, and this is where it pays most).
 Each stage is a set of independent tasks (stages.py) submitted at once; a stage starts when the
