@@ -79,6 +79,7 @@ def segment(
     unit: str | None = None,
     table: str | Path | None = None,
     skeletons: bool = False,
+    meshes: bool = False,
     labels_into: str | Path | None = None,
     label_name: str = "skoots",
     level: int | None = None,
@@ -222,6 +223,9 @@ def segment(
         Also write each instance's skeleton, traced from the skeleton the network predicted:
         Neuroglancer skeletons in a ``precomputed://`` ``out``, else SWC files ``ID.swc`` in
         ``LABELS_skeletons/`` beside the labels; with ``table``, its graph length column.
+    meshes : bool
+        Also write each instance's surface mesh into a ``precomputed://`` ``out``, in
+        Neuroglancer's legacy mesh format (the ``info``'s ``mesh`` key, vertices in nm).
     labels_into : str or pathlib.Path, optional
         Write the labels into this OME-Zarr image's ``labels/NAME`` group, with its levels.
     label_name : str
@@ -322,7 +326,7 @@ def segment(
             OutputSpec(
                 out=None if out is None else _location(out, s3_endpoint, "--out"), labels_into=_path(labels_into),
                 label_name=label_name, overwrite=overwrite, table=_path(table), skeletons=skeletons, preview=_path(preview),
-                save_intermediates=save_intermediates, min_size=min_size,
+                save_intermediates=save_intermediates, meshes=meshes, min_size=min_size,
                 labels_dtype=choice(LabelsDtype, labels_dtype, "--labels-dtype"),
                 ngff_version=choice(NgffVersion, ngff_version, "--ngff-version", "use 0.4 (Zarr v2) or 0.5 (Zarr v3)"),
             ),

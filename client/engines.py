@@ -74,7 +74,7 @@ class InMemoryEngine:
                 if output.out is not None:
                     done_at.append(write_labels(output.out, labels, overwrite=output.overwrite, voxel_size=plan.voxel_size,
                                                 properties=properties, ngff_version=output.ngff_version.value,
-                                                offset=plan.origin, skeletons=drawn))
+                                                offset=plan.origin, meshes=output.meshes, skeletons=drawn))
                 if output.labels_into is not None:
                     done_at.append(write_labels_into(output.labels_into, output.label_name, labels,
                                                      overwrite=output.overwrite, properties=properties))

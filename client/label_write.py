@@ -8,6 +8,7 @@ Fiji's and napari's letters), one slab at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,7 @@ def write_labels(
     path: str | Path | StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: VoxelSize | None = None,
     properties: list[dict[str, Any]] | None = None, ngff_version: str = "0.4", offset: Sequence[float] | None = None,
     skeletons: tuple[dict[str, Any], dict[int, bytes]] | None = None,
+    meshes: bool = False,
 ) -> Path | StoreUrl:
     """Write ``[X, Y, Z]`` labels as ``[Z, X, Y]`` at ``path``, atomically, with their voxel size.
 
@@ -72,16 +74,20 @@ def write_labels(
     ``properties`` (one dict per label) in its ``image-label``; ``.zarr``: a plain array with the
     voxel size in its attributes. Planes are transposed one slab at a time. ``offset`` (voxels
     along the runtime's X, Y, Z; client/origin.py) is where the labels' first voxel sits: an
-    NGFF translation on every level, precomputed ``voxel_offset``, N5 ``offset``. ``skeletons``
-    (info and encoded objects, client/skeletons.py) go into a precomputed output's ``skeletons/``.
+    NGFF translation on every level, precomputed ``voxel_offset``, N5 ``offset``. ``meshes``:
+    each instance's legacy mesh too, into a precomputed output (client/stores/meshes.py).
+    ``skeletons`` (info and encoded objects, client/skeletons.py) go into a precomputed output's ``skeletons/``.
     """
     from . import stores
     from .ngff import pyramid, spatial_axes, write_label_image
 
     path = stores.Location.of(path).target
     if isinstance(path, stores.StoreUrl):  # precomputed:// or n5:// (client/stores)
+        from .stores.meshes import mesh_labels
+
+        with_meshes = functools.partial(mesh_labels, labels_xyz=labels_xyz) if meshes else None
         return stores.write_store_labels(path, labels_xyz, overwrite=overwrite, voxel_size=voxel_size, properties=properties,
-                                   offset=offset, skeletons=skeletons)
+                                   offset=offset, skeletons=skeletons, before_publish=with_meshes)
     size = voxel_size or UNKNOWN_VOXEL_SIZE
     with _staged_output(path, overwrite) as target:
         if path.name.lower().endswith(TIFF_SUFFIXES):

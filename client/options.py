@@ -139,6 +139,8 @@ _ALL = (
            'Also write the instance table (.csv, or .parquet with pyarrow): one row per instance — voxels, volume, centroid, bounding box, raw intensity, skeleton length, touches border; see `skoots-client measure --help`.', spec='OutputSpec'),
     Option('skeletons', '--skeletons', False,
            "Also write each instance's skeleton as a graph: the skeleton the network predicted for it, traced by kimimaro (TEASAR), with a radius per vertex. A precomputed:// --out gets Neuroglancer skeletons (its info's skeletons key); a TIFF, .zarr or .ome.zarr --out, or --labels-into, gets one SWC file per instance, ID.swc, in a folder LABELS_skeletons beside the labels (Fiji's SNT and napari read SWC). With --table, the table gains the graphs' lengths (skeleton_graph_length_UNIT). Not for n5:// outputs.", spec='OutputSpec'),
+    Option('meshes', '--meshes', False,
+           "Also write each instance's surface mesh (zmesh: marching cubes, simplified to within a voxel) into a precomputed:// --out, in Neuroglancer's legacy mesh format (the info's mesh key; nm), in memory or block by block on the workers; Neuroglancer and CloudVolume show them. See docs/outputs.md.", spec='OutputSpec'),
     Option('labels_into', '--labels-into', None,
            "Write the labels into this OME-Zarr image's labels/NAME group (napari shows them over the image), with the image's resolution levels; the image's own arrays are not touched. Without --out, nothing else is written; with --blockwise, written block by block (then without --out).", spec='OutputSpec'),
     Option('label_name', '--label-name', 'skoots',

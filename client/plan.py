@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .stores import StoreUrl
 
 __all__ = [
-    "ClusterSpec", "InputSpec", "ModelSpec", "OutputSpec", "Plan", "ResumeSpec", "check_blockwise_options", "check_cluster", "check_destinations",
+    "ClusterSpec", "InputSpec", "ModelSpec", "OutputSpec", "Plan", "ResumeSpec", "check_blockwise_options", "check_cluster", "check_destinations", "check_meshes",
     "check_options", "describe_region", "prepare", "refuse_bad_crop", "too_big_for_memory",
 ]
 
@@ -73,6 +73,7 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
         raise InputError("blockwise writes the labels block by block and never holds them: give out= or labels_into=")
     if cluster.asked:
         check_blockwise_options(model, output)
+    check_meshes(output)
     check_cluster(cluster)
     if input.roi is not None and output.labels_into is not None:
         raise InputError(f"--roi {input.roi.text}: --labels-into writes labels the size of the whole image; "
@@ -82,6 +83,25 @@ def check_options(input: InputSpec, output: OutputSpec, model: ModelSpec, resume
     if model.reference_borders and isinstance(model.tile, tuple):
         raise InputError(f"tile {describe_shape(model.tile)} with --reference-borders: reference mode tiles with the model's crop; "
                          "drop --tile, or --reference-borders")
+
+
+def check_meshes(output: OutputSpec) -> None:
+    """Refuse ``--meshes`` where they cannot go: they are written into a precomputed ``--out``
+    (Neuroglancer's mesh source), beside its labels and named by its ``info``."""
+    if not output.meshes:
+        return
+    from .stores import Location
+    from .stores.writer import output_format
+
+    if output.labels_into is not None:
+        raise InputError("--meshes are written into a precomputed output, not --labels-into: add --out precomputed://PATH "
+                         "(without --labels-into), or drop --meshes")
+    if output.out is None:
+        raise InputError("--meshes are written into a Neuroglancer precomputed output: give --out precomputed://PATH, or drop --meshes")
+    url = Location.of(output.out).url
+    if url is None or output_format(url) != "precomputed":
+        raise InputError(f"--meshes are written into a Neuroglancer precomputed output, not --out {output.out}: "
+                         "write --out precomputed://PATH, or drop --meshes")
 
 
 def describe_region(plan: Plan) -> str | None:

@@ -70,6 +70,7 @@ class OutputSpec:
     skeletons: bool = False
     preview: Path | None = None
     save_intermediates: bool = False
+    meshes: bool = False  # --meshes: legacy Neuroglancer meshes into a precomputed out
     ngff_version: NgffVersion = NgffVersion.V0_4
     min_size: int = 0
     labels_dtype: LabelsDtype = LabelsDtype.UINT32

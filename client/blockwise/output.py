@@ -98,7 +98,7 @@ def create_target(stage: StageRunner, dtype: np.dtype) -> Target:
     if fresh:
         if partial is not None:
             shutil.rmtree(partial.parent, ignore_errors=True)
-        for key in [*store.keys("done/write"), *store.keys("done/pyramid")]:
+        for key in [*store.keys("done/write"), *store.keys("done/pyramid"), *store.keys("done/mesh"), *store.keys("done/manifest")]:
             store.delete(key)
         partial = None
         if url is not None:
@@ -195,7 +195,7 @@ def deliver(stage: StageRunner, target: Target, labels: np.ndarray | None = None
     elif target.destination.store is not None:
         properties = label_properties(dict(result.table)) if result.table is not None else None
         publish(target.destination.store, voxel_size=voxel_size, offset=job.offset, properties=properties,
-                skeletons=output.skeletons)
+                skeletons=output.skeletons, meshes=output.meshes)
     elif target.tiff:
         assert labels is not None
         write_labels(out, labels, overwrite=overwrite, voxel_size=voxel_size)

@@ -1,7 +1,8 @@
 """Blockwise ``segment``: the four stages as Dask computations over blocks, one after the other.
 
 infer (+ each block's own labels) → label (face equivalences, one union-find here) → assign →
-renumber + write (→ with ``--skeletons``, skeleton + skeleton-merge: skeleton_run.py). A block is labelled by the task that inferred it, while its skeleton is in
+renumber + write (→ mesh + manifest with ``--meshes``, meshing.py; skeleton + skeleton-merge with ``--skeletons``,
+skeleton_run.py). A block is labelled by the task that inferred it, while its skeleton is in
 memory: the skeleton is never stored, and labelling costs no stage of its own (labelling every
 block before any is assigned is what the contract needs, and this is where it pays most).
 Each stage is a set of independent tasks (stages.py) submitted at once; a stage starts when the
@@ -32,7 +33,7 @@ from ..errors import BlockFailures, ClientError, Interrupted, OutputError
 from ..progress import Cancelled, Watch
 from ..run_stats import RunStats
 from ..stores.export import InPlace
-from . import stages
+from . import meshing, stages
 from .blocks import grow
 from .cluster import dask_client, worker_count, worker_losses
 from .equivalence import components, global_order
@@ -133,6 +134,8 @@ def _stages(stage: StageRunner, targets: list[Target]) -> None:
     target = create_target(stage, numbering.dtype)
     targets.append(target)
     labels = _write(stage, target, firsts, numbering)
+    if stage.job.output.meshes:
+        _meshes(stage, target)
     if target.ome:
         _write_pyramid(stage, target)
     if target.destination.store is not None and target.destination.store.scales:
@@ -259,6 +262,23 @@ def _write(stage: StageRunner, target: Target, firsts: Firsts, numbering: _Numbe
         result.labelled = int(np.count_nonzero(labels))
     result.seconds["write"] = result.seconds.get("write", 0.0) + time.perf_counter() - started
     return labels
+
+
+def _meshes(stage: StageRunner, target: Target) -> None:
+    """Mesh every write region not finished from its written labels (meshing.py), then write
+    the manifests of every meshed id, a group of ids per task."""
+    job, destination = stage.job, target.destination
+    regions = {stages.region_name(r): r for r in destination.regions()}
+    done = still_done(stage, meshing.STAGE, list(regions), destination)
+    meshed = [(name, meshing.mesh_region, (job, name, region, destination)) for name, region in regions.items() if name not in done]
+    stage.run(meshing.STAGE, meshed, len(regions))
+    started = time.perf_counter()
+    ids = {name: arrays["ids"] for name, arrays in stage.store.load_npz_many(meshing.IDS, regions, ["ids"]).items()}
+    groups = meshing.manifest_groups(ids, regions)
+    stage.result.seconds[meshing.STAGE] += time.perf_counter() - started
+    done = still_done(stage, meshing.MANIFEST_STAGE, [g.name for g in groups], destination)
+    listed = [(g.name, meshing.write_manifest_group, (job, g, destination)) for g in groups if g.name not in done]
+    stage.run(meshing.MANIFEST_STAGE, listed, len(groups))
 
 
 def _large_enough(firsts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], min_size: int) -> np.ndarray:

@@ -88,7 +88,7 @@ class StageRunner:
         """The voxels each of a stage's tasks covers, by name: the blocks', or the write regions'
         (named by their first voxel); none for a pyramid level's regions (their names are their regions)."""
         grid = self.job.grid
-        if stage in ("write", "skeleton"):
+        if stage in ("write", "mesh", "skeleton"):
             return {stages.region_name(r): r for r in grid.write_regions()}
         if stage == "pyramid":
             return {}

@@ -28,7 +28,7 @@ from ..skip import skip_rule
 from ..specs import ModelSpec
 from ..stores.export import InPlace
 from ..volume_read import missing_chunks
-from . import encoding, resolve, sparse
+from . import encoding, meshing, resolve, sparse
 from .blocks import Block, Region, grow
 from .destination import Destination, read, write
 from .equivalence import face_pairs
@@ -325,4 +325,5 @@ def verify_pyramid(job: Job, name: str, checksum: int, where: Any = None) -> boo
 
 
 VERIFIERS: dict[Stage, Verifier] = {"infer": verify_infer, "assign": verify_assign, "write": verify_write,
-                                    "pyramid": verify_pyramid}
+                                    "pyramid": verify_pyramid, "mesh": _unreadable_is_undone(meshing.verify),
+                                    "manifest": _unreadable_is_undone(meshing.verify_manifests)}

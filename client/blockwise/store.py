@@ -59,7 +59,7 @@ from .ranged import RangedArray, npy_bytes, sample
 __all__ = ["FORMAT", "Stage", "STAGES", "LOCK", "HEARTBEAT", "BlockStore"]
 
 FORMAT = "skoots-blockwise/3"  # 3: firsts carry each instance's voxels in the block
-Stage = Literal["infer", "assign", "write", "pyramid", "skeleton", "skeleton-merge"]  # the stages that mark blocks done
+Stage = Literal["infer", "assign", "write", "pyramid", "mesh", "manifest", "skeleton", "skeleton-merge"]  # the stages that mark blocks done
 STAGES: tuple[Stage, ...] = get_args(Stage)
 LOCK = "lock.json"  # a URL work store's lock (a folder is locked with flock)
 HEARTBEAT = 20.0  # seconds between a run's renewals of its lock; one not renewed for 4 of them is stale

@@ -164,11 +164,11 @@ def clear(target: InPlace, overwrite: bool) -> None:
 
 
 def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None = None,
-            properties: Sequence[dict[str, Any]] | None = None, skeletons: bool = False) -> None:
+            properties: Sequence[dict[str, Any]] | None = None, skeletons: bool = False, meshes: bool = False) -> None:
     """Write the metadata that makes the written chunks a volume, last: N5 ``attributes.json``
     (with ``offset``), or precomputed ``segment_properties/info`` (``properties``: the instance
     table's, `label_properties`), ``skeletons/info`` (with ``skeletons``: the objects are
-    written by then) and then ``info``."""
+    written by then), ``mesh/info`` (``meshes``: the mesh stages wrote the rest) and then ``info``."""
     import tensorstore as ts
 
     url = target.url
@@ -186,6 +186,11 @@ def publish(target: InPlace, *, voxel_size: Any, offset: Sequence[float] | None 
             for key, data in skeleton_info_object(SKELETON_INFO).items():
                 done(kv.write(key, data), url)
             metadata = name_skeletons(metadata)
+        if target.format == "precomputed" and meshes:
+            from ..meshes import MESH_DIR, MESH_INFO
+
+            done(kv.write(f"{MESH_DIR}/info", json.dumps(MESH_INFO).encode()), url)
+            metadata["mesh"] = MESH_DIR
         done(kv.write(METADATA[target.format], json.dumps(metadata).encode()), url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e

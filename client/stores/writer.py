@@ -37,7 +37,7 @@ import math
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -392,11 +392,13 @@ def write_boxes(shape_xyz: Sequence[int], write_chunk: Sequence[int], most: int 
 
 def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool = False, voxel_size: Any = None,
                  properties: Sequence[dict[str, Any]] | None = None, offset: Sequence[float] | None = None,
-                 skeletons: tuple[dict[str, Any], dict[int, bytes]] | None = None, **layout: Any) -> StoreUrl:
+                 skeletons: tuple[dict[str, Any], dict[int, bytes]] | None = None,
+                 before_publish: Callable[[StoreUrl], Any] | None = None, **layout: Any) -> StoreUrl:
     """Write runtime ``[X, Y, Z]`` labels at ``url`` as precomputed or N5, staged then published,
     their first voxel at ``offset`` (runtime X, Y, Z voxels); with ``skeletons`` (their info and
-    encoded objects by id) a precomputed output's ``skeletons/`` source too. ``layout`` overrides
-    ``chunk``, ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
+    encoded objects by id) a precomputed output's ``skeletons/`` source too. ``before_publish``
+    is called with the staged volume once it is whole, to add to it (the meshes: stores/meshes.py).
+    ``layout`` overrides ``chunk``, ``shard_log2`` and ``shard_past`` (tests, benchmarks)."""
     import tensorstore as ts
 
     from ..voxel_size import UNKNOWN_VOXEL_SIZE
@@ -424,4 +426,6 @@ def write_store_labels(url: StoreUrl, labels_xyz: np.ndarray, *, overwrite: bool
 
                 add_skeletons(target, *skeletons)
             add_properties(target, properties)
+        if before_publish is not None:
+            before_publish(target)
     return url

@@ -128,6 +128,12 @@ OUTPUT_CASES = [
     ("output-under-a-file", None, ["--out", "{tmp}/out/file.tif/o.tif"], r"folder \S+file\.tif does not exist"),
     ("output-exists", None, ["--out", "{tmp}/out/file.tif"], r"--out \S+file\.tif exists; pass --overwrite to replace it"),
     ("output-extension", None, ["--out", "{tmp}/out/o.png"], r"--out \S+o\.png: unknown extension; use \.tif, \.tiff, \.zarr or \.ome\.zarr"),
+    ("meshes-to-tiff", None, ["--meshes"], r"--meshes are written into a Neuroglancer precomputed output, not --out \S+o\.tif: "
+     r"write --out precomputed://PATH, or drop --meshes"),
+    ("meshes-to-n5", None, ["--out", "n5://{tmp}/out/o.n5", "--meshes"], r"not --out n5://\S+o\.n5: write --out precomputed://PATH"),
+    ("meshes-to-ome-zarr", None, ["--out", "{tmp}/out/o.ome.zarr", "--meshes", "--blockwise"], r"not --out \S+o\.ome\.zarr"),
+    ("meshes-with-labels-into", None, ["--out", "precomputed://{tmp}/out/seg", "--labels-into", "{tmp}/out/file.tif", "--meshes"],
+     r"--meshes are written into a precomputed output, not --labels-into: add --out precomputed://PATH \(without --labels-into\), or drop --meshes"),
 ]
 
 MODEL_CASES = [
