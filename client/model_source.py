@@ -40,11 +40,13 @@ __all__ = [
 
 
 def repository_configs(repository: Path) -> list[Any]:
-    """The parsed configs of the models in ``repository`` that have a ``<version>/model.pt``
-    (what runs in-process); unreadable configs are skipped."""
+    """The parsed configs of the models in ``repository`` that have a ``<version>/model.pt`` or
+    ``model.xml`` (what runs in-process; an export without TorchScript has the IR only);
+    unreadable configs are skipped."""
     configs = []
     for config_path in sorted(Path(repository).glob("*/config.pbtxt")):
-        if not any(p.parent.name.isdigit() for p in config_path.parent.glob("*/model.pt")):
+        exported = [*config_path.parent.glob("*/model.pt"), *config_path.parent.glob("*/model.xml")]
+        if not any(p.parent.name.isdigit() for p in exported):
             continue
         try:
             configs.append(config_from_text(config_path.read_text()))
