@@ -34,7 +34,7 @@ from .triton_wire import Exchange, parse_reply, rpc_error
 from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, on_cpu_only
 
 __all__ = [
-    "repository_configs", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
+    "repository_configs", "zoo_repository", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
     "RETRY_FOR", "Tls", "TritonEndpoint",
 ]
 
@@ -53,6 +53,29 @@ def repository_configs(repository: Path) -> list[Any]:
         except Exception:  # noqa: BLE001 - protobuf's ParseError and decoding errors: not a candidate
             continue
     return configs
+
+
+def zoo_repository(package: Path) -> Path:
+    """The model repository of a SKOOTS BioImage Model Zoo package (``skoots export --bioimageio``),
+    to run in-process: exported once (the Python-backend variant, CPU) into
+    ``$XDG_CACHE_HOME/skoots-triton/zoo/<the package's SHA-256>`` and reused; a package that is not
+    a SKOOTS model is one `ModelError` line."""
+    import hashlib
+    import os
+
+    from skoots_export.contract.choices import Device
+    from skoots_export.errors import ExportError
+    from skoots_export.exporter import export_checkpoint
+
+    digest = hashlib.sha256(Path(package).read_bytes()).hexdigest()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skoots-triton" / "zoo" / digest
+    repository = base / "model_repository"
+    if not any(repository.glob("*/config.pbtxt")):  # export writes all or nothing
+        try:
+            export_checkpoint(Path(package), repository=repository, backend="python", device=Device.CPU, max_batch_size=1)
+        except ExportError as e:
+            raise ModelError(str(e)) from e
+    return repository
 
 
 def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInfo, Path]:

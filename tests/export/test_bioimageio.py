@@ -142,3 +142,68 @@ def test_cli_writes_the_package_and_says_how_to_check_it(tmp_path: Path, tiny_ch
     assert "input   raw [batch, channel, z, y, x], z 8+n*8, y 16+n*8, x 16+n*8" in done.stdout
     assert f"check it offline with: bioimageio test {out}" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.zip"] and rdf(out)["config"]["skoots"]["crop"] == [24, 24, 8]
+
+
+# --- a zoo package as a checkpoint ------------------------------------------------------------
+
+
+def test_package_exports_to_the_checkpoints_repository_and_labels(package: Path, lively_checkpoint: Path, e2e_repository: Path,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """e2e_repository is the lively checkpoint exported with OPTIONS (conftest's E2E_EXPORT):
+    the package's export, and segment --model PACKAGE, give its labels bitwise."""
+    import tifffile
+    from conftest import E2E_EXPORT
+    from functional.test_segment_e2e import blobs_volume
+
+    import skoots_client
+    from skoots_export.checkpoint import load_checkpoint
+    from skoots_export.contract.choices import Device
+    from skoots_export.contract.wire import config_from_text, parameters_from_config
+    from skoots_export.exporter import export_checkpoint
+
+    assert E2E_EXPORT == OPTIONS
+    original, packaged = load_checkpoint(lively_checkpoint), load_checkpoint(package)
+    assert original.state_dict.keys() == packaged.state_dict.keys()
+    assert all(torch.equal(original.state_dict[k], packaged.state_dict[k]) for k in original.state_dict)
+    repository = tmp_path / "from_package"
+    export_checkpoint(package, repository=repository, backend="python", device=Device.CPU, max_batch_size=4)
+    read = lambda r: parameters_from_config(config_from_text((r / "skoots" / "config.pbtxt").read_text()))  # noqa: E731
+    assert read(repository) == read(e2e_repository)
+    tifffile.imwrite(tmp_path / "v.tif", blobs_volume((12, 56, 56), seed=3))
+    for out, model in (("checkpoint.tif", e2e_repository), ("package.tif", repository)):
+        skoots_client.segment(tmp_path / "v.tif", out=tmp_path / out, model=model, device="cpu", quiet=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    skoots_client.segment(tmp_path / "v.tif", out=tmp_path / "zip.tif", model=package, device="cpu", quiet=True)
+    expected = tifffile.imread(tmp_path / "checkpoint.tif")
+    assert expected.max() >= 5
+    assert np.array_equal(tifffile.imread(tmp_path / "package.tif"), expected)
+    assert np.array_equal(tifffile.imread(tmp_path / "zip.tif"), expected)
+    assert len(list((tmp_path / "cache" / "skoots-triton" / "zoo").glob("*/model_repository/skoots/config.pbtxt"))) == 1
+
+
+def rewritten(package: Path, out: Path, change) -> Path:
+    """``package`` with its rdf.yaml passed through ``change``."""
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "rdf.yaml":
+                description = yaml.safe_load(data)
+                change(description)
+                data = yaml.safe_dump(description).encode()
+            target.writestr(item, data)
+    return out
+
+
+@pytest.mark.parametrize("case", ["not-skoots", "not-a-model", "no-torchscript"])
+def test_a_zoo_package_that_is_not_a_skoots_model_is_one_line(case: str, package: Path, tmp_path: Path) -> None:
+    change, said = {
+        "not-skoots": (lambda d: d.pop("config"), "is a BioImage Model Zoo model ('SKOOTS', format 0.5.12) but not a SKOOTS model: it lacks config.skoots"),
+        "not-a-model": (lambda d: d.update(type="dataset"), "is a BioImage Model Zoo dataset ('SKOOTS', format 0.5.12), not a model"),
+        "no-torchscript": (lambda d: d["weights"].pop("torchscript"), "a SKOOTS model without TorchScript weights in the package"),
+    }[case]
+    other = rewritten(package, tmp_path / "other.zip", change)
+    done = skoots("export", other, "--repository", tmp_path / "repository")
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], lines
+    assert not (tmp_path / "repository").exists()
