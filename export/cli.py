@@ -46,7 +46,7 @@ def fail(error: Exception) -> typer.Exit:
 
 @app.command("export")
 def export_command(
-    checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict.")],
+    checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict; or a SKOOTS BioImage Model Zoo package (.zip) written by --bioimageio.")],
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
     name: Annotated[str, typer.Option(help="Model name in the repository; with several variants the Python-backend copy is NAME_python and the OpenVINO-backend one NAME_openvino.")] = "skoots",
     backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python), all (libtorch, python and openvino) or onnx (Triton's ONNX Runtime backend: model.onnx from torch.export; needs the bioimageio extra). The libtorch and python variants also hold the OpenVINO IR beside model.pt; without TorchScript the libtorch variant is skipped with a warning.")] = "all",
