@@ -59,22 +59,23 @@ def zoo_repository(package: Path) -> Path:
     """The model repository of a SKOOTS BioImage Model Zoo package (``skoots export --bioimageio``),
     to run in-process: exported once (the Python-backend variant, CPU) into
     ``$XDG_CACHE_HOME/skoots-triton/zoo/<the package's SHA-256>`` and reused; a package that is not
-    a SKOOTS model is one `ModelError` line."""
+    a SKOOTS model is one `ModelError` line. ``skoots export`` runs in a subprocess: the client
+    takes only the contract from the export package."""
     import hashlib
     import os
-
-    from skoots_export.contract.choices import Device
-    from skoots_export.errors import ExportError
-    from skoots_export.exporter import export_checkpoint
+    import subprocess
+    import sys
 
     digest = hashlib.sha256(Path(package).read_bytes()).hexdigest()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skoots-triton" / "zoo" / digest
     repository = base / "model_repository"
     if not any(repository.glob("*/config.pbtxt")):  # export writes all or nothing
-        try:
-            export_checkpoint(Path(package), repository=repository, backend="python", device=Device.CPU, max_batch_size=1)
-        except ExportError as e:
-            raise ModelError(str(e)) from e
+        command = [sys.executable, "-m", "skoots_export.cli", "export", str(package), "--repository", str(repository),
+                   "--backend", "python", "--device", "cpu", "--max-batch", "1"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"skoots export exited with status {done.returncode}"]
+            raise ModelError(f"--model {package}: {lines[-1].removeprefix('error: ')}")
     return repository
 
 

@@ -27,20 +27,21 @@ import torch
 from torch import Tensor, nn
 
 from .architecture import build_network, load_weights
-from .checkpoint import load_checkpoint
 from .contract.wire import ModelParameters
 from .errors import ExportError, ExportOptionError
 from .exporter import cfg_to_yaml, parameters_for
 from .graph_export import ONNX_OPSET, export_program, save_onnx
+from .zoo_source import load_source
 
 __all__ = [
-    "ZOO_FORMAT", "CHANNELS", "SKOOTS_CONFIG_KEY", "CITATION", "ZooNetwork", "ZooResult", "zoo_sizes", "export_bioimageio",
+    "ZOO_FORMAT", "CHANNELS", "SKOOTS_CONFIG_KEY", "INPUT_ID", "OUTPUT_ID", "CITATION", "AUTHORS", "ZooNetwork", "ZooResult", "zoo_sizes", "export_bioimageio",
 ]
 
 ZOO_FORMAT = "0.5"
 CHANNELS = ("vector_x", "vector_y", "vector_z", "skeleton", "probability")
 SKOOTS_CONFIG_KEY = "skoots"
-INPUT_ID, OUTPUT_ID = "raw", "prediction"
+INPUT_ID = "raw"
+OUTPUT_ID = "prediction"
 # The method's paper (upstream skoots' README cites it).
 CITATION = {
     "text": "Buswinka CJ, Nitta H, Osgood RT, Indzhykulian AA. SKOOTS: Skeleton oriented object segmentation for mitochondria. bioRxiv (2023)",
@@ -230,7 +231,7 @@ def export_bioimageio(
     if out.is_dir():
         raise ExportOptionError(f"--bioimageio {out} is a folder; give the path of a .zip file")
     spec, v0_5 = _spec()
-    checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
+    checkpoint = load_source(checkpoint_path, trust=trust_checkpoint)
     network = build_network(checkpoint.cfg["MODEL"])
     levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2
     parameters, sources = parameters_for(checkpoint, minimum_size=2**levels, **parameter_overrides)

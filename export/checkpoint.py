@@ -128,8 +128,7 @@ def strip_wrapper_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
-    """Load ``path``; with ``trust`` the full pickle machinery is used (it can run code). A
-    BioImage Model Zoo package of a SKOOTS model (``skoots export --bioimageio``) loads too.
+    """Load ``path``; with ``trust`` the full pickle machinery is used (it can run code).
 
     Raises
     ------
@@ -140,10 +139,6 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} — give the path of a .trch file or a SKOOTS zoo package (.zip)")
-    from .zoo_source import is_zoo_package, load_zoo_package  # a zoo package that skoots export --bioimageio wrote
-
-    if is_zoo_package(path):
-        return load_zoo_package(path)
     try:
         if trust:
             data = torch.load(path, map_location="cpu", weights_only=False)

@@ -133,13 +133,13 @@ def export_command(
 
 def _export_zoo(checkpoint: Path, out: Path, trust_checkpoint: bool, constants: dict) -> None:
     """``export --bioimageio OUT.zip``: the package and its summary (errors go to the caller)."""
-    from .bioimageio_package import CHANNELS, export_bioimageio
+    from .bioimageio_package import CHANNELS, ZOO_FORMAT, export_bioimageio
 
     result = export_bioimageio(checkpoint, out, trust_checkpoint=trust_checkpoint, **constants)
     for line in result.warnings:
         typer.echo(f"warning: {line}", err=True)
     sizes = ", ".join(f"{axis} {low}+n*{result.step}" for axis, low in zip("zyx", result.minimum))
-    typer.echo(f"wrote {result.path} (BioImage Model Zoo format 0.5; weights: {', '.join(result.weights)})")
+    typer.echo(f"wrote {result.path} (BioImage Model Zoo format {ZOO_FORMAT}; weights: {', '.join(result.weights)})")
     typer.echo(f"input   raw [batch, channel, z, y, x], {sizes}")
     typer.echo(f"output  prediction [batch, channel, z, y, x]: {', '.join(CHANNELS)}; halo {list(result.parameters.overlap[::-1])} [z, y, x]")
     for key, value in result.parameters.to_strings().items():

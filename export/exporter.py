@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from .architecture import build_network, load_weights
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint
 from .contract.activation import DEVICE_MEMORY, network_from_cfg
 from .contract.activation import max_tile_voxels as estimate_tile_voxels
 from .contract.choices import Backend, Device
@@ -26,6 +26,7 @@ from .onnx_model import verify_onnx
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
 from .torchscript import reference_answer, script_head, verify_scripted
+from .zoo_source import load_source
 
 __all__ = [
     "PYTHON_SUFFIX", "OPENVINO_SUFFIX", "ONNX_SUFFIX", "SUFFIXES", "BACKENDS", "IR_FILES", "VARIANT_FILES", "ExportResult", "parameters_for",
@@ -152,7 +153,7 @@ def export_checkpoint(
     backends = BACKENDS.get(backend)
     if backends is None:
         raise ExportOptionError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
-    checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
+    checkpoint = load_source(checkpoint_path, trust=trust_checkpoint)
     network = build_network(checkpoint.cfg["MODEL"])
     levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2  # stride-2 convs from input to bottom
     parameters, sources = parameters_for(checkpoint, minimum_size=2**levels, **parameter_overrides)

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 import yaml
 
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .errors import CheckpointError
 from .model_card import CARD_KEYS
 
-__all__ = ["DESCRIPTION_FILES", "is_zoo_package", "load_zoo_package"]
+__all__ = ["DESCRIPTION_FILES", "is_zoo_package", "load_zoo_package", "load_source"]
 
 DESCRIPTION_FILES = ("rdf.yaml", "bioimageio.yaml")
 _PREFIX = "network."  # the packaged module's attribute holding the SKOOTS network
@@ -90,3 +90,9 @@ def load_zoo_package(path: str | Path) -> Checkpoint:
     if not isinstance(cfg, Mapping) or not isinstance(cfg.get("MODEL"), Mapping):
         raise CheckpointError(f"{path}: config.skoots.cfg has no MODEL section; it is not a SKOOTS config")
     return Checkpoint(path=path, cfg=cfg, state_dict=state, card=_card(skoots))
+
+
+def load_source(path: str | Path, *, trust: bool = False) -> Checkpoint:
+    """What export starts from: a SKOOTS zoo package (`load_zoo_package`) or a training
+    checkpoint (`load_checkpoint`, ``trust`` as there)."""
+    return load_zoo_package(path) if is_zoo_package(path) else load_checkpoint(path, trust=trust)

@@ -160,9 +160,10 @@ def test_package_exports_to_the_checkpoints_repository_and_labels(package: Path,
     from skoots_export.contract.choices import Device
     from skoots_export.contract.wire import config_from_text, parameters_from_config
     from skoots_export.exporter import export_checkpoint
+    from skoots_export.zoo_source import load_source
 
     assert E2E_EXPORT == OPTIONS
-    original, packaged = load_checkpoint(lively_checkpoint), load_checkpoint(package)
+    original, packaged = load_checkpoint(lively_checkpoint), load_source(package)
     assert original.state_dict.keys() == packaged.state_dict.keys()
     assert all(torch.equal(original.state_dict[k], packaged.state_dict[k]) for k in original.state_dict)
     repository = tmp_path / "from_package"
