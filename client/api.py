@@ -121,7 +121,8 @@ def segment(
         runs in this process.
     model : str or pathlib.Path, optional
         The model's name on the servers / in the repository (default: the SKOOTS model there), or
-        the path of a model repository to run in-process (``model="model_repository"``).
+        the path of a model repository to run in-process (``model="model_repository"``), or of a
+        SKOOTS BioImage Model Zoo package (``model="skoots.zip"``, from ``skoots export --bioimageio``).
     repository : str or pathlib.Path
         Model repository for the in-process mode, when ``model`` does not name one.
     out : str or pathlib.Path, optional
@@ -456,13 +457,18 @@ class _transposed:
 
 
 def _model_source(model: str | Path | None, repository: Path, served: bool) -> tuple[str | None, Path]:
-    """``model`` as a name, or as the repository to run in-process when it is a folder of models."""
+    """``model`` as a name, or as the repository to run in-process when it is a folder of models
+    or a SKOOTS zoo package (.zip)."""
     if model is None or served:
         return (None if model is None else str(model)), repository
     path = Path(model)
     a_model_there = path.name == str(model) and (repository / path.name).is_dir()  # a plain name the repository holds
     if path.is_dir() and any(path.glob("*/config.pbtxt")) and not a_model_there:
         return None, path
+    if path.suffix.lower() == ".zip" and path.is_file():  # a SKOOTS BioImage Model Zoo package
+        from .model_source import zoo_repository
+
+        return None, zoo_repository(path)
     if not a_model_there and (isinstance(model, Path) or path.name != str(model) or path.is_dir()):  # a path, not a name
         from .errors import ModelError
 

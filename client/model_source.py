@@ -34,23 +34,49 @@ from .triton_wire import Exchange, parse_reply, rpc_error
 from .variants import CPU_KIND_PREFERENCE, KIND_PREFERENCE, on_cpu_only
 
 __all__ = [
-    "repository_configs", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
+    "repository_configs", "zoo_repository", "embedded_model", "EmbeddedModel", "MAX_BACKOFF",
     "RETRY_FOR", "Tls", "TritonEndpoint",
 ]
 
 
 def repository_configs(repository: Path) -> list[Any]:
-    """The parsed configs of the models in ``repository`` that have a ``<version>/model.pt``
-    (what runs in-process); unreadable configs are skipped."""
+    """The parsed configs of the models in ``repository`` that have a ``<version>/model.pt`` or
+    ``model.xml`` (what runs in-process; an export without TorchScript has the IR only);
+    unreadable configs are skipped."""
     configs = []
     for config_path in sorted(Path(repository).glob("*/config.pbtxt")):
-        if not any(p.parent.name.isdigit() for p in config_path.parent.glob("*/model.pt")):
+        exported = [*config_path.parent.glob("*/model.pt"), *config_path.parent.glob("*/model.xml")]
+        if not any(p.parent.name.isdigit() for p in exported):
             continue
         try:
             configs.append(config_from_text(config_path.read_text()))
         except Exception:  # noqa: BLE001 - protobuf's ParseError and decoding errors: not a candidate
             continue
     return configs
+
+
+def zoo_repository(package: Path) -> Path:
+    """The model repository of a SKOOTS BioImage Model Zoo package (``skoots export --bioimageio``),
+    to run in-process: exported once (the Python-backend variant, CPU) into
+    ``$XDG_CACHE_HOME/skoots-triton/zoo/<the package's SHA-256>`` and reused; a package that is not
+    a SKOOTS model is one `ModelError` line. ``skoots export`` runs in a subprocess: the client
+    takes only the contract from the export package."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    digest = hashlib.sha256(Path(package).read_bytes()).hexdigest()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skoots-triton" / "zoo" / digest
+    repository = base / "model_repository"
+    if not any(repository.glob("*/config.pbtxt")):  # export writes all or nothing
+        command = [sys.executable, "-m", "skoots_export.cli", "export", str(package), "--repository", str(repository),
+                   "--backend", "python", "--device", "cpu", "--max-batch", "1"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"skoots export exited with status {done.returncode}"]
+            raise ModelError(f"--model {package}: {lines[-1].removeprefix('error: ')}")
+    return repository
 
 
 def embedded_model(repository: Path, model: str | None = None) -> tuple[ModelInfo, Path]:

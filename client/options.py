@@ -60,7 +60,7 @@ _ALL = (
     Option('url', '--url', None,
            'Triton gRPC address HOST:PORT; repeat to spread crops over several servers. Without it the model runs in this process.'),
     Option('model', '--model', None,
-           "Model name on the server / in the repository (default: the SKOOTS model there; of one export's variants the libtorch, then OpenVINO, then Python-backend one).", spec='ModelSpec'),
+           "Model name on the server / in the repository (default: the SKOOTS model there; of one export's variants the libtorch, then OpenVINO, then Python-backend one); in-process, also a SKOOTS BioImage Model Zoo package (.zip from skoots export --bioimageio).", spec='ModelSpec'),
     Option('repository', '--repository', Path("model_repository"),
            'Model repository for the in-process (no --url) mode.', short='-r', spec='ModelSpec'),
     Option('out', '--out', None,

@@ -138,7 +138,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} — give the path of a .trch file")
+        raise CheckpointError(f"checkpoint not found: {path} — give the path of a .trch file or a SKOOTS zoo package (.zip)")
     try:
         if trust:
             data = torch.load(path, map_location="cpu", weights_only=False)

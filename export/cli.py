@@ -46,10 +46,10 @@ def fail(error: Exception) -> typer.Exit:
 
 @app.command("export")
 def export_command(
-    checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict.")],
+    checkpoint: Annotated[Path, typer.Argument(help="SKOOTS training checkpoint (.trch): a dict with cfg and model_state_dict; or a SKOOTS BioImage Model Zoo package (.zip) written by --bioimageio.")],
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository to write into (created if missing).")] = Path("model_repository"),
     name: Annotated[str, typer.Option(help="Model name in the repository; with several variants the Python-backend copy is NAME_python and the OpenVINO-backend one NAME_openvino.")] = "skoots",
-    backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python) or all. Every variant but openvino also holds the OpenVINO IR beside model.pt.")] = "all",
+    backend: Annotated[str, typer.Option(help="Variants to write: libtorch (pytorch_libtorch platform, for GPU servers), python (Python backend: OpenVINO on CPUs, else model.pt with torch), openvino (Triton's OpenVINO backend, CPU servers), both (libtorch and python), all (libtorch, python and openvino) or onnx (Triton's ONNX Runtime backend: model.onnx from torch.export; needs the bioimageio extra). The libtorch and python variants also hold the OpenVINO IR beside model.pt; without TorchScript the libtorch variant is skipped with a warning.")] = "all",
     device: Annotated[Literal["gpu", "cpu"], typer.Option(help="Instance kind in the config: gpu (KIND_GPU, float16 autocast; the Python-backend model KIND_AUTO: the GPU where there is one, else the CPU) or cpu (KIND_CPU, float32). The OpenVINO-backend model is always KIND_CPU.")] = "gpu",  # Device, never auto
     max_batch: Annotated[int, typer.Option(help="max_batch_size: crops per request the dynamic batcher may merge.")] = 8,
     max_tile_voxels: Annotated[int | None, typer.Option(help="The largest tile (voxels of one crop) a client's --tile auto sends this model, written to the config as max_tile_voxels (default: what the network's activation estimate fits into 16 GiB at --max-batch crops per request).")] = None,
@@ -68,6 +68,7 @@ def export_command(
     dataset_std: Annotated[float | None, typer.Option(help="Standard deviation for --dataset-mean.")] = None,
     training_voxel_size: Annotated[str | None, typer.Option(help="Voxel size the model was trained at, recorded in the config (unit: --voxel-unit). " + TRIPLE_HELP)] = None,
     voxel_unit: Annotated[str | None, typer.Option(help="Unit of --training-voxel-size, in any case: micrometer (um, µm, the default), nanometer (nm), millimeter (mm), centimeter (cm), meter (m) or angstrom.")] = None,
+    bioimageio: Annotated[Path | None, typer.Option("--bioimageio", help="Write a BioImage Model Zoo package (format 0.5, a .zip) of the network instead of a model repository: TorchScript and ONNX weights, test tensors, and the SKOOTS constants in its config for the decoder. Needs the bioimageio extra.")] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Load with full pickle: runs any code in the file. Only for checkpoints from a source you trust.")] = False,
 ) -> None:
     """Export a SKOOTS checkpoint to TorchScript in a Triton model repository.
@@ -81,17 +82,7 @@ def export_command(
     try:
         if voxel_unit is not None and training_voxel_size is None:
             raise ExportOptionError("--voxel-unit needs --training-voxel-size (the voxel size the model was trained at)")
-        result = export_checkpoint(
-            checkpoint,
-            repository=repository,
-            name=name,
-            backend=backend,
-            device=Device(device),
-            max_batch_size=max_batch,
-            max_tile_voxels=max_tile_voxels,
-            version=version,
-            instances=instances,
-            trust_checkpoint=trust_checkpoint,
+        constants = dict(
             crop=option_triple("--crop", crop),
             overlap=option_triple("--overlap", overlap),
             vector_scaling=option_triple("--vector-scaling", vector_scaling, float),
@@ -106,12 +97,31 @@ def export_command(
             training_voxel_size=option_triple("--training-voxel-size", training_voxel_size, float),
             voxel_unit=None if voxel_unit is None else length_unit(voxel_unit, "--voxel-unit"),
         )
+        if bioimageio is not None:
+            return _export_zoo(checkpoint, bioimageio, trust_checkpoint, constants)
+        result = export_checkpoint(
+            checkpoint,
+            repository=repository,
+            name=name,
+            backend=backend,
+            device=Device(device),
+            max_batch_size=max_batch,
+            max_tile_voxels=max_tile_voxels,
+            version=version,
+            instances=instances,
+            trust_checkpoint=trust_checkpoint,
+            **constants,
+        )
     except SkootsError as e:
         raise fail(e) from None
+    for line in result.warnings:
+        typer.echo(f"warning: {line}", err=True)
     for path, kind in result.models:
-        openvino = kind is Backend.OPENVINO  # CPU only, one crop per request: see build_model_config
-        batch, where = (1, Device.CPU) if openvino else (result.max_batch_size, result.device)
-        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/{VARIANT_FILES[kind][0]} ({kind.value} backend, {where.value}, max_batch_size {batch})")
+        # OpenVINO: CPU only; OpenVINO and ONNX: one crop per request (see build_model_config)
+        batch = 1 if kind in (Backend.OPENVINO, Backend.ONNX) else result.max_batch_size
+        where = Device.CPU if kind is Backend.OPENVINO else result.device
+        model_file = next(f for f in VARIANT_FILES[kind] if (path / str(version) / f).is_file())
+        typer.echo(f"wrote {path}/config.pbtxt and {path}/{version}/{model_file} ({kind.value} backend, {where.value}, max_batch_size {batch})")
     typer.echo(f"input   {INPUT.name} {INPUT.data_type} [B, {', '.join(map(str, INPUT.dims))}]")
     for spec in OUTPUTS:
         typer.echo(f"output  {spec.name} {spec.data_type} [B, {', '.join(map(str, spec.dims))}]")
@@ -119,6 +129,23 @@ def export_command(
         source = result.sources.get(key)
         typer.echo(f"param   {key} = {value}" + (f"  ({source})" if source else ""))
     typer.echo(f"param   {TORCH_VERSION} = {result.torch_version}  (model.pt loads in this torch/libtorch release or a newer one)")
+
+
+def _export_zoo(checkpoint: Path, out: Path, trust_checkpoint: bool, constants: dict) -> None:
+    """``export --bioimageio OUT.zip``: the package and its summary (errors go to the caller)."""
+    from .bioimageio_package import CHANNELS, ZOO_FORMAT, export_bioimageio
+
+    result = export_bioimageio(checkpoint, out, trust_checkpoint=trust_checkpoint, **constants)
+    for line in result.warnings:
+        typer.echo(f"warning: {line}", err=True)
+    sizes = ", ".join(f"{axis} {low}+n*{result.step}" for axis, low in zip("zyx", result.minimum))
+    typer.echo(f"wrote {result.path} (BioImage Model Zoo format {ZOO_FORMAT}; weights: {', '.join(result.weights)})")
+    typer.echo(f"input   raw [batch, channel, z, y, x], {sizes}")
+    typer.echo(f"output  prediction [batch, channel, z, y, x]: {', '.join(CHANNELS)}; halo {list(result.parameters.overlap[::-1])} [z, y, x]")
+    for key, value in result.parameters.to_strings().items():
+        source = result.sources.get(key)
+        typer.echo(f"config  {key} = {value}" + (f"  ({source})" if source else ""))
+    typer.echo(f"check it offline with: bioimageio test {result.path}")
 
 
 @app.command("serve")

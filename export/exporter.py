@@ -12,27 +12,31 @@ import torch
 import yaml
 
 from .architecture import build_network, load_weights
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint
 from .contract.activation import DEVICE_MEMORY, network_from_cfg
 from .contract.activation import max_tile_voxels as estimate_tile_voxels
 from .contract.choices import Backend, Device
-from .contract.wire import ModelParameters
+from .contract.wire import INPUT, OUTPUTS, ModelParameters
 from .errors import ExportError, ExportOptionError
-from .head import InferenceHead
+from .graph_export import export_program, save_onnx
+from .head import GraphHead, InferenceHead
 from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar, resolve, with_unit
 from .model_config import build_model_config
+from .onnx_model import verify_onnx
 from .openvino_ir import convert_head, save_ir, verify_ir
 from .repository import ModelVariant, write_models
-from .torchscript import script_head, verify_scripted
+from .torchscript import reference_answer, script_head, verify_scripted
+from .zoo_source import load_source
 
 __all__ = [
-    "PYTHON_SUFFIX", "OPENVINO_SUFFIX", "BACKENDS", "IR_FILES", "VARIANT_FILES", "ExportResult", "parameters_for",
+    "PYTHON_SUFFIX", "OPENVINO_SUFFIX", "ONNX_SUFFIX", "SUFFIXES", "BACKENDS", "IR_FILES", "VARIANT_FILES", "ExportResult", "parameters_for",
     "cfg_to_yaml", "export_checkpoint",
 ]
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 PYTHON_SUFFIX = "_python"
 OPENVINO_SUFFIX = "_openvino"
+ONNX_SUFFIX = "_onnx"
 # --backend choices; "both" (libtorch + python) predates the OpenVINO model and keeps its meaning.
 BACKENDS = {
     "libtorch": [Backend.LIBTORCH],
@@ -40,6 +44,7 @@ BACKENDS = {
     "openvino": [Backend.OPENVINO],
     "both": [Backend.LIBTORCH, Backend.PYTHON],
     "all": [Backend.LIBTORCH, Backend.PYTHON, Backend.OPENVINO],
+    "onnx": [Backend.ONNX],  # opt-in: Triton's ONNX Runtime backend; needs the bioimageio extra's onnx + onnxscript
 }
 IR_FILES = ("model.xml", "model.bin")
 # What each variant's version directory holds. The IR sits beside model.pt too: the embedded
@@ -48,7 +53,9 @@ VARIANT_FILES = {
     Backend.LIBTORCH: ("model.pt", *IR_FILES),
     Backend.PYTHON: ("model.pt", *IR_FILES),
     Backend.OPENVINO: IR_FILES,
+    Backend.ONNX: ("model.onnx",),
 }
+SUFFIXES = {Backend.PYTHON: PYTHON_SUFFIX, Backend.OPENVINO: OPENVINO_SUFFIX, Backend.ONNX: ONNX_SUFFIX}
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class ExportResult:
     max_batch_size: int
     device: Device
     torch_version: str  # the torch that saved model.pt (config parameter torch_version)
+    warnings: tuple[str, ...] = ()  # one line each, for stderr (a variant skipped, and why)
 
 
 def _triple(section: Mapping[str, Any], key: str) -> tuple[float, float, float]:
@@ -129,7 +137,8 @@ def export_checkpoint(
 
     With several variants the libtorch model is ``name``, the Python-backend model
     ``name + "_python"`` and the OpenVINO-backend model ``name + "_openvino"``; a single variant
-    takes ``name``. Nothing is written unless every step succeeds. Each config carries
+    takes ``name``. Without TorchScript the libtorch variant is skipped (`ExportResult.warnings`
+    says so) and the Python-backend one holds the IR only. Nothing is written unless every step succeeds. Each config carries
     ``max_tile_voxels`` (the largest tile ``--tile auto`` sends it): ``max_tile_voxels``, else
     what the activation estimate fits into `DEVICE_MEMORY` at the variant's batch.
     """
@@ -144,21 +153,23 @@ def export_checkpoint(
     backends = BACKENDS.get(backend)
     if backends is None:
         raise ExportOptionError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
-    checkpoint = load_checkpoint(checkpoint_path, trust=trust_checkpoint)
+    checkpoint = load_source(checkpoint_path, trust=trust_checkpoint)
     network = build_network(checkpoint.cfg["MODEL"])
     levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2  # stride-2 convs from input to bottom
     parameters, sources = parameters_for(checkpoint, minimum_size=2**levels, **parameter_overrides)
     load_weights(network, checkpoint.state_dict)
     head = InferenceHead(network, parameters.prob_threshold, parameters.skeleton_threshold).eval()
-    scripted = script_head(head)
-    reference = verify_scripted(head, scripted, parameters.crop)
-    ir = convert_head(head, parameters.minimum_size)
+    scripted, warnings = _script_if_wanted(head, backends)
+    backends = [kind for kind in backends if scripted is not None or kind is not Backend.LIBTORCH]
+    reference = verify_scripted(head, scripted, parameters.crop) if scripted is not None else reference_answer(head, parameters.crop)
+    program = export_program(GraphHead(head), parameters.minimum_size, INPUT.name)
+    ir = convert_head(head, parameters.minimum_size, program) if backends != [Backend.ONNX] else None
 
     cfg_yaml = cfg_to_yaml(checkpoint.cfg)
     shape = network_from_cfg(checkpoint.cfg)
     variants = []
     for kind in backends:
-        suffix = {Backend.PYTHON: PYTHON_SUFFIX, Backend.OPENVINO: OPENVINO_SUFFIX}.get(kind, "")
+        suffix = SUFFIXES.get(kind, "")
         model_name = name + suffix if len(backends) > 1 else name
         batch = 1 if kind is Backend.OPENVINO else max_batch_size  # see build_model_config
         tile_cap = max_tile_voxels if max_tile_voxels is not None else (
@@ -174,12 +185,18 @@ def export_checkpoint(
             torch_version=str(torch.__version__),
             max_tile_voxels=tile_cap,
         )
-        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.PYTHON, files=VARIANT_FILES[kind]))
+        files = tuple(f for f in VARIANT_FILES[kind] if scripted is not None or f != "model.pt")
+        variants.append(ModelVariant(model_name, config, python_backend=kind is Backend.PYTHON, files=files))
 
     def save_files(folder: Path) -> None:
-        torch.jit.save(scripted, str(folder / "model.pt"))
-        save_ir(ir, folder / IR_FILES[0])
-        verify_ir(reference, folder / IR_FILES[0])
+        if scripted is not None:
+            torch.jit.save(scripted, str(folder / "model.pt"))
+        if ir is not None:
+            save_ir(ir, folder / IR_FILES[0])
+            verify_ir(reference, folder / IR_FILES[0])
+        if Backend.ONNX in backends:
+            save_onnx(program, folder / "model.onnx", INPUT.name, [spec.name for spec in OUTPUTS])
+            verify_onnx(reference, folder / "model.onnx")
 
     try:
         paths = write_models(repository, variants, save_files, version)
@@ -194,4 +211,27 @@ def export_checkpoint(
         max_batch_size=max_batch_size,
         device=device,
         torch_version=str(torch.__version__),
+        warnings=tuple(warnings),
     )
+
+
+def _script_if_wanted(head: InferenceHead, backends: list[Backend]) -> tuple[torch.jit.ScriptModule | None, list[str]]:
+    """The head in TorchScript, when a variant holds ``model.pt``; None and one warning line
+    when TorchScript is unavailable (deprecated upstream; a torch may drop or refuse it): the
+    libtorch variant is skipped, the others run the IR, which comes from ``torch.export``.
+
+    Raises
+    ------
+    ExportError
+        TorchScript is unavailable and the libtorch variant was the only one asked for.
+    """
+    if backends == [Backend.ONNX]:
+        return None, []
+    try:
+        return script_head(head), []
+    except Exception as e:  # whatever torch.jit raises: the IR does not need it
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if backends == [Backend.LIBTORCH]:
+            raise ExportError(f"TorchScript is unavailable in this torch ({detail}); the libtorch variant needs it — export --backend python or openvino") from e
+        skipped = "the libtorch variant (model.pt) is skipped; " if Backend.LIBTORCH in backends else ""
+        return None, [f"TorchScript is unavailable in this torch ({detail}): {skipped}the other variants run the OpenVINO IR from torch.export"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["InferenceHead"]
+__all__ = ["InferenceHead", "GraphHead"]
 
 
 class InferenceHead(nn.Module):
@@ -41,6 +41,27 @@ class InferenceHead(nn.Module):
             else:
                 raw.append(self.network(x))
         out = torch.cat(raw)
+        prob = out[:, 4:5]
+        mask = prob > self.prob_threshold
+        vectors = (out[:, 0:3] * mask).half()
+        skeleton = ((out[:, 3:4] > self.skeleton_threshold) & mask).to(torch.uint8)
+        return vectors, skeleton, prob.half()
+
+
+class GraphHead(nn.Module):
+    """`InferenceHead`'s CPU path without the per-crop loop, for graph exporters (``torch.export``,
+    the ONNX exporter): a loop over a symbolic batch cannot be captured, and CUDA autocast is a
+    runtime's choice, not part of a graph. Same inputs, outputs and thresholds; the runtimes that
+    run the graph send it one crop per call (batch independence, docs/SEMANTICS.md)."""
+
+    def __init__(self, head: InferenceHead) -> None:
+        super().__init__()
+        self.network = head.network
+        self.prob_threshold = head.prob_threshold
+        self.skeleton_threshold = head.skeleton_threshold
+
+    def forward(self, input__0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.network(input__0.float())
         prob = out[:, 4:5]
         mask = prob > self.prob_threshold
         vectors = (out[:, 0:3] * mask).half()

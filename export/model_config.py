@@ -45,13 +45,19 @@ def build_model_config(
     exactly ``max_batch_size`` (smaller batches fail unless ``ENABLE_BATCH_PADDING``, which pads
     them and runs the padded batch as one): its model takes ``max_batch_size`` 1, so every crop
     runs alone as on the other runtimes ("Batch independence" in docs/SEMANTICS.md), and needs no batcher.
+    The ONNX Runtime model (``onnxruntime`` backend, ``model.onnx``) takes ``max_batch_size`` 1 for the
+    same reason, on the instance kind ``device`` asks for.
     """
     if backend is Backend.OPENVINO:
         max_batch_size, device = 1, Device.CPU
+    if backend is Backend.ONNX:  # the graph takes any batch; one crop per request keeps answers batch-independent
+        max_batch_size = 1
     config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
     if backend is Backend.LIBTORCH:
         config.platform = "pytorch_libtorch"
         config.parameters["INFERENCE_MODE"].string_value = "true"
+    elif backend is Backend.ONNX:
+        config.backend = "onnxruntime"  # reads <version>/model.onnx
     else:
         config.backend = backend.value
     _tensor(INPUT, config.input.add())
@@ -67,7 +73,7 @@ def build_model_config(
         group.kind = pb.ModelInstanceGroup.KIND_AUTO
     else:
         group.kind = pb.ModelInstanceGroup.KIND_GPU
-    if backend is not Backend.OPENVINO:
+    if backend not in (Backend.OPENVINO, Backend.ONNX):
         config.dynamic_batching.max_queue_delay_microseconds = 1000
     for batch in sorted({1, max_batch_size}):
         warmup = config.model_warmup.add()

@@ -1,5 +1,7 @@
 """Convert the inference head to an OpenVINO IR and prove the IR is the same model.
 
+The IR comes from the head's ``torch.export`` graph (graph_export.py), not from TorchScript.
+
 The IR takes ``input__0`` (FP16 ``[1, 1, X, Y, Z]``, any crop shape) and returns the wire
 contract's outputs by name and type — ``vectors__0`` FP16, ``skeleton__1`` UINT8,
 ``probability__2`` FP16 — with the threshold step inside, so a client cannot tell which runtime
@@ -9,6 +11,7 @@ Weights stay FP32 (``save_model`` would halve them to FP16 by default).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +20,8 @@ import torch
 from .contract.openvino_runtime import OpenVinoHead
 from .contract.wire import INPUT, OUTPUTS
 from .errors import ExportError, VerificationError
-from .head import InferenceHead
+from .graph_export import export_program
+from .head import GraphHead, InferenceHead
 from .torchscript import Reference, matches_reference
 
 __all__ = ["convert_head", "save_ir", "verify_ir"]
@@ -36,18 +40,17 @@ def _openvino():
     return openvino
 
 
-def convert_head(head: InferenceHead, minimum_size: int) -> openvino.Model:
-    """Trace ``head`` at batch 1 into an OpenVINO model with dynamic spatial axes.
-
-    The trace runs on the smallest crop the network accepts (``minimum_size`` per axis): the
-    shapes stay symbolic, and converting at a full crop takes minutes.
-    """
+def convert_head(head: InferenceHead, minimum_size: int, program: torch.export.ExportedProgram | None = None) -> openvino.Model:
+    """``head`` as an OpenVINO model at batch 1 with dynamic spatial axes, converted from the
+    ``torch.export`` graph of its `GraphHead` (``program``, when already captured), not from
+    TorchScript: the IR is made where TorchScript is unavailable too."""
     ov = _openvino()
-    example = torch.zeros((1, 1, *(minimum_size,) * 3), dtype=torch.float16)
-    with torch.inference_mode():
-        model = ov.convert_model(
-            head.eval(), example_input=(example,), input=[(INPUT.name, ov.PartialShape([1, 1, -1, -1, -1]), ov.Type.f16)]
-        )
+    program = program if program is not None else export_program(GraphHead(head), minimum_size, INPUT.name)
+    with warnings.catch_warnings():  # torch's pytree deprecations, raised inside the converter
+        warnings.simplefilter("ignore", FutureWarning)
+        model = ov.convert_model(program)
+    model.reshape({model.input(0): ov.PartialShape([1, 1, -1, -1, -1])})
+    model.input(0).get_tensor().set_names({INPUT.name})
     for output, spec in zip(model.outputs, OUTPUTS):
         output.get_tensor().set_names({spec.name})
     return model

@@ -6,6 +6,8 @@ nothing from this project: the server loads it on its own. On a ``KIND_CPU`` ins
 the OpenVINO IR (``model.xml``, in FP32: ``INFERENCE_PRECISION_HINT`` ``f32`` asked for
 explicitly, and the precision compiled logged) when the version holds one and ``openvino``
 imports, through ``openvino_runtime.py`` beside this file; otherwise ``model.pt`` with torch.
+A version without ``model.pt`` (exported where TorchScript was unavailable) runs the IR on the
+CPU on any instance.
 """
 
 import importlib.util
@@ -83,9 +85,13 @@ class TritonPythonModel:
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         self.openvino = None
+        threads = max(1, int(os.environ.get("SKOOTS_TORCH_THREADS", os.cpu_count() or 1)))
         if not gpu:
-            threads = max(1, int(os.environ.get("SKOOTS_TORCH_THREADS", os.cpu_count() or 1)))
             torch.set_num_threads(threads)
+            self.openvino = _openvino_head(version_dir, threads)
+        elif not os.path.isfile(os.path.join(version_dir, "model.pt")):
+            # exported without TorchScript: the IR is all there is, and it runs on the CPU
+            self.device = torch.device("cpu")
             self.openvino = _openvino_head(version_dir, threads)
         if self.openvino is None:
             self.model = torch.jit.load(os.path.join(version_dir, "model.pt"), map_location=self.device).eval()

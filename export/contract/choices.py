@@ -38,8 +38,10 @@ class Device(Choice):
 class Backend(Choice):
     """The Triton backend that serves an exported model: ``libtorch`` runs ``model.pt``
     natively, ``python`` runs the IR with OpenVINO (else ``model.pt`` with torch), ``openvino``
-    is Triton's OpenVINO backend (CPU only)."""
+    is Triton's OpenVINO backend (CPU only), ``onnx`` Triton's ONNX Runtime backend (``model.onnx``;
+    its TensorRT execution provider on GPU sites)."""
 
     LIBTORCH = "libtorch"
     PYTHON = "python"
     OPENVINO = "openvino"
+    ONNX = "onnx"

@@ -18,7 +18,7 @@ EVERY_VARIANT = ["skoots", "skoots_openvino", "skoots_python"]  # what the defau
 EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--max-tile-voxels", "--instances", "--version",
                   "--crop", "--overlap", "--vector-scaling", "--anisotropy", "--prob-threshold",
                   "--skeleton-threshold", "--dilations-3d", "--dilations-2d", "--embedding-iterations",
-                  "--dataset-mean", "--dataset-std", "--training-voxel-size", "--voxel-unit", "--trust-checkpoint"]
+                  "--dataset-mean", "--dataset-std", "--training-voxel-size", "--voxel-unit", "--bioimageio", "--trust-checkpoint"]
 
 
 def skoots(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
