@@ -90,6 +90,7 @@ def check_meshes(output: OutputSpec) -> None:
     (Neuroglancer's mesh source), beside its labels and named by its ``info``."""
     if not output.meshes:
         return
+    from .extras import require
     from .stores import Location
     from .stores.writer import output_format
 
@@ -102,6 +103,7 @@ def check_meshes(output: OutputSpec) -> None:
     if url is None or output_format(url) != "precomputed":
         raise InputError(f"--meshes are written into a Neuroglancer precomputed output, not --out {output.out}: "
                          "write --out precomputed://PATH, or drop --meshes")
+    require("zmesh", "--meshes", "neuroglancer")
 
 
 def describe_region(plan: Plan) -> str | None:

@@ -263,6 +263,7 @@ def check_skeletons(output: Any, inputs: Sequence[Path] = (), blockwise: bool = 
     folder without ``--overwrite``."""
     from .destinations import check_not_input
     from .errors import InputError, OutputError
+    from .extras import require
     from .stores import Location, output_format
 
     if not output.skeletons:
@@ -282,6 +283,7 @@ def check_skeletons(output: Any, inputs: Sequence[Path] = (), blockwise: bool = 
         check_not_input("--skeletons", folder, inputs)
         if folder.exists() and not output.overwrite:
             raise OutputError(f"--skeletons: {folder} exists; pass --overwrite to replace it")
+    require("kimimaro", "--skeletons", "neuroglancer")
 
 
 def in_unit(lengths_nm: np.ndarray, voxel_size: Any) -> np.ndarray:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError, ViewerError
+from .extras import require
 from .view_browser import find_browser, headless_browser
 from .view_sources import Source, label_sources, raw_source
 
@@ -176,14 +177,17 @@ def view(out: str | os.PathLike[str], raw: str | os.PathLike[str] | None = None,
     Raises
     ------
     InputError
-        ``out`` or ``raw`` missing, unreadable, or ``out`` without labels.
+        ``out`` or ``raw`` missing, unreadable, or ``out`` without labels; the neuroglancer
+        extra not installed.
     ViewerError
         The port is taken; ``screenshot`` without Chromium; the data did not load in ``timeout`` s.
     OutputError
         ``screenshot`` is not a writable ``.png`` path.
     """
+    require("neuroglancer", "skoots-client view", "neuroglancer")
     if screenshot is not None:
         check_screenshot(screenshot)
+        require("selenium", "--screenshot", "neuroglancer")
         find_browser()
     labels, image = label_sources(str(out))
     under = raw_source(str(raw), like=labels[0]) if raw is not None else image
