@@ -5,7 +5,7 @@
 >>> result.labels, result.table, result.voxel_size, result.summary  # doctest: +SKIP
 
 [`segment`][skoots_client.segment] and [`measure`][skoots_client.measure] are what ``skoots-client segment`` and ``measure`` run;
-[`Segmentation`][skoots_client.Segmentation] is what ``segment`` returns; [`view`][skoots_client.view] is
+[`Segmentation`][skoots_client.Segmentation] is what ``segment`` returns; `view` is
 ``skoots-client view`` (a result in a local Neuroglancer, a `View`). Errors a user can cause are
 [`ClientError`][skoots_client.ClientError] (under `SkootsError`, the root shared with ``skoots_export``);
 [`Cancelled`][skoots_client.Cancelled] when a run is cancelled, [`BlockFailures`][skoots_client.BlockFailures] when blocks of a
