@@ -18,11 +18,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
-from ..errors import ClientError, InputError
+from ..errors import ClientError, InputError, OutputError
 
 __all__ = [
     "FORMATS", "LOCATIONS", "RETRIES", "CACHE_BYTES", "StoreUrl", "is_store", "Location", "has_scheme", "parse", "context",
-    "check_credentials", "explain", "argument",
+    "check_credentials", "explain", "argument", "DEADLINE", "done",
 ]
 
 FORMATS = ("n5", "precomputed", "zarr", "zarr2", "zarr3")
@@ -34,6 +34,7 @@ RETRIES = {"max_retries": 4, "initial_delay": "100ms", "max_delay": "2s"}
 # Decoded chunks kept per opened volume. Crops go z-inner, y, then x: the chunks a crop shares
 # with the next ones along z and y (a 300-row slab of the volume's columns and slices: 29 MB
 # for 600x80 uint16) are read once; a blockwise worker's memory budget pays for it.
+DEADLINE = 120.0  # seconds for one metadata request or open of an output, retries included
 CACHE_BYTES = 64 << 20
 
 
@@ -324,3 +325,15 @@ def argument(text: str, *, s3_endpoint: str | None = None, option: str = "input"
     """A command-line volume or ``--out``: a `StoreUrl` for ``SCHEME://...`` text, else
     the path as given (format detected later)."""
     return parse(text, s3_endpoint=s3_endpoint, option=option) if has_scheme(text) else Path(text)
+
+
+def done(future: Any, url: StoreUrl, seconds: float | None = None) -> Any:
+    """``future``'s result within ``seconds`` (`DEADLINE`); past it the request is
+    cancelled (TensorStore would go on retrying) and the store named in one line."""
+    seconds = DEADLINE if seconds is None else seconds
+    try:
+        return future.result(timeout=seconds)
+    except TimeoutError:
+        future.cancel()
+        raise OutputError(f"--out {url}: the store did not answer within {seconds:.0f} s; check that the bucket exists and "
+                          "the network (and --s3-endpoint)") from None

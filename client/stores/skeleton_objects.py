@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import OutputError
-from .location import StoreUrl, context, explain
+from .location import StoreUrl, context, done, explain
 
 __all__ = ["SKELETONS_KEY", "SKELETON_INFO", "skeleton_info_object", "skeleton_objects", "name_skeletons", "write_objects", "add_skeletons"]
 
@@ -24,7 +24,6 @@ SKELETON_INFO: dict[str, Any] = {
     "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}],
 }
 """``skeletons/info`` of a precomputed output."""
-_DEADLINE = 120.0  # seconds for one request, retries included (as writer.py's)
 
 
 def skeleton_info_object(info: Mapping[str, Any]) -> dict[str, bytes]:
@@ -42,24 +41,15 @@ def name_skeletons(metadata: dict[str, Any]) -> dict[str, Any]:
     return {**metadata, "skeletons": SKELETONS_KEY}
 
 
-def _done(future: Any, url: StoreUrl) -> Any:
-    try:
-        return future.result(timeout=_DEADLINE)
-    except TimeoutError:
-        future.cancel()
-        raise OutputError(f"--out {url}: the store did not answer within {_DEADLINE:.0f} s; check that the bucket exists and "
-                          "the network (and --s3-endpoint)") from None
-
-
 def write_objects(url: StoreUrl, objects: Mapping[str, bytes]) -> int:
     """Write each key's bytes at ``url`` (each request bounded); the bytes written."""
     import tensorstore as ts
 
     try:
-        kv = _done(ts.KvStore.open(url.kvstore(), context=context()), url)
+        kv = done(ts.KvStore.open(url.kvstore(), context=context()), url)
         pending = [kv.write(key, data) for key, data in objects.items()]
         for future in pending:
-            _done(future, url)
+            done(future, url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
     return sum(len(data) for data in objects.values())
@@ -72,8 +62,8 @@ def add_skeletons(url: StoreUrl, info: Mapping[str, Any], encoded: Mapping[int, 
 
     write_objects(url, {**skeleton_info_object(info), **skeleton_objects(encoded)})
     try:
-        kv = _done(ts.KvStore.open(url.kvstore(), context=context()), url)
-        metadata = json.loads(bytes(_done(kv.read("info"), url).value))
-        _done(kv.write("info", json.dumps(name_skeletons(metadata)).encode()), url)
+        kv = done(ts.KvStore.open(url.kvstore(), context=context()), url)
+        metadata = json.loads(bytes(done(kv.read("info"), url).value))
+        done(kv.write("info", json.dumps(name_skeletons(metadata)).encode()), url)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e

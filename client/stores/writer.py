@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClientError, OutputError
-from .location import StoreUrl, check_credentials, context, explain
+from .location import DEADLINE, StoreUrl, check_credentials, context, done, explain
 
 __all__ = [
     "SHARD_PAST", "CHUNK", "SHARD_LOG2", "METADATA", "DEADLINE", "Region", "output_format", "check_store_destination",
@@ -57,7 +57,6 @@ SHARD_PAST = 1 << 30  # voxels: past this a precomputed output is sharded (see t
 CHUNK = 64  # voxels per chunk side, precomputed and N5
 SHARD_LOG2 = 2  # a shard is 2**2 chunks per axis: 256**3 voxels
 METADATA = {"precomputed": "info", "n5": "attributes.json"}
-DEADLINE = 120.0  # seconds for one metadata request or open of the output, retries included
 Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]  # (start, stop) per runtime axis X, Y, Z
 
 
@@ -125,18 +124,6 @@ def check_bucket(url: StoreUrl) -> None:
             raise OutputError(f"--out {url}: bucket {url.host} does not exist; create it first, or check the name "
                               "(and --s3-endpoint)") from None
         raise explain(e, url, "store", OutputError) from None
-
-
-def done(future: Any, url: StoreUrl, seconds: float | None = None) -> Any:
-    """``future``'s result within ``seconds`` (`DEADLINE`); past it the request is
-    cancelled (TensorStore would go on retrying) and the store named in one line."""
-    seconds = DEADLINE if seconds is None else seconds
-    try:
-        return future.result(timeout=seconds)
-    except TimeoutError:
-        future.cancel()
-        raise OutputError(f"--out {url}: the store did not answer within {seconds:.0f} s; check that the bucket exists and "
-                          "the network (and --s3-endpoint)") from None
 
 
 def _kv(url: StoreUrl) -> Any:
