@@ -27,6 +27,7 @@ from ..atomic import crc
 from . import stages
 from .blocks import Region
 from .job import Job
+from .store import Stage
 from .worker import report, set_threads
 
 __all__ = ["IDS_PER_BUCKET", "buckets_for", "grown", "region_table", "skeleton_region", "merge_bucket",
@@ -151,5 +152,4 @@ def verify_merge(job: Job, name: str, checksum: int, where: Any = None) -> bool:
     return crc(job.store.load_npz(LENGTHS, name)["lengths"]) == checksum
 
 
-
-VERIFIERS = {"skeleton": verify_skeleton, "skeleton-merge": verify_merge}
+VERIFIERS: dict[Stage, stages.Verifier] = {"skeleton": verify_skeleton, "skeleton-merge": verify_merge}

@@ -19,7 +19,7 @@ from .job import Job
 from .store import BlockStore, Stage
 from .worker import Refused, run_task
 
-__all__ = ["RETRIES", "StageRunner", "still_done", "error_line"]
+__all__ = ["RETRIES", "VERIFIERS", "StageRunner", "still_done", "error_line"]
 
 # Dask runs a task that raised again, up to this many times, on whichever worker is free: a
 # transient fault (a flaky network read, a file system hiccup) gets two more chances, while a
@@ -27,6 +27,7 @@ __all__ = ["RETRIES", "StageRunner", "still_done", "error_line"]
 # against a stage of many. User errors are not retried (`Refused`); a worker that dies is the
 # scheduler's business (``distributed.scheduler.allowed-failures``, 3 by default).
 RETRIES = 2
+VERIFIERS: dict[Stage, stages.Verifier] = {**stages.VERIFIERS, **skeleton_stage.VERIFIERS}  # every stage's check of a done-marker, by stage
 
 
 class StageRunner:
@@ -158,7 +159,7 @@ def still_done(stage: StageRunner, name: Stage, names: Sequence[str], where: Any
     if not marked:
         return {}
     client = stage.client
-    verify = stages.VERIFIERS.get(name) or skeleton_stage.VERIFIERS[name]
+    verify = VERIFIERS[name]
     futures = {client.submit(run_task, verify, stage.job, k, v[0], where, key=_task_key(verify)): k
                for k, v in marked.items()}
     ok = dict(zip(futures.values(), client.gather(list(futures))))

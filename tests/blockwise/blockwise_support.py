@@ -102,6 +102,17 @@ def tubes(shape: Sequence[int], count: int, scaling: Sequence[float], radius: fl
     return ideal_outputs(shape, count, scaling, radius=radius, seed=seed)
 
 
+def tube_answers(folder: Path, shape: Sequence[int], seed: int) -> tuple[Path, np.ndarray]:
+    """A perfect network's stored answers for 40 tubes in ``shape`` (runtime X, Y, Z) with a raw
+    TIFF beside them, and the in-memory labels they give: the blockwise output tests' input."""
+    import tifffile
+
+    vectors, skeleton = tubes(shape, 40, PARAMETERS_FOR_TESTS.vector_scaling, radius=5.0, seed=seed)
+    raw = np.random.default_rng(0).integers(0, 999, (shape[2], shape[0], shape[1]), dtype=np.uint16)
+    tifffile.imwrite(folder / "raw.tif", raw)
+    return answers_store(folder, vectors, skeleton), in_memory_labels(vectors, skeleton, PARAMETERS_FOR_TESTS)
+
+
 def stop_processes(processes: Sequence[subprocess.Popen]) -> None:
     """Stop ``dask scheduler`` / ``dask worker`` processes a test started: SIGINT (they close
     cleanly), then SIGKILL for any still running 20 s later."""

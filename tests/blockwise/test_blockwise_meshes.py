@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
-from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_labels, job_for, local_cluster, run_options, tubes  # noqa: F401
-from stores.stores_support import bucket_keys, s3_with_bucket
+from blockwise_support import PARAMETERS_FOR_TESTS, job_for, local_cluster, run_options, tube_answers  # noqa: F401
+from stores.stores_support import bucket_keys, moto_alias, s3_with_bucket
 
 from skoots_client.blockwise.pipeline import segment_job
 from skoots_client.label_write import write_labels
@@ -35,10 +34,7 @@ AREA_TOLERANCE = (0.03, 0.2)  # relative, fragments simplified apart vs whole: m
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory):
-    vectors, skeleton = tubes(SHAPE, 40, PARAMETERS_FOR_TESTS.vector_scaling, radius=5.0, seed=5)
-    folder = tmp_path_factory.mktemp("answers")
-    tifffile.imwrite(folder / "raw.tif", np.random.default_rng(0).integers(0, 999, SHAPE[::-1][:1] + SHAPE[:2], dtype=np.uint16))
-    return answers_store(folder, vectors, skeleton), in_memory_labels(vectors, skeleton, PARAMETERS_FOR_TESTS)
+    return tube_answers(tmp_path_factory.mktemp("answers"), SHAPE, seed=5)
 
 
 @pytest.fixture
@@ -68,11 +64,10 @@ def meshes_read_back(url: str, s3_endpoint: str | None = None) -> dict[int, tupl
     with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
         warnings.simplefilter("ignore", ImportWarning)
         from cloudfiles import CloudFiles
-        from cloudfiles.paths import add_alias
         from cloudvolume import CloudVolume
 
     if s3_endpoint is not None:
-        add_alias("moto", f"s3://{s3_endpoint}/")
+        moto_alias(s3_endpoint)
     volume = CloudVolume(url, progress=False)
     assert volume.info["mesh"] == "mesh" and volume.mesh.meta.info["@type"] == "neuroglancer_legacy_mesh"
     got = {}

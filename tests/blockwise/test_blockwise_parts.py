@@ -133,9 +133,10 @@ def test_each_stage_has_its_verifier_and_a_block_checks_out_only_as_marked(tmp_p
     from skoots_client.atomic import crc
     from skoots_client.blockwise import stages
     from skoots_client.blockwise.encoding import encode
+    from skoots_client.blockwise.stage_runner import VERIFIERS
     from skoots_client.blockwise.store import STAGES
 
-    assert set(stages.VERIFIERS) == set(STAGES)
+    assert set(VERIFIERS) == set(STAGES)
     store = BlockStore(tmp_path / "w", {"a": 1})
     store.create()
     job = SimpleNamespace(store=store)

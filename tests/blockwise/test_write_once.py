@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
-from blockwise_support import PARAMETERS_FOR_TESTS, answers_store, in_memory_labels, job_for, local_cluster, run_options, tubes  # noqa: F401
+from blockwise_support import PARAMETERS_FOR_TESTS, job_for, local_cluster, run_options, tube_answers  # noqa: F401
 from stores.stores_support import bucket_keys, s3_with_bucket
 
 from skoots_client.blockwise.pipeline import segment_job
@@ -33,10 +32,7 @@ SMALL_SHARDS = dict(chunk=16, shard_log2=1, shard_past=0)  # 32**3 shards: sever
 
 @pytest.fixture(scope="module")
 def answers(tmp_path_factory):
-    vectors, skeleton = tubes(SHAPE, 40, PARAMETERS_FOR_TESTS.vector_scaling, radius=5.0, seed=5)
-    folder = tmp_path_factory.mktemp("answers")
-    tifffile.imwrite(folder / "raw.tif", np.random.default_rng(0).integers(0, 999, SHAPE[::-1][:1] + SHAPE[:2], dtype=np.uint16))
-    return answers_store(folder, vectors, skeleton), in_memory_labels(vectors, skeleton, PARAMETERS_FOR_TESTS)
+    return tube_answers(tmp_path_factory.mktemp("answers"), SHAPE, seed=5)
 
 
 def run(folder: Path, answers: Path, out, *, scheduler: str | None, watch: Watch | None = None, **options):

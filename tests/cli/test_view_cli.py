@@ -206,11 +206,11 @@ def test_ctrl_c_stops_serving_without_a_traceback(precomputed: Path) -> None:
     process = subprocess.Popen([str(CLIENT), "view", str(precomputed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = process.stdout.readline()
     assert first.startswith("Neuroglancer: http://127.0.0.1:")
-    with urllib.request.urlopen(first.split()[1], timeout=10) as page:
+    with urllib.request.urlopen(first.split()[1], timeout=60) as page:  # a loaded CI machine serves the client slowly
         assert page.status == 200
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0 and err == "stopped\n"
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in err and err.strip().splitlines()[-1] == "stopped", err
 
 
 def _refused(done: subprocess.CompletedProcess, *words: str) -> None:

@@ -148,6 +148,20 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", lines[0])
 
 
+def moto_alias(s3_endpoint: str) -> None:
+    """Make CloudFiles' ``moto://BUCKET/…`` name the S3 at ``s3_endpoint``, and drop what
+    it kept for an earlier one: its pools are keyed by alias and bucket, so a
+    later test's moto server on another port would otherwise be reached at the old one's (and it
+    caches each path's parse, host included)."""
+    from cloudfiles import paths
+    from cloudfiles.interfaces import reset_connection_pools
+
+    paths.add_alias("moto", f"s3://{s3_endpoint}/")
+    paths.extract.cache_clear()
+    paths.normalize.cache_clear()
+    reset_connection_pools()
+
+
 def cloudvolume_zyx(url: str, s3_endpoint: str | None = None, mip: int = 0) -> np.ndarray:
     """The labels at ``url`` (``precomputed://…``; its scale ``mip``) as CloudVolume reads them,
     ``[Z, Y, X]``; ``moto://BUCKET/…`` names ``s3_endpoint`` (CloudFiles' way to name an S3 that
@@ -156,11 +170,10 @@ def cloudvolume_zyx(url: str, s3_endpoint: str | None = None, mip: int = 0) -> n
 
     with warnings.catch_warnings():  # google-api-core, imported by CloudVolume, warns about a missing grpcio-status
         warnings.simplefilter("ignore", ImportWarning)
-        from cloudfiles.paths import add_alias
         from cloudvolume import CloudVolume
 
     if s3_endpoint is not None:
-        add_alias("moto", f"s3://{s3_endpoint}/")
+        moto_alias(s3_endpoint)
     return np.asarray(CloudVolume(url, mip=mip, progress=False)[:, :, :])[..., 0].T
 
 
