@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, overload
@@ -23,6 +24,7 @@ from ..errors import ClientError, InputError, OutputError
 __all__ = [
     "FORMATS", "LOCATIONS", "RETRIES", "CACHE_BYTES", "StoreUrl", "is_store", "Location", "has_scheme", "parse", "context",
     "check_credentials", "explain", "argument", "DEADLINE", "done",
+    "IN_FLIGHT", "write_all",
 ]
 
 FORMATS = ("n5", "precomputed", "zarr", "zarr2", "zarr3")
@@ -36,6 +38,7 @@ RETRIES = {"max_retries": 4, "initial_delay": "100ms", "max_delay": "2s"}
 # for 600x80 uint16) are read once; a blockwise worker's memory budget pays for it.
 DEADLINE = 120.0  # seconds for one metadata request or open of an output, retries included
 CACHE_BYTES = 64 << 20
+IN_FLIGHT = 64  # writes awaited together: enough to keep a bucket busy, few enough to bound memory
 
 
 @dataclass(frozen=True)
@@ -337,3 +340,20 @@ def done(future: Any, url: StoreUrl, seconds: float | None = None) -> Any:
         future.cancel()
         raise OutputError(f"--out {url}: the store did not answer within {seconds:.0f} s; check that the bucket exists and "
                           "the network (and --s3-endpoint)") from None
+
+
+def write_all(kv: Any, url: StoreUrl, items: Iterable[tuple[str | bytes, bytes]], in_flight: int = IN_FLIGHT) -> int:
+    """Write every ``(key, data)`` to the key-value store ``kv``, ``in_flight`` writes awaited
+    together (each bounded by `done`), in order; the bytes written. TensorStore's own failures
+    pass through for the caller's `explain`."""
+    pending, written = [], 0
+    for key, data in items:
+        pending.append(kv.write(key, data))
+        written += len(data)
+        if len(pending) >= in_flight:
+            for future in pending:
+                done(future, url)
+            pending = []
+    for future in pending:
+        done(future, url)
+    return written

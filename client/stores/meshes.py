@@ -16,12 +16,11 @@ import numpy as np
 
 from ..errors import OutputError
 from ..meshes import MESH_DIR, MESH_INFO, Box, encode_fragment, fragment_name, manifest, mesh_box, read_extent
-from .location import StoreUrl, context, explain
-from .writer import done, open_output, write_boxes
+from .location import StoreUrl, context, done, explain, write_all
+from .writer import open_output, write_boxes
 
-__all__ = ["IN_FLIGHT", "scale_frame", "open_folder", "write_box_meshes", "write_manifests", "write_mesh_info", "add_mesh_key", "mesh_labels"]
+__all__ = ["scale_frame", "open_folder", "write_box_meshes", "write_manifests", "write_mesh_info", "add_mesh_key", "mesh_labels"]
 
-IN_FLIGHT = 64  # writes awaited together: enough to keep a bucket busy, few enough to bound memory
 
 
 def scale_frame(info: Mapping[str, Any]) -> tuple[list[float], list[int]]:
@@ -42,21 +41,11 @@ def open_folder(url: StoreUrl) -> Any:
 
 
 def _write_all(kv: Any, url: StoreUrl, items: Iterable[tuple[str, bytes]]) -> int:
-    """Write every ``(key, data)``, `IN_FLIGHT` at a time; the bytes written."""
-    pending, written = [], 0
+    """`write_all`, a store's failure said in one line."""
     try:
-        for key, data in items:
-            pending.append(kv.write(key, data))
-            written += len(data)
-            if len(pending) >= IN_FLIGHT:
-                for future in pending:
-                    done(future, url)
-                pending = []
-        for future in pending:
-            done(future, url)
+        return write_all(kv, url, items)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
-    return written
 
 
 def write_box_meshes(kv: Any, url: StoreUrl, labels_xyz: np.ndarray, box: Box, shape_xyz: Sequence[int],

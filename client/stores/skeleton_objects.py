@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import OutputError
-from .location import StoreUrl, context, done, explain
+from .location import StoreUrl, context, done, explain, write_all
 
 __all__ = ["SKELETONS_KEY", "SKELETON_INFO", "skeleton_info_object", "skeleton_objects", "name_skeletons", "write_objects", "add_skeletons"]
 
@@ -47,12 +47,9 @@ def write_objects(url: StoreUrl, objects: Mapping[str, bytes]) -> int:
 
     try:
         kv = done(ts.KvStore.open(url.kvstore(), context=context()), url)
-        pending = [kv.write(key, data) for key, data in objects.items()]
-        for future in pending:
-            done(future, url)
+        return write_all(kv, url, objects.items())
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
-    return sum(len(data) for data in objects.values())
 
 
 def add_skeletons(url: StoreUrl, info: Mapping[str, Any], encoded: Mapping[int, bytes]) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClientError, OutputError
-from .location import DEADLINE, StoreUrl, check_credentials, context, done, explain
+from .location import DEADLINE, StoreUrl, check_credentials, context, done, explain, write_all
 
 __all__ = [
     "SHARD_PAST", "CHUNK", "SHARD_LOG2", "METADATA", "DEADLINE", "Region", "output_format", "check_store_destination",
@@ -340,16 +340,11 @@ def publish(staging: StoreUrl, url: StoreUrl, format: str, overwrite: bool) -> N
         if old or done(target.list(), url):
             done(target.delete_range(ts.KvStore.KeyRange(METADATA[format], METADATA[format] + "\0")), url)
             done(target.delete_range(ts.KvStore.KeyRange()), url)
-        keys = sorted(done(source.list(), url), key=lambda k: k.decode() == METADATA[format])
-        pending = []
-        for key in keys:
-            pending.append(target.write(key, done(source.read(key), url).value))
-            if len(pending) >= 32 or key.decode() == METADATA[format]:
-                for future in pending:
-                    done(future, url)
-                pending = []
-        for future in pending:
-            done(future, url)
+        # The metadata last, once every chunk is in: a reader never opens a half-copied volume.
+        keys = done(source.list(), url)
+        for last in (False, True):
+            batch = [key for key in keys if (key.decode() == METADATA[format]) == last]
+            write_all(target, url, ((key, done(source.read(key), url).value) for key in batch), in_flight=32)
     except ValueError as e:
         raise explain(e, url, "store", OutputError) from e
 
