@@ -24,7 +24,7 @@ from .model_card import CARD_KEY, Layer, card_values, find_sidecar, read_sidecar
 from .model_config import build_model_config
 from .onnx_model import verify_onnx
 from .openvino_ir import convert_head, save_ir, verify_ir
-from .repository import ModelVariant, write_models
+from .repository import ModelVariant, check_destination, write_models
 from .torchscript import reference_answer, script_head, verify_scripted
 from .zoo_source import load_source
 
@@ -153,6 +153,10 @@ def export_checkpoint(
     backends = BACKENDS.get(backend)
     if backends is None:
         raise ExportOptionError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
+    try:
+        check_destination(repository)
+    except OSError as e:
+        raise _unwritable(repository, e) from e
     checkpoint = load_source(checkpoint_path, trust=trust_checkpoint)
     network = build_network(checkpoint.cfg["MODEL"])
     levels = 1 + len(checkpoint.cfg["MODEL"]["DIMS"]) // 2  # stride-2 convs from input to bottom
@@ -201,9 +205,7 @@ def export_checkpoint(
     try:
         paths = write_models(repository, variants, save_files, version)
     except OSError as e:
-        raise ExportError(
-            f"cannot write the model repository {repository}: {e.strerror or e} — choose a writable --repository"
-        ) from e
+        raise _unwritable(repository, e) from e
     return ExportResult(
         models=list(zip(paths, backends)),
         parameters=parameters,
@@ -213,6 +215,10 @@ def export_checkpoint(
         torch_version=str(torch.__version__),
         warnings=tuple(warnings),
     )
+
+
+def _unwritable(repository: Path, error: OSError) -> ExportError:
+    return ExportError(f"cannot write the model repository {repository}: {error.strerror or error} — choose a writable --repository")
 
 
 def _script_if_wanted(head: InferenceHead, backends: list[Backend]) -> tuple[torch.jit.ScriptModule | None, list[str]]:

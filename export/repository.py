@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from .contract.wire import config_to_text
 
-__all__ = ["PYTHON_MODEL", "OPENVINO_RUNTIME", "ModelVariant", "write_models"]
+__all__ = ["PYTHON_MODEL", "OPENVINO_RUNTIME", "ModelVariant", "check_destination", "write_models"]
 
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 # Beside the Python-backend model.py, which loads it by path when the version holds an IR.
@@ -42,6 +42,19 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+def check_destination(repository: Path) -> None:
+    """Raise the `OSError` `write_models` would meet at the end — a file where the repository or
+    a folder above it should be, a folder this user cannot write — before the minutes of export."""
+    existing = repository
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        code = errno.EEXIST if existing == repository else errno.ENOTDIR
+        raise OSError(code, os.strerror(code), str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
 
 
 def write_models(

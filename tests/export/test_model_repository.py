@@ -207,3 +207,34 @@ def test_a_crops_answer_does_not_depend_on_its_batch(exported_repository: Path, 
     for k, output in enumerate(together):
         assert torch.equal(output, torch.cat([a[k] for a in alone]))
         assert torch.equal(output, torch.cat([p[k] for p in pairs]))
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "is-a-file"])
+def test_an_unwritable_repository_fails_before_the_network_is_captured(
+    where: str, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skoots_export import exporter
+    from skoots_export.errors import ExportError
+
+    def captured(*args, **kwargs):
+        raise AssertionError("the network was captured for a repository that cannot be written")
+
+    monkeypatch.setattr(exporter, "export_program", captured)
+    (tmp_path / "notes").write_text("a file")
+    repository = tmp_path / "notes" / "repo" if where == "under-a-file" else tmp_path / "notes"
+    with pytest.raises(ExportError, match=r"cannot write the model repository .*(Not a directory|File exists) — choose a writable"):
+        export_checkpoint(tiny_checkpoint, repository=repository, backend="python", device=Device.CPU, crop=(24, 24, 8), overlap=(4, 4, 2))
+    assert (tmp_path / "notes").read_text() == "a file"
+
+
+def test_the_suites_graph_memo_tells_networks_apart(tiny_checkpoint: Path) -> None:
+    """tests/graph_capture_memo.py reuses a capture only for the same structure, thresholds and weights."""
+    from graph_capture_memo import fingerprint
+
+    head = eager_head(tiny_checkpoint)
+    assert fingerprint(head) == fingerprint(eager_head(tiny_checkpoint))
+    assert fingerprint(head) != fingerprint(eager_head(tiny_checkpoint, prob=0.4))
+    other = eager_head(tiny_checkpoint)
+    with torch.no_grad():
+        next(other.parameters()).view(-1)[0] += 1e-3
+    assert fingerprint(head) != fingerprint(other)
