@@ -26,6 +26,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     setattr(item, f"rep_{report.when}", report)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_graph_capture_per_network():
+    """The exporter's torch.export capture and OpenVINO conversion once per network (graph_capture_memo)."""
+    import graph_capture_memo
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        graph_capture_memo.install(monkeypatch)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SKOOTS checkpoint in the upstream format with a tiny network."""

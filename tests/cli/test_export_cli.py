@@ -15,6 +15,9 @@ from checkpoints import TINY, random_state_dict, skoots_cfg, write_checkpoint
 SKOOTS = Path(sys.executable).parent / "skoots"
 FAST = ["--device", "cpu", "--crop", "24,24,8", "--overlap", "4,4,2"]
 EVERY_VARIANT = ["skoots", "skoots_openvino", "skoots_python"]  # what the default export writes
+# Each successful export is a torch.export capture and an OpenVINO conversion (~15 s in a fresh
+# process): the quick run keeps three, the rest of the success and re-export cases run with -m slow.
+SLOW = pytest.mark.slow
 EXPORT_OPTIONS = ["--repository", "--name", "--backend", "--device", "--max-batch", "--max-tile-voxels", "--instances", "--version",
                   "--crop", "--overlap", "--vector-scaling", "--anisotropy", "--prob-threshold",
                   "--skeleton-threshold", "--dilations-3d", "--dilations-2d", "--embedding-iterations",
@@ -101,6 +104,7 @@ def test_default_export_writes_every_variant_and_says_so(checkpoint: Path, tmp_p
     assert 'backend: "openvino"' in (repository / "skoots_openvino" / "config.pbtxt").read_text()
 
 
+@SLOW
 def test_python_backend_alone_takes_the_plain_name(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     result = skoots("export", checkpoint, "-r", repository, "--backend", "python", "--name", "mito.v2",
@@ -228,6 +232,7 @@ def test_trust_checkpoint_is_the_only_way_to_run_pickled_code(checkpoint: Path, 
 # --- re-export -------------------------------------------------------------------------------
 
 
+@SLOW
 def test_reexport_replaces_atomically_and_keeps_other_versions(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     first = skoots("export", checkpoint, "-r", repository, "--version", "1", *FAST)
@@ -254,6 +259,7 @@ def test_reexport_replaces_atomically_and_keeps_other_versions(checkpoint: Path,
     assert sorted(p.name for p in repository.iterdir()) == EVERY_VARIANT
 
 
+@SLOW
 def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     assert skoots("export", checkpoint, "-r", repository, *FAST).returncode == 0
@@ -266,6 +272,7 @@ def test_failed_reexport_keeps_the_previous_model(checkpoint: Path, bad_files: P
     assert sorted(p.name for p in repository.iterdir()) == EVERY_VARIANT
 
 
+@SLOW
 def test_a_file_in_the_way_is_neither_deleted_nor_half_replaced(checkpoint: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     repository.mkdir()

@@ -55,7 +55,9 @@ def lively_head(kernel: int = 3, activation: str = "gelu") -> InferenceHead:
     return InferenceHead(network, prob_threshold, float(skel[prob > prob_threshold].quantile(0.8))).eval()
 
 
-@pytest.fixture(scope="module", params=[(3, "gelu"), (5, "relu"), (7, "silu")], ids=lambda p: f"k{p[0]}-{p[1]}")
+# One architecture in the quick run; the others (a torch.export capture and conversion each, ~20 s) in the slow one.
+@pytest.fixture(scope="module", params=[(3, "gelu"), pytest.param((5, "relu"), marks=pytest.mark.slow),
+                                        pytest.param((7, "silu"), marks=pytest.mark.slow)], ids=lambda p: f"k{p[0]}-{p[1]}")
 def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.jit.ScriptModule, Path]:
     head = lively_head(*request.param)
     xml = tmp_path_factory.mktemp("ir") / "model.xml"

@@ -51,6 +51,7 @@ def test_the_committed_checkpoint_is_small_and_in_the_upstream_format() -> None:
     assert checkpoint["model_card"] == MODEL_CARD
 
 
+@pytest.mark.slow  # a second full-size export (~30 s); the demo fixture's export is the quick run's
 def test_a_plain_export_of_the_demo_checkpoint_meets_the_targets(tmp_path: Path) -> None:
     """Issue 13's first run: ``skoots export examples/demo_model.trch`` with no options (its model
     card supplies crop, overlap and dilations), then an in-process segment of a held-out volume."""
