@@ -147,6 +147,7 @@ def test_a_run_stopped_while_meshing_leaves_nothing_readable_and_resume_redoes_o
     assert len(meshes_read_back(f"precomputed://file://{tmp_path}/seg")) == expected.max()
 
 
+@pytest.mark.slow  # moto S3 (~20 s); the in-place, info-last order is the same code as on a local folder
 def test_s3_meshes_are_written_in_place_and_the_info_last(answers, tmp_path: Path, small_shards) -> None:
     path, expected = answers
     with s3_with_bucket("out") as s3:

@@ -117,6 +117,7 @@ def test_a_run_stopped_in_the_pyramid_stage_publishes_nothing_and_resume_finishe
     assert all(np.array_equal(b, o) for b, o in zip(scales_xyz(f"precomputed://file://{tmp_path}/seg"), oracle))
 
 
+@pytest.mark.slow  # moto S3 (~11 s); the local blockwise scales are checked in the quick run
 def test_s3_scales_equal_in_memory_with_the_info_last(answers, tmp_path: Path, small) -> None:
     path, expected = answers
     with s3_with_bucket("out") as s3:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -59,9 +60,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- success ---------------------------------------------------------------------------------
 
 
-def test_export_writes_both_variants_and_summarises(checkpoint: Path, tmp_path: Path) -> None:
+def test_export_writes_both_variants_and_summarises(checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # In process (the console script's main): the session's one capture of this network is reused.
+    result = in_process(capfd, monkeypatch, "export", checkpoint, "-r", tmp_path / "repo", "--backend", "both", *FAST, cwd=tmp_path)
     repository = tmp_path / "repo"
-    result = skoots("export", checkpoint, "-r", repository, "--backend", "both", *FAST, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and "Traceback" not in result.stdout
     for path in ("skoots/config.pbtxt", "skoots/1/model.pt", "skoots_python/config.pbtxt",
@@ -184,10 +187,24 @@ ERRORS: list = [
 ]
 
 
-@pytest.mark.parametrize("case,args,pattern", [pytest.param(*c, id=c[0]) for c in ERRORS])
-def test_user_errors_are_one_line_and_write_nothing(
-    case: str, args: list[str], pattern: str, checkpoint: Path, bad_files: Path, tmp_path: Path
-) -> None:
+def in_process(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``skoots ARGS`` through the console script's own ``main``, in this process: a fresh process
+    spends ~3 s importing before it can refuse, which times the table below was most of this
+    file's time. `test_the_console_script_refuses_alike` keeps the real process for a few rows."""
+    from skoots_export.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["skoots", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(cwd)
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main()
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(args, exited.value.code or 0, out, err)
+
+
+def refuse(run, case: str, args: list[str], pattern: str, checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
+    """``run`` (a subprocess or `in_process`) refuses the row in one line, exit 2, writing nothing."""
     args = [a.format(ok=checkpoint, bad=bad_files) for a in args]
     repository = tmp_path / "repo"
     extra = [] if "-r" in args else ["-r", str(repository)]
@@ -195,7 +212,7 @@ def test_user_errors_are_one_line_and_write_nothing(
     work = tmp_path / "cwd"
     work.mkdir()
 
-    result = skoots("export", *args, *extra, "--device", "cpu", *crop, cwd=work)
+    result = run("export", *args, *extra, "--device", "cpu", *crop, cwd=work)
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -209,6 +226,23 @@ def test_user_errors_are_one_line_and_write_nothing(
     assert not (bad_files / "MARKER").exists(), "an untrusted checkpoint ran code"
 
 
+@pytest.mark.parametrize("case,args,pattern", [pytest.param(*c, id=c[0]) for c in ERRORS])
+def test_user_errors_are_one_line_and_write_nothing(
+    case: str, args: list[str], pattern: str, checkpoint: Path, bad_files: Path, tmp_path: Path,
+    capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = functools.partial(in_process, capfd, monkeypatch)
+    refuse(run, case, args, pattern, checkpoint, bad_files, tmp_path)
+
+
+THROUGH_THE_SCRIPT = ("missing", "untrusted-pickle", "state-dict", "crop-two-values", "repository-under-a-file", "card-unit")
+
+
+@pytest.mark.parametrize("case,args,pattern", [pytest.param(*c, id=c[0]) for c in ERRORS if c[0] in THROUGH_THE_SCRIPT])
+def test_the_console_script_refuses_alike(case: str, args: list[str], pattern: str, checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
+    refuse(skoots, case, args, pattern, checkpoint, bad_files, tmp_path)
+
+
 def test_an_existing_empty_repository_stays_empty_on_error(checkpoint: Path, bad_files: Path, tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     repository.mkdir()
@@ -217,13 +251,14 @@ def test_an_existing_empty_repository_stays_empty_on_error(checkpoint: Path, bad
     assert list(repository.iterdir()) == []
 
 
-def test_trust_checkpoint_is_the_only_way_to_run_pickled_code(checkpoint: Path, tmp_path: Path) -> None:
+def test_trust_checkpoint_is_the_only_way_to_run_pickled_code(checkpoint: Path, tmp_path: Path, capfd: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     marker, unsafe = tmp_path / "MARKER", tmp_path / "unsafe.trch"
     torch.save({**torch.load(checkpoint, weights_only=False), "hook": Touch(marker)}, unsafe)
     refused = skoots("export", unsafe, "-r", tmp_path / "repo", *FAST)
     assert refused.returncode == 2 and "--trust-checkpoint" in refused.stderr
     assert not marker.exists() and not (tmp_path / "repo").exists()
-    trusted = skoots("export", unsafe, "-r", tmp_path / "repo", "--trust-checkpoint", *FAST)
+    trusted = in_process(capfd, monkeypatch, "export", unsafe, "-r", tmp_path / "repo", "--trust-checkpoint", *FAST, cwd=tmp_path)
     assert trusted.returncode == 0, trusted.stderr
     assert marker.exists()
     assert (tmp_path / "repo" / "skoots" / "1" / "model.pt").is_file()

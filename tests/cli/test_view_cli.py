@@ -96,7 +96,8 @@ def test_screenshot_shows_precomputed_labels_in_their_colours(chromium: None, pr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial PNG left
 
 
-@pytest.mark.parametrize("ngff", ["0.4", "0.5"])  # Zarr v2 through zarr://, v3 through zarr3://
+# Zarr v2 through zarr://, v3 through zarr3://; a Chromium screenshot each (~5 s), so v2 in the slow run.
+@pytest.mark.parametrize("ngff", [pytest.param("0.4", marks=pytest.mark.slow), "0.5"])
 def test_screenshot_shows_ome_zarr_labels_through_zarr_source(chromium: None, tmp_path: Path, ngff: str) -> None:
     out = write_labels(tmp_path / "labels.ome.zarr", _labels(), voxel_size=SIZE, properties=PROPERTIES, ngff_version=ngff)
     png = tmp_path / "view.png"

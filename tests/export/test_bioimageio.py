@@ -134,6 +134,7 @@ def test_bad_checkpoint_or_path_is_one_line_exit_2_nothing_written(case: str, tm
     assert list((tmp_path / "out").iterdir()) == [] and not (tmp_path / "absent").exists()
 
 
+@pytest.mark.slow  # a full export in a fresh process (~20 s); the API's package is checked in the quick run
 def test_cli_writes_the_package_and_says_how_to_check_it(tmp_path: Path, tiny_checkpoint: Path) -> None:
     out = tmp_path / "tiny.zip"
     done = skoots("export", tiny_checkpoint, "--bioimageio", out, "--crop", "24,24,8", "--overlap", "4,4,2")

@@ -57,6 +57,7 @@ def test_onnx_from_torch_export_answers_as_torchscript_at_any_batch_and_crop(tmp
         assert_within_openvino_tolerances(expected, run_onnx(path, crops.numpy()))
 
 
+@pytest.mark.slow  # a full --backend onnx export (~20 s); the ONNX answers are checked in the quick run above
 def test_onnx_variant_is_an_onnxruntime_model_of_one_crop_per_request(tmp_path: Path, tiny_checkpoint: Path) -> None:
     repository = tmp_path / "model_repository"
     result = export_checkpoint(tiny_checkpoint, repository=repository, backend="onnx", device=Device.GPU, crop=(24, 24, 8), overlap=(4, 4, 2))

@@ -283,6 +283,7 @@ def test_list_models_names_the_runtime_the_model_runs_on_here(viewer_and_widget,
     assert "skoots (TorchScript on CPU)" in notifications.messages[-1]
 
 
+@pytest.mark.slow  # a second demo export (~25-50 s); the demo targets test above is the quick run's
 def test_the_demo_sample_opens_at_once_and_run_waits_for_its_export(qtbot, make_napari_viewer, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The first open returns the volume without waiting for the model's export (which runs in

@@ -95,7 +95,9 @@ def test_on_the_command_line_a_missing_chunk_is_one_error_line_and_exit_2(stores
     assert f"warning: 1 missing chunk of {path} was read as zeros (--fill-missing)" in filled.stderr
 
 
-@pytest.mark.parametrize("blockwise", [False, True], ids=["in memory", "blockwise"])
+# Blockwise (~18 s: a Dask cluster against a flaky HTTP server) in the slow run; the reads that
+# must fail are the same code in memory.
+@pytest.mark.parametrize("blockwise", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["in memory", "blockwise"])
 def test_a_server_that_starts_answering_404_mid_run_fails_the_run_unless_fill_missing(
     blockwise: bool, stores_folder: Path, e2e_repository: Path, tmp_path: Path
 ) -> None:
