@@ -55,11 +55,21 @@ def lively_head(kernel: int = 3, activation: str = "gelu") -> InferenceHead:
     return InferenceHead(network, prob_threshold, float(skel[prob > prob_threshold].quantile(0.8))).eval()
 
 
+@pytest.fixture(scope="module")
+def lively_ir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default `lively_head`'s IR, converted once for the tests of this module that read it."""
+    xml = tmp_path_factory.mktemp("ir") / "model.xml"
+    save_ir(convert_head(lively_head(), minimum_size=8), xml)
+    return xml
+
+
 # One architecture in the quick run; the others (a torch.export capture and conversion each, ~20 s) in the slow one.
 @pytest.fixture(scope="module", params=[(3, "gelu"), pytest.param((5, "relu"), marks=pytest.mark.slow),
                                         pytest.param((7, "silu"), marks=pytest.mark.slow)], ids=lambda p: f"k{p[0]}-{p[1]}")
 def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.jit.ScriptModule, Path]:
     head = lively_head(*request.param)
+    if request.param == (3, "gelu"):
+        return script_head(head), request.getfixturevalue("lively_ir")
     xml = tmp_path_factory.mktemp("ir") / "model.xml"
     save_ir(convert_head(head, minimum_size=8), xml)
     return script_head(head), xml
@@ -109,9 +119,8 @@ def test_a_crops_answer_does_not_depend_on_its_shape_cache_or_neighbours(convert
     assert [o.shape[2:] for o in head(smaller)] == [(16, 16, 8)] * 3
 
 
-def test_verification_refuses_an_ir_of_other_weights(tmp_path: Path) -> None:
-    xml = tmp_path / "model.xml"
-    save_ir(convert_head(lively_head(), minimum_size=8), xml)
+def test_verification_refuses_an_ir_of_other_weights(lively_ir: Path) -> None:
+    xml = lively_ir
     other = InferenceHead(build_network(skoots_cfg(**TINY).MODEL)).eval()
     other.network.load_state_dict(random_state_dict(skoots_cfg(**TINY), seed=9))
     with pytest.raises(VerificationError, match="OpenVINO IR's outputs differ from the eager head; nothing was written"):
