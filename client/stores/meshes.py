@@ -22,7 +22,6 @@ from .writer import open_output, write_boxes
 __all__ = ["scale_frame", "open_folder", "write_box_meshes", "write_manifests", "write_mesh_info", "add_mesh_key", "mesh_labels"]
 
 
-
 def scale_frame(info: Mapping[str, Any]) -> tuple[list[float], list[int]]:
     """The first scale's ``resolution`` (nm) and ``voxel_offset`` of a precomputed ``info``
     (or of a spec's ``scale_metadata``): where its voxels sit, in file order."""

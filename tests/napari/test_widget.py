@@ -200,6 +200,7 @@ def test_the_event_loop_stays_responsive_during_a_run(qtbot, viewer_and_widget) 
     assert np.median(gaps) < 50
 
 
+@pytest.mark.slow  # a full-size demo export and segment in the viewer (~48 s); tests/functional/test_demo.py meets the targets in the quick run
 def test_the_demo_sample_opens_with_its_model_and_meets_the_demo_targets(qtbot, make_napari_viewer, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """File ▸ Open Sample ▸ SKOOTS demo, then Run with nothing else set: the demo's labels,
